@@ -1,0 +1,116 @@
+"""Frozen settings with bounded, validated defaults.
+
+Every knob is keyword-only, has a safe default and a hard cap; a nonsense value raises
+``UsageError`` at construction, before any file is read or any request is sent.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bulkscan.errors import UsageError
+
+__all__ = ["DispatchSettings", "InputLimits", "InputSettings", "parse_duration", "parse_rate"]
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute)\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$", re.IGNORECASE)
+_PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+MAX_RATE_PER_S = 200.0  # APIG's default per-API limit; asking for more is never right
+MAX_CONCURRENCY = 64
+
+
+def parse_rate(text: str) -> float:
+    """``'5/s'`` → 5.0, ``'30/min'`` → 0.5 (requests per second)."""
+    m = _RATE.match(text)
+    if not m:
+        raise UsageError(f"rate '{text}' is not of the form N/s or N/min (e.g. 5/s, 30/min)")
+    value = float(m.group(1))
+    per_s = value if m.group(2).lower().startswith("s") else value / 60.0
+    if not 0 < per_s <= MAX_RATE_PER_S:
+        raise UsageError(f"rate '{text}' must be above 0 and at most {MAX_RATE_PER_S:g}/s")
+    return per_s
+
+
+def parse_duration(text: str) -> float:
+    """``'50ms'`` → 0.05, ``'2s'`` → 2.0, ``'1m'`` → 60.0, ``'3'`` → 3.0 (seconds)."""
+    m = _DURATION.match(text)
+    if not m:
+        raise UsageError(f"duration '{text}' is not of the form 50ms, 2s or 1m")
+    value = float(m.group(1))
+    unit = (m.group(2) or "s").lower()
+    return value / 1000.0 if unit == "ms" else value * 60.0 if unit in ("m", "min") else value
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise UsageError(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputLimits:
+    """Safety caps on what an input file may cost to read; raise them with the CLI options."""
+
+    max_file_bytes: int = 100 * 1024 * 1024
+    max_unpacked_bytes: int = 1024 * 1024 * 1024
+    max_rows: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        _check_range("max file size", self.max_file_bytes, 1, 1 << 40)
+        _check_range("max unpacked size", self.max_unpacked_bytes, 1, 1 << 42)
+        _check_range("max rows", self.max_rows, 1, 50_000_000)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputSettings:
+    """How input cells are interpreted."""
+
+    project_id: str | None = None  # default for blank project_id cells
+    region: str | None = None  # default for blank region cells
+    timezone: str = "UTC"  # for naive date-times
+    start_time_unit: Literal["s", "ms"] = "s"
+    strict_db_types: bool = False
+    limits: InputLimits = field(default_factory=InputLimits)
+
+    def __post_init__(self) -> None:
+        if self.project_id is not None and not _PROJECT_ID.match(self.project_id):
+            raise UsageError(f"--project-id '{self.project_id}' is not 32 lowercase hex characters")
+        if self.start_time_unit not in ("s", "ms"):
+            raise UsageError(f"start time unit must be 's' or 'ms', not '{self.start_time_unit}'")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise UsageError(f"--timezone '{self.timezone}' is not a known time zone") from exc
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings:
+    """How requests are sent: rate, concurrency, retries and timeouts (all bounded)."""
+
+    rate_per_s: float = 5.0
+    concurrency: int = 8
+    max_attempts: int = 6
+    max_task_seconds: float = 600.0  # total time budget for one task, retries included
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    grace_s: float = 10.0  # how long in-flight requests may finish after Ctrl-C
+
+    def __post_init__(self) -> None:
+        _check_range("rate (per second)", self.rate_per_s, 0.001, MAX_RATE_PER_S)
+        _check_range("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        _check_range("attempts", self.max_attempts, 1, 20)
+        _check_range("task time budget (s)", self.max_task_seconds, 1, 86_400)
+        _check_range("backoff base (s)", self.backoff_base_s, 0.0, 60)
+        _check_range("backoff cap (s)", self.backoff_max_s, 0.0, 3_600)
+        _check_range("connect timeout (s)", self.connect_timeout_s, 0.05, 300)
+        _check_range("read timeout (s)", self.read_timeout_s, 0.05, 600)
+        _check_range("grace period (s)", self.grace_s, 0, 600)

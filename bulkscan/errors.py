@@ -1,0 +1,157 @@
+"""One exception tree for everything bulkscan can raise on purpose.
+
+::
+
+    BulkscanError                      every error a user can cause or meet
+    ├── UsageError                     bad option or setting (rate, concurrency, paths)
+    ├── InputError                     a file cannot be read as bulkscan input
+    │   └── InputLimitError            a file exceeds a safety cap (size, unpacked size, rows)
+    ├── ValidationFailed               the input was read but has errors (carries every Issue)
+    ├── CredentialsError               no or unusable credentials
+    ├── JournalError                   the run journal is missing, damaged, newer, busy or
+    │                                  belongs to another input
+    └── DscError                       a classified answer of the DSC service
+        ├── TransientError             not applied: safe to resend after a wait
+        │   └── ThrottledError         429 / 0308: the service asked us to slow down
+        ├── AmbiguousError             may have been applied: look before resending
+        ├── TaskPermanentError         this request is wrong (fix the row); others go on
+        ├── ProjectPermanentError      this project cannot take tasks; other projects go on
+        └── RunFatalError              authentication or wrong API: stop everything
+
+Every error carries its context as attributes (file, sheet, row, column, task, HTTP status,
+error code, request id) and its message says what to do next.  No message ever contains a
+secret: credentials are never passed to an exception.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousError",
+    "BulkscanError",
+    "CredentialsError",
+    "DscError",
+    "InputError",
+    "InputLimitError",
+    "JournalError",
+    "ProjectPermanentError",
+    "RunFatalError",
+    "TaskPermanentError",
+    "ThrottledError",
+    "TransientError",
+    "UsageError",
+    "ValidationFailed",
+]
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bulkscan.models import Issue
+
+
+class BulkscanError(Exception):
+    """Base of every error bulkscan raises on purpose; its str() is a user-facing message."""
+
+
+class UsageError(BulkscanError):
+    """An option or setting is out of its allowed range or malformed."""
+
+
+class InputError(BulkscanError):
+    """A file cannot be read as bulkscan input (missing, wrong format, corrupt, protected)."""
+
+    def __init__(self, message: str, *, file: str, sheet: str | None = None) -> None:
+        self.file = file
+        self.sheet = sheet
+        where = file if sheet is None else f"{file}, sheet '{sheet}'"
+        super().__init__(f"{where}: {message}")
+
+
+class InputLimitError(InputError):
+    """A file exceeds one of the safety caps; the message names the setting that raises it."""
+
+
+class ValidationFailed(BulkscanError):
+    """The input was read, but some cells are wrong.  ``issues`` holds every one of them."""
+
+    def __init__(self, issues: Sequence[Issue]) -> None:
+        self.issues = tuple(issues)
+        errors = [i for i in self.issues if i.severity == "error"]
+        first = f": {errors[0]}" if errors else ""
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{len(errors)} error(s) in the input{first}{more}")
+
+
+class CredentialsError(BulkscanError):
+    """Credentials are missing or unusable.  Never carries the secret itself."""
+
+
+class JournalError(BulkscanError):
+    """The run journal cannot be used: missing, damaged, newer, in use, or of another input."""
+
+
+class DscError(BulkscanError):
+    """A classified answer from DSC (or from the network on the way to it)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        task: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.task = task
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TransientError(DscError):
+    """Nothing was applied; the same request may be sent again after a wait."""
+
+
+class ThrottledError(TransientError):
+    """The gateway throttled the request (429 / APIG.0308); ``limit_per_s`` if it said one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit_per_s: float | None = None,
+        status: int | None = 429,
+        code: str | None = None,
+        request_id: str | None = None,
+        task: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.limit_per_s = limit_per_s
+        super().__init__(
+            message,
+            status=status,
+            code=code,
+            request_id=request_id,
+            task=task,
+            retry_after=retry_after,
+        )
+
+
+class AmbiguousError(DscError):
+    """The request may have been applied (timeout, reset after sending, 500/502/504)."""
+
+
+class TaskPermanentError(DscError):
+    """The service refused this request for good (400, DSC codes): fix the row, do not resend."""
+
+
+class ProjectPermanentError(DscError):
+    """The project cannot take tasks (404 project, 403): its tasks fail, others go on."""
+
+
+class RunFatalError(DscError):
+    """Authentication or configuration is wrong: stop the whole run, never retry."""

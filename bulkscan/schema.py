@@ -1,0 +1,123 @@
+"""The input format: sheet names, columns, header aliases, regions and database types.
+
+One place that loader, validator, template writer and README agree on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+__all__ = [
+    "BOOL_FALSE",
+    "BOOL_TRUE",
+    "INSTANCE_COLUMNS",
+    "INSTANCES_SHEET",
+    "PROFILE_COLUMNS",
+    "PROFILES_SHEET",
+    "REGIONS",
+    "SCHEDULE_TYPES",
+    "Column",
+    "canonical_db_type",
+    "known_db_types",
+    "normalise_header",
+]
+
+INSTANCES_SHEET = "instances"
+PROFILES_SHEET = "profiles"
+
+REGIONS: tuple[str, ...] = (
+    "cn-north-4", "cn-north-1", "cn-north-9", "cn-east-2", "cn-east-3", "cn-south-1",
+    "cn-southwest-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "sa-brazil-1",
+    "la-south-2", "la-north-2", "af-south-1", "tr-west-1", "eu-west-101",
+)  # fmt: skip
+
+SCHEDULE_TYPES: tuple[str, ...] = ("ONCE", "DAY", "WEEK", "MONTH")
+
+BOOL_TRUE = frozenset({"true", "yes", "y", "1", "on", "t"})
+BOOL_FALSE = frozenset({"false", "no", "n", "0", "off", "f"})
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A known column: its canonical name, whether it is required, aliases and help text."""
+
+    name: str
+    required: bool
+    help: str
+    aliases: tuple[str, ...] = ()
+
+
+INSTANCE_COLUMNS: tuple[Column, ...] = (
+    Column("ins_id", True, "DSC instance id of the database (text, as shown in the console).",
+           ("instance_id", "instance", "ins", "id", "db_instance_id")),
+    Column("db_type", True, "Database type, e.g. MySQL, PostgreSQL (case-insensitive).",
+           ("type", "engine", "database_type", "db_engine", "dbtype")),
+    Column("project_id", False,
+           "32-character lowercase hex project id; blank uses --project-id "
+           "or HUAWEICLOUD_SDK_PROJECT_ID.", ("project", "projectid")),
+    Column("region", False, "Region such as cn-north-4; blank uses --region.",
+           ("region_id", "region_name")),
+    Column("profile", False, "Name of a row of the profiles sheet; blank uses 'default'.",
+           ("scan_profile", "profile_name")),
+    Column("task", False,
+           "Explicit task name; rows with the same task go into the same task request.",
+           ("task_name",)),
+    Column("enabled", False, "FALSE/no/0 skips the row (reported as skipped); blank means yes.",
+           ("enable", "active", "include")),
+)  # fmt: skip
+
+PROFILE_COLUMNS: tuple[Column, ...] = (
+    Column("profile", True, "Profile name, unique, referred to from the instances sheet.",
+           ("name", "profile_name")),
+    Column("schedule_type", False, "ONCE, DAY, WEEK or MONTH (default ONCE).",
+           ("schedule", "frequency")),
+    Column("start_time", False,
+           "Excel date-time, ISO-8601 text or epoch integer; blank means 0 (start now).",
+           ("start", "start_at")),
+    Column("start_now", False, "Start the scan immediately (default TRUE).", ()),
+    Column("schedule_switch", False, "Scheduling on/off (default FALSE).", ("schedule_on",)),
+    Column("delete_failed_meta", False, "Delete metadata of failed scans (default FALSE).", ()),
+    Column("scan_column_constraints", False, "Scan column constraints (default TRUE).", ()),
+    Column("scan_comment", False, "Scan comments (default TRUE).", ()),
+    Column("scan_privileges", False, "Scan privileges (default FALSE).", ()),
+    Column("scan_system_db", False, "Scan system databases (default FALSE).", ()),
+    Column("scan_tables", False, "Scan tables (default TRUE).", ()),
+    Column("scan_views", False, "Scan views (default TRUE).", ()),
+    Column("task_description", False, "Task description, up to 1024 characters.",
+           ("description",)),
+    Column("task_name", False,
+           "Task name pattern: {profile}, {region}, {project}, {seq} (e.g. {seq:03}), "
+           "{db_type}; at most 256 characters once filled.", ("name_pattern", "task")),
+    Column("max_sources", False, "Most data sources in one task (1..500, default 50).",
+           ("max_data_sources", "batch_size")),
+)  # fmt: skip
+
+_NON_WORD = re.compile(r"[\s.\-/]+")
+
+
+def normalise_header(header: str) -> str:
+    """``' Instance ID '`` → ``'instance_id'``: lowercase, spaces, dots, hyphens as ``_``."""
+    return _NON_WORD.sub("_", header.strip().lower()).strip("_")
+
+
+@cache
+def _db_types() -> tuple[dict[str, str], tuple[str, ...]]:
+    raw = json.loads(resources.files("bulkscan.data").joinpath("db_types.json").read_text())
+    canonical: list[str] = raw["canonical"]
+    table = {name.lower(): name for name in canonical}
+    table.update({alias.lower(): name for alias, name in raw["aliases"].items()})
+    return table, tuple(canonical)
+
+
+def known_db_types() -> tuple[str, ...]:
+    """The canonical database type names, in the data file's order."""
+    return _db_types()[1]
+
+
+def canonical_db_type(value: str) -> str | None:
+    """The canonical spelling of a db_type (case-insensitive, aliases too), or None."""
+    return _db_types()[0].get(value.strip().lower())
