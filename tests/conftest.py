@@ -1,0 +1,142 @@
+"""Shared fixtures: real workbooks written into ``tmp_path``.
+
+* ``make_xlsx``: an .xlsx written by openpyxl from rows of values, optionally placed at an
+  offset (leading blank rows and columns), as a user's spreadsheet would be.
+* ``make_raw_xlsx``: an .xlsx assembled from hand-written sheet XML, for what openpyxl will
+  not write (cached formula values, odd cell layouts, hostile content).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_CT_NS = "http://schemas.openxmlformats.org/package/2006/content-types"
+_SHEET_CT = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+_BOOK_CT = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
+_SST_CT = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+
+
+class MakeXlsx(Protocol):
+    def __call__(
+        self,
+        sheets: Mapping[str, Sequence[Sequence[Any]]],
+        *,
+        name: str = ...,
+        origin: tuple[int, int] = ...,
+    ) -> Path: ...
+
+
+class MakeRawXlsx(Protocol):
+    def __call__(
+        self,
+        sheets: Mapping[str, str],
+        *,
+        shared: Sequence[str] | str | None = ...,
+        name: str = ...,
+        extra: Mapping[str, bytes] | None = ...,
+    ) -> Path: ...
+
+
+@pytest.fixture
+def make_xlsx(tmp_path: Path) -> MakeXlsx:
+    """Write ``{sheet: rows}`` with openpyxl; ``origin`` = (row, column) of the first cell."""
+    from openpyxl import Workbook
+
+    def make(
+        sheets: Mapping[str, Sequence[Sequence[Any]]],
+        *,
+        name: str = "book.xlsx",
+        origin: tuple[int, int] = (1, 1),
+    ) -> Path:
+        book = Workbook()
+        book.remove(book.active)  # type: ignore[arg-type]
+        for title, rows in sheets.items():
+            sheet = book.create_sheet(title)
+            for r, row in enumerate(rows):
+                for c, value in enumerate(row):
+                    if value is not None:
+                        sheet.cell(row=origin[0] + r, column=origin[1] + c, value=value)
+        path = tmp_path / name
+        book.save(path)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def make_raw_xlsx(tmp_path: Path) -> MakeRawXlsx:
+    """Assemble an .xlsx from ``{sheet name: <sheetData> body}`` and shared strings.
+
+    ``shared`` is a list of strings or a complete ``sharedStrings.xml`` text; ``extra`` adds
+    members as they are (name → bytes).
+    """
+
+    def make(
+        sheets: Mapping[str, str],
+        *,
+        shared: Sequence[str] | str | None = None,
+        name: str = "raw.xlsx",
+        extra: Mapping[str, bytes] | None = None,
+    ) -> Path:
+        members = _raw_members(sheets, shared)
+        members.update(extra or {})
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for member, data in members.items():
+                archive.writestr(member, data)
+        return path
+
+    return make
+
+
+def _raw_members(sheets: Mapping[str, str], shared: Sequence[str] | str | None) -> dict[str, bytes]:
+    types = [
+        '<Default Extension="rels" '
+        'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>',
+        '<Default Extension="xml" ContentType="application/xml"/>',
+        f'<Override PartName="/xl/workbook.xml" ContentType="{_BOOK_CT}"/>',
+    ]
+    rels, entries, members = [], [], {}
+    for i, (title, body) in enumerate(sheets.items(), start=1):
+        types.append(
+            f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="{_SHEET_CT}"/>'
+        )
+        target = f"worksheets/sheet{i}.xml"
+        rels.append(f'<Relationship Id="rId{i}" Type="{REL_NS}/worksheet" Target="{target}"/>')
+        entries.append(f'<sheet name="{title}" sheetId="{i}" r:id="rId{i}"/>')
+        members[f"xl/worksheets/sheet{i}.xml"] = (
+            f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN_NS}">'
+            f"<sheetData>{body}</sheetData></worksheet>"
+        ).encode()
+    if shared is not None:
+        types.append(f'<Override PartName="/xl/sharedStrings.xml" ContentType="{_SST_CT}"/>')
+        rels.append(
+            f'<Relationship Id="rIdS" Type="{REL_NS}/sharedStrings" Target="sharedStrings.xml"/>'
+        )
+        if not isinstance(shared, str):
+            items = "".join(f"<si><t>{s}</t></si>" for s in shared)
+            shared = f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{MAIN_NS}">{items}</sst>'
+        members["xl/sharedStrings.xml"] = shared.encode()
+    members["[Content_Types].xml"] = f'<Types xmlns="{_CT_NS}">{"".join(types)}</Types>'.encode()
+    members["_rels/.rels"] = (
+        f'<Relationships xmlns="{_PKG_REL_NS}"><Relationship Id="rId1" '
+        f'Type="{REL_NS}/officeDocument" Target="xl/workbook.xml"/></Relationships>'
+    ).encode()
+    members["xl/workbook.xml"] = (
+        f'<workbook xmlns="{MAIN_NS}" xmlns:r="{REL_NS}"><sheets>{"".join(entries)}</sheets>'
+        "</workbook>"
+    ).encode()
+    members["xl/_rels/workbook.xml.rels"] = (
+        f'<Relationships xmlns="{_PKG_REL_NS}">{"".join(rels)}</Relationships>'
+    ).encode()
+    return members
