@@ -203,6 +203,10 @@ class Plan:
     def instance_count(self) -> int:
         return sum(len(t.sources) for t in self.tasks)
 
+    @property
+    def has_errors(self) -> bool:
+        return any(i.severity == "error" for i in self.issues)
+
 
 class Outcome(enum.StrEnum):
     """The final state of one planned task, as the report shows it."""

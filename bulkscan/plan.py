@@ -1,0 +1,343 @@
+"""Pure planning: validated instances → task requests with deterministic names and keys.
+
+Grouping: instances are grouped by (project_id, region, profile, task) in order of first
+appearance; a group larger than its profile's ``max_sources`` is split in input order.
+
+Naming, in plan order:
+
+* A group with a ``task`` cell is named by that cell, unless the profile's ``task_name``
+  pattern uses ``{task}``: then the pattern is filled with it.
+* Otherwise the pattern is filled with ``{profile}``, ``{region}``, ``{project}`` (the full
+  project id), ``{seq}`` and ``{db_type}`` (the task's one database type, or ``mixed``).
+  ``{seq}`` numbers the pattern-named tasks of each (project, region, profile) from 1.
+* Every name that would occur more than once in the same project gets ``-01``, ``-02``…
+  appended, in plan order (DSC lists tasks, and bulkscan finds them again, per project).
+  A name still repeated after that, empty, or over 256 characters is an error ``Issue`` in
+  ``Plan.issues`` naming the first row of each task concerned.
+
+Each request body is serialised once (sorted keys, compact, UTF-8); the task key is the
+SHA-256 of ``"{project_id}\\n{region}\\n"`` followed by those bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from bulkscan.errors import UsageError
+from bulkscan.models import DataSource, Instance, Issue, Plan, Profile, RowRef, TaskRequest
+from bulkscan.validate import MAX_NAME, show
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from bulkscan.validate import Validated
+
+__all__ = [
+    "PlanSummary",
+    "SummaryRow",
+    "build_plan",
+    "plan_hash",
+    "plan_summary",
+    "plan_to_json",
+    "serialise_body",
+    "task_key",
+]
+
+PLAN_FORMAT = "bulkscan-plan"
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """Tasks and instances of one (project, region, profile)."""
+
+    project_id: str
+    region: str
+    profile: str
+    tasks: int
+    instances: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """What a plan will do, and roughly how long sending it takes at ``rate_per_s``."""
+
+    rows: tuple[SummaryRow, ...]
+    tasks: int
+    instances: int
+    skipped: int
+    duplicates: int
+    errors: int
+    warnings: int
+    rate_per_s: float
+    estimated_seconds: float  # tasks / rate, without retries
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """The instances of one future task."""
+
+    project_id: str
+    region: str
+    profile: Profile
+    task: str | None
+    members: tuple[Instance, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    chunk: _Chunk
+    name: str
+    explicit: bool  # named by the task cell rather than the profile's pattern
+
+
+def serialise_body(body: Mapping[str, Any]) -> bytes:
+    """The one serialisation of a request body: the bytes that are hashed, signed and sent."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")
+
+
+def task_key(project_id: str, region: str, body_bytes: bytes) -> str:
+    """The task's identity: hex SHA-256 over project, region and the body bytes."""
+    digest = hashlib.sha256(f"{project_id}\n{region}\n".encode())
+    digest.update(body_bytes)
+    return digest.hexdigest()
+
+
+def build_plan(validated: Validated) -> Plan:
+    """Group, split, name and serialise; validation issues are carried into ``Plan.issues``."""
+    named = _deduplicate(_base_names(_chunks(validated)))
+    issues = _name_issues(named, validated.columns.get("task", "task"))
+    return Plan(
+        tasks=tuple(_request(n.chunk, n.name) for n in named),
+        skipped=validated.skipped,
+        duplicates=validated.duplicates,
+        issues=(*validated.issues, *issues),
+    )
+
+
+def _chunks(validated: Validated) -> list[_Chunk]:
+    groups: dict[tuple[str, str, str, str | None], list[Instance]] = {}
+    for instance in validated.instances:
+        key = (instance.project_id, instance.region, instance.profile, instance.task)
+        groups.setdefault(key, []).append(instance)
+    chunks: list[_Chunk] = []
+    for (project_id, region, profile_name, task), members in groups.items():
+        profile = validated.profiles[profile_name]
+        size = profile.max_sources
+        for start in range(0, len(members), size):
+            part = tuple(members[start : start + size])
+            chunks.append(_Chunk(project_id, region, profile, task, part))
+    return chunks
+
+
+@cache
+def _placeholders(pattern: str) -> frozenset[str]:
+    return frozenset(f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None)
+
+
+def _base_names(chunks: Sequence[_Chunk]) -> list[_Named]:
+    seq: Counter[tuple[str, str, str]] = Counter()
+    named: list[_Named] = []
+    for chunk in chunks:
+        pattern = chunk.profile.task_name
+        if chunk.task is not None and "task" not in _placeholders(pattern):
+            named.append(_Named(chunk, chunk.task, explicit=True))
+            continue
+        scope = (chunk.project_id, chunk.region, chunk.profile.name)
+        seq[scope] += 1
+        name = pattern.format(
+            profile=chunk.profile.name,
+            region=chunk.region,
+            project=chunk.project_id,
+            seq=seq[scope],
+            db_type=_db_type_label(chunk.members),
+            task=chunk.task or "",
+        )
+        named.append(_Named(chunk, name, explicit=False))
+    return named
+
+
+def _db_type_label(members: Sequence[Instance]) -> str:
+    types = {m.db_type for m in members}
+    return members[0].db_type if len(types) == 1 else "mixed"
+
+
+def _deduplicate(named: Sequence[_Named]) -> list[_Named]:
+    """Append ``-01``, ``-02``… in plan order to every name that repeats within a project.
+
+    Names need only be unique per project: DSC lists (and bulkscan looks tasks up) per project.
+    """
+    counts = Counter(_scoped(n) for n in named)
+    used: Counter[tuple[str, str]] = Counter()
+    result: list[_Named] = []
+    for item in named:
+        if counts[_scoped(item)] == 1:
+            result.append(item)
+            continue
+        used[_scoped(item)] += 1
+        suffixed = f"{item.name}-{used[_scoped(item)]:02}"
+        result.append(_Named(item.chunk, suffixed, item.explicit))
+    return result
+
+
+def _scoped(item: _Named) -> tuple[str, str]:
+    return (item.chunk.project_id, item.name)
+
+
+def _name_issues(named: Sequence[_Named], task_header: str) -> list[Issue]:
+    issues: list[Issue] = []
+    seen: dict[tuple[str, str], _Named] = {}
+    for item in named:
+        problem = _name_problem(item.name)
+        if problem is not None:
+            issues.append(_name_issue(item, problem, task_header))
+        first = seen.setdefault(_scoped(item), item)
+        if first is not item:
+            where = _row_text(first.chunk.members[0].ref, item.chunk.members[0].ref)
+            message = f"task name {_quote(item.name)} is also the name of the task at {where}"
+            issues.append(_name_issue(item, message, task_header))
+    return issues
+
+
+def _name_problem(name: str) -> str | None:
+    if not name.strip():
+        return "the task name is empty"
+    if len(name) > MAX_NAME:
+        return f"task name {_quote(name)} is {len(name)} characters long, over {MAX_NAME}"
+    return None
+
+
+def _name_issue(item: _Named, message: str, task_header: str) -> Issue:
+    ref = item.chunk.members[0].ref
+    if item.explicit:
+        hint = "give the task cells distinct names of at most 256 characters"
+        return Issue(
+            "error", message, ref=ref, column=task_header, value=show(item.name), hint=hint
+        )
+    profile = item.chunk.profile
+    where = f" (profiles sheet, row {profile.ref.row})" if profile.ref is not None else ""
+    hint = f"change the task_name pattern of profile '{profile.name}'{where}, e.g. add {{seq}}"
+    return Issue("error", message, ref=ref, value=show(item.name), hint=hint)
+
+
+def _row_text(first: RowRef, here: RowRef) -> str:
+    """``row 5`` when in the same sheet as ``here``, else the full reference."""
+    same = (first.file, first.sheet) == (here.file, here.sheet)
+    return f"row {first.row}" if same else str(first)
+
+
+def _quote(text: str) -> str:
+    return f"'{show(text)}'"
+
+
+def _request(chunk: _Chunk, name: str) -> TaskRequest:
+    sources = tuple(DataSource(m.db_type, m.ins_id) for m in chunk.members)
+    body = _body(chunk.profile, name, sources)
+    body_bytes = serialise_body(body)
+    return TaskRequest(
+        key=task_key(chunk.project_id, chunk.region, body_bytes),
+        name=name,
+        project_id=chunk.project_id,
+        region=chunk.region,
+        profile=chunk.profile.name,
+        sources=sources,
+        rows=tuple(m.ref for m in chunk.members),
+        body=body,
+        body_bytes=body_bytes,
+    )
+
+
+def _body(profile: Profile, name: str, sources: Sequence[DataSource]) -> dict[str, Any]:
+    """The DSC create body (CreateMetadataTaskTemplate)."""
+    return {
+        "data_sources": [s.to_json() for s in sources],
+        "delete_failed_meta": profile.delete_failed_meta,
+        "scan_config": profile.scan.to_json(),
+        "schedule_switch": profile.schedule_switch,
+        "schedule_type": profile.schedule_type,
+        "start_now": profile.start_now,
+        "start_time": profile.start_time,
+        "task_description": profile.task_description,
+        "task_name": name,
+    }
+
+
+def plan_hash(plan: Plan) -> str:
+    """Hex SHA-256 over every task key in plan order: equal hashes, equal plans."""
+    digest = hashlib.sha256()
+    for task in plan.tasks:
+        digest.update(task.key.encode("ascii") + b"\n")
+    return digest.hexdigest()
+
+
+def plan_summary(plan: Plan, *, rate_per_s: float) -> PlanSummary:
+    """Tasks and instances per (project, region, profile), totals and the time to send."""
+    if not rate_per_s > 0:
+        raise UsageError(f"rate must be above 0 per second, not {rate_per_s:g}")
+    tasks: Counter[tuple[str, str, str]] = Counter()
+    instances: Counter[tuple[str, str, str]] = Counter()
+    for task in plan.tasks:
+        scope = (task.project_id, task.region, task.profile)
+        tasks[scope] += 1
+        instances[scope] += len(task.sources)
+    errors = sum(1 for i in plan.issues if i.severity == "error")
+    return PlanSummary(
+        rows=tuple(SummaryRow(*scope, tasks[scope], instances[scope]) for scope in tasks),
+        tasks=len(plan.tasks),
+        instances=plan.instance_count,
+        skipped=len(plan.skipped),
+        duplicates=len(plan.duplicates),
+        errors=errors,
+        warnings=len(plan.issues) - errors,
+        rate_per_s=rate_per_s,
+        estimated_seconds=len(plan.tasks) / rate_per_s,
+    )
+
+
+def _ref_json(ref: RowRef) -> dict[str, Any]:
+    return {"file": ref.file, "sheet": ref.sheet, "row": ref.row}
+
+
+def _issue_json(issue: Issue) -> dict[str, Any]:
+    return {
+        "severity": issue.severity,
+        "where": issue.where,
+        "message": issue.message,
+        "column": issue.column,
+        "value": issue.value,
+        "hint": issue.hint,
+    }
+
+
+def _task_json(task: TaskRequest) -> dict[str, Any]:
+    return {
+        "name": task.name,
+        "key": task.key,
+        "project_id": task.project_id,
+        "region": task.region,
+        "profile": task.profile,
+        "rows": [_ref_json(r) for r in task.rows],
+        "body": json.loads(task.body_bytes),
+    }
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """Every request exactly as it will be sent, with where each came from (deterministic)."""
+    return {
+        "format": PLAN_FORMAT,
+        "version": PLAN_VERSION,
+        "plan_hash": plan_hash(plan),
+        "task_count": len(plan.tasks),
+        "instance_count": plan.instance_count,
+        "tasks": [_task_json(t) for t in plan.tasks],
+        "skipped": [_ref_json(r) for r in plan.skipped],
+        "duplicates": [{"row": _ref_json(d), "first": _ref_json(f)} for d, f in plan.duplicates],
+        "issues": [_issue_json(i) for i in plan.issues],
+    }
