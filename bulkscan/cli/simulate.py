@@ -1,0 +1,202 @@
+"""``bulkscan simulate``: run a local DSC simulator until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import re
+import signal
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkscan.config import parse_duration
+from bulkscan.dsc.simulator import (
+    DEFAULT_AK,
+    DEFAULT_SK,
+    Faults,
+    Simulator,
+    parse_faults,
+    parse_quota,
+)
+from bulkscan.errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+
+__all__ = ["register"]
+
+_PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
+_EXAMPLE_PROJECT = "0123456789abcdef0123456789abcdef"
+
+DESCRIPTION = """\
+Serve a local stand-in for Huawei Cloud DSC behind its API gateway: create and list metadata
+task templates with the real shapes, SDK-HMAC-SHA256 or token auth, throttling and seeded
+faults. Point bulkscan (or any DSC client) at the URL it prints. Stop it with Ctrl-C or
+SIGTERM. Inspect it at /_sim/tasks and /_sim/stats."""
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "simulate",
+        help="run a local DSC simulator (for tests, demos and CI)",
+        description=DESCRIPTION,
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    add(
+        "--port",
+        type=int,
+        default=8080,
+        help="port to listen on; 0 picks a free one (default: 8080)",
+    )
+    add("--ak", help=f"access key the simulator accepts (default: {DEFAULT_AK}); needs --sk")
+    add("--sk", help="secret key that goes with --ak")
+    add(
+        "--token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="an X-Auth-Token value to accept (repeatable)",
+    )
+    add(
+        "--project",
+        action="extend",
+        nargs="+",
+        metavar="ID",
+        help="project id(s) that exist (32 lowercase hex); default: every well-formed id",
+    )
+    add(
+        "--quota",
+        help="requests allowed per project and period, e.g. 30/min or 5/s (default: none)",
+    )
+    add(
+        "--retry-after",
+        action="store_true",
+        help="send Retry-After with 429 answers (the real service does not)",
+    )
+    add("--latency", help="delay added to every API request, e.g. 50ms (default: 0)")
+    add(
+        "--faults",
+        metavar="SPEC",
+        help="fault probabilities, e.g. http500=0.05,http502=0.02,http503=0.02,http504=0.01,"
+        "reset_before=0.02,reset_after=0.02,stall=0.01 (also jitter=20ms, stall_s=30s)",
+    )
+    add("--seed", type=int, help="random seed, so faults repeat from run to run")
+    add("--state", type=Path, metavar="PATH", help="keep tasks in this JSON file across restarts")
+    add("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    add("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert, if not inside it")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the simulator from parsed options and serve until a stop signal; returns 0."""
+    options = simulator_options(args)
+    return asyncio.run(_serve(options))
+
+
+def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Simulator`` keyword arguments from the options; ``UsageError`` for bad values."""
+    if (args.ak is None) != (args.sk is None):
+        raise UsageError("--ak and --sk go together: give both or neither")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    for project in args.project or ():
+        if not _PROJECT_ID.match(project):
+            raise UsageError(f"--project '{project}' is not 32 lowercase hex characters")
+    faults = parse_faults(args.faults) if args.faults else Faults()
+    if args.latency is not None:
+        faults = dataclasses.replace(faults, latency_s=parse_duration(args.latency))
+    return {
+        "host": args.host,
+        "port": args.port,
+        "credentials": {args.ak: args.sk} if args.ak is not None else None,
+        "tokens": tuple(args.token),
+        "projects": tuple(args.project) if args.project else None,
+        "quota": parse_quota(args.quota) if args.quota else None,
+        "retry_after": args.retry_after,
+        "faults": faults,
+        "seed": args.seed,
+        "state_path": args.state,
+        "ssl_context": _tls(args.tls_cert, args.tls_key),
+    }
+
+
+def _tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None:
+        if key is not None:
+            raise UsageError("--tls-key needs --tls-cert")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(
+            f"--tls-cert {cert}: cannot load the certificate and key ({exc})"
+        ) from None
+    return context
+
+
+async def _serve(options: dict[str, Any]) -> int:
+    stop = asyncio.Event()
+    with _stop_on_signals(stop):
+        sim = Simulator(**options)
+        try:
+            await sim.start()
+        except OSError as exc:
+            where = f"{options['host']}:{options['port']}"
+            raise UsageError(
+                f"cannot listen on {where} ({exc.strerror}); try another --port"
+            ) from None
+        try:
+            _announce(sim, options)
+            await stop.wait()
+        finally:
+            await sim.stop()
+    print("DSC simulator stopped", flush=True)
+    return 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _announce(sim: Simulator, options: dict[str, Any]) -> None:
+    """First line: the URL (scripts read it); then the settings to use it with."""
+    credentials = options["credentials"] or {DEFAULT_AK: DEFAULT_SK}
+    access_key, secret_key = next(iter(credentials.items()))
+    projects = options["projects"]
+    lines = [
+        f"DSC simulator listening on {sim.url}",
+        f"  export HUAWEICLOUD_SDK_AK={access_key}",
+        f"  export HUAWEICLOUD_SDK_SK={secret_key}",
+        f"  export HUAWEICLOUD_SDK_PROJECT_ID={projects[0] if projects else _EXAMPLE_PROJECT}",
+        f"  projects: {', '.join(projects) if projects else 'any 32-hex project id'}",
+        f"  tokens accepted: {len(options['tokens'])}",
+        f"  quota: {_quota_text(options['quota'])}; faults: {_faults_text(options['faults'])}",
+        f"  state: {options['state_path'] or 'in memory'}; inspect {sim.url}/_sim/tasks",
+        "  stop with Ctrl-C or SIGTERM",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _quota_text(quota: tuple[int, float] | None) -> str:
+    return "none" if quota is None else f"{quota[0]} per {quota[1]:g}s per project"
+
+
+def _faults_text(faults: Faults) -> str:
+    changed = {k: v for k, v in faults.as_dict().items() if v != getattr(Faults(), k)}
+    return ", ".join(f"{k}={v:g}" for k, v in changed.items()) or "none"

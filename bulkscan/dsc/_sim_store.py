@@ -1,0 +1,149 @@
+"""The simulator's tasks: in memory, optionally mirrored to a JSON file on every change."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bulkscan.errors import InputError
+
+__all__ = ["StoredTask", "TaskStore"]
+
+_FORMAT = "bulkscan-dsc-simulator-state"
+_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTask:
+    """One created task: the body as received plus what the service adds."""
+
+    id: int
+    project_id: str
+    body: dict[str, Any]
+    created_at: float
+    enabled: bool = True
+
+    @property
+    def name(self) -> str:
+        return str(self.body["task_name"])
+
+    def to_json(self) -> dict[str, Any]:
+        """The introspection form (``/_sim/tasks``, ``Simulator.tasks``, the state file)."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "project_id": self.project_id,
+            "body": json.loads(json.dumps(self.body)),
+            "created_at": self.created_at,
+            "enabled": self.enabled,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StoredTask:
+        return cls(
+            id=int(data["id"]),
+            project_id=str(data["project_id"]),
+            body=dict(data["body"]),
+            created_at=float(data["created_at"]),
+            enabled=bool(data.get("enabled", True)),
+        )
+
+
+class TaskStore:
+    """Tasks by id; ids are increasing integers and are never reused, even after a reset."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._path = path
+        self._tasks: dict[int, StoredTask] = {}
+        self._next_id = 1
+        if path is None:
+            return
+        if path.exists():
+            self._load(path)
+        try:
+            self._save()  # proves at once that the file can be written
+        except OSError as exc:
+            raise InputError(
+                f"cannot be written as simulator state ({exc.strerror}); choose a writable path",
+                file=str(path),
+            ) from None
+
+    def all(self) -> list[StoredTask]:
+        return list(self._tasks.values())
+
+    def get(self, task_id: int) -> StoredTask | None:
+        return self._tasks.get(task_id)
+
+    def create(self, project_id: str, body: dict[str, Any], now: float) -> StoredTask:
+        task = StoredTask(self._next_id, project_id, dict(body), now)
+        self._next_id += 1
+        self._tasks[task.id] = task
+        self._save()
+        return task
+
+    def delete(self, task_id: int) -> bool:
+        found = self._tasks.pop(task_id, None) is not None
+        if found:
+            self._save()
+        return found
+
+    def update(
+        self, task_id: int, *, enabled: bool | None = None, schedule_switch: bool | None = None
+    ) -> StoredTask | None:
+        task = self._tasks.get(task_id)
+        if task is None:
+            return None
+        if enabled is not None:
+            task = dataclasses.replace(task, enabled=enabled)
+        if schedule_switch is not None:
+            task = dataclasses.replace(task, body={**task.body, "schedule_switch": schedule_switch})
+        self._tasks[task_id] = task
+        self._save()
+        return task
+
+    def clear(self) -> None:
+        self._tasks.clear()
+        self._save()
+
+    def _load(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            if data.get("format") != _FORMAT or data.get("version") != _VERSION:
+                raise ValueError("not a simulator state file of this version")
+            tasks = [StoredTask.from_json(item) for item in data["tasks"]]
+            next_id = int(data["next_id"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(
+                f"cannot be read as simulator state ({exc}); remove it to start empty",
+                file=str(path),
+            ) from None
+        self._tasks = {task.id: task for task in tasks}
+        self._next_id = max([next_id, *(task.id + 1 for task in tasks)])
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        data = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "next_id": self._next_id,
+            "tasks": [task.to_json() for task in self._tasks.values()],
+        }
+        _write_atomically(self._path, json.dumps(data, ensure_ascii=False, indent=1))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

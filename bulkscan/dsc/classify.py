@@ -1,0 +1,263 @@
+"""Every DSC answer or network failure becomes exactly one ``Verdict``: decided here only.
+
+The rules follow the gateway's error table (codes appear as ``APIGW.xxxx`` or ``APIG.xxxx``,
+treated the same): 401 never retried (the gateway locks a key after 5 failures), 429/0308
+slow down and resend, 503 resend, 500/502/504 and lost connections after sending are
+*ambiguous* for a create (the task may exist: look before resending), other 4xx fail the task,
+404/403 fail the project, a wrong API or broken TLS stops the run.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import socket
+import ssl
+
+import aiohttp
+
+from bulkscan.errors import (
+    AmbiguousError,
+    DscError,
+    ProjectPermanentError,
+    RunFatalError,
+    TaskPermanentError,
+    ThrottledError,
+    TransientError,
+)
+
+__all__ = [
+    "Verdict",
+    "classify_exception",
+    "classify_response",
+    "error_for",
+    "gateway_code",
+    "failed_while_connecting",
+    "parse_throttle_limit",
+]
+
+
+class Verdict(enum.StrEnum):
+    """What one HTTP attempt means for the request that was sent."""
+
+    CREATED = "created"  # 200
+    ACCEPTED = "accepted"  # 201 (or another 2xx): being created
+    THROTTLED = "throttled"  # 429 / 0308: nothing applied, slow down
+    TRANSIENT = "transient"  # nothing applied: safe to resend after a wait
+    AMBIGUOUS = "ambiguous"  # may have been applied: look before resending
+    TASK_PERMANENT = "task-permanent"  # this request is wrong: fix the row
+    PROJECT_PERMANENT = "project-permanent"  # this project cannot take tasks
+    RUN_FATAL = "run-fatal"  # authentication or configuration: stop everything
+
+    @property
+    def ok(self) -> bool:
+        return self in (Verdict.CREATED, Verdict.ACCEPTED)
+
+
+_GATEWAY_PREFIXES = ("APIGW.", "APIG.")
+
+
+def gateway_code(error_code: str | None) -> str | None:
+    """``'APIGW.0301'`` / ``'APIG.0301'`` → ``'0301'``; None for non-gateway codes."""
+    if not error_code:
+        return None
+    code = error_code.strip().upper()
+    for prefix in _GATEWAY_PREFIXES:
+        if code.startswith(prefix):
+            return code[len(prefix) :]
+    return None
+
+
+def _server_error(idempotent: bool) -> Verdict:
+    return Verdict.TRANSIENT if idempotent else Verdict.AMBIGUOUS
+
+
+def _client_error(status: int, gw: str | None) -> Verdict:
+    if status == 401:
+        return Verdict.RUN_FATAL
+    if status == 404:
+        return Verdict.RUN_FATAL if gw == "0101" else Verdict.PROJECT_PERMANENT
+    if status == 403:
+        return Verdict.PROJECT_PERMANENT
+    if status == 408:
+        return Verdict.TRANSIENT  # the server gave up waiting for the request: not processed
+    return Verdict.TASK_PERMANENT
+
+
+def classify_response(status: int, error_code: str | None, *, idempotent: bool = False) -> Verdict:
+    """The verdict for an HTTP answer; ``idempotent`` is True for reads, False for a create."""
+    gw = gateway_code(error_code)
+    if status == 429 or gw == "0308":
+        return Verdict.THROTTLED
+    if 200 <= status < 300:
+        return Verdict.CREATED if status == 200 else Verdict.ACCEPTED
+    if status >= 500:
+        return Verdict.TRANSIENT if status == 503 else _server_error(idempotent)
+    if status >= 400:
+        return _client_error(status, gw)
+    return Verdict.RUN_FATAL  # informational or redirect: not DSC answering, a wrong endpoint
+
+
+_FATAL_EXCEPTIONS = (aiohttp.ClientSSLError, ssl.SSLCertVerificationError, aiohttp.InvalidURL)
+_NOT_SENT_EXCEPTIONS = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    ConnectionRefusedError,
+    socket.gaierror,
+)
+
+
+def failed_while_connecting(exc: BaseException) -> bool:
+    """True when ``exc`` happened before a connection existed, so nothing was sent."""
+    return isinstance(exc, _NOT_SENT_EXCEPTIONS)
+
+
+def classify_exception(exc: BaseException, *, sent: bool, idempotent: bool = False) -> Verdict:
+    """The verdict for a failure without an HTTP answer.
+
+    ``sent`` is False when the failure happened while connecting (nothing reached the
+    service) and True once the request may have been written.
+    """
+    if isinstance(exc, _FATAL_EXCEPTIONS):
+        return Verdict.RUN_FATAL
+    if not sent or isinstance(exc, _NOT_SENT_EXCEPTIONS):
+        return Verdict.TRANSIENT
+    # Read timeout, reset or disconnect after sending, truncated answer, or anything unknown:
+    # the service may have acted on the request.
+    return _server_error(idempotent)
+
+
+# --- throttle messages --------------------------------------------------------------------
+
+_LIMIT = re.compile(
+    r"limit\s*:\s*(\d+(?:\.\d+)?)\s*,\s*time\s*:\s*(\d+(?:\.\d+)?)?\s*"
+    r"(second|sec|s|minute|min|m|hour|h|day|d)\b",
+    re.IGNORECASE,
+)
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_throttle_limit(msg: str | None) -> float | None:
+    """Requests per second from ``'... over ratelimit,limit:30,time:1 minute'`` (→ 0.5)."""
+    if not msg:
+        return None
+    m = _LIMIT.search(msg)
+    if not m:
+        return None
+    count = float(m.group(1))
+    span = float(m.group(2) or 1) * _UNIT_S[m.group(3)[0].lower()]
+    if count <= 0 or span <= 0:
+        return None
+    return count / span
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+_FATAL_ADVICE = {
+    "0301": (
+        "authentication failed: check the AK/SK or the token; the gateway locks a key after "
+        "5 failures, so bulkscan never retries"
+    ),
+    "0303": (
+        "the request date was rejected: fix the system clock (it must be within 15 minutes "
+        "of the real time)"
+    ),
+    "0307": "the IAM token has expired or must be renewed: obtain a new token",
+    "0101": ("wrong endpoint/path: the API was not found there; check the region and the endpoint"),
+}
+_PROJECT_ADVICE = {
+    "0310": "the project is unavailable (frozen, or DSC not enabled in it): check the project",
+    "0302": "not authorised for this API in this project: grant the DSC permissions",
+}
+_ADVICE = {
+    Verdict.THROTTLED: "the gateway throttled the request (nothing was created): slow down",
+    Verdict.TRANSIENT: "not applied: safe to send again after a wait",
+    Verdict.AMBIGUOUS: "the task may or may not exist: look it up before sending again",
+    Verdict.TASK_PERMANENT: "the service refused this request: fix the row's values",
+    Verdict.PROJECT_PERMANENT: "the project cannot take tasks: check project_id and region",
+    Verdict.RUN_FATAL: "stopping: fix the configuration before running again",
+}
+_CLASSES: dict[Verdict, type[DscError]] = {
+    Verdict.TRANSIENT: TransientError,
+    Verdict.AMBIGUOUS: AmbiguousError,
+    Verdict.TASK_PERMANENT: TaskPermanentError,
+    Verdict.PROJECT_PERMANENT: ProjectPermanentError,
+    Verdict.RUN_FATAL: RunFatalError,
+}
+_MAX_DETAIL = 300
+
+
+def _fatal_advice(status: int | None, gw: str | None) -> str:
+    if gw in _FATAL_ADVICE:
+        return _FATAL_ADVICE[gw]
+    if status == 401:
+        return _FATAL_ADVICE["0301"]
+    if status is not None and status < 400:
+        return "the endpoint answered with a redirect: check the endpoint URL"
+    return _ADVICE[Verdict.RUN_FATAL]
+
+
+def _project_advice(status: int | None, gw: str | None) -> str:
+    if gw in _PROJECT_ADVICE:
+        return _PROJECT_ADVICE[gw]
+    if status == 404:
+        return "the project does not exist in this region: check project_id and region"
+    if status == 403:
+        return _PROJECT_ADVICE["0302"]
+    return _ADVICE[Verdict.PROJECT_PERMANENT]
+
+
+def _advice(verdict: Verdict, status: int | None, gw: str | None) -> str:
+    if verdict is Verdict.RUN_FATAL:
+        return _fatal_advice(status, gw)
+    if verdict is Verdict.PROJECT_PERMANENT:
+        return _project_advice(status, gw)
+    return _ADVICE[verdict]
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_DETAIL else flat[: _MAX_DETAIL - 1] + "…"
+
+
+def error_for(
+    verdict: Verdict,
+    *,
+    status: int | None = None,
+    code: str | None = None,
+    detail: str | None = None,
+    request_id: str | None = None,
+    task: str | None = None,
+    retry_after: float | None = None,
+) -> DscError:
+    """The exception for a non-success verdict; its message says what happened and what to do.
+
+    ``detail`` is the service's ``error_msg`` or a short description of a network failure;
+    never pass anything that could hold a secret.
+    """
+    if verdict.ok:
+        raise ValueError(f"verdict {verdict} is a success, not an error")
+    what = " ".join(p for p in (f"HTTP {status}" if status else None, code) if p)
+    parts = [p for p in (what, _one_line(detail) if detail else None) if p]
+    head = ": ".join(parts) if parts else "no answer"
+    rid = f" (request id {request_id})" if request_id else ""
+    prefix = f"task '{task}': " if task else ""
+    message = f"{prefix}{head}{rid}; {_advice(verdict, status, gateway_code(code))}"
+    if verdict is Verdict.THROTTLED:
+        return ThrottledError(
+            message,
+            limit_per_s=parse_throttle_limit(detail),
+            status=status,
+            code=code,
+            request_id=request_id,
+            task=task,
+            retry_after=retry_after,
+        )
+    return _CLASSES[verdict](
+        message,
+        status=status,
+        code=code,
+        request_id=request_id,
+        task=task,
+        retry_after=retry_after,
+    )
