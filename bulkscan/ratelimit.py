@@ -1,0 +1,177 @@
+"""One shared, adaptive rate limit for every worker, built on asyncio-throttle.
+
+asyncio-throttle alone has two habits that hurt a bulk client: each waiter polls every
+``retry_interval`` (a thousand waiters burn a good part of a core), and a ``rate_limit`` of N
+per period lets all N go at once.  So the limiter uses it in a narrow way:
+
+* one token per interval (``Throttler(rate_limit=1, period=1/rate)``): requests are spaced
+  evenly, never sent as a burst;
+* an ``asyncio.Lock`` in front of it, so only one worker at a time waits on the throttler and
+  the others sleep on the lock (no polling); that worker first sleeps until the known time of
+  the next slot, so the throttler's own poll loop almost never runs.
+
+``AdaptiveRate`` also holds the run's learned rate: a throttled answer pauses every worker
+until a known time (``Retry-After`` honoured, with jitter that only lengthens the wait) and
+lowers the rate to the limit the service stated (times a safety factor) or by half; sustained
+success raises it again in small steps, never above the configured rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from typing import TYPE_CHECKING
+
+from asyncio_throttle.throttler import Throttler
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+__all__ = ["AdaptiveRate"]
+
+_SAFETY = 0.9  # run at 90% of a limit the service states
+_JITTER = 0.2  # a pause is lengthened by up to 20%, never shortened
+
+
+class AdaptiveRate:
+    """The shared limiter: ``await acquire()`` (or ``async with slot()``) before each request.
+
+    ``initial_per_s`` is the configured rate and the ceiling; ``floor`` the lowest rate it
+    will fall to.  ``clock`` and ``sleep`` must agree (default: ``time.monotonic`` and
+    ``asyncio.sleep``, the clock asyncio-throttle keeps its log on); the rate arithmetic
+    (``on_throttle``/``on_success``) uses only ``clock`` and is tested with a fake one.
+    ``on_change(old, new, reason)`` (assignable) is called on every rate change.
+    """
+
+    def __init__(
+        self,
+        initial_per_s: float,
+        *,
+        floor: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_change: Callable[[float, float, str], None] | None = None,
+        recover_after: int = 20,
+        recover_step: float = 0.1,
+        min_pause_s: float = 1.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if initial_per_s <= 0:
+            raise ValueError("rate must be positive")
+        self._ceiling = initial_per_s
+        self._floor = min(initial_per_s, floor if floor is not None else 1 / 60)
+        self._rate = initial_per_s
+        self._cap = initial_per_s  # lowered to a stated limit, never raised above it
+        self._clock = clock
+        self._sleep = sleep
+        self.on_change = on_change
+        self._recover_after = recover_after
+        self._recover_step = recover_step
+        self._min_pause_s = min_pause_s
+        self._rng = rng or random.Random()
+        self._successes = 0
+        self._decreased_at = float("-inf")
+        self._paused_until = float("-inf")
+        self._last_slot = float("-inf")
+        self._lock = asyncio.Lock()
+        self._throttler = Throttler(rate_limit=1, period=self.period, retry_interval=0.05)
+        self._sync_throttler()
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def current_per_s(self) -> float:
+        return self._rate
+
+    @property
+    def ceiling_per_s(self) -> float:
+        return self._ceiling
+
+    @property
+    def period(self) -> float:
+        """Seconds between two requests at the current rate."""
+        return 1.0 / self._rate
+
+    @property
+    def paused_until(self) -> float:
+        """Clock time before which no request may start (``-inf`` when not paused)."""
+        return self._paused_until
+
+    def next_slot(self) -> float:
+        """The earliest clock time the next request may start."""
+        return max(self._paused_until, self._last_slot + self.period)
+
+    # --- acquiring -------------------------------------------------------------------------
+
+    async def acquire(self) -> float:
+        """Wait for the next slot; returns the clock time it was granted."""
+        async with self._lock:
+            while (now := self._clock()) < (target := self.next_slot()):
+                await self._sleep(target - now)
+            await self._throttler.acquire()  # type: ignore[no-untyped-call]
+            self._last_slot = self._clock()
+            return self._last_slot
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[float]:
+        yield await self.acquire()
+
+    # --- adapting --------------------------------------------------------------------------
+
+    def on_throttle(
+        self,
+        limit_per_s: float | None = None,
+        retry_after: float | None = None,
+        *,
+        sent_at: float | None = None,
+    ) -> float:
+        """The service throttled a request: slow down and pause everyone; returns the pause end.
+
+        A stated limit is adopted (times 0.9) and caps later recovery.  Without one the rate
+        halves, once per throttling episode: answers to requests sent (``sent_at``) before
+        the last decrease were caused by the old rate and do not halve it again.
+        """
+        now = self._clock()
+        self._successes = 0
+        if limit_per_s is not None and limit_per_s > 0:
+            self._cap = max(self._floor, min(self._ceiling, limit_per_s * _SAFETY))
+            self._set_rate(min(self._rate, self._cap), "stated limit", now)
+        elif sent_at is None or sent_at >= self._decreased_at:
+            self._set_rate(max(self._floor, self._rate / 2), "throttled", now)
+        pause = self._pause_for(retry_after)
+        self._paused_until = max(self._paused_until, now + pause)
+        return self._paused_until
+
+    def on_success(self) -> None:
+        """A request went through: after ``recover_after`` in a row, raise the rate a step."""
+        self._successes += 1
+        if self._successes < self._recover_after or self._rate >= self._cap:
+            return
+        self._successes = 0
+        step = self._ceiling * self._recover_step
+        self._set_rate(min(self._cap, self._rate + step), "recovered", self._clock())
+
+    def _pause_for(self, retry_after: float | None) -> float:
+        if retry_after is not None and retry_after > 0:
+            base = retry_after
+        else:
+            base = max(self._min_pause_s, self.period)
+        return base * (1.0 + self._rng.uniform(0.0, _JITTER))
+
+    def _set_rate(self, new: float, reason: str, now: float) -> None:
+        old = self._rate
+        if new == old:
+            return
+        self._rate = new
+        if new < old:
+            self._decreased_at = now
+        self._sync_throttler()
+        if self.on_change is not None:
+            self.on_change(old, new, reason)
+
+    def _sync_throttler(self) -> None:
+        period = self.period
+        self._throttler.period = period
+        self._throttler.retry_interval = min(period / 4, 0.05)
