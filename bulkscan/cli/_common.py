@@ -1,0 +1,201 @@
+"""Options shared by several commands, and the settings they turn into."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bulkscan.config import DispatchSettings, InputLimits, InputSettings, parse_rate
+from bulkscan.errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+
+    from bulkscan.models import Issue
+
+__all__ = [
+    "add_connection_options",
+    "add_input_options",
+    "connection_from",
+    "dispatch_settings",
+    "input_settings",
+    "issue_json",
+    "print_issues",
+    "print_json",
+]
+
+_MB = 1024 * 1024
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """FILE, --profiles, defaults for blank cells, interpretation and safety caps."""
+    parser.add_argument("file", metavar="FILE", help="inventory workbook (.xlsx) or CSV file")
+    parser.add_argument(
+        "--profiles", metavar="CSV", help="profiles CSV file (CSV input only; xlsx has a sheet)"
+    )
+    group = parser.add_argument_group("input defaults and interpretation")
+    group.add_argument(
+        "--project-id",
+        metavar="ID",
+        help="project id for rows that leave project_id blank "
+        "(default: $HUAWEICLOUD_SDK_PROJECT_ID)",
+    )
+    group.add_argument("--region", help="region for rows that leave region blank")
+    group.add_argument(
+        "--timezone",
+        default="UTC",
+        help="time zone of start times written without an offset (default: UTC)",
+    )
+    group.add_argument(
+        "--start-time-unit",
+        choices=("s", "ms"),
+        default="s",
+        help="unit of start_time on the wire: epoch seconds (default) or milliseconds",
+    )
+    group.add_argument(
+        "--strict-db-types",
+        action="store_true",
+        help="treat an unknown db_type as an error instead of a warning",
+    )
+    caps = parser.add_argument_group("safety caps on input files")
+    caps.add_argument("--max-file-mb", type=int, default=100, help="largest input file (100)")
+    caps.add_argument(
+        "--max-unpacked-mb", type=int, default=1024, help="largest unpacked xlsx (1024)"
+    )
+    caps.add_argument("--max-rows", type=int, default=1_000_000, help="most rows (1000000)")
+
+
+def input_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> InputSettings:
+    """Build validated settings from the options (UsageError on nonsense)."""
+    limits = InputLimits(
+        max_file_bytes=args.max_file_mb * _MB,
+        max_unpacked_bytes=args.max_unpacked_mb * _MB,
+        max_rows=args.max_rows,
+    )
+    return InputSettings(
+        project_id=args.project_id or env.get("HUAWEICLOUD_SDK_PROJECT_ID") or None,
+        region=args.region,
+        timezone=args.timezone,
+        start_time_unit=args.start_time_unit,
+        strict_db_types=args.strict_db_types,
+        limits=limits,
+    )
+
+
+def print_issues(issues: tuple[Issue, ...], *, limit: int = 200) -> None:
+    """Errors first, then warnings, one line each, on stderr."""
+    ordered = sorted(issues, key=lambda i: i.severity != "error")
+    for issue in ordered[:limit]:
+        print(f"{issue.severity}: {issue}", file=sys.stderr)
+    if len(ordered) > limit:
+        print(f"... and {len(ordered) - limit} more", file=sys.stderr)
+
+
+def print_json(document: Mapping[str, Any]) -> None:
+    json.dump(document, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def issue_json(issue: Issue) -> dict[str, Any]:
+    ref = issue.ref
+    return {
+        "severity": issue.severity,
+        "file": ref.file if ref else issue.file,
+        "sheet": ref.sheet if ref else issue.sheet,
+        "row": ref.row if ref else None,
+        "column": issue.column,
+        "value": issue.value,
+        "message": issue.message,
+        "hint": issue.hint,
+        "text": str(issue),
+    }
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """Where DSC is, how to trust it, and how hard to push it."""
+    where = parser.add_argument_group(
+        "service (credentials come from HUAWEICLOUD_SDK_AK/_SK[/_SECURITY_TOKEN], "
+        "BULKSCAN_AUTH_TOKEN or --token-file; never from the command line)"
+    )
+    where.add_argument(
+        "--endpoint", metavar="URL", help="one endpoint for every region, e.g. a simulator"
+    )
+    where.add_argument(
+        "--endpoint-for",
+        action="append",
+        default=[],
+        metavar="REGION=URL",
+        help="endpoint of one region (repeatable; default https://sdg.REGION.myhuaweicloud.com)",
+    )
+    where.add_argument("--token-file", metavar="PATH", help="file holding an IAM token")
+    where.add_argument("--ca-bundle", metavar="PATH", help="extra CA certificates (PEM) to trust")
+    where.add_argument(
+        "--insecure", action="store_true", help="do not verify TLS certificates (warns)"
+    )
+    where.add_argument(
+        "--simulate",
+        action="store_true",
+        help="run against an embedded DSC simulator instead of the real service",
+    )
+    where.add_argument(
+        "--simulate-faults",
+        metavar="SPEC",
+        help="faults for --simulate, e.g. http500=0.05,reset_after=0.02 (see bulkscan simulate)",
+    )
+    where.add_argument("--simulate-seed", type=int, metavar="N", help="seed for --simulate")
+    pace = parser.add_argument_group("pace and retries")
+    pace.add_argument(
+        "--rate", default="5/s", help="most requests per second or minute: N/s or N/min (5/s)"
+    )
+    pace.add_argument("--concurrency", type=int, default=8, help="most requests in flight (8)")
+    pace.add_argument("--attempts", type=int, default=6, help="most attempts per task (6)")
+    pace.add_argument(
+        "--connect-timeout", type=float, default=10.0, metavar="S", help="seconds (10)"
+    )
+    pace.add_argument("--read-timeout", type=float, default=30.0, metavar="S", help="seconds (30)")
+
+
+def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
+    return DispatchSettings(
+        rate_per_s=parse_rate(args.rate),
+        concurrency=args.concurrency,
+        max_attempts=args.attempts,
+        connect_timeout_s=args.connect_timeout,
+        read_timeout_s=args.read_timeout,
+    )
+
+
+def connection_from(
+    args: argparse.Namespace, env: Mapping[str, str] = os.environ
+) -> tuple[Any, Any]:
+    """``(Connection, None)`` for a real service, ``(None, SimulatorOptions)`` with --simulate."""
+    from bulkscan.dsc.client import Endpoints, make_ssl_context
+    from bulkscan.dsc.credentials import resolve_credentials
+    from bulkscan.runner import Connection, SimulatorOptions
+
+    if args.simulate:
+        from bulkscan.dsc.simulator import parse_faults
+
+        faults = parse_faults(args.simulate_faults) if args.simulate_faults else None
+        return None, SimulatorOptions(faults=faults, seed=args.simulate_seed)
+    per_region = dict(_region_url(item) for item in args.endpoint_for)
+    endpoints = Endpoints(override=args.endpoint, per_region=per_region)
+    if args.insecure:
+        print(
+            "bulkscan: warning: TLS certificates are NOT verified (--insecure); "
+            "anyone on the network path can read and change the requests",
+            file=sys.stderr,
+        )
+    tls = make_ssl_context(ca_bundle=args.ca_bundle, verify=not args.insecure)
+    credentials = resolve_credentials(token_file=args.token_file, env=env)
+    return Connection(credentials=credentials, endpoints=endpoints, ssl=tls), None
+
+
+def _region_url(item: str) -> tuple[str, str]:
+    region, sep, url = item.partition("=")
+    if not sep or not region.strip() or not url.strip():
+        raise UsageError(f"--endpoint-for '{item}' is not of the form REGION=URL")
+    return region.strip(), url.strip()

@@ -1,0 +1,221 @@
+"""``bulkscan audit FILE``: which inventory databases are covered by a DSC scan task."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+from bulkscan.audit import CoverageStatus, GroupListed
+from bulkscan.cli._common import (
+    add_connection_options,
+    add_input_options,
+    connection_from,
+    dispatch_settings,
+    input_settings,
+    issue_json,
+    print_issues,
+    print_json,
+)
+from bulkscan.errors import RunFatalError, ValidationFailed
+from bulkscan.events import RateChanged
+
+if TYPE_CHECKING:
+    import argparse
+
+    from bulkscan.audit import AuditEvent
+    from bulkscan.runner import AuditReport
+
+__all__ = ["register"]
+
+DESCRIPTION = """\
+List every metadata scan task in each project and region the inventory names (all pages,
+under the same rate limit and retries as run) and match the inventory's instances to them
+through the tasks' data sources. Only the instances sheet is read; profiles are not needed.
+Writes REPORTS/<inventory>-audit-<time>.xlsx (sheets Summary, Coverage, Uncovered, Tasks) and,
+when something is not covered, REPORTS/<inventory>-uncovered-<time>.xlsx, an input workbook
+that `bulkscan run` takes to create the missing tasks. A task that is disabled does not count
+as coverage. Exit 0: every instance covered; 1: some are not (or their project could not be
+listed); 2: input or usage error; 3: stopped by a fatal error (e.g. credentials refused)."""
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "audit",
+        help="check which inventory databases are covered by a scan task (a workbook)",
+        description=DESCRIPTION,
+    )
+    add_input_options(parser)
+    add_connection_options(parser)
+    group = parser.add_argument_group("the audit")
+    group.add_argument(
+        "--reports-dir",
+        default="reports",
+        metavar="DIR",
+        help="folder for the audit workbooks (default: reports)",
+    )
+    group.add_argument(
+        "--json", action="store_true", help="print one JSON summary on stdout at the end"
+    )
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = input_settings(args)
+    pace = dispatch_settings(args)
+    try:
+        inventory = runner.read_audit_inventory(
+            args.file, profiles_path=args.profiles, settings=settings
+        )
+    except ValidationFailed as failed:
+        return _bad_input(args, failed)
+    warnings = tuple(i for i in inventory.issues if i.severity == "warning")
+    if warnings and not args.json:
+        print_issues(warnings, limit=20)
+    connection, simulator = connection_from(args)
+    try:
+        report = asyncio.run(
+            runner.audit(
+                inventory,
+                connection=connection,
+                simulator=simulator,
+                dispatch_settings=pace,
+                reports_dir=args.reports_dir,
+                run_options=_run_options(args),
+                observer=_Notes(quiet=args.json),
+            )
+        )
+    except RunFatalError as exc:
+        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        if args.json:
+            print_json({"file": args.file, "exit_code": 3, "error": str(exc)})
+        return 3
+    code = 0 if report.result.all_covered else 1
+    if args.json:
+        print_json(_summary_json(report, code))
+    else:
+        _print_summary(report)
+    return code
+
+
+def _bad_input(args: argparse.Namespace, failed: ValidationFailed) -> int:
+    errors = sum(1 for i in failed.issues if i.severity == "error")
+    if args.json:
+        print_json(
+            {
+                "file": args.file,
+                "exit_code": 2,
+                "errors": errors,
+                "issues": [issue_json(i) for i in failed.issues],
+            }
+        )
+    else:
+        print_issues(failed.issues)
+        print(
+            f"nothing audited: {errors} error(s) in {args.file}; fix them and run again",
+            file=sys.stderr,
+        )
+    return 2
+
+
+def _run_options(args: argparse.Namespace) -> list[str]:
+    """The connection options to repeat in the printed ``bulkscan run`` command."""
+    options: list[str] = []
+    if args.endpoint:
+        options += ["--endpoint", args.endpoint]
+    for item in args.endpoint_for:
+        options += ["--endpoint-for", item]
+    if args.token_file:
+        options += ["--token-file", args.token_file]
+    if args.ca_bundle:
+        options += ["--ca-bundle", args.ca_bundle]
+    if args.insecure:
+        options.append("--insecure")
+    if args.timezone != "UTC":
+        options += ["--timezone", args.timezone]
+    if args.start_time_unit != "s":
+        options += ["--start-time-unit", args.start_time_unit]
+    return options
+
+
+class _Notes:
+    """Tells the terminal (stderr) about listings that failed and rate changes."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def __call__(self, event: AuditEvent) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, GroupListed) and event.error:
+            print(
+                f"warning: could not list the tasks of project {event.project_id} in "
+                f"{event.region}: {event.error}",
+                file=sys.stderr,
+            )
+        elif isinstance(event, RateChanged):
+            print(
+                f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})",
+                file=sys.stderr,
+            )
+
+
+def _print_summary(report: AuditReport) -> None:
+    result = report.result
+    disabled = result.count(CoverageStatus.DISABLED)
+    unknown = result.count(CoverageStatus.UNKNOWN)
+    print(
+        f"{result.inventory.book.path}: {len(result.coverage)} instance(s) in "
+        f"{len(result.groups)} project/region pair(s): {result.covered} covered, "
+        f"{len(result.uncovered)} not covered"
+        + (f" ({disabled} only by disabled tasks)" if disabled else "")
+        + (f", {unknown} unknown (project not listed)" if unknown else "")
+    )
+    print(
+        f"tasks found: {len(result.tasks)} ({result.orphans} orphan, "
+        f"{result.disabled_tasks} disabled)"
+    )
+    print(f"audit workbook: {report.workbook}")
+    if report.uncovered is not None:
+        print(f"uncovered rows: {report.uncovered}")
+        print(f"to close the gap, run: {report.run_command}")
+    elif result.all_covered:
+        print("every instance is covered")
+
+
+def _summary_json(report: AuditReport, code: int) -> dict[str, Any]:
+    result = report.result
+    return {
+        "file": result.inventory.book.path,
+        "exit_code": code,
+        "all_covered": result.all_covered,
+        "instances": len(result.coverage),
+        "covered": result.covered,
+        "not_covered": result.count(CoverageStatus.MISSING),
+        "only_disabled": result.count(CoverageStatus.DISABLED),
+        "unknown": result.count(CoverageStatus.UNKNOWN),
+        "skipped_rows": len(result.inventory.skipped),
+        "tasks": len(result.tasks),
+        "orphan_tasks": result.orphans,
+        "disabled_tasks": result.disabled_tasks,
+        "requests": result.meta.requests,
+        "workbook": str(report.workbook),
+        "uncovered_workbook": str(report.uncovered) if report.uncovered else None,
+        "run_command": report.run_command,
+        "groups": [
+            {"project_id": g.project_id, "region": g.region, "tasks": g.tasks, "error": g.error}
+            for g in result.groups
+        ],
+        "uncovered": [
+            {
+                "ins_id": c.instance.ins_id,
+                "db_type": c.instance.db_type,
+                "project_id": c.instance.project_id,
+                "region": c.instance.region,
+                "row": c.instance.ref.row,
+                "status": c.status.value,
+            }
+            for c in result.uncovered
+        ],
+    }

@@ -1,0 +1,128 @@
+"""``bulkscan plan FILE``: show what would be sent, send nothing (a dry run)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+from bulkscan.cli._common import (
+    add_input_options,
+    input_settings,
+    issue_json,
+    print_issues,
+    print_json,
+)
+from bulkscan.config import parse_rate
+from bulkscan.errors import UsageError, ValidationFailed
+from bulkscan.plan import plan_hash, plan_summary, plan_to_json
+
+if TYPE_CHECKING:
+    import argparse
+
+    from bulkscan.plan import PlanSummary
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "plan",
+        help="show the tasks a run would create (dry run: sends nothing)",
+        description="Validate and plan the inventory, then print tasks and instances per "
+        "project, region and profile and how long sending takes at the rate. With --output, "
+        "write every request exactly as it will be sent. Exit 0, or 2 on input errors.",
+    )
+    add_input_options(parser)
+    parser.add_argument(
+        "--rate", default="5/s", help="rate used for the time estimate: N/s or N/min (5/s)"
+    )
+    parser.add_argument(
+        "--output", "-o", metavar="PLAN.json", help="write every request to this JSON file"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    rate = parse_rate(args.rate)
+    try:
+        prepared = runner.prepare(
+            args.file, profiles_path=args.profiles, settings=input_settings(args)
+        )
+    except ValidationFailed as failed:
+        if args.json:
+            print_json(
+                {"file": args.file, "ok": False, "issues": [issue_json(i) for i in failed.issues]}
+            )
+        else:
+            print_issues(failed.issues)
+            print(f"{args.file}: not planned: fix the errors above", file=sys.stderr)
+        return 2
+    plan = prepared.plan
+    summary = plan_summary(plan, rate_per_s=rate)
+    if args.output:
+        _write(Path(args.output), plan_to_json(plan))
+    if args.json:
+        print_json(_summary_json(summary, plan_hash(plan), args.output))
+        return 0
+    print_issues(plan.issues)
+    _print_summary(prepared.book.path, summary)
+    if args.output:
+        print(f"wrote every request to {args.output}")
+    return 0
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _print_summary(path: str, summary: PlanSummary) -> None:
+    header = f"{'project':<34} {'region':<16} {'profile':<16} {'tasks':>6} {'instances':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in summary.rows:
+        print(
+            f"{row.project_id:<34} {row.region:<16} {row.profile:<16} "
+            f"{row.tasks:>6} {row.instances:>9}"
+        )
+    print("-" * len(header))
+    minutes = summary.estimated_seconds / 60
+    print(
+        f"{path}: {summary.tasks} task(s) for {summary.instances} instance(s); "
+        f"{summary.skipped} skipped, {summary.duplicates} duplicate(s), "
+        f"{summary.warnings} warning(s). At {summary.rate_per_s:g}/s sending takes about "
+        f"{minutes:.1f} min (more if retries are needed). Nothing was sent."
+    )
+
+
+def _summary_json(summary: PlanSummary, digest: str, output: str | None) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "plan_hash": digest,
+        "tasks": summary.tasks,
+        "instances": summary.instances,
+        "skipped": summary.skipped,
+        "duplicates": summary.duplicates,
+        "warnings": summary.warnings,
+        "rate_per_s": summary.rate_per_s,
+        "estimated_seconds": summary.estimated_seconds,
+        "groups": [
+            {
+                "project_id": r.project_id,
+                "region": r.region,
+                "profile": r.profile,
+                "tasks": r.tasks,
+                "instances": r.instances,
+            }
+            for r in summary.rows
+        ],
+        "output": output,
+    }

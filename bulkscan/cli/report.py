@@ -1,0 +1,58 @@
+"""``bulkscan report RUN_DIR``: rebuild a run's result workbook from its journal."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+from bulkscan.cli._common import print_json
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "report",
+        help="rebuild a run's results.xlsx and retry.xlsx from its journal",
+        description="Rebuild results.xlsx (Summary, Tasks, Rows, Issues, Attempts) and, when "
+        "some task failed, gave up or is unknown, retry.xlsx, from the journal of RUN_DIR "
+        "alone. Works while the run is going on and after a crash; sends nothing. Exit 0.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory under reports/")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = runner.write_report(args.run_dir)
+    counts = {str(outcome): n for outcome, n in report.counts.items()}
+    if args.json:
+        print_json(
+            {
+                "run_dir": args.run_dir,
+                "results": str(report.results),
+                "retry": str(report.retry) if report.retry else None,
+                "retry_tasks": report.retry_tasks,
+                "retry_rows": report.retry_rows,
+                "rerun_command": report.rerun_command,
+                "outcomes": counts,
+            }
+        )
+        return 0
+    print(f"results: {report.results}")
+    if report.retry is not None:
+        print(
+            f"retry:   {report.retry} ({report.retry_rows} row(s) of "
+            f"{report.retry_tasks} task(s) to fix and re-run)"
+        )
+        print(f"re-run the failures with: {report.rerun_command}")
+    else:
+        print("retry:   none (no task failed, gave up or is unknown)")
+    for outcome, n in counts.items():
+        if n:
+            print(f"  {outcome:<14} {n:>7}")
+    print(f"  {'total':<14} {sum(counts.values()):>7}")
+    return 0

@@ -1,0 +1,278 @@
+"""``bulkscan run FILE``: validate, plan, then create every task in DSC, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import signal
+import sys
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+from bulkscan.cli._common import (
+    add_connection_options,
+    add_input_options,
+    connection_from,
+    dispatch_settings,
+    input_settings,
+    print_issues,
+    print_json,
+)
+from bulkscan.errors import ValidationFailed
+from bulkscan.events import Event, Progress, RateChanged, RunStopped
+from bulkscan.journal import Journal, TaskState
+
+if TYPE_CHECKING:
+    import argparse
+
+    from bulkscan.report import ReportPaths
+    from bulkscan.runner import Prepared, RunResult
+
+__all__ = ["register"]
+
+_OK_STATES = frozenset({TaskState.CREATED, TaskState.ACCEPTED, TaskState.EXISTS})
+_OPEN_STATES = frozenset({TaskState.PENDING, TaskState.SENDING, TaskState.UNKNOWN})
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "run",
+        help="create every planned task in DSC (journalled, resumable, exactly once)",
+        description="Validate the inventory (nothing is sent if it has errors), plan the "
+        "tasks, then create them in DSC under a rate limit, with retries, a journal and a "
+        "result workbook in a new run directory. Exit 0: every task created or already "
+        "there; 1: some failed; 2: input or usage error; 3: stopped (fatal error or Ctrl-C).",
+    )
+    add_input_options(parser)
+    add_connection_options(parser)
+    group = parser.add_argument_group("the run")
+    group.add_argument(
+        "--reports-dir",
+        default="reports",
+        metavar="DIR",
+        help="parent of run directories (default: reports)",
+    )
+    group.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue a run (default: the latest run of the same input)",
+    )
+    group.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="send only the first N planned tasks (a canary); --resume sends the rest",
+    )
+    group.add_argument("--yes", "-y", action="store_true", help="do not ask before sending")
+    group.add_argument(
+        "--json", action="store_true", help="print one JSON summary on stdout at the end"
+    )
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = input_settings(args)
+    dispatching = dispatch_settings(args)
+    try:
+        prepared = runner.prepare(args.file, profiles_path=args.profiles, settings=settings)
+    except ValidationFailed as failed:
+        print_issues(failed.issues)
+        errors = sum(1 for i in failed.issues if i.severity == "error")
+        print(
+            f"nothing sent: {errors} error(s) in {args.file}; fix them and run again",
+            file=sys.stderr,
+        )
+        return 2
+    warnings = [i for i in prepared.plan.issues if i.severity == "warning"]
+    if warnings:
+        print_issues(tuple(warnings), limit=20)
+    connection, simulator = connection_from(args)
+    if not args.json:
+        _print_plan(prepared, dispatching.rate_per_s, args)
+    if not _confirmed(args, prepared):
+        print("nothing sent", file=sys.stderr)
+        return 0
+    result = _dispatch(
+        args,
+        prepared,
+        connection=connection,
+        simulator=simulator,
+        settings=settings,
+        dispatching=dispatching,
+    )
+    report = runner.write_report(result.run_dir)
+    return _finish(args, result, report)
+
+
+def _print_plan(prepared: Prepared, rate_per_s: float, args: argparse.Namespace) -> None:
+    tasks = prepared.plan.tasks
+    total = len(tasks) if args.limit is None else min(len(tasks), args.limit)
+    target = "the embedded simulator" if args.simulate else (args.endpoint or "DSC")
+    print(
+        f"{prepared.book.path}: {len(tasks)} task(s) for {prepared.plan.instance_count} "
+        f"instance(s); sending {total} to {target} at up to {rate_per_s:g}/s "
+        f"(about {_duration(total / rate_per_s)})",
+        file=sys.stderr,
+    )
+
+
+def _confirmed(args: argparse.Namespace, prepared: Prepared) -> bool:
+    if args.yes or args.json or not sys.stdin.isatty():
+        return True
+    answer = input(f"Create {len(prepared.plan.tasks)} task(s)? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _dispatch(
+    args: argparse.Namespace,
+    prepared: Prepared,
+    *,
+    connection: runner.Connection | None,
+    simulator: runner.SimulatorOptions | None,
+    settings: Any,
+    dispatching: Any,
+) -> RunResult:
+    renderer = _Renderer(enabled=not args.json and sys.stderr.isatty())
+    command = ["bulkscan", *sys.argv[1:]] if sys.argv[0].endswith("bulkscan") else []
+
+    async def _main() -> RunResult:
+        stop = asyncio.Event()
+        main_task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def _interrupt() -> None:
+            if stop.is_set():
+                renderer.note("abandoning requests in flight; they will be checked on resume")
+                if main_task is not None:
+                    main_task.cancel()
+                return
+            stop.set()
+            renderer.note("stopping: letting requests in flight finish (Ctrl-C again to abandon)")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _interrupt)
+        try:
+            return await runner.run(
+                prepared,
+                connection=connection,
+                simulator=simulator,
+                input_settings=settings,
+                dispatch_settings=dispatching,
+                reports_dir=args.reports_dir,
+                resume=args.resume,
+                limit=args.limit,
+                observer=renderer,
+                stop=stop,
+                command=command,
+            )
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    try:
+        return asyncio.run(_main())
+    finally:
+        renderer.close()
+
+
+class _Renderer:
+    """Draws a one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.drawn = False
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress) and self.enabled:
+            eta = "" if event.eta_s is None else f" ETA {_duration(event.eta_s)}"
+            line = (
+                f"\r{event.done}/{event.total} done, {event.created} created, "
+                f"{event.failed} failed, {event.retrying} retrying, "
+                f"{event.rate_per_s:.2g}/s{eta}"
+            )
+            sys.stderr.write(line.ljust(78))
+            sys.stderr.flush()
+            self.drawn = True
+        elif isinstance(event, RateChanged):
+            self.note(f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})")
+        elif isinstance(event, RunStopped) and event.reason == "fatal":
+            self.note(f"stopped: {event.message}")
+
+    def note(self, text: str) -> None:
+        self.close()
+        print(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            self.drawn = False
+
+
+def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) -> int:
+    with Journal.open(result.run_dir, readonly=True) as journal:
+        tasks = journal.tasks()
+    states = Counter(t.state for t in tasks)
+    codes = Counter(
+        t.error_code or "(no code)"
+        for t in tasks
+        if t.state not in _OK_STATES and t.state not in _OPEN_STATES
+    )
+    retry_cmd = report.rerun_command
+    resume_cmd = (
+        f"bulkscan run {shlex.quote(args.file)} --resume {shlex.quote(str(result.run_dir))}"
+    )
+    unfinished = sum(states[s] for s in _OPEN_STATES)
+    code = _exit_code(result, states)
+    if args.json:
+        print_json(
+            {
+                "run_dir": str(result.run_dir),
+                "results": str(report.results),
+                "retry": str(report.retry) if report.retry else None,
+                "stop_reason": result.dispatch.stop_reason,
+                "message": result.dispatch.message,
+                "requests": result.dispatch.requests,
+                "learned_rate_per_s": result.dispatch.learned_rate_per_s,
+                "outcomes": {str(s): n for s, n in sorted(states.items())},
+                "error_codes": dict(codes),
+                "exit_code": code,
+            }
+        )
+        return code
+    print(
+        f"run {result.run_dir.name}: {result.dispatch.requests} request(s), "
+        f"stopped because: {result.dispatch.stop_reason}"
+        + (f" ({result.dispatch.message})" if result.dispatch.message else "")
+    )
+    for state, n in sorted(states.items(), key=lambda kv: -kv[1]):
+        print(f"  {state:<10} {n:>6}")
+    if codes:
+        print("errors by code:")
+        for err, n in codes.most_common():
+            print(f"  {err:<24} {n:>6}")
+    print(f"results: {report.results}")
+    if retry_cmd:
+        print(f"re-run the failures after fixing them: {retry_cmd}")
+    if unfinished:
+        print(f"{unfinished} task(s) not finished; resume with: {resume_cmd}")
+    return code
+
+
+def _exit_code(result: RunResult, states: Counter[TaskState]) -> int:
+    if result.dispatch.stop_reason in ("fatal", "interrupted"):
+        return 3
+    bad = sum(n for s, n in states.items() if s not in _OK_STATES and s not in _OPEN_STATES)
+    return 1 if bad or states[TaskState.UNKNOWN] or states[TaskState.SENDING] else 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,37 @@
+"""``bulkscan template PATH.xlsx``: write a ready-to-fill inventory workbook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkscan.errors import UsageError
+from bulkscan.template import write_template
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "template",
+        help="write an empty inventory workbook with drop-downs and help",
+        description="Write a ready-to-fill workbook: the instances and profiles sheets with "
+        "headers, drop-down lists, a comment on each header, an example row and a README sheet.",
+    )
+    parser.add_argument("path", metavar="PATH.xlsx", help="where to write the workbook")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.suffix.lower() != ".xlsx":
+        raise UsageError(f"{path}: the template is an .xlsx workbook; give a name ending in .xlsx")
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} already exists; use --force to overwrite it")
+    write_template(path)
+    print(f"wrote {path}: fill the 'instances' sheet, then run: bulkscan validate {path}")
+    return 0

@@ -1,0 +1,436 @@
+"""Library entry points that wire the pipeline; the CLI calls only these.
+
+>>> from bulkscan import runner
+>>> prepared = runner.prepare("inputs/sample.xlsx", settings=InputSettings(region="cn-north-4"))
+>>> len(prepared.plan.tasks)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from bulkscan import __version__
+from bulkscan.config import DispatchSettings, InputSettings
+from bulkscan.dispatch import DispatchResult, dispatch
+from bulkscan.dsc.client import DscClient, Endpoints
+from bulkscan.dsc.credentials import AkSk, auth_method
+from bulkscan.errors import JournalError, ValidationFailed
+from bulkscan.events import EventLog, Observer, fan_out, ignore
+from bulkscan.journal import Journal, RunInput, create_run_dir, find_latest_run
+from bulkscan.loader import load_input
+from bulkscan.plan import build_plan, plan_hash
+from bulkscan.validate import validate
+
+if TYPE_CHECKING:
+    import asyncio
+    import os
+    import ssl
+    from collections.abc import AsyncIterator, Sequence
+
+    from bulkscan.dsc.credentials import Credentials
+    from bulkscan.dsc.simulator import Faults
+    from bulkscan.models import InputBook, Issue, Plan
+    from bulkscan.validate import Validated
+
+__all__ = [
+    "Checked",
+    "Connection",
+    "Prepared",
+    "RunResult",
+    "SimulatorOptions",
+    "check",
+    "prepare",
+    "run",
+]
+
+EVENTS_FILE = "events.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An input read and validated: every issue, errors and warnings alike."""
+
+    book: InputBook
+    validated: Validated
+
+    @property
+    def issues(self) -> tuple[Issue, ...]:
+        return self.validated.issues
+
+    @property
+    def has_errors(self) -> bool:
+        return self.validated.has_errors
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An input read, validated without errors, and planned."""
+
+    book: InputBook
+    validated: Validated
+    plan: Plan
+
+
+def check(
+    path: str | os.PathLike[str],
+    *,
+    profiles_path: str | os.PathLike[str] | None = None,
+    settings: InputSettings | None = None,
+) -> Checked:
+    """Load and validate ``path``; raises only for a file that cannot be read at all."""
+    settings = settings or InputSettings()
+    book = load_input(path, profiles_path=profiles_path, limits=settings.limits)
+    return Checked(book, validate(book, settings))
+
+
+def prepare(
+    path: str | os.PathLike[str],
+    *,
+    profiles_path: str | os.PathLike[str] | None = None,
+    settings: InputSettings | None = None,
+) -> Prepared:
+    """Load, validate and plan; raises ``ValidationFailed`` with every issue if any is an error."""
+    checked = check(path, profiles_path=profiles_path, settings=settings)
+    if checked.has_errors:
+        raise ValidationFailed(checked.issues)
+    plan = build_plan(checked.validated)
+    if plan.has_errors:
+        raise ValidationFailed(plan.issues)
+    return Prepared(checked.book, checked.validated, plan)
+
+
+# --- sending -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connection:
+    """How to reach DSC: credentials, endpoints and TLS (never printed: see ``describe``)."""
+
+    credentials: Credentials
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    ssl: ssl.SSLContext | bool = True
+
+    def describe(self) -> dict[str, Any]:
+        """What the journal and the report may show: no secret."""
+        return {
+            "auth_method": auth_method(self.credentials),
+            "endpoint": self.endpoints.override,
+            "endpoints_per_region": dict(self.endpoints.per_region),
+            "tls_verify": self.ssl is not False,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulatorOptions:
+    """Run against an embedded DSC simulator instead of the real service (the demo)."""
+
+    faults: Faults | None = None
+    seed: int | None = None
+    quota: tuple[int, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """Where a run left its files, and how dispatch ended."""
+
+    run_dir: Path
+    dispatch: DispatchResult
+    resumed: bool
+
+
+def open_run(
+    prepared: Prepared,
+    *,
+    reports_dir: str | os.PathLike[str] = "reports",
+    resume: str | os.PathLike[str] | bool = False,
+    settings: dict[str, Any] | None = None,
+    command: Sequence[str] = (),
+) -> tuple[Journal, bool]:
+    """A new journal for ``prepared``, or the one being resumed (checked against the input)."""
+    digest = plan_hash(prepared.plan)
+    if resume:
+        run_dir = _resume_dir(prepared, reports_dir, resume)
+        journal = Journal.open(run_dir)
+        try:
+            journal.check_same_input(prepared.book.sha256, digest)
+        except BaseException:
+            journal.close()
+            raise
+        return journal, True
+    run_dir = create_run_dir(reports_dir, prepared.book.path)
+    journal = Journal.create(
+        run_dir,
+        run_input=RunInput.from_book(prepared.book, prepared.plan),
+        plan=prepared.plan,
+        plan_hash=digest,
+        settings=settings or {},
+        version=__version__,
+        command=command,
+    )
+    return journal, False
+
+
+def _resume_dir(
+    prepared: Prepared,
+    reports_dir: str | os.PathLike[str],
+    resume: str | os.PathLike[str] | bool,
+) -> Path:
+    if not isinstance(resume, bool):
+        return Path(resume)
+    latest = find_latest_run(reports_dir, prepared.book.path)
+    if latest is None:
+        raise JournalError(
+            f"no earlier run of {prepared.book.path} in {reports_dir}: "
+            "give the run directory (--resume DIR), or run without --resume"
+        )
+    return latest
+
+
+def run_settings(
+    dispatch_settings: DispatchSettings,
+    input_settings: InputSettings,
+    connection: dict[str, Any],
+    *,
+    limit: int | None,
+) -> dict[str, Any]:
+    """The settings a journal records: everything that shaped the run, no secret."""
+    return {
+        "dispatch": dataclasses.asdict(dispatch_settings),
+        "start_time_unit": input_settings.start_time_unit,
+        "timezone": input_settings.timezone,
+        "default_project_id": input_settings.project_id,
+        "default_region": input_settings.region,
+        "limit": limit,
+        **connection,
+    }
+
+
+async def run(
+    prepared: Prepared,
+    *,
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    input_settings: InputSettings | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+    reports_dir: str | os.PathLike[str] = "reports",
+    resume: str | os.PathLike[str] | bool = False,
+    limit: int | None = None,
+    observer: Observer = ignore,
+    stop: asyncio.Event | None = None,
+    command: Sequence[str] = (),
+) -> RunResult:
+    """Create every planned task of ``prepared`` in DSC, journalled, exactly once.
+
+    Give ``connection`` for a real service, or ``simulator`` for the embedded one.
+    """
+    dispatch_settings = dispatch_settings or DispatchSettings()
+    input_settings = input_settings or InputSettings()
+    async with _connected(connection, simulator) as conn:
+        described = conn.describe() | {"simulated": simulator is not None}
+        journal, resumed = open_run(
+            prepared,
+            reports_dir=reports_dir,
+            resume=resume,
+            settings=run_settings(dispatch_settings, input_settings, described, limit=limit),
+            command=command,
+        )
+        with journal, EventLog(journal.run_dir / EVENTS_FILE) as log:
+            result = await _send(
+                prepared,
+                journal,
+                conn,
+                dispatch_settings,
+                fan_out(observer, log),
+                limit=limit,
+                stop=stop,
+            )
+    return RunResult(journal.run_dir, result, resumed)
+
+
+@contextlib.asynccontextmanager
+async def _connected(
+    connection: Connection | None, simulator: SimulatorOptions | None
+) -> AsyncIterator[Connection]:
+    if simulator is None:
+        if connection is None:
+            raise ValueError("run() needs a connection or simulator options")
+        yield connection
+        return
+    from bulkscan.dsc.simulator import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+
+    sim = Simulator(faults=simulator.faults or Faults(), seed=simulator.seed, quota=simulator.quota)
+    async with sim:
+        yield Connection(
+            credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(override=sim.url)
+        )
+
+
+async def _send(
+    prepared: Prepared,
+    journal: Journal,
+    conn: Connection,
+    settings: DispatchSettings,
+    observer: Observer,
+    *,
+    limit: int | None,
+    stop: asyncio.Event | None,
+) -> DispatchResult:
+    connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=conn.ssl)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = DscClient(
+            session,
+            conn.credentials,
+            endpoints=conn.endpoints,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            ssl_context=conn.ssl,
+        )
+        return await dispatch(
+            prepared.plan.tasks,
+            journal,
+            client,
+            settings,
+            observer=observer,
+            limit=limit,
+            stop=stop,
+        )
+
+
+# --- coverage audit (``bulkscan audit``) -----------------------------------------------------
+
+from bulkscan import audit as _audit  # noqa: E402 - this section is appended, apart from the run
+
+__all__ += ["AuditReport", "audit", "audit_sync", "read_audit_inventory", "write_audit"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """An audit's findings and the workbooks written (``uncovered`` None when all is covered)."""
+
+    result: _audit.AuditResult
+    workbook: Path
+    uncovered: Path | None
+    run_command: str | None
+
+
+def read_audit_inventory(
+    path: str | os.PathLike[str],
+    *,
+    profiles_path: str | os.PathLike[str] | None = None,
+    settings: InputSettings | None = None,
+) -> _audit.Inventory:
+    """Load ``path`` and keep what an audit needs; ``ValidationFailed`` for a bad needed cell."""
+    settings = settings or InputSettings()
+    book = load_input(path, profiles_path=profiles_path, limits=settings.limits)
+    return _audit.read_inventory(book, settings)
+
+
+async def audit(
+    inventory: _audit.Inventory,
+    *,
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+    reports_dir: str | os.PathLike[str] = "reports",
+    run_options: Sequence[str] = (),
+    observer: _audit.AuditObserver | None = None,
+    page_size: int = _audit.PAGE_SIZE,
+) -> AuditReport:
+    """List DSC's tasks for ``inventory``, match them, write the audit (and uncovered) workbook.
+
+    ``run_options`` are appended to the ``bulkscan run`` command shown for the uncovered rows.
+    """
+    import asyncio
+
+    from bulkscan.dsc.client import Attempt
+    from bulkscan.events import AttemptFinished
+
+    settings = dispatch_settings or DispatchSettings()
+    seen: _audit.AuditObserver = observer or (lambda event: None)
+    await asyncio.to_thread(_reports_dir_ready, reports_dir)  # before any request is spent
+
+    def on_attempt(a: Attempt) -> None:
+        seen(AttemptFinished(None, None, 0, a.method, a.status, a.code, str(a.verdict),
+                             a.latency_s, a.request_id))  # fmt: skip
+
+    async with _connected(connection, simulator) as conn:
+        connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=conn.ssl)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            client = DscClient(
+                session,
+                conn.credentials,
+                endpoints=conn.endpoints,
+                connect_timeout_s=settings.connect_timeout_s,
+                read_timeout_s=settings.read_timeout_s,
+                ssl_context=conn.ssl,
+                on_attempt=on_attempt,
+            )
+            described = conn.describe() | {"simulated": simulator is not None}
+            result = await _audit.audit(
+                inventory,
+                client=client,
+                settings=settings,
+                observer=seen,
+                page_size=page_size,
+                connection=described,
+            )
+    return await asyncio.to_thread(write_audit, result, reports_dir, run_options=run_options)
+
+
+def _reports_dir_ready(reports_dir: str | os.PathLike[str]) -> None:
+    from bulkscan.errors import UsageError
+
+    try:
+        Path(reports_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"--reports-dir {reports_dir}: cannot create it ({exc.strerror})"
+        ) from None
+
+
+def write_audit(
+    result: _audit.AuditResult,
+    reports_dir: str | os.PathLike[str] = "reports",
+    *,
+    run_options: Sequence[str] = (),
+) -> AuditReport:
+    """Write the audit workbook, and the uncovered workbook when something is not covered."""
+    import shlex
+
+    _reports_dir_ready(reports_dir)
+    files = _audit.audit_files(reports_dir, result.inventory.book.path, result.meta.stamp)
+    command = uncovered = None
+    if result.uncovered:
+        uncovered = files.uncovered
+        command = shlex.join(["bulkscan", "run", str(uncovered), *run_options])
+        _audit.write_uncovered_workbook(result, uncovered, run_command=command)
+    _audit.write_audit_workbook(result, files.audit, uncovered_path=uncovered, run_command=command)
+    return AuditReport(result, files.audit, uncovered, command)
+
+
+def audit_sync(inventory: _audit.Inventory, **options: Any) -> AuditReport:
+    """``audit`` for callers without an event loop (same keyword options)."""
+    import asyncio
+
+    return asyncio.run(audit(inventory, **options))
+
+
+# --- the result workbook ---------------------------------------------------------------------
+
+from bulkscan import report as _report  # noqa: E402 - appended section; report never imports runner
+
+__all__ += ["write_report"]
+
+
+def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:
+    """Rebuild ``results.xlsx`` (and ``retry.xlsx`` when tasks need a re-run) from the journal.
+
+    Reads the journal read-only: works during a run, after a crash, and on a copied run dir.
+    """
+    return _report.build_report(run_dir)
