@@ -1,0 +1,454 @@
+"""Workbook writing shared by every bulkscan workbook (result, retry and audit workbooks).
+
+Everything goes through ``safe_cell``, the one place where a value becomes a cell:
+
+* text that a spreadsheet could take for a formula (it starts with ``=``, ``+``, ``-``, ``@``,
+  tab, CR, or their full-width forms) or for an error value (``#N/A``…) is written as a text
+  cell (``t="inlineStr"``) with Excel's *quote prefix* style, so Excel and LibreOffice show
+  the literal text, never evaluate it, and keep it text when the cell is edited; reading the
+  file back gives the original string;
+* characters XML cannot hold (C0 controls other than tab and LF) are dropped, CR and CRLF
+  become LF (XML readers would turn them into LF anyway), text longer than a cell can hold
+  (32,767 characters) is cut with a marker;
+* time-zone-aware date-times become naive UTC (headers say ``(UTC)``), so every date is a
+  real Excel date; naive ones (from an input sheet) are written as they are.
+
+Sheets are written in openpyxl's write-only mode, so a table of 100,000 rows streams to disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
+from openpyxl.chart import BarChart, Reference
+from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "DATE_FORMAT",
+    "DATETIME_FORMAT",
+    "MAX_CELL_CHARS",
+    "OUTCOME_TONES",
+    "SEVERITY_TONES",
+    "VERDICT_TONES",
+    "Block",
+    "SummarySheet",
+    "TableInfo",
+    "Tone",
+    "bar_chart",
+    "cell_value",
+    "clean_text",
+    "count_table",
+    "is_risky",
+    "new_workbook",
+    "redact_url",
+    "safe_cell",
+    "save_workbook",
+    "utc_naive",
+    "workbook_meta",
+    "write_table",
+]
+
+Tone = Literal["good", "bad", "warn", "muted"]
+
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+DATE_FORMAT = "yyyy-mm-dd"
+TIME_FORMAT = "hh:mm:ss"
+MAX_CELL_CHARS = 32_767  # Excel's limit for one cell
+_CUT_MARK = " …[cut]"
+
+# Outcome words as the report shows them (models.Outcome values) → colour.
+OUTCOME_TONES: Mapping[str, Tone] = {
+    "created": "good",
+    "accepted": "good",
+    "exists": "good",
+    "failed": "bad",
+    "conflict": "bad",
+    "gave up": "warn",
+    "unknown": "warn",
+    "skipped": "muted",
+    "not attempted": "muted",
+}
+SEVERITY_TONES: Mapping[str, Tone] = {"error": "bad", "warning": "warn"}
+# Verdicts of HTTP attempts (dsc.classify.Verdict values, plus "listed") → colour.
+VERDICT_TONES: Mapping[str, Tone] = {
+    "created": "good",
+    "accepted": "good",
+    "listed": "good",
+    "throttled": "warn",
+    "transient": "warn",
+    "ambiguous": "warn",
+    "task-permanent": "bad",
+    "project-permanent": "bad",
+    "run-fatal": "bad",
+}
+
+# (fill, font colour): Excel's own "good / bad / neutral" cell styles, plus grey.
+_TONE_COLOURS: Mapping[str, tuple[str, str]] = {
+    "good": ("C6EFCE", "006100"),
+    "bad": ("FFC7CE", "9C0006"),
+    "warn": ("FFE0B2", "9C4A00"),
+    "muted": ("E7E6E6", "595959"),
+}
+_TONE_STYLES: Mapping[str, tuple[PatternFill, Font, Font]] = {
+    tone: (
+        PatternFill("solid", start_color=fill, end_color=fill),
+        Font(color=colour),
+        Font(color=colour, bold=True),
+    )
+    for tone, (fill, colour) in _TONE_COLOURS.items()
+}
+_HEADER_FILL = PatternFill("solid", start_color="1F4E78", end_color="1F4E78")
+_HEADER_FONT = Font(bold=True, color="FFFFFF")
+_HEADING_FONT = Font(bold=True, size=13, color="1F4E78")
+_BOLD = Font(bold=True)
+
+# Leading characters a spreadsheet may read as the start of a formula (or a DDE call).
+_RISKY_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+_URL_USERINFO = re.compile(r"(?<=//)[^/@\s]+@")
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+def clean_text(text: str) -> str:
+    """``text`` without characters XML cannot hold, CR as LF, cut to what one cell can hold."""
+    text = ILLEGAL_CHARACTERS_RE.sub("", text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if len(text) > MAX_CELL_CHARS:
+        text = text[: MAX_CELL_CHARS - len(_CUT_MARK)] + _CUT_MARK
+    return text
+
+
+def is_risky(text: str) -> bool:
+    """True when a spreadsheet could evaluate ``text`` (a formula, DDE call or error value)."""
+    return bool(text) and (text[0] in _RISKY_START or text in ERROR_CODES)
+
+
+def utc_naive(value: dt.datetime) -> dt.datetime:
+    """An aware date-time as naive UTC (Excel has no time zones); naive ones unchanged."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def cell_value(value: object) -> Any:
+    """``value`` as a plain value Excel can hold (see the module docstring); None stays None."""
+    if value is None or isinstance(value, bool | int):
+        return value.value if isinstance(value, enum.Enum) else value
+    if isinstance(value, dt.datetime):
+        return utc_naive(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dt.date | dt.time):
+        return value
+    text = (
+        json.dumps(value, ensure_ascii=False, default=str)
+        if isinstance(value, list | tuple | dict)
+        else str(value)
+    )
+    return clean_text(text)
+
+
+def _number_format_of(value: object) -> str | None:
+    if isinstance(value, dt.datetime):
+        return DATETIME_FORMAT
+    if isinstance(value, dt.date):
+        return DATE_FORMAT
+    if isinstance(value, dt.time):
+        return TIME_FORMAT
+    return None
+
+
+def safe_cell(
+    ws: Any,
+    value: object,
+    *,
+    tone: Tone | None = None,
+    bold: bool = False,
+    number_format: str | None = None,
+) -> Any:
+    """What to append to a row of ``ws`` for ``value``: a plain value, or a styled cell.
+
+    The one way bulkscan turns a value into a cell.  Risky text becomes an inert text cell;
+    dates get a date format; ``tone`` colours the cell, ``bold`` sets its font.
+    """
+    plain = cell_value(value)
+    risky = isinstance(plain, str) and is_risky(plain)
+    date_format = _number_format_of(plain)
+    if not (risky or tone or bold or number_format or date_format):
+        return plain
+    cell = WriteOnlyCell(ws, value=plain)
+    if risky:
+        cell.data_type = "s"
+        cell.quotePrefix = True
+    if number_format or date_format:
+        cell.number_format = number_format or date_format
+    if tone is not None:
+        fill, font, bold_font = _TONE_STYLES[tone]
+        cell.fill = fill
+        cell.font = bold_font if bold else font
+    elif bold:
+        cell.font = _BOLD
+    return cell
+
+
+def redact_url(text: str) -> str:
+    """A URL without its user-info part (``https://user:pw@host`` → ``https://***@host``)."""
+    return _URL_USERINFO.sub("***@", text)
+
+
+# --- workbooks -----------------------------------------------------------------------------
+
+
+def new_workbook() -> Workbook:
+    """An empty write-only workbook (its sheets stream to disk as rows are appended)."""
+    return Workbook(write_only=True)
+
+
+def save_workbook(wb: Workbook, path: str | os.PathLike[str]) -> Path:
+    """Save ``wb`` atomically: a temporary file next to ``path``, synced, then renamed."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        wb.save(tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        tmp.replace(target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return target
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    """What ``write_table`` wrote: the sheet title, data rows, and the table's range."""
+
+    title: str
+    rows: int
+    ref: str  # e.g. "A1:K101", header included
+
+
+def _width(header: str) -> float:
+    return float(min(max(len(header) + 4, 10), 50))
+
+
+def _resolve(column: int | str | None, headers: Sequence[str]) -> int | None:
+    if column is None or isinstance(column, int):
+        return column
+    return headers.index(column)
+
+
+def _header_cells(ws: Any, headers: Sequence[str]) -> list[Any]:
+    cells = []
+    for header in headers:
+        cell = WriteOnlyCell(ws, value=cell_value(header))
+        if is_risky(cell.value):
+            cell.data_type = "s"
+            cell.quotePrefix = True
+        cell.font = _HEADER_FONT
+        cell.fill = _HEADER_FILL
+        cells.append(cell)
+    return cells
+
+
+def write_table(
+    wb: Workbook,
+    title: str,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    widths: Sequence[float | None] | None = None,
+    status_column: int | str | None = None,
+    tones: Mapping[str, Tone] = OUTCOME_TONES,
+    number_formats: Mapping[int | str, str] | None = None,
+) -> TableInfo:
+    """A sheet with a styled, frozen header row, an autofilter, widths and coloured statuses.
+
+    ``rows`` may be a generator (it is consumed once, streaming); every value goes through
+    ``safe_cell``.  ``status_column`` (index or header) is coloured by ``tones`` of its text;
+    ``number_formats`` maps a column (index or header) to an Excel number format.
+    """
+    ws = wb.create_sheet(title=title)
+    ws.freeze_panes = "A2"
+    for index, header in enumerate(headers):
+        given = widths[index] if widths is not None and index < len(widths) else None
+        ws.column_dimensions[get_column_letter(index + 1)].width = given or _width(header)
+    status = _resolve(status_column, headers)
+    formats = {_resolve(k, headers): v for k, v in (number_formats or {}).items()}
+    ws.append(_header_cells(ws, headers))
+    count = 0
+    for row in rows:
+        ws.append(_row_cells(ws, row, status, tones, formats))
+        count += 1
+    last = get_column_letter(max(len(headers), 1))
+    ref = f"A1:{last}{count + 1}"
+    ws.auto_filter.ref = ref
+    return TableInfo(title, count, ref)
+
+
+def _row_cells(
+    ws: Any,
+    row: Sequence[object],
+    status: int | None,
+    tones: Mapping[str, Tone],
+    formats: Mapping[int | None, str],
+) -> list[Any]:
+    cells = []
+    for index, value in enumerate(row):
+        tone = tones.get(value) if index == status and isinstance(value, str) else None
+        fmt = formats.get(index)
+        if tone is None and fmt is None:
+            cells.append(safe_cell(ws, value))
+        else:
+            cells.append(safe_cell(ws, value, tone=tone, number_format=fmt))
+    return cells
+
+
+# --- a summary sheet: key/value blocks, small tables and charts ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Rows ``first_row``..``last_row`` (1-based) of a summary sheet, header row excluded."""
+
+    first_row: int
+    last_row: int
+    header_row: int | None = None
+
+
+class SummarySheet:
+    """A write-only sheet written top to bottom, which knows the number of its last row."""
+
+    def __init__(
+        self, wb: Workbook, title: str = "Summary", *, widths: Sequence[float] = (34, 22, 16, 16)
+    ) -> None:
+        self.ws = wb.create_sheet(title=title)
+        for index, width in enumerate(widths):
+            self.ws.column_dimensions[get_column_letter(index + 1)].width = width
+        self.row = 0
+
+    def append(self, values: Sequence[object], *, bold: bool = False) -> int:
+        """Append one row (every value through ``safe_cell``); returns its row number."""
+        self.ws.append([safe_cell(self.ws, v, bold=bold) if v is not None else None
+                        for v in values])  # fmt: skip
+        self.row += 1
+        return self.row
+
+    def append_cells(self, cells: Sequence[object]) -> int:
+        """Append cells already made by ``safe_cell``."""
+        self.ws.append(list(cells))
+        self.row += 1
+        return self.row
+
+    def heading(self, text: str) -> int:
+        cell = safe_cell(self.ws, text, bold=True)
+        cell.font = _HEADING_FONT
+        return self.append_cells([cell])
+
+    def blank(self, until: int | None = None) -> None:
+        """One empty row, or empty rows until the next row is ``until``."""
+        self.append([])
+        while until is not None and self.row < until - 1:
+            self.append([])
+
+
+def workbook_meta(
+    sheet: SummarySheet,
+    items: Iterable[tuple[str, object]],
+    *,
+    heading: str | None = None,
+    tones: Mapping[str, Tone] | None = None,
+) -> Block:
+    """A key/value block: bold keys in column A, values in B (long text overflows right).
+
+    ``tones`` colours a value cell whose text it names (e.g. a run status).
+    """
+    if heading:
+        sheet.heading(heading)
+    first = sheet.row + 1
+    for key, value in items:
+        tone = tones.get(value) if tones and isinstance(value, str) else None
+        key_cell = safe_cell(sheet.ws, key, bold=True)
+        sheet.append_cells([key_cell, safe_cell(sheet.ws, value, tone=tone)])
+    return Block(first, sheet.row)
+
+
+def count_table(
+    sheet: SummarySheet,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    heading: str | None = None,
+    status_column: int | None = 0,
+    tones: Mapping[str, Tone] = OUTCOME_TONES,
+) -> Block:
+    """A small table (header row, then ``rows``) inside a summary sheet."""
+    if heading:
+        sheet.heading(heading)
+    header_row = sheet.append_cells(_header_cells(sheet.ws, headers))
+    for row in rows:
+        sheet.append_cells(_row_cells(sheet.ws, row, status_column, tones, {}))
+    return Block(header_row + 1, sheet.row, header_row)
+
+
+def bar_chart(
+    sheet: SummarySheet,
+    block: Block,
+    *,
+    title: str,
+    label_column: int = 1,
+    value_column: int = 2,
+    anchor: str | None = None,
+    axis_title: str | None = None,
+) -> BarChart:
+    """A bar chart of a ``count_table`` (labels and values are 1-based column numbers).
+
+    ``anchor`` defaults to column F beside the table's header row.
+    """
+    chart = BarChart()
+    chart.type = "bar"  # horizontal bars: outcome words stay readable
+    chart.title = title
+    chart.legend = None
+    chart.height, chart.width = 7.0, 16.0
+    chart.x_axis.scaling.orientation = "maxMin"  # first table row at the top
+    chart.x_axis.delete = False  # keep both axes visible in current Excel
+    chart.y_axis.delete = False
+    if axis_title:
+        chart.y_axis.title = axis_title
+    top = block.header_row or block.first_row
+    data = Reference(sheet.ws, min_col=value_column, min_row=top, max_row=block.last_row)
+    labels = Reference(
+        sheet.ws, min_col=label_column, min_row=block.first_row, max_row=block.last_row
+    )
+    chart.add_data(data, titles_from_data=block.header_row is not None)
+    chart.set_categories(labels)
+    sheet.ws.add_chart(chart, anchor or f"F{top}")
+    return chart
