@@ -606,11 +606,18 @@ class _Run:
         while True:
             if delay > 0:
                 await asyncio.sleep(delay)
-            granted = await self.limiter.acquire()
+            grants: list[float] = []
+
+            async def _pace(grants: list[float] = grants) -> None:
+                # every page waits for the shared limiter, so a long listing is no burst
+                grants.append(await self.limiter.acquire())
+                self.requests += 1
+
             at, started = _local_now(), time.monotonic()
-            self.requests += 1
             try:
-                found = await self.client.list_tasks(project_id, region=region, task_name=task_name)
+                found = await self.client.list_tasks(
+                    project_id, region=region, task_name=task_name, before_page=_pace
+                )
             except BulkscanError as exc:
                 if not isinstance(exc, DscError):
                     self._fatal(exc)  # refused before sending: a configuration error
@@ -618,7 +625,8 @@ class _Run:
                 verdict = _verdict_of(exc)
                 if verdict is Verdict.THROTTLED:
                     assert isinstance(exc, ThrottledError)
-                    self.limiter.on_throttle(exc.limit_per_s, exc.retry_after, sent_at=granted)
+                    sent_at = grants[-1] if grants else None
+                    self.limiter.on_throttle(exc.limit_per_s, exc.retry_after, sent_at=sent_at)
                     delay = 0.0
                     continue
                 if verdict is Verdict.RUN_FATAL:
