@@ -93,6 +93,7 @@ class DispatchResult:
     stop_reason: StopReason
     message: str
     learned_rate_per_s: float
+    held_back: int = 0  # open tasks that ``limit`` kept for a later resume
 
     @property
     def total(self) -> int:
@@ -249,6 +250,8 @@ class _Run:
         self.message = ""
         self.requests = 0
         self.last_progress = float("-inf")
+        self.held_back = 0
+        self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
 
     # -- the whole run ----------------------------------------------------------------------
 
@@ -284,9 +287,17 @@ class _Run:
             raise ValueError(f"{len(missing)} planned task(s) are not in the journal")
         open_keys = [k for k in self.order if self.state[k] in OPEN_STATES]
         self.selected = open_keys if limit is None else open_keys[: max(0, limit)]
+        self.held_back = len(open_keys) - len(self.selected)
 
     def _finish(self) -> DispatchResult:
         self._progress(force=True)
+        if self.unlisted and not self.message:
+            tasks = sum(n for n, _ in self.unlisted)
+            self.message = (
+                f"{tasks} task(s) of {len(self.unlisted)} project/region group(s) not sent: "
+                f"their existing tasks could not be listed ({self.unlisted[0][1]}); "
+                "resume once the service can be reached"
+            )
         rate = self.limiter.current_per_s
         self.journal.mark_ended(self.reason, self.message, learned_rate_per_s=rate)
         self.observer(RunStopped(self.reason, self.message))
@@ -296,6 +307,7 @@ class _Run:
             stop_reason=self.reason,
             message=self.message,
             learned_rate_per_s=rate,
+            held_back=self.held_back,
         )
 
     def _stop(self, reason: StopReason, message: str) -> None:
@@ -346,10 +358,11 @@ class _Run:
             self._fail_group(group, remote)
             return
         if isinstance(remote, DscError):
+            note = f"not sent: the existing tasks of project {group[0]} could not be listed"
             for key in keys:
-                note = f"not sent: the existing tasks of project {group[0]} could not be listed"
                 self.journal.set_state(key, self.state[key], error_msg=f"{note} ({remote})")
             self.finished.update(keys)
+            self.unlisted.append((len(keys), str(remote)))
             return
         by_name: dict[str, list[RemoteTask]] = defaultdict(list)
         for item in remote:

@@ -156,6 +156,13 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         "--connect-timeout", type=float, default=10.0, metavar="S", help="seconds (10)"
     )
     pace.add_argument("--read-timeout", type=float, default=30.0, metavar="S", help="seconds (30)")
+    pace.add_argument(
+        "--task-budget",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="most seconds spent on one task or listing, retries and waits included (600)",
+    )
 
 
 def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
@@ -165,6 +172,7 @@ def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
         max_attempts=args.attempts,
         connect_timeout_s=args.connect_timeout,
         read_timeout_s=args.read_timeout,
+        max_task_seconds=args.task_budget,
     )
 
 

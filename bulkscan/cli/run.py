@@ -6,6 +6,7 @@ import asyncio
 import shlex
 import signal
 import sys
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from bulkscan.cli._common import (
     print_json,
 )
 from bulkscan.errors import ValidationFailed
-from bulkscan.events import Event, Progress, RateChanged, RunStopped
+from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
 from bulkscan.journal import Journal, TaskState
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ class _Renderer:
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
         self.drawn = False
+        self.unreachable_noted = float("-inf")
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress) and self.enabled:
@@ -199,8 +201,21 @@ class _Renderer:
             self.drawn = True
         elif isinstance(event, RateChanged):
             self.note(f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})")
+        elif isinstance(event, AttemptFinished) and event.status is None:
+            self._unreachable(event)
         elif isinstance(event, RunStopped) and event.reason == "fatal":
             self.note(f"stopped: {event.message}")
+
+    def _unreachable(self, event: AttemptFinished) -> None:
+        """Say (at most every 30 s) that the service gives no answer and bulkscan keeps trying."""
+        now = time.monotonic()
+        if now - self.unreachable_noted < 30:
+            return
+        self.unreachable_noted = now
+        self.note(
+            f"no answer from DSC ({event.verdict}): retrying within each task's time budget; "
+            "check --endpoint and the network, or Ctrl-C and --resume later"
+        )
 
     def note(self, text: str) -> None:
         self.close()
@@ -226,7 +241,7 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
         f"bulkscan run {shlex.quote(args.file)} --resume {shlex.quote(str(result.run_dir))}"
     )
     unfinished = sum(states[s] for s in _OPEN_STATES)
-    code = _exit_code(result, states)
+    code = _exit_code(result, states, held_back=result.dispatch.held_back)
     if args.json:
         print_json(
             {
@@ -262,11 +277,15 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
     return code
 
 
-def _exit_code(result: RunResult, states: Counter[TaskState]) -> int:
+def _exit_code(result: RunResult, states: Counter[TaskState], *, held_back: int) -> int:
+    """0 all done; 1 some failed; 3 stopped, or work left that nobody asked to hold back."""
     if result.dispatch.stop_reason in ("fatal", "interrupted"):
         return 3
     bad = sum(n for s, n in states.items() if s not in _OK_STATES and s not in _OPEN_STATES)
-    return 1 if bad or states[TaskState.UNKNOWN] or states[TaskState.SENDING] else 0
+    if bad:
+        return 1
+    unfinished = sum(states[s] for s in _OPEN_STATES)
+    return 3 if unfinished > held_back else 0
 
 
 def _duration(seconds: float) -> str:
