@@ -30,7 +30,6 @@ from bulkscan.models import Issue, Outcome, Plan, TaskRequest
 from bulkscan.runner import (
     Connection,
     SimulatorOptions,
-    audit,
     check,
     prepare,
     read_audit_inventory,
@@ -40,8 +39,7 @@ from bulkscan.runner import (
 
 __all__ = [
     "__version__",
-    # entry points
-    "audit",
+    # entry points (the audit is runner.audit: bulkscan.audit is its module)
     "check",
     "prepare",
     "read_audit_inventory",

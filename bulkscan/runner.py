@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,19 +18,20 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from bulkscan import __version__
+from bulkscan import audit as _audit
+from bulkscan import report as _report
 from bulkscan.config import DispatchSettings, InputSettings
 from bulkscan.dispatch import DispatchResult, dispatch
-from bulkscan.dsc.client import DscClient, Endpoints
+from bulkscan.dsc.client import Attempt, DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk, auth_method
-from bulkscan.errors import JournalError, ValidationFailed
-from bulkscan.events import EventLog, Observer, fan_out, ignore
+from bulkscan.errors import JournalError, UsageError, ValidationFailed
+from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
 from bulkscan.journal import Journal, RunInput, create_run_dir, find_latest_run
 from bulkscan.loader import load_input
 from bulkscan.plan import build_plan, plan_hash
 from bulkscan.validate import validate
 
 if TYPE_CHECKING:
-    import asyncio
     import os
     import ssl
     from collections.abc import AsyncIterator, Sequence
@@ -39,14 +42,22 @@ if TYPE_CHECKING:
     from bulkscan.validate import Validated
 
 __all__ = [
+    "AuditReport",
     "Checked",
     "Connection",
     "Prepared",
     "RunResult",
     "SimulatorOptions",
+    "audit",
+    "audit_sync",
     "check",
+    "open_run",
     "prepare",
+    "read_audit_inventory",
     "run",
+    "run_settings",
+    "write_audit",
+    "write_report",
 ]
 
 EVENTS_FILE = "events.jsonl"
@@ -304,10 +315,6 @@ async def _send(
 
 # --- coverage audit (``bulkscan audit``) -----------------------------------------------------
 
-from bulkscan import audit as _audit  # noqa: E402 - this section is appended, apart from the run
-
-__all__ += ["AuditReport", "audit", "audit_sync", "read_audit_inventory", "write_audit"]
-
 
 @dataclass(frozen=True, slots=True)
 class AuditReport:
@@ -346,11 +353,6 @@ async def audit(
 
     ``run_options`` are appended to the ``bulkscan run`` command shown for the uncovered rows.
     """
-    import asyncio
-
-    from bulkscan.dsc.client import Attempt
-    from bulkscan.events import AttemptFinished
-
     settings = dispatch_settings or DispatchSettings()
     seen: _audit.AuditObserver = observer or (lambda event: None)
     await asyncio.to_thread(_reports_dir_ready, reports_dir)  # before any request is spent
@@ -384,8 +386,6 @@ async def audit(
 
 
 def _reports_dir_ready(reports_dir: str | os.PathLike[str]) -> None:
-    from bulkscan.errors import UsageError
-
     try:
         Path(reports_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -401,8 +401,6 @@ def write_audit(
     run_options: Sequence[str] = (),
 ) -> AuditReport:
     """Write the audit workbook, and the uncovered workbook when something is not covered."""
-    import shlex
-
     _reports_dir_ready(reports_dir)
     files = _audit.audit_files(reports_dir, result.inventory.book.path, result.meta.stamp)
     command = uncovered = None
@@ -416,16 +414,10 @@ def write_audit(
 
 def audit_sync(inventory: _audit.Inventory, **options: Any) -> AuditReport:
     """``audit`` for callers without an event loop (same keyword options)."""
-    import asyncio
-
     return asyncio.run(audit(inventory, **options))
 
 
 # --- the result workbook ---------------------------------------------------------------------
-
-from bulkscan import report as _report  # noqa: E402 - appended section; report never imports runner
-
-__all__ += ["write_report"]
 
 
 def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:

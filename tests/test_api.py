@@ -6,7 +6,6 @@ import bulkscan
 
 EXPECTED = {
     "__version__",
-    "audit",
     "check",
     "prepare",
     "read_audit_inventory",
