@@ -35,6 +35,7 @@ from bulkscan.models import Outcome
 from bulkscan.xlsx import (
     SEVERITY_TONES,
     VERDICT_TONES,
+    Block,
     SummarySheet,
     bar_chart,
     count_table,
@@ -437,7 +438,8 @@ def _write_summary(wb: Workbook, run: _Run, *, generated: dt.datetime, command: 
         heading="Tasks by outcome",
     )
     top = block.header_row or block.first_row
-    bar_chart(sheet, block, title="Tasks by outcome", anchor=f"F{top}")
+    outcomes = Block(block.first_row, block.last_row - 1, block.header_row)  # not the total
+    bar_chart(sheet, outcomes, title="Tasks by outcome", anchor=f"F{top}")
     sheet.blank(until=max(sheet.row + 2, top + _CHART_ROWS))  # nothing long beside the chart
     _error_table(sheet, run)
     sheet.blank()

@@ -353,6 +353,11 @@ class SummarySheet:
         self.ws = wb.create_sheet(title=title)
         for index, width in enumerate(widths):
             self.ws.column_dimensions[get_column_letter(index + 1)].width = width
+        # printed (or exported to PDF) one page wide, so a chart is never cut in two
+        self.ws.page_setup.orientation = "landscape"
+        self.ws.page_setup.fitToWidth = 1
+        self.ws.page_setup.fitToHeight = 0
+        self.ws.sheet_properties.pageSetUpPr.fitToPage = True
         self.row = 0
 
     def append(self, values: Sequence[object], *, bold: bool = False) -> int:
