@@ -44,6 +44,8 @@ __all__ = [
 
 from typing import TYPE_CHECKING
 
+from bulkscan.models import one_line
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -65,7 +67,7 @@ class InputError(BulkscanError):
         self.file = file
         self.sheet = sheet
         where = file if sheet is None else f"{file}, sheet '{sheet}'"
-        super().__init__(f"{where}: {message}")
+        super().__init__(one_line(f"{where}: {message}"))  # cells and names may hold newlines
 
 
 class InputLimitError(InputError):

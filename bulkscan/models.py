@@ -24,9 +24,17 @@ __all__ = [
     "Severity",
     "Sheet",
     "TaskRequest",
+    "one_line",
 ]
 
 Severity = Literal["error", "warning"]
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks, bidi overrides and other unprintable characters escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -68,7 +76,7 @@ class Issue:
 
     def __str__(self) -> str:
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{self.where}: {self.message}{hint}"
+        return one_line(f"{self.where}: {self.message}{hint}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,13 +64,25 @@ _JSON = "application/json;charset=UTF-8"
 
 
 def _check_url(url: str, what: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """The URL without a trailing slash; ``UsageError`` (never showing a password) if unusable."""
+    shown = re.sub(r"//[^/@]*@", "//***@", url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:  # an unclosed IPv6 bracket, a port that is not a number
+        raise UsageError(f"{what} '{shown}' is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise UsageError(
-            f"{what} '{url}' is not an http(s) URL (e.g. https://sdg.cn-north-4.myhuaweicloud.com)"
+            f"{what} '{shown}' is not an http(s) URL "
+            "(e.g. https://sdg.cn-north-4.myhuaweicloud.com)"
+        )
+    if "@" in parts.netloc:
+        raise UsageError(
+            f"{what} '{shown}' must not hold a user name or password: DSC credentials come "
+            "from the environment or a token file, never from the URL"
         )
     if parts.query or parts.fragment:
-        raise UsageError(f"{what} '{url}' must not have a query or fragment")
+        raise UsageError(f"{what} '{shown}' must not have a query or fragment")
     return url.strip().rstrip("/")
 
 
@@ -539,6 +551,17 @@ class DscClient:
 def _describe(exc: BaseException, *, sent: bool) -> str:
     """A short, secret-free description of a network failure."""
     kind = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = getattr(exc.certificate_error, "verify_message", None) or "not trusted"
+        return (
+            f"the TLS certificate of {exc.host}:{exc.port} was refused ({reason}): if it is "
+            "the right server, add its CA certificate with --ca-bundle"
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
+        exc, aiohttp.ClientSSLError
+    ):
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return f"cannot connect to {exc.host}:{exc.port} ({reason})"
     when = "after sending the request" if sent else "while connecting"
     if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
         when += (
