@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import shlex
 import signal
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
@@ -23,6 +23,7 @@ from bulkscan.cli._common import (
 from bulkscan.errors import ValidationFailed
 from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
 from bulkscan.journal import Journal, TaskState
+from bulkscan.report import resume_command
 
 if TYPE_CHECKING:
     import argparse
@@ -138,7 +139,7 @@ def _dispatch(
     dispatching: Any,
 ) -> RunResult:
     renderer = _Renderer(enabled=not args.json and sys.stderr.isatty())
-    command = ["bulkscan", *sys.argv[1:]] if sys.argv[0].endswith("bulkscan") else []
+    command = _command_line()
 
     async def _main() -> RunResult:
         stop = asyncio.Event()
@@ -178,6 +179,17 @@ def _dispatch(
         return asyncio.run(_main())
     finally:
         renderer.close()
+
+
+def _command_line() -> list[str]:
+    """The command as typed, for the journal (re-run and resume commands are built from it).
+
+    Known only when this process is ``bulkscan`` or ``python -m bulkscan``; when ``main`` is
+    called from other code, ``sys.argv`` is not this command's.
+    """
+    program = Path(sys.argv[0])
+    as_module = program.name == "__main__.py" and program.parent.name == "bulkscan"
+    return ["bulkscan", *sys.argv[1:]] if program.name == "bulkscan" or as_module else []
 
 
 class _Renderer:
@@ -230,6 +242,7 @@ class _Renderer:
 def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) -> int:
     with Journal.open(result.run_dir, readonly=True) as journal:
         tasks = journal.tasks()
+        meta = journal.meta()
     states = Counter(t.state for t in tasks)
     codes = Counter(
         t.error_code or "(no code)"
@@ -237,9 +250,7 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
         if t.state not in _OK_STATES and t.state not in _OPEN_STATES
     )
     retry_cmd = report.rerun_command
-    resume_cmd = (
-        f"bulkscan run {shlex.quote(args.file)} --resume {shlex.quote(str(result.run_dir))}"
-    )
+    resume_cmd = resume_command(meta, result.run_dir)  # with the run's own options
     unfinished = sum(states[s] for s in _OPEN_STATES)
     code = _exit_code(result, states, held_back=result.dispatch.held_back)
     if args.json:

@@ -14,7 +14,10 @@ from bulkscan.errors import UsageError
 __all__ = ["FAULT_KINDS", "Faults", "describe_period", "parse_faults", "parse_quota"]
 
 # The order in which one random draw is mapped onto a fault (see Faults.pick).
-FAULT_KINDS = ("reset_before", "http500", "http502", "http503", "http504", "reset_after", "stall")
+# New kinds go at the end, so that a seed keeps drawing the same earlier faults.
+FAULT_KINDS = (
+    "reset_before", "http500", "http502", "http503", "http504", "reset_after", "stall", "http429",
+)  # fmt: skip
 _DURATIONS = ("latency_s", "jitter_s", "stall_s")
 _ALIASES = {"latency": "latency_s", "jitter": "jitter_s"}
 _QUOTA = re.compile(
@@ -35,6 +38,7 @@ class Faults:
     reset_before: float = 0.0
     reset_after: float = 0.0
     stall: float = 0.0
+    http429: float = 0.0
     latency_s: float = 0.0
     jitter_s: float = 0.0
     stall_s: float = 30.0

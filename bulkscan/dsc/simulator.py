@@ -19,11 +19,13 @@ Choices where the real service is undocumented:
   window) is sent only when enabled, as the real gateway sends none.
 - One seeded draw per request picks at most one fault: ``reset_before`` (connection dropped
   with a TCP reset, nothing created), ``http500`` (DSC.50000001), ``http502`` (APIG.0201
-  backend unavailable) and ``http503`` (APIG.0613) create nothing; ``http504`` (APIG.0201
-  backend timeout) creates the task and then answers 504, as a gateway that gave up on a slow
-  backend; ``reset_after`` creates the task and drops the connection; ``stall`` creates the
-  task and answers normally only after ``stall_s``, so a client whose read timed out finds
-  the task by listing.  A GET can meet every fault but ``reset_after``.
+  backend unavailable), ``http503`` (APIG.0613) and ``http429`` (APIG.0308 under the API's
+  default per-IP limit of 200/s, as when other callers share it) create nothing;
+  ``http504`` (APIG.0201 backend timeout) creates the task and then answers 504, as a
+  gateway that gave up on a slow backend; ``reset_after`` creates the task and drops the
+  connection; ``stall`` creates the task and answers normally only after ``stall_s``, so a
+  client whose read timed out finds the task by listing.  A GET can meet every fault but
+  ``reset_after``.
 - The list filter ``task_name`` matches names containing it; ``schedule_types`` (repeated)
   and ``id`` match exactly.  Results are newest first.  Paging: ``limit`` (or ``page_size``,
   1..100, default 20) and ``offset`` (a record index from 0), or ``page`` (from 1).
@@ -86,6 +88,13 @@ _EARLY_ERRORS = {
     "http500": Denial(500, "DSC.50000001", "Internal server error, try again later.", "http500"),
     "http502": Denial(502, "APIG.0201", "Backend unavailable.", "http502"),
     "http503": Denial(503, "APIG.0613", "IAM service is temporarily unavailable.", "http503"),
+    "http429": Denial(
+        429,
+        "APIG.0308",
+        "The throttling threshold has been reached: policy ip over ratelimit,limit:200,"
+        "time:1 second",
+        "http429",
+    ),
 }
 _GATEWAY_TIMEOUT = Denial(504, "APIG.0201", "Backend timeout.", "http504")
 
