@@ -540,3 +540,20 @@ def test_simulate_serves_until_sigterm(tmp_path: Path) -> None:
     assert "DSC simulator stopped" in out
     assert state.is_file()
     _no_traceback(err)
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    """``bulkscan plan --json | head -1``: the closed pipe ends the command quietly."""
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody reads: the first write fails with EPIPE
+    with os.fdopen(writer, "wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "bulkscan", "plan", str(SAMPLE), "--json"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr

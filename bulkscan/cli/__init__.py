@@ -7,6 +7,7 @@ Each command lives in its own module with ``register(subparsers)``, which adds a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -60,4 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bulkscan: interrupted", file=sys.stderr)
         return EXIT_STOPPED
+    except BrokenPipeError:
+        # the reader went away (e.g. `bulkscan plan --json | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     return code

@@ -114,10 +114,14 @@ def _print_plan(prepared: Prepared, rate_per_s: float, args: argparse.Namespace)
     tasks = prepared.plan.tasks
     total = len(tasks) if args.limit is None else min(len(tasks), args.limit)
     target = "the embedded simulator" if args.simulate else (args.endpoint or "DSC")
+    if args.resume:
+        sending = f"resuming: only tasks not yet done are sent to {target}"
+    else:
+        sending = f"sending {total} to {target}"
     print(
         f"{prepared.book.path}: {len(tasks)} task(s) for {prepared.plan.instance_count} "
-        f"instance(s); sending {total} to {target} at up to {rate_per_s:g}/s "
-        f"(about {_duration(total / rate_per_s)})",
+        f"instance(s); {sending} at up to {rate_per_s:g}/s "
+        f"(at most {_duration(total / rate_per_s)} without retries)",
         file=sys.stderr,
     )
 
