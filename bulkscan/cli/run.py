@@ -121,7 +121,7 @@ def _print_plan(prepared: Prepared, rate_per_s: float, args: argparse.Namespace)
     print(
         f"{prepared.book.path}: {len(tasks)} task(s) for {prepared.plan.instance_count} "
         f"instance(s); {sending} at up to {rate_per_s:g}/s "
-        f"(at most {_duration(total / rate_per_s)} without retries)",
+        f"(about {_duration(total / rate_per_s)} without retries)",
         file=sys.stderr,
     )
 
