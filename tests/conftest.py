@@ -8,10 +8,18 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+from hypothesis import settings
+
+# Shared, noisy machines: no per-example deadline (speed is measured in bench/, never here).
+# CI replays the same examples every run (derandomize) so that its verdict is reproducible;
+# local runs keep exploring new ones.
+settings.register_profile("bulkscan", deadline=None, derandomize=bool(os.environ.get("CI")))
+settings.load_profile("bulkscan")
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
