@@ -532,6 +532,7 @@ async def test_failed_auth_is_not_counted_against_the_quota(
         ("http502", 502, "APIG.0201", False),
         ("http503", 503, "APIG.0613", False),
         ("http504", 504, "APIG.0201", True),
+        ("http429", 429, "APIG.0308", False),
     ],
 )
 async def test_http_faults(
@@ -861,3 +862,12 @@ async def test_command_serves_until_a_stop_signal(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_the_http429_fault_states_a_limit_in_the_gateway_form(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with Simulator(faults=Faults(http429=1.0), seed=7) as sim:
+        answer = await create(session, sim, "x")
+        assert "over ratelimit,limit:200,time:1 second" in answer.json["error_msg"]
+        assert "Retry-After" not in answer.headers
