@@ -27,7 +27,7 @@ from bulkscan.dsc.credentials import AkSk, auth_method
 from bulkscan.errors import JournalError, UsageError, ValidationFailed
 from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
 from bulkscan.journal import Journal, RunInput, create_run_dir, find_latest_run
-from bulkscan.loader import load_input
+from bulkscan.loader import load_input, paused_gc
 from bulkscan.plan import build_plan, plan_hash
 from bulkscan.validate import validate
 
@@ -96,8 +96,12 @@ def check(
 ) -> Checked:
     """Load and validate ``path``; raises only for a file that cannot be read at all."""
     settings = settings or InputSettings()
-    book = load_input(path, profiles_path=profiles_path, limits=settings.limits)
-    return Checked(book, validate(book, settings))
+    # A large inventory becomes hundreds of thousands of objects (rows, references,
+    # instances) in one burst; with the cycle collector running, it would walk all of them
+    # again and again, for nothing: they hold no cycles.  Pauses nest (see ``paused_gc``).
+    with paused_gc():
+        book = load_input(path, profiles_path=profiles_path, limits=settings.limits)
+        return Checked(book, validate(book, settings))
 
 
 def prepare(
@@ -107,10 +111,11 @@ def prepare(
     settings: InputSettings | None = None,
 ) -> Prepared:
     """Load, validate and plan; raises ``ValidationFailed`` with every issue if any is an error."""
-    checked = check(path, profiles_path=profiles_path, settings=settings)
-    if checked.has_errors:
-        raise ValidationFailed(checked.issues)
-    plan = build_plan(checked.validated)
+    with paused_gc():  # as in ``check``: planning makes another object per instance
+        checked = check(path, profiles_path=profiles_path, settings=settings)
+        if checked.has_errors:
+            raise ValidationFailed(checked.issues)
+        plan = build_plan(checked.validated)
     if plan.has_errors:
         raise ValidationFailed(plan.issues)
     return Prepared(checked.book, checked.validated, plan)

@@ -24,8 +24,8 @@ import re
 import string
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, TypeVar
+from types import MappingProxyType, MemberDescriptorType
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
 from bulkscan import schema
 from bulkscan.errors import BulkscanError
@@ -613,30 +613,190 @@ def validate(book: InputBook, settings: InputSettings) -> Validated:
     )
 
 
+class _Shared(NamedTuple):
+    """The cells of a row other than ``ins_id`` and the carried ones, parsed.
+
+    Inventories repeat a handful of combinations of these cells, so ``_validate_instances``
+    parses each distinct combination once.
+    """
+
+    enabled: bool
+    db_type: str | None
+    project_id: str | None
+    region: str | None
+    profile: str | None
+    task: str | None
+
+
 def _validate_instances(
     sheet: Sheet, sink: _Sink, context: _Context
 ) -> tuple[list[Instance], list[RowRef], list[tuple[RowRef, RowRef]]]:
+    """The hot loop of validation: a row whose shared cells (``_Shared``, in that order)
+    were seen before without an issue costs a look-up, its ``ins_id`` and its extras."""
     instances: list[Instance] = []
     skipped: list[RowRef] = []
     duplicates: list[tuple[RowRef, RowRef]] = []
     seen: dict[tuple[str, str, str, str], Instance] = {}
+    memo: dict[tuple[object, ...], _Shared] = {}
+    extras = _Extras(context.extras)
     for row in sheet.rows:
         errors = sink.errors
-        if not _parsed(row, "enabled", parse_bool, True, sink):
+        get = row.values.get
+        key: tuple[object, ...] = (
+            get("enabled"),
+            get("db_type"),
+            get("project_id"),
+            get("region"),
+            get("profile"),
+            get("task"),
+        )
+        try:
+            shared = memo.get(key)
+        except TypeError:  # a cell that cannot be a dictionary key: never remembered
+            shared, key = None, ()
+        if shared is None:
+            shared, ins_id, clean = _first_sight(row, sink, context)
+            if clean and key and _storable(key, bools_at=0):
+                memo[key] = shared
+        elif shared.enabled:
+            ins_id = get("ins_id")  # usually text, checked here without calls
+            if ins_id.__class__ is not str or not (ins_id := ins_id.strip()):
+                ins_id = _ins_id(row, sink, context)
+        if not shared.enabled:
             skipped.append(row.ref)
             continue
-        instance = _instance(row, sink, context)
-        if instance is None or sink.errors != errors:
+        _, db_type, project_id, region, profile, task = shared
+        if sink.errors != errors or not (ins_id and db_type and project_id and region and profile):
             continue
-        key = (instance.project_id, instance.region, instance.profile, instance.ins_id)
-        first = seen.get(key)
-        if first is None:
-            seen[key] = instance
+        instance = _make_instance(
+            row.ref, ins_id, db_type, project_id, region, profile, task, extras.of(get)
+        )
+        first = seen.setdefault((project_id, region, profile, ins_id), instance)
+        if first is instance:
             instances.append(instance)
         else:
             duplicates.append((row.ref, first.ref))
             _warn_duplicate(row, instance, first, sink)
     return instances, skipped, duplicates
+
+
+def _storable(key: tuple[object, ...], *, bools_at: int | None = None) -> bool:
+    """Whether cells parsed once may stand for every equal row: text and blanks only.
+
+    A number may equal a cell of another type (``1 == 1.0 == True``) yet read differently
+    as text, so other values are never remembered.  ``bools_at`` admits yes/no cells in one
+    position: that of ``enabled``, where the numbers equal to TRUE and FALSE (1 and 0) read
+    the same as they do.
+    """
+    for index, value in enumerate(key):
+        if value is None or value.__class__ is str:
+            continue
+        if index != bools_at or value.__class__ is not bool:
+            return False
+    return True
+
+
+def _first_sight(row: RawRow, sink: _Sink, context: _Context) -> tuple[_Shared, str | None, bool]:
+    """Check every cell of the row in sheet order: (shared cells, ins_id, whether the shared
+    cells were free of issues, so that their parse may be remembered)."""
+    before = len(sink.issues)
+    enabled = _parsed(row, "enabled", parse_bool, True, sink)
+    clean = len(sink.issues) == before
+    if not enabled:
+        return _Shared(False, None, None, None, None, None), None, clean
+    ins_id = _ins_id(row, sink, context)
+    before = len(sink.issues)
+    shared = _Shared(
+        True,
+        _db_type(row, sink, context),
+        _project_id(row, sink, context),
+        _region(row, sink, context),
+        _profile_name(row, sink, context),
+        _parsed(row, "task", _task_name, None, sink),
+    )
+    return shared, ins_id, clean and len(sink.issues) == before
+
+
+_INSTANCE_FIELDS = (
+    "ref", "ins_id", "db_type", "project_id", "region", "profile", "task", "extras"
+)  # fmt: skip
+
+
+def _instance_maker() -> Callable[..., Instance]:
+    """``Instance(*fields)``, twice as fast: a frozen dataclass's ``__init__`` only sets each
+    field with ``object.__setattr__`` by name, this writes the slots directly.  Should the
+    class change shape (other fields, a ``__post_init__``), it is the class itself.  Tests
+    hold both equal."""
+    if (
+        tuple(f.name for f in fields(Instance)) != _INSTANCE_FIELDS
+        or not all(f.init for f in fields(Instance))
+        or hasattr(Instance, "__post_init__")
+        or not all(
+            isinstance(Instance.__dict__.get(n), MemberDescriptorType) for n in _INSTANCE_FIELDS
+        )
+    ):
+        return Instance
+    new = object.__new__
+    s_ref, s_id, s_type, s_project, s_region, s_profile, s_task, s_extras = (
+        Instance.__dict__[name].__set__ for name in _INSTANCE_FIELDS
+    )
+
+    def make(  # noqa: PLR0917 - Instance's own positional fields
+        ref: RowRef,
+        ins_id: str,
+        db_type: str,
+        project_id: str,
+        region: str,
+        profile: str,
+        task: str | None,
+        extras: tuple[tuple[str, str], ...],
+    ) -> Instance:
+        instance = new(Instance)
+        s_ref(instance, ref)
+        s_id(instance, ins_id)
+        s_type(instance, db_type)
+        s_project(instance, project_id)
+        s_region(instance, region)
+        s_profile(instance, profile)
+        s_task(instance, task)
+        s_extras(instance, extras)
+        return instance
+
+    return make
+
+
+_make_instance = _instance_maker()
+
+
+class _Extras:
+    """The carried cells of rows as ``Instance.extras``, one tuple per distinct combination."""
+
+    __slots__ = ("headers", "keys", "memo")
+
+    def __init__(self, extras: tuple[tuple[str, str], ...]) -> None:
+        self.keys = tuple(key for key, _ in extras)
+        self.headers = tuple(header for _, header in extras)
+        self.memo: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
+
+    def of(self, get: Callable[[str], object]) -> tuple[tuple[str, str], ...]:
+        """The extras of the row whose ``values.get`` is ``get``."""
+        if not self.keys:
+            return ()
+        cells = tuple(map(get, self.keys))
+        try:
+            found = self.memo.get(cells)
+        except TypeError:  # a cell that cannot be a dictionary key
+            return self._build(cells)
+        if found is None:
+            found = self._build(cells)
+            if _storable(cells):
+                self.memo[cells] = found
+        return found
+
+    def _build(self, cells: tuple[object, ...]) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (header, _extra(value)) for header, value in zip(self.headers, cells, strict=True)
+        )
 
 
 def _warn_duplicate(row: RawRow, instance: Instance, first: Instance, sink: _Sink) -> None:
@@ -652,21 +812,6 @@ def _warn_duplicate(row: RawRow, instance: Instance, first: Instance, sink: _Sin
         value=instance.ins_id,
         hint=hint,
     )
-
-
-def _instance(row: RawRow, sink: _Sink, context: _Context) -> Instance | None:
-    """The instance of one enabled row, or None when any of its cells is an error."""
-    errors = sink.errors
-    ins_id = _ins_id(row, sink, context)
-    db_type = _db_type(row, sink, context)
-    project_id = _project_id(row, sink, context)
-    region = _region(row, sink, context)
-    profile = _profile_name(row, sink, context)
-    task = _parsed(row, "task", _task_name, None, sink)
-    extras = tuple((header, _extra(row.values.get(key))) for key, header in context.extras)
-    if sink.errors != errors or not (ins_id and db_type and project_id and region and profile):
-        return None
-    return Instance(row.ref, ins_id, db_type, project_id, region, profile, task, extras)
 
 
 def _blank_required(row: RawRow, column: str, sink: _Sink, context: _Context) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import datetime as dt
+import gc
 import hashlib
 import re
 import struct
@@ -16,9 +18,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkscan.config import InputLimits
-from bulkscan.errors import InputError, InputLimitError
-from bulkscan.loader import above_pattern, column_letter, load_input
+from bulkscan import loader, runner
+from bulkscan.config import InputLimits, InputSettings
+from bulkscan.errors import InputError, InputLimitError, ValidationFailed
+from bulkscan.loader import above_pattern, column_letter, load_input, paused_gc
+from bulkscan.models import RawRow, RowRef
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -552,7 +556,8 @@ def test_undeclared_entity_is_an_input_error_not_expanded(make_raw_xlsx: Callabl
 
 def test_entity_bomb_after_a_long_prolog_is_refused(make_raw_xlsx: Callable[..., Path]):
     path = make_raw_xlsx({"instances": '<row r="1"><c r="A1"><v>1</v></c></row>'})
-    prolog = b'<?xml version="1.0" encoding="UTF-8"?>' + b" " * 9_000_000 + ENTITY_BOMB.encode()
+    doctype = ENTITY_BOMB.removeprefix('<?xml version="1.0"?>').encode()
+    prolog = b'<?xml version="1.0" encoding="UTF-8"?>' + b" " * 9_000_000 + doctype
     data = _replace_member(
         path,
         "xl/worksheets/sheet1.xml",
@@ -705,3 +710,105 @@ def test_column_letters():
         "AAA",
         "XFD",
     ]
+
+
+# --------------------------------------------------------------------------- speed helpers
+
+
+def test_rows_made_for_speed_are_the_dataclasses_themselves():
+    make = loader._row_maker("f.xlsx", "instances")
+    made = make(7, {"ins_id": "a"})
+    expected = RawRow(RowRef("f.xlsx", "instances", 7), {"ins_id": "a"})
+    assert (made, repr(made), hash(made.ref)) == (expected, repr(expected), hash(expected.ref))
+    assert made.ref < RowRef("f.xlsx", "instances", 8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.ref.row = 8  # type: ignore[misc]
+
+
+def test_rows_are_made_by_the_constructors_for_a_class_of_another_shape():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        ref: RowRef
+        values: dict[str, Any]
+
+        def __post_init__(self) -> None:
+            pass
+
+    assert loader._slots_only(RawRow, loader._ROW_FIELDS)
+    assert loader._slots_only(RowRef, loader._REF_FIELDS)
+    assert not loader._slots_only(Checked, loader._ROW_FIELDS)
+    assert not loader._slots_only(RowRef, ("file", "sheet"))
+
+
+def test_paused_gc_pauses_nests_and_always_resumes():
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner pause leaves the outer one in force
+    assert gc.isenabled()
+    with pytest.raises(KeyError), paused_gc():
+        raise KeyError
+    assert gc.isenabled()
+
+
+def test_paused_gc_leaves_a_collector_that_was_off_off():
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_objects_made_while_paused_join_the_oldest_generation():
+    with paused_gc():
+        made = [[n] for n in range(5000)]
+    assert gc.get_count()[0] < 1000  # not thousands of young objects for the next collection
+    assert gc.get_freeze_count() == 0
+    assert any(obj is made[-1] for obj in gc.get_objects(generation=2))
+
+
+def test_objects_the_program_froze_stay_frozen():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with paused_gc():
+            made = [[n] for n in range(100)]
+        assert gc.get_freeze_count() == frozen
+        assert made
+    finally:
+        gc.unfreeze()
+
+
+def test_check_and_prepare_resume_the_collector(make_xlsx: Callable[..., Path], tmp_path: Path):
+    good = make_xlsx({"instances": [["ins_id", "db_type"], ["a", "MySQL"]]}, name="good.xlsx")
+    bad = make_xlsx({"instances": [["ins_id", "db_type"], ["", "MySQL"]]}, name="bad.xlsx")
+    settings = InputSettings(project_id="0" * 32, region="cn-north-4")
+    assert runner.prepare(good, settings=settings).plan.instance_count == 1
+    assert gc.isenabled()
+    with pytest.raises(ValidationFailed):
+        runner.prepare(bad, settings=settings)
+    assert gc.isenabled()
+    with pytest.raises(InputError):
+        runner.check(tmp_path / "missing.xlsx")
+    assert gc.isenabled()
+
+
+def test_a_far_cell_hidden_in_a_tag_longer_than_a_chunk_is_still_found(
+    make_raw_xlsx: Callable[..., Path],
+) -> None:
+    """A 20 MB attribute must not split the tag out of the fast extent scan's sight."""
+    import base64
+    import os
+
+    pad = base64.b64encode(os.urandom(15 * 1024 * 1024)).decode()
+    body = (
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>ins_id</t></is></c></row>'
+        f'<row r="2000000"><c r="Z2000000" pad="{pad}"><v>1</v></c></row>'
+    )
+    path = make_raw_xlsx({"instances": body})
+    with pytest.raises(InputLimitError):
+        load_input(path, limits=InputLimits(max_rows=1000))

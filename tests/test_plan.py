@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bulkscan import plan as plan_module
 from bulkscan import schema
 from bulkscan.config import InputSettings
 from bulkscan.errors import UsageError
@@ -126,6 +127,36 @@ def test_body_carries_every_profile_setting() -> None:
     }
     assert "每周扫描".encode() in task.body_bytes  # UTF-8, not \u escapes
     assert task.body_bytes == serialise_body(task.body)
+
+
+AWKWARD_TEXT = ['quote"d', "back\\slash", "tab\tin", "line\u2028sep", "中文-ñ", "ctl\x01", "</x>"]
+
+
+@pytest.mark.parametrize("text", AWKWARD_TEXT)
+def test_bodies_are_serialised_as_serialise_body_does_for_any_text(text: str) -> None:
+    # Planning writes the body bytes without a dictionary per source; they stay the bytes
+    # serialise_body makes of the body, whose sources are DataSource.to_json() each.
+    profiles = [{"profile": "p", "task_description": f"d {text}", "task_name": f"{text}-{{seq}}"}]
+    rows = [
+        inst(text, profile="p"),
+        inst("b", f"{text}DB", profile="p"),
+        inst("c", task=f"t {text}"),
+        inst(f"{text}2", "PostgreSQL", task=f"t {text}"),
+    ]
+    plan = plan_of(rows, profiles)
+    assert len(plan.tasks) == 2
+    for task in plan.tasks:
+        assert task.body_bytes == serialise_body(task.body)
+        assert task.body["data_sources"] == [s.to_json() for s in task.sources]
+        assert list(task.body) == sorted(task.body)
+        assert json.loads(task.body_bytes) == task.body
+
+
+def test_body_settings_are_encoded_once_only_when_they_sort_between_sources_and_name() -> None:
+    head = plan_module._head
+    assert head({"data_sources": [], "e": [1, "é"], "task_name": "x"}) == '"e":[1,"é"],'
+    assert head({"data_sources": [], "task_name": "x", "zone": 1}) == ""  # serialise_body used
+    assert head({"a": 1, "data_sources": [], "task_name": "x"}) == ""
 
 
 def test_keys_differ_by_project_and_region_even_for_equal_bodies() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,8 +12,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bulkscan import schema
+from bulkscan import validate as validate_module
 from bulkscan.config import InputSettings
-from bulkscan.models import InputBook, Issue, Profile, RawRow, RowRef, ScanConfig, Sheet
+from bulkscan.models import (
+    InputBook,
+    Instance,
+    Issue,
+    Profile,
+    RawRow,
+    RowRef,
+    ScanConfig,
+    Sheet,
+)
 from bulkscan.validate import (
     DEFAULT_PROFILE,
     MAX_START_TIME_S,
@@ -630,6 +641,65 @@ def test_issues_come_in_row_then_column_order() -> None:
         (3, "Instance ID"),
         (3, "DB Type"),
     ]
+
+
+def test_rows_repeating_a_bad_cell_each_report_it() -> None:
+    # Rows sharing their cells are parsed once, but only when they raise no issue.
+    rows = [row(f"i{n}", "mysq", region="cn/north" if n % 2 else None) for n in range(4)]
+    rows += [row("x", "mysq", region="cn/north", enabled="maybe")]
+    result = run(rows)
+    assert [(i.ref.row, i.column, i.severity) for i in result.issues if i.ref] == [
+        (2, "DB Type", "warning"),
+        (3, "DB Type", "warning"),
+        (3, "Region", "error"),
+        (4, "DB Type", "warning"),
+        (5, "DB Type", "warning"),
+        (5, "Region", "error"),
+        (6, "DB Type", "warning"),
+        (6, "Region", "error"),
+        (6, "enabled", "error"),
+    ]
+    assert [i.ins_id for i in result.instances] == ["i0", "i2"]
+
+
+def test_cells_that_compare_equal_across_types_are_each_read_as_written() -> None:
+    # True == 1 == 1.0 in Python, yet the cells read differently as text.
+    profiles = [{"profile": "TRUE"}, {"profile": "1"}]
+    headers = {**INSTANCE_HEADERS, "Owner": "Owner"}
+    rows = [
+        row("a", profile=True, task=True, Owner=True, enabled=True),
+        row("b", profile=1, task=1, Owner=1, enabled=1),
+        row("c", profile=1.0, task=1.0, Owner=1.0, enabled=1.0),
+        row("d", profile="true", task="TRUE", Owner="TRUE", enabled="yes"),
+        row("e", enabled=False),
+        row("f", enabled=0),
+        row("g", enabled=0.0),
+    ]
+    result = validate(make_book(rows, headers=headers, profiles=profiles), settings())
+    assert result.issues == ()
+    got = [(i.ins_id, i.profile, i.task, i.extras) for i in result.instances]
+    assert got == [
+        ("a", "TRUE", "TRUE", (("Owner", "TRUE"),)),
+        ("b", "1", "1", (("Owner", "1"),)),
+        ("c", "1", "1", (("Owner", "1"),)),
+        ("d", "TRUE", "TRUE", (("Owner", "TRUE"),)),
+    ]
+    assert [ref.row for ref in result.skipped] == [6, 7, 8]
+
+
+def test_instances_made_for_speed_are_the_dataclass_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = run([row("a", task="t")]).instances[0]
+    expected = Instance(
+        RowRef(FILE, "instances", 2), "a", "MySQL", PROJECT, "cn-north-4", "default", "t"
+    )
+    assert (made, repr(made), hash(made)) == (expected, repr(expected), hash(expected))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.ins_id = "b"  # type: ignore[misc]
+    assert validate_module._instance_maker() is not Instance
+    monkeypatch.setattr(validate_module, "_INSTANCE_FIELDS", ("ref", "ins_id"))
+    assert validate_module._instance_maker() is Instance  # a class of another shape
 
 
 # --------------------------------------------------------------------------- profiles sheet
