@@ -1,9 +1,11 @@
 """Send every planned task exactly once: reconcile, then dispatch through a shared rate limit.
 
 1. **Reconcile.**  For each (project, region) with work to do, list the service's tasks once.
-   A planned task whose name exists with the same data sources is *exists* (or *created*, when
-   this journal had already sent it); a name that exists with other sources is a *conflict*
-   (never sent); a *sending*/*unknown* task that is not found is *pending* again.
+   Every open task is looked up, *pending* included: a planned task whose name exists with the
+   same data sources is *exists* (or *created*, when this journal had already sent it); a name
+   that exists with other sources is a *conflict* (never sent); a *sending*/*unknown* task
+   that is not found is *pending* again.  Nothing is sent before this, so a journal that lost
+   its last transactions (``bulkscan.journal``: power loss) still creates each task once.
 2. **Send.**  ``concurrency`` workers pull task keys from one queue (retries first, then plan
    order); each waits for the shared limiter, marks the task *sending* (committed) and sends
    it.  The verdict decides:
@@ -37,7 +39,7 @@ import contextlib
 import datetime as dt
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
@@ -235,6 +237,8 @@ class _Run:
         self.attempts: dict[str, int] = {}
         self.budget: dict[str, _Budget] = {}
         self.selected: list[str] = []
+        self.chosen: frozenset[str] = frozenset()  # the selected keys, as a set
+        self.tally: Counter[TaskState] = Counter()  # states of the selected tasks
         self.finished: set[str] = set()
         self.failed_groups: dict[_Group, DscError] = {}
         # (0 for a retry, 1 for a first send; sequence; key): retries go first, so that the
@@ -279,14 +283,16 @@ class _Run:
         return self._finish()
 
     def _select(self, limit: int | None) -> None:
-        for task in self.journal.tasks():
-            self.state[task.key] = task.state
-            self.attempts[task.key] = task.attempts
+        for key, (state, attempts) in self.journal.states_and_attempts().items():
+            self.state[key] = state
+            self.attempts[key] = attempts
         missing = [k for k in self.order if k not in self.state]
         if missing:
             raise ValueError(f"{len(missing)} planned task(s) are not in the journal")
         open_keys = [k for k in self.order if self.state[k] in OPEN_STATES]
         self.selected = open_keys if limit is None else open_keys[: max(0, limit)]
+        self.chosen = frozenset(self.selected)
+        self.tally.update(self.state[k] for k in self.selected)
         self.held_back = len(open_keys) - len(self.selected)
 
     def _finish(self) -> DispatchResult:
@@ -451,7 +457,8 @@ class _Run:
     async def _send(self, key: str, granted: float) -> None:
         task = self.tasks[key]
         budget = self.budget.setdefault(key, _Budget(time.monotonic()))
-        self._set(key, TaskState.SENDING)
+        self.journal.mark_sending(key)
+        self._note(key, TaskState.SENDING)
         n = self.attempts[key] + 1
         self.observer(AttemptStarted(key, task.name, n))
         at, started = _local_now(), time.monotonic()
@@ -584,7 +591,7 @@ class _Run:
             keys, error_msg=str(exc), error_code=exc.code, http_status=exc.status
         )
         for key in keys:
-            self.state[key] = TaskState.FAILED
+            self._note(key, TaskState.FAILED)
             self.observer(TaskFinished(key, self.tasks[key].name, TaskState.FAILED, None, str(exc)))
             timer = self.timers.pop(key, None)
             if timer is not None:  # waiting out a backoff: settled now; queued: when taken
@@ -722,7 +729,7 @@ class _Run:
         self.journal.record_attempt(
             attempt, state=state, task_id=task_id, error_msg=error_msg, throttled=throttled
         )
-        self.state[key] = state
+        self._note(key, state)
         self.attempts[key] += 1
         self.observer(
             AttemptFinished(
@@ -778,9 +785,17 @@ class _Run:
     ) -> None:
         pair = (conflict.id, conflict.data_sources) if conflict is not None else None
         self.journal.set_state(key, state, task_id=task_id, error_msg=error_msg, conflict=pair)
-        self.state[key] = state
+        self._note(key, state)
         if state is not TaskState.SENDING and state is not TaskState.PENDING:
             self.observer(TaskFinished(key, self.tasks[key].name, state, task_id, error_msg))
+
+    def _note(self, key: str, state: TaskState) -> None:
+        """``key`` is now in ``state`` (already journaled); keeps the tally for progress."""
+        before = self.state[key]
+        self.state[key] = state
+        if key in self.chosen:
+            self.tally[before] -= 1
+            self.tally[state] += 1
 
     def _settle(self, key: str) -> None:
         """``key`` needs nothing more in this dispatch; halt when nothing is left."""
@@ -800,16 +815,15 @@ class _Run:
         if not force and now - self.last_progress < _PROGRESS_EVERY_S:
             return
         self.last_progress = now
-        states = [self.state[k] for k in self.selected]
-        done = sum(1 for k in self.selected if k in self.finished)
+        done = len(self.finished)  # only selected tasks are ever finished
         rate = self.limiter.current_per_s
         remaining = len(self.selected) - done
         self.observer(
             Progress(
                 done=done,
                 total=len(self.selected),
-                created=sum(1 for s in states if s in _DONE_STATES),
-                failed=sum(1 for s in states if s in _BAD_STATES),
+                created=sum(self.tally[s] for s in _DONE_STATES),
+                failed=sum(self.tally[s] for s in _BAD_STATES),
                 retrying=len(self.retrying),
                 rate_per_s=rate,
                 eta_s=remaining / rate if remaining else 0.0,

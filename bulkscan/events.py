@@ -7,11 +7,13 @@ keys, names, statuses, codes and messages from the service, never a credential.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import threading
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -140,38 +142,117 @@ def fan_out(*observers: Observer) -> Observer:
     return _all
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
+
+
 def event_to_json(event: Event, *, at: datetime | None = None) -> str:
-    """One JSON line: ``{"event": "TaskFinished", "at": "...", ...fields}``."""
-    record: dict[str, object] = {"event": type(event).__name__}
+    """One JSON line: ``{"event": "TaskFinished", "at": "...", ...fields}``.
+
+    Every field is a plain value (str, int, float, None), so no deep copy is needed.
+    """
+    kind = type(event)
+    record: dict[str, object] = {"event": kind.__name__}
     if at is not None:
         record["at"] = at.isoformat(timespec="milliseconds")
-    record.update(dataclasses.asdict(event))
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    for name in _field_names(kind):
+        record[name] = getattr(event, name)
+    return _ENCODER.encode(record)
 
 
 class EventLog:
     """An observer that appends one JSON line per event to a file (``events.jsonl``).
 
-    Each line is flushed as written so that the log survives a crash up to the last event.
+    The log is a readable twin of the journal, not its source of truth (the journal holds
+    every state change and attempt), so lines are written in batches rather than one flushed
+    write per event: once ``flush_every`` lines wait, ``flush_after_s`` after the first of
+    them (a timer on the running event loop; at once when no loop runs), on ``RunStopped`` and
+    on ``close``.  A crash may lose the log's last fraction of a second, never the journal's.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_every: int = 256,
+        flush_after_s: float = 0.25,
+    ) -> None:
         self._file = Path(path).open("a", encoding="utf-8")  # noqa: SIM115 - closed by close()
         self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._flush_every = flush_every
+        self._flush_after_s = flush_after_s
+        self._timer: asyncio.TimerHandle | None = None
+        self._first_at = 0.0  # monotonic time of the oldest unwritten line
+        self._tz = _local_zone()
+        self._tz_checked = time.monotonic()
 
     def __call__(self, event: Event) -> None:
-        line = event_to_json(event, at=datetime.now().astimezone())
+        mono = time.monotonic()
+        line = event_to_json(event, at=self._now(mono))
+        with self._lock:
+            if self._file.closed:
+                return
+            if not self._lines:
+                self._first_at = mono
+            self._lines.append(line)
+            due = (
+                len(self._lines) >= self._flush_every
+                or isinstance(event, RunStopped)
+                or mono - self._first_at >= self._flush_after_s  # a timer that never fired
+            )
+            if due or (self._timer is None and not self._schedule()):
+                self._write()
+
+    def flush(self) -> None:
+        """Write every buffered line now."""
         with self._lock:
             if not self._file.closed:
-                self._file.write(line + "\n")
-                self._file.flush()
+                self._write()
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if not self._file.closed:
+                self._write()
+                self._file.close()
 
     def __enter__(self) -> EventLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _now(self, mono: float) -> datetime:
+        """Local time; the zone looked up again once a second (cheap, and follows DST)."""
+        if mono - self._tz_checked >= 1.0:
+            self._tz, self._tz_checked = _local_zone(), mono
+        return datetime.now(self._tz)
+
+    def _schedule(self) -> bool:
+        """A flush ``flush_after_s`` from now on the running loop; False without one."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._timer = loop.call_later(self._flush_after_s, self.flush)
+        return True
+
+    def _write(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._lines:
+            self._file.write("\n".join(self._lines) + "\n")
+            self._lines.clear()
+        self._file.flush()
+
+
+def _local_zone() -> tzinfo | None:
+    return datetime.now().astimezone().tzinfo

@@ -6,9 +6,25 @@ facts (``meta``), every planned task and its state (``tasks``), every HTTP attem
 (``attempts``), every input row in input order (``rows``), every validation issue
 (``issues``) and the profiles sheet as read (``profile_rows``).
 
-Crash safety: WAL with ``synchronous=FULL``, and every state change is one transaction, so a
-task is durably *sending* before its request leaves and its outcome is durable once stored.
-A journal is created complete or not at all (written to a temporary file, then renamed).
+Crash safety.  Every state change is one transaction, committed before the next step depends
+on it: a task is *sending* before its request leaves, and its outcome is stored when it
+returns.  The journal runs in WAL mode with ``synchronous=NORMAL``:
+
+* a process crash (SIGKILL, a second Ctrl-C, out of memory) loses nothing that was committed:
+  a commit is in the WAL file (in the OS page cache), which the next open replays;
+* an OS crash or power loss may lose the last transactions (the WAL is synced at checkpoints,
+  not at each commit) but never damages the journal: the WAL is replayed up to its last
+  complete, checksummed commit, so what survives is a prefix of the run's history;
+* exactly once still holds after such a loss, because every dispatch (first run or resume)
+  lists each project's tasks and reconciles *every* open task by name, pending included,
+  before it sends anything (``bulkscan.dispatch``): a task whose *sending* mark was lost is
+  *pending* again and is found as *exists*; one whose outcome was lost is still *sending* and
+  is found as *created*.  Nothing is created twice; the cost is a label (*exists* where
+  *created* was meant) or, for a task whose refusal was lost, one more request.
+
+``synchronous=FULL`` would sync the WAL at every commit, twice per request: a few milliseconds
+each on a disk, most of the sending path's time, for no gain in exactly-once.  A journal is
+created complete or not at all (written with ``FULL`` to a temporary file, then renamed).
 One process at a time: a writer holds an exclusive ``flock`` on ``<run_dir>/.lock``.
 
 Task states::
@@ -270,6 +286,9 @@ class AttemptRecord:
 _STATES_SQL = ", ".join(f"'{s.value}'" for s in TaskState)
 _ROW_STATUSES_SQL = ", ".join(f"'{s.value}'" for s in RowStatus)
 
+# Each state change writes as few pages as it can: no index on tasks.state (a dispatch keeps
+# the states in memory; counting them scans the table once) and no AUTOINCREMENT (attempts are
+# never deleted, so ids still grow with time).  Journals written with either still read.
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tasks (
@@ -297,9 +316,8 @@ CREATE TABLE tasks (
     conflict_sources TEXT,
     updated_at TEXT NOT NULL
 );
-CREATE INDEX tasks_state ON tasks (state);
 CREATE TABLE attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
     task_key TEXT REFERENCES tasks (key),
     n INTEGER NOT NULL,
@@ -570,7 +588,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout = 5000")
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # see the module docstring
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
 
@@ -752,6 +770,11 @@ class Journal:
         """Task key → state, for every task."""
         return {k: TaskState(s) for k, s in self._query("SELECT key, state FROM tasks")}
 
+    def states_and_attempts(self) -> dict[str, tuple[TaskState, int]]:
+        """Task key → (state, attempts so far), for every task: all a dispatch starts from."""
+        rows = self._query("SELECT key, state, attempts FROM tasks")
+        return {k: (TaskState(s), n) for k, s, n in rows}
+
     def check_same_input(self, sha256: str, plan_hash: str) -> None:
         """Refuse to resume with an input or plan other than the run's own, saying why."""
         meta = self.meta()
@@ -795,8 +818,8 @@ class Journal:
             _put_meta(cur, values)
 
     def mark_sending(self, key: str) -> None:
-        """Committed before the request leaves."""
-        self._set(key, state=TaskState.SENDING)
+        """Committed before the request leaves (one statement: its own transaction)."""
+        self._write_one(_MARK_SENDING, (TaskState.SENDING, _time(self._now()), key))
 
     def record_attempt(
         self,
@@ -810,23 +833,33 @@ class Journal:
     ) -> None:
         """Store one HTTP attempt and its effect on its task, in one transaction.
 
-        A counted attempt (a create) updates the task's attempt count, times, status, code and
-        request id; an uncounted one (a lookup by name) only changes ``state``/``task_id``/
-        ``error_msg`` when given.  ``task_key`` None: a listing, no task is touched.
+        A counted attempt (a create) updates the task's attempt count, times, status, code,
+        request id and ``error_msg`` (cleared when None); an uncounted one (a lookup by name)
+        only changes ``state``/``task_id``/``error_msg`` when given.  ``task_key`` None: a
+        listing, no task is touched.
         """
+        row = _attempt_row(attempt)
         with self._tx() as cur:
             cur.execute(
                 "INSERT INTO attempts (at, task_key, n, method, path, status, code, request_id,"
                 " latency_s, verdict, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                _attempt_row(attempt),
+                row,
             )
             key = attempt.task_key
             if key is None:
                 return
+            now = _time(self._now())
             if counted:
-                _count_attempt(cur, attempt, throttled=throttled)
-            fields: dict[str, object] = {"updated_at": _time(self._now())}
-            if counted or error_msg is not None:
+                cur.execute(
+                    _COUNT_ATTEMPT,
+                    (int(throttled), row[0], row[0], attempt.latency_s, attempt.status,
+                     attempt.code, attempt.request_id, error_msg, now, state, task_id, key),
+                )  # fmt: skip
+                if cur.rowcount != 1:
+                    raise KeyError(key)
+                return
+            fields: dict[str, object] = {"updated_at": now}
+            if error_msg is not None:
                 fields["error_msg"] = error_msg
             if state is not None:
                 fields["state"] = state
@@ -896,6 +929,17 @@ class Journal:
         with self._tx() as cur:
             _update(cur, key, fields)
 
+    def _write_one(self, sql: str, params: Sequence[object]) -> None:
+        """One UPDATE of one task, committed on its own (autocommit: no BEGIN/COMMIT)."""
+        if self._lock_fd is None:
+            raise JournalError(f"{self.path} is open read-only")
+        try:
+            changed = self._conn.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            raise _write_failed(self.path, exc) from None
+        if changed != 1:
+            raise KeyError(params[-1])
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
         if self._lock_fd is None:
@@ -910,10 +954,7 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.rollback()
             if isinstance(exc, sqlite3.Error):
-                raise JournalError(
-                    f"cannot write {self.path} ({exc}): is the disk full or the file read-only? "
-                    "Nothing after the last stored step was lost; fix it, then resume"
-                ) from None
+                raise _write_failed(self.path, exc) from None
             raise
         finally:
             cur.close()
@@ -941,14 +982,14 @@ def _attempt_row(a: AttemptRecord) -> tuple[object, ...]:
     )
 
 
-def _count_attempt(cur: sqlite3.Cursor, a: AttemptRecord, *, throttled: bool) -> None:
-    at = _time(a.at)
-    cur.execute(
-        "UPDATE tasks SET attempts = attempts + 1, throttled = throttled + ?,"
-        " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ?,"
-        " last_latency_s = ?, http_status = ?, error_code = ?, request_id = ? WHERE key = ?",
-        (int(throttled), at, at, a.latency_s, a.status, a.code, a.request_id, a.task_key),
-    )
+_MARK_SENDING = "UPDATE tasks SET state = ?, updated_at = ? WHERE key = ?"
+# A create's effect on its task, in one statement (state and task_id kept when None)
+_COUNT_ATTEMPT = (
+    "UPDATE tasks SET attempts = attempts + 1, throttled = throttled + ?,"
+    " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ?,"
+    " last_latency_s = ?, http_status = ?, error_code = ?, request_id = ?, error_msg = ?,"
+    " updated_at = ?, state = coalesce(?, state), task_id = coalesce(?, task_id) WHERE key = ?"
+)
 
 
 def _update(cur: sqlite3.Cursor, key: str, fields: Mapping[str, object]) -> None:
@@ -1134,6 +1175,13 @@ def _put_meta(cur: sqlite3.Cursor, values: Mapping[str, object]) -> None:
 
 
 # --- checking --------------------------------------------------------------------------------
+
+
+def _write_failed(path: Path, exc: sqlite3.Error) -> JournalError:
+    return JournalError(
+        f"cannot write {path} ({exc}): is the disk full or the file read-only? "
+        "Nothing after the last stored step was lost; fix it, then resume"
+    )
 
 
 def _damaged(path: Path, detail: str) -> JournalError:

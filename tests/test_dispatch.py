@@ -28,6 +28,7 @@ from bulkscan.events import (
     Reconciled,
     RunStopped,
     TaskFinished,
+    TaskPlanned,
 )
 from bulkscan.journal import Journal, RunInput, SheetLayout, TaskState
 from bulkscan.models import DataSource, Plan, TaskRequest
@@ -388,6 +389,37 @@ async def test_resume_after_a_crash_reconciles_tasks_left_sending(
     assert result.requests == 9  # one listing, eight creates: the two found are not resent
 
 
+async def test_a_journal_that_lost_its_last_transactions_still_creates_each_task_once(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Power lost after the requests left: the journal comes back as it was before them.
+
+    Its 'sending' marks are gone too, so the tasks look untouched (pending); the resumed run
+    lists the project before sending anything and finds them.
+    """
+    plan = _plan(8)
+    run_dir = tmp_path / "run"
+    _journal(run_dir, plan).close()
+    before = (run_dir / "journal.sqlite").read_bytes()  # closed: no WAL beside it
+    async with Simulator(seed=1) as sim:
+        client = _client(session, sim)
+        with Journal.open(run_dir) as journal:
+            first = await _run(plan, journal, client, limit=5)
+        assert first.succeeded == 5 and len(sim.tasks) == 5
+        for leftover in ("journal.sqlite-wal", "journal.sqlite-shm"):
+            (run_dir / leftover).unlink(missing_ok=True)
+        (run_dir / "journal.sqlite").write_bytes(before)
+        seen = Recorder()
+        with Journal.open(run_dir) as journal:
+            assert journal.counts()[TaskState.PENDING] == 8
+            again = await _run(plan, journal, client, observer=seen)
+            _assert_exactly_once(sim, plan, journal)
+            states = [journal.task(t.key).state for t in plan.tasks]
+    assert states == [TaskState.EXISTS] * 5 + [TaskState.CREATED] * 3
+    assert {(e.before, e.after) for e in seen.of(Reconciled)} == {("pending", "exists")}
+    assert again.requests == 4  # one listing, three creates: nothing sent twice
+
+
 async def test_transient_errors_end_in_gave_up_with_the_last_error(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
@@ -598,6 +630,40 @@ async def test_the_event_log_holds_one_json_line_per_event_and_no_secret(
         line["event"] for line in lines
     }
     assert DEFAULT_SK not in text and "Signature" not in text
+
+
+async def test_the_event_log_writes_in_batches_and_everything_by_the_stop(tmp_path: Path) -> None:
+    import json
+
+    from bulkscan.events import EventLog
+
+    path = tmp_path / "events.jsonl"
+    planned = [TaskPlanned(f"k{i}", f"t{i}", P1, REGION, 1) for i in range(3)]
+    with EventLog(path, flush_every=1000, flush_after_s=60.0) as log:
+        for event in planned:
+            log(event)
+        assert path.read_text(encoding="utf-8") == ""  # waiting for the batch
+        log(RunStopped("done"))
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        assert [line["event"] for line in lines] == ["TaskPlanned"] * 3 + ["RunStopped"]
+    with EventLog(path, flush_every=1000, flush_after_s=0.01) as log:
+        log(planned[0])
+        async with asyncio.timeout(5):
+            while len(path.read_text(encoding="utf-8").splitlines()) < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # the timer writes it, no close needed
+    with EventLog(path, flush_every=2, flush_after_s=60.0) as log:
+        log(planned[1])
+        log(planned[2])  # the second line fills the batch
+        assert len(path.read_text(encoding="utf-8").splitlines()) == 7
+
+
+def test_without_an_event_loop_the_event_log_writes_each_line_at_once(tmp_path: Path) -> None:
+    from bulkscan.events import EventLog
+
+    path = tmp_path / "events.jsonl"
+    with EventLog(path, flush_after_s=60.0) as log:
+        log(TaskPlanned("k", "t", P1, REGION, 1))
+        assert '"event":"TaskPlanned"' in path.read_text(encoding="utf-8")
 
 
 async def test_a_configuration_error_before_sending_stops_the_run_cleanly(

@@ -215,6 +215,56 @@ def test_state_changes_and_attempts_are_stored_and_survive_reopening(run_dir: Pa
     assert counts[TaskState.CREATED] == 1 and counts[TaskState.SENDING] == 1
 
 
+def test_each_step_is_committed_when_it_returns_and_seen_by_another_reader(
+    run_dir: Path,
+) -> None:
+    """A report reading during a run sees 'sending' before the request leaves, then the outcome."""
+    with _create(run_dir) as journal, Journal.open(run_dir, readonly=True) as reader:
+        first, second = (t.key for t in journal.tasks())
+        journal.mark_sending(first)
+        assert reader.states_and_attempts()[first] == (TaskState.SENDING, 0)
+        journal.record_attempt(_attempt(first, 1, 503, "transient"), state=TaskState.PENDING,
+                               error_msg="HTTP 503", throttled=True)  # fmt: skip
+        journal.mark_sending(first)
+        journal.record_attempt(
+            _attempt(first, 2, 200, "created"), state=TaskState.CREATED, task_id="1001"
+        )
+        seen = reader.states_and_attempts()
+        done = reader.task(first)
+    assert seen == {first: (TaskState.CREATED, 2), second: (TaskState.PENDING, 0)}
+    assert done.throttled == 1 and done.task_id == "1001" and done.error_msg is None
+    assert done.request_id == "req-1" and done.last_latency_s == 0.25
+
+
+def test_marking_an_unknown_task_sending_is_refused(run_dir: Path) -> None:
+    with _create(run_dir) as journal:
+        with pytest.raises(KeyError):
+            journal.mark_sending("no-such-task")
+        assert journal.counts()[TaskState.SENDING] == 0
+
+
+def test_a_journal_written_with_the_older_tables_still_works(run_dir: Path) -> None:
+    """Earlier journals indexed tasks.state and numbered attempts with AUTOINCREMENT."""
+    _create(run_dir).close()
+    conn = sqlite3.connect(run_dir / JOURNAL_FILE, isolation_level=None)
+    ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'attempts'").fetchone()[0]
+    conn.executescript(
+        "BEGIN; CREATE INDEX tasks_state ON tasks (state); DROP TABLE attempts;"
+        + ddl.replace("INTEGER PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")
+        + "; COMMIT;"
+    )
+    conn.close()
+    with Journal.open(run_dir) as journal:
+        first, _ = (t.key for t in journal.tasks())
+        for n in (1, 2):
+            journal.mark_sending(first)
+            journal.record_attempt(_attempt(first, n, 503, "transient"), state=TaskState.PENDING)
+        attempts = journal.attempts()
+        counts = journal.counts()
+    assert [(a.id, a.n) for a in attempts] == [(1, 1), (2, 2)]
+    assert counts[TaskState.PENDING] == 2
+
+
 def test_project_failure_fails_only_pending_tasks_in_one_step(run_dir: Path) -> None:
     with _create(run_dir) as journal:
         first, second = (t.key for t in journal.tasks())

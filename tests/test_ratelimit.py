@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bulkscan.ratelimit import AdaptiveRate
+from bulkscan.ratelimit import AdaptiveRate, precise_sleep
 
 
 class FakeClock:
@@ -122,6 +122,18 @@ def test_a_later_throttle_never_shortens_a_pause() -> None:
     assert limiter.on_throttle(retry_after=1.0) == long_pause
 
 
+async def test_each_interval_keeps_a_margin_so_n_plus_one_requests_span_over_a_second() -> None:
+    clock = FakeClock()
+
+    async def no_sleep(delay: float) -> None:
+        clock.now += delay
+
+    limiter = AdaptiveRate(20.0, clock=clock, sleep=no_sleep)
+    first = await limiter.acquire()  # the first slot is free: no wait on the throttler
+    assert limiter.next_slot() == pytest.approx(first + 1.02 / 20)
+    assert 20 * (limiter.next_slot() - first) > 1.0  # hence 21 requests span over 1 s
+
+
 def test_nonsense_rates_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         AdaptiveRate(0.0)
@@ -165,6 +177,26 @@ async def test_requests_are_spaced_evenly_never_in_a_burst() -> None:
     assert min(gaps) >= 1 / rate  # no two requests closer than one interval
     # hence never more than N requests in any window of N intervals (here: 10)
     assert _max_in_window(grants, 10 / rate) <= 10
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.0004, 0.0019, 0.0021, 0.009, 0.0131])
+async def test_a_precise_sleep_never_ends_before_its_time(delay: float) -> None:
+    """Around the 2 ms handed to a thread and on the delays CPython's epoll rounds up twice."""
+    for _ in range(5):
+        before = time.monotonic()
+        await precise_sleep(delay)
+        assert time.monotonic() - before >= delay
+
+
+async def test_a_cancelled_precise_sleep_ends_at_once() -> None:
+    for delay in (0.0019, 30.0):  # in the thread's part, and in the loop's
+        sleeper = asyncio.create_task(precise_sleep(delay))
+        await asyncio.sleep(0)  # it starts, and waits
+        assert not sleeper.done()
+        sleeper.cancel()
+        async with asyncio.timeout(1):
+            with pytest.raises(asyncio.CancelledError):
+                await sleeper
 
 
 async def test_only_one_worker_waits_on_the_clock_at_a_time(
