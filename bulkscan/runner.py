@@ -34,7 +34,7 @@ from bulkscan.validate import validate
 if TYPE_CHECKING:
     import os
     import ssl
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from bulkscan.dsc.credentials import Credentials
     from bulkscan.dsc.simulator import Faults
@@ -287,6 +287,27 @@ async def _connected(
         )
 
 
+@contextlib.asynccontextmanager
+async def _client(
+    conn: Connection,
+    settings: DispatchSettings,
+    *,
+    on_attempt: Callable[[Attempt], None] | None = None,
+) -> AsyncIterator[DscClient]:
+    """A DSC client over a session this function owns, sized to the concurrency."""
+    connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=conn.ssl)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield DscClient(
+            session,
+            conn.credentials,
+            endpoints=conn.endpoints,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            ssl_context=conn.ssl,
+            on_attempt=on_attempt,
+        )
+
+
 async def _send(
     prepared: Prepared,
     journal: Journal,
@@ -297,16 +318,7 @@ async def _send(
     limit: int | None,
     stop: asyncio.Event | None,
 ) -> DispatchResult:
-    connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=conn.ssl)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        client = DscClient(
-            session,
-            conn.credentials,
-            endpoints=conn.endpoints,
-            connect_timeout_s=settings.connect_timeout_s,
-            read_timeout_s=settings.read_timeout_s,
-            ssl_context=conn.ssl,
-        )
+    async with _client(conn, settings) as client:
         return await dispatch(
             prepared.plan.tasks,
             journal,
@@ -366,27 +378,19 @@ async def audit(
         seen(AttemptFinished(None, None, 0, a.method, a.status, a.code, str(a.verdict),
                              a.latency_s, a.request_id))  # fmt: skip
 
-    async with _connected(connection, simulator) as conn:
-        connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=conn.ssl)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            client = DscClient(
-                session,
-                conn.credentials,
-                endpoints=conn.endpoints,
-                connect_timeout_s=settings.connect_timeout_s,
-                read_timeout_s=settings.read_timeout_s,
-                ssl_context=conn.ssl,
-                on_attempt=on_attempt,
-            )
-            described = conn.describe() | {"simulated": simulator is not None}
-            result = await _audit.audit(
-                inventory,
-                client=client,
-                settings=settings,
-                observer=seen,
-                page_size=page_size,
-                connection=described,
-            )
+    async with (
+        _connected(connection, simulator) as conn,
+        _client(conn, settings, on_attempt=on_attempt) as client,
+    ):
+        described = conn.describe() | {"simulated": simulator is not None}
+        result = await _audit.audit(
+            inventory,
+            client=client,
+            settings=settings,
+            observer=seen,
+            page_size=page_size,
+            connection=described,
+        )
     return await asyncio.to_thread(write_audit, result, reports_dir, run_options=run_options)
 
 
