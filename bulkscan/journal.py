@@ -685,12 +685,15 @@ class Journal:
             )
         lock_fd = None if readonly else _acquire_lock(run_dir)
         try:
-            conn = _connect(path, readonly=readonly)
+            conn = _connect(path, readonly=True)
             try:
-                _check_journal(conn, path)
+                _check_journal(conn, path)  # before anything may write to a suspect file
             except BaseException:
                 conn.close()
                 raise
+            if not readonly:
+                conn.close()
+                conn = _connect(path, readonly=False)
         except sqlite3.Error as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
