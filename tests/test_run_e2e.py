@@ -485,7 +485,7 @@ async def test_ctrl_c_stops_cleanly_and_resume_completes_without_duplicates(
         stopped = await finish(proc, limit_s=15.0)  # the grace period is 10 s
         assert stopped.code == 3, stopped.err
         assert "stopping: letting requests in flight finish" in stopped.err
-        assert "stopped because: interrupted" in stopped.out
+        assert "request(s), interrupted" in stopped.out
         run_dir = only_run_dir(reports)
         (resume,) = re.findall(r"not finished; resume with: (.+)$", stopped.out, re.MULTILINE)
         command = shlex.split(resume)

@@ -35,6 +35,7 @@ __all__ = ["register"]
 
 _OK_STATES = frozenset({TaskState.CREATED, TaskState.ACCEPTED, TaskState.EXISTS})
 _OPEN_STATES = frozenset({TaskState.PENDING, TaskState.SENDING, TaskState.UNKNOWN})
+_ENDINGS = {"done": "finished", "fatal": "stopped by a fatal error", "interrupted": "interrupted"}
 
 
 def register(sub: Any) -> None:
@@ -218,18 +219,19 @@ class _Renderer:
         elif isinstance(event, RateChanged):
             self.note(f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})")
         elif isinstance(event, AttemptFinished) and event.status is None:
-            self._unreachable(event)
+            if event.verdict == "transient":  # never connected; a dropped answer is looked up
+                self._unreachable()
         elif isinstance(event, RunStopped) and event.reason == "fatal":
             self.note(f"stopped: {event.message}")
 
-    def _unreachable(self, event: AttemptFinished) -> None:
+    def _unreachable(self) -> None:
         """Say (at most every 30 s) that the service gives no answer and bulkscan keeps trying."""
         now = time.monotonic()
         if now - self.unreachable_noted < 30:
             return
         self.unreachable_noted = now
         self.note(
-            f"no answer from DSC ({event.verdict}): retrying within each task's time budget; "
+            "cannot connect to DSC: retrying within each task's time budget (--task-budget); "
             "check --endpoint and the network, or Ctrl-C and --resume later"
         )
 
@@ -275,8 +277,8 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
         return code
     print(
         f"run {result.run_dir.name}: {result.dispatch.requests} request(s), "
-        f"stopped because: {result.dispatch.stop_reason}"
-        + (f" ({result.dispatch.message})" if result.dispatch.message else "")
+        f"{_ENDINGS[result.dispatch.stop_reason]}"
+        + (f": {result.dispatch.message}" if result.dispatch.message else "")
     )
     for state, n in sorted(states.items(), key=lambda kv: -kv[1]):
         print(f"  {state:<10} {n:>6}")
