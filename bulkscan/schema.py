@@ -12,6 +12,7 @@ from functools import cache
 from importlib import resources
 
 __all__ = [
+    "BOOLEAN_COLUMNS",
     "BOOL_FALSE",
     "BOOL_TRUE",
     "INSTANCE_COLUMNS",
@@ -95,6 +96,12 @@ PROFILE_COLUMNS: tuple[Column, ...] = (
     Column("max_sources", False, "Most data sources in one task (1..500, default 50).",
            ("max_data_sources", "batch_size")),
 )  # fmt: skip
+
+#: Columns (of either sheet) that hold yes/no values.
+BOOLEAN_COLUMNS = frozenset(
+    {"enabled", "start_now", "schedule_switch", "delete_failed_meta"}
+    | {c.name for c in PROFILE_COLUMNS if c.name.startswith("scan_")}
+)
 
 _NON_WORD = re.compile(r"[\s.\-/]+")
 

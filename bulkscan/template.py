@@ -155,7 +155,7 @@ def _choices(name: str) -> tuple[tuple[str, ...], bool] | None:
         return schema.REGIONS, False
     if name == "schedule_type":
         return schema.SCHEDULE_TYPES, True
-    if name in _BOOLEAN_COLUMNS:
+    if name in schema.BOOLEAN_COLUMNS:
         return _BOOLEANS, False  # yes/no, 1/0... are accepted too
     return None
 
