@@ -45,13 +45,13 @@ from _common import heading, scratch_dir
 
 from bulkscan import runner
 from bulkscan.config import DispatchSettings
-from bulkscan.dispatch import dispatch
 from bulkscan.dsc.client import DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk
 from bulkscan.dsc.signing import sign_headers
-from bulkscan.dsc.simulator import DEFAULT_AK, DEFAULT_SK
 from bulkscan.events import EventLog
-from bulkscan.ratelimit import AdaptiveRate
+from bulkscan.run.dispatch import dispatch
+from bulkscan.run.ratelimit import AdaptiveRate
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence

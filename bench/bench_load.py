@@ -59,7 +59,8 @@ def _child(mode: str, path: str) -> None:
     elif mode == "bulkscan-steps":
         wall, detail = _steps(path)
     else:
-        from bulkscan import loader, runner
+        from bulkscan import runner
+        from bulkscan.input import loader
 
         if mode == "bulkscan-gc-on":  # every pause made a no-op
             for module in (loader, runner):
@@ -74,9 +75,9 @@ def _child(mode: str, path: str) -> None:
 def _steps(path: str) -> tuple[float, str]:
     """Time load, validate and plan one by one (collector paused, as ``prepare`` does)."""
     from bulkscan.config import InputSettings
-    from bulkscan.loader import load_input, paused_gc
+    from bulkscan.input.loader import load_input, paused_gc
+    from bulkscan.input.validate import validate
     from bulkscan.plan import build_plan
-    from bulkscan.validate import validate
 
     with paused_gc():
         marks = [time.perf_counter()]
@@ -141,7 +142,7 @@ def main() -> None:
     if args.child:
         _child(*args.child)
         return
-    from bulkscan.samples import write_large_inventory
+    from bulkscan.input.samples import write_large_inventory
 
     print(heading("bench_load", ("pandas", "openpyxl", "python-calamine")))
     with tempfile.TemporaryDirectory(prefix="bulkscan-bench-") as tmp:

@@ -47,9 +47,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from bulkscan import __version__, schema
+from bulkscan import __version__
 from bulkscan.config import DispatchSettings
-from bulkscan.dispatch import backoff_delay
 from bulkscan.dsc.client import DEFAULT_HOST
 from bulkscan.errors import (
     AmbiguousError,
@@ -61,10 +60,10 @@ from bulkscan.errors import (
     ValidationFailed,
 )
 from bulkscan.events import Event, RateChanged
+from bulkscan.input import schema
+from bulkscan.input.validate import MAX_NAME, validate
 from bulkscan.models import InputBook, Instance, Issue, RawRow, RowRef, Sheet
-from bulkscan.ratelimit import AdaptiveRate
-from bulkscan.validate import MAX_NAME, validate
-from bulkscan.xlsx import (
+from bulkscan.report.cells import (
     SummarySheet,
     Tone,
     bar_chart,
@@ -76,6 +75,8 @@ from bulkscan.xlsx import (
     workbook_meta,
     write_table,
 )
+from bulkscan.run.dispatch import backoff_delay
+from bulkscan.run.ratelimit import AdaptiveRate
 
 if TYPE_CHECKING:
     import os

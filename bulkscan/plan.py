@@ -32,13 +32,13 @@ from operator import add
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.errors import UsageError
+from bulkscan.input.validate import MAX_NAME, show
 from bulkscan.models import DataSource, Instance, Issue, Plan, Profile, RowRef, TaskRequest
-from bulkscan.validate import MAX_NAME, show
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from bulkscan.validate import Validated
+    from bulkscan.input.validate import Validated
 
 __all__ = [
     "PlanSummary",

@@ -19,17 +19,17 @@ import aiohttp
 
 from bulkscan import __version__
 from bulkscan import audit as _audit
-from bulkscan import report as _report
 from bulkscan.config import DispatchSettings, InputSettings
-from bulkscan.dispatch import DispatchResult, dispatch
 from bulkscan.dsc.client import Attempt, DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk, auth_method
 from bulkscan.errors import JournalError, UsageError, ValidationFailed
 from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
-from bulkscan.journal import Journal, RunInput, create_run_dir, find_latest_run
-from bulkscan.loader import load_input, paused_gc
+from bulkscan.input.loader import load_input, paused_gc
+from bulkscan.input.validate import validate
 from bulkscan.plan import build_plan, plan_hash
-from bulkscan.validate import validate
+from bulkscan.report import results as _report
+from bulkscan.run.dispatch import DispatchResult, dispatch
+from bulkscan.run.journal import Journal, RunInput, create_run_dir, find_latest_run
 
 if TYPE_CHECKING:
     import os
@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
     from bulkscan.dsc.credentials import Credentials
-    from bulkscan.dsc.simulator import Faults
+    from bulkscan.input.validate import Validated
     from bulkscan.models import InputBook, Issue, Plan
-    from bulkscan.validate import Validated
+    from bulkscan.sim.server import Faults
 
 __all__ = [
     "AuditReport",
@@ -278,7 +278,7 @@ async def _connected(
             raise ValueError("run() needs a connection or simulator options")
         yield connection
         return
-    from bulkscan.dsc.simulator import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+    from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
 
     sim = Simulator(faults=simulator.faults or Faults(), seed=simulator.seed, quota=simulator.quota)
     async with sim:

@@ -185,7 +185,7 @@ def connection_from(
     from bulkscan.runner import Connection, SimulatorOptions
 
     if args.simulate:
-        from bulkscan.dsc.simulator import parse_faults
+        from bulkscan.sim.server import parse_faults
 
         faults = parse_faults(args.simulate_faults) if args.simulate_faults else None
         return None, SimulatorOptions(faults=faults, seed=args.simulate_seed)

@@ -22,13 +22,13 @@ from bulkscan.cli._common import (
 )
 from bulkscan.errors import ValidationFailed
 from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
-from bulkscan.journal import Journal, TaskState
-from bulkscan.report import resume_command
+from bulkscan.report.results import resume_command
+from bulkscan.run.journal import Journal, TaskState
 
 if TYPE_CHECKING:
     import argparse
 
-    from bulkscan.report import ReportPaths
+    from bulkscan.report.results import ReportPaths
     from bulkscan.runner import Prepared, RunResult
 
 __all__ = ["register"]

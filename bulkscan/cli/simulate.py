@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.config import parse_duration
-from bulkscan.dsc.simulator import (
+from bulkscan.errors import UsageError
+from bulkscan.sim.server import (
     DEFAULT_AK,
     DEFAULT_SK,
     Faults,
@@ -20,7 +21,6 @@ from bulkscan.dsc.simulator import (
     parse_faults,
     parse_quota,
 )
-from bulkscan.errors import UsageError
 
 if TYPE_CHECKING:
     import argparse

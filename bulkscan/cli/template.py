@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.errors import UsageError
-from bulkscan.template import write_template
+from bulkscan.input.template import write_template
 
 if TYPE_CHECKING:
     import argparse

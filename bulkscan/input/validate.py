@@ -1,0 +1,976 @@
+"""Pure validation: an ``InputBook`` → valid instances and profiles, plus every issue at once.
+
+``validate`` never raises for a bad cell: it records an ``Issue`` (file, sheet, row, the column
+header as written, the value, a hint) and goes on, so one pass reports every problem.  The
+value parsers are public and raise ``CellError`` (message and hint, no location).
+
+Decisions worth knowing:
+
+* A 32-character project id written in uppercase hex is accepted, lowercased, with a warning.
+* A region is lowercased; one bulkscan does not know is a warning (its endpoint may be set by
+  hand), one that cannot be a host name part is an error.
+* Profile names match case-insensitively; a blank profile cell means ``default``.
+* Rows with ``enabled`` false are skipped without checking their other cells.
+* A profile row with errors still yields a profile (its valid cells over the defaults) so that
+  planning can report its own problems; ``has_errors`` says the input must not be sent.
+* Carried (non-schema) columns become ``Instance.extras``: every such column in sheet order,
+  ``''`` for a blank cell, numbers without a spurious ``.0``, date-times in ISO-8601.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from types import MappingProxyType, MemberDescriptorType
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
+
+from bulkscan.errors import BulkscanError
+from bulkscan.input import schema
+from bulkscan.models import (
+    InputBook,
+    Instance,
+    Issue,
+    Profile,
+    RawRow,
+    RowRef,
+    ScanConfig,
+    Severity,
+    Sheet,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from bulkscan.config import InputSettings
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "MAX_DESCRIPTION",
+    "MAX_NAME",
+    "MAX_START_TIME_S",
+    "NAME_FIELDS",
+    "CellError",
+    "Validated",
+    "check_name_pattern",
+    "describe_default_profile",
+    "did_you_mean",
+    "parse_bool",
+    "parse_int",
+    "parse_schedule_type",
+    "parse_start_time",
+    "parse_text",
+    "show",
+    "validate",
+]
+
+T = TypeVar("T")
+
+DEFAULT_PROFILE = Profile(name="default")
+MAX_START_TIME_S = 2_147_483_647  # the service's documented start_time range
+MAX_DESCRIPTION = 1024
+MAX_NAME = 256  # the list API filters names of 1..256 characters
+MAX_SOURCES = 500
+NAME_FIELDS: tuple[str, ...] = ("profile", "region", "project", "seq", "db_type", "task")
+
+_MS_FROM = 100_000_000_000  # an epoch of 12+ digits is milliseconds (1e11 s is year 5138)
+_MAX_LONG = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EXACT_DIGITS = 10**15  # Excel keeps 15 significant digits of a number
+_INT = re.compile(r"^[+-]?\d+$")
+_DIGITS = re.compile(r"^\d+$")
+_PROJECT = re.compile(r"^[0-9a-f]{32}$")
+_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+_REGION = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_REGIONS = frozenset(schema.REGIONS)
+_SEPARATORS = re.compile(r"[\s_.]+")
+_SHOW_MAX = 80
+_SAMPLE = {
+    "profile": "default",
+    "region": "cn-north-4",
+    "project": "0" * 32,
+    "seq": 1,
+    "db_type": "MySQL",
+    "task": "task",
+}
+_INSTANCE_NAMES = frozenset(c.name for c in schema.INSTANCE_COLUMNS)
+_PROFILE_NAMES = frozenset(c.name for c in schema.PROFILE_COLUMNS)
+_SCAN_FIELDS = tuple(f.name for f in fields(ScanConfig))
+_FLAG_FIELDS = ("start_now", "schedule_switch", "delete_failed_meta")
+
+
+class CellError(BulkscanError):
+    """A cell value that cannot be used; ``validate`` adds where it is."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """The outcome of validation: what can be planned, what was left out, every issue."""
+
+    instances: tuple[Instance, ...]  # enabled, valid, de-duplicated, input order
+    profiles: Mapping[str, Profile]  # by name; 'default' unless the sheet defines its own
+    skipped: tuple[RowRef, ...]  # enabled = false
+    duplicates: tuple[tuple[RowRef, RowRef], ...]  # (duplicate row, first row)
+    issues: tuple[Issue, ...]  # errors and warnings, sheet then row order
+    # instances sheet: canonical column name → header as written
+    columns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(i.severity == "error" for i in self.issues)
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def show(value: object) -> str:
+    """A cell value as safe one-line text for a message (control characters escaped)."""
+    text = _plain(value)
+    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return safe if len(safe) <= _SHOW_MAX else safe[: _SHOW_MAX - 1] + "…"
+
+
+def _q(value: object) -> str:
+    return f"'{show(value)}'"
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, date | time):
+        return value.isoformat()
+    return str(value)
+
+
+def _is_blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def did_you_mean(text: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``text`` (case-insensitive), or None when none is close."""
+    by_lower = {c.lower(): c for c in choices}
+    found = difflib.get_close_matches(text.strip().lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[found[0]] if found else None
+
+
+def _suggest(text: str, choices: Iterable[str], *, fallback: str | None = None) -> str | None:
+    close = did_you_mean(text, choices)
+    return f"did you mean '{close}'?" if close else fallback
+
+
+def parse_bool(value: object) -> bool:
+    """Excel TRUE/FALSE, true/false, yes/no, y/n, 1/0, on/off, t/f in any case."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in schema.BOOL_TRUE:
+            return True
+        if word in schema.BOOL_FALSE:
+            return False
+    raise CellError(f"{_q(value)} is not a yes/no value", hint="use TRUE or FALSE (or yes/no, 1/0)")
+
+
+def parse_int(value: object, *, low: int, high: int) -> int:
+    """A whole number within ``low..high``: an int, a whole float, or digits as text."""
+    number: int | None = None
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and _INT.match(value.strip()):
+        number = int(value.strip())
+    if number is None:
+        raise CellError(f"{_q(value)} is not a whole number", hint=f"use {low} to {high}")
+    if not low <= number <= high:
+        raise CellError(
+            f"{number} is out of range", hint=f"use a whole number from {low} to {high}"
+        )
+    return number
+
+
+def parse_text(value: object) -> str:
+    """A cell as text: strings stripped, ``12345`` or ``12345.0`` → ``'12345'``, dates ISO."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, float) and not value.is_integer():
+        return repr(value)
+    return _plain(value)
+
+
+def _text_caveat(value: object) -> tuple[str, str] | None:
+    """Why an identifier typed in a non-text cell may not be what the user meant."""
+    retype = "format the column as Text and retype the value"
+    if isinstance(value, bool):
+        return f"{_q(value)} is a yes/no cell, used as text", retype
+    if isinstance(value, date | time):
+        return f"{_q(value)} is a date cell: the spreadsheet may have converted it", retype
+    if isinstance(value, float) and not value.is_integer():
+        return f"{_q(value)} is a number with a fraction, used as text", retype
+    if isinstance(value, int | float) and abs(value) >= _EXACT_DIGITS:
+        return f"{_q(value)} is a number of 16+ digits: Excel keeps only 15 exactly", retype
+    return None
+
+
+def parse_schedule_type(value: object) -> str:
+    """ONCE, DAY, WEEK or MONTH, any case."""
+    word = parse_text(value).upper()
+    if word in schema.SCHEDULE_TYPES:
+        return word
+    choices = ", ".join(schema.SCHEDULE_TYPES)
+    hint = _suggest(word, schema.SCHEDULE_TYPES, fallback=f"use one of {choices}")
+    raise CellError(f"{_q(value)} is not a schedule type", hint=hint)
+
+
+def parse_start_time(value: object, *, tz: tzinfo, unit: Literal["s", "ms"]) -> int:
+    """A start time in the wire ``unit``; blank → 0.
+
+    Accepts a date-time cell, ISO-8601 text (with or without offset; naive ones are in
+    ``tz``) and epoch numbers: 12 or more digits are milliseconds, fewer are seconds.
+    """
+    if _is_blank(value):
+        return 0
+    millis = _start_millis(value, tz)
+    if millis < 0:
+        raise CellError(f"{_q(value)} is before 1970", hint="use a later time, or 0 to start now")
+    if unit == "ms":
+        if millis > _MAX_LONG:
+            raise CellError(f"{_q(value)} is too large for a start time")
+        return millis
+    seconds = millis // 1000
+    if seconds > MAX_START_TIME_S:
+        raise CellError(
+            f"{_q(value)} is after 2038-01-19 03:14:07 UTC, beyond the start_time range "
+            f"0..{MAX_START_TIME_S} in seconds",
+            hint="if the service takes milliseconds, run with --start-time-unit ms",
+        )
+    return seconds
+
+
+def _start_millis(value: object, tz: tzinfo) -> int:
+    if isinstance(value, datetime):
+        return _datetime_millis(value, tz)
+    if isinstance(value, date):
+        return _datetime_millis(datetime.combine(value, time()), tz)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _epoch_millis(value)
+    if isinstance(value, float) and value.is_integer():
+        return _epoch_millis(int(value))
+    if isinstance(value, str):
+        return _text_millis(value.strip(), tz)
+    raise CellError(
+        f"{_q(value)} is not a start time",
+        hint="use a date-time cell, ISO-8601 text or epoch seconds",
+    )
+
+
+def _datetime_millis(moment: datetime, tz: tzinfo) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=tz)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _epoch_millis(number: int) -> int:
+    return number if abs(number) >= _MS_FROM else number * 1000
+
+
+def _text_millis(text: str, tz: tzinfo) -> int:
+    if _DIGITS.match(text):
+        return _epoch_millis(int(text))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CellError(
+            f"{_q(text)} is not a start time",
+            hint="use ISO-8601 such as 2025-03-01T02:00:00+08:00, or epoch seconds",
+        ) from None
+    return _datetime_millis(moment, tz)
+
+
+def _description(value: object) -> str:
+    text = parse_text(value)
+    if len(text) > MAX_DESCRIPTION:
+        raise CellError(
+            f"the description is {len(text)} characters long",
+            hint=f"keep it to {MAX_DESCRIPTION} characters",
+        )
+    return text
+
+
+def check_name_pattern(value: object) -> str:
+    """A task name pattern using only ``{profile} {region} {project} {seq} {db_type} {task}``.
+
+    Format specs are allowed (``{seq:03}``); attribute access, indexing and conversions are not.
+    """
+    pattern = parse_text(value)
+    allowed = ", ".join(f"{{{n}}}" for n in NAME_FIELDS)
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise CellError(
+            f"{_q(pattern)} is not a valid name pattern: {exc}",
+            hint="write a placeholder as {seq}; double a brace ({{ or }}) to keep it as text",
+        ) from None
+    for _literal, placeholder, spec, conversion in parts:
+        if placeholder is None:
+            continue
+        if placeholder not in NAME_FIELDS:
+            fallback = f"use {allowed}"
+            hint = _suggest(placeholder, NAME_FIELDS, fallback=fallback)
+            raise CellError(
+                f"{_q(pattern)} uses an unknown placeholder {{{placeholder}}}", hint=hint
+            )
+        if conversion is not None or "{" in (spec or ""):
+            raise CellError(
+                f"{_q(pattern)} uses a conversion or nested placeholder in {{{placeholder}}}",
+                hint="only a plain format spec such as {seq:03} is allowed",
+            )
+    try:
+        pattern.format(**_SAMPLE)
+    except (ValueError, TypeError) as exc:
+        raise CellError(
+            f"{_q(pattern)} cannot be filled in: {exc}",
+            hint="number format specs such as :03 or :d fit {seq} only",
+        ) from None
+    return pattern
+
+
+def describe_default_profile() -> tuple[tuple[str, str], ...]:
+    """The built-in ``default`` profile as (profiles column, value as a cell shows it)."""
+    return tuple((c.name, _profile_cell(DEFAULT_PROFILE, c.name)) for c in schema.PROFILE_COLUMNS)
+
+
+def _profile_cell(profile: Profile, column: str) -> str:
+    if column == "profile":
+        return profile.name
+    if column in _SCAN_FIELDS:
+        return _plain(getattr(profile.scan, column))
+    return _plain(getattr(profile, column))
+
+
+# --------------------------------------------------------------------------- issue collection
+
+
+class _Sink:
+    """Collects the issues of one sheet and knows its headers as written."""
+
+    __slots__ = ("errors", "file", "headers", "issues", "positions", "sheet")
+
+    def __init__(self, sheet: Sheet) -> None:
+        self.file = sheet.file
+        self.sheet = sheet.name
+        self.headers: dict[str, str] = {}
+        self.positions: dict[str, int] = {}
+        for index, (header, column) in enumerate(zip(sheet.headers, sheet.columns, strict=False)):
+            self.headers.setdefault(column, header)
+            self.positions.setdefault(column, index)
+        self.issues: list[Issue] = []
+        self.errors = 0
+
+    def add(
+        self,
+        severity: Severity,
+        message: str,
+        *,
+        ref: RowRef | None = None,
+        column: str | None = None,
+        value: object = None,
+        hint: str | None = None,
+    ) -> None:
+        """Record an issue; ``column`` is canonical and is shown as the header written."""
+        self.errors += severity == "error"
+        header = None if column is None else self.headers.get(column, column)
+        self.issues.append(
+            Issue(
+                severity,
+                message,
+                ref=ref,
+                file=self.file if ref is None else None,
+                sheet=self.sheet if ref is None else None,
+                column=header,
+                value=None if value is None else show(value),
+                hint=hint,
+            )
+        )
+
+    def cell_error(self, row: RawRow, column: str, value: object, exc: CellError) -> None:
+        self.add("error", exc.message, ref=row.ref, column=column, value=value, hint=exc.hint)
+
+    def ordered(self) -> list[Issue]:
+        """Sheet-level issues first, then by row, then by column position in the sheet."""
+        by_header = {h: self.positions[c] for c, h in self.headers.items()}
+
+        def key(issue: Issue) -> tuple[int, int]:
+            row = issue.ref.row if issue.ref is not None else 0
+            return row, by_header.get(issue.column or "", -1)
+
+        return sorted(self.issues, key=key)
+
+
+def _parsed(row: RawRow, column: str, parse: Callable[[object], T], default: T, sink: _Sink) -> T:
+    """``parse`` the cell, or record its error and fall back to ``default``; blank → default."""
+    value = row.values.get(column)
+    if _is_blank(value):
+        return default
+    try:
+        return parse(value)
+    except CellError as exc:
+        sink.cell_error(row, column, value, exc)
+        return default
+
+
+def _missing_columns(sheet: Sheet, required: Iterable[str], sink: _Sink) -> set[str]:
+    """One sheet-level error per required column the sheet lacks."""
+    missing = {name for name in required if name not in sheet.columns}
+    found = ", ".join(f"'{h}'" for h in sheet.headers) or "none"
+    for name in sorted(missing):
+        close = did_you_mean(name, sheet.headers)
+        hint = f"did you mean '{close}'? " if close else ""
+        sink.add(
+            "error",
+            f"the required column '{name}' is missing",
+            column=name,
+            hint=f"{hint}headers found: {found}",
+        )
+    return missing
+
+
+# --------------------------------------------------------------------------- profiles sheet
+
+
+@dataclass(frozen=True, slots=True)
+class _Profiles:
+    by_name: dict[str, Profile]  # name as written → profile
+    index: dict[str, str]  # lowercased name → name as written
+    checkable: bool  # False when the profiles sheet itself is unusable
+    issues: list[Issue]
+
+
+def _validate_profiles(sheet: Sheet | None, settings: InputSettings) -> _Profiles:
+    if sheet is None:
+        return _Profiles({"default": DEFAULT_PROFILE}, {"default": "default"}, True, [])
+    sink = _Sink(sheet)
+    missing = _missing_columns(sheet, ["profile"], sink)
+    _warn_unknown_profile_columns(sheet, sink)
+    by_name: dict[str, Profile] = {}
+    index: dict[str, str] = {}
+    for row in sheet.rows:
+        profile = _profile_row(row, sink, settings, named="profile" not in missing)
+        if profile is None:
+            continue
+        existing = index.get(profile.name.lower())
+        if existing is not None:
+            first = by_name[existing].ref
+            where = f"row {first.row}" if first else "another row"
+            sink.add(
+                "error",
+                f"profile {_q(profile.name)} is already defined at {where}",
+                ref=row.ref,
+                column="profile",
+                value=profile.name,
+                hint="give each profile a different name",
+            )
+            continue
+        by_name[profile.name] = profile
+        index[profile.name.lower()] = profile.name
+    if "default" not in index:
+        by_name["default"] = DEFAULT_PROFILE
+        index["default"] = "default"
+    return _Profiles(by_name, index, not missing, sink.ordered())
+
+
+def _warn_unknown_profile_columns(sheet: Sheet, sink: _Sink) -> None:
+    for header, column in zip(sheet.headers, sheet.columns, strict=False):
+        if column in _PROFILE_NAMES:
+            continue
+        hint = _suggest(header, _PROFILE_NAMES, fallback="it is not a profile setting")
+        sink.add("warning", f"column '{header}' is ignored", column=column, hint=hint)
+
+
+def _profile_row(
+    row: RawRow, sink: _Sink, settings: InputSettings, *, named: bool
+) -> Profile | None:
+    """The profile of one row, or None when it has no usable name."""
+    errors = sink.errors
+    name = parse_text(row.values.get("profile", ""))
+    if not name and named:
+        sink.add(
+            "error",
+            "the profile name is blank",
+            ref=row.ref,
+            column="profile",
+            hint="name the profile, or delete the row",
+        )
+    start_time = _parsed(
+        row,
+        "start_time",
+        lambda v: parse_start_time(v, tz=settings.tz, unit=settings.start_time_unit),
+        DEFAULT_PROFILE.start_time,
+        sink,
+    )
+    flags = {
+        f: _parsed(row, f, parse_bool, getattr(DEFAULT_PROFILE, f), sink) for f in _FLAG_FIELDS
+    }
+    scan = {
+        f: _parsed(row, f, parse_bool, getattr(DEFAULT_PROFILE.scan, f), sink) for f in _SCAN_FIELDS
+    }
+    profile = Profile(
+        name=name,
+        schedule_type=_parsed(row, "schedule_type", parse_schedule_type, "ONCE", sink),
+        start_time=start_time,
+        scan=ScanConfig(**scan),
+        task_description=_parsed(
+            row, "task_description", _description, DEFAULT_PROFILE.task_description, sink
+        ),
+        task_name=_parsed(row, "task_name", check_name_pattern, DEFAULT_PROFILE.task_name, sink),
+        max_sources=_parsed(row, "max_sources", _max_sources, DEFAULT_PROFILE.max_sources, sink),
+        ref=row.ref,
+        **flags,
+    )
+    if sink.errors == errors:
+        _warn_odd_schedule(row, profile, sink)
+    return profile if name else None
+
+
+def _max_sources(value: object) -> int:
+    return parse_int(value, low=1, high=MAX_SOURCES)
+
+
+def _warn_odd_schedule(row: RawRow, profile: Profile, sink: _Sink) -> None:
+    """Settings that are valid but almost certainly not what the user meant."""
+    if profile.schedule_type != "ONCE" and not profile.schedule_switch:
+        sink.add(
+            "warning",
+            f"schedule_type is {profile.schedule_type} but schedule_switch is FALSE",
+            ref=row.ref,
+            column="schedule_switch" if "schedule_switch" in sink.headers else "schedule_type",
+            hint="the schedule stays off; set schedule_switch to TRUE for a recurring scan",
+        )
+    if profile.schedule_type == "ONCE" and not profile.start_now and profile.start_time == 0:
+        sink.add(
+            "warning",
+            "start_now is FALSE, schedule_type is ONCE and there is no start_time: "
+            "the task would never run",
+            ref=row.ref,
+            column="start_now",
+            hint="set start_now to TRUE or give a start_time",
+        )
+
+
+# --------------------------------------------------------------------------- instances sheet
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    settings: InputSettings
+    profiles: _Profiles
+    missing: set[str]  # required columns the sheet lacks
+    extras: tuple[tuple[str, str], ...]  # (canonical key, header as written) of carried columns
+    region: str | None  # the --region default, normalised
+    known_types: dict[str, str | None]  # db_type as written → canonical (a cache)
+
+
+def validate(book: InputBook, settings: InputSettings) -> Validated:
+    """Check every cell of ``book``; never raises for bad cells (see the module docstring)."""
+    profiles = _validate_profiles(book.profiles, settings)
+    sheet = book.instances
+    sink = _Sink(sheet)
+    context = _Context(
+        settings=settings,
+        profiles=profiles,
+        missing=_missing_columns(sheet, ["ins_id", "db_type"], sink),
+        extras=tuple(
+            (c, h)
+            for h, c in zip(sheet.headers, sheet.columns, strict=False)
+            if c not in _INSTANCE_NAMES
+        ),
+        region=_default_region(settings, sink),
+        known_types={},
+    )
+    instances, skipped, duplicates = _validate_instances(sheet, sink, context)
+    return Validated(
+        instances=tuple(instances),
+        profiles=MappingProxyType(dict(profiles.by_name)),
+        skipped=tuple(skipped),
+        duplicates=tuple(duplicates),
+        issues=(*sink.ordered(), *profiles.issues),
+        columns=MappingProxyType(dict(sink.headers)),
+    )
+
+
+class _Shared(NamedTuple):
+    """The cells of a row other than ``ins_id`` and the carried ones, parsed.
+
+    Inventories repeat a handful of combinations of these cells, so ``_validate_instances``
+    parses each distinct combination once.
+    """
+
+    enabled: bool
+    db_type: str | None
+    project_id: str | None
+    region: str | None
+    profile: str | None
+    task: str | None
+
+
+def _validate_instances(
+    sheet: Sheet, sink: _Sink, context: _Context
+) -> tuple[list[Instance], list[RowRef], list[tuple[RowRef, RowRef]]]:
+    """The hot loop of validation: a row whose shared cells (``_Shared``, in that order)
+    were seen before without an issue costs a look-up, its ``ins_id`` and its extras."""
+    instances: list[Instance] = []
+    skipped: list[RowRef] = []
+    duplicates: list[tuple[RowRef, RowRef]] = []
+    seen: dict[tuple[str, str, str, str], Instance] = {}
+    memo: dict[tuple[object, ...], _Shared] = {}
+    extras = _Extras(context.extras)
+    for row in sheet.rows:
+        errors = sink.errors
+        get = row.values.get
+        key: tuple[object, ...] = (
+            get("enabled"),
+            get("db_type"),
+            get("project_id"),
+            get("region"),
+            get("profile"),
+            get("task"),
+        )
+        try:
+            shared = memo.get(key)
+        except TypeError:  # a cell that cannot be a dictionary key: never remembered
+            shared, key = None, ()
+        if shared is None:
+            shared, ins_id, clean = _first_sight(row, sink, context)
+            if clean and key and _storable(key, bools_at=0):
+                memo[key] = shared
+        elif shared.enabled:
+            ins_id = get("ins_id")  # usually text, checked here without calls
+            if ins_id.__class__ is not str or not (ins_id := ins_id.strip()):
+                ins_id = _ins_id(row, sink, context)
+        if not shared.enabled:
+            skipped.append(row.ref)
+            continue
+        _, db_type, project_id, region, profile, task = shared
+        if sink.errors != errors or not (ins_id and db_type and project_id and region and profile):
+            continue
+        instance = _make_instance(
+            row.ref, ins_id, db_type, project_id, region, profile, task, extras.of(get)
+        )
+        first = seen.setdefault((project_id, region, profile, ins_id), instance)
+        if first is instance:
+            instances.append(instance)
+        else:
+            duplicates.append((row.ref, first.ref))
+            _warn_duplicate(row, instance, first, sink)
+    return instances, skipped, duplicates
+
+
+def _storable(key: tuple[object, ...], *, bools_at: int | None = None) -> bool:
+    """Whether cells parsed once may stand for every equal row: text and blanks only.
+
+    A number may equal a cell of another type (``1 == 1.0 == True``) yet read differently
+    as text, so other values are never remembered.  ``bools_at`` admits yes/no cells in one
+    position: that of ``enabled``, where the numbers equal to TRUE and FALSE (1 and 0) read
+    the same as they do.
+    """
+    for index, value in enumerate(key):
+        if value is None or value.__class__ is str:
+            continue
+        if index != bools_at or value.__class__ is not bool:
+            return False
+    return True
+
+
+def _first_sight(row: RawRow, sink: _Sink, context: _Context) -> tuple[_Shared, str | None, bool]:
+    """Check every cell of the row in sheet order: (shared cells, ins_id, whether the shared
+    cells were free of issues, so that their parse may be remembered)."""
+    before = len(sink.issues)
+    enabled = _parsed(row, "enabled", parse_bool, True, sink)
+    clean = len(sink.issues) == before
+    if not enabled:
+        return _Shared(False, None, None, None, None, None), None, clean
+    ins_id = _ins_id(row, sink, context)
+    before = len(sink.issues)
+    shared = _Shared(
+        True,
+        _db_type(row, sink, context),
+        _project_id(row, sink, context),
+        _region(row, sink, context),
+        _profile_name(row, sink, context),
+        _parsed(row, "task", _task_name, None, sink),
+    )
+    return shared, ins_id, clean and len(sink.issues) == before
+
+
+_INSTANCE_FIELDS = (
+    "ref", "ins_id", "db_type", "project_id", "region", "profile", "task", "extras"
+)  # fmt: skip
+
+
+def _instance_maker() -> Callable[..., Instance]:
+    """``Instance(*fields)``, twice as fast: a frozen dataclass's ``__init__`` only sets each
+    field with ``object.__setattr__`` by name, this writes the slots directly.  Should the
+    class change shape (other fields, a ``__post_init__``), it is the class itself.  Tests
+    hold both equal."""
+    if (
+        tuple(f.name for f in fields(Instance)) != _INSTANCE_FIELDS
+        or not all(f.init for f in fields(Instance))
+        or hasattr(Instance, "__post_init__")
+        or not all(
+            isinstance(Instance.__dict__.get(n), MemberDescriptorType) for n in _INSTANCE_FIELDS
+        )
+    ):
+        return Instance
+    new = object.__new__
+    s_ref, s_id, s_type, s_project, s_region, s_profile, s_task, s_extras = (
+        Instance.__dict__[name].__set__ for name in _INSTANCE_FIELDS
+    )
+
+    def make(  # noqa: PLR0917 - Instance's own positional fields
+        ref: RowRef,
+        ins_id: str,
+        db_type: str,
+        project_id: str,
+        region: str,
+        profile: str,
+        task: str | None,
+        extras: tuple[tuple[str, str], ...],
+    ) -> Instance:
+        instance = new(Instance)
+        s_ref(instance, ref)
+        s_id(instance, ins_id)
+        s_type(instance, db_type)
+        s_project(instance, project_id)
+        s_region(instance, region)
+        s_profile(instance, profile)
+        s_task(instance, task)
+        s_extras(instance, extras)
+        return instance
+
+    return make
+
+
+_make_instance = _instance_maker()
+
+
+class _Extras:
+    """The carried cells of rows as ``Instance.extras``, one tuple per distinct combination."""
+
+    __slots__ = ("headers", "keys", "memo")
+
+    def __init__(self, extras: tuple[tuple[str, str], ...]) -> None:
+        self.keys = tuple(key for key, _ in extras)
+        self.headers = tuple(header for _, header in extras)
+        self.memo: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
+
+    def of(self, get: Callable[[str], object]) -> tuple[tuple[str, str], ...]:
+        """The extras of the row whose ``values.get`` is ``get``."""
+        if not self.keys:
+            return ()
+        cells = tuple(map(get, self.keys))
+        try:
+            found = self.memo.get(cells)
+        except TypeError:  # a cell that cannot be a dictionary key
+            return self._build(cells)
+        if found is None:
+            found = self._build(cells)
+            if _storable(cells):
+                self.memo[cells] = found
+        return found
+
+    def _build(self, cells: tuple[object, ...]) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (header, _extra(value)) for header, value in zip(self.headers, cells, strict=True)
+        )
+
+
+def _warn_duplicate(row: RawRow, instance: Instance, first: Instance, sink: _Sink) -> None:
+    hint = "it is sent once"
+    if instance.db_type != first.db_type:
+        hint += f", as {first.db_type!r} from row {first.ref.row}"
+    sink.add(
+        "warning",
+        f"instance {_q(instance.ins_id)} repeats row {first.ref.row} "
+        f"(same project, region and profile)",
+        ref=row.ref,
+        column="ins_id",
+        value=instance.ins_id,
+        hint=hint,
+    )
+
+
+def _blank_required(row: RawRow, column: str, sink: _Sink, context: _Context) -> None:
+    if column not in context.missing:
+        sink.add(
+            "error",
+            f"{column} is blank",
+            ref=row.ref,
+            column=column,
+            hint="fill it in, or set enabled to FALSE to skip the row",
+        )
+
+
+def _ins_id(row: RawRow, sink: _Sink, context: _Context) -> str | None:
+    value = row.values.get("ins_id")
+    if _is_blank(value):
+        _blank_required(row, "ins_id", sink, context)
+        return None
+    caveat = _text_caveat(value)
+    if caveat is not None:
+        sink.add("warning", caveat[0], ref=row.ref, column="ins_id", value=value, hint=caveat[1])
+    return parse_text(value)
+
+
+def _db_type(row: RawRow, sink: _Sink, context: _Context) -> str | None:
+    value = row.values.get("db_type")
+    if _is_blank(value):
+        _blank_required(row, "db_type", sink, context)
+        return None
+    text = parse_text(value)
+    if text not in context.known_types:
+        context.known_types[text] = schema.canonical_db_type(text)
+    canonical = context.known_types[text]
+    if canonical is not None:
+        return canonical
+    strict = context.settings.strict_db_types
+    known = ", ".join(schema.known_db_types())
+    sink.add(
+        "error" if strict else "warning",
+        f"{_q(text)} is not a known database type" + ("" if strict else "; it is sent as written"),
+        ref=row.ref,
+        column="db_type",
+        value=value,
+        hint=_suggest(text, schema.known_db_types(), fallback=f"known types: {known}"),
+    )
+    return None if strict else text
+
+
+def _project_id(row: RawRow, sink: _Sink, context: _Context) -> str | None:
+    value = row.values.get("project_id")
+    if _is_blank(value):
+        if context.settings.project_id is None:
+            sink.add(
+                "error",
+                "project_id is blank and no --project-id or HUAWEICLOUD_SDK_PROJECT_ID is set",
+                ref=row.ref,
+                column="project_id",
+                hint="fill the cell, or give a default with --project-id",
+            )
+        return context.settings.project_id
+    text = parse_text(value)
+    if _PROJECT.match(text):
+        return text
+    if _HEX32.match(text):
+        sink.add(
+            "warning",
+            f"project_id {_q(text)} is in uppercase; it is sent lowercased",
+            ref=row.ref,
+            column="project_id",
+            value=value,
+        )
+        return text.lower()
+    sink.add(
+        "error",
+        f"{_q(text)} is not 32 hex characters",
+        ref=row.ref,
+        column="project_id",
+        value=value,
+        hint=f"it has {len(text)}; a project id looks like 0123456789abcdef0123456789abcdef",
+    )
+    return None
+
+
+def _region_check(text: str) -> tuple[str, Severity | None, str, str | None]:
+    """(normalised region, severity of a problem or None, message, hint)."""
+    region = text.strip().lower()
+    if region in _REGIONS:
+        return region, None, "", None
+    example = "use a region id such as cn-north-4"
+    dashed = _SEPARATORS.sub("-", region)
+    if dashed in _REGIONS:
+        return region, "error", f"{_q(text)} is not a region id", f"did you mean '{dashed}'?"
+    if not _REGION.match(region):
+        hint = _suggest(region, schema.REGIONS, fallback=example)
+        return region, "error", f"{_q(text)} is not a region id", hint
+    hint = _suggest(region, schema.REGIONS, fallback="it is used as written")
+    return region, "warning", f"{_q(text)} is not a region bulkscan knows", hint
+
+
+def _default_region(settings: InputSettings, sink: _Sink) -> str | None:
+    if settings.region is None:
+        return None
+    region, severity, message, hint = _region_check(settings.region)
+    if severity is not None:
+        sink.add(severity, f"--region: {message}", hint=hint)
+    return region
+
+
+def _region(row: RawRow, sink: _Sink, context: _Context) -> str | None:
+    value = row.values.get("region")
+    if _is_blank(value):
+        if context.region is None:
+            sink.add(
+                "error",
+                "region is blank and no --region is set",
+                ref=row.ref,
+                column="region",
+                hint="fill the cell, or give a default with --region",
+            )
+        return context.region
+    region, severity, message, hint = _region_check(parse_text(value))
+    if severity is not None:
+        sink.add(severity, message, ref=row.ref, column="region", value=value, hint=hint)
+    return None if severity == "error" else region
+
+
+def _profile_name(row: RawRow, sink: _Sink, context: _Context) -> str | None:
+    value = row.values.get("profile")
+    name = "default" if _is_blank(value) else parse_text(value)
+    profiles = context.profiles
+    found = profiles.index.get(name.lower())
+    if found is not None or not profiles.checkable:
+        return found  # an unusable profiles sheet is already reported once
+    known = ", ".join(f"'{n}'" for n in profiles.by_name)
+    close = did_you_mean(name, profiles.by_name)
+    hint = (f"did you mean '{close}'? " if close else "") + f"known profiles: {known}"
+    sink.add(
+        "error",
+        f"profile {_q(name)} is not defined",
+        ref=row.ref,
+        column="profile",
+        value=value,
+        hint=hint,
+    )
+    return None
+
+
+def _task_name(value: object) -> str:
+    text = parse_text(value)
+    if len(text) > MAX_NAME:
+        raise CellError(
+            f"the task name is {len(text)} characters long",
+            hint=f"keep task names to {MAX_NAME} characters, so they can be found again",
+        )
+    return text
+
+
+def _extra(value: object) -> str:
+    """A carried cell as text: strings untouched, blank as ''."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else parse_text(value)

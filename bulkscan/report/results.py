@@ -1,0 +1,686 @@
+"""The result workbook of a run, rebuilt at any time from its journal alone.
+
+``build_report(run_dir)`` opens the journal read-only (no lock: it works while a run is
+going on, and after a crash) and writes, atomically:
+
+* ``results.xlsx``: sheets Summary, Tasks, Rows, Issues and Attempts.  Rows are linked to
+  their task by the task key stored with each row, never by position.
+* ``retry.xlsx``: the input rows of every *failed*, *gave up* and *unknown* task, in the
+  input's own shape (its sheet names, its headers in their order, the profiles those rows
+  use), so that ``bulkscan run <run_dir>/retry.xlsx`` sends exactly those tasks again.
+  Each row states its task name, project and region (columns the input lacked are added at
+  the end), and a profile's ``task_name`` pattern that uses ``{task}`` becomes ``{task}``:
+  the re-run plans the very same tasks under the same names, so one that was in fact
+  created is found by name and never doubled.  *Conflict* tasks are left out: a task of the
+  same name with other data sources exists, and only a person can decide between renaming
+  and deleting.  Tasks never sent (a stopped run) are resumed with ``--resume`` instead.
+  When no task needs a re-run, no ``retry.xlsx`` exists (a stale one is removed).
+
+Rebuilding from the same journal gives the same cell values, apart from the generation time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shlex
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import __version__
+from bulkscan.input import schema
+from bulkscan.models import Outcome
+from bulkscan.report.cells import (
+    SEVERITY_TONES,
+    VERDICT_TONES,
+    Block,
+    SummarySheet,
+    bar_chart,
+    count_table,
+    new_workbook,
+    redact_url,
+    save_workbook,
+    utc_naive,
+    workbook_meta,
+    write_table,
+)
+from bulkscan.run.journal import Journal, RowStatus
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from openpyxl import Workbook
+
+    from bulkscan.models import Issue, RowRef
+    from bulkscan.report.cells import Tone
+    from bulkscan.run.journal import (
+        AttemptRecord,
+        ProfileRowRecord,
+        RowRecord,
+        RunMeta,
+        SheetLayout,
+        TaskRecord,
+    )
+
+__all__ = [
+    "RESULTS_FILE",
+    "RETRY_FILE",
+    "RETRY_OUTCOMES",
+    "ReportPaths",
+    "build_report",
+    "rerun_command",
+    "resume_command",
+]
+
+RESULTS_FILE = "results.xlsx"
+RETRY_FILE = "retry.xlsx"
+# Outcomes whose rows go into retry.xlsx (see the module docstring for the others).
+RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.GAVE_UP, Outcome.UNKNOWN})
+_SUCCESS = frozenset({Outcome.CREATED, Outcome.ACCEPTED, Outcome.EXISTS})
+_INPUT_SUFFIXES = frozenset({".xlsx", ".csv", ".tsv", ".txt"})
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|credential|(^|_)sk($|_)", re.IGNORECASE)
+_RUN_STATUS_TONES: Mapping[str, Tone] = {
+    "done": "good",
+    "fatal": "bad",
+    "interrupted": "warn",
+    "unfinished": "warn",
+}
+_CHART_ROWS = 16  # rows a summary chart covers, beside its table
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPaths:
+    """The workbooks written, the task counts by outcome and the command to re-run failures."""
+
+    results: Path
+    retry: Path | None
+    counts: Mapping[Outcome, int] = field(default_factory=dict)
+    retry_tasks: int = 0
+    retry_rows: int = 0
+    rerun_command: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Everything read from the journal, with the links the sheets need."""
+
+    run_dir: Path
+    meta: RunMeta
+    tasks: tuple[TaskRecord, ...]
+    rows: tuple[RowRecord, ...]
+    attempts: tuple[AttemptRecord, ...]
+    issues: tuple[Issue, ...]
+    profile_rows: tuple[ProfileRowRecord, ...]
+    by_key: Mapping[str, TaskRecord]
+
+    @property
+    def retry_tasks(self) -> list[TaskRecord]:
+        return [t for t in self.tasks if t.outcome in RETRY_OUTCOMES]
+
+
+def _read(journal: Journal, run_dir: Path) -> _Run:
+    tasks = journal.tasks()
+    return _Run(
+        run_dir=run_dir,
+        meta=journal.meta(),
+        tasks=tasks,
+        rows=journal.rows(),
+        attempts=journal.attempts(),
+        issues=journal.issues(),
+        profile_rows=journal.profile_rows(),
+        by_key={t.key: t for t in tasks},
+    )
+
+
+def build_report(
+    run_dir: str | os.PathLike[str], *, now: Callable[[], dt.datetime] | None = None
+) -> ReportPaths:
+    """Write ``results.xlsx`` (and ``retry.xlsx`` when some task needs a re-run) into ``run_dir``.
+
+    Raises ``JournalError`` when ``run_dir`` holds no usable journal.
+    """
+    path = Path(run_dir)
+    with Journal.open(path, readonly=True) as journal:
+        run = _read(journal, path)
+    generated = (now or _utc_now)()
+    retry_path = path / RETRY_FILE
+    retry_keys = {t.key for t in run.retry_tasks}
+    command = rerun_command(run.meta, retry_path) if retry_keys else None
+    results = path / RESULTS_FILE
+    _write_results(run, results, generated=generated, command=command)
+    retry_rows = 0
+    if retry_keys:
+        retry_rows = _write_retry(run, retry_path, retry_keys)
+    else:
+        retry_path.unlink(missing_ok=True)
+    return ReportPaths(
+        results=results,
+        retry=retry_path if retry_keys else None,
+        counts=_task_counts(run.tasks),
+        retry_tasks=len(retry_keys),
+        retry_rows=retry_rows,
+        rerun_command=command,
+    )
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- the re-run command ----------------------------------------------------------------------
+
+
+def rerun_command(meta: RunMeta, retry_path: Path) -> str:
+    """The run's own command with ``retry_path`` as its input.
+
+    ``--resume``, ``--limit`` and ``--profiles`` are dropped (a new run of the whole retry
+    workbook, whose profiles are inside it); every other option is kept as given.
+    """
+    args = _command_args(meta, str(retry_path), drop=("--limit", "--profiles"))
+    return shlex.join(["bulkscan", "run", *args])
+
+
+def resume_command(meta: RunMeta, run_dir: Path) -> str:
+    """The run's own command (without ``--limit``) that resumes ``run_dir``."""
+    args = _command_args(meta, meta.input_path, drop=("--limit",))
+    return shlex.join(["bulkscan", "run", *args, "--resume", str(run_dir)])
+
+
+def _command_args(meta: RunMeta, new_input: str, *, drop: Sequence[str]) -> list[str]:
+    """The arguments after ``run`` with the input replaced, ``--resume`` and ``drop`` removed."""
+    args = list(meta.command)
+    rest = args[args.index("run") + 1 :] if "run" in args else []
+    out: list[str] = []
+    replaced = False
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        name, has_value = token.split("=", 1)[0], "=" in token
+        i += 1
+        if name in drop:
+            i += 0 if has_value else 1
+        elif name == "--resume":
+            follows = rest[i] if i < len(rest) else ""
+            if not has_value and follows and not follows.startswith("-"):
+                i += 0 if _is_input(follows, meta.input_path) else 1
+        elif not replaced and not token.startswith("-") and _is_input(token, meta.input_path):
+            out.append(new_input)
+            replaced = True
+        else:
+            out.append(token)
+    return out if replaced else [new_input, *out]
+
+
+def _is_input(token: str, input_path: str) -> bool:
+    if token == input_path:
+        return True
+    path, given = Path(token), Path(input_path)
+    return path.name == given.name and path.suffix.lower() in _INPUT_SUFFIXES
+
+
+# --- shared helpers --------------------------------------------------------------------------
+
+
+def _task_counts(tasks: Sequence[TaskRecord]) -> dict[Outcome, int]:
+    found = Counter(t.outcome for t in tasks)
+    return {outcome: found[outcome] for outcome in Outcome}
+
+
+def _seconds(delta: dt.timedelta) -> str:
+    total = max(0, round(delta.total_seconds()))
+    hours, rest = divmod(total, 3600)
+    return f"{hours}:{rest // 60:02}:{rest % 60:02}"
+
+
+def _offset(moment: dt.datetime) -> str:
+    offset = moment.utcoffset()
+    if offset is None:
+        return "not recorded"
+    sign = "-" if offset < dt.timedelta(0) else "+"
+    minutes = abs(round(offset.total_seconds() / 60))
+    return f"UTC{sign}{minutes // 60:02}:{minutes % 60:02}"
+
+
+def _rows_text(refs: Sequence[RowRef]) -> str:
+    return ", ".join(str(r.row) for r in refs)
+
+
+def _sources_text(task: TaskRecord) -> str | None:
+    sources = task.conflict_sources
+    if sources is None:
+        return None
+    return ", ".join(f"{s.db_type}:{s.ins_id}" if s.db_type else s.ins_id for s in sources)
+
+
+@dataclass(frozen=True, slots=True)
+class _RowResult:
+    task: str | None
+    outcome: Outcome
+    task_id: str | None
+    message: str | None
+
+
+def _row_results(run: _Run) -> Iterator[tuple[RowRecord, _RowResult]]:
+    """Each input row with the task it went into, found by key (duplicates: by their first)."""
+    by_ref = {r.ref: r for r in run.rows}
+    errors: dict[RowRef, str] = {}
+    for issue in run.issues:
+        if issue.severity == "error" and issue.ref is not None:
+            errors.setdefault(issue.ref, str(issue))
+    for row in run.rows:
+        yield row, _row_result(run, row, by_ref, errors)
+
+
+def _row_result(
+    run: _Run, row: RowRecord, by_ref: Mapping[RowRef, RowRecord], errors: Mapping[RowRef, str]
+) -> _RowResult:
+    task = run.by_key.get(row.task_key or "")
+    if row.status is RowStatus.PLANNED and task is not None:
+        return _RowResult(task.name, task.outcome, task.task_id, _task_message(task))
+    if row.status is RowStatus.DUPLICATE and row.duplicate_of is not None:
+        first = by_ref.get(row.duplicate_of)
+        note = f"same instance as row {row.duplicate_of.row}: sent once, with that row"
+        covering = run.by_key.get(first.task_key or "") if first is not None else None
+        if covering is not None:
+            return _RowResult(covering.name, covering.outcome, covering.task_id, note)
+        return _RowResult(None, Outcome.NOT_ATTEMPTED, None, note)
+    if row.status is RowStatus.SKIPPED:
+        return _RowResult(None, Outcome.SKIPPED, None, "disabled in the input: not sent")
+    message = errors.get(row.ref, "not planned")
+    return _RowResult(None, Outcome.NOT_ATTEMPTED, None, message)
+
+
+def _task_message(task: TaskRecord) -> str | None:
+    if task.error_msg:
+        return task.error_msg
+    if task.outcome is Outcome.NOT_ATTEMPTED:
+        return "not sent yet: resume the run to send it"
+    return None
+
+
+# --- results.xlsx ----------------------------------------------------------------------------
+
+
+def _write_results(run: _Run, path: Path, *, generated: dt.datetime, command: str | None) -> None:
+    wb = new_workbook()
+    _write_summary(wb, run, generated=generated, command=command)
+    _write_tasks(wb, run)
+    _write_rows(wb, run)
+    _write_issues(wb, run)
+    _write_attempts(wb, run)
+    save_workbook(wb, path)
+
+
+_TASK_HEADERS = (
+    "task name", "project", "region", "profile", "data sources", "input rows", "outcome",
+    "DSC task id", "HTTP status", "error code", "message", "request id", "attempts",
+    "throttled", "first attempt (UTC)", "last attempt (UTC)", "last latency (s)",
+    "existing task id", "existing task's data sources", "task key",
+)  # fmt: skip
+_TASK_WIDTHS = (36, 34, 14, 14, 12, 16, 14, 14, 11, 18, 60, 34, 10, 10, 20, 20, 14, 16, 40, 66)
+
+
+def _task_line(task: TaskRecord) -> list[object]:
+    return [
+        task.name, task.project_id, task.region, task.profile, len(task.sources),
+        _rows_text(task.rows), str(task.outcome), task.task_id, task.http_status,
+        task.error_code, _task_message(task), task.request_id, task.attempts, task.throttled,
+        task.first_attempt_at, task.last_attempt_at, task.last_latency_s,
+        task.conflict_task_id, _sources_text(task), task.key,
+    ]  # fmt: skip
+
+
+def _write_tasks(wb: Workbook, run: _Run) -> None:
+    write_table(
+        wb,
+        "Tasks",
+        _TASK_HEADERS,
+        (_task_line(t) for t in run.tasks),
+        widths=_TASK_WIDTHS,
+        status_column="outcome",
+        number_formats={"last latency (s)": "0.000"},
+    )
+
+
+def _write_rows(wb: Workbook, run: _Run) -> None:
+    headers = run.meta.instances.headers
+    fixed = ("source file", "source sheet", "source row")
+    result = ("row status", "task name", "outcome", "DSC task id", "message")
+    widths = [24, 14, 11, *(max(12, min(len(h) + 4, 40)) for h in headers), 12, 36, 14, 14, 60]
+    write_table(
+        wb,
+        "Rows",
+        [*fixed, *headers, *result],
+        (_row_line(row, res, headers) for row, res in _row_results(run)),
+        widths=widths,
+        status_column=len(fixed) + len(headers) + 2,
+    )
+
+
+def _row_line(row: RowRecord, res: _RowResult, headers: Sequence[str]) -> list[object]:
+    values = [row.values.get(h) for h in headers]
+    ref = row.ref
+    return [
+        ref.file, ref.sheet, ref.row, *values,
+        str(row.status), res.task, str(res.outcome), res.task_id, res.message,
+    ]  # fmt: skip
+
+
+def _write_issues(wb: Workbook, run: _Run) -> None:
+    headers = ("severity", "file", "sheet", "row", "column", "value", "message", "hint")
+    write_table(
+        wb,
+        "Issues",
+        headers,
+        (_issue_line(i) for i in run.issues),
+        widths=(10, 24, 14, 8, 18, 30, 70, 50),
+        status_column="severity",
+        tones=SEVERITY_TONES,
+    )
+
+
+def _issue_line(issue: Issue) -> list[object]:
+    ref = issue.ref
+    return [
+        issue.severity,
+        ref.file if ref else issue.file,
+        ref.sheet if ref else issue.sheet,
+        ref.row if ref else None,
+        issue.column,
+        issue.value,
+        issue.message,
+        issue.hint,
+    ]
+
+
+_ATTEMPT_HEADERS = (
+    "time (UTC)", "task name", "attempt", "method", "path", "HTTP status", "error code",
+    "request id", "latency (s)", "outcome class", "message",
+)  # fmt: skip
+
+
+def _write_attempts(wb: Workbook, run: _Run) -> None:
+    write_table(
+        wb,
+        "Attempts",
+        _ATTEMPT_HEADERS,
+        (_attempt_line(a, run.by_key) for a in run.attempts),
+        widths=(20, 36, 9, 8, 58, 11, 18, 34, 11, 16, 70),
+        status_column="outcome class",
+        tones=VERDICT_TONES,
+        number_formats={"latency (s)": "0.000"},
+    )
+
+
+def _attempt_line(a: AttemptRecord, by_key: Mapping[str, TaskRecord]) -> list[object]:
+    task = by_key.get(a.task_key) if a.task_key else None
+    name = task.name if task is not None else "(listing of the project's tasks)"
+    return [
+        a.at, name, a.n or None, a.method, a.path, a.status, a.code,
+        a.request_id, a.latency_s, a.verdict, a.message,
+    ]  # fmt: skip
+
+
+# --- the Summary sheet -----------------------------------------------------------------------
+
+
+def _write_summary(wb: Workbook, run: _Run, *, generated: dt.datetime, command: str | None) -> None:
+    sheet = SummarySheet(wb, "Summary", widths=(34, 22, 16, 16, 4))
+    sheet.append([f"bulkscan run {run.meta.run_id}"], bold=True)
+    workbook_meta(sheet, _next_steps(run, command))
+    sheet.blank()
+    block = count_table(
+        sheet,
+        ("outcome", "tasks", "data sources", "input rows"),
+        _outcome_lines(run),
+        heading="Tasks by outcome",
+    )
+    top = block.header_row or block.first_row
+    outcomes = Block(block.first_row, block.last_row - 1, block.header_row)  # not the total
+    bar_chart(sheet, outcomes, title="Tasks by outcome", anchor=f"F{top}")
+    sheet.blank(until=max(sheet.row + 2, top + _CHART_ROWS))  # nothing long beside the chart
+    _error_table(sheet, run)
+    sheet.blank()
+    workbook_meta(sheet, _run_facts(run, generated), heading="Run", tones=_RUN_STATUS_TONES)
+    sheet.blank()
+    workbook_meta(sheet, _settings(run), heading="Settings (no secrets are kept)")
+    sheet.blank()
+    workbook_meta(sheet, _throughput(run), heading="Throughput")
+    sheet.blank()
+    statuses = Counter(str(r.status) for r in run.rows)
+    count_table(
+        sheet,
+        ("row status", "input rows"),
+        [[str(s), statuses[str(s)]] for s in RowStatus],
+        heading="Input rows",
+        status_column=None,
+    )
+
+
+def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
+    counts = _task_counts(run.tasks)
+    steps: list[tuple[str, object]] = []
+    if command is not None:
+        steps.append(("re-run the failures", command))
+        steps.append(
+            ("retry.xlsx holds", f"the rows of {len(run.retry_tasks)} failed, gave-up or "
+             "unknown task(s), ready to fix and re-run")
+        )  # fmt: skip
+    else:
+        steps.append(
+            ("re-run the failures", "nothing to re-run: no task failed, gave up or is unknown "
+             "(no retry.xlsx)")
+        )  # fmt: skip
+    if counts[Outcome.CONFLICT]:
+        steps.append(
+            ("conflicts", f"{counts[Outcome.CONFLICT]} task(s) need a decision (not in "
+             "retry.xlsx): a task of that name exists with other data sources; rename the "
+             "task or delete the old one (see the Tasks sheet)")
+        )  # fmt: skip
+    if counts[Outcome.NOT_ATTEMPTED]:
+        resume = resume_command(run.meta, run.run_dir)
+        steps.append(
+            ("not sent yet", f"{counts[Outcome.NOT_ATTEMPTED]} task(s); resume with: {resume}")
+        )
+    return steps
+
+
+def _outcome_lines(run: _Run) -> list[list[object]]:
+    tasks = Counter(t.outcome for t in run.tasks)
+    sources: Counter[Outcome] = Counter()
+    for task in run.tasks:
+        sources[task.outcome] += len(task.sources)
+    rows = Counter(res.outcome for _, res in _row_results(run))
+    lines: list[list[object]] = [[str(o), tasks[o], sources[o], rows[o]] for o in Outcome]
+    lines.append(["total", len(run.tasks), sum(sources.values()), len(run.rows)])
+    return lines
+
+
+def _error_label(task: TaskRecord) -> str:
+    return task.error_code or f"({task.outcome})"
+
+
+def _error_table(sheet: SummarySheet, run: _Run) -> None:
+    failing = [t for t in run.tasks if t.outcome not in _SUCCESS and t.error_msg]
+    counts = Counter((_error_label(t), t.http_status) for t in failing)
+    example: dict[tuple[str, int | None], str] = {}
+    for task in failing:
+        example.setdefault((_error_label(task), task.http_status), task.error_msg or "")
+    ordered = sorted(counts, key=lambda k: (-counts[k], k[0], k[1] or 0))
+    lines = [[code, status, counts[(code, status)], example[(code, status)]]
+             for code, status in ordered]  # fmt: skip
+    if not lines:
+        lines = [["(none)", None, 0, "no task ended with an error"]]
+    count_table(
+        sheet,
+        ("error code", "HTTP status", "tasks", "first message"),
+        lines,
+        heading="Errors by code",
+        status_column=None,
+    )
+
+
+def _status(meta: RunMeta) -> str:
+    if meta.stop_reason:
+        return meta.stop_reason
+    return "unfinished" if meta.started_at is not None else "not started"
+
+
+def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
+    meta = run.meta
+    started, ended = meta.started_at, meta.ended_at
+    duration = _seconds(ended - started) if started and ended else None
+    return [
+        ("run id", meta.run_id),
+        ("status", _status(meta)),
+        ("stop message", meta.stop_message or None),
+        ("journal created (UTC)", meta.created_at),
+        ("started (UTC)", started),
+        ("ended (UTC)", ended),
+        ("time zone of the run", _offset(meta.created_at)),
+        ("duration (h:mm:ss)", duration),
+        ("operator", meta.operator),
+        ("host", meta.host),
+        ("bulkscan version of the run", meta.bulkscan_version),
+        ("input file", meta.input_path),
+        ("input format", meta.input_format),
+        ("input SHA-256", meta.input_sha256),
+        ("plan hash", meta.plan_hash),
+        ("command", shlex.join(meta.command) if meta.command else None),
+        ("run directory", str(run.run_dir)),
+        ("report generated (UTC)", utc_naive(generated)),
+        ("report written by bulkscan", __version__),
+    ]
+
+
+def _setting_value(value: Any) -> object:
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, list | tuple):
+        return ", ".join(redact_url(str(v)) for v in value)
+    return value
+
+
+def _flatten(settings: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, object]]:
+    """Nested settings as ``dispatch.rate_per_s``-style keys, sorted; secret-like keys left out."""
+    for key in sorted(settings):
+        value = settings[key]
+        if _SECRET_KEY.search(key):
+            continue
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", _setting_value(value)
+
+
+def _settings(run: _Run) -> list[tuple[str, object]]:
+    items = list(_flatten(run.meta.settings))
+    items.append(("projects", ", ".join(sorted({t.project_id for t in run.tasks}))))
+    items.append(("regions", ", ".join(sorted({t.region for t in run.tasks}))))
+    learned = run.meta.learned_rate_per_s
+    items.append(("rate learned (requests/s)", round(learned, 3) if learned else None))
+    return items
+
+
+def _throughput(run: _Run) -> list[tuple[str, object]]:
+    attempts = run.attempts
+    creates = sum(1 for a in attempts if a.method == "POST")
+    items: list[tuple[str, object]] = [
+        ("requests sent", len(attempts)),
+        ("create requests", creates),
+        ("listings and lookups", len(attempts) - creates),
+    ]
+    if len(attempts) < 2:
+        return items
+    first, last = attempts[0].at, max(a.at for a in attempts)
+    span = (last - first).total_seconds()
+    finished = sum(1 for t in run.tasks if t.outcome is not Outcome.NOT_ATTEMPTED)
+    items += [
+        ("first request (UTC)", first),
+        ("last request (UTC)", last),
+        ("requests per second", round(len(attempts) / span, 3) if span > 0 else None),
+        ("tasks finished per minute", round(finished * 60 / span, 1) if span > 0 else None),
+    ]
+    return items
+
+
+# --- retry.xlsx ------------------------------------------------------------------------------
+
+
+def _canonical(headers: Sequence[str], columns: Sequence[schema.Column]) -> dict[str, str]:
+    """Canonical column name → header as written (first one), as the loader maps them."""
+    aliases = {
+        schema.normalise_header(alias): column.name
+        for column in columns
+        for alias in (column.name, *column.aliases)
+    }
+    found: dict[str, str] = {}
+    for header in headers:
+        name = aliases.get(schema.normalise_header(header))
+        if name is not None:
+            found.setdefault(name, header)
+    return found
+
+
+def _write_retry(run: _Run, path: Path, keys: set[str]) -> int:
+    """Write the rows of the ``keys`` tasks in the input's shape; returns the row count."""
+    layout = run.meta.instances
+    named = _canonical(layout.headers, schema.INSTANCE_COLUMNS)
+    added = [c for c in ("task", "project_id", "region") if c not in named]
+    headers = [*layout.headers, *added]
+    explicit = {c: named.get(c, c) for c in ("task", "project_id", "region")}
+    rows = [r for r in run.rows if r.status is RowStatus.PLANNED and r.task_key in keys]
+    wb = new_workbook()
+    write_table(
+        wb,
+        layout.sheet,
+        headers,
+        (_retry_line(r, run.by_key[r.task_key or ""], headers, explicit) for r in rows),
+    )
+    profiles = run.meta.profiles
+    if profiles is not None:
+        used = {run.by_key[k].profile.lower() for k in keys}
+        _write_retry_profiles(wb, profiles, run.profile_rows, used)
+    save_workbook(wb, path)
+    return len(rows)
+
+
+def _retry_line(
+    row: RowRecord, task: TaskRecord, headers: Sequence[str], explicit: Mapping[str, str]
+) -> list[object]:
+    values = dict(row.values)
+    values[explicit["task"]] = task.name
+    values[explicit["project_id"]] = task.project_id
+    values[explicit["region"]] = task.region
+    return [values.get(h) for h in headers]
+
+
+def _write_retry_profiles(
+    wb: Workbook, layout: SheetLayout, rows: Sequence[ProfileRowRecord], used: set[str]
+) -> None:
+    named = _canonical(layout.headers, schema.PROFILE_COLUMNS)
+    name_header = named.get("profile")
+    pattern_header = named.get("task_name")
+    if name_header is None:
+        return
+    chosen = [p for p in rows if str(p.values.get(name_header, "")).strip().lower() in used]
+    if not chosen:
+        return  # the rows use the built-in default profile
+    write_table(
+        wb,
+        layout.sheet,
+        layout.headers,
+        (_profile_line(p, layout.headers, pattern_header) for p in chosen),
+    )
+
+
+def _profile_line(
+    row: ProfileRowRecord, headers: Sequence[str], pattern_header: str | None
+) -> list[object]:
+    values = dict(row.values)
+    if pattern_header is not None and "{task" in str(values.get(pattern_header, "")):
+        values[pattern_header] = "{task}"  # each retry row names its task outright
+    return [values.get(h) for h in headers]

@@ -1,0 +1,840 @@
+"""Send every planned task exactly once: reconcile, then dispatch through a shared rate limit.
+
+1. **Reconcile.**  For each (project, region) with work to do, list the service's tasks once.
+   Every open task is looked up, *pending* included: a planned task whose name exists with the
+   same data sources is *exists* (or *created*, when this journal had already sent it); a name
+   that exists with other sources is a *conflict* (never sent); a *sending*/*unknown* task
+   that is not found is *pending* again.  Nothing is sent before this, so a journal that lost
+   its last transactions (``bulkscan.run.journal``: power loss) still creates each task once.
+2. **Send.**  ``concurrency`` workers pull task keys from one queue (retries first, then plan
+   order); each waits for the shared limiter, marks the task *sending* (committed) and sends
+   it.  The verdict decides:
+
+   ============== ====================================================================
+   created/201    done
+   throttled      the limiter pauses everyone and slows down; the task is queued again.
+                  Throttled answers do not use up ``max_attempts`` (nothing was applied):
+                  they are bounded by the task's time budget (``max_task_seconds``)
+   transient      sent again after a full-jitter backoff, within ``max_attempts`` and
+                  ``max_task_seconds``; then *gave_up* with the last error.  A failure to
+                  reach the service at all (refused while connecting) uses up no attempt:
+                  only time, so a run rides through a restart or a short outage
+   ambiguous      *unknown*, then looked up by name: found → *created* with its id, not
+                  found → sent again (an attempt); never re-sent blindly
+   task-perm.     *failed*
+   project-perm.  *failed*, and so is every other pending task of that project, unsent
+   run-fatal      stop at once: nothing new is sent; untouched tasks stay *pending*
+   ============== ====================================================================
+
+Stopping (``stop`` set, a fatal error, or all done): no new request starts; requests in flight
+may finish within ``grace_s`` and are then cancelled, staying *sending* for the next resume to
+reconcile.  Every state change is one journal transaction, so the journal is consistent at
+any moment, including after SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
+
+from bulkscan.dsc.classify import Verdict
+from bulkscan.dsc.client import CREATE_PATH
+from bulkscan.errors import (
+    BulkscanError,
+    DscError,
+    ProjectPermanentError,
+    RunFatalError,
+    TaskPermanentError,
+    ThrottledError,
+    TransientError,
+)
+from bulkscan.events import (
+    AttemptFinished,
+    AttemptStarted,
+    Progress,
+    RateChanged,
+    Reconciled,
+    RunStopped,
+    StopReason,
+    TaskFinished,
+    TaskPlanned,
+    ignore,
+)
+from bulkscan.run.journal import OPEN_STATES, AttemptRecord, TaskState
+from bulkscan.run.ratelimit import AdaptiveRate
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Iterable, Mapping, Sequence
+
+    from bulkscan.config import DispatchSettings
+    from bulkscan.dsc.client import CreateResult, DscClient, RemoteTask
+    from bulkscan.events import Observer
+    from bulkscan.models import DataSource, TaskRequest
+    from bulkscan.run.journal import Journal
+
+__all__ = ["DispatchResult", "backoff_delay", "dispatch", "same_sources"]
+
+_PROGRESS_EVERY_S = 0.25
+_DONE_STATES = frozenset({TaskState.CREATED, TaskState.ACCEPTED, TaskState.EXISTS})
+_BAD_STATES = frozenset({TaskState.FAILED, TaskState.GAVE_UP, TaskState.CONFLICT})
+_Group = tuple[str, str]  # (project_id, region)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    """How a dispatch ended: task counts over the whole journal, requests sent, the stop."""
+
+    counts: Mapping[TaskState, int]
+    requests: int
+    stop_reason: StopReason
+    message: str
+    learned_rate_per_s: float
+    held_back: int = 0  # open tasks that ``limit`` kept for a later resume
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def succeeded(self) -> int:
+        """Created, accepted or already existing."""
+        return sum(self.counts[s] for s in _DONE_STATES)
+
+    @property
+    def unfinished(self) -> int:
+        """Pending, sending or unknown: what ``--resume`` would work on (gave_up aside)."""
+        return sum(
+            self.counts[s] for s in (TaskState.PENDING, TaskState.SENDING, TaskState.UNKNOWN)
+        )
+
+
+def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base·2^(attempt-1))] for the attempt-th retry."""
+    ceiling = min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
+    return rng.uniform(0.0, ceiling)
+
+
+def same_sources(ours: Iterable[DataSource], theirs: Iterable[DataSource]) -> bool:
+    """Equal as sets of instances; a database type the service left out matches any."""
+    mine = {s.ins_id: s.db_type.casefold() for s in ours}
+    other = {s.ins_id: s.db_type.casefold() for s in theirs}
+    if mine.keys() != other.keys():
+        return False
+    return all(not other[i] or other[i] == mine[i] for i in mine)
+
+
+def _verdict_of(exc: DscError) -> Verdict:
+    if isinstance(exc, ThrottledError):
+        return Verdict.THROTTLED
+    if isinstance(exc, TransientError):
+        return Verdict.TRANSIENT
+    if isinstance(exc, TaskPermanentError):
+        return Verdict.TASK_PERMANENT
+    if isinstance(exc, ProjectPermanentError):
+        return Verdict.PROJECT_PERMANENT
+    if isinstance(exc, RunFatalError):
+        return Verdict.RUN_FATAL
+    return Verdict.AMBIGUOUS  # AmbiguousError, or any other answer: look before resending
+
+
+def _local_now() -> dt.datetime:
+    return dt.datetime.now().astimezone()
+
+
+@dataclass(slots=True)
+class _Budget:
+    """What one task (or one lookup) has used of its retries in this dispatch."""
+
+    started: float
+    tries: int = 0  # failures that count toward max_attempts
+    failures: int = 0  # every failure but throttling: the backoff exponent
+    last_error: str | None = None
+
+    def spent(self, settings: DispatchSettings, delay: float) -> bool:
+        """Out of attempts, or the next try would come after the task's time budget."""
+        elapsed = time.monotonic() - self.started + delay
+        return self.tries >= settings.max_attempts or elapsed > settings.max_task_seconds
+
+
+def _counts(exc: DscError) -> bool:
+    """Whether a failure uses up one of ``max_attempts``.
+
+    Not when the service was never reached (refused or dropped while connecting: a restart,
+    a network outage) nor when it throttled: nothing happened there, so such failures are
+    bounded by the time budget alone and a run rides through a short outage.
+    """
+    if isinstance(exc, ThrottledError):
+        return False
+    return exc.status is not None or not isinstance(exc, TransientError)
+
+
+class _Halt(Exception):
+    """Raised inside a worker to stop the whole run (a run-fatal answer)."""
+
+
+async def dispatch(
+    plan_tasks: Sequence[TaskRequest],
+    journal: Journal,
+    client: DscClient,
+    settings: DispatchSettings,
+    *,
+    observer: Observer = ignore,
+    limit: int | None = None,
+    stop: asyncio.Event | None = None,
+    rng: random.Random | None = None,
+    limiter: AdaptiveRate | None = None,
+) -> DispatchResult:
+    """Reconcile, then send every open task of ``plan_tasks`` (the first ``limit`` of them).
+
+    ``journal`` must hold these tasks (``Journal.create`` with the same plan).  Setting
+    ``stop`` asks for a graceful stop (Ctrl-C).  ``limiter`` replaces the default one built
+    from ``settings.rate_per_s``.  Records the start and the end of the run in the journal.
+    """
+    run = _Run(
+        plan_tasks,
+        journal=journal,
+        client=client,
+        settings=settings,
+        observer=observer,
+        stop=stop,
+        rng=rng,
+        limiter=limiter,
+    )
+    return await run.run(limit)
+
+
+class _Run:
+    def __init__(
+        self,
+        plan_tasks: Sequence[TaskRequest],
+        *,
+        journal: Journal,
+        client: DscClient,
+        settings: DispatchSettings,
+        observer: Observer,
+        stop: asyncio.Event | None,
+        rng: random.Random | None,
+        limiter: AdaptiveRate | None,
+    ) -> None:
+        self.tasks = {t.key: t for t in plan_tasks}
+        self.order = [t.key for t in plan_tasks]
+        self.journal = journal
+        self.client = client
+        self.settings = settings
+        self.observer = observer
+        self.external_stop = stop
+        self.rng = rng or random.Random()
+        self.limiter = limiter or AdaptiveRate(settings.rate_per_s, rng=self.rng)
+        if self.limiter.on_change is None:
+            self.limiter.on_change = self._rate_changed
+        self.state: dict[str, TaskState] = {}
+        self.attempts: dict[str, int] = {}
+        self.budget: dict[str, _Budget] = {}
+        self.selected: list[str] = []
+        self.chosen: frozenset[str] = frozenset()  # the selected keys, as a set
+        self.tally: Counter[TaskState] = Counter()  # states of the selected tasks
+        self.finished: set[str] = set()
+        self.failed_groups: dict[_Group, DscError] = {}
+        # (0 for a retry, 1 for a first send; sequence; key): retries go first, so that the
+        # time budget of a task is spent on backoff and pauses, not behind the backlog
+        self.queue: asyncio.PriorityQueue[tuple[int, int, str]] = asyncio.PriorityQueue()
+        self.queued = 0
+        self.outstanding = 0
+        self.timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
+        self.retrying: set[str] = set()
+        self.busy: set[asyncio.Task[None]] = set()
+        self.halt = asyncio.Event()
+        self.reason: StopReason = "done"
+        self.message = ""
+        self.requests = 0
+        self.last_progress = float("-inf")
+        self.held_back = 0
+        self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
+
+    # -- the whole run ----------------------------------------------------------------------
+
+    async def run(self, limit: int | None) -> DispatchResult:
+        self._select(limit)
+        self.journal.mark_started()
+        for key in self.selected:
+            task = self.tasks[key]
+            self.observer(
+                TaskPlanned(key, task.name, task.project_id, task.region, len(task.sources))
+            )
+        relay = asyncio.create_task(self._relay_stop())
+        try:
+            await self._until_halted(self._reconcile())
+            if not self.halt.is_set():
+                await self._send_all()
+        except asyncio.CancelledError:
+            self._stop("interrupted", "cancelled")
+            self._finish()
+            raise
+        finally:
+            relay.cancel()
+            for timer in self.timers.values():
+                timer.cancel()
+        return self._finish()
+
+    def _select(self, limit: int | None) -> None:
+        for key, (state, attempts) in self.journal.states_and_attempts().items():
+            self.state[key] = state
+            self.attempts[key] = attempts
+        missing = [k for k in self.order if k not in self.state]
+        if missing:
+            raise ValueError(f"{len(missing)} planned task(s) are not in the journal")
+        open_keys = [k for k in self.order if self.state[k] in OPEN_STATES]
+        self.selected = open_keys if limit is None else open_keys[: max(0, limit)]
+        self.chosen = frozenset(self.selected)
+        self.tally.update(self.state[k] for k in self.selected)
+        self.held_back = len(open_keys) - len(self.selected)
+
+    def _finish(self) -> DispatchResult:
+        self._progress(force=True)
+        if self.unlisted and not self.message:
+            tasks = sum(n for n, _ in self.unlisted)
+            self.message = (
+                f"{tasks} task(s) of {len(self.unlisted)} project/region group(s) not sent: "
+                f"their existing tasks could not be listed ({self.unlisted[0][1]}); "
+                "resume once the service can be reached"
+            )
+        rate = self.limiter.current_per_s
+        self.journal.mark_ended(self.reason, self.message, learned_rate_per_s=rate)
+        self.observer(RunStopped(self.reason, self.message))
+        return DispatchResult(
+            counts=self.journal.counts(),
+            requests=self.requests,
+            stop_reason=self.reason,
+            message=self.message,
+            learned_rate_per_s=rate,
+            held_back=self.held_back,
+        )
+
+    def _stop(self, reason: StopReason, message: str) -> None:
+        """The first reason wins: a fatal error during an interrupt is still reported."""
+        if not self.halt.is_set():
+            self.reason, self.message = reason, message
+            self.halt.set()
+
+    async def _relay_stop(self) -> None:
+        if self.external_stop is not None:
+            await self.external_stop.wait()
+            self._stop("interrupted", "stopped on request; resume to send the rest")
+
+    async def _until_halted(self, work: Awaitable[None]) -> None:
+        """Run ``work`` unless the run halts first (then it is cancelled: reads only)."""
+        main = asyncio.ensure_future(work)
+        waiter = asyncio.create_task(self.halt.wait())
+        try:
+            await asyncio.wait({main, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not main.done():
+                main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await main
+
+    # -- phase 1: reconcile -------------------------------------------------------------------
+
+    async def _reconcile(self) -> None:
+        groups: dict[_Group, list[str]] = defaultdict(list)
+        for key in self.selected:
+            task = self.tasks[key]
+            groups[(task.project_id, task.region)].append(key)
+        gate = asyncio.Semaphore(self.settings.concurrency)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for group, keys in groups.items():
+                    tg.create_task(self._reconcile_group(group, keys, gate))
+        except* _Halt:
+            pass
+
+    async def _reconcile_group(
+        self, group: _Group, keys: list[str], gate: asyncio.Semaphore
+    ) -> None:
+        async with gate:
+            remote = await self._list_remote(group, None, task_key=None)
+        if isinstance(remote, ProjectPermanentError):
+            self._fail_group(group, remote)
+            return
+        if isinstance(remote, DscError):
+            note = f"not sent: the existing tasks of project {group[0]} could not be listed"
+            for key in keys:
+                self.journal.set_state(key, self.state[key], error_msg=f"{note} ({remote})")
+            self.finished.update(keys)
+            self.unlisted.append((len(keys), str(remote)))
+            return
+        by_name: dict[str, list[RemoteTask]] = defaultdict(list)
+        for item in remote:
+            by_name[item.name].append(item)
+        for key in keys:
+            self._reconcile_task(key, by_name.get(self.tasks[key].name, []))
+
+    def _reconcile_task(self, key: str, found: list[RemoteTask]) -> None:
+        task, before = self.tasks[key], self.state[key]
+        same = [r for r in found if same_sources(task.sources, r.data_sources)]
+        if same:
+            ours = before in (TaskState.SENDING, TaskState.UNKNOWN) or self.attempts[key] > 0
+            after = TaskState.CREATED if ours else TaskState.EXISTS
+            self._set(key, after, task_id=same[0].id, error_msg="")
+        elif found:
+            other = found[0]
+            detail = _conflict_message(task, other)
+            self._set(key, TaskState.CONFLICT, error_msg=detail, conflict=other)
+        elif before is not TaskState.PENDING:
+            self._set(key, TaskState.PENDING)
+        after = self.state[key]
+        if after is not TaskState.PENDING:
+            self.finished.add(key)
+        if after is not before or before is not TaskState.PENDING:
+            task_id = same[0].id if same else None
+            self.observer(Reconciled(key, task.name, before, after, task_id))
+
+    # -- phase 2: send --------------------------------------------------------------------------
+
+    async def _send_all(self) -> None:
+        for key in self.selected:
+            if self.state[key] is TaskState.PENDING and key not in self.finished:
+                self._enqueue(key, retry=False)
+                self.outstanding += 1
+            else:
+                self.finished.add(key)  # reconciled, failed with its project, or not listable
+        if self.outstanding == 0:
+            self._stop("done", "")
+            return
+        workers: list[asyncio.Task[None]] = []
+        try:
+            async with asyncio.TaskGroup() as tg:
+                workers.extend(tg.create_task(self._worker()) for _ in range(self._n_workers()))
+                tg.create_task(self._shepherd(workers))
+        except* _Halt:
+            pass
+
+    def _n_workers(self) -> int:
+        return max(1, min(self.settings.concurrency, self.outstanding))
+
+    async def _shepherd(self, workers: list[asyncio.Task[None]]) -> None:
+        """On halt: cancel idle workers now, busy ones after the grace period."""
+        await self.halt.wait()
+        for worker in workers:
+            if worker not in self.busy:
+                worker.cancel()
+        busy = [w for w in workers if w in self.busy and not w.done()]
+        if busy:
+            await asyncio.wait(busy, timeout=self.settings.grace_s)
+        for worker in busy:
+            worker.cancel()
+
+    async def _worker(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self.halt.is_set():
+            _, _, key = await self.queue.get()
+            task = self.tasks[key]
+            group = (task.project_id, task.region)
+            if self.state[key] is TaskState.PENDING and group in self.failed_groups:
+                self._fail_group(group, self.failed_groups[group])
+            if self.state[key] is not TaskState.PENDING:
+                self._settle(key)  # failed with its project while it waited
+                continue
+            granted = await self.limiter.acquire()
+            if self.halt.is_set():
+                return
+            self.busy.add(me)
+            try:
+                await self._send(key, granted)
+            except _Halt:
+                return
+            finally:
+                self.busy.discard(me)
+
+    async def _send(self, key: str, granted: float) -> None:
+        task = self.tasks[key]
+        budget = self.budget.setdefault(key, _Budget(time.monotonic()))
+        self.journal.mark_sending(key)
+        self._note(key, TaskState.SENDING)
+        n = self.attempts[key] + 1
+        self.observer(AttemptStarted(key, task.name, n))
+        at, started = _local_now(), time.monotonic()
+        self.requests += 1
+        try:
+            result = await self.client.create_task(
+                task.project_id, task.body_bytes, region=task.region
+            )
+        except DscError as exc:
+            attempt = self._attempt(task, n, "POST", at, started, exc=exc)
+            await self._on_error(key, attempt, exc, budget, granted)
+        except BulkscanError as exc:  # refused before sending (e.g. a region without endpoint)
+            self._set(key, TaskState.PENDING, error_msg=str(exc))
+            self._fatal(exc)
+        else:
+            attempt = self._attempt(task, n, "POST", at, started, result=result)
+            self._on_created(key, attempt, result)
+
+    # -- outcomes --
+
+    def _on_created(self, key: str, attempt: AttemptRecord, result: CreateResult) -> None:
+        state = TaskState.CREATED if result.verdict is Verdict.CREATED else TaskState.ACCEPTED
+        self._record(attempt, state, task_id=result.task_id)
+        self.limiter.on_success()
+        self._settle(key)
+
+    async def _on_error(
+        self, key: str, attempt: AttemptRecord, exc: DscError, budget: _Budget, granted: float
+    ) -> None:
+        verdict = Verdict(attempt.verdict)
+        message = str(exc)
+        budget.last_error = message
+        if verdict is Verdict.THROTTLED:
+            assert isinstance(exc, ThrottledError)
+            self._record(attempt, TaskState.PENDING, error_msg=message, throttled=True)
+            self.limiter.on_throttle(exc.limit_per_s, exc.retry_after, sent_at=granted)
+            self._retry(key, budget, backoff=False, counted=False)
+        elif verdict is Verdict.TRANSIENT:
+            self._record(attempt, TaskState.PENDING, error_msg=message)
+            self._retry(key, budget, backoff=True, counted=_counts(exc))
+        elif verdict is Verdict.AMBIGUOUS:
+            self._record(attempt, TaskState.UNKNOWN, error_msg=message)
+            await self._verify(key, budget)
+        elif verdict is Verdict.TASK_PERMANENT:
+            self._record(attempt, TaskState.FAILED, error_msg=message)
+            self._settle(key)
+        elif verdict is Verdict.PROJECT_PERMANENT:
+            self._record(attempt, TaskState.FAILED, error_msg=message)
+            self._settle(key)
+            task = self.tasks[key]
+            self._fail_group((task.project_id, task.region), exc)
+        else:
+            self._record(attempt, TaskState.PENDING, error_msg=message)
+            self._fatal(exc)
+
+    def _retry(self, key: str, budget: _Budget, *, backoff: bool, counted: bool) -> None:
+        """Queue the task again (after a backoff), or give it up when out of budget."""
+        budget.tries += counted
+        delay = 0.0
+        if backoff:
+            budget.failures += 1
+            delay = self._backoff(budget.failures)
+        if budget.spent(self.settings, delay):
+            self._set(key, TaskState.GAVE_UP, error_msg=budget.last_error)
+            self._settle(key)
+            return
+        if self.halt.is_set():
+            return
+        if delay <= 0:
+            self._enqueue(key, retry=True)
+            return
+        self.retrying.add(key)
+        self.timers[key] = asyncio.get_running_loop().call_later(delay, self._wake, key)
+
+    def _wake(self, key: str) -> None:
+        """A backoff is over: queue the task again."""
+        self.retrying.discard(key)
+        del self.timers[key]
+        self._enqueue(key, retry=True)
+
+    def _enqueue(self, key: str, *, retry: bool) -> None:
+        self.queued += 1
+        self.queue.put_nowait((0 if retry else 1, self.queued, key))
+
+    async def _verify(self, key: str, budget: _Budget) -> None:
+        """After an ambiguous answer: look the task up by name before anything is re-sent."""
+        task = self.tasks[key]
+        self.retrying.add(key)
+        try:
+            found = await self._list_remote(
+                (task.project_id, task.region), task.name, task_key=key, first_wait=True
+            )
+        finally:
+            self.retrying.discard(key)
+        if isinstance(found, DscError):
+            note = f"outcome unknown: the task could not be looked up ({found})"
+            self._set(key, TaskState.UNKNOWN, error_msg=note)
+            self._settle(key)
+            return
+        matches = [r for r in found if r.name == task.name]
+        same = [r for r in matches if same_sources(task.sources, r.data_sources)]
+        if same:
+            self._set(key, TaskState.CREATED, task_id=same[0].id, error_msg="")
+            self.observer(
+                Reconciled(key, task.name, TaskState.UNKNOWN, TaskState.CREATED, same[0].id)
+            )
+            self._settle(key)
+        elif matches:
+            other = matches[0]
+            self._set(
+                key, TaskState.CONFLICT, error_msg=_conflict_message(task, other), conflict=other
+            )
+            self._settle(key)
+        else:
+            self._set(key, TaskState.PENDING)
+            self.observer(Reconciled(key, task.name, TaskState.UNKNOWN, TaskState.PENDING))
+            self._retry(key, budget, backoff=False, counted=True)
+
+    def _fail_group(self, group: _Group, exc: DscError) -> None:
+        """The project cannot take tasks: fail its pending selected tasks without sending."""
+        self.failed_groups.setdefault(group, exc)
+        keys = [
+            k
+            for k in self.selected
+            if (self.tasks[k].project_id, self.tasks[k].region) == group
+            and self.state[k] in (TaskState.PENDING, TaskState.GAVE_UP)
+            and k not in self.finished
+        ]
+        self.journal.fail_tasks(
+            keys, error_msg=str(exc), error_code=exc.code, http_status=exc.status
+        )
+        for key in keys:
+            self._note(key, TaskState.FAILED)
+            self.observer(TaskFinished(key, self.tasks[key].name, TaskState.FAILED, None, str(exc)))
+            timer = self.timers.pop(key, None)
+            if timer is not None:  # waiting out a backoff: settled now; queued: when taken
+                timer.cancel()
+                self.retrying.discard(key)
+                self._settle(key)
+        self._progress()
+
+    def _fatal(self, exc: BulkscanError) -> NoReturn:
+        self._stop("fatal", str(exc))
+        raise _Halt
+
+    # -- listing with retries --
+
+    async def _list_remote(
+        self,
+        group: _Group,
+        task_name: str | None,
+        *,
+        task_key: str | None,
+        first_wait: bool = False,
+    ) -> list[RemoteTask] | DscError:
+        """List a project's tasks (all, or by name); the last error when it cannot be done.
+
+        Throttling waits on the limiter; other transient failures are retried with backoff
+        within ``max_attempts`` (see ``_counts``) and ``max_task_seconds``; a run-fatal answer
+        halts the run.
+        """
+        project_id, region = group
+        budget = _Budget(time.monotonic())
+        delay = self._backoff(1) if first_wait else 0.0
+        while True:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            grants: list[float] = []
+
+            async def _pace(grants: list[float] = grants) -> None:
+                # every page waits for the shared limiter, so a long listing is no burst
+                grants.append(await self.limiter.acquire())
+                self.requests += 1
+
+            at, started = _local_now(), time.monotonic()
+            try:
+                found = await self.client.list_tasks(
+                    project_id, region=region, task_name=task_name, before_page=_pace
+                )
+            except BulkscanError as exc:
+                if not isinstance(exc, DscError):
+                    self._fatal(exc)  # refused before sending: a configuration error
+                self._record_listing(group, task_key, at, started, exc=exc)
+                verdict = _verdict_of(exc)
+                if verdict is Verdict.THROTTLED:
+                    assert isinstance(exc, ThrottledError)
+                    sent_at = grants[-1] if grants else None
+                    self.limiter.on_throttle(exc.limit_per_s, exc.retry_after, sent_at=sent_at)
+                    delay = 0.0
+                    continue
+                if verdict is Verdict.RUN_FATAL:
+                    self._fatal(exc)
+                if verdict not in (Verdict.TRANSIENT, Verdict.AMBIGUOUS):
+                    return exc
+                budget.tries += _counts(exc)
+                budget.failures += 1
+                delay = self._backoff(budget.failures)
+                if budget.spent(self.settings, delay):
+                    return exc
+                continue
+            self._record_listing(group, task_key, at, started, found=len(found))
+            self.limiter.on_success()
+            return found
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(
+            attempt,
+            base_s=self.settings.backoff_base_s,
+            cap_s=self.settings.backoff_max_s,
+            rng=self.rng,
+        )
+
+    # -- journal and events -------------------------------------------------------------------
+
+    def _attempt(
+        self,
+        task: TaskRequest,
+        n: int,
+        method: str,
+        at: dt.datetime,
+        started: float,
+        *,
+        result: CreateResult | None = None,
+        exc: DscError | None = None,
+    ) -> AttemptRecord:
+        latency = time.monotonic() - started
+        path = CREATE_PATH.format(project_id=task.project_id)
+        if result is not None:
+            return AttemptRecord(
+                at,
+                task.key,
+                n,
+                method,
+                path,
+                result.http_status,
+                None,
+                result.request_id,
+                latency,
+                str(result.verdict),
+                result.msg,
+            )
+        assert exc is not None
+        return AttemptRecord(
+            at,
+            task.key,
+            n,
+            method,
+            path,
+            exc.status,
+            exc.code,
+            exc.request_id,
+            latency,
+            str(_verdict_of(exc)),
+            str(exc),
+        )
+
+    def _record(
+        self,
+        attempt: AttemptRecord,
+        state: TaskState,
+        *,
+        task_id: str | None = None,
+        error_msg: str | None = None,
+        throttled: bool = False,
+    ) -> None:
+        key = attempt.task_key
+        assert key is not None
+        self.journal.record_attempt(
+            attempt, state=state, task_id=task_id, error_msg=error_msg, throttled=throttled
+        )
+        self._note(key, state)
+        self.attempts[key] += 1
+        self.observer(
+            AttemptFinished(
+                key,
+                self.tasks[key].name,
+                attempt.n,
+                attempt.method,
+                attempt.status,
+                attempt.code,
+                attempt.verdict,
+                attempt.latency_s,
+                attempt.request_id,
+            )
+        )
+        if state not in OPEN_STATES or state is TaskState.GAVE_UP:
+            self.observer(TaskFinished(key, self.tasks[key].name, state, task_id, error_msg))
+
+    def _record_listing(
+        self,
+        group: _Group,
+        task_key: str | None,
+        at: dt.datetime,
+        started: float,
+        *,
+        exc: DscError | None = None,
+        found: int = 0,
+    ) -> None:
+        latency = time.monotonic() - started
+        path = CREATE_PATH.format(project_id=group[0])
+        status: int | None
+        if exc is None:
+            status, code, rid, verdict, msg = 200, None, None, "listed", f"{found} task(s)"
+        else:
+            status, code, rid = exc.status, exc.code, exc.request_id
+            verdict, msg = str(_verdict_of(exc)), str(exc)
+        attempt = AttemptRecord(
+            at, task_key, 0, "GET", path, status, code, rid, latency, verdict, msg
+        )
+        self.journal.record_attempt(attempt, counted=False)
+        name = self.tasks[task_key].name if task_key else None
+        self.observer(
+            AttemptFinished(task_key, name, 0, "GET", status, code, verdict, latency, rid)
+        )
+
+    def _set(
+        self,
+        key: str,
+        state: TaskState,
+        *,
+        task_id: str | None = None,
+        error_msg: str | None = None,
+        conflict: RemoteTask | None = None,
+    ) -> None:
+        pair = (conflict.id, conflict.data_sources) if conflict is not None else None
+        self.journal.set_state(key, state, task_id=task_id, error_msg=error_msg, conflict=pair)
+        self._note(key, state)
+        if state is not TaskState.SENDING and state is not TaskState.PENDING:
+            self.observer(TaskFinished(key, self.tasks[key].name, state, task_id, error_msg))
+
+    def _note(self, key: str, state: TaskState) -> None:
+        """``key`` is now in ``state`` (already journaled); keeps the tally for progress."""
+        before = self.state[key]
+        self.state[key] = state
+        if key in self.chosen:
+            self.tally[before] -= 1
+            self.tally[state] += 1
+
+    def _settle(self, key: str) -> None:
+        """``key`` needs nothing more in this dispatch; halt when nothing is left."""
+        if key in self.finished:
+            return
+        self.finished.add(key)
+        self.outstanding -= 1
+        self._progress()
+        if self.outstanding <= 0:
+            self._stop("done", "")
+
+    def _rate_changed(self, old: float, new: float, reason: str) -> None:
+        self.observer(RateChanged(old, new, reason))
+
+    def _progress(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_progress < _PROGRESS_EVERY_S:
+            return
+        self.last_progress = now
+        done = len(self.finished)  # only selected tasks are ever finished
+        rate = self.limiter.current_per_s
+        remaining = len(self.selected) - done
+        self.observer(
+            Progress(
+                done=done,
+                total=len(self.selected),
+                created=sum(self.tally[s] for s in _DONE_STATES),
+                failed=sum(self.tally[s] for s in _BAD_STATES),
+                retrying=len(self.retrying),
+                rate_per_s=rate,
+                eta_s=remaining / rate if remaining else 0.0,
+            )
+        )
+
+
+def _conflict_message(task: TaskRequest, other: RemoteTask) -> str:
+    ours = ", ".join(f"{s.db_type}:{s.ins_id}" for s in task.sources)
+    theirs = ", ".join(f"{s.db_type}:{s.ins_id}".lstrip(":") for s in other.data_sources)
+    return (
+        f"a task named '{task.name}' already exists (id {other.id}) with other data sources "
+        f"[{theirs}] than planned [{ours}]: not sent; rename the task or delete the old one"
+    )

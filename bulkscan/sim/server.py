@@ -1,0 +1,392 @@
+"""A local DSC behind a simulated API gateway, for tests, demos and CI (``bulkscan simulate``).
+
+Routes: ``POST`` and ``GET /v1/{project_id}/metadata/task-templates`` (the real shapes), and
+``/_sim/...`` introspection and control routes that need no auth (``tasks``, ``stats``,
+``faults``, ``quota``, ``reset``, ``DELETE``/``PATCH tasks/{id}``).
+
+Each API request goes through, in order: latency (``latency_s`` + uniform ``jitter_s``); route
+(else 404 ``APIGW.0101``); auth (``X-Auth-Token`` among the tokens, or an SDK-HMAC-SHA256
+signature recomputed over the received request, honouring the official SDK's
+``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD``: 401 ``APIGW.0301``; ``X-Sdk-Date`` more than
+15 minutes off the clock: 401 ``APIGW.0303``; 5 consecutive failures lock an AK for 5 minutes);
+the quota (429 ``APIG.0308``); the project (not 32 lowercase hex, or not configured: 404
+``DSC.40400001``); faults; then DSC itself (a bad body or query: 400 ``DSC.40000011``).
+
+Choices where the real service is undocumented:
+
+- Throttling is a fixed window per project, aligned to the clock (every whole second, minute
+  or hour), counting every authenticated API request; ``Retry-After`` (the seconds left in the
+  window) is sent only when enabled, as the real gateway sends none.
+- One seeded draw per request picks at most one fault: ``reset_before`` (connection dropped
+  with a TCP reset, nothing created), ``http500`` (DSC.50000001), ``http502`` (APIG.0201
+  backend unavailable), ``http503`` (APIG.0613) and ``http429`` (APIG.0308 under the API's
+  default per-IP limit of 200/s, as when other callers share it) create nothing;
+  ``http504`` (APIG.0201 backend timeout) creates the task and then answers 504, as a
+  gateway that gave up on a slow backend; ``reset_after`` creates the task and drops the
+  connection; ``stall`` creates the task and answers normally only after ``stall_s``, so a
+  client whose read timed out finds the task by listing.  A GET can meet every fault but
+  ``reset_after``.
+- The list filter ``task_name`` matches names containing it; ``schedule_types`` (repeated)
+  and ``id`` match exactly.  Results are newest first.  Paging: ``limit`` (or ``page_size``,
+  1..100, default 20) and ``offset`` (a record index from 0), or ``page`` (from 1).
+- TaskDetail: ``id`` is an int (the create answer's id is its string), ``create_time`` in
+  ms; ``data_source`` holds ``'{db_type}:{ins_id}'`` strings and ``data_sources`` the
+  ``{db_type, ins_id}`` objects;
+  ``enabled`` is false for a task disabled through ``PATCH /_sim/tasks/{id}``; a task
+  created with ``start_now`` reports ``last_trigger_time`` at its creation and
+  ``last_end_time`` one second later (ms since the epoch), other tasks ``null``.
+- Ids are increasing integers, never reused (not even after ``/_sim/reset``).  With a state
+  file every change is written to it (a temporary file renamed over it), so a restarted
+  simulator keeps its tasks and its id counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import socket
+import struct
+import time
+import uuid
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from bulkscan.errors import UsageError
+from bulkscan.sim._api import BadRequest, parse_create_body, parse_list_query, select
+from bulkscan.sim._config import Faults, parse_faults, parse_quota
+from bulkscan.sim._control import control_routes
+from bulkscan.sim._gateway import Authenticator, Denial, FixedWindowQuota, Received
+from bulkscan.sim._store import TaskStore
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable, Collection, Mapping
+    from pathlib import Path
+
+    from aiohttp.typedefs import Handler
+
+__all__ = ["DEFAULT_AK", "DEFAULT_SK", "Faults", "Simulator", "parse_faults", "parse_quota"]
+
+DEFAULT_AK = "BULKSCANSIMULATORAK0"
+DEFAULT_SK = "bulkscan-simulator-sk-not-a-real-secret0"
+REQUEST_ID = "X-Request-Id"
+_API_PATH = re.compile(r"^/v1/([^/]+)/metadata/task-templates$")
+_PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
+_MAX_BODY = 1024 * 1024
+_API_NOT_FOUND = Denial(
+    404,
+    "APIGW.0101",
+    "The API does not exist or has not been published in the environment.",
+    "api_not_found",
+)
+_TOO_LARGE = Denial(413, "APIG.0201", "Request entity too large.", "too_large")
+_EARLY_ERRORS = {
+    "http500": Denial(500, "DSC.50000001", "Internal server error, try again later.", "http500"),
+    "http502": Denial(502, "APIG.0201", "Backend unavailable.", "http502"),
+    "http503": Denial(503, "APIG.0613", "IAM service is temporarily unavailable.", "http503"),
+    "http429": Denial(
+        429,
+        "APIG.0308",
+        "The throttling threshold has been reached: policy ip over ratelimit,limit:200,"
+        "time:1 second",
+        "http429",
+    ),
+}
+_GATEWAY_TIMEOUT = Denial(504, "APIG.0201", "Backend timeout.", "http504")
+
+
+class _Stats:
+    """Requests by outcome (overall and per project) and every API request's arrival time."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.by_project: dict[str, Counter[str]] = {}
+        self.arrivals: list[float] = []
+
+    def count(self, outcome: str, project: str | None) -> None:
+        self.requests[outcome] += 1
+        if project is not None:
+            self.by_project.setdefault(project, Counter())[outcome] += 1
+
+    def snapshot(self, tasks: int) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "by_project": {p: dict(c) for p, c in self.by_project.items()},
+            "arrivals": list(self.arrivals),
+            "tasks": tasks,
+        }
+
+
+class Simulator:
+    """DSC behind its gateway on a real socket: ``async with Simulator() as sim: sim.url``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        credentials: Mapping[str, str] | None = None,
+        tokens: Collection[str] = (),
+        projects: Collection[str] | None = None,
+        quota: tuple[int, float] | None = None,
+        retry_after: bool = False,
+        faults: Faults = Faults(),  # noqa: B008 - frozen, so one shared default is safe
+        seed: int | None = None,
+        state_path: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self._port = port
+        creds = {DEFAULT_AK: DEFAULT_SK} if credentials is None else credentials
+        self._auth = Authenticator(creds, tokens)
+        self._projects = None if projects is None else frozenset(projects)
+        self._retry_after = retry_after
+        self._quota: FixedWindowQuota | None = None
+        self.set_quota(quota)
+        self._faults = faults
+        self._rng = random.Random(seed)
+        self._store = TaskStore(state_path)
+        self._clock = clock
+        self._ssl = ssl_context
+        self._stats = _Stats()
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Listen on ``host:port`` (port 0: a free one, see ``port``)."""
+        if self._runner is not None:
+            return
+        self._stopping = asyncio.Event()
+        runner = web.AppRunner(
+            self._app(), handle_signals=False, access_log=None, shutdown_timeout=5.0
+        )
+        await runner.setup()
+        try:
+            sock = _listen(self.host, self._port)
+            await web.SockSite(runner, sock, ssl_context=self._ssl).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = int(sock.getsockname()[1])
+        self._runner = runner
+
+    async def stop(self) -> None:
+        """Stop listening; stalled requests are let go at once."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            self._stopping.set()
+            await runner.cleanup()
+
+    @property
+    def port(self) -> int:
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._ssl is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    # -- introspection and control ----------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task: id (str), name, project_id, body, created_at, enabled."""
+        return [task.to_json() for task in self._store.all()]
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self._stats.snapshot(len(self._store.all()))
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @property
+    def quota(self) -> tuple[int, float] | None:
+        return None if self._quota is None else (self._quota.limit, self._quota.period_s)
+
+    def set_faults(self, faults: Faults) -> None:
+        self._faults = faults
+
+    def set_quota(
+        self, quota: tuple[int, float] | None, *, retry_after: bool | None = None
+    ) -> None:
+        """Replace the per-project quota (``(count, period_s)`` or None); windows restart."""
+        if retry_after is not None:
+            self._retry_after = retry_after
+        if quota is None:
+            self._quota = None
+            return
+        limit, period_s = quota
+        if int(limit) < 1 or not float(period_s) > 0:
+            raise UsageError(f"quota {limit}/{period_s}s must allow at least 1 request")
+        self._quota = FixedWindowQuota(int(limit), float(period_s), retry_after=self._retry_after)
+
+    def delete_task(self, task_id: str | int) -> bool:
+        return self._store.delete(int(task_id))
+
+    def update_task(
+        self,
+        task_id: str | int,
+        *,
+        enabled: bool | None = None,
+        schedule_switch: bool | None = None,
+    ) -> dict[str, Any] | None:
+        """Disable a task or switch its schedule, as a user would in the console."""
+        task = self._store.update(int(task_id), enabled=enabled, schedule_switch=schedule_switch)
+        return None if task is None else task.to_json()
+
+    def reset(self) -> None:
+        """Forget every task, statistic, failure count and quota window (ids keep growing)."""
+        self._store.clear()
+        self._stats = _Stats()
+        self._auth.reset()
+        self.set_quota(self.quota)
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[_with_request_id], client_max_size=_MAX_BODY)
+        app.add_routes(control_routes(self))
+        app.router.add_route("*", "/{tail:.*}", self._api)
+        return app
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        now = self._clock()
+        faults = self._faults
+        self._stats.arrivals.append(now)
+        jitter = self._rng.uniform(0.0, faults.jitter_s) if faults.jitter_s > 0 else 0.0
+        await self._pause(faults.latency_s + jitter)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._deny(_TOO_LARGE, None)
+        match = _API_PATH.match(request.path)
+        if match is None or request.method not in ("GET", "POST"):
+            return self._deny(_API_NOT_FOUND, None)
+        project = match.group(1)
+        received = Received(
+            request.method,
+            request.path,
+            tuple(request.query.items()),
+            {name.lower(): value for name, value in request.headers.items()},
+            body,
+        )
+        denial = self._auth.check(received, now) or self._take_quota(project, now)
+        denial = denial or self._check_project(project)
+        if denial is not None:
+            return self._deny(denial, project)
+        return await self._serve(request, received, project, faults, now)
+
+    def _take_quota(self, project: str, now: float) -> Denial | None:
+        return None if self._quota is None else self._quota.take(project, now)
+
+    def _check_project(self, project: str) -> Denial | None:
+        if _PROJECT_ID.match(project) and (self._projects is None or project in self._projects):
+            return None
+        message = f"The project {project[:64]} does not exist or has not enabled DSC."
+        return Denial(404, "DSC.40400001", message, "project_not_found")
+
+    async def _serve(
+        self, request: web.Request, received: Received, project: str, faults: Faults, now: float
+    ) -> web.StreamResponse:
+        creating = received.method == "POST"
+        fault = faults.pick(self._rng.random())
+        if fault == "reset_before":
+            return self._drop(request, fault, project)
+        if fault in _EARLY_ERRORS:
+            return self._deny(_EARLY_ERRORS[fault], project)
+        try:
+            payload, outcome = (
+                self._create(project, received.body, now)
+                if creating
+                else self._list(project, received.query)
+            )
+        except BadRequest as exc:
+            return self._deny(Denial(400, "DSC.40000011", str(exc), "invalid"), project)
+        if fault == "http504":
+            return self._deny(_GATEWAY_TIMEOUT, project)
+        if fault == "reset_after" and creating:
+            return self._drop(request, fault, project)
+        if fault == "stall":
+            outcome = "stalled"
+            await self._pause(faults.stall_s)
+        self._stats.count(outcome, project)
+        return web.json_response(payload)
+
+    def _create(self, project: str, raw: bytes, now: float) -> tuple[dict[str, Any], str]:
+        task = self._store.create(project, parse_create_body(raw), now)
+        payload = {"id": str(task.id), "msg": "create task template success", "status": "success"}
+        return payload, "created"
+
+    def _list(self, project: str, query: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], str]:
+        page, total = select(self._store.all(), project, parse_list_query(query))
+        return {"result": page, "total_num": total}, "listed"
+
+    def _deny(self, denial: Denial, project: str | None) -> web.Response:
+        self._stats.count(denial.outcome, project)
+        request_id = uuid.uuid4().hex
+        body = {"error_code": denial.code, "error_msg": denial.message, "request_id": request_id}
+        headers = {**denial.headers, REQUEST_ID: request_id}
+        return web.json_response(body, status=denial.status, headers=headers)
+
+    def _drop(self, request: web.Request, outcome: str, project: str) -> web.Response:
+        """Reset the connection (RST, no answer); the returned response is never sent."""
+        self._stats.count(outcome, project)
+        transport = request.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        return web.Response(status=204)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake up at once when the simulator stops."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+@web.middleware
+async def _with_request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer carries ``X-Request-Id`` (error bodies carry the same as ``request_id``)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.setdefault(REQUEST_ID, uuid.uuid4().hex)
+        raise
+    response.headers.setdefault(REQUEST_ID, uuid.uuid4().hex)
+    return response
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound socket; SO_REUSEADDR lets a restarted simulator take its old port at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

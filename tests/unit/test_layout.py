@@ -1,0 +1,113 @@
+"""The package's layout rules, read from the imports themselves.
+
+Data flows one way: input → plan → run → report, with ``audit`` beside report, ``dsc`` as the
+wire layer under ``run``, the simulator apart, and ``cli`` on top.  These tests read every
+module's imports (module level and inside functions) and fail on an import that crosses a
+layer the wrong way, so the layout in the README's Development section cannot rot.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "bulkscan"
+
+# Which top-level parts of bulkscan each part may import.  Parts: a subpackage or a module
+# directly under bulkscan/.  The shared leaves (config, errors, models, events) import nothing
+# of the pipeline.
+_LEAVES = {"config", "errors", "models", "events", "data"}
+ALLOWED: dict[str, set[str]] = {
+    "data": set(),
+    "models": set(),
+    "errors": {"models"},
+    "config": {"errors"},
+    "events": {"models"},
+    "input": _LEAVES,
+    "plan": _LEAVES | {"input"},
+    "dsc": _LEAVES,
+    "run": _LEAVES | {"input", "plan", "dsc"},
+    "report": _LEAVES | {"input", "plan", "run", "dsc"},
+    "audit": _LEAVES | {"input", "plan", "run", "dsc", "report"},
+    "runner": _LEAVES | {"input", "plan", "run", "dsc", "report", "audit"},
+    "sim": _LEAVES | {"dsc"},
+    "cli": _LEAVES | {"runner", "input", "plan", "run", "dsc", "report", "audit", "sim"},
+}
+# The simulator reaches the core only through the explicit --simulate path of the runner.
+SIM_DOORS = {"runner"}
+
+
+def _part(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "bulkscan":
+        return None
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(imported module, line, at module level) for every bulkscan import in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    top = {id(node) for node in tree.body}
+    found: list[tuple[str, int, bool]] = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module == "bulkscan":
+                names = [f"bulkscan.{a.name}" for a in node.names]
+        found.extend((n, node.lineno, id(node) in top) for n in names if n.startswith("bulkscan"))
+    return found
+
+
+def _modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        owner = rel.parts[0].removesuffix(".py")
+        out.append((owner, path))
+    return out
+
+
+def _violations() -> list[str]:
+    bad = []
+    for owner, path in _modules():
+        if owner in {"__init__", "__main__"}:
+            continue
+        allowed = ALLOWED.get(owner)
+        assert allowed is not None, f"{path}: a new top-level part needs a rule in ALLOWED"
+        for module, line, top_level in _imports(path):
+            part = _part(module)
+            if part in (None, "", owner) or part == "__version__":
+                continue
+            where = f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}"
+            if part == "sim" and owner in SIM_DOORS:
+                if top_level:
+                    bad.append(f"{where} at module level (only inside the --simulate path)")
+                continue
+            if part not in allowed:
+                bad.append(f"{where} ({owner} may import only {sorted(allowed) or 'nothing'})")
+    return bad
+
+
+def test_every_import_follows_the_layer_rules() -> None:
+    assert _violations() == []
+
+
+@pytest.mark.parametrize(
+    ("owner", "forbidden"),
+    [("input", "cli"), ("run", "cli"), ("dsc", "run"), ("dsc", "sim"), ("plan", "run")],
+)
+def test_named_rules_from_the_readme(owner: str, forbidden: str) -> None:
+    assert forbidden not in ALLOWED[owner]
+
+
+def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os\nfrom bulkscan.cli import main\n\ndef f():\n    import bulkscan.sim\n")
+    found = _imports(probe)
+    assert ("bulkscan.cli", 2, True) in found
+    assert ("bulkscan.sim", 5, False) in found
