@@ -107,7 +107,9 @@ def test_named_rules_from_the_readme(owner: str, forbidden: str) -> None:
 
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text("import os\nfrom bulkscan.cli import main\n\ndef f():\n    import bulkscan.sim\n")
+    probe.write_text(
+        "import os\nfrom bulkscan.cli import main\n\ndef f():\n    import bulkscan.sim\n"
+    )
     found = _imports(probe)
     assert ("bulkscan.cli", 2, True) in found
     assert ("bulkscan.sim", 5, False) in found
