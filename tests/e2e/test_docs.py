@@ -30,10 +30,15 @@ def _commands() -> list[str]:
 
 def test_quick_start_is_exactly_two_commands() -> None:
     demo, tests = _quick_start()
-    assert demo.startswith("python3 -m pip install . && ")
+    venv = "python3 -m venv .venv && .venv/bin/python -m pip install -q "
+    assert demo.startswith(venv + ". && ")
     assert "--simulate" in demo
-    assert tests.startswith("python3 -m pip install '.[test]' && ")
+    assert tests.startswith(venv + "'.[test]' && ")
     assert "pytest" in tests
+    # every later step runs inside the environment, never the system Python (PEP 668)
+    for command in (demo, tests):
+        for step in command.split(" && ")[1:]:
+            assert step.startswith(".venv/bin/python -m "), step
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -47,9 +52,9 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_the_demo_command_leaves_a_result_workbook(tmp_path: Path) -> None:
     demo, _ = _quick_start()
-    command = demo.split(" && ", 1)[1]  # the package is installed already
+    command = demo.split(" && ")[-1]  # the package is installed already
     argv = shlex.split(command)
-    assert argv[:3] == ["python3", "-m", "bulkscan"]
+    assert argv[:3] == [".venv/bin/python", "-m", "bulkscan"]
     (tmp_path / "inputs").mkdir()
     shutil.copy(ROOT / "inputs" / "sample.xlsx", tmp_path / "inputs" / "sample.xlsx")
     done = subprocess.run(
