@@ -36,6 +36,7 @@ __all__ = [
     "event_to_json",
     "fan_out",
     "ignore",
+    "local_now",
 ]
 
 StopReason = Literal["done", "fatal", "interrupted"]
@@ -254,5 +255,10 @@ class EventLog:
         self._file.flush()
 
 
+def local_now() -> datetime:
+    """Now, in the local time zone (aware): the one clock for journal, events and workbooks."""
+    return datetime.now().astimezone()
+
+
 def _local_zone() -> tzinfo | None:
-    return datetime.now().astimezone().tzinfo
+    return local_now().tzinfo

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
 from bulkscan.plan import build_plan, plan_hash
+from bulkscan.report import audit as _audit_report
 from bulkscan.report import results as _report
 from bulkscan.run.dispatch import DispatchResult, dispatch
 from bulkscan.run.journal import Journal, RunInput, create_run_dir, find_latest_run
@@ -34,11 +36,12 @@ from bulkscan.run.journal import Journal, RunInput, create_run_dir, find_latest_
 if TYPE_CHECKING:
     import os
     import ssl
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from bulkscan.dsc.credentials import Credentials
     from bulkscan.input.validate import Validated
     from bulkscan.models import InputBook, Issue, Plan
+    from bulkscan.run.journal import TaskState
     from bulkscan.sim.server import Faults
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "Prepared",
     "RunResult",
     "SimulatorOptions",
+    "Status",
     "audit",
     "audit_sync",
     "check",
@@ -61,6 +65,15 @@ __all__ = [
 ]
 
 EVENTS_FILE = "events.jsonl"
+
+
+class Status(enum.StrEnum):
+    """How a piece of work ended, decided here; the CLI turns it into its exit code."""
+
+    OK = "ok"  # every task created or there, every instance covered, the input valid
+    INCOMPLETE = "incomplete"  # some task failed, or some instance is not (known to be) covered
+    INVALID = "invalid"  # the input has errors: nothing was done
+    STOPPED = "stopped"  # a fatal error or an interruption, or work left nobody held back
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +90,10 @@ class Checked:
     @property
     def has_errors(self) -> bool:
         return self.validated.has_errors
+
+    @property
+    def status(self) -> Status:
+        return Status.INVALID if self.has_errors else Status.OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +170,38 @@ class SimulatorOptions:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """Where a run left its files, and how dispatch ended."""
+    """Where a run left its files, how dispatch ended, its task counts and its status."""
 
     run_dir: Path
     dispatch: DispatchResult
     resumed: bool
+
+    @property
+    def counts(self) -> Mapping[TaskState, int]:
+        """Tasks by state, over the whole journal (a resumed run's earlier work included)."""
+        return self.dispatch.counts
+
+    @property
+    def unfinished(self) -> int:
+        """Tasks not sent yet or whose outcome is unknown: what ``--resume`` works on."""
+        return self.dispatch.unfinished
+
+    @property
+    def failed(self) -> int:
+        """Tasks that ended without their scan task: failed, gave up or conflict."""
+        d = self.dispatch
+        return d.total - d.succeeded - d.unfinished
+
+    @property
+    def status(self) -> Status:
+        """STOPPED when stopped, or when work is left that ``limit`` did not hold back;
+        INCOMPLETE when some task failed; else OK."""
+        d = self.dispatch
+        if d.stop_reason in ("fatal", "interrupted"):
+            return Status.STOPPED
+        if self.failed:
+            return Status.INCOMPLETE
+        return Status.STOPPED if d.unfinished > d.held_back else Status.OK
 
 
 def open_run(
@@ -342,6 +386,11 @@ class AuditReport:
     uncovered: Path | None
     run_command: str | None
 
+    @property
+    def status(self) -> Status:
+        """OK when every instance is covered, else INCOMPLETE (unknown ones included)."""
+        return Status.OK if self.result.all_covered else Status.INCOMPLETE
+
 
 def read_audit_inventory(
     path: str | os.PathLike[str],
@@ -411,13 +460,15 @@ def write_audit(
 ) -> AuditReport:
     """Write the audit workbook, and the uncovered workbook when something is not covered."""
     _reports_dir_ready(reports_dir)
-    files = _audit.audit_files(reports_dir, result.inventory.book.path, result.meta.stamp)
+    files = _audit_report.audit_files(reports_dir, result.inventory.book.path, result.meta.stamp)
     command = uncovered = None
     if result.uncovered:
         uncovered = files.uncovered
         command = shlex.join(["bulkscan", "run", str(uncovered), *run_options])
-        _audit.write_uncovered_workbook(result, uncovered, run_command=command)
-    _audit.write_audit_workbook(result, files.audit, uncovered_path=uncovered, run_command=command)
+        _audit_report.write_uncovered_workbook(result, uncovered, run_command=command)
+    _audit_report.write_audit_workbook(
+        result, files.audit, uncovered_path=uncovered, run_command=command
+    )
     return AuditReport(result, files.audit, uncovered, command)
 
 

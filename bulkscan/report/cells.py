@@ -289,12 +289,14 @@ def write_table(
     status_column: int | str | None = None,
     tones: Mapping[str, Tone] = OUTCOME_TONES,
     number_formats: Mapping[int | str, str] | None = None,
+    notes: Iterable[str] = (),
 ) -> TableInfo:
     """A sheet with a styled, frozen header row, an autofilter, widths and coloured statuses.
 
     ``rows`` may be a generator (it is consumed once, streaming); every value goes through
     ``safe_cell``.  ``status_column`` (index or header) is coloured by ``tones`` of its text;
-    ``number_formats`` maps a column (index or header) to an Excel number format.
+    ``number_formats`` maps a column (index or header) to an Excel number format; ``notes``
+    are bold lines under the table, after an empty row (outside the autofilter range).
     """
     ws = wb.create_sheet(title=title)
     ws.freeze_panes = "A2"
@@ -311,6 +313,11 @@ def write_table(
     last = get_column_letter(max(len(headers), 1))
     ref = f"A1:{last}{count + 1}"
     ws.auto_filter.ref = ref
+    lines = list(notes)
+    if lines:
+        ws.append([])
+    for line in lines:
+        ws.append([safe_cell(ws, line, bold=True)])
     return TableInfo(title, count, ref)
 
 

@@ -21,34 +21,37 @@ Rebuilding from the same journal gives the same cell values, apart from the gene
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bulkscan import __version__
+from bulkscan.events import local_now
 from bulkscan.input import schema
 from bulkscan.models import Outcome
 from bulkscan.report.cells import (
     SEVERITY_TONES,
     VERDICT_TONES,
-    Block,
     SummarySheet,
-    bar_chart,
     count_table,
     new_workbook,
-    redact_url,
     save_workbook,
     utc_naive,
     workbook_meta,
     write_table,
 )
+from bulkscan.report.summary import (
+    charted_table,
+    provenance_items,
+    settings_items,
+    sources_text,
+)
 from bulkscan.run.journal import Journal, RowStatus
 
 if TYPE_CHECKING:
+    import datetime as dt
     import os
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -81,26 +84,30 @@ RETRY_FILE = "retry.xlsx"
 RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.GAVE_UP, Outcome.UNKNOWN})
 _SUCCESS = frozenset({Outcome.CREATED, Outcome.ACCEPTED, Outcome.EXISTS})
 _INPUT_SUFFIXES = frozenset({".xlsx", ".csv", ".tsv", ".txt"})
-_SECRET_KEY = re.compile(r"secret|password|passwd|token|credential|(^|_)sk($|_)", re.IGNORECASE)
 _RUN_STATUS_TONES: Mapping[str, Tone] = {
     "done": "good",
     "fatal": "bad",
     "interrupted": "warn",
     "unfinished": "warn",
 }
-_CHART_ROWS = 16  # rows a summary chart covers, beside its table
 
 
 @dataclass(frozen=True, slots=True)
 class ReportPaths:
-    """The workbooks written, the task counts by outcome and the command to re-run failures."""
+    """The workbooks written, the task counts by outcome and the commands to go on with.
+
+    ``error_codes`` counts the tasks that ended with an error by code (the Summary's
+    "Errors by code" table); ``resume_command`` resumes the run when tasks were not sent.
+    """
 
     results: Path
     retry: Path | None
     counts: Mapping[Outcome, int] = field(default_factory=dict)
+    error_codes: Mapping[str, int] = field(default_factory=dict)
     retry_tasks: int = 0
     retry_rows: int = 0
     rerun_command: str | None = None
+    resume_command: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +152,7 @@ def build_report(
     path = Path(run_dir)
     with Journal.open(path, readonly=True) as journal:
         run = _read(journal, path)
-    generated = (now or _utc_now)()
+    generated = (now or local_now)()
     retry_path = path / RETRY_FILE
     retry_keys = {t.key for t in run.retry_tasks}
     command = rerun_command(run.meta, retry_path) if retry_keys else None
@@ -156,18 +163,17 @@ def build_report(
         retry_rows = _write_retry(run, retry_path, retry_keys)
     else:
         retry_path.unlink(missing_ok=True)
+    counts = _task_counts(run.tasks)
     return ReportPaths(
         results=results,
         retry=retry_path if retry_keys else None,
-        counts=_task_counts(run.tasks),
+        counts=counts,
+        error_codes=_by_code(_error_counts(run)),
         retry_tasks=len(retry_keys),
         retry_rows=retry_rows,
         rerun_command=command,
+        resume_command=resume_command(run.meta, path),
     )
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 # --- the re-run command ----------------------------------------------------------------------
@@ -229,30 +235,13 @@ def _task_counts(tasks: Sequence[TaskRecord]) -> dict[Outcome, int]:
     return {outcome: found[outcome] for outcome in Outcome}
 
 
-def _seconds(delta: dt.timedelta) -> str:
-    total = max(0, round(delta.total_seconds()))
-    hours, rest = divmod(total, 3600)
-    return f"{hours}:{rest // 60:02}:{rest % 60:02}"
-
-
-def _offset(moment: dt.datetime) -> str:
-    offset = moment.utcoffset()
-    if offset is None:
-        return "not recorded"
-    sign = "-" if offset < dt.timedelta(0) else "+"
-    minutes = abs(round(offset.total_seconds() / 60))
-    return f"UTC{sign}{minutes // 60:02}:{minutes % 60:02}"
-
-
 def _rows_text(refs: Sequence[RowRef]) -> str:
     return ", ".join(str(r.row) for r in refs)
 
 
 def _sources_text(task: TaskRecord) -> str | None:
     sources = task.conflict_sources
-    if sources is None:
-        return None
-    return ", ".join(f"{s.db_type}:{s.ins_id}" if s.db_type else s.ins_id for s in sources)
+    return None if sources is None else sources_text(sources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,16 +421,14 @@ def _write_summary(wb: Workbook, run: _Run, *, generated: dt.datetime, command: 
     sheet.append([f"bulkscan run {run.meta.run_id}"], bold=True)
     workbook_meta(sheet, _next_steps(run, command))
     sheet.blank()
-    block = count_table(
+    charted_table(
         sheet,
         ("outcome", "tasks", "data sources", "input rows"),
         _outcome_lines(run),
         heading="Tasks by outcome",
+        title="Tasks by outcome",
+        charted_rows=len(Outcome),  # not the total
     )
-    top = block.header_row or block.first_row
-    outcomes = Block(block.first_row, block.last_row - 1, block.header_row)  # not the total
-    bar_chart(sheet, outcomes, title="Tasks by outcome", anchor=f"F{top}")
-    sheet.blank(until=max(sheet.row + 2, top + _CHART_ROWS))  # nothing long beside the chart
     _error_table(sheet, run)
     sheet.blank()
     workbook_meta(sheet, _run_facts(run, generated), heading="Run", tones=_RUN_STATUS_TONES)
@@ -503,13 +490,32 @@ def _error_label(task: TaskRecord) -> str:
     return task.error_code or f"({task.outcome})"
 
 
-def _error_table(sheet: SummarySheet, run: _Run) -> None:
-    failing = [t for t in run.tasks if t.outcome not in _SUCCESS and t.error_msg]
-    counts = Counter((_error_label(t), t.http_status) for t in failing)
-    example: dict[tuple[str, int | None], str] = {}
-    for task in failing:
-        example.setdefault((_error_label(task), task.http_status), task.error_msg or "")
+def _failing(run: _Run) -> list[TaskRecord]:
+    """Tasks that ended with an error (the one rule for the table and ``error_codes``)."""
+    return [t for t in run.tasks if t.outcome not in _SUCCESS and t.error_msg]
+
+
+def _error_counts(run: _Run) -> Counter[tuple[str, int | None]]:
+    """Failing tasks by (error code, HTTP status), most frequent first."""
+    counts = Counter((_error_label(t), t.http_status) for t in _failing(run))
     ordered = sorted(counts, key=lambda k: (-counts[k], k[0], k[1] or 0))
+    return Counter({key: counts[key] for key in ordered})
+
+
+def _by_code(counts: Mapping[tuple[str, int | None], int]) -> dict[str, int]:
+    """Error counts by code alone (HTTP statuses merged), most frequent first."""
+    merged: Counter[str] = Counter()
+    for (code, _), n in counts.items():
+        merged[code] += n
+    return dict(merged.most_common())
+
+
+def _error_table(sheet: SummarySheet, run: _Run) -> None:
+    counts = _error_counts(run)
+    example: dict[tuple[str, int | None], str] = {}
+    for task in _failing(run):
+        example.setdefault((_error_label(task), task.http_status), task.error_msg or "")
+    ordered = list(counts)
     lines = [[code, status, counts[(code, status)], example[(code, status)]]
              for code, status in ordered]  # fmt: skip
     if not lines:
@@ -531,23 +537,21 @@ def _status(meta: RunMeta) -> str:
 
 def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
     meta = run.meta
-    started, ended = meta.started_at, meta.ended_at
-    duration = _seconds(ended - started) if started and ended else None
     return [
         ("run id", meta.run_id),
         ("status", _status(meta)),
         ("stop message", meta.stop_message or None),
         ("journal created (UTC)", meta.created_at),
-        ("started (UTC)", started),
-        ("ended (UTC)", ended),
-        ("time zone of the run", _offset(meta.created_at)),
-        ("duration (h:mm:ss)", duration),
-        ("operator", meta.operator),
-        ("host", meta.host),
-        ("bulkscan version of the run", meta.bulkscan_version),
-        ("input file", meta.input_path),
+        *provenance_items(
+            started=meta.started_at,
+            ended=meta.ended_at,
+            operator=meta.operator,
+            host=meta.host,
+            version=meta.bulkscan_version,
+            input_path=meta.input_path,
+            input_sha256=meta.input_sha256,
+        ),
         ("input format", meta.input_format),
-        ("input SHA-256", meta.input_sha256),
         ("plan hash", meta.plan_hash),
         ("command", shlex.join(meta.command) if meta.command else None),
         ("run directory", str(run.run_dir)),
@@ -556,28 +560,8 @@ def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
     ]
 
 
-def _setting_value(value: Any) -> object:
-    if isinstance(value, str):
-        return redact_url(value)
-    if isinstance(value, list | tuple):
-        return ", ".join(redact_url(str(v)) for v in value)
-    return value
-
-
-def _flatten(settings: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, object]]:
-    """Nested settings as ``dispatch.rate_per_s``-style keys, sorted; secret-like keys left out."""
-    for key in sorted(settings):
-        value = settings[key]
-        if _SECRET_KEY.search(key):
-            continue
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", _setting_value(value)
-
-
 def _settings(run: _Run) -> list[tuple[str, object]]:
-    items = list(_flatten(run.meta.settings))
+    items = list(settings_items(run.meta.settings))
     items.append(("projects", ", ".join(sorted({t.project_id for t in run.tasks}))))
     items.append(("regions", ", ".join(sorted({t.region for t in run.tasks}))))
     learned = run.meta.learned_rate_per_s

@@ -24,14 +24,11 @@ from bulkscan.audit import (
     InstanceCoverage,
     Inventory,
     audit,
-    audit_files,
     epoch_to_datetime,
-    gap_task_name,
     match_coverage,
     read_inventory,
     source_matches,
     task_enabled,
-    uncovered_rows,
 )
 from bulkscan.cli import main
 from bulkscan.config import DispatchSettings, InputSettings
@@ -42,6 +39,7 @@ from bulkscan.events import RateChanged
 from bulkscan.input.loader import load_input
 from bulkscan.models import DataSource, InputBook, Instance, RowRef, Sheet
 from bulkscan.plan import serialise_body
+from bulkscan.report.audit import uncovered_rows
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.sim.server import Faults, Simulator
 
@@ -276,15 +274,6 @@ def test_dsc_times_in_milliseconds_or_seconds_become_utc_datetimes() -> None:
     assert epoch_to_datetime(int(when.timestamp())) == when.replace(microsecond=0)
     assert epoch_to_datetime(None) is None
     assert epoch_to_datetime(0) is None
-
-
-def test_gap_task_names_are_new_and_fit_the_list_filter() -> None:
-    assert gap_task_name(None, "once", CN, "20250101-000000") == (
-        "bulkscan-once-cn-north-4-audit-20250101-000000"
-    )
-    assert gap_task_name("payments", None, CN, "s") == "payments-audit-s"
-    long = gap_task_name("x" * 300, None, CN, "20250101-000000")
-    assert len(long) == 256 and long.endswith("-audit-20250101-000000")
 
 
 def _inventory(instances: Sequence[Instance]) -> Inventory:
@@ -529,15 +518,6 @@ def test_exit_codes_for_bad_input_and_refused_credentials(
         capsys, "audit", str(good), "--simulate", "--reports-dir", str(tmp_path / "s")
     )
     assert code == 1 and "0 covered, 2 not covered" in out
-
-
-def test_audit_files_never_overwrite_an_earlier_audit(tmp_path: Path) -> None:
-    first = audit_files(tmp_path, "inputs/My DBs.xlsx", "20250101-000000")
-    assert first.audit.name == "My_DBs-audit-20250101-000000.xlsx"
-    assert first.uncovered.name == "My_DBs-uncovered-20250101-000000.xlsx"
-    first.audit.write_bytes(b"")
-    second = audit_files(tmp_path, "inputs/My DBs.xlsx", "20250101-000000")
-    assert second.audit.name == "My_DBs-audit-20250101-000000-2.xlsx"
 
 
 def test_paging_reads_every_task_to_the_end(

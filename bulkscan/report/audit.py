@@ -1,0 +1,459 @@
+"""The coverage audit's workbooks, built from an ``AuditResult`` with the result workbook's blocks.
+
+* ``<stem>-audit-<time>.xlsx`` (``write_audit_workbook``): sheets Summary, Coverage (one row
+  per audited instance), Uncovered (the rows ``bulkscan run`` needs) and Tasks (every task
+  listed, orphans and disabled ones marked).
+* ``<stem>-uncovered-<time>.xlsx`` (``write_uncovered_workbook``): the uncovered rows as an
+  input workbook (sheet ``instances`` with the input's headers, the inventory's ``profiles``
+  sheet copied, a README), because ``bulkscan run`` reads a sheet named ``instances``.  Each
+  row gets a new task name (``gap_task_name``): a disabled task keeps its name, so re-using
+  the old names would make ``run`` find it and create nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from bulkscan.audit import CoverageStatus, epoch_to_datetime
+from bulkscan.input import schema
+from bulkscan.input.validate import MAX_NAME
+from bulkscan.report.cells import (
+    SummarySheet,
+    count_table,
+    new_workbook,
+    save_workbook,
+    workbook_meta,
+    write_table,
+)
+from bulkscan.report.summary import (
+    charted_table,
+    notes,
+    provenance_items,
+    settings_items,
+    sources_text,
+)
+
+if TYPE_CHECKING:
+    import datetime as dt
+    import os
+    from collections.abc import Iterable, Mapping
+
+    from openpyxl import Workbook
+
+    from bulkscan.audit import AuditResult, InstanceCoverage, TaskFinding
+    from bulkscan.dsc.client import RemoteTask
+    from bulkscan.report.cells import Tone
+
+__all__ = [
+    "COVERAGE_HEADERS",
+    "COVERAGE_RULE",
+    "ORPHAN_RULE",
+    "TASK_HEADERS",
+    "AuditFiles",
+    "audit_files",
+    "gap_task_name",
+    "uncovered_rows",
+    "write_audit_workbook",
+    "write_uncovered_workbook",
+]
+
+COVERAGE_RULE = (
+    "Rule: an instance is covered when a task whose data sources name it (same ins_id; same "
+    "db_type, ignoring case, when the service gives one) is not disabled. A disabled task "
+    "does not count. The schedule switch is shown but does not decide coverage (a ONCE task "
+    "runs without it). 'unknown': the tasks of its project could not be listed."
+)
+ORPHAN_RULE = (
+    "An orphan is a task none of whose data sources match an audited inventory row "
+    "(enabled rows of the inventory, in the same project and region)."
+)
+_MATCH_RULE = (
+    "Matching: the tasks of every project and region named by the inventory are listed "
+    "(all pages); a data source matches an instance on ins_id, and on db_type when the "
+    "service states one (any case; aliases such as 'postgres' resolved)."
+)
+_STATUS_TONES: Mapping[str, Tone] = MappingProxyType(
+    {
+        CoverageStatus.COVERED.value: "good",
+        CoverageStatus.MISSING.value: "bad",
+        CoverageStatus.DISABLED.value: "bad",
+        CoverageStatus.UNKNOWN.value: "warn",
+    }
+)
+_TASK_TONES: Mapping[str, Tone] = MappingProxyType(
+    {"in use": "good", "orphan": "warn", "schedule off": "warn", "disabled": "bad"}
+)
+_VERDICT_TONES: Mapping[str, Tone] = MappingProxyType(
+    {"all covered": "good", "NOT all covered": "bad"}
+)
+COVERAGE_HEADERS = (
+    "input row", "ins_id", "db_type", "project_id", "region", "covered", "status", "tasks",
+    "task ids", "schedule type", "schedule switch", "last run start (UTC)",
+    "last run end (UTC)", "disabled tasks", "note",
+)  # fmt: skip
+_COVERAGE_WIDTHS = (10, 36, 14, 34, 16, 9, 20, 40, 20, 14, 14, 20, 20, 30, 40)
+TASK_HEADERS = (
+    "project_id", "region", "task id", "task name", "status", "orphan", "disabled",
+    "schedule type", "schedule switch", "data sources", "inventory instances",
+    "not in inventory", "last run start (UTC)", "last run end (UTC)", "created (UTC)",
+    "created by",
+)  # fmt: skip
+_TASK_WIDTHS = (34, 16, 12, 40, 13, 8, 9, 14, 14, 50, 12, 40, 20, 20, 20, 20)
+
+
+# --- file names ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFiles:
+    """Where an audit's workbooks go: the audit workbook and the uncovered-rows workbook."""
+
+    audit: Path
+    uncovered: Path
+
+
+def audit_files(
+    reports_dir: str | os.PathLike[str], input_path: str | os.PathLike[str], stamp: str
+) -> AuditFiles:
+    """``<reports>/<stem>-audit-<stamp>.xlsx`` and ``<reports>/<stem>-uncovered-<stamp>.xlsx``.
+
+    A second audit within the same second gets ``-2`` (``-3``...) rather than overwriting.
+    """
+    stem = re.sub(r"[^\w.-]+", "_", Path(input_path).stem).strip("._")[:80] or "inventory"
+    root = Path(reports_dir)
+    for n in range(1, 1000):
+        tail = stamp if n == 1 else f"{stamp}-{n}"
+        files = AuditFiles(
+            root / f"{stem}-audit-{tail}.xlsx", root / f"{stem}-uncovered-{tail}.xlsx"
+        )
+        if not (files.audit.exists() or files.uncovered.exists()):
+            break
+    return files
+
+
+# --- the uncovered rows ----------------------------------------------------------------------
+
+
+def gap_task_name(task: str | None, profile: str | None, region: str, stamp: str) -> str:
+    """The task name given to an uncovered row, new so it never meets an existing task.
+
+    ``'{task}-audit-{stamp}'`` for a row that names its task, else
+    ``'bulkscan-{profile}-{region}-audit-{stamp}'``; at most 256 characters.
+    """
+    suffix = f"-audit-{stamp}"
+    base = task.strip() if task and task.strip() else f"bulkscan-{profile or 'default'}-{region}"
+    return base[: MAX_NAME - len(suffix)] + suffix
+
+
+def uncovered_rows(result: AuditResult, *, stamp: str | None = None) -> list[dict[str, Any]]:
+    """The rows of uncovered instances in the input's format: original header → value.
+
+    Every enabled row of each uncovered instance, in input order.  Blank ``project_id`` and
+    ``region`` cells get the value the audit used, and the ``task`` column a new name
+    (``gap_task_name``) so that ``bulkscan run`` creates new tasks rather than finding the
+    disabled or conflicting ones.  Missing columns are added at the end.
+    """
+    stamp = stamp or result.meta.stamp
+    sheet = result.inventory.book.instances
+    wanted = {ref: c.instance for c in result.uncovered for ref in c.rows}
+    header_of = dict(zip(sheet.columns, sheet.headers, strict=False))
+    out: list[dict[str, Any]] = []
+    for raw in sheet.rows:
+        instance = wanted.get(raw.ref)
+        if instance is None:
+            continue
+        row = {h: raw.values.get(c) for h, c in zip(sheet.headers, sheet.columns, strict=False)}
+        _fill(row, header_of.get("project_id", "project_id"), instance.project_id)
+        _fill(row, header_of.get("region", "region"), instance.region)
+        task, profile = raw.values.get("task"), raw.values.get("profile")
+        row[header_of.get("task", "task")] = gap_task_name(
+            None if task is None else str(task),
+            None if profile is None else str(profile).strip() or None,
+            instance.region,
+            stamp,
+        )
+        out.append(row)
+    return out
+
+
+def _fill(row: dict[str, Any], header: str, value: str) -> None:
+    current = row.get(header)
+    if current is None or (isinstance(current, str) and not current.strip()):
+        row[header] = value
+
+
+def _uncovered_table(result: AuditResult) -> tuple[list[str], list[list[object]]]:
+    rows = uncovered_rows(result)
+    headers = list(result.inventory.book.instances.headers)
+    for row in rows:
+        headers.extend(h for h in row if h not in headers)
+    return headers, [[row.get(h) for h in headers] for row in rows]
+
+
+def _close_gap_lines(result: AuditResult, uncovered: Path | None, command: str | None) -> list[str]:
+    if not result.uncovered:
+        return ["Every audited instance is covered: nothing to close."]
+    if uncovered is None:
+        return [f"{len(result.uncovered)} instance(s) have no enabled task (sheet Uncovered)."]
+    return [
+        f"{len(result.uncovered)} instance(s) have no enabled task. Their rows are in "
+        f"{uncovered.name} (sheet 'instances', the input's own columns, with the "
+        "profiles sheet copied), ready for bulkscan run.",
+        f"To close the gap: {command or f'bulkscan run {uncovered}'}",
+        "Each row gets a new task name in its 'task' column, so the new tasks never collide "
+        "with existing (e.g. disabled) ones; blank project_id and region cells are filled in.",
+    ]
+
+
+def write_uncovered_workbook(
+    result: AuditResult, path: str | os.PathLike[str], *, run_command: str | None = None
+) -> Path:
+    """The uncovered rows as an input workbook: ``instances``, ``profiles`` (if any), README."""
+    wb = new_workbook()
+    headers, rows = _uncovered_table(result)
+    write_table(wb, schema.INSTANCES_SHEET, headers, rows)
+    profiles = result.inventory.book.profiles
+    if profiles is not None:
+        write_table(
+            wb,
+            schema.PROFILES_SHEET,
+            list(profiles.headers),
+            ([row.values.get(c) for c in profiles.columns] for row in profiles.rows),
+        )
+    readme = SummarySheet(wb, "README", widths=(120,))
+    notes(readme, _readme_lines(result, Path(path), run_command),
+          heading="Instances without an enabled scan task")  # fmt: skip
+    return save_workbook(wb, path)
+
+
+def _readme_lines(result: AuditResult, path: Path, command: str | None) -> list[str]:
+    meta = result.meta
+    return [
+        f"Found by the coverage audit of {meta.input_path} started "
+        f"{meta.started_at.isoformat(timespec='seconds')}.",
+        f"Create the missing tasks with: {command or f'bulkscan run {path}'}",
+        "The 'instances' sheet holds the rows of every uncovered instance with the input's "
+        "own columns; the 'profiles' sheet (if any) is the inventory's, unchanged.",
+        "Each row's 'task' cell is a new task name, so that the new tasks never collide with "
+        "existing ones (a disabled task keeps its name); blank project_id and region cells "
+        "hold the values the audit used.",
+        COVERAGE_RULE,
+    ]
+
+
+# --- the audit workbook ----------------------------------------------------------------------
+
+
+def write_audit_workbook(
+    result: AuditResult,
+    path: str | os.PathLike[str],
+    *,
+    uncovered_path: Path | None = None,
+    run_command: str | None = None,
+) -> Path:
+    """Summary, Coverage, Uncovered and Tasks sheets (see the module docstring).
+
+    ``uncovered_path`` is the uncovered workbook and ``run_command`` the command that feeds
+    it to ``bulkscan run`` (both only shown, in the notes).
+    """
+    wb = new_workbook()
+    _write_summary(wb, result, uncovered_path, run_command)
+    instances = result.inventory.instances
+    extras = [header for header, _ in instances[0].extras] if instances else []
+    write_table(
+        wb,
+        "Coverage",
+        [*COVERAGE_HEADERS, *extras],
+        (_coverage_row(c) for c in result.coverage),
+        status_column="status",
+        tones=_STATUS_TONES,
+        widths=_COVERAGE_WIDTHS,
+        notes=[COVERAGE_RULE],
+    )
+    headers, rows = _uncovered_table(result)
+    write_table(
+        wb, "Uncovered", headers, rows,
+        notes=_close_gap_lines(result, uncovered_path, run_command),
+    )  # fmt: skip
+    write_table(
+        wb,
+        "Tasks",
+        TASK_HEADERS,
+        (_task_row(t) for t in result.tasks),
+        status_column="status",
+        tones=_TASK_TONES,
+        widths=_TASK_WIDTHS,
+        notes=[ORPHAN_RULE, "A disabled task does not count as coverage."],
+    )
+    return save_workbook(wb, path)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _switch(task: RemoteTask) -> str:
+    return {True: "on", False: "off", None: ""}[task.schedule_switch]
+
+
+def _latest(values: Iterable[int | None]) -> dt.datetime | None:
+    times = [t for t in (epoch_to_datetime(v) for v in values) if t is not None]
+    return max(times, default=None)
+
+
+def _joined(values: Iterable[str]) -> str:
+    return "; ".join(values)
+
+
+def _coverage_note(item: InstanceCoverage) -> str:
+    found: list[str] = []
+    if item.error:
+        found.append(f"could not list the tasks: {item.error}")
+    if item.schedule_off:
+        found.append("every covering task is periodic with its schedule switch off")
+    if item.status is CoverageStatus.DISABLED:
+        found.append("enable a task in the console, or run the uncovered workbook")
+    if len(item.rows) > 1:
+        others = ", ".join(str(r.row) for r in item.rows[1:])
+        found.append(f"also listed in row(s) {others}")
+    return "; ".join(found)
+
+
+def _coverage_row(item: InstanceCoverage) -> list[object]:
+    instance, tasks = item.instance, item.tasks
+    return [
+        instance.ref.row, instance.ins_id, instance.db_type, instance.project_id,
+        instance.region, _yes(item.covered), item.status.value,
+        _joined(t.name for t in tasks),
+        _joined(t.id for t in tasks),
+        _joined(dict.fromkeys(t.schedule_type or "" for t in tasks)),
+        _joined(_switch(t) for t in tasks),
+        _latest(t.last_trigger_time for t in tasks),
+        _latest(t.last_end_time for t in tasks),
+        _joined(f"{t.name} ({t.id})" for t in item.disabled),
+        _coverage_note(item),
+        *(value for _, value in instance.extras),
+    ]  # fmt: skip
+
+
+def _task_status(finding: TaskFinding) -> str:
+    if not finding.enabled:
+        return "disabled"
+    if finding.orphan:
+        return "orphan"
+    return "schedule off" if finding.schedule_off else "in use"
+
+
+def _task_row(finding: TaskFinding) -> list[object]:
+    task = finding.task
+    created = task.raw.get("create_time")
+    return [
+        finding.project_id, finding.region, task.id, task.name, _task_status(finding),
+        _yes(finding.orphan), _yes(not finding.enabled), task.schedule_type or "",
+        _switch(task), sources_text(task.data_sources), len(finding.matched),
+        sources_text(finding.unmatched),
+        epoch_to_datetime(task.last_trigger_time),
+        epoch_to_datetime(task.last_end_time),
+        epoch_to_datetime(created if isinstance(created, int) else None),
+        task.create_user or "",
+    ]  # fmt: skip
+
+
+# --- the Summary sheet -----------------------------------------------------------------------
+
+
+def _write_summary(
+    wb: Workbook, result: AuditResult, uncovered: Path | None, command: str | None
+) -> None:
+    sheet = SummarySheet(wb, "Summary", widths=(34, 22, 12, 12, 12, 12))
+    workbook_meta(sheet, _counts(result, uncovered), heading="Coverage audit",
+                  tones=_VERDICT_TONES)  # fmt: skip
+    sheet.blank()
+    notes(sheet, _close_gap_lines(result, uncovered, command), heading="Closing the gap")
+    sheet.blank()
+    charted_table(
+        sheet, ["status", "instances"], [[s.value, result.count(s)] for s in CoverageStatus],
+        heading="Instances by status", title="Instances by coverage status",
+        anchor_column="H", tones=_STATUS_TONES,
+    )  # fmt: skip
+    headers = ["instances", "covered", "not covered", "unknown", "% covered"]
+    for title, attribute in (("project", "project_id"), ("region", "region")):
+        count_table(sheet, [title, *headers], _by(result, attribute),
+                    heading=f"Coverage by {title}", status_column=None)  # fmt: skip
+        sheet.blank()
+    charted_table(
+        sheet, ["db_type", *headers], _by(result, "db_type"), heading="Coverage by db_type",
+        title="% covered by db_type", value_column=6, anchor_column="H",
+        axis_title="% covered", status_column=None,
+    )  # fmt: skip
+    sheet.blank()
+    workbook_meta(sheet, _facts(result), heading="Audit")
+    sheet.blank()
+    workbook_meta(sheet, _settings(result), heading="Settings (no secrets are kept)")
+    sheet.blank()
+    notes(sheet, (COVERAGE_RULE, ORPHAN_RULE, _MATCH_RULE), heading="Rules")
+
+
+def _by(result: AuditResult, attribute: str) -> list[list[object]]:
+    """Coverage counts per value of an instance attribute, largest first."""
+    counts: dict[str, Counter[CoverageStatus]] = defaultdict(Counter)
+    for item in result.coverage:
+        counts[str(getattr(item.instance, attribute))][item.status] += 1
+    rows: list[list[object]] = []
+    for value, tally in sorted(counts.items(), key=lambda kv: (-kv[1].total(), kv[0])):
+        total = tally.total()
+        covered = tally[CoverageStatus.COVERED]
+        missing = tally[CoverageStatus.MISSING] + tally[CoverageStatus.DISABLED]
+        unknown = tally[CoverageStatus.UNKNOWN]
+        rows.append([value, total, covered, missing, unknown, round(100 * covered / total, 1)])
+    return rows
+
+
+def _counts(result: AuditResult, uncovered: Path | None) -> list[tuple[str, object]]:
+    duplicates = sum(len(c.rows) - 1 for c in result.coverage)
+    return [
+        ("verdict", "all covered" if result.all_covered else "NOT all covered"),
+        ("instances audited", len(result.coverage)),
+        ("covered", result.covered),
+        ("not covered (no task)", result.count(CoverageStatus.MISSING)),
+        ("not covered (only disabled tasks)", result.count(CoverageStatus.DISABLED)),
+        ("unknown (project not listed)", result.count(CoverageStatus.UNKNOWN)),
+        ("rows left out (enabled = FALSE)", len(result.inventory.skipped)),
+        ("rows repeating an instance", duplicates),
+        ("tasks found", len(result.tasks)),
+        ("orphan tasks", result.orphans),
+        ("disabled tasks", result.disabled_tasks),
+        ("uncovered workbook", uncovered.name if uncovered and result.uncovered else "(none)"),
+    ]
+
+
+def _facts(result: AuditResult) -> list[tuple[str, object]]:
+    meta = result.meta
+    failed = [g for g in result.groups if g.error]
+    listed = f"{len(result.groups) - len(failed)} of {len(result.groups)}"
+    return [
+        *provenance_items(
+            started=meta.started_at,
+            ended=meta.ended_at,
+            operator=meta.operator,
+            host=meta.host,
+            version=meta.version,
+            input_path=meta.input_path,
+            input_sha256=meta.input_sha256,
+        ),
+        ("projects/regions listed", listed),
+        *((f"could not list {g.project_id} / {g.region}", g.error) for g in failed),
+        ("list requests", meta.requests),
+        ("rate learned (requests/s)", round(meta.learned_rate_per_s, 3)),
+    ]
+
+
+def _settings(result: AuditResult) -> list[tuple[str, object]]:
+    meta = result.meta
+    asked = {"rate_per_s": meta.rate_per_s, "concurrency": meta.concurrency}
+    return list(settings_items({**asked, **meta.connection}))
