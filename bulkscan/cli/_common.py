@@ -7,8 +7,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED
 from bulkscan.config import DispatchSettings, InputLimits, InputSettings, parse_rate
 from bulkscan.errors import UsageError
+from bulkscan.runner import Status
 
 if TYPE_CHECKING:
     import argparse
@@ -21,6 +23,7 @@ __all__ = [
     "add_input_options",
     "connection_from",
     "dispatch_settings",
+    "exit_code",
     "input_settings",
     "issue_json",
     "print_issues",
@@ -28,6 +31,17 @@ __all__ = [
 ]
 
 _MB = 1024 * 1024
+_EXIT_CODES: Mapping[Status, int] = {
+    Status.OK: EXIT_OK,
+    Status.INCOMPLETE: EXIT_FAILED,
+    Status.INVALID: EXIT_INPUT,
+    Status.STOPPED: EXIT_STOPPED,
+}
+
+
+def exit_code(status: Status) -> int:
+    """The exit code of a command whose work ended with ``status`` (decided by the library)."""
+    return _EXIT_CODES[status]
 
 
 def add_input_options(parser: argparse.ArgumentParser) -> None:

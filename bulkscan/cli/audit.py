@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
 from bulkscan.audit import CoverageStatus, GroupListed
+from bulkscan.cli import EXIT_INPUT, EXIT_STOPPED
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
     connection_from,
     dispatch_settings,
+    exit_code,
     input_settings,
     issue_json,
     print_issues,
@@ -89,9 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     except RunFatalError as exc:
         print(f"bulkscan: stopped: {exc}", file=sys.stderr)
         if args.json:
-            print_json({"file": args.file, "exit_code": 3, "error": str(exc)})
-        return 3
-    code = 0 if report.result.all_covered else 1
+            print_json({"file": args.file, "exit_code": EXIT_STOPPED, "error": str(exc)})
+        return EXIT_STOPPED
+    code = exit_code(report.status)
     if args.json:
         print_json(_summary_json(report, code))
     else:
@@ -105,7 +107,7 @@ def _bad_input(args: argparse.Namespace, failed: ValidationFailed) -> int:
         print_json(
             {
                 "file": args.file,
-                "exit_code": 2,
+                "exit_code": EXIT_INPUT,
                 "errors": errors,
                 "issues": [issue_json(i) for i in failed.issues],
             }
@@ -116,7 +118,7 @@ def _bad_input(args: argparse.Namespace, failed: ValidationFailed) -> int:
             f"nothing audited: {errors} error(s) in {args.file}; fix them and run again",
             file=sys.stderr,
         )
-    return 2
+    return EXIT_INPUT
 
 
 def _run_options(args: argparse.Namespace) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
+from bulkscan.cli import EXIT_INPUT, EXIT_OK
 from bulkscan.cli._common import (
     add_input_options,
     input_settings,
@@ -60,19 +61,19 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print_issues(failed.issues)
             print(f"{args.file}: not planned: fix the errors above", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     plan = prepared.plan
     summary = plan_summary(plan, rate_per_s=rate)
     if args.output:
         _write(Path(args.output), plan_to_json(plan))
     if args.json:
         print_json(_summary_json(summary, plan_hash(plan), args.output))
-        return 0
+        return EXIT_OK
     print_issues(plan.issues)
     _print_summary(prepared.book.path, summary)
     if args.output:
         print(f"wrote every request to {args.output}")
-    return 0
+    return EXIT_OK
 
 
 def _write(path: Path, document: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
+from bulkscan.cli import EXIT_OK
 from bulkscan.cli._common import print_json
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
                 "outcomes": counts,
             }
         )
-        return 0
+        return EXIT_OK
     print(f"results: {report.results}")
     if report.retry is not None:
         print(
@@ -55,4 +56,4 @@ def _run(args: argparse.Namespace) -> int:
         if n:
             print(f"  {outcome:<14} {n:>7}")
     print(f"  {'total':<14} {sum(counts.values()):>7}")
-    return 0
+    return EXIT_OK

@@ -6,24 +6,23 @@ import asyncio
 import signal
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
+from bulkscan.cli import EXIT_INPUT, EXIT_OK
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
     connection_from,
     dispatch_settings,
+    exit_code,
     input_settings,
     print_issues,
     print_json,
 )
 from bulkscan.errors import ValidationFailed
 from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
-from bulkscan.report.results import resume_command
-from bulkscan.run.journal import Journal, TaskState
 
 if TYPE_CHECKING:
     import argparse
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_OK_STATES = frozenset({TaskState.CREATED, TaskState.ACCEPTED, TaskState.EXISTS})
-_OPEN_STATES = frozenset({TaskState.PENDING, TaskState.SENDING, TaskState.UNKNOWN})
 _ENDINGS = {"done": "finished", "fatal": "stopped by a fatal error", "interrupted": "interrupted"}
 
 
@@ -89,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
             f"nothing sent: {errors} error(s) in {args.file}; fix them and run again",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_INPUT
     warnings = [i for i in prepared.plan.issues if i.severity == "warning"]
     if warnings:
         print_issues(tuple(warnings), limit=20)
@@ -98,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         _print_plan(prepared, dispatching.rate_per_s, args)
     if not _confirmed(args, prepared):
         print("nothing sent", file=sys.stderr)
-        return 0
+        return EXIT_OK
     result = _dispatch(
         args,
         prepared,
@@ -246,63 +243,43 @@ class _Renderer:
 
 
 def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) -> int:
-    with Journal.open(result.run_dir, readonly=True) as journal:
-        tasks = journal.tasks()
-        meta = journal.meta()
-    states = Counter(t.state for t in tasks)
-    codes = Counter(
-        t.error_code or "(no code)"
-        for t in tasks
-        if t.state not in _OK_STATES and t.state not in _OPEN_STATES
-    )
-    retry_cmd = report.rerun_command
-    resume_cmd = resume_command(meta, result.run_dir)  # with the run's own options
-    unfinished = sum(states[s] for s in _OPEN_STATES)
-    code = _exit_code(result, states, held_back=result.dispatch.held_back)
+    code = exit_code(result.status)
+    dispatched = result.dispatch
     if args.json:
         print_json(
             {
                 "run_dir": str(result.run_dir),
                 "results": str(report.results),
                 "retry": str(report.retry) if report.retry else None,
-                "stop_reason": result.dispatch.stop_reason,
-                "message": result.dispatch.message,
-                "requests": result.dispatch.requests,
-                "learned_rate_per_s": result.dispatch.learned_rate_per_s,
-                "outcomes": {str(s): n for s, n in sorted(states.items())},
-                "error_codes": dict(codes),
+                "stop_reason": dispatched.stop_reason,
+                "message": dispatched.message,
+                "requests": dispatched.requests,
+                "learned_rate_per_s": dispatched.learned_rate_per_s,
+                "status": str(result.status),
+                "outcomes": {str(s): n for s, n in sorted(result.counts.items()) if n},
+                "error_codes": dict(report.error_codes),
                 "exit_code": code,
             }
         )
         return code
     print(
-        f"run {result.run_dir.name}: {result.dispatch.requests} request(s), "
-        f"{_ENDINGS[result.dispatch.stop_reason]}"
-        + (f": {result.dispatch.message}" if result.dispatch.message else "")
+        f"run {result.run_dir.name}: {dispatched.requests} request(s), "
+        f"{_ENDINGS[dispatched.stop_reason]}"
+        + (f": {dispatched.message}" if dispatched.message else "")
     )
-    for state, n in sorted(states.items(), key=lambda kv: -kv[1]):
-        print(f"  {state:<10} {n:>6}")
-    if codes:
+    for state, n in sorted(result.counts.items(), key=lambda kv: -kv[1]):
+        if n:
+            print(f"  {state:<10} {n:>6}")
+    if report.error_codes:
         print("errors by code:")
-        for err, n in codes.most_common():
+        for err, n in report.error_codes.items():
             print(f"  {err:<24} {n:>6}")
     print(f"results: {report.results}")
-    if retry_cmd:
-        print(f"re-run the failures after fixing them: {retry_cmd}")
-    if unfinished:
-        print(f"{unfinished} task(s) not finished; resume with: {resume_cmd}")
+    if report.rerun_command:
+        print(f"re-run the failures after fixing them: {report.rerun_command}")
+    if result.unfinished:
+        print(f"{result.unfinished} task(s) not finished; resume with: {report.resume_command}")
     return code
-
-
-def _exit_code(result: RunResult, states: Counter[TaskState], *, held_back: int) -> int:
-    """0 all done; 1 some failed; 3 stopped, or work left that nobody asked to hold back."""
-    if result.dispatch.stop_reason in ("fatal", "interrupted"):
-        return 3
-    bad = sum(n for s, n in states.items() if s not in _OK_STATES and s not in _OPEN_STATES)
-    if bad:
-        return 1
-    unfinished = sum(states[s] for s in _OPEN_STATES)
-    return 3 if unfinished > held_back else 0
 
 
 def _duration(seconds: float) -> str:

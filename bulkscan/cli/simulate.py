@@ -11,6 +11,7 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bulkscan.cli import EXIT_OK
 from bulkscan.config import parse_duration
 from bulkscan.errors import UsageError
 from bulkscan.sim.server import (
@@ -156,7 +157,7 @@ async def _serve(options: dict[str, Any]) -> int:
         finally:
             await sim.stop()
     print("DSC simulator stopped", flush=True)
-    return 0
+    return EXIT_OK
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bulkscan.cli import EXIT_OK
 from bulkscan.errors import UsageError
 from bulkscan.input.template import write_template
 
@@ -34,4 +35,4 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"{path} already exists; use --force to overwrite it")
     write_template(path)
     print(f"wrote {path}: fill the 'instances' sheet, then run: bulkscan validate {path}")
-    return 0
+    return EXIT_OK

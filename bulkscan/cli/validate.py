@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from bulkscan import runner
 from bulkscan.cli._common import (
     add_input_options,
+    exit_code,
     input_settings,
     issue_json,
     print_issues,
@@ -57,4 +58,4 @@ def _run(args: argparse.Namespace) -> int:
             f"{checked.book.path}: {verdict}: {len(validated.instances)} instance(s), "
             f"{len(validated.skipped)} skipped, {errors} error(s), {warnings} warning(s)"
         )
-    return 2 if errors else 0
+    return exit_code(checked.status)
