@@ -25,20 +25,6 @@ __all__ = ["EXAMPLE_INSTANCE", "EXAMPLE_PROFILE", "write_template"]
 _INLINE_LIMIT = 255  # Excel refuses an inline list formula longer than this
 _LAST_ROW = 5000  # drop-downs cover this many rows under the header
 _BOOLEANS = ("TRUE", "FALSE")
-_BOOLEAN_COLUMNS = frozenset(
-    {
-        "enabled",
-        "start_now",
-        "schedule_switch",
-        "delete_failed_meta",
-        "scan_column_constraints",
-        "scan_comment",
-        "scan_privileges",
-        "scan_system_db",
-        "scan_tables",
-        "scan_views",
-    }
-)
 
 EXAMPLE_INSTANCE: dict[str, Any] = {
     "ins_id": "0123456789abcdef0123456789abcdefin01",
