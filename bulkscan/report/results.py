@@ -97,7 +97,8 @@ class ReportPaths:
     """The workbooks written, the task counts by outcome and the commands to go on with.
 
     ``error_codes`` counts the tasks that ended with an error by code (the Summary's
-    "Errors by code" table); ``resume_command`` resumes the run when tasks were not sent.
+    "Errors by code" table); ``resume_command`` is the run's own command with ``--resume``,
+    for the tasks not sent yet or whose outcome is unknown.
     """
 
     results: Path
@@ -163,11 +164,10 @@ def build_report(
         retry_rows = _write_retry(run, retry_path, retry_keys)
     else:
         retry_path.unlink(missing_ok=True)
-    counts = _task_counts(run.tasks)
     return ReportPaths(
         results=results,
         retry=retry_path if retry_keys else None,
-        counts=counts,
+        counts=_task_counts(run.tasks),
         error_codes=_by_code(_error_counts(run)),
         retry_tasks=len(retry_keys),
         retry_rows=retry_rows,
