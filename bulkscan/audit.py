@@ -6,10 +6,11 @@ data sources → ``AuditResult`` (its workbooks are written by ``bulkscan.report
 
 Rules worth knowing (also stated on the workbook):
 
-* **Matching** (``source_matches``, the one place): a task's data source matches an instance
-  when the ``ins_id`` is equal (surrounding spaces ignored) and, if the service names a
-  database type, it is the instance's type (case-insensitive, aliases resolved).  The real
-  service's ``data_source`` strings are not fully documented: change the rule here only.
+* **Listing and matching** are the run's own (``bulkscan.run.remote``): the same listing path,
+  retried by the same policy, and the same rule that reconcile uses to say a remote task is
+  a planned one.  A task's data source matches an instance when the ``ins_id`` is equal
+  (surrounding spaces ignored) and, if the service names a database type, it is the
+  instance's type (case-insensitive, aliases resolved).
 * **Coverage**: an instance is covered when at least one matching task is not disabled
   (``task_enabled``).  The schedule switch is shown but does not decide coverage: a ``ONCE``
   task runs without it, and bulkscan creates tasks with the switch their profile sets.  An
@@ -31,7 +32,6 @@ import enum
 import getpass
 import random
 import socket
-import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -40,21 +40,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from bulkscan import __version__
 from bulkscan.config import DispatchSettings
-from bulkscan.errors import (
-    AmbiguousError,
-    BulkscanError,
-    DscError,
-    RunFatalError,
-    ThrottledError,
-    TransientError,
-    ValidationFailed,
-)
+from bulkscan.errors import BulkscanError, DscError, ValidationFailed
 from bulkscan.events import Event, RateChanged, local_now
-from bulkscan.input import schema
 from bulkscan.input.validate import validate
 from bulkscan.models import InputBook, Instance, Issue, RawRow, RowRef, Sheet
-from bulkscan.run.dispatch import backoff_delay
 from bulkscan.run.ratelimit import AdaptiveRate
+from bulkscan.run.remote import PAGE_SIZE, Lister, source_matches
+from bulkscan.run.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -64,6 +56,7 @@ if TYPE_CHECKING:
     from bulkscan.models import DataSource
 
 __all__ = [
+    "PAGE_SIZE",  # the listing's page size, the runner's default
     "AuditEvent",
     "AuditMeta",
     "AuditObserver",
@@ -78,11 +71,9 @@ __all__ = [
     "epoch_to_datetime",
     "match_coverage",
     "read_inventory",
-    "source_matches",
     "task_enabled",
 ]
 
-PAGE_SIZE = 100  # the largest page the service is known to accept
 _NOT_CHECKED = frozenset({"profile", "task"})  # columns the audit neither needs nor checks
 _MS_FROM = 100_000_000_000  # an epoch of 12+ digits is milliseconds
 _Group = tuple[str, str]  # (project_id, region)
@@ -246,18 +237,6 @@ class AuditResult:
 # --------------------------------------------------------------------------- the rules
 
 
-def _type_key(db_type: str) -> str:
-    text = db_type.strip()
-    return (schema.canonical_db_type(text) or text).casefold()
-
-
-def source_matches(instance: Instance, source: DataSource) -> bool:
-    """THE matching rule: same ``ins_id``; same db_type (any case or alias) when one is given."""
-    if source.ins_id.strip() != instance.ins_id.strip():
-        return False
-    return not source.db_type.strip() or _type_key(source.db_type) == _type_key(instance.db_type)
-
-
 def task_enabled(task: RemoteTask) -> bool:
     """False only when the service says the task is disabled (``enabled`` false)."""
     value = task.raw.get("enabled")
@@ -373,7 +352,8 @@ def _finding(
     matched: dict[str, None] = {}
     unmatched: list[DataSource] = []
     for source in task.data_sources:
-        hits = [i for i in index.get(source.ins_id.strip(), ()) if source_matches(i, source)]
+        candidates = index.get(source.ins_id.strip(), ())
+        hits = [i for i in candidates if source_matches(i.source, source)]
         if not hits:
             unmatched.append(source)
         for instance in hits:
@@ -416,95 +396,30 @@ def _ignore(event: AuditEvent) -> None:
     """An observer that discards every event."""
 
 
-@dataclass(slots=True)
-class _Lister:
-    """Lists every group's tasks under one limiter, with the run's retry rules."""
+async def _list_all(
+    lister: Lister, groups: Sequence[_Group], *, concurrency: int, observer: AuditObserver
+) -> dict[_Group, list[RemoteTask] | DscError]:
+    """Every group's tasks (or the error that stopped its listing), ``concurrency`` at once.
 
-    client: DscClient
-    settings: DispatchSettings
-    limiter: AdaptiveRate
-    observer: AuditObserver
-    rng: random.Random
-    page_size: int
-    total: int
-    done: int = 0
-    requests: int = 0
+    A run-fatal answer, or a usage error such as a bad endpoint, is raised.
+    """
+    gate = asyncio.Semaphore(concurrency)
+    results: dict[_Group, list[RemoteTask] | DscError] = {}
 
-    async def all(self, groups: Sequence[_Group]) -> dict[_Group, list[RemoteTask] | DscError]:
-        gate = asyncio.Semaphore(self.settings.concurrency)
-        results: dict[_Group, list[RemoteTask] | DscError] = {}
-
-        async def one(group: _Group) -> None:
-            async with gate:
-                results[group] = await self.group(group)
-            self._report(group, results[group])
-
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for group in groups:
-                    tg.create_task(one(group))
-        except* BulkscanError as failed:  # run-fatal, or a usage error such as a bad endpoint
-            raise failed.exceptions[0] from None
-        return {group: results[group] for group in groups}
-
-    async def group(self, group: _Group) -> list[RemoteTask] | DscError:
-        """All tasks of one group, or the last error once retries are used up.
-
-        Throttling pauses everyone and slows down, and is bounded by the time budget only;
-        transient and ambiguous failures are retried with backoff up to ``max_attempts``;
-        a run-fatal answer propagates; a permanent one is returned at once.
-        """
-        started, tries = time.monotonic(), 0
-        while True:
-            answer = await self._list_once(group)
-            if not isinstance(answer, TransientError | AmbiguousError):
-                return answer
-            throttled = isinstance(answer, ThrottledError)
-            if isinstance(answer, ThrottledError):
-                self.limiter.on_throttle(answer.limit_per_s, answer.retry_after)
-            else:
-                tries += 1
-            spent = time.monotonic() - started
-            if tries >= self.settings.max_attempts or spent > self.settings.max_task_seconds:
-                return answer
-            if not throttled:  # a throttled listing waits on the limiter's pause instead
-                await asyncio.sleep(self._backoff(tries))
-
-    async def _list_once(self, group: _Group) -> list[RemoteTask] | DscError:
-        """One complete listing, every page paced by the limiter; run-fatal errors propagate."""
-        pages = 0
-
-        async def pace() -> None:
-            nonlocal pages
-            pages += 1
-            self.requests += 1
-            await self.limiter.acquire()
-
-        try:
-            found = await self.client.list_tasks(
-                group[0], region=group[1], page_size=self.page_size, before_page=pace
-            )
-        except RunFatalError:
-            raise
-        except DscError as exc:
-            return exc
-        for _ in range(pages):
-            self.limiter.on_success()
-        return found
-
-    def _backoff(self, attempt: int) -> float:
-        return backoff_delay(
-            attempt,
-            base_s=self.settings.backoff_base_s,
-            cap_s=self.settings.backoff_max_s,
-            rng=self.rng,
-        )
-
-    def _report(self, group: _Group, answer: list[RemoteTask] | DscError) -> None:
-        self.done += 1
+    async def one(group: _Group) -> None:
+        async with gate:
+            answer = results[group] = await lister.list_tasks(*group)
         error = str(answer) if isinstance(answer, DscError) else None
         count = 0 if isinstance(answer, DscError) else len(answer)
-        self.observer(GroupListed(group[0], group[1], count, self.done, self.total, error))
+        observer(GroupListed(group[0], group[1], count, len(results), len(groups), error))
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for group in groups:
+                tg.create_task(one(group))
+    except* BulkscanError as failed:
+        raise failed.exceptions[0] from None
+    return {group: results[group] for group in groups}
 
 
 def _operator() -> str:
@@ -536,9 +451,10 @@ async def audit(
     limiter = limiter or AdaptiveRate(settings.rate_per_s, rng=rng)
     if limiter.on_change is None:
         limiter.on_change = lambda old, new, why: observer(RateChanged(old, new, why))
+    policy = RetryPolicy.from_settings(settings)
+    lister = Lister(client, limiter=limiter, policy=policy, rng=rng, page_size=page_size)
     groups = inventory.groups
-    lister = _Lister(client, settings, limiter, observer, rng, page_size, total=len(groups))
-    listed = await lister.all(groups)
+    listed = await _list_all(lister, groups, concurrency=settings.concurrency, observer=observer)
     coverage, findings = match_coverage(inventory, listed)
     meta = AuditMeta(
         started_at=started,

@@ -13,7 +13,14 @@ from typing import Literal
 
 from bulkscan.errors import UsageError
 
-__all__ = ["DispatchSettings", "InputLimits", "InputSettings", "parse_duration", "parse_rate"]
+__all__ = [
+    "DispatchSettings",
+    "InputLimits",
+    "InputSettings",
+    "check_retry",
+    "parse_duration",
+    "parse_rate",
+]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute)\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$", re.IGNORECASE)
@@ -48,6 +55,21 @@ def parse_duration(text: str) -> float:
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise UsageError(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+
+
+def check_retry(
+    *, max_attempts: int, max_seconds: float, backoff_base_s: float, backoff_max_s: float
+) -> None:
+    """The bounds of the retry knobs (``bulkscan.run.retry.RetryPolicy`` and the settings)."""
+    _check_range("attempts", max_attempts, 1, 20)
+    _check_range("task time budget (s)", max_seconds, 1, 86_400)
+    _check_range("backoff base (s)", backoff_base_s, 0.0, 60)
+    _check_range("backoff cap (s)", backoff_max_s, 0.0, 3_600)
+    if backoff_max_s < backoff_base_s:
+        raise UsageError(
+            f"backoff cap ({backoff_max_s:g} s) must not be below the backoff base "
+            f"({backoff_base_s:g} s)"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,9 +118,10 @@ class DispatchSettings:
 
     rate_per_s: float = 5.0
     concurrency: int = 8
+    # the retry knobs (see bulkscan.run.retry.RetryPolicy, built from them)
     max_attempts: int = 6
     max_task_seconds: float = 600.0  # total time budget for one task, retries included
-    backoff_base_s: float = 1.0
+    backoff_base_s: float = 1.0  # full jitter: uniform in [0, min(cap, base * 2^(n-1))]
     backoff_max_s: float = 60.0
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
@@ -107,10 +130,12 @@ class DispatchSettings:
     def __post_init__(self) -> None:
         _check_range("rate (per second)", self.rate_per_s, 0.001, MAX_RATE_PER_S)
         _check_range("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
-        _check_range("attempts", self.max_attempts, 1, 20)
-        _check_range("task time budget (s)", self.max_task_seconds, 1, 86_400)
-        _check_range("backoff base (s)", self.backoff_base_s, 0.0, 60)
-        _check_range("backoff cap (s)", self.backoff_max_s, 0.0, 3_600)
+        check_retry(
+            max_attempts=self.max_attempts,
+            max_seconds=self.max_task_seconds,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
+        )
         _check_range("connect timeout (s)", self.connect_timeout_s, 0.05, 300)
         _check_range("read timeout (s)", self.read_timeout_s, 0.05, 600)
         _check_range("grace period (s)", self.grace_s, 0, 600)

@@ -19,7 +19,11 @@
         └── RunFatalError              authentication or wrong API: stop everything
 
 Every error carries its context as attributes (file, sheet, row, column, task, HTTP status,
-error code, request id) and its message says what to do next.  No message ever contains a
+error code, request id) and its message says what to do next.  A ``DscError`` also carries
+its ``verdict`` and whether it ``uses_attempt`` of a retry budget, both decided once by
+``bulkscan.dsc.classify.error_for``; callers read them and never map a class back to a verdict.
+An error raised directly by its class gets that class's verdict and uses an attempt (a
+throttled answer excepted).  No message ever contains a
 secret: credentials are never passed to an exception.
 """
 
@@ -42,9 +46,9 @@ __all__ = [
     "ValidationFailed",
 ]
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from bulkscan.models import one_line
+from bulkscan.models import Verdict, one_line
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -94,7 +98,14 @@ class JournalError(BulkscanError):
 
 
 class DscError(BulkscanError):
-    """A classified answer from DSC (or from the network on the way to it)."""
+    """A classified answer from DSC (or from the network on the way to it).
+
+    ``verdict`` says what it means for the request; ``uses_attempt`` is False for a failure
+    that never reached the service or was throttled (such failures are bounded by the time
+    budget alone, see ``bulkscan.run.retry``).
+    """
+
+    default_verdict: ClassVar[Verdict] = Verdict.AMBIGUOUS  # when raised by the class itself
 
     def __init__(
         self,
@@ -105,21 +116,33 @@ class DscError(BulkscanError):
         request_id: str | None = None,
         task: str | None = None,
         retry_after: float | None = None,
+        verdict: Verdict | None = None,
+        uses_attempt: bool | None = None,
     ) -> None:
         self.status = status
         self.code = code
         self.request_id = request_id
         self.task = task
         self.retry_after = retry_after
+        self.verdict: Verdict = verdict if verdict is not None else self.default_verdict
+        if self.verdict.ok:
+            raise ValueError(f"verdict {self.verdict} is a success, not an error")
+        if uses_attempt is None:
+            uses_attempt = self.verdict is not Verdict.THROTTLED
+        self.uses_attempt = uses_attempt
         super().__init__(message)
 
 
 class TransientError(DscError):
     """Nothing was applied; the same request may be sent again after a wait."""
 
+    default_verdict = Verdict.TRANSIENT
+
 
 class ThrottledError(TransientError):
     """The gateway throttled the request (429 / APIG.0308); ``limit_per_s`` if it said one."""
+
+    default_verdict = Verdict.THROTTLED
 
     def __init__(
         self,
@@ -131,6 +154,8 @@ class ThrottledError(TransientError):
         request_id: str | None = None,
         task: str | None = None,
         retry_after: float | None = None,
+        verdict: Verdict | None = None,
+        uses_attempt: bool | None = None,
     ) -> None:
         self.limit_per_s = limit_per_s
         super().__init__(
@@ -140,20 +165,30 @@ class ThrottledError(TransientError):
             request_id=request_id,
             task=task,
             retry_after=retry_after,
+            verdict=verdict,
+            uses_attempt=uses_attempt,
         )
 
 
 class AmbiguousError(DscError):
     """The request may have been applied (timeout, reset after sending, 500/502/504)."""
 
+    default_verdict = Verdict.AMBIGUOUS
+
 
 class TaskPermanentError(DscError):
     """The service refused this request for good (400, DSC codes): fix the row, do not resend."""
+
+    default_verdict = Verdict.TASK_PERMANENT
 
 
 class ProjectPermanentError(DscError):
     """The project cannot take tasks (404 project, 403): its tasks fail, others go on."""
 
+    default_verdict = Verdict.PROJECT_PERMANENT
+
 
 class RunFatalError(DscError):
     """Authentication or configuration is wrong: stop the whole run, never retry."""
+
+    default_verdict = Verdict.RUN_FATAL

@@ -24,6 +24,7 @@ __all__ = [
     "Severity",
     "Sheet",
     "TaskRequest",
+    "Verdict",
     "one_line",
 ]
 
@@ -150,6 +151,26 @@ class Profile:
     task_name: str = "bulkscan-{profile}-{region}-{seq:03}"
     max_sources: int = 50
     ref: RowRef | None = None
+
+
+class Verdict(enum.StrEnum):
+    """What one answer of DSC (or one network failure) means for the request that was sent.
+
+    Decided once, by ``bulkscan.dsc.classify``, and carried on the error (``DscError.verdict``).
+    """
+
+    CREATED = "created"  # 200
+    ACCEPTED = "accepted"  # 201 (or another 2xx): being created
+    THROTTLED = "throttled"  # 429 / 0308: nothing applied, slow down
+    TRANSIENT = "transient"  # nothing applied: safe to resend after a wait
+    AMBIGUOUS = "ambiguous"  # may have been applied: look before resending
+    TASK_PERMANENT = "task-permanent"  # this request is wrong: fix the row
+    PROJECT_PERMANENT = "project-permanent"  # this project cannot take tasks
+    RUN_FATAL = "run-fatal"  # authentication or configuration: stop everything
+
+    @property
+    def ok(self) -> bool:
+        return self in (Verdict.CREATED, Verdict.ACCEPTED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,14 @@ treated the same): 401 never retried (the gateway locks a key after 5 failures),
 slow down and resend, 503 resend, 500/502/504 and lost connections after sending are
 *ambiguous* for a create (the task may exist: look before resending), other 4xx fail the task,
 404/403 fail the project, a wrong API or broken TLS stops the run.
+
+``error_for`` turns a verdict into the exception that carries it (``DscError.verdict``)
+together with whether the failure uses up an attempt (``DscError.uses_attempt``): nobody
+derives either again from the exception's class.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 import socket
 import ssl
@@ -25,6 +28,7 @@ from bulkscan.errors import (
     ThrottledError,
     TransientError,
 )
+from bulkscan.models import Verdict  # defined in a leaf so that errors.py can carry it
 
 __all__ = [
     "Verdict",
@@ -34,24 +38,8 @@ __all__ = [
     "gateway_code",
     "failed_while_connecting",
     "parse_throttle_limit",
+    "uses_attempt",
 ]
-
-
-class Verdict(enum.StrEnum):
-    """What one HTTP attempt means for the request that was sent."""
-
-    CREATED = "created"  # 200
-    ACCEPTED = "accepted"  # 201 (or another 2xx): being created
-    THROTTLED = "throttled"  # 429 / 0308: nothing applied, slow down
-    TRANSIENT = "transient"  # nothing applied: safe to resend after a wait
-    AMBIGUOUS = "ambiguous"  # may have been applied: look before resending
-    TASK_PERMANENT = "task-permanent"  # this request is wrong: fix the row
-    PROJECT_PERMANENT = "project-permanent"  # this project cannot take tasks
-    RUN_FATAL = "run-fatal"  # authentication or configuration: stop everything
-
-    @property
-    def ok(self) -> bool:
-        return self in (Verdict.CREATED, Verdict.ACCEPTED)
 
 
 _GATEWAY_PREFIXES = ("APIGW.", "APIG.")
@@ -178,6 +166,7 @@ _ADVICE = {
     Verdict.RUN_FATAL: "stopping: fix the configuration before running again",
 }
 _CLASSES: dict[Verdict, type[DscError]] = {
+    Verdict.THROTTLED: ThrottledError,
     Verdict.TRANSIENT: TransientError,
     Verdict.AMBIGUOUS: AmbiguousError,
     Verdict.TASK_PERMANENT: TaskPermanentError,
@@ -220,6 +209,16 @@ def _one_line(text: str) -> str:
     return flat if len(flat) <= _MAX_DETAIL else flat[: _MAX_DETAIL - 1] + "…"
 
 
+def uses_attempt(verdict: Verdict, *, reached: bool) -> bool:
+    """Whether a failure counts toward the attempts of a retry budget.
+
+    Not when it was throttled, nor when it never reached the service (refused or dropped
+    while connecting: a restart, a network outage): nothing happened there, so such failures
+    are bounded by the time budget alone and a run rides through a short outage.
+    """
+    return reached and verdict is not Verdict.THROTTLED
+
+
 def error_for(
     verdict: Verdict,
     *,
@@ -229,11 +228,14 @@ def error_for(
     request_id: str | None = None,
     task: str | None = None,
     retry_after: float | None = None,
+    reached: bool | None = None,
 ) -> DscError:
     """The exception for a non-success verdict; its message says what happened and what to do.
 
     ``detail`` is the service's ``error_msg`` or a short description of a network failure;
-    never pass anything that could hold a secret.
+    never pass anything that could hold a secret.  ``reached`` says whether the request got
+    to the service; when not given, an HTTP answer did, and a transient failure without one
+    did not (the failures ``classify_exception`` calls transient are those while connecting).
     """
     if verdict.ok:
         raise ValueError(f"verdict {verdict} is a success, not an error")
@@ -243,6 +245,9 @@ def error_for(
     rid = f" (request id {request_id})" if request_id else ""
     prefix = f"task '{task}': " if task else ""
     message = f"{prefix}{head}{rid}; {_advice(verdict, status, gateway_code(code))}"
+    if reached is None:
+        reached = status is not None or verdict is not Verdict.TRANSIENT
+    attempt = uses_attempt(verdict, reached=reached)
     if verdict is Verdict.THROTTLED:
         return ThrottledError(
             message,
@@ -252,6 +257,8 @@ def error_for(
             request_id=request_id,
             task=task,
             retry_after=retry_after,
+            verdict=verdict,
+            uses_attempt=attempt,
         )
     return _CLASSES[verdict](
         message,
@@ -260,4 +267,6 @@ def error_for(
         request_id=request_id,
         task=task,
         retry_after=retry_after,
+        verdict=verdict,
+        uses_attempt=attempt,
     )

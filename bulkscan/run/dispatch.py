@@ -18,9 +18,11 @@
    transient      sent again after a full-jitter backoff, within ``max_attempts`` and
                   ``max_task_seconds``; then *gave_up* with the last error.  A failure to
                   reach the service at all (refused while connecting) uses up no attempt:
-                  only time, so a run rides through a restart or a short outage
+                  only time, so a run rides through a restart or a short outage.  These
+                  rules are the one retry policy's (``bulkscan.run.retry``)
    ambiguous      *unknown*, then looked up by name: found → *created* with its id, not
-                  found → sent again (an attempt); never re-sent blindly
+                  found → sent again (an attempt); never re-sent blindly.  Found means the
+                  one matching rule (``bulkscan.run.remote.same_sources``), as in reconcile
    task-perm.     *failed*
    project-perm.  *failed*, and so is every other pending task of that project, unsent
    run-fatal      stop at once: nothing new is sent; untouched tasks stay *pending*
@@ -36,24 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import random
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from bulkscan.dsc.classify import Verdict
 from bulkscan.dsc.client import CREATE_PATH
-from bulkscan.errors import (
-    BulkscanError,
-    DscError,
-    ProjectPermanentError,
-    RunFatalError,
-    TaskPermanentError,
-    ThrottledError,
-    TransientError,
-)
+from bulkscan.errors import BulkscanError, DscError, ThrottledError
 from bulkscan.events import (
     AttemptFinished,
     AttemptStarted,
@@ -66,19 +58,25 @@ from bulkscan.events import (
     TaskPlanned,
     ignore,
 )
+from bulkscan.models import Verdict
 from bulkscan.run.journal import OPEN_STATES, AttemptRecord, TaskState
 from bulkscan.run.ratelimit import AdaptiveRate
+from bulkscan.run.remote import Lister, local_now, same_sources
+from bulkscan.run.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Iterable, Mapping, Sequence
+    import datetime as dt
+    from collections.abc import Awaitable, Mapping, Sequence
 
     from bulkscan.config import DispatchSettings
     from bulkscan.dsc.client import CreateResult, DscClient, RemoteTask
     from bulkscan.events import Observer
-    from bulkscan.models import DataSource, TaskRequest
+    from bulkscan.models import TaskRequest
     from bulkscan.run.journal import Journal
+    from bulkscan.run.remote import ListingAttempt
+    from bulkscan.run.retry import RetryBudget
 
-__all__ = ["DispatchResult", "backoff_delay", "dispatch", "same_sources"]
+__all__ = ["DispatchResult", "dispatch"]
 
 _PROGRESS_EVERY_S = 0.25
 _DONE_STATES = frozenset({TaskState.CREATED, TaskState.ACCEPTED, TaskState.EXISTS})
@@ -112,66 +110,6 @@ class DispatchResult:
         return sum(
             self.counts[s] for s in (TaskState.PENDING, TaskState.SENDING, TaskState.UNKNOWN)
         )
-
-
-def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(cap, base·2^(attempt-1))] for the attempt-th retry."""
-    ceiling = min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
-    return rng.uniform(0.0, ceiling)
-
-
-def same_sources(ours: Iterable[DataSource], theirs: Iterable[DataSource]) -> bool:
-    """Equal as sets of instances; a database type the service left out matches any."""
-    mine = {s.ins_id: s.db_type.casefold() for s in ours}
-    other = {s.ins_id: s.db_type.casefold() for s in theirs}
-    if mine.keys() != other.keys():
-        return False
-    return all(not other[i] or other[i] == mine[i] for i in mine)
-
-
-def _verdict_of(exc: DscError) -> Verdict:
-    if isinstance(exc, ThrottledError):
-        return Verdict.THROTTLED
-    if isinstance(exc, TransientError):
-        return Verdict.TRANSIENT
-    if isinstance(exc, TaskPermanentError):
-        return Verdict.TASK_PERMANENT
-    if isinstance(exc, ProjectPermanentError):
-        return Verdict.PROJECT_PERMANENT
-    if isinstance(exc, RunFatalError):
-        return Verdict.RUN_FATAL
-    return Verdict.AMBIGUOUS  # AmbiguousError, or any other answer: look before resending
-
-
-def _local_now() -> dt.datetime:
-    return dt.datetime.now().astimezone()
-
-
-@dataclass(slots=True)
-class _Budget:
-    """What one task (or one lookup) has used of its retries in this dispatch."""
-
-    started: float
-    tries: int = 0  # failures that count toward max_attempts
-    failures: int = 0  # every failure but throttling: the backoff exponent
-    last_error: str | None = None
-
-    def spent(self, settings: DispatchSettings, delay: float) -> bool:
-        """Out of attempts, or the next try would come after the task's time budget."""
-        elapsed = time.monotonic() - self.started + delay
-        return self.tries >= settings.max_attempts or elapsed > settings.max_task_seconds
-
-
-def _counts(exc: DscError) -> bool:
-    """Whether a failure uses up one of ``max_attempts``.
-
-    Not when the service was never reached (refused or dropped while connecting: a restart,
-    a network outage) nor when it throttled: nothing happened there, so such failures are
-    bounded by the time budget alone and a run rides through a short outage.
-    """
-    if isinstance(exc, ThrottledError):
-        return False
-    return exc.status is not None or not isinstance(exc, TransientError)
 
 
 class _Halt(Exception):
@@ -233,9 +171,11 @@ class _Run:
         self.limiter = limiter or AdaptiveRate(settings.rate_per_s, rng=self.rng)
         if self.limiter.on_change is None:
             self.limiter.on_change = self._rate_changed
+        self.policy = RetryPolicy.from_settings(settings)
+        self.lister = Lister(client, limiter=self.limiter, policy=self.policy, rng=self.rng)
         self.state: dict[str, TaskState] = {}
         self.attempts: dict[str, int] = {}
-        self.budget: dict[str, _Budget] = {}
+        self.budget: dict[str, RetryBudget] = {}
         self.selected: list[str] = []
         self.chosen: frozenset[str] = frozenset()  # the selected keys, as a set
         self.tally: Counter[TaskState] = Counter()  # states of the selected tasks
@@ -309,7 +249,7 @@ class _Run:
         self.observer(RunStopped(self.reason, self.message))
         return DispatchResult(
             counts=self.journal.counts(),
-            requests=self.requests,
+            requests=self.requests + self.lister.requests,
             stop_reason=self.reason,
             message=self.message,
             learned_rate_per_s=rate,
@@ -360,7 +300,7 @@ class _Run:
     ) -> None:
         async with gate:
             remote = await self._list_remote(group, None, task_key=None)
-        if isinstance(remote, ProjectPermanentError):
+        if isinstance(remote, DscError) and remote.verdict is Verdict.PROJECT_PERMANENT:
             self._fail_group(group, remote)
             return
         if isinstance(remote, DscError):
@@ -456,12 +396,14 @@ class _Run:
 
     async def _send(self, key: str, granted: float) -> None:
         task = self.tasks[key]
-        budget = self.budget.setdefault(key, _Budget(time.monotonic()))
+        budget = self.budget.get(key)
+        if budget is None:  # the task's budget starts at its first send in this dispatch
+            budget = self.budget[key] = self.policy.start(rng=self.rng)
         self.journal.mark_sending(key)
         self._note(key, TaskState.SENDING)
         n = self.attempts[key] + 1
         self.observer(AttemptStarted(key, task.name, n))
-        at, started = _local_now(), time.monotonic()
+        at, started = local_now(), time.monotonic()
         self.requests += 1
         try:
             result = await self.client.create_task(
@@ -486,22 +428,20 @@ class _Run:
         self._settle(key)
 
     async def _on_error(
-        self, key: str, attempt: AttemptRecord, exc: DscError, budget: _Budget, granted: float
+        self, key: str, attempt: AttemptRecord, exc: DscError, budget: RetryBudget, granted: float
     ) -> None:
-        verdict = Verdict(attempt.verdict)
-        message = str(exc)
-        budget.last_error = message
+        verdict, message = exc.verdict, str(exc)
         if verdict is Verdict.THROTTLED:
             assert isinstance(exc, ThrottledError)
             self._record(attempt, TaskState.PENDING, error_msg=message, throttled=True)
             self.limiter.on_throttle(exc.limit_per_s, exc.retry_after, sent_at=granted)
-            self._retry(key, budget, backoff=False, counted=False)
+            self._retry(key, budget, budget.after_failure(exc))
         elif verdict is Verdict.TRANSIENT:
             self._record(attempt, TaskState.PENDING, error_msg=message)
-            self._retry(key, budget, backoff=True, counted=_counts(exc))
+            self._retry(key, budget, budget.after_failure(exc))
         elif verdict is Verdict.AMBIGUOUS:
             self._record(attempt, TaskState.UNKNOWN, error_msg=message)
-            await self._verify(key, budget)
+            await self._verify(key, budget, exc)
         elif verdict is Verdict.TASK_PERMANENT:
             self._record(attempt, TaskState.FAILED, error_msg=message)
             self._settle(key)
@@ -514,14 +454,9 @@ class _Run:
             self._record(attempt, TaskState.PENDING, error_msg=message)
             self._fatal(exc)
 
-    def _retry(self, key: str, budget: _Budget, *, backoff: bool, counted: bool) -> None:
-        """Queue the task again (after a backoff), or give it up when out of budget."""
-        budget.tries += counted
-        delay = 0.0
-        if backoff:
-            budget.failures += 1
-            delay = self._backoff(budget.failures)
-        if budget.spent(self.settings, delay):
+    def _retry(self, key: str, budget: RetryBudget, delay: float | None) -> None:
+        """Queue the task again after ``delay``, or give it up (``delay`` None: out of budget)."""
+        if delay is None:
             self._set(key, TaskState.GAVE_UP, error_msg=budget.last_error)
             self._settle(key)
             return
@@ -543,7 +478,7 @@ class _Run:
         self.queued += 1
         self.queue.put_nowait((0 if retry else 1, self.queued, key))
 
-    async def _verify(self, key: str, budget: _Budget) -> None:
+    async def _verify(self, key: str, budget: RetryBudget, exc: DscError) -> None:
         """After an ambiguous answer: look the task up by name before anything is re-sent."""
         task = self.tasks[key]
         self.retrying.add(key)
@@ -575,7 +510,7 @@ class _Run:
         else:
             self._set(key, TaskState.PENDING)
             self.observer(Reconciled(key, task.name, TaskState.UNKNOWN, TaskState.PENDING))
-            self._retry(key, budget, backoff=False, counted=True)
+            self._retry(key, budget, budget.after_absent(exc))
 
     def _fail_group(self, group: _Group, exc: DscError) -> None:
         """The project cannot take tasks: fail its pending selected tasks without sending."""
@@ -616,60 +551,19 @@ class _Run:
     ) -> list[RemoteTask] | DscError:
         """List a project's tasks (all, or by name); the last error when it cannot be done.
 
-        Throttling waits on the limiter; other transient failures are retried with backoff
-        within ``max_attempts`` (see ``_counts``) and ``max_task_seconds``; a run-fatal answer
-        halts the run.
+        Every try is journaled; a run-fatal answer (or a request refused before sending, a
+        configuration error) halts the run.
         """
-        project_id, region = group
-        budget = _Budget(time.monotonic())
-        delay = self._backoff(1) if first_wait else 0.0
-        while True:
-            if delay > 0:
-                await asyncio.sleep(delay)
-            grants: list[float] = []
 
-            async def _pace(grants: list[float] = grants) -> None:
-                # every page waits for the shared limiter, so a long listing is no burst
-                grants.append(await self.limiter.acquire())
-                self.requests += 1
+        def record(attempt: ListingAttempt) -> None:
+            self._record_listing(task_key, attempt)
 
-            at, started = _local_now(), time.monotonic()
-            try:
-                found = await self.client.list_tasks(
-                    project_id, region=region, task_name=task_name, before_page=_pace
-                )
-            except BulkscanError as exc:
-                if not isinstance(exc, DscError):
-                    self._fatal(exc)  # refused before sending: a configuration error
-                self._record_listing(group, task_key, at, started, exc=exc)
-                verdict = _verdict_of(exc)
-                if verdict is Verdict.THROTTLED:
-                    assert isinstance(exc, ThrottledError)
-                    sent_at = grants[-1] if grants else None
-                    self.limiter.on_throttle(exc.limit_per_s, exc.retry_after, sent_at=sent_at)
-                    delay = 0.0
-                    continue
-                if verdict is Verdict.RUN_FATAL:
-                    self._fatal(exc)
-                if verdict not in (Verdict.TRANSIENT, Verdict.AMBIGUOUS):
-                    return exc
-                budget.tries += _counts(exc)
-                budget.failures += 1
-                delay = self._backoff(budget.failures)
-                if budget.spent(self.settings, delay):
-                    return exc
-                continue
-            self._record_listing(group, task_key, at, started, found=len(found))
-            self.limiter.on_success()
-            return found
-
-    def _backoff(self, attempt: int) -> float:
-        return backoff_delay(
-            attempt,
-            base_s=self.settings.backoff_base_s,
-            cap_s=self.settings.backoff_max_s,
-            rng=self.rng,
-        )
+        try:
+            return await self.lister.list_tasks(
+                group[0], group[1], task_name=task_name, first_wait=first_wait, on_attempt=record
+            )
+        except BulkscanError as exc:
+            self._fatal(exc)
 
     # -- journal and events -------------------------------------------------------------------
 
@@ -711,7 +605,7 @@ class _Run:
             exc.code,
             exc.request_id,
             latency,
-            str(_verdict_of(exc)),
+            str(exc.verdict),
             str(exc),
         )
 
@@ -747,26 +641,19 @@ class _Run:
         if state not in OPEN_STATES or state is TaskState.GAVE_UP:
             self.observer(TaskFinished(key, self.tasks[key].name, state, task_id, error_msg))
 
-    def _record_listing(
-        self,
-        group: _Group,
-        task_key: str | None,
-        at: dt.datetime,
-        started: float,
-        *,
-        exc: DscError | None = None,
-        found: int = 0,
-    ) -> None:
-        latency = time.monotonic() - started
-        path = CREATE_PATH.format(project_id=group[0])
+    def _record_listing(self, task_key: str | None, listing: ListingAttempt) -> None:
+        path = CREATE_PATH.format(project_id=listing.project_id)
+        exc = listing.error
         status: int | None
         if exc is None:
-            status, code, rid, verdict, msg = 200, None, None, "listed", f"{found} task(s)"
+            status, code, rid = 200, None, None
+            verdict, msg = "listed", f"{listing.found} task(s)"
         else:
             status, code, rid = exc.status, exc.code, exc.request_id
-            verdict, msg = str(_verdict_of(exc)), str(exc)
+            verdict, msg = str(exc.verdict), str(exc)
+        latency = listing.latency_s
         attempt = AttemptRecord(
-            at, task_key, 0, "GET", path, status, code, rid, latency, verdict, msg
+            listing.at, task_key, 0, "GET", path, status, code, rid, latency, verdict, msg
         )
         self.journal.record_attempt(attempt, counted=False)
         name = self.tasks[task_key].name if task_key else None

@@ -27,7 +27,6 @@ from bulkscan.audit import (
     epoch_to_datetime,
     match_coverage,
     read_inventory,
-    source_matches,
     task_enabled,
 )
 from bulkscan.cli import main
@@ -41,6 +40,7 @@ from bulkscan.models import DataSource, InputBook, Instance, RowRef, Sheet
 from bulkscan.plan import serialise_body
 from bulkscan.report.audit import uncovered_rows
 from bulkscan.run.ratelimit import AdaptiveRate
+from bulkscan.run.remote import source_matches
 from bulkscan.sim.server import Faults, Simulator
 
 if TYPE_CHECKING:
@@ -252,12 +252,12 @@ def _remote(task_id: str, *sources: tuple[str, str], enabled: Any = True, **kw: 
     ],
 )
 def test_the_matching_rule(source: DataSource, expected: bool) -> None:
-    assert source_matches(_instance("ins-1"), source) is expected
+    assert source_matches(_instance("ins-1").source, source) is expected
 
 
 def test_matching_resolves_db_type_aliases() -> None:
-    assert source_matches(_instance("x", "PostgreSQL"), DataSource("postgres", "x"))
-    assert not source_matches(_instance("x", "PostgreSQL"), DataSource("MySQL", "x"))
+    assert source_matches(_instance("x", "PostgreSQL").source, DataSource("postgres", "x"))
+    assert not source_matches(_instance("x", "PostgreSQL").source, DataSource("MySQL", "x"))
 
 
 @pytest.mark.parametrize(

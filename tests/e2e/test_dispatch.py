@@ -30,7 +30,7 @@ from bulkscan.events import (
 )
 from bulkscan.models import DataSource, Plan, TaskRequest
 from bulkscan.plan import plan_hash, serialise_body, task_key
-from bulkscan.run.dispatch import DispatchResult, backoff_delay, dispatch, same_sources
+from bulkscan.run.dispatch import DispatchResult, dispatch
 from bulkscan.run.journal import Journal, RunInput, SheetLayout, TaskState
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
@@ -134,26 +134,6 @@ async def _run(
     plan: Plan, journal: Journal, client: DscClient, settings: DispatchSettings = FAST, **kw: Any
 ) -> DispatchResult:
     return await asyncio.wait_for(dispatch(plan.tasks, journal, client, settings, **kw), 30)
-
-
-# --- pure helpers ---------------------------------------------------------------------------
-
-
-def test_backoff_is_full_jitter_under_a_growing_capped_ceiling() -> None:
-    rng = random.Random(7)
-    for attempt, ceiling in ((1, 1.0), (2, 2.0), (3, 4.0), (6, 10.0), (30, 10.0)):
-        delays = [backoff_delay(attempt, base_s=1.0, cap_s=10.0, rng=rng) for _ in range(200)]
-        assert all(0.0 <= d <= ceiling for d in delays)
-        assert max(delays) > ceiling * 0.8  # the whole range is used, not a fixed delay
-
-
-def test_sources_match_as_sets_and_a_missing_type_matches_any() -> None:
-    a, b = DataSource("MySQL", "i1"), DataSource("PostgreSQL", "i2")
-    assert same_sources((a, b), (b, a))
-    assert same_sources((a,), (DataSource("", "i1"),))
-    assert same_sources((a,), (DataSource("mysql", "i1"),))
-    assert not same_sources((a, b), (a,))
-    assert not same_sources((a,), (DataSource("PostgreSQL", "i1"),))
 
 
 # --- the plain run --------------------------------------------------------------------------

@@ -189,6 +189,7 @@ def test_parse_throttle_limit(msg: str | None, per_s: float | None) -> None:
 def test_error_for_maps_each_verdict_to_its_class(verdict: V, cls: type[DscError]) -> None:
     err = error_for(verdict, status=418, code="X.1", detail="why", request_id="rid-1", task="t1")
     assert type(err) is cls
+    assert err.verdict is verdict  # carried, never derived again from the class
     assert (err.status, err.code, err.request_id, err.task) == (418, "X.1", "rid-1", "t1")
     assert str(err).startswith("task 't1': HTTP 418 X.1: why (request id rid-1); ")
 
@@ -245,6 +246,75 @@ def test_error_without_answer_and_long_detail() -> None:
     text = str(err)
     assert "\n" not in text and "bad value x" in text and "…" in text
     assert len(text) < 420
+
+
+# (verdict, status, reached, uses an attempt): the one rule of what a failure costs.
+ATTEMPTS = [
+    (V.THROTTLED, 429, None, False),  # nothing applied: the time budget alone bounds it
+    (V.THROTTLED, 429, True, False),
+    (V.TRANSIENT, 503, None, True),  # an answer: the service was reached
+    (V.TRANSIENT, None, None, False),  # refused or dropped while connecting
+    (V.TRANSIENT, None, True, True),  # a read that timed out after sending
+    (V.TRANSIENT, None, False, False),
+    (V.AMBIGUOUS, None, None, True),  # reset after sending
+    (V.AMBIGUOUS, 502, None, True),
+    (V.TASK_PERMANENT, 400, None, True),
+    (V.PROJECT_PERMANENT, 404, None, True),
+    (V.RUN_FATAL, 401, None, True),
+]
+
+
+@pytest.mark.parametrize(("verdict", "status", "reached", "uses"), ATTEMPTS)
+def test_error_for_decides_whether_a_failure_uses_an_attempt(
+    verdict: V, status: int | None, reached: bool | None, uses: bool
+) -> None:
+    err = error_for(verdict, status=status, reached=reached)
+    assert err.uses_attempt is uses
+    assert err.verdict is verdict
+
+
+@pytest.mark.parametrize(
+    ("exc", "sent", "verdict", "uses"),
+    [
+        (ConnectionRefusedError(), False, V.TRANSIENT, False),
+        (TimeoutError(), True, V.AMBIGUOUS, True),
+        (aiohttp.ServerDisconnectedError(), True, V.AMBIGUOUS, True),
+    ],
+)
+def test_a_network_failure_carries_its_verdict_and_cost(
+    exc: BaseException, sent: bool, verdict: V, uses: bool
+) -> None:
+    err = error_for(classify_exception(exc, sent=sent), detail="why")
+    assert (err.verdict, err.uses_attempt) == (verdict, uses)
+
+
+@pytest.mark.parametrize(
+    ("cls", "verdict", "uses"),
+    [
+        (ThrottledError, V.THROTTLED, False),
+        (TransientError, V.TRANSIENT, True),
+        (AmbiguousError, V.AMBIGUOUS, True),
+        (TaskPermanentError, V.TASK_PERMANENT, True),
+        (ProjectPermanentError, V.PROJECT_PERMANENT, True),
+        (RunFatalError, V.RUN_FATAL, True),
+    ],
+)
+def test_an_error_raised_by_its_class_carries_that_verdict(
+    cls: type[DscError], verdict: V, uses: bool
+) -> None:
+    err = cls("the service answered", status=500)
+    assert (err.verdict, err.uses_attempt) == (verdict, uses)
+
+
+def test_an_error_cannot_carry_a_success() -> None:
+    with pytest.raises(ValueError, match="success"):
+        DscError("fine", verdict=V.CREATED)
+
+
+def test_verdict_lives_in_a_leaf_and_classify_re_exports_it() -> None:
+    from bulkscan import models
+
+    assert V is models.Verdict
 
 
 @pytest.mark.parametrize("verdict", [V.CREATED, V.ACCEPTED])

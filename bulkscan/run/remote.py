@@ -1,0 +1,181 @@
+"""The service's tasks as the run sees them: one listing path and one matching rule.
+
+* ``Lister`` lists a project's tasks (all, or by name) with every page paced by the shared
+  rate limiter and the whole listing retried by the one ``RetryPolicy``.  Reconcile, the
+  lookup after an ambiguous create and the audit all list through it.
+* ``source_matches`` / ``same_sources`` decide whether a remote task's data source is a
+  planned (or inventoried) one.  The real service's ``data_source`` strings are not fully
+  documented: change the rule here only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bulkscan.errors import DscError, ThrottledError
+from bulkscan.input.schema import canonical_db_type
+from bulkscan.models import Verdict
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from bulkscan.dsc.client import DscClient, RemoteTask
+    from bulkscan.models import DataSource
+    from bulkscan.run.ratelimit import AdaptiveRate
+    from bulkscan.run.retry import RetryPolicy
+
+__all__ = [
+    "PAGE_SIZE",
+    "Lister",
+    "ListingAttempt",
+    "local_now",
+    "same_sources",
+    "source_matches",
+]
+
+PAGE_SIZE = 100  # the largest page the service is known to accept
+
+
+def local_now() -> dt.datetime:
+    """The local time, aware: how attempts and runs are stamped."""
+    return dt.datetime.now().astimezone()
+
+
+# --------------------------------------------------------------------------- the matching rule
+
+
+def _type_key(db_type: str) -> str:
+    text = db_type.strip()
+    return (canonical_db_type(text) or text).casefold()
+
+
+def source_matches(ours: DataSource, theirs: DataSource) -> bool:
+    """THE matching rule: the service's data source ``theirs`` is our ``ours``.
+
+    Same ``ins_id`` (surrounding spaces ignored) and, when the service names a database
+    type, the same type in any case or alias (``postgres`` is ``PostgreSQL``).
+    """
+    if theirs.ins_id.strip() != ours.ins_id.strip():
+        return False
+    return not theirs.db_type.strip() or _type_key(theirs.db_type) == _type_key(ours.db_type)
+
+
+def same_sources(ours: Iterable[DataSource], theirs: Iterable[DataSource]) -> bool:
+    """The same instances on both sides (as sets), each pair by ``source_matches``."""
+    mine = {s.ins_id.strip(): s for s in ours}
+    other = {s.ins_id.strip(): s for s in theirs}
+    if mine.keys() != other.keys():
+        return False
+    return all(source_matches(mine[i], other[i]) for i in mine)
+
+
+# --------------------------------------------------------------------------- the listing path
+
+
+@dataclass(frozen=True, slots=True)
+class ListingAttempt:
+    """One try at listing a project's tasks: its error, or how many tasks it found."""
+
+    project_id: str
+    region: str
+    task_name: str | None
+    at: dt.datetime
+    latency_s: float
+    error: DscError | None = None
+    found: int = 0
+
+
+def _ignore(attempt: ListingAttempt) -> None:
+    """A listing hook that does nothing."""
+
+
+class Lister:
+    """Lists the service's tasks through the shared limiter and the one retry policy.
+
+    ``requests`` counts the pages asked for.  A throttled page pauses and slows the limiter;
+    a run-fatal answer is raised; any other error is returned once the policy will not retry
+    it (only throttled, transient and ambiguous answers are retried: a listing is a read).
+    """
+
+    def __init__(
+        self,
+        client: DscClient,
+        *,
+        limiter: AdaptiveRate,
+        policy: RetryPolicy,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.policy = policy
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.sleep = sleep
+        self.page_size = page_size
+        self.requests = 0
+
+    async def list_tasks(
+        self,
+        project_id: str,
+        region: str,
+        *,
+        task_name: str | None = None,
+        first_wait: bool = False,
+        on_attempt: Callable[[ListingAttempt], None] = _ignore,
+    ) -> list[RemoteTask] | DscError:
+        """Every task of the project (named ``task_name``, when given), or the last error.
+
+        ``first_wait`` waits one backoff first (a lookup after an ambiguous create gives the
+        service time to show the task); ``on_attempt`` sees every try.
+        """
+
+        async def once() -> list[RemoteTask]:
+            return await self._list_once(project_id, region, task_name, on_attempt)
+
+        budget = self.policy.start(clock=self.clock, rng=self.rng)
+        return await self.policy.call(once, budget=budget, sleep=self.sleep, first_wait=first_wait)
+
+    async def _list_once(
+        self,
+        project_id: str,
+        region: str,
+        task_name: str | None,
+        on_attempt: Callable[[ListingAttempt], None],
+    ) -> list[RemoteTask]:
+        grants: list[float] = []
+
+        async def pace() -> None:
+            # every page waits for the shared limiter, so a long listing is no burst
+            grants.append(await self.limiter.acquire())
+            self.requests += 1
+
+        at, started = local_now(), self.clock()
+        try:
+            found = await self.client.list_tasks(
+                project_id,
+                region=region,
+                task_name=task_name,
+                page_size=self.page_size,
+                before_page=pace,
+            )
+        except DscError as exc:
+            latency = self.clock() - started
+            on_attempt(ListingAttempt(project_id, region, task_name, at, latency, error=exc))
+            if exc.verdict is Verdict.THROTTLED:
+                limit = exc.limit_per_s if isinstance(exc, ThrottledError) else None
+                sent_at = grants[-1] if grants else None
+                self.limiter.on_throttle(limit, exc.retry_after, sent_at=sent_at)
+            raise
+        for _ in grants:
+            self.limiter.on_success()
+        latency = self.clock() - started
+        on_attempt(ListingAttempt(project_id, region, task_name, at, latency, found=len(found)))
+        return found
