@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from bulkscan.dsc.client import CREATE_PATH
-from bulkscan.errors import BulkscanError, DscError, ThrottledError
+from bulkscan.errors import BulkscanError, DscError
 from bulkscan.events import (
     AttemptFinished,
     AttemptStarted,
@@ -61,7 +61,7 @@ from bulkscan.events import (
 from bulkscan.models import Verdict
 from bulkscan.run.journal import OPEN_STATES, AttemptRecord, TaskState
 from bulkscan.run.ratelimit import AdaptiveRate
-from bulkscan.run.remote import Lister, local_now, same_sources
+from bulkscan.run.remote import Lister, local_now, same_sources, slow_down
 from bulkscan.run.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -432,9 +432,8 @@ class _Run:
     ) -> None:
         verdict, message = exc.verdict, str(exc)
         if verdict is Verdict.THROTTLED:
-            assert isinstance(exc, ThrottledError)
             self._record(attempt, TaskState.PENDING, error_msg=message, throttled=True)
-            self.limiter.on_throttle(exc.limit_per_s, exc.retry_after, sent_at=granted)
+            slow_down(self.limiter, exc, sent_at=granted)
             self._retry(key, budget, budget.after_failure(exc))
         elif verdict is Verdict.TRANSIENT:
             self._record(attempt, TaskState.PENDING, error_msg=message)

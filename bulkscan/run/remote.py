@@ -35,6 +35,7 @@ __all__ = [
     "ListingAttempt",
     "local_now",
     "same_sources",
+    "slow_down",
     "source_matches",
 ]
 
@@ -44,6 +45,12 @@ PAGE_SIZE = 100  # the largest page the service is known to accept
 def local_now() -> dt.datetime:
     """The local time, aware: how attempts and runs are stamped."""
     return dt.datetime.now().astimezone()
+
+
+def slow_down(limiter: AdaptiveRate, exc: DscError, *, sent_at: float | None) -> None:
+    """A throttled answer to a request granted at ``sent_at``: pause and slow the limiter."""
+    limit = exc.limit_per_s if isinstance(exc, ThrottledError) else None
+    limiter.on_throttle(limit, exc.retry_after, sent_at=sent_at)
 
 
 # --------------------------------------------------------------------------- the matching rule
@@ -170,9 +177,7 @@ class Lister:
             latency = self.clock() - started
             on_attempt(ListingAttempt(project_id, region, task_name, at, latency, error=exc))
             if exc.verdict is Verdict.THROTTLED:
-                limit = exc.limit_per_s if isinstance(exc, ThrottledError) else None
-                sent_at = grants[-1] if grants else None
-                self.limiter.on_throttle(limit, exc.retry_after, sent_at=sent_at)
+                slow_down(self.limiter, exc, sent_at=grants[-1] if grants else None)
             raise
         for _ in grants:
             self.limiter.on_success()
