@@ -57,11 +57,12 @@ from bulkscan.events import (
     TaskFinished,
     TaskPlanned,
     ignore,
+    local_now,
 )
 from bulkscan.models import Verdict
 from bulkscan.run.journal import OPEN_STATES, AttemptRecord, TaskState
 from bulkscan.run.ratelimit import AdaptiveRate
-from bulkscan.run.remote import Lister, local_now, same_sources, slow_down
+from bulkscan.run.remote import Lister, same_sources, slow_down
 from bulkscan.run.retry import RetryPolicy
 
 if TYPE_CHECKING:

@@ -11,17 +11,18 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import random
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bulkscan.errors import DscError, ThrottledError
+from bulkscan.events import local_now
 from bulkscan.input.schema import canonical_db_type
 from bulkscan.models import Verdict
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Awaitable, Callable, Iterable
 
     from bulkscan.dsc.client import DscClient, RemoteTask
@@ -33,18 +34,12 @@ __all__ = [
     "PAGE_SIZE",
     "Lister",
     "ListingAttempt",
-    "local_now",
     "same_sources",
     "slow_down",
     "source_matches",
 ]
 
 PAGE_SIZE = 100  # the largest page the service is known to accept
-
-
-def local_now() -> dt.datetime:
-    """The local time, aware: how attempts and runs are stamped."""
-    return dt.datetime.now().astimezone()
 
 
 def slow_down(limiter: AdaptiveRate, exc: DscError, *, sent_at: float | None) -> None:
