@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 import sqlite3
 import struct
@@ -359,14 +360,13 @@ def test_a_second_resume_of_a_run_directory_in_use_refuses_and_sends_nothing(
             _wait_until(lambda: any(reports.glob(f"*/{JOURNAL_FILE}")))
             (run_dir,) = reports.iterdir()
             _wait_until(lambda: _sent(run_dir) > 0)
-            for resume in (["--resume", str(run_dir)], ["--resume"]):
-                second = cli("run", str(inventory), *common, *resume, "--yes", env=ENV)
-                assert second.returncode == 2, second.stderr[-3000:]
-                *plan, line = second.stderr.splitlines()  # the plan, then the refusal
-                assert "Traceback" not in second.stderr and len(plan) <= 1, second.stderr
-                refusal = f"run directory {run_dir} is in use by another bulkscan process"
-                assert line.startswith(f"bulkscan: error: {refusal} (pid {first.pid})"), line
-                assert second.stdout == ""
+            # Hold the first run still while the others try: it keeps its lock, and a loaded
+            # machine cannot let it finish before they start.
+            first.send_signal(signal.SIGSTOP)
+            try:
+                _try_resumes(inventory, common, run_dir, first.pid)
+            finally:
+                first.send_signal(signal.SIGCONT)
             report = cli("report", str(run_dir), env=ENV)  # reading needs no lock
             assert report.returncode == 0, report.stderr[-3000:]
             _, err = first.communicate(timeout=60)
@@ -379,6 +379,17 @@ def test_a_second_resume_of_a_run_directory_in_use_refuses_and_sends_nothing(
     with Journal.open(run_dir, readonly=True) as journal:
         assert journal.counts()[TaskState.CREATED] == 15
         assert journal.meta().stop_reason == "done"
+
+
+def _try_resumes(inventory: Path, common: list[str], run_dir: Path, pid: int) -> None:
+    for resume in (["--resume", str(run_dir)], ["--resume"]):
+        second = cli("run", str(inventory), *common, *resume, "--yes", env=ENV)
+        assert second.returncode == 2, second.stderr[-3000:]
+        *plan, line = second.stderr.splitlines()  # the plan, then the refusal
+        assert "Traceback" not in second.stderr and len(plan) <= 1, second.stderr
+        refusal = f"run directory {run_dir} is in use by another bulkscan process"
+        assert line.startswith(f"bulkscan: error: {refusal} (pid {pid})"), line
+        assert second.stdout == ""
 
 
 def _sent(run_dir: Path) -> int:
