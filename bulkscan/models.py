@@ -100,6 +100,9 @@ class Sheet:
     headers: tuple[str, ...]  # as written in the file
     columns: tuple[str, ...]  # canonical names, same order (unknown headers kept as written)
     rows: tuple[RawRow, ...]
+    # what reading found that the values do not show (a formula without a saved value, an
+    # error cell, merged or hidden cells, a guessed encoding...); validation reports them
+    issues: tuple[Issue, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ __all__ = [
     "format_mb",
     "guard_archive",
     "member_chunks",
+    "sheet_parts",
 ]
 
 CORRUPT = "not a valid .xlsx (corrupt?): open it in Excel and save it again as .xlsx"
@@ -83,7 +84,7 @@ def guard_archive(name: str, data: bytes, limits: InputLimits) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
             _check_directory(name, infos, limits)
-            sheets = _sheet_parts(archive)
+            sheets = sheet_parts(archive)
             for info in infos:
                 _scan_member(name, archive, info, sheets.get(info.filename), limits)
     except InputError:
@@ -130,7 +131,7 @@ def _check_directory(name: str, infos: Sequence[zipfile.ZipInfo], limits: InputL
             )
 
 
-def _sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
+def sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
     """Archive member → sheet name, best effort (used only to word messages)."""
     try:
         workbook = archive.read("xl/workbook.xml")[: 4 * _MB].decode("utf-8", "replace")

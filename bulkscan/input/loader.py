@@ -7,8 +7,9 @@ bool or ``datetime.datetime``), with the file, sheet and row number Excel shows.
 A workbook passes ``archive.guard_archive`` (size caps, zip bombs, DTDs, cell extent)
 before the xlsx reader sees it.
 
-Formula cells give their cached value; a formula saved without one (as some generators
-write them) reads as blank.  Merged cells carry their value in the top-left cell only.
+Formula cells give their saved value.  What the values hide (a formula saved without a
+value or an error value, both read as blank; merged, hidden or zero-padded cells; see
+``sheetxml``) becomes the sheet's ``issues``, each naming its cell.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import gc
 import hashlib
 import io
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MemberDescriptorType
@@ -38,7 +40,8 @@ from bulkscan.input.archive import (
     format_mb,
     guard_archive,
 )
-from bulkscan.models import InputBook, RawRow, RowRef, Sheet
+from bulkscan.input.sheetxml import Marks, read_marks
+from bulkscan.models import InputBook, Issue, RawRow, RowRef, Severity, Sheet
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -62,7 +65,6 @@ _PROTECTED = (
     "password-protected or legacy .xls workbook: remove the password "
     "(File > Info > Protect Workbook) and save it as .xlsx"
 )
-_MB = 1024 * 1024
 
 
 def load_input(
@@ -153,12 +155,14 @@ def _load_xlsx(name: str, limits: InputLimits) -> InputBook:
     try:
         with paused_gc(), python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data)) as book:
             sheets = _pick_sheets(name, list(book.sheet_names))
+            marks = _read_marks(data, sheets)
+            hidden = _hidden_sheets(book)
             target = _Target(name, sheets[0], schema.INSTANCE_COLUMNS, limits)
-            instances = _read_xlsx_sheet(book, target)
+            instances = _read_xlsx_sheet(book, target, marks, hidden)
             profiles = None
             if sheets[1] is not None:
                 target = _Target(name, sheets[1], schema.PROFILE_COLUMNS, limits)
-                profiles = _read_xlsx_sheet(book, target)
+                profiles = _read_xlsx_sheet(book, target, marks, hidden)
     except InputError:
         raise
     except python_calamine.PasswordError:
@@ -223,14 +227,38 @@ def _pick_sheets(name: str, sheet_names: Sequence[str]) -> tuple[str, str | None
     return found[schema.INSTANCES_SHEET][0], profiles[0] if profiles else None
 
 
-def _read_xlsx_sheet(book: Any, target: _Target) -> Sheet:
+def _read_marks(data: bytes, sheets: tuple[str, str | None]) -> dict[str, Marks]:
+    """What the sheets' XML says that their values do not (see ``sheetxml``)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return read_marks(archive, tuple(s for s in sheets if s is not None))
+
+
+def _hidden_sheets(book: Any) -> frozenset[str]:
+    import python_calamine
+
+    visible = python_calamine.SheetVisibleEnum.Visible
+    return frozenset(m.name for m in book.sheets_metadata if m.visible != visible)
+
+
+def _read_xlsx_sheet(
+    book: Any, target: _Target, marks: Mapping[str, Marks], hidden: frozenset[str]
+) -> Sheet:
     data = book.get_sheet_by_name(target.sheet)
     start = data.start
     grid = data.to_python() if start is not None else []
     del data  # the reader's copy of the cells: freed before the rows are made
     top, left = start if start is not None else (0, 0)
     numbers = range(top + 1, top + 1 + len(grid))  # the reader's rows start at ``start``
-    return _build_sheet(target, grid, numbers, left)
+    notes: list[Issue] = []
+    if target.sheet in hidden:
+        notes.append(
+            target.issue(
+                "warning",
+                "the sheet is hidden in Excel, yet its rows are read like any other",
+                hint="unhide it (right-click a sheet tab > Unhide) to check what is sent",
+            )
+        )
+    return _build_sheet(target, grid, numbers, left, marks.get(target.sheet), notes)
 
 
 # --------------------------------------------------------------------------- csv
@@ -338,6 +366,21 @@ class _Target:
     def error(self, message: str) -> InputError:
         return InputError(message, file=self.file, sheet=self.sheet)
 
+    def issue(
+        self,
+        severity: Severity,
+        message: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        value: str | None = None,
+        hint: str | None = None,
+    ) -> Issue:
+        """An issue about this sheet, or about one of its rows when ``row`` is given."""
+        ref = None if row is None else RowRef(self.file, self.sheet, row)
+        where = {"file": self.file, "sheet": self.sheet} if ref is None else {}
+        return Issue(severity, message, ref=ref, column=column, value=value, hint=hint, **where)
+
 
 @dataclass(frozen=True, slots=True)
 class _Header:
@@ -348,16 +391,23 @@ class _Header:
     names: tuple[str, ...]
 
 
-def _build_sheet(
-    target: _Target, grid: Sequence[Sequence[Any]], numbers: Sequence[int], left: int
+def _build_sheet(  # noqa: PLR0917 - the sheet, its grid and what is known about it
+    target: _Target,
+    grid: Sequence[Sequence[Any]],
+    numbers: Sequence[int],
+    left: int,
+    marks: Marks | None = None,
+    notes: Sequence[Issue] = (),
 ) -> Sheet:
     """Header (first non-blank row), then every non-blank row below it, as ``RawRow``.
 
     ``numbers[i]`` is the row number of ``grid[i]``; ``left`` the column index of its cell 0.
+    ``marks`` (xlsx) and ``notes`` become the sheet's issues.
     """
     first = next((i for i, cells in enumerate(grid) if _filled(cells)), None)
     if first is None:
-        return Sheet(target.file, target.sheet, (), (), ())
+        issues = (*notes, *_mark_issues(target, None, left, [], marks))
+        return Sheet(target.file, target.sheet, (), (), (), issues)
     width = max(map(len, grid))
     cells = [*grid[first], *[""] * (width - len(grid[first]))]
     header = _read_header(target, numbers[first], cells, left)
@@ -372,7 +422,144 @@ def _build_sheet(
         tuple(header.texts[i] or header.names[i] for i in keep),
         tuple(header.names[i] for i in keep),
         tuple(rows),
+        (*notes, *_mark_issues(target, header, left, rows, marks)),
     )
+
+
+# --------------------------------------------------------------------------- what values hide
+
+_SAVE = "open and save the workbook in Excel, which saves the value of every formula"
+_UNMERGE = "unmerge the cells (Home > Merge & Center) and fill in every one"
+_RETYPE = "format the column as Text and type the value again"
+_LISTED = 5  # hidden rows or columns named in a message
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """Column number (from 1) → the header above it, as the sheet's rows were read."""
+
+    header: _Header | None
+    left: int
+    known: frozenset[str]
+
+    def name(self, col: int) -> str:
+        index = col - 1 - self.left
+        if self.header is not None and 0 <= index < len(self.header.names):
+            return self.header.texts[index] or self.header.names[index]
+        return f"column_{column_letter(col - 1)}"
+
+    def canonical(self, col: int) -> str:
+        index = col - 1 - self.left
+        if self.header is not None and 0 <= index < len(self.header.names):
+            return self.header.names[index]
+        return f"column_{column_letter(col - 1)}"
+
+    def is_known(self, col: int) -> bool:
+        return self.canonical(col) in self.known
+
+
+def _cell_ref(cell: tuple[int, int]) -> str:
+    return f"{column_letter(cell[1] - 1)}{cell[0]}"
+
+
+def _mark_issues(
+    target: _Target,
+    header: _Header | None,
+    left: int,
+    rows: Sequence[RawRow],
+    marks: Marks | None,
+) -> list[Issue]:
+    """The cells that read otherwise than the sheet shows them, as issues naming the cell."""
+    if marks is None:
+        return []
+    cols = _Columns(header, left, frozenset(c.name for c in target.columns))
+    issues = [
+        target.issue(
+            "error",
+            f"cell {_cell_ref(cell)} holds a formula without a saved value, so it reads as blank",
+            row=cell[0],
+            column=cols.name(cell[1]),
+            hint=_SAVE,
+        )
+        for cell in marks.no_value
+    ]
+    issues.extend(
+        target.issue(
+            "error",
+            f"cell {_cell_ref(cell)} holds the error value {text}, so it reads as blank",
+            row=cell[0],
+            column=cols.name(cell[1]),
+            value=text,
+            hint="correct the formula, or type the value",
+        )
+        for cell, text in marks.errors.items()
+    )
+    top = header.row if header is not None else 0
+    data = {row.ref.row for row in rows}
+    merged = (
+        (first, last)
+        for first, last in marks.merged
+        if any(number in data for number in range(max(first[0], top + 1), last[0] + 1))
+    )  # over data cells
+    issues.extend(_merged(target, cols, first, last) for first, last in merged)
+    issues.extend(
+        target.issue(
+            "error" if cols.is_known(cell[1]) else "warning",
+            f"cell {_cell_ref(cell)} shows '{shown}' but holds the number {int(shown)}, "
+            f"which is what is read",
+            row=cell[0],
+            column=cols.name(cell[1]),
+            value=shown,
+            hint=_RETYPE,
+        )
+        for cell, shown in marks.padded.items()
+        if cell[0] > top
+    )
+    issues.extend(_hidden(target, cols, rows, marks))
+    return issues
+
+
+def _merged(
+    target: _Target, cols: _Columns, first: tuple[int, int], last: tuple[int, int]
+) -> Issue:
+    return target.issue(
+        "error",
+        f"cells {_cell_ref(first)}:{_cell_ref(last)} are merged: only {_cell_ref(first)} holds "
+        "the value, the other cells of the range read as blank",
+        row=first[0],
+        column=cols.name(first[1]),
+        hint=_UNMERGE,
+    )
+
+
+def _hidden(target: _Target, cols: _Columns, rows: Sequence[RawRow], marks: Marks) -> list[Issue]:
+    """One warning for the hidden rows that hold data, one for the hidden columns."""
+    issues: list[Issue] = []
+    numbers = sorted(marks.hidden_rows.intersection(row.ref.row for row in rows))
+    if numbers:
+        listed = ", ".join(map(str, numbers[:_LISTED]))
+        listed += ", ..." if len(numbers) > _LISTED else ""
+        issues.append(
+            target.issue(
+                "warning",
+                f"{len(numbers)} hidden row(s) are read like any other (rows {listed})",
+                hint="unhide them to check them; delete a row or set enabled to FALSE to leave "
+                "it out",
+            )
+        )
+    used = {key for row in rows for key in row.values}
+    shown = sorted({cols.name(c) for c in marks.hidden_cols if cols.canonical(c) in used})
+    if shown:
+        issues.append(
+            target.issue(
+                "warning",
+                "hidden column(s) "
+                + ", ".join(f"'{n}'" for n in shown[:_LISTED])
+                + " are read like any other",
+                hint="unhide them to check what is sent",
+            )
+        )
+    return issues
 
 
 def _filled(cells: Sequence[Any]) -> bool:

@@ -379,8 +379,8 @@ class _Sink:
         for index, (header, column) in enumerate(zip(sheet.headers, sheet.columns, strict=False)):
             self.headers.setdefault(column, header)
             self.positions.setdefault(column, index)
-        self.issues: list[Issue] = []
-        self.errors = 0
+        self.issues: list[Issue] = list(sheet.issues)  # what reading the sheet found
+        self.errors = sum(issue.severity == "error" for issue in sheet.issues)
 
     def add(
         self,
