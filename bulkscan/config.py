@@ -6,6 +6,7 @@ Every knob is keyword-only, has a safe default and a hard cap; a nonsense value 
 
 from __future__ import annotations
 
+import codecs
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -72,6 +73,18 @@ def check_retry(
         )
 
 
+def _check_encoding(name: str) -> None:
+    """A text encoding Python knows (not a binary codec such as base64)."""
+    try:
+        known = codecs.lookup(name)._is_text_encoding
+    except LookupError:
+        known = False
+    if not known:
+        raise UsageError(
+            f"--encoding '{name}' is not a known text encoding (e.g. utf-8, cp1252, gb18030)"
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InputLimits:
     """Safety caps on what an input file may cost to read; raise them with the CLI options."""
@@ -96,12 +109,15 @@ class InputSettings:
     start_time_unit: Literal["s", "ms"] = "s"
     strict_db_types: bool = False
     limits: InputLimits = field(default_factory=InputLimits)
+    encoding: str | None = None  # of CSV files; None: a BOM, else UTF-8, else a guess
 
     def __post_init__(self) -> None:
         if self.project_id is not None and not _PROJECT_ID.match(self.project_id):
             raise UsageError(f"--project-id '{self.project_id}' is not 32 lowercase hex characters")
         if self.start_time_unit not in ("s", "ms"):
             raise UsageError(f"start time unit must be 's' or 'ms', not '{self.start_time_unit}'")
+        if self.encoding is not None:
+            _check_encoding(self.encoding)
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:

@@ -117,7 +117,12 @@ def check(
     # instances) in one burst; with the cycle collector running, it would walk all of them
     # again and again, for nothing: they hold no cycles.  Pauses nest (see ``paused_gc``).
     with paused_gc():
-        book = load_input(path, profiles_path=profiles_path, limits=settings.limits)
+        book = load_input(
+            path,
+            profiles_path=profiles_path,
+            limits=settings.limits,
+            encoding=settings.encoding,
+        )
         return Checked(book, validate(book, settings))
 
 
@@ -400,7 +405,9 @@ def read_audit_inventory(
 ) -> _audit.Inventory:
     """Load ``path`` and keep what an audit needs; ``ValidationFailed`` for a bad needed cell."""
     settings = settings or InputSettings()
-    book = load_input(path, profiles_path=profiles_path, limits=settings.limits)
+    book = load_input(
+        path, profiles_path=profiles_path, limits=settings.limits, encoding=settings.encoding
+    )
     return _audit.read_inventory(book, settings)
 
 

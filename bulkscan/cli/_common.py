@@ -70,6 +70,12 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         help="unit of start_time on the wire: epoch seconds (default) or milliseconds",
     )
     group.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding of CSV files, e.g. cp1252 (default: a BOM, else UTF-8, else "
+        "GB18030 with a warning that it is a guess)",
+    )
+    group.add_argument(
         "--strict-db-types",
         action="store_true",
         help="treat an unknown db_type as an error instead of a warning",
@@ -96,6 +102,7 @@ def input_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ
         start_time_unit=args.start_time_unit,
         strict_db_types=args.strict_db_types,
         limits=limits,
+        encoding=args.encoding,
     )
 
 

@@ -23,6 +23,7 @@ import functools
 import gc
 import hashlib
 import io
+import itertools
 import os
 import zipfile
 from dataclasses import dataclass
@@ -72,10 +73,12 @@ def load_input(
     *,
     profiles_path: str | os.PathLike[str] | None = None,
     limits: InputLimits = InputLimits(),  # noqa: B008 - frozen, shared default is safe
+    encoding: str | None = None,
 ) -> InputBook:
     """Read a workbook (sheets ``instances`` and optional ``profiles``) or CSV file(s).
 
-    For CSV the given file is the instances sheet and ``profiles_path`` the profiles one.
+    For CSV the given file is the instances sheet and ``profiles_path`` the profiles one;
+    ``encoding`` is the CSV files' text encoding (None: a BOM, else UTF-8, else a guess).
     Raises ``InputError`` (``InputLimitError`` for a safety cap) naming the file.
     """
     name = os.fspath(path)
@@ -93,7 +96,7 @@ def load_input(
         raise InputError(
             "the profiles file of a CSV inventory must be CSV text too", file=profiles_name
         )
-    return _load_csv(name, profiles_name, limits)
+    return _load_csv(name, profiles_name, limits, encoding)
 
 
 def _kind_of(name: str) -> Literal["xlsx", "csv"]:
@@ -264,41 +267,139 @@ def _read_xlsx_sheet(
 # --------------------------------------------------------------------------- csv
 
 
-def _load_csv(name: str, profiles_name: str | None, limits: InputLimits) -> InputBook:
+def _load_csv(
+    name: str, profiles_name: str | None, limits: InputLimits, encoding: str | None
+) -> InputBook:
     data = _read_file(name, limits)
     instances = _read_csv_sheet(
-        data, _Target(name, schema.INSTANCES_SHEET, schema.INSTANCE_COLUMNS, limits)
+        data, _Target(name, schema.INSTANCES_SHEET, schema.INSTANCE_COLUMNS, limits), encoding
     )
     digest = hashlib.sha256(data).hexdigest()
     profiles = None
     if profiles_name is not None:
         extra = _read_file(profiles_name, limits)
-        profiles = _read_csv_sheet(
-            extra, _Target(profiles_name, schema.PROFILES_SHEET, schema.PROFILE_COLUMNS, limits)
-        )
+        target = _Target(profiles_name, schema.PROFILES_SHEET, schema.PROFILE_COLUMNS, limits)
+        profiles = _read_csv_sheet(extra, target, encoding)
         # Stable across runs and independent of the paths: one hash per file, then combined.
         pair = f"{digest}\n{hashlib.sha256(extra).hexdigest()}\n"
         digest = hashlib.sha256(pair.encode("ascii")).hexdigest()
     return InputBook(name, digest, instances, profiles, "csv", profiles_path=profiles_name)
 
 
-def _read_csv_sheet(data: bytes, target: _Target) -> Sheet:
+def _read_csv_sheet(data: bytes, target: _Target, encoding: str | None) -> Sheet:
     if data.startswith(_ZIP_MAGIC):
         raise InputError("is a workbook (zip), not CSV text: name it .xlsx", file=target.file)
     if data.startswith(_OLE2_MAGIC):
         raise InputError(f"is not CSV text but a {_PROTECTED}", file=target.file)
-    text = _decode(target.file, data)
+    if encoding is not None:
+        text, guessed = _decode_as(target.file, data, encoding), None
+    else:
+        text, guessed = _decode(target.file, data)
+    delimiter = _sniff_delimiter(text)
     with paused_gc():
         try:
-            records = list(_csv_records(text, _sniff_delimiter(text)))
+            records = list(_csv_records(text, delimiter))
         except csv.Error as exc:
             raise target.error(f"is not readable as CSV ({_short(exc)})") from None
+        _refuse_unclosed_quote(target, text, delimiter, records)
+        notes = [_guess_note(target, text, guessed)] if guessed else []
+        notes.extend(_long_records(target, records, delimiter))
         grid = [fields for _, fields in records]
-        return _build_sheet(target, grid, [line for line, _ in records], 0)
+        return _build_sheet(target, grid, [line for line, _ in records], 0, None, notes)
 
 
-def _decode(name: str, data: bytes) -> str:
-    """Text of a CSV file: BOM (UTF-8, UTF-16) first, then strict UTF-8, then GB18030."""
+def _decode_as(name: str, data: bytes, encoding: str) -> str:
+    """Text of a CSV file in the encoding the user named (a BOM of it is dropped)."""
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"is not {encoding} text (byte 0x{data[exc.start]:02x} on line {line} is not "
+            "valid in it): give the file's encoding with --encoding, or save it as 'CSV UTF-8'",
+            file=name,
+        ) from None
+    if "\x00" in text:
+        raise _nul_error(name, None)
+    return text.removeprefix("\ufeff")
+
+
+def _guess_note(target: _Target, text: str, encoding: str) -> Issue:
+    """A warning that the text encoding was guessed, with a line to judge the guess by."""
+    number, line = next(
+        ((n, line) for n, line in enumerate(text.splitlines(), 1) if not line.isascii()),
+        (1, ""),
+    )
+    sample = line.strip()
+    sample = sample if len(sample) <= 60 else sample[:59] + "…"
+    return target.issue(
+        "warning",
+        f"the file is not UTF-8 and was read as {encoding}, a guess: line {number} reads "
+        f"'{sample}'",
+        hint="if that is not the text, give its encoding with --encoding (cp1252 for Western "
+        "Windows, latin-1, shift_jis...) or save the file as 'CSV UTF-8'",
+    )
+
+
+def _refuse_unclosed_quote(
+    target: _Target, text: str, delimiter: str, records: Sequence[tuple[int, list[str]]]
+) -> None:
+    """An opening quote never closed swallows every line after it: refuse, naming its line."""
+    if not records or not any("\n" in f or "\r" in f for f in records[-1][1]):
+        return
+    start = records[-1][0]
+    lines = io.StringIO(text, newline="")
+    skipped = sum(len(line) for line in itertools.islice(lines, start - 1))
+    tail = io.StringIO(text[skipped:], newline="")
+    try:
+        for _ in csv.reader(tail, delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" not in str(exc):
+            return
+        last = start + text[skipped:].rstrip("\r\n").count("\n")
+        raise target.error(
+            f"line {start}: a quoted value opens there and is never closed, so lines "
+            f"{start}-{last} would read as one value: close the quote (a quote inside a "
+            'quoted value is written twice: "")'
+        ) from None
+
+
+def _long_records(
+    target: _Target, records: Sequence[tuple[int, list[str]]], delimiter: str
+) -> list[Issue]:
+    """A warning for the records with more fields than the header (after its blank tail)."""
+    head = next((fields for _, fields in records if any(f.strip() for f in fields)), None)
+    if head is None:
+        return []
+    width = len(head)
+    while width and not head[width - 1].strip():
+        width -= 1
+    long = [
+        (line, len(fields))
+        for line, fields in records
+        if len(fields) > width and any(f.strip() for f in fields[width:])
+    ]
+    if not long:
+        return []
+    listed = ", ".join(str(line) for line, _ in long[:5]) + (", ..." if len(long) > 5 else "")
+    shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
+    return [
+        target.issue(
+            "warning",
+            f"{len(long)} line(s) have more fields than the header's {width} (lines {listed}): "
+            f"the fields beyond it are read as extra columns and not sent",
+            hint=f"a value that holds the delimiter {shown} must be in double quotes; "
+            "or give the extra fields a header",
+        )
+    ]
+
+
+def _decode(name: str, data: bytes) -> tuple[str, str | None]:
+    """Text of a CSV file: BOM (UTF-8, UTF-16) first, then strict UTF-8, then GB18030.
+
+    Also returns the encoding when it was a guess (GB18030: any bytes decode in it).
+    """
     if data.startswith(codecs.BOM_UTF8):
         encodings: tuple[str, ...] = ("utf-8-sig",)
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -314,9 +415,11 @@ def _decode(name: str, data: bytes) -> str:
             continue
         if "\x00" in text:
             raise _nul_error(name, None)
-        return text
+        return text, ("GB18030 (GBK)" if encoding == "gb18030" else None)
     raise InputError(
-        "is neither UTF-8 nor GBK/GB18030 text: save it as 'CSV UTF-8' and try again", file=name
+        "is neither UTF-8 nor GBK/GB18030 text: give its encoding with --encoding "
+        "(e.g. cp1252), or save it as 'CSV UTF-8' and try again",
+        file=name,
     )
 
 
