@@ -3,7 +3,9 @@
 Sheets ``instances`` and ``profiles`` carry every column of ``schema`` as a bold, frozen
 header with its help as a comment, drop-down lists (data validation) for db_type, region,
 schedule_type and the switches, and one example row each; a ``README`` sheet says how to
-fill them.  Lists too long for Excel's 255-character inline limit live on a hidden ``lists``
+fill them.  The example rows are marked (the instance's ``ins_id``, the profile's
+``task_description``): validation reports them as errors until they are deleted or replaced.
+Lists too long for Excel's 255-character inline limit live on a hidden ``lists``
 sheet and are referenced by range.
 """
 
@@ -47,7 +49,7 @@ EXAMPLE_PROFILE: dict[str, Any] = {
     "scan_system_db": False,
     "scan_tables": True,
     "scan_views": True,
-    "task_description": "Nightly metadata scan",
+    "task_description": "Example row: delete it, or give the profile a description of yours",
     "task_name": "{profile}-{region}-{seq:03}",
     "max_sources": 50,
 }
@@ -65,7 +67,9 @@ _README = (
     "5. Yes/no cells accept TRUE/FALSE, yes/no, y/n, 1/0 or on/off; blank means the default.",
     "6. start_time takes an Excel date-time, ISO-8601 text (2025-03-01T02:00:00+08:00) or "
     "epoch seconds; blank means 0 (start now).",
-    "7. Replace the example rows, then check the file: bulkscan validate FILE.xlsx",
+    "7. Delete the example row of each sheet (row 2), or replace all its values: bulkscan "
+    "refuses to send it ('example row still present'). Then check the file: "
+    "bulkscan validate FILE.xlsx",
     "8. See what will be created: bulkscan plan FILE.xlsx; create it: bulkscan run FILE.xlsx",
     "",
     "Headers are matched without regard to case, spaces, dots or hyphens; each header's "

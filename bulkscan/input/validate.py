@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import re
 import string
+import unicodedata
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from types import MappingProxyType, MemberDescriptorType
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
 from bulkscan.errors import BulkscanError
 from bulkscan.input import schema
+from bulkscan.input.template import EXAMPLE_INSTANCE, EXAMPLE_PROFILE
 from bulkscan.models import (
     InputBook,
     Instance,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PROFILE",
     "MAX_DESCRIPTION",
+    "MAX_INS_ID",
     "MAX_NAME",
     "MAX_START_TIME_S",
     "NAME_FIELDS",
@@ -63,6 +66,7 @@ __all__ = [
     "parse_start_time",
     "parse_text",
     "show",
+    "unseen_character",
     "validate",
 ]
 
@@ -73,12 +77,22 @@ MAX_START_TIME_S = 2_147_483_647  # the service's documented start_time range
 MAX_DESCRIPTION = 1024
 MAX_NAME = 256  # the list API filters names of 1..256 characters
 MAX_SOURCES = 500
+MAX_INS_ID = 128  # instance ids are about 36 characters; anything near this is not one
 NAME_FIELDS: tuple[str, ...] = ("profile", "region", "project", "seq", "db_type", "task")
 
 _MS_FROM = 100_000_000_000  # an epoch of 12+ digits is milliseconds (1e11 s is year 5138)
 _MAX_LONG = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EXACT_DIGITS = 10**15  # Excel keeps 15 significant digits of a number
+# Excel's date serials (days since 1899-12-30) from 1970-01-01 to 9999-12-31: as epoch
+# seconds they would all fall in January 1970, so a start time in this range is a date that
+# lost its format.
+_SERIAL_MIN, _SERIAL_MAX = 25_569, 2_958_465
+_SERIAL_EPOCH = datetime(1899, 12, 30)
+_EXAMPLE_ID = str(EXAMPLE_INSTANCE["ins_id"])
+_EXAMPLE_DESCRIPTION = str(EXAMPLE_PROFILE["task_description"])
+_EXAMPLE = "example row still present: it is the template's example, not a database of yours"
+_EXAMPLE_HINT = "delete it (or replace its values with a real database's) before sending"
 _INT = re.compile(r"^[+-]?\d+$")
 _DIGITS = re.compile(r"^\d+$")
 _PROJECT = re.compile(r"^[0-9a-f]{32}$")
@@ -267,10 +281,10 @@ def _start_millis(value: object, tz: tzinfo) -> int:
         return _datetime_millis(value, tz)
     if isinstance(value, date):
         return _datetime_millis(datetime.combine(value, time()), tz)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _epoch_millis(value)
-    if isinstance(value, float) and value.is_integer():
-        return _epoch_millis(int(value))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        _refuse_serial(value)
+        if isinstance(value, int) or value.is_integer():
+            return _epoch_millis(int(value))
     if isinstance(value, str):
         return _text_millis(value.strip(), tz)
     raise CellError(
@@ -285,12 +299,26 @@ def _datetime_millis(moment: datetime, tz: tzinfo) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
+def _refuse_serial(number: float) -> None:
+    """A number that reads as an Excel date serial (45717 is 2025-03-01), not an epoch."""
+    if _SERIAL_MIN <= number <= _SERIAL_MAX:
+        day = _SERIAL_EPOCH + timedelta(days=number)
+        shown = day.isoformat(sep=" ", timespec="minutes").removesuffix(" 00:00")
+        raise CellError(
+            f"{_q(number)} looks like an Excel date ({shown}) that lost its date format: as "
+            "epoch seconds it would be a time in January 1970",
+            hint="format the cell as a date (Format Cells > Date), or write ISO-8601 such as "
+            "2025-03-01T02:00:00+08:00",
+        )
+
+
 def _epoch_millis(number: int) -> int:
     return number if abs(number) >= _MS_FROM else number * 1000
 
 
 def _text_millis(text: str, tz: tzinfo) -> int:
     if _DIGITS.match(text):
+        _refuse_serial(int(text))
         return _epoch_millis(int(text))
     try:
         moment = datetime.fromisoformat(text)
@@ -302,8 +330,42 @@ def _text_millis(text: str, tz: tzinfo) -> int:
     return _datetime_millis(moment, tz)
 
 
+def unseen_character(text: str, *, allowed: str = "") -> str | None:
+    """Why ``text`` is unfit to send as typed: a character nobody sees in a cell, or None.
+
+    Control characters (an escape sequence starts with one), zero-width characters and
+    direction marks (right-to-left overrides) do not show, yet they are sent and stored.
+    """
+    if text.isprintable():
+        return None
+    char = next((c for c in text if not c.isprintable() and c not in allowed and c != " "), None)
+    if char is None:
+        return None
+    name = unicodedata.name(char, "").lower()
+    code = f"U+{ord(char):04X}" + (f" {name}" if name else "")
+    if char == "\x1b":
+        return f"holds an escape sequence ({code}), which no cell shows"
+    if unicodedata.category(char) == "Cc":
+        return f"holds a control character ({code}), which no cell shows"
+    return f"holds an invisible character ({code})"
+
+
+def _check_seen(text: str, *, allowed: str = "") -> str:
+    """``text``, or ``CellError`` if it holds a character nobody sees (``unseen_character``)."""
+    if text.isprintable():
+        return text
+    if all(c.isprintable() or c in allowed or c == " " for c in text):
+        return text
+    problem = unseen_character(text, allowed=allowed)
+    raise CellError(
+        f"{_q(text)} {problem}",
+        hint="retype the value: text pasted from a terminal or a web page can carry such "
+        "characters",
+    )
+
+
 def _description(value: object) -> str:
-    text = parse_text(value)
+    text = _check_seen(parse_text(value), allowed="\n\r\t")
     if len(text) > MAX_DESCRIPTION:
         raise CellError(
             f"the description is {len(text)} characters long",
@@ -317,7 +379,7 @@ def check_name_pattern(value: object) -> str:
 
     Format specs are allowed (``{seq:03}``); attribute access, indexing and conversions are not.
     """
-    pattern = parse_text(value)
+    pattern = _check_seen(parse_text(value))
     allowed = ", ".join(f"{{{n}}}" for n in NAME_FIELDS)
     try:
         parts = list(string.Formatter().parse(pattern))
@@ -542,6 +604,8 @@ def _profile_row(
         ref=row.ref,
         **flags,
     )
+    if profile.task_description == _EXAMPLE_DESCRIPTION:
+        sink.add("error", _EXAMPLE, ref=row.ref, column="task_description", hint=_EXAMPLE_HINT)
     if sink.errors == errors:
         _warn_odd_schedule(row, profile, sink)
     return profile if name else None
@@ -660,7 +724,13 @@ def _validate_instances(
                 memo[key] = shared
         elif shared.enabled:
             ins_id = get("ins_id")  # usually text, checked here without calls
-            if ins_id.__class__ is not str or not (ins_id := ins_id.strip()):
+            if (
+                ins_id.__class__ is not str
+                or not (ins_id := ins_id.strip())
+                or not ins_id.isprintable()
+                or len(ins_id) > MAX_INS_ID
+                or ins_id == _EXAMPLE_ID
+            ):
                 ins_id = _ins_id(row, sink, context)
         if not shared.enabled:
             skipped.append(row.ref)
@@ -833,7 +903,24 @@ def _ins_id(row: RawRow, sink: _Sink, context: _Context) -> str | None:
     caveat = _text_caveat(value)
     if caveat is not None:
         sink.add("warning", caveat[0], ref=row.ref, column="ins_id", value=value, hint=caveat[1])
-    return parse_text(value)
+    text = parse_text(value)
+    try:
+        return _ins_id_text(text)
+    except CellError as exc:
+        sink.cell_error(row, "ins_id", value, exc)
+        return None
+
+
+def _ins_id_text(text: str) -> str:
+    """An instance id as typed, or ``CellError``: too long, an unseen character, the example."""
+    if len(text) > MAX_INS_ID:
+        raise CellError(
+            f"ins_id is {len(text):,} characters long, more than an instance id ever is",
+            hint=f"put the instance id alone in the cell (at most {MAX_INS_ID} characters)",
+        )
+    if text == _EXAMPLE_ID:
+        raise CellError(_EXAMPLE, hint=_EXAMPLE_HINT)
+    return _check_seen(text)
 
 
 def _db_type(row: RawRow, sink: _Sink, context: _Context) -> str | None:
@@ -847,6 +934,10 @@ def _db_type(row: RawRow, sink: _Sink, context: _Context) -> str | None:
     canonical = context.known_types[text]
     if canonical is not None:
         return canonical
+    problem = unseen_character(text)
+    if problem is not None:
+        sink.add("error", f"{_q(text)} {problem}", ref=row.ref, column="db_type", value=value)
+        return None
     strict = context.settings.strict_db_types
     known = ", ".join(schema.known_db_types())
     sink.add(
@@ -960,7 +1051,7 @@ def _profile_name(row: RawRow, sink: _Sink, context: _Context) -> str | None:
 
 
 def _task_name(value: object) -> str:
-    text = parse_text(value)
+    text = _check_seen(parse_text(value))
     if len(text) > MAX_NAME:
         raise CellError(
             f"the task name is {len(text)} characters long",

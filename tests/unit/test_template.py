@@ -34,8 +34,33 @@ def test_template_loads_back_with_its_example_rows(template: Path):
     assert book.profiles.rows[0].values == EXAMPLE_PROFILE
 
 
-def test_template_validates_without_issues(template: Path):
+def test_template_example_rows_are_errors_naming_their_rows(template: Path):
+    issues = check(template).issues
+    assert [
+        (i.severity, i.ref.sheet if i.ref else None, i.ref.row if i.ref else None) for i in issues
+    ] == [
+        ("error", "instances", 2),
+        ("error", "profiles", 2),
+    ]
+    assert all("example row still present" in str(i) for i in issues)
+    assert [i.column for i in issues] == ["ins_id", "task_description"]
+
+
+def test_template_validates_once_its_example_rows_are_replaced(template: Path):
+    workbook = openpyxl.load_workbook(template)
+    workbook["instances"]["A2"] = "4e1a2b3c4d5e6f708192a3b4c5d6e7f8in01"
+    workbook["profiles"]["M2"] = "Nightly metadata scan"
+    assert workbook["instances"]["A1"].value == "ins_id"
+    assert workbook["profiles"]["M1"].value == "task_description"
+    workbook.save(template)
     assert check(template).issues == ()
+
+
+def test_template_readme_says_to_delete_the_example_rows(template: Path):
+    readme = openpyxl.load_workbook(template)["README"]
+    text = " ".join(str(c.value) for row in readme.iter_rows() for c in row if c.value)
+    assert "Delete the example row" in text
+    assert "example row still present" in text
 
 
 def test_headers_are_bold_frozen_and_explained(template: Path):
