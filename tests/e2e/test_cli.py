@@ -314,7 +314,7 @@ def test_plan_with_a_bad_rate_is_a_usage_error(capsys: pytest.CaptureFixture[str
 # --- template --------------------------------------------------------------------------------
 
 
-def test_template_writes_a_workbook_that_validates(
+def test_template_writes_a_workbook_whose_example_rows_cannot_be_sent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "new.xlsx"
@@ -325,8 +325,9 @@ def test_template_writes_a_workbook_that_validates(
     assert {"instances", "profiles", "README"} <= set(book.sheetnames)
     book.close()
     code, out, err = _cli(capsys, "validate", path)
-    assert code == 0, err
-    assert "0 error(s)" in out
+    assert code == 2, err
+    assert "sheet 'instances', row 2, column 'ins_id': example row still present" in err
+    assert "2 error(s), 0 warning(s)" in out
 
 
 def test_template_refuses_to_overwrite_without_force(
