@@ -509,7 +509,7 @@ def _build_sheet(  # noqa: PLR0917 - the sheet, its grid and what is known about
     """
     first = next((i for i, cells in enumerate(grid) if _filled(cells)), None)
     if first is None:
-        issues = (*notes, *_mark_issues(target, None, left, [], marks))
+        issues = (*notes, *_mark_issues(target, None, left, [], (), marks))
         return Sheet(target.file, target.sheet, (), (), (), issues)
     width = max(map(len, grid))
     cells = [*grid[first], *[""] * (width - len(grid[first]))]
@@ -519,13 +519,14 @@ def _build_sheet(  # noqa: PLR0917 - the sheet, its grid and what is known about
     if not all(header.texts):  # blank headers: keep only the columns that hold data
         used = {key for row in rows for key in row.values}
         keep = [i for i, text in enumerate(header.texts) if text or header.names[i] in used]
+    headers = tuple(header.texts[i] or header.names[i] for i in keep)
     return Sheet(
         target.file,
         target.sheet,
-        tuple(header.texts[i] or header.names[i] for i in keep),
+        headers,
         tuple(header.names[i] for i in keep),
         tuple(rows),
-        (*notes, *_mark_issues(target, header, left, rows, marks)),
+        (*notes, *_mark_issues(target, header, left, rows, headers, marks)),
     )
 
 
@@ -544,6 +545,21 @@ class _Columns:
     header: _Header | None
     left: int
     known: frozenset[str]
+    rows: frozenset[int]  # the data rows, as read
+    shown: frozenset[str]  # the headers the sheet keeps
+
+    def at(self, cell: tuple[int, int]) -> dict[str, Any]:
+        """Where an issue about ``cell`` points: its row and column when both were read,
+        else the sheet (the message names the cell)."""
+        name = self.name(cell[1])
+        if cell[0] in self.rows and name in self.shown:
+            return {"row": cell[0], "column": name}
+        return {}
+
+    def cell(self, cell: tuple[int, int]) -> str:
+        """``cell B3``, or ``row 3, cell B3`` when the issue cannot point at the row."""
+        ref = f"cell {_cell_ref(cell)}"
+        return ref if self.at(cell) else f"row {cell[0]}, {ref}"
 
     def name(self, col: int) -> str:
         index = col - 1 - self.left
@@ -565,55 +581,54 @@ def _cell_ref(cell: tuple[int, int]) -> str:
     return f"{column_letter(cell[1] - 1)}{cell[0]}"
 
 
-def _mark_issues(
+def _mark_issues(  # noqa: PLR0917 - the sheet as read, and its marks
     target: _Target,
     header: _Header | None,
     left: int,
     rows: Sequence[RawRow],
+    shown: Sequence[str],
     marks: Marks | None,
 ) -> list[Issue]:
     """The cells that read otherwise than the sheet shows them, as issues naming the cell."""
     if marks is None:
         return []
-    cols = _Columns(header, left, frozenset(c.name for c in target.columns))
+    known = frozenset(c.name for c in target.columns)
+    numbers = frozenset(row.ref.row for row in rows)
+    cols = _Columns(header, left, known, numbers, frozenset(shown))
     issues = [
         target.issue(
             "error",
-            f"cell {_cell_ref(cell)} holds a formula without a saved value, so it reads as blank",
-            row=cell[0],
-            column=cols.name(cell[1]),
+            f"{cols.cell(cell)} holds a formula without a saved value, so it reads as blank",
             hint=_SAVE,
+            **cols.at(cell),
         )
         for cell in marks.no_value
     ]
     issues.extend(
         target.issue(
             "error",
-            f"cell {_cell_ref(cell)} holds the error value {text}, so it reads as blank",
-            row=cell[0],
-            column=cols.name(cell[1]),
+            f"{cols.cell(cell)} holds the error value {text}, so it reads as blank",
             value=text,
+            **cols.at(cell),
             hint="correct the formula, or type the value",
         )
         for cell, text in marks.errors.items()
     )
     top = header.row if header is not None else 0
-    data = {row.ref.row for row in rows}
     merged = (
         (first, last)
         for first, last in marks.merged
-        if any(number in data for number in range(max(first[0], top + 1), last[0] + 1))
+        if any(number in numbers for number in range(max(first[0], top + 1), last[0] + 1))
     )  # over data cells
     issues.extend(_merged(target, cols, first, last) for first, last in merged)
     issues.extend(
         target.issue(
             "error" if cols.is_known(cell[1]) else "warning",
-            f"cell {_cell_ref(cell)} shows '{shown}' but holds the number {int(shown)}, "
+            f"{cols.cell(cell)} shows '{shown}' but holds the number {int(shown)}, "
             f"which is what is read",
-            row=cell[0],
-            column=cols.name(cell[1]),
             value=shown,
             hint=_RETYPE,
+            **cols.at(cell),
         )
         for cell, shown in marks.padded.items()
         if cell[0] > top
@@ -629,9 +644,8 @@ def _merged(
         "error",
         f"cells {_cell_ref(first)}:{_cell_ref(last)} are merged: only {_cell_ref(first)} holds "
         "the value, the other cells of the range read as blank",
-        row=first[0],
-        column=cols.name(first[1]),
         hint=_UNMERGE,
+        **cols.at(first),
     )
 
 
