@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CORRUPT",
+    "PREFIXED_ROOT",
     "above_pattern",
     "column_index",
     "column_letter",
@@ -156,7 +157,7 @@ def _tags(tag: str, text: str) -> Iterator[dict[str, str]]:
         yield dict(_TAG_ATTR.findall(match.group(1)))
 
 
-_PREFIXED_ROOT = re.compile(rb"<[A-Za-z_][\w.-]*:(?:worksheet|sheetData)\b")
+PREFIXED_ROOT = re.compile(rb"<[A-Za-z_][\w.-]*:(?:worksheet|sheetData)\b")
 _HEAD = 64 * 1024
 
 
@@ -252,7 +253,7 @@ def _regular_extent(
     limits_used: set[int] = set()
     for index, chunk in enumerate(member_chunks(archive, info, whole_tags=True)):
         _refuse_dtd(name, chunk, where)
-        if index == 0 and _PREFIXED_ROOT.search(chunk, 0, _HEAD):
+        if index == 0 and PREFIXED_ROOT.search(chunk, 0, _HEAD):
             return None
         limit = _row_limit(extent, limits)
         limits_used.add(limit)
