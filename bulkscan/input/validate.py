@@ -13,6 +13,15 @@ Decisions worth knowing:
 * Rows with ``enabled`` false are skipped without checking their other cells.
 * A profile row with errors still yields a profile (its valid cells over the defaults) so that
   planning can report its own problems; ``has_errors`` says the input must not be sent.
+* What the loader found while reading (``Sheet.issues``: a formula without a saved value,
+  an error cell, merged or hidden cells, a guessed encoding...) is reported with the rest.
+* Text that is sent (ins_id, an unknown db_type, task, task_name, task_description) may not
+  hold characters nobody sees: control characters, escape sequences, zero-width characters,
+  direction marks.  An ins_id longer than ``MAX_INS_ID`` is an error.
+* A start time that is an Excel date serial (45717, a date that lost its date format) is an
+  error, not a moment of January 1970.
+* The template's example rows (``template.EXAMPLE_INSTANCE``'s ins_id, ``EXAMPLE_PROFILE``'s
+  task_description) are errors: "example row still present".
 * Carried (non-schema) columns become ``Instance.extras``: every such column in sheet order,
   ``''`` for a blank cell, numbers without a spurious ``.0``, date-times in ISO-8601.
 """
@@ -66,7 +75,6 @@ __all__ = [
     "parse_start_time",
     "parse_text",
     "show",
-    "unseen_character",
     "validate",
 ]
 
@@ -330,7 +338,7 @@ def _text_millis(text: str, tz: tzinfo) -> int:
     return _datetime_millis(moment, tz)
 
 
-def unseen_character(text: str, *, allowed: str = "") -> str | None:
+def _unseen_character(text: str, *, allowed: str = "") -> str | None:
     """Why ``text`` is unfit to send as typed: a character nobody sees in a cell, or None.
 
     Control characters (an escape sequence starts with one), zero-width characters and
@@ -351,12 +359,12 @@ def unseen_character(text: str, *, allowed: str = "") -> str | None:
 
 
 def _check_seen(text: str, *, allowed: str = "") -> str:
-    """``text``, or ``CellError`` if it holds a character nobody sees (``unseen_character``)."""
+    """``text``, or ``CellError`` if it holds a character nobody sees (``_unseen_character``)."""
     if text.isprintable():
         return text
     if all(c.isprintable() or c in allowed or c == " " for c in text):
         return text
-    problem = unseen_character(text, allowed=allowed)
+    problem = _unseen_character(text, allowed=allowed)
     raise CellError(
         f"{_q(text)} {problem}",
         hint="retype the value: text pasted from a terminal or a web page can carry such "
@@ -934,7 +942,7 @@ def _db_type(row: RawRow, sink: _Sink, context: _Context) -> str | None:
     canonical = context.known_types[text]
     if canonical is not None:
         return canonical
-    problem = unseen_character(text)
+    problem = _unseen_character(text)
     if problem is not None:
         sink.add("error", f"{_q(text)} {problem}", ref=row.ref, column="db_type", value=value)
         return None

@@ -349,10 +349,11 @@ def test_a_csv_with_mixed_line_endings_names_the_lines_a_text_editor_shows(
     tmp_path: Path,
 ) -> None:
     text = (
-        b"ins_id,db_type,project_id,region\r\n"  # line 1, CRLF
+        b"ins_id,db_type,project_id,region,notes\r\n"  # line 1, CRLF
         b"a,MySQL,,\n"  # line 2, LF
         b"b,MySQL,,\r"  # line 3, a bare CR (old Mac)
-        b'"c\nd",MySQL,,\r\n'  # lines 4-5, a quoted newline
+        b'c,MySQL,,,"two\nlines"\r\n'  # lines 4-5, a quoted newline (in a carried column:
+        # an ins_id holding one is an error of its own)
         b"e,mysq,,\n"  # line 6: the bad one
     )
     path = tmp_path / "mixed.csv"
