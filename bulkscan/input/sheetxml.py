@@ -6,12 +6,14 @@ blank, a hidden row reads like any other, and ``123`` shown as ``00123`` by its 
 reads as ``123``.  ``read_marks`` finds these in the sheet's XML so that the loader can say
 so, naming the cell.
 
-Most sheets have none of them: one pass over the XML looks for the few tags and attributes
-that matter (``<f``, ``t="e"``, ``hidden``, ``mergeCell``, a zero-padding style) with plain
-substring searches (a regex alternation is several times slower on a 50 MB sheet), and only
-a sheet that has one, or writes its tags with a namespace prefix, is parsed exactly.  The
-archive was checked by ``archive.guard_archive`` first (no DTD, bounded size), so parsing
-it is safe.
+Most sheets have none of them, and a large sheet is costly to parse (an XML parser's
+callbacks take tens of seconds for 100,000 rows).  So the XML is searched for the few tags
+and attributes that matter (``<f``, ``t="e"``, ``hidden``, ``mergeCell``, a zero-padding
+style) with plain substring searches (a regex alternation is several times slower), and
+only the tag or cell around each hit is read.  XML not laid out as Excel, LibreOffice and
+openpyxl write it (a namespace prefix, a row or cell without its ``r`` reference) is parsed
+exactly instead.  The archive was checked by ``archive.guard_archive`` first (no DTD,
+bounded size), so parsing it is safe.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import xml.parsers.expat
 import zipfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from xml.sax.saxutils import unescape
 
 from bulkscan.input.archive import PREFIXED_ROOT, column_index, member_chunks, sheet_parts
 
@@ -36,6 +39,9 @@ _CELL = re.compile(r"^([A-Za-z]{1,3})([0-9]+)$")
 _PADDED = re.compile(r"^(0{2,})$")  # a number format that pads with zeros: 00000
 _NEEDLES = (b"<f", b't="e"', b"hidden", b"mergeCell")
 _TRUE = frozenset({"1", "true"})
+_HEAD = 64 * 1024  # where a namespace prefix on the root shows
+_ATTR = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
+_VALUE = re.compile(rb"<v(?:\s[^>]*)?>([^<]*)</v>")
 
 Cell = tuple[int, int]  # (row, column), both counted from 1
 
@@ -63,21 +69,111 @@ def read_marks(archive: zipfile.ZipFile, sheets: tuple[str, ...]) -> dict[str, M
             info = archive.getinfo(part)
         except KeyError:
             continue
-        if _worth_parsing(archive, info, needles):
-            found[name] = _parse(archive, info, padded)
+        marks = _fast(archive, info, padded, needles)
+        found[name] = marks if marks is not None else _parse(archive, info, padded)
     return found
 
 
-def _worth_parsing(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, needles: tuple[bytes, ...]
-) -> bool:
-    """Whether the sheet may hold a mark: a needle is in it, or its tags are prefixed."""
-    for index, chunk in enumerate(member_chunks(archive, info)):
-        if index == 0 and PREFIXED_ROOT.search(chunk, 0, 64 * 1024):
-            return True
-        if any(needle in chunk for needle in needles):
-            return True
-    return False
+class _Irregular(Exception):
+    """XML not laid out as Excel writes it (no ``r`` on a row or cell): parse it exactly."""
+
+
+def _fast(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    padded: Mapping[str, str],
+    needles: tuple[bytes, ...],
+) -> Marks | None:
+    """The marks from substring searches and the few tags around each hit; None when only
+    the exact parse can be trusted.  The XML is cut into pieces of whole rows."""
+    marks = Marks()
+    carry = b""
+    try:
+        for index, chunk in enumerate(member_chunks(archive, info)):
+            if index == 0 and PREFIXED_ROOT.search(chunk, 0, _HEAD):
+                return None
+            text = carry + chunk
+            cut = text.rfind(b"<row")
+            if cut == 0:
+                carry = text  # one row longer than a chunk: wait for its end
+                continue
+            cut = cut if cut > 0 else len(text)
+            carry = text[cut:]
+            _scan(text[:cut], needles, padded, marks)
+        _scan(carry, needles, padded, marks)
+    except _Irregular:
+        return None
+    return marks
+
+
+def _scan(
+    piece: bytes, needles: tuple[bytes, ...], padded: Mapping[str, str], marks: Marks
+) -> None:
+    seen: set[int] = set()  # cells already judged (a formula cell may hold an error too)
+    for needle in needles:
+        pos = piece.find(needle)
+        while pos >= 0:
+            _hit(piece, pos, padded, marks, seen)
+            pos = piece.find(needle, pos + len(needle))
+
+
+def _hit(piece: bytes, pos: int, padded: Mapping[str, str], marks: Marks, seen: set[int]) -> None:
+    """Judge the tag around ``pos`` (a hit inside a text value is no tag of interest)."""
+    start = piece.rfind(b"<", 0, pos + 1)
+    end = piece.find(b">", start)
+    if start < 0 or end < 0:
+        return
+    tag = piece[start + 1 : end]
+    name = tag.split(None, 1)[0].rstrip(b"/") if tag.strip() else b""
+    if name == b"f":
+        cell = piece.rfind(b"<c ", 0, start)
+        if cell < 0 or piece.find(b"</c>", cell, start) >= 0:
+            raise _Irregular
+        _cell_at(piece, cell, padded, marks, seen)
+    elif name == b"c":
+        _cell_at(piece, start, padded, marks, seen)
+    elif name in {b"row", b"col", b"mergeCell"}:
+        attrs = {k.decode(): v.decode("utf-8", "replace") for k, v in _ATTR.findall(tag)}
+        _tag(name.decode(), attrs, marks)
+
+
+def _tag(name: str, attrs: dict[str, str], marks: Marks) -> None:
+    if name == "mergeCell":
+        _merge(attrs.get("ref", ""), marks)
+    elif attrs.get("hidden") not in _TRUE:
+        return
+    elif name == "row":
+        if not attrs.get("r", "").isdigit():
+            raise _Irregular
+        marks.hidden_rows.add(int(attrs["r"]))
+    else:
+        _hide_columns(attrs, marks)
+
+
+def _cell_at(
+    piece: bytes, start: int, padded: Mapping[str, str], marks: Marks, seen: set[int]
+) -> None:
+    if start in seen:
+        return
+    seen.add(start)
+    end = piece.find(b">", start)
+    attrs = {k.decode(): v.decode("utf-8", "replace") for k, v in _ATTR.findall(piece[start:end])}
+    match = _CELL.match(attrs.get("r", ""))
+    if match is None:
+        raise _Irregular
+    body = b""
+    if piece[end - 1 : end] != b"/":
+        close = piece.find(b"</c>", end)
+        if close < 0:
+            raise _Irregular
+        body = piece[end + 1 : close]
+    found = _VALUE.search(body)
+    value = unescape(found.group(1).decode("utf-8", "replace")).strip() if found else ""
+    if not value and b"<is" in body:
+        value = " "  # an inline string: a value, whatever its text
+    cell = (int(match.group(2)), column_index(match.group(1)) + 1)
+    kind, style = attrs.get("t", "n"), attrs.get("s", "")
+    _judge(marks, padded, cell, kind, style, formula=b"<f" in body, value=value)
 
 
 def _padded_styles(archive: zipfile.ZipFile) -> dict[str, str]:
@@ -156,10 +252,9 @@ class _Reader:
             if attrs.get("hidden") in _TRUE:
                 self.marks.hidden_rows.add(self.row)
         elif local == "mergeCell":
-            self._merge(attrs.get("ref", ""))
+            _merge(attrs.get("ref", ""), self.marks)
         elif local == "col" and attrs.get("hidden") in _TRUE:
-            low, high = int(attrs.get("min", "0")), int(attrs.get("max", "0"))
-            self.marks.hidden_cols.update(range(low, min(high, low + 16_384) + 1))
+            _hide_columns(attrs, self.marks)
 
     def _open_cell(self, attrs: dict[str, str]) -> None:
         match = _CELL.match(attrs.get("r", ""))
@@ -186,24 +281,52 @@ class _Reader:
             self._close_cell("".join(self.value).strip())
 
     def _close_cell(self, value: str) -> None:
-        marks = self.marks
-        if self.kind == "e":
-            marks.errors[self.cell] = value or "#N/A"
-        elif self.formula and not value:
-            marks.no_value.append(self.cell)
-        elif self.style in self.padded and self.kind == "n" and value:
-            shown = _shown(value, self.padded[self.style])
-            if shown is not None:
-                marks.padded[self.cell] = shown
+        _judge(
+            self.marks,
+            self.padded,
+            self.cell,
+            self.kind,
+            self.style,
+            formula=self.formula,
+            value=value,
+        )
 
-    def _merge(self, ref: str) -> None:
-        first, _, last = ref.partition(":")
-        a, b = _CELL.match(first), _CELL.match(last or first)
-        if a and b:
-            top = (int(a.group(2)), column_index(a.group(1)) + 1)
-            bottom = (int(b.group(2)), column_index(b.group(1)) + 1)
-            if top != bottom:
-                self.marks.merged.append((top, bottom))
+
+def _judge(
+    marks: Marks,
+    padded: Mapping[str, str],
+    cell: Cell,
+    kind: str,
+    style: str,
+    *,
+    formula: bool,
+    value: str,
+) -> None:
+    """Record what the cell's value, as read, does not show."""
+    if kind == "e":
+        marks.errors[cell] = value or "#N/A"
+    elif formula and not value:
+        marks.no_value.append(cell)
+    elif style in padded and kind == "n" and value:
+        shown = _shown(value, padded[style])
+        if shown is not None:
+            marks.padded[cell] = shown
+
+
+def _merge(ref: str, marks: Marks) -> None:
+    first, _, last = ref.partition(":")
+    a, b = _CELL.match(first), _CELL.match(last or first)
+    if a and b:
+        top = (int(a.group(2)), column_index(a.group(1)) + 1)
+        bottom = (int(b.group(2)), column_index(b.group(1)) + 1)
+        if top != bottom:
+            marks.merged.append((top, bottom))
+
+
+def _hide_columns(attrs: Mapping[str, str], marks: Marks) -> None:
+    low, high = attrs.get("min", "0"), attrs.get("max", "0")
+    if low.isdigit() and high.isdigit():
+        marks.hidden_cols.update(range(int(low), min(int(high), int(low) + 16_384) + 1))
 
 
 def _shown(value: str, code: str) -> str | None:

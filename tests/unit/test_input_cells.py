@@ -367,3 +367,57 @@ def test_csv_fields_beyond_the_header_are_a_warning(tmp_path: Path):
 def test_an_ordinary_workbook_has_no_cell_issues(make_xlsx: MakeXlsx):
     path = make_xlsx({"instances": [HEADER, ("i1", "MySQL", OTHER, True), ("i2", "MySQL")]})
     assert _issues(path) == []
+
+
+# --------------------------------------------------------------------------- the two readers
+
+_STYLES = (
+    '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    '<numFmts count="1"><numFmt numFmtId="164" formatCode="00000"/></numFmts>'
+    '<cellXfs count="2"><xf numFmtId="0"/><xf numFmtId="164" applyNumberFormat="1"/></cellXfs>'
+    "</styleSheet>"
+)
+_MARKED = (
+    '<row r="1" hidden="1"><c r="A1" t="inlineStr"><is><t>say t="e" hidden</t></is></c></row>'
+    '<row r="2"><c r="A2"><f>X()</f></c><c r="B2" t="e"><f>1/0</f><v>#DIV/0!</v></c>'
+    '<c r="C2" s="1"><v>123</v></c><c r="D2" s="1"><v>12345</v></c>'
+    '<c r="E2" t="str"><f>Y()</f><v>ok</v></c><c r="F2" t="e"/></row>'
+    '<row r="4" hidden="true" s="1" customFormat="1"><c r="A4" s="1" t="s"><v>0</v></c></row>'
+    '</sheetData><mergeCells count="2"><mergeCell ref="C5:C9"/><mergeCell ref="A1"/>'
+    "</mergeCells><sheetData>"
+)
+
+
+def test_the_fast_reader_finds_what_the_exact_parser_finds(make_raw_xlsx: MakeRawXlsx):
+    import zipfile
+
+    from bulkscan.input import sheetxml
+
+    path = make_raw_xlsx(
+        {"instances": _MARKED}, shared=["x"], extra={"xl/styles.xml": _STYLES.encode()}
+    )
+    with zipfile.ZipFile(path) as archive:
+        padded = sheetxml._padded_styles(archive)
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+        exact = sheetxml._parse(archive, info, padded)
+        needles = (*sheetxml._NEEDLES, b' s="1"')
+        fast = sheetxml._fast(archive, info, padded, needles)
+    assert padded == {"1": "00000"}
+    assert fast == exact
+    assert exact.no_value == [(2, 1)]
+    assert exact.errors == {(2, 2): "#DIV/0!", (2, 6): "#N/A"}
+    assert exact.padded == {(2, 3): "00123"}
+    assert exact.hidden_rows == {1, 4}
+    assert exact.merged == [((5, 3), (9, 3))]
+
+
+def test_cells_without_references_are_read_exactly(make_raw_xlsx: MakeRawXlsx):
+    body = (
+        '<row r="1"><c t="inlineStr"><is><t>ins_id</t></is></c>'
+        '<c t="inlineStr"><is><t>db_type</t></is></c>'
+        '<c t="inlineStr"><is><t>project_id</t></is></c>'
+        '</row><row r="2"><c t="inlineStr"><is><t>i1</t></is></c>'
+        '<c t="inlineStr"><is><t>MySQL</t></is></c><c><f>Z()</f></c></row>'
+    )
+    (error,) = _errors(make_raw_xlsx({"instances": body}))
+    assert "row 2, column 'project_id': cell C2 holds a formula without a saved value" in error
