@@ -341,12 +341,13 @@ def _text_millis(text: str, tz: tzinfo) -> int:
 def _unseen_character(text: str, *, allowed: str = "") -> str | None:
     """Why ``text`` is unfit to send as typed: a character nobody sees in a cell, or None.
 
-    Control characters (an escape sequence starts with one), zero-width characters and
-    direction marks (right-to-left overrides) do not show, yet they are sent and stored.
+    Control characters (an escape sequence starts with one), format characters (zero-width
+    ones, direction marks and right-to-left overrides) and line or paragraph separators do
+    not show, yet they are sent and stored.  Spaces of any width show as spaces.
     """
     if text.isprintable():
         return None
-    char = next((c for c in text if not c.isprintable() and c not in allowed and c != " "), None)
+    char = next((c for c in text if c not in allowed and _is_unseen(c)), None)
     if char is None:
         return None
     name = unicodedata.name(char, "").lower()
@@ -358,13 +359,18 @@ def _unseen_character(text: str, *, allowed: str = "") -> str | None:
     return f"holds an invisible character ({code})"
 
 
+_UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _is_unseen(char: str) -> bool:
+    return not char.isprintable() and unicodedata.category(char) in _UNSEEN
+
+
 def _check_seen(text: str, *, allowed: str = "") -> str:
     """``text``, or ``CellError`` if it holds a character nobody sees (``_unseen_character``)."""
-    if text.isprintable():
-        return text
-    if all(c.isprintable() or c in allowed or c == " " for c in text):
-        return text
     problem = _unseen_character(text, allowed=allowed)
+    if problem is None:
+        return text
     raise CellError(
         f"{_q(text)} {problem}",
         hint="retype the value: text pasted from a terminal or a web page can carry such "

@@ -241,6 +241,8 @@ def test_an_unknown_or_binary_encoding_is_a_usage_error(name: str):
         ("ins\u202e1ni", "invisible character (U+202E right-to-left override)"),
         ("\u200fins1", "invisible character (U+200F right-to-left mark)"),
         ("ins\ufeff1", "invisible character (U+FEFF"),
+        ("line\u2028sep", "invisible character (U+2028 line separator)"),
+        ("tab\tin", "control character (U+0009"),
     ],
 )
 def test_unseen_characters_in_ins_id_are_errors(tmp_path: Path, ins_id: str, said: str):
@@ -277,12 +279,18 @@ def test_unseen_characters_in_db_type_task_and_description_are_errors(tmp_path: 
     assert all(i.severity == "error" for i in checked.issues)
 
 
-def test_a_description_over_several_lines_is_fine(tmp_path: Path):
+def test_a_description_over_several_lines_is_fine_and_sent_as_written(tmp_path: Path):
+    from bulkscan.plan import build_plan, serialise_body
+
     instances = tmp_path / "dbs.csv"
-    instances.write_text("ins_id,db_type,profile\ni1,MySQL,p\n")
+    instances.write_text("ins_id,db_type,profile\ni1\u00a0x,MySQL,p\n")
     profiles = tmp_path / "profiles.csv"
     profiles.write_text('profile,task_description\np,"two\nlines\twith a tab"\n')
-    assert check(instances, profiles_path=profiles, settings=SETTINGS).issues == ()
+    checked = check(instances, profiles_path=profiles, settings=SETTINGS)
+    assert checked.issues == ()  # a no-break space shows as a space: not refused
+    (task,) = build_plan(checked.validated).tasks
+    assert task.body["task_description"] == "two\nlines\twith a tab"
+    assert task.body_bytes == serialise_body(task.body)
 
 
 def test_a_ten_thousand_character_ins_id_is_an_error(make_xlsx: MakeXlsx):
