@@ -16,6 +16,8 @@
         ├── AmbiguousError             may have been applied: look before resending
         ├── TaskPermanentError         this request is wrong (fix the row); others go on
         ├── ProjectPermanentError      this project cannot take tasks; other projects go on
+        ├── UntrustedListingError      the project's task list cannot be read with certainty:
+        │                              nothing is sent to it, nothing retried
         └── RunFatalError              authentication or wrong API: stop everything
 
 Every error carries its context as attributes (file, sheet, row, column, task, HTTP status,
@@ -42,6 +44,7 @@ __all__ = [
     "TaskPermanentError",
     "ThrottledError",
     "TransientError",
+    "UntrustedListingError",
     "UsageError",
     "ValidationFailed",
 ]
@@ -186,6 +189,13 @@ class ProjectPermanentError(DscError):
     """The project cannot take tasks (404 project, 403): its tasks fail, others go on."""
 
     default_verdict = Verdict.PROJECT_PERMANENT
+
+
+class UntrustedListingError(DscError):
+    """The service's list answer cannot be trusted to show every task (no name, unreadable
+    data sources, paging that cannot be completed): the project is not sent, not retried."""
+
+    default_verdict = Verdict.UNTRUSTED
 
 
 class RunFatalError(DscError):

@@ -170,6 +170,7 @@ class Verdict(enum.StrEnum):
     TASK_PERMANENT = "task-permanent"  # this request is wrong: fix the row
     PROJECT_PERMANENT = "project-permanent"  # this project cannot take tasks
     RUN_FATAL = "run-fatal"  # authentication or configuration: stop everything
+    UNTRUSTED = "untrusted-listing"  # the project's listing cannot be read with certainty
 
     @property
     def ok(self) -> bool:

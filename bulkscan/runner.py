@@ -171,6 +171,8 @@ class SimulatorOptions:
     faults: Faults | None = None
     seed: int | None = None
     quota: tuple[int, float] | None = None
+    list_shape: str | None = None  # a ``--list-shape`` spec; None: the documented shape
+    dsc_disabled: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,9 +329,16 @@ async def _connected(
             raise ValueError("run() needs a connection or simulator options")
         yield connection
         return
-    from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+    from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
 
-    sim = Simulator(faults=simulator.faults or Faults(), seed=simulator.seed, quota=simulator.quota)
+    shape = parse_list_shape(simulator.list_shape or "")
+    sim = Simulator(
+        faults=simulator.faults or Faults(),
+        seed=simulator.seed,
+        quota=simulator.quota,
+        list_shape=shape,
+        dsc_disabled=simulator.dsc_disabled,
+    )
     async with sim:
         yield Connection(
             credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(override=sim.url)

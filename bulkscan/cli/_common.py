@@ -167,6 +167,12 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         help="faults for --simulate, e.g. http500=0.05,reset_after=0.02 (see bulkscan simulate)",
     )
     where.add_argument("--simulate-seed", type=int, metavar="N", help="seed for --simulate")
+    where.add_argument(
+        "--simulate-list-shape",
+        metavar="SPEC",
+        help="list answer shape for --simulate, e.g. name=none,offset=honoured "
+        "(see bulkscan simulate --list-shape)",
+    )
     pace = parser.add_argument_group("pace and retries")
     pace.add_argument(
         "--rate", default="5/s", help="most requests per second or minute: N/s or N/min (5/s)"
@@ -206,10 +212,13 @@ def connection_from(
     from bulkscan.runner import Connection, SimulatorOptions
 
     if args.simulate:
-        from bulkscan.sim.server import parse_faults
+        from bulkscan.sim.server import parse_faults, parse_list_shape
 
         faults = parse_faults(args.simulate_faults) if args.simulate_faults else None
-        return None, SimulatorOptions(faults=faults, seed=args.simulate_seed)
+        shape = args.simulate_list_shape
+        if shape:
+            parse_list_shape(shape)  # a bad spec is a usage error before anything starts
+        return None, SimulatorOptions(faults=faults, seed=args.simulate_seed, list_shape=shape)
     per_region = dict(_region_url(item) for item in args.endpoint_for)
     endpoints = Endpoints(override=args.endpoint, per_region=per_region)
     if args.insecure:

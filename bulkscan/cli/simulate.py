@@ -18,8 +18,10 @@ from bulkscan.sim.server import (
     DEFAULT_AK,
     DEFAULT_SK,
     Faults,
+    ListShape,
     Simulator,
     parse_faults,
+    parse_list_shape,
     parse_quota,
 )
 
@@ -85,6 +87,22 @@ def register(subparsers: Any) -> None:
         help="fault probabilities, e.g. http500=0.05,http502=0.02,http503=0.02,http504=0.01,"
         "reset_before=0.02,reset_after=0.02,stall=0.01 (also jitter=20ms, stall_s=30s)",
     )
+    add(
+        "--list-shape",
+        metavar="SPEC",
+        help="how list answers look where DSC's documentation is silent, e.g. "
+        "name=task_name|name|OTHER|none, sources=db_type:ins_id|ins_id, offset=ignored|honoured, "
+        "page_cap=N|none, ids=number|uuid, total=true|short, create=normal|html|error-body|no-id "
+        "(default: the documented shape, name=task_name, offset ignored)",
+    )
+    add(
+        "--dsc-disabled",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="project id(s) where DSC is not enabled (answered 401 dsc.10000009)",
+    )
     add("--seed", type=int, help="random seed, so faults repeat from run to run")
     add("--state", type=Path, metavar="PATH", help="keep tasks in this JSON file across restarts")
     add("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate (chain)")
@@ -122,6 +140,8 @@ def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "state_path": args.state,
         "ssl_context": _tls(args.tls_cert, args.tls_key),
+        "list_shape": parse_list_shape(args.list_shape) if args.list_shape else ListShape(),
+        "dsc_disabled": tuple(args.dsc_disabled),
     }
 
 
@@ -188,6 +208,7 @@ def _announce(sim: Simulator, options: dict[str, Any]) -> None:
         f"  projects: {', '.join(projects) if projects else 'any 32-hex project id'}",
         f"  tokens accepted: {len(options['tokens'])}",
         f"  quota: {_quota_text(options['quota'])}; faults: {_faults_text(options['faults'])}",
+        f"  list shape: {options['list_shape'].describe()}",
         f"  state: {options['state_path'] or 'in memory'}; inspect {sim.url}/_sim/tasks",
         "  stop with Ctrl-C or SIGTERM",
     ]

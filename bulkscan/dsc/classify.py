@@ -1,10 +1,14 @@
 """Every DSC answer or network failure becomes exactly one ``Verdict``: decided here only.
 
 The rules follow the gateway's error table (codes appear as ``APIGW.xxxx`` or ``APIG.xxxx``,
-treated the same): 401 never retried (the gateway locks a key after 5 failures), 429/0308
+treated the same): a gateway 401 never retried (the gateway locks a key after 5 failures)
+while DSC's own 401 (``dsc.10000009``: DSC not enabled) fails that project alone, 429/0308
 slow down and resend, 503 resend, 500/502/504 and lost connections after sending are
 *ambiguous* for a create (the task may exist: look before resending), other 4xx fail the task,
-404/403 fail the project, a wrong API or broken TLS stops the run.
+404/403 fail the project, a wrong API or broken TLS stops the run.  A 200 to a create without
+a task id or with a status other than success is ambiguous (``classify_create_answer``); a
+listing whose tasks cannot be told apart is *untrusted* (decided by the client's reader, which
+raises ``error_for(Verdict.UNTRUSTED, ...)``): that project is not sent, nothing is retried.
 
 ``error_for`` turns a verdict into the exception that carries it (``DscError.verdict``)
 together with whether the failure uses up an attempt (``DscError.uses_attempt``): nobody
@@ -27,14 +31,18 @@ from bulkscan.errors import (
     TaskPermanentError,
     ThrottledError,
     TransientError,
+    UntrustedListingError,
 )
 from bulkscan.models import Verdict  # defined in a leaf so that errors.py can carry it
 
 __all__ = [
     "Verdict",
+    "classify_create_answer",
     "classify_exception",
     "classify_response",
+    "dsc_not_enabled",
     "error_for",
+    "is_dsc_code",
     "gateway_code",
     "failed_while_connecting",
     "parse_throttle_limit",
@@ -60,9 +68,16 @@ def _server_error(idempotent: bool) -> Verdict:
     return Verdict.TRANSIENT if idempotent else Verdict.AMBIGUOUS
 
 
-def _client_error(status: int, gw: str | None) -> Verdict:
+def is_dsc_code(error_code: str | None) -> bool:
+    """True for DSC's own codes (``dsc.10000009``, ``DSC.40000011``), whatever the case."""
+    return bool(error_code) and str(error_code).strip().lower().startswith("dsc.")
+
+
+def _client_error(status: int, gw: str | None, error_code: str | None = None) -> Verdict:
     if status == 401:
-        return Verdict.RUN_FATAL
+        # DSC's own 401 (dsc.10000009: no DSC instance in the project) concerns that project
+        # alone; the gateway's 401s (0301, 0303, 0307, or no code) are about the credentials.
+        return Verdict.PROJECT_PERMANENT if is_dsc_code(error_code) else Verdict.RUN_FATAL
     if status == 404:
         return Verdict.RUN_FATAL if gw == "0101" else Verdict.PROJECT_PERMANENT
     if status == 403:
@@ -82,8 +97,23 @@ def classify_response(status: int, error_code: str | None, *, idempotent: bool =
     if status >= 500:
         return Verdict.TRANSIENT if status == 503 else _server_error(idempotent)
     if status >= 400:
-        return _client_error(status, gw)
+        return _client_error(status, gw, error_code)
     return Verdict.RUN_FATAL  # informational or redirect: not DSC answering, a wrong endpoint
+
+
+def classify_create_answer(status: int, body_status: str | None, task_id: str | None) -> Verdict:
+    """The verdict for a 2xx answer to a create, read with its body.
+
+    A 200 is *created* only when its body carries a task id and no ``status`` other than
+    success (the documented answer is ``{id, msg, status: "success"}``).  A 200 without an id
+    (an HTML page, an error body, an empty body) or with another status may or may not have
+    created the task: *ambiguous*, looked up by name.  A 201 ("being created") is *accepted*
+    with or without an id.
+    """
+    if status == 200:
+        failed = body_status is not None and body_status.strip().lower() != "success"
+        return Verdict.AMBIGUOUS if failed or not task_id else Verdict.CREATED
+    return Verdict.ACCEPTED
 
 
 _FATAL_EXCEPTIONS = (aiohttp.ClientSSLError, ssl.SSLCertVerificationError, aiohttp.InvalidURL)
@@ -164,7 +194,12 @@ _ADVICE = {
     Verdict.TASK_PERMANENT: "the service refused this request: fix the row's values",
     Verdict.PROJECT_PERMANENT: "the project cannot take tasks: check project_id and region",
     Verdict.RUN_FATAL: "stopping: fix the configuration before running again",
+    Verdict.UNTRUSTED: (
+        "nothing is sent to this project, since its existing tasks cannot be told apart; "
+        "run 'bulkscan doctor --record FILE' and report the answer it saved"
+    ),
 }
+_DSC_NOT_ENABLED = "dsc.10000009"
 _CLASSES: dict[Verdict, type[DscError]] = {
     Verdict.THROTTLED: ThrottledError,
     Verdict.TRANSIENT: TransientError,
@@ -172,6 +207,7 @@ _CLASSES: dict[Verdict, type[DscError]] = {
     Verdict.TASK_PERMANENT: TaskPermanentError,
     Verdict.PROJECT_PERMANENT: ProjectPermanentError,
     Verdict.RUN_FATAL: RunFatalError,
+    Verdict.UNTRUSTED: UntrustedListingError,
 }
 _MAX_DETAIL = 300
 
@@ -186,11 +222,21 @@ def _fatal_advice(status: int | None, gw: str | None) -> str:
     return _ADVICE[Verdict.RUN_FATAL]
 
 
+def dsc_not_enabled(status: int | None, code: str | None) -> bool:
+    """The service's "DSC instance does not exist" answer (401 ``dsc.10000009``)."""
+    return status == 401 and (code or "").strip().lower() == _DSC_NOT_ENABLED
+
+
 def _project_advice(status: int | None, gw: str | None) -> str:
     if gw in _PROJECT_ADVICE:
         return _PROJECT_ADVICE[gw]
     if status == 404:
         return "the project does not exist in this region: check project_id and region"
+    if status == 401:
+        return (
+            "DSC is not enabled (or not bought) in this project and region: enable it in the "
+            "console, or remove the project's rows; the other projects go on"
+        )
     if status == 403:
         return _PROJECT_ADVICE["0302"]
     return _ADVICE[Verdict.PROJECT_PERMANENT]

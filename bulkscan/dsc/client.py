@@ -24,18 +24,20 @@ import yarl
 from bulkscan import __version__
 from bulkscan.dsc.classify import (
     Verdict,
+    classify_create_answer,
     classify_exception,
     classify_response,
+    dsc_not_enabled,
     error_for,
     failed_while_connecting,
 )
 from bulkscan.dsc.credentials import AkSk, Credentials, Token
 from bulkscan.dsc.signing import canonical_query, sign_headers
-from bulkscan.errors import AmbiguousError, ProjectPermanentError, RunFatalError, UsageError
+from bulkscan.errors import DscError, ProjectPermanentError, RunFatalError, UsageError
 from bulkscan.models import DataSource
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "CREATE_PATH",
@@ -45,6 +47,9 @@ __all__ = [
     "CreateResult",
     "DscClient",
     "Endpoints",
+    "Listing",
+    "ListingShape",
+    "NAME_KEYS",
     "RemoteTask",
     "make_ssl_context",
     "parse_remote_sources",
@@ -55,6 +60,8 @@ CREATE_PATH = "/v1/{project_id}/metadata/task-templates"  # create (POST) and li
 DEFAULT_HOST = "https://sdg.{region}.myhuaweicloud.com"
 MAX_ANSWER_BYTES = 32 * 1024 * 1024  # no DSC answer is near this; a larger one is not DSC
 MAX_PAGES = 10_000
+DEFAULT_PAGE_SIZE = 1000  # one page for most projects; documented range is 0..2147483647
+MAX_PAGE_SIZE = 100_000  # the largest page asked for (a page as large as total_num)
 _REGION = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
 _PROJECT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _JSON = "application/json;charset=UTF-8"
@@ -174,7 +181,14 @@ class RemoteTask:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
-# --- tolerant parsing of the list answer -------------------------------------------------------
+# --- reading the list answer ------------------------------------------------------------------
+
+#: Keys that may carry a listed task's name.  The documentation does not say which one the
+#: service uses (dsc-api-family.md): the first two are the create body's and the plain word,
+#: the others are spellings seen in sibling DSC answers.  Anything else: untrusted, loudly.
+NAME_KEYS = ("task_name", "name", "taskName", "template_name", "task_template_name")
+#: Keys that may carry its data sources: ``data_source`` is documented (array of strings).
+SOURCE_KEYS = ("data_source", "data_sources")
 
 
 def _str_or_none(value: object) -> str | None:
@@ -220,42 +234,63 @@ def _source_from_str(text: str) -> DataSource | None:
             return None
         return _source_from_dict(item) if isinstance(item, dict) else None
     db_type, sep, ins_id = text.partition(":")
-    if sep and ins_id.strip():
+    if sep and db_type.strip() and ins_id.strip():
         return DataSource(db_type.strip(), ins_id.strip())
-    return DataSource("", text) if text else None
+    return DataSource("", text) if text and not sep else None
 
 
-def parse_remote_sources(value: object) -> tuple[DataSource, ...]:
-    """The data sources of a listed task, whatever their shape.
+def _one_source(item: object) -> DataSource | None:
+    if isinstance(item, dict):
+        return _source_from_dict(item)
+    if isinstance(item, str):
+        return _source_from_str(item)
+    return None
+
+
+def parse_remote_sources(value: object) -> tuple[DataSource, ...] | None:
+    """The data sources of a listed task, or None when they cannot all be read.
 
     The list API documents ``data_source`` only as "array of strings"; the format is not
-    published.  Accepted: ``'MySQL:ins-1'``, a bare ``'ins-1'`` (db_type ``''``), a JSON object
-    string, or ``{db_type, ins_id}`` objects.  Anything else is skipped.
+    published.  Read: ``'MySQL:ins-1'``, a bare ``'ins-1'`` (db_type ``''``, matching any),
+    a JSON object string, or ``{db_type, ins_id}`` objects.  Anything else makes the whole
+    value unreadable: a source silently skipped could make two different tasks look alike.
     """
-    items = value if isinstance(value, list) else [value] if value is not None else []
-    found: list[DataSource] = []
-    for item in items:
-        if isinstance(item, dict):
-            source = _source_from_dict(item)
-        elif isinstance(item, str):
-            source = _source_from_str(item)
-        else:
-            source = None
-        if source is not None:
-            found.append(source)
-    return tuple(found)
+    if not isinstance(value, list):
+        return None
+    found = [_one_source(item) for item in value]
+    if any(source is None for source in found):
+        return None
+    return tuple(s for s in found if s is not None)
+
+
+def _name_of(item: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(name, key it came from), or (None, None)."""
+    for key in NAME_KEYS:
+        value = item.get(key)
+        if isinstance(value, str) and value:
+            return value, key
+    return None, None
+
+
+def _sources_of(item: Mapping[str, Any]) -> tuple[DataSource, ...] | None:
+    for key in SOURCE_KEYS:
+        if key in item:
+            return parse_remote_sources(item[key])
+    return None
 
 
 def parse_remote_task(item: Mapping[str, Any]) -> RemoteTask | None:
-    """A ``TaskDetail`` object as a ``RemoteTask``; None when it has no id."""
+    """A ``TaskDetail`` object as a ``RemoteTask``; None without an id, a name or readable
+    data sources (``read_listing`` says which, for the whole answer)."""
     task_id = _str_or_none(item.get("id"))
-    if task_id is None:
+    name, _ = _name_of(item)
+    sources = _sources_of(item)
+    if task_id is None or name is None or sources is None:
         return None
-    sources = item.get("data_sources", item.get("data_source"))
     return RemoteTask(
         id=task_id,
-        name=_str_or_none(item.get("task_name", item.get("name"))) or "",
-        data_sources=parse_remote_sources(sources),
+        name=name,
+        data_sources=sources,
         schedule_type=_str_or_none(item.get("schedule_type")),
         schedule_switch=_bool_or_none(item.get("schedule_switch")),
         last_trigger_time=_int_or_none(item.get("last_trigger_time")),
@@ -263,6 +298,77 @@ def parse_remote_task(item: Mapping[str, Any]) -> RemoteTask | None:
         create_user=_str_or_none(item.get("create_user")),
         raw=MappingProxyType(dict(item)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ListingShape:
+    """What a listing showed of the service's undocumented choices (for the journal, doctor)."""
+
+    name_key: str | None  # None: no task listed
+    source_format: str | None  # "db_type:ins_id", "ins_id", "object", "mixed"; None: no task
+    id_kind: str | None  # "number" or "text"
+    paging: str  # "one page", "page_size=total_num", "offset"
+    listed: int
+    total_num: int | None
+    page_cap: int | None = None  # the most items one answer held when more were asked for
+
+    def describe(self) -> str:
+        parts = [
+            f"name key {self.name_key or 'unseen'}",
+            f"data_source {self.source_format or 'unseen'}",
+            f"ids {self.id_kind or 'unseen'}",
+            f"paging {self.paging}",
+            f"{self.listed} listed of total_num {self.total_num}",
+        ]
+        if self.page_cap is not None:
+            parts.append(f"pages capped at {self.page_cap}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Every task of one listing, and the shape it was read in."""
+
+    tasks: tuple[RemoteTask, ...]
+    shape: ListingShape
+
+
+def _source_format(items: Sequence[Mapping[str, Any]]) -> str | None:
+    kinds: set[str] = set()
+    for item in items:
+        value = next((item[k] for k in SOURCE_KEYS if k in item), None)
+        for one in value if isinstance(value, list) else ():
+            if isinstance(one, dict) or (isinstance(one, str) and one.strip().startswith("{")):
+                kinds.add("object")
+            else:
+                kinds.add("db_type:ins_id" if ":" in str(one) else "ins_id")
+    if not kinds:
+        return None
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def _keys_seen(items: Sequence[Mapping[str, Any]]) -> str:
+    keys = sorted({str(k)[:40] for item in items[:50] for k in item})
+    return ", ".join(keys[:30]) or "none"
+
+
+def _unreadable(items: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why these listed items cannot be told apart, or None when every one can."""
+    no_id = sum(1 for i in items if _str_or_none(i.get("id")) is None)
+    no_name = sum(1 for i in items if _name_of(i)[0] is None)
+    bad_sources = sum(1 for i in items if _sources_of(i) is None)
+    problems = [
+        f"{n} of {len(items)} listed task(s) {what}"
+        for n, what in (
+            (no_id, "have no id"),
+            (no_name, f"have no name under any of {', '.join(NAME_KEYS)}"),
+            (bad_sources, f"have no readable {' or '.join(SOURCE_KEYS)} array"),
+        )
+        if n
+    ]
+    if not problems:
+        return None
+    return f"{'; '.join(problems)} (keys seen: {_keys_seen(items)})"
 
 
 # --- the client --------------------------------------------------------------------------------
@@ -287,13 +393,14 @@ def _project_path(project_id: str, region: str) -> str:
     return CREATE_PATH.format(project_id=project_id)
 
 
-def _page_query(offset: int, page_size: int) -> list[tuple[str, str]]:
+def _page_query(page_size: int, offset: int | None) -> list[tuple[str, str]]:
     """The paging parameters of the list API (the only place that knows them).
 
-    Only ``page_size`` is documented; ``offset``/``limit`` are sent too and the caller never
-    trusts them blindly (see ``DscClient.list_tasks``).
+    Only ``page_size`` is documented.  ``offset`` is not, and is sent only when a listing
+    could not be completed otherwise (see ``_ListReader``).
     """
-    return [("page_size", str(page_size)), ("limit", str(page_size)), ("offset", str(offset))]
+    query = [("page_size", str(page_size))]
+    return query if offset is None else [*query, ("offset", str(offset))]
 
 
 def _error_fields(payload: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
@@ -365,6 +472,8 @@ class DscClient:
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._on_attempt = on_attempt
         self._ssl = ssl_context
+        #: the shape each (project, region) was last listed in
+        self.shapes: dict[tuple[str, str], ListingShape] = {}
 
     def __repr__(self) -> str:
         return f"DscClient({self._credentials!r})"
@@ -372,16 +481,31 @@ class DscClient:
     # -- public calls --
 
     async def create_task(self, project_id: str, body: bytes, *, region: str) -> CreateResult:
-        """POST one create request; ``body`` is sent exactly as given (serialised once)."""
+        """POST one create request; ``body`` is sent exactly as given (serialised once).
+
+        A 200 without a task id or with a status other than success raises ``AmbiguousError``
+        (the task may exist: look it up by name), see ``classify_create_answer``.
+        """
         answer = await self._call("POST", project_id, region, [], body, idempotent=False)
         payload = answer.payload or {}
+        task_id = _str_or_none(payload.get("id"))
+        status = _str_or_none(payload.get("status"))
+        verdict = classify_create_answer(answer.status, status, task_id)
+        if not verdict.ok:
+            raise error_for(
+                verdict,
+                status=answer.status,
+                code=_str_or_none(payload.get("error_code")),
+                detail=_unusable_answer(answer, status, task_id),
+                request_id=answer.request_id,
+            )
         return CreateResult(
-            task_id=_str_or_none(payload.get("id")),
+            task_id=task_id,
             msg=_str_or_none(payload.get("msg")),
-            status=_str_or_none(payload.get("status")),
+            status=status,
             http_status=answer.status,
             request_id=answer.request_id,
-            verdict=classify_response(answer.status, answer.code),
+            verdict=verdict,
         )
 
     async def list_tasks(
@@ -390,41 +514,56 @@ class DscClient:
         *,
         region: str,
         task_name: str | None = None,
-        page_size: int = 100,
+        page_size: int = DEFAULT_PAGE_SIZE,
         strict: bool = True,
         before_page: Callable[[], Awaitable[object]] | None = None,
     ) -> list[RemoteTask]:
         """Every task of the project (filtered by ``task_name``, maybe a partial match).
 
-        ``before_page`` (e.g. a shared rate limiter's ``acquire``) is awaited before each page
-        request, so that a long listing is paced like every other request.
-
-        Follows pages until one is short, ``total_num`` is reached, or a page brings no new id
-        (a service that ignores the offset).  If fewer than ``total_num`` tasks could be read,
-        ``strict`` raises ``AmbiguousError`` (absence would prove nothing); otherwise the
-        tasks found are returned.
+        See ``list_all``; ``strict`` False returns what could be read of a listing whose
+        paging could not be completed instead of raising (never for unreadable items).
         """
-        if not 1 <= page_size <= 1000:
-            raise UsageError(f"page size must be between 1 and 1000, not {page_size}")
-        found: dict[str, RemoteTask] = {}
-        total: int | None = None
-        for _ in range(MAX_PAGES):
-            query = _page_query(len(found), page_size)
-            if task_name is not None:
-                query.append(("task_name", task_name))
-            if before_page is not None:
-                await before_page()
-            answer = await self._call("GET", project_id, region, query, b"", idempotent=True)
-            items, total = _page_items(answer.payload)
-            new = _add_new(found, items)
-            if len(items) < page_size or not new or (total is not None and len(found) >= total):
-                break
-        if strict and total is not None and len(found) < total:
-            raise AmbiguousError(
-                f"project {project_id}: the service lists {total} task(s) but only "
-                f"{len(found)} could be read (paging not honoured); narrow the search by name"
+        try:
+            listing = await self.list_all(
+                project_id,
+                region=region,
+                task_name=task_name,
+                page_size=page_size,
+                before_page=before_page,
             )
-        return list(found.values())
+        except _ShortListing as short:
+            if strict:
+                raise short.error from None
+            return list(short.tasks)
+        return list(listing.tasks)
+
+    async def list_all(
+        self,
+        project_id: str,
+        *,
+        region: str,
+        task_name: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        before_page: Callable[[], Awaitable[object]] | None = None,
+    ) -> Listing:
+        """Every task of the project and the shape the service answered in.
+
+        Only ``page_size`` is documented, so that is what is sent: one large page first.  When
+        the answer holds fewer tasks than ``total_num``, the page is asked again as large as
+        ``total_num``; when it is still short, or a page came back full (there may be more,
+        whatever ``total_num`` says), the next page is asked with ``offset``, which is used
+        only once the service is seen to honour it (new ids, not the first page again).
+        ``before_page`` (e.g. a shared rate limiter's ``acquire``) is awaited before each
+        request.  Raises ``UntrustedListingError`` when listed tasks have no recognisable
+        id, name or data sources, or when the listing cannot be completed: absence from it
+        would prove nothing, so nothing may be sent on its strength.
+        """
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise UsageError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+        reader = _ListReader(self, project_id, region, task_name, before_page)
+        listing = await reader.read(page_size)
+        self.shapes[(project_id, region)] = listing.shape
+        return listing
 
     # -- one HTTP attempt --
 
@@ -451,11 +590,14 @@ class DscClient:
         verdict = classify_response(answer.status, answer.code, idempotent=idempotent)
         self._record(method, path, started, answer, verdict)
         if not verdict.ok:
+            detail = answer.message
+            if dsc_not_enabled(answer.status, answer.code):
+                detail = f"DSC is not enabled in project {project_id} / region {region} ({detail})"
             raise error_for(
                 verdict,
                 status=answer.status,
                 code=answer.code,
-                detail=answer.message,
+                detail=detail,
                 request_id=answer.request_id,
                 retry_after=answer.retry_after,
             )
@@ -548,6 +690,16 @@ class DscClient:
         raise error_for(verdict, detail=detail) from exc
 
 
+def _unusable_answer(answer: _Answer, status: str | None, task_id: str | None) -> str:
+    """Why a 200 to a create does not prove the task was created (no secret in it)."""
+    if answer.payload is None:
+        return "the service answered 200 with a body that is not JSON, so no task id"
+    said = f"status '{status[:40]}'" if status else "no status"
+    got = f"task id {task_id}" if task_id else "no task id"
+    keys = ", ".join(sorted(str(k)[:40] for k in answer.payload)[:20]) or "none"
+    return f"the service answered 200 with {said} and {got} (keys seen: {keys})"
+
+
 def _describe(exc: BaseException, *, sent: bool) -> str:
     """A short, secret-free description of a network failure."""
     kind = type(exc).__name__
@@ -571,19 +723,154 @@ def _describe(exc: BaseException, *, sent: bool) -> str:
     return f"{kind} {when}" + (f" ({text})" if text else "")
 
 
-def _page_items(payload: Mapping[str, Any] | None) -> tuple[list[dict[str, Any]], int | None]:
+def _page_items(payload: Mapping[str, Any] | None) -> tuple[list[Any], int | None, bool]:
+    """(items, total_num, whether the answer had the documented ``result`` array)."""
     if not payload:
-        return [], None
-    result = payload.get("result", payload.get("task_templates", payload.get("tasks")))
-    items = [i for i in result if isinstance(i, dict)] if isinstance(result, list) else []
-    return items, _int_or_none(payload.get("total_num", payload.get("total")))
+        return [], None, False
+    result = payload.get("result")
+    if not isinstance(result, list):
+        return [], _int_or_none(payload.get("total_num")), False
+    return result, _int_or_none(payload.get("total_num")), True
 
 
-def _add_new(found: dict[str, RemoteTask], items: Iterable[Mapping[str, Any]]) -> int:
-    added = 0
-    for item in items:
-        task = parse_remote_task(item)
-        if task is not None and task.id not in found:
-            found[task.id] = task
-            added += 1
-    return added
+class _ShortListing(Exception):
+    """A listing whose paging could not be completed: what was read, and the error."""
+
+    def __init__(self, error: DscError, tasks: Sequence[RemoteTask]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.tasks = tuple(tasks)
+
+
+class _ListReader:
+    """One listing of one project: the pages it takes, and the judgement of what came back."""
+
+    def __init__(
+        self,
+        client: DscClient,
+        project_id: str,
+        region: str,
+        task_name: str | None,
+        before_page: Callable[[], Awaitable[object]] | None,
+    ) -> None:
+        self._client = client
+        self._project = project_id
+        self._region = region
+        self._task_name = task_name
+        self._before_page = before_page
+        self._found: dict[str, Mapping[str, Any]] = {}
+        self._total: int | None = None
+        self._cap: int | None = None
+        self._paging = "one page"
+
+    async def read(self, page_size: int) -> Listing:
+        size = page_size
+        items = await self._page(size, None)
+        self._take(items)
+        bigger = self._bigger(len(items), size) if self._short(len(items), size) else None
+        if bigger is not None:
+            self._paging = "page_size=total_num"
+            size = bigger
+            items = await self._page(size, None)
+            self._take(items)
+        if self._short(len(items), size):
+            await self._by_offset(len(items))
+        return self._listing()
+
+    def _bigger(self, got: int, asked: int) -> int | None:
+        """A page size that may bring the rest in one answer, or None when none can.
+
+        One more than ``total_num`` (or than the full page): an answer that then comes back
+        short of it proves that nothing was left out, even where ``total_num`` under-counts.
+        """
+        want = max(self._total or 0, asked if got >= asked else 0) + 1
+        return min(want, MAX_PAGE_SIZE) if want > got and want != asked else None
+
+    def _short(self, got: int, asked: int) -> bool:
+        """More may exist: the page came back full, or it holds fewer than ``total_num``."""
+        if got < asked:
+            self._cap = got if self._total is not None and got < self._total else self._cap
+        return got >= asked or (self._total is not None and len(self._found) < self._total)
+
+    async def _by_offset(self, size: int) -> None:
+        """Read on with ``offset`` while pages are full or ``total_num`` is not reached."""
+        if size == 0:
+            return
+        self._paging = "offset"
+        for _ in range(MAX_PAGES):
+            items = await self._page(size, len(self._found))
+            if not self._take(items):
+                if items:
+                    self._untrusted_paging("ignores offset: the next page repeated known tasks")
+                return
+            if len(items) < size and (self._total is None or len(self._found) >= self._total):
+                return
+
+    def _take(self, items: Sequence[Any]) -> int:
+        """Add the items not seen yet (by id); their count."""
+        objects = [i for i in items if isinstance(i, dict)]
+        if len(objects) != len(items):
+            self._untrusted(f"{len(items) - len(objects)} listed item(s) are not objects")
+        problem = _unreadable(objects)
+        if problem is not None:
+            self._untrusted(problem)
+        added = 0
+        for item in objects:
+            task_id = str(_str_or_none(item.get("id")))
+            if task_id not in self._found:
+                self._found[task_id] = item
+                added += 1
+        return added
+
+    async def _page(self, page_size: int, offset: int | None) -> list[Any]:
+        query = _page_query(page_size, offset)
+        if self._task_name is not None:
+            query.append(("task_name", self._task_name))
+        if self._before_page is not None:
+            await self._before_page()
+        answer = await self._client._call(
+            "GET", self._project, self._region, query, b"", idempotent=True
+        )
+        items, total, documented = _page_items(answer.payload)
+        if not documented:
+            keys = ", ".join(sorted(str(k)[:40] for k in (answer.payload or {}))[:20])
+            self._untrusted(f"the answer has no 'result' array (keys seen: {keys or 'none'})")
+        self._total = total
+        return items
+
+    def _tasks(self) -> list[RemoteTask]:
+        tasks = (parse_remote_task(item) for item in self._found.values())
+        return [t for t in tasks if t is not None]
+
+    def _listing(self) -> Listing:
+        items = list(self._found.values())
+        if self._total is not None and len(items) < self._total:
+            self._untrusted_paging(
+                f"only {len(items)} of total_num {self._total} task(s) could be read"
+            )
+        names = {k for i in items for k in [_name_of(i)[1]] if k}
+        ids = {"number" if isinstance(i.get("id"), int) else "text" for i in items}
+        shape = ListingShape(
+            name_key=", ".join(sorted(names)) or None,
+            source_format=_source_format(items),
+            id_kind=ids.pop() if len(ids) == 1 else ("mixed" if ids else None),
+            paging=self._paging,
+            listed=len(items),
+            total_num=self._total,
+            page_cap=self._cap,
+        )
+        return Listing(tuple(self._tasks()), shape)
+
+    def _error(self, detail: str) -> DscError:
+        what = f"project {self._project} / region {self._region}: the task list cannot be trusted"
+        return error_for(Verdict.UNTRUSTED, detail=f"{what}: {detail}")
+
+    def _untrusted(self, detail: str) -> Never:
+        raise self._error(detail)
+
+    def _untrusted_paging(self, detail: str) -> Never:
+        advice = (
+            f"{detail} (paging: {self._paging}; pages capped at {self._cap or 'unknown'}); "
+            "delete old tasks, or give the tasks a name prefix that narrows the list"
+        )
+        raise _ShortListing(self._error(advice), self._tasks())

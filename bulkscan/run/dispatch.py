@@ -41,7 +41,7 @@ import contextlib
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from bulkscan.dsc.client import CREATE_PATH
@@ -197,6 +197,7 @@ class _Run:
         self.last_progress = float("-inf")
         self.held_back = 0
         self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
+        self.untrusted: list[tuple[int, str]] = []  # (tasks, error) per untrusted listing
 
     # -- the whole run ----------------------------------------------------------------------
 
@@ -238,6 +239,9 @@ class _Run:
 
     def _finish(self) -> DispatchResult:
         self._progress(force=True)
+        if self.untrusted and not self.message:
+            tasks = sum(n for n, _ in self.untrusted)
+            self.message = f"{tasks} task(s) not sent: {self.untrusted[0][1]}"
         if self.unlisted and not self.message:
             tasks = sum(n for n, _ in self.unlisted)
             self.message = (
@@ -309,8 +313,12 @@ class _Run:
             for key in keys:
                 self.journal.set_state(key, self.state[key], error_msg=f"{note} ({remote})")
             self.finished.update(keys)
-            self.unlisted.append((len(keys), str(remote)))
+            untrusted = remote.verdict is Verdict.UNTRUSTED
+            (self.untrusted if untrusted else self.unlisted).append((len(keys), str(remote)))
             return
+        shape = self.client.shapes.get(group)
+        if shape is not None:  # which undocumented choices the service made, for the record
+            self.journal.set_meta(**{f"list_shape:{group[0]}/{group[1]}": asdict(shape)})
         by_name: dict[str, list[RemoteTask]] = defaultdict(list)
         for item in remote:
             by_name[item.name].append(item)

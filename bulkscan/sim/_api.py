@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from bulkscan.sim._shape import ListShape
     from bulkscan.sim._store import StoredTask
 
 __all__ = [
     "ListQuery",
     "data_source_label",
+    "external_id",
     "parse_create_body",
     "parse_list_query",
     "select",
@@ -35,14 +38,14 @@ SCAN_CONFIG_KEYS = (
 MAX_TEXT = 1024
 MAX_NAME_FILTER = 256
 MAX_START_TIME = 2147483647
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20  # when page_size is not sent (the real default is not documented)
+MAX_PAGE_SIZE = 2147483647  # page_size's documented range is 0..2147483647
 CREATE_USER = "dsc-simulator-user"
 _DIGITS = re.compile(r"^\d{1,18}$")
 
 
 class BadRequest(ValueError):
-    """The request is invalid; ``str()`` names the field, as DSC.40000011 messages do."""
+    """The request is invalid; ``str()`` names the field, as dsc.40000011 messages do."""
 
 
 def _invalid(field: str, why: str) -> BadRequest:
@@ -121,13 +124,17 @@ class ListQuery:
 
     task_name: str | None = None
     schedule_types: tuple[str, ...] = ()
-    task_id: int | None = None
+    task_id: str | None = None
     offset: int = 0
     limit: int = DEFAULT_PAGE_SIZE
 
 
-def parse_list_query(pairs: Sequence[tuple[str, str]]) -> ListQuery:
-    """Read the query; ``BadRequest`` for values out of range."""
+def parse_list_query(pairs: Sequence[tuple[str, str]], shape: ListShape) -> ListQuery:
+    """Read the query; ``BadRequest`` for values out of range.
+
+    Only ``page_size`` is documented.  ``offset`` (and ``limit``/``page``) are read only when
+    the shape honours an offset; otherwise they are ignored, as an undocumented parameter.
+    """
     last = dict(pairs)
     name = last.get("task_name") or None
     if name is not None and len(name) > MAX_NAME_FILTER:
@@ -136,13 +143,19 @@ def parse_list_query(pairs: Sequence[tuple[str, str]]) -> ListQuery:
     for value in types:
         if value not in SCHEDULE_TYPES:
             raise _invalid("schedule_types", f"must be among {', '.join(SCHEDULE_TYPES)}")
-    task_id = _int(last, "id", 0, 10**18) if "id" in last else None
-    limit_key = "limit" if "limit" in last else "page_size"
-    limit = _int(last, limit_key, 1, MAX_PAGE_SIZE) if limit_key in last else DEFAULT_PAGE_SIZE
-    if "offset" in last:
+    task_id = last["id"].strip() if last.get("id", "").strip() else None
+    if task_id is not None and shape.ids == "number":
+        task_id = str(_int(last, "id", 0, 10**18))
+    limit_key = "limit" if shape.offset and "limit" in last else "page_size"
+    limit = _int(last, limit_key, 0, MAX_PAGE_SIZE) if limit_key in last else DEFAULT_PAGE_SIZE
+    limit = limit or DEFAULT_PAGE_SIZE
+    if shape.page_cap is not None:
+        limit = min(limit, shape.page_cap)
+    offset = 0
+    if shape.offset and "offset" in last:
         offset = _int(last, "offset", 0, 10**9)
-    else:
-        offset = (_int(last, "page", 1, 10**9) - 1) * limit if "page" in last else 0
+    elif shape.offset and "page" in last:
+        offset = (_int(last, "page", 1, 10**9) - 1) * limit
     return ListQuery(name, types, task_id, offset, limit)
 
 
@@ -153,48 +166,58 @@ def _int(values: dict[str, str], key: str, low: int, high: int) -> int:
     return int(text)
 
 
-def select(tasks: Iterable[StoredTask], project_id: str, query: ListQuery) -> tuple[list[Any], int]:
-    """One page of matching tasks (newest first) as TaskDetail objects, and the match count."""
-    found = [t for t in tasks if t.project_id == project_id and _matches(t, query)]
+def external_id(task_id: int, shape: ListShape) -> str:
+    """The id as the service shows it: digits, or UUID-like text."""
+    return str(uuid.UUID(int=task_id)) if shape.ids == "uuid" else str(task_id)
+
+
+def select(
+    tasks: Iterable[StoredTask], project_id: str, query: ListQuery, shape: ListShape
+) -> tuple[list[Any], int]:
+    """One page of matching tasks (newest first) as TaskDetail objects, and ``total_num``."""
+    found = [t for t in tasks if t.project_id == project_id and _matches(t, query, shape)]
     found.sort(key=lambda t: t.id, reverse=True)
     page = found[query.offset : query.offset + query.limit]
-    return [task_detail(t) for t in page], len(found)
+    total = max(0, len(found) - shape.short_total)
+    return [task_detail(t, shape) for t in page], total
 
 
-def _matches(task: StoredTask, query: ListQuery) -> bool:
+def _matches(task: StoredTask, query: ListQuery, shape: ListShape) -> bool:
     if query.task_name is not None and query.task_name not in task.name:
         return False
     if query.schedule_types and task.body["schedule_type"] not in query.schedule_types:
         return False
-    return query.task_id is None or task.id == query.task_id
+    return query.task_id is None or external_id(task.id, shape) == query.task_id
 
 
-def data_source_label(db_type: str, ins_id: str) -> str:
-    """The simulator's form of one ``data_source`` string: ``'{db_type}:{ins_id}'``."""
+def data_source_label(db_type: str, ins_id: str, shape: ListShape | None = None) -> str:
+    """One ``data_source`` string: ``'{db_type}:{ins_id}'``, or the bare ins_id."""
+    if shape is not None and shape.source_format == "ins_id":
+        return ins_id
     return f"{db_type}:{ins_id}"
 
 
-def task_detail(task: StoredTask) -> dict[str, Any]:
-    """A TaskDetail as ``ListTaskTemplates`` returns it (see the simulator module docstring)."""
+def task_detail(task: StoredTask, shape: ListShape) -> dict[str, Any]:
+    """A TaskDetail as ``ListTaskTemplates`` documents it, in ``shape``'s open choices."""
     body = task.body
-    sources = [{"db_type": s["db_type"], "ins_id": s["ins_id"]} for s in body["data_sources"]]
     created_ms = int(task.created_at * 1000)
     ran = body.get("start_now") is True
-    return {
-        "id": task.id,
-        "task_name": task.name,
+    sources = body["data_sources"]
+    detail: dict[str, Any] = {
         "create_user": CREATE_USER,
-        "create_time": created_ms,
-        "data_source": [data_source_label(s["db_type"], s["ins_id"]) for s in sources],
-        "data_sources": sources,
-        "schedule_type": body["schedule_type"],
-        "schedule_switch": body.get("schedule_switch") is True,
-        "scan_config": {k: v for k, v in (body.get("scan_config") or {}).items()},
+        "data_source": [data_source_label(s["db_type"], s["ins_id"], shape) for s in sources],
         "delete_failed_meta": body.get("delete_failed_meta") is True,
-        "start_now": ran,
-        "start_time": body["start_time"],
-        "task_description": body["task_description"],
-        "last_trigger_time": created_ms if ran else None,
+        "id": task.id if shape.ids == "number" else external_id(task.id, shape),
         "last_end_time": created_ms + 1000 if ran else None,
-        "enabled": task.enabled,
+        "last_trigger_time": created_ms if ran else None,
     }
+    if shape.name_key is not None:
+        detail[shape.name_key] = task.name
+    if shape.extras:
+        detail |= {
+            "schedule_type": body["schedule_type"],
+            "schedule_switch": body.get("schedule_switch") is True,
+            "enabled": task.enabled,
+            "task_description": body["task_description"],
+        }
+    return detail

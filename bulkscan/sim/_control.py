@@ -9,6 +9,7 @@ from aiohttp import web
 
 from bulkscan.errors import UsageError
 from bulkscan.sim._config import Faults, parse_quota
+from bulkscan.sim._shape import parse_list_shape
 
 if TYPE_CHECKING:
     from bulkscan.sim.server import Simulator
@@ -58,6 +59,8 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
         web.get("/_sim/faults", control.current_faults),
         web.post("/_sim/faults", control.faults),
         web.post("/_sim/quota", control.quota),
+        web.get("/_sim/list-shape", control.current_shape),
+        web.post("/_sim/list-shape", control.list_shape),
         web.delete("/_sim/tasks/{id}", control.delete_task),
         web.patch("/_sim/tasks/{id}", control.patch_task),
         web.post("/_sim/reset", control.reset),
@@ -84,6 +87,17 @@ class _Control:
             return _error(400, f"faults: {exc}")
         self._sim.set_faults(new)
         return web.json_response(new.as_dict())
+
+    async def current_shape(self, _: web.Request) -> web.Response:
+        return web.json_response({"spec": self._sim.list_shape.describe()})
+
+    async def list_shape(self, request: web.Request) -> web.Response:
+        try:
+            shape = parse_list_shape(str((await _json_object(request)).get("spec", "")))
+        except (UsageError, _BadControl) as exc:
+            return _error(400, f"list shape: {exc}")
+        self._sim.set_list_shape(shape)
+        return web.json_response({"spec": shape.describe()})
 
     async def quota(self, request: web.Request) -> web.Response:
         try:

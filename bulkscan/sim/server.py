@@ -10,7 +10,9 @@ signature recomputed over the received request, honouring the official SDK's
 ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD``: 401 ``APIGW.0301``; ``X-Sdk-Date`` more than
 15 minutes off the clock: 401 ``APIGW.0303``; 5 consecutive failures lock an AK for 5 minutes);
 the quota (429 ``APIG.0308``); the project (not 32 lowercase hex, or not configured: 404
-``DSC.40400001``); faults; then DSC itself (a bad body or query: 400 ``DSC.40000011``).
+``dsc.40400001``; DSC not enabled there: 401 ``dsc.10000009``, as the real service answers);
+faults; then DSC itself (a bad body or query: 400 ``dsc.40000011``).  DSC's own codes are
+written in lower case, as real answers write them.
 
 Choices where the real service is undocumented:
 
@@ -18,7 +20,7 @@ Choices where the real service is undocumented:
   or hour), counting every authenticated API request; ``Retry-After`` (the seconds left in the
   window) is sent only when enabled, as the real gateway sends none.
 - One seeded draw per request picks at most one fault: ``reset_before`` (connection dropped
-  with a TCP reset, nothing created), ``http500`` (DSC.50000001), ``http502`` (APIG.0201
+  with a TCP reset, nothing created), ``http500`` (dsc.50000001), ``http502`` (APIG.0201
   backend unavailable), ``http503`` (APIG.0613) and ``http429`` (APIG.0308 under the API's
   default per-IP limit of 200/s, as when other callers share it) create nothing;
   ``http504`` (APIG.0201 backend timeout) creates the task and then answers 504, as a
@@ -27,14 +29,17 @@ Choices where the real service is undocumented:
   client whose read timed out finds the task by listing.  A GET can meet every fault but
   ``reset_after``.
 - The list filter ``task_name`` matches names containing it; ``schedule_types`` (repeated)
-  and ``id`` match exactly.  Results are newest first.  Paging: ``limit`` (or ``page_size``,
-  1..100, default 20) and ``offset`` (a record index from 0), or ``page`` (from 1).
-- TaskDetail: ``id`` is an int (the create answer's id is its string), ``create_time`` in
-  ms; ``data_source`` holds ``'{db_type}:{ins_id}'`` strings and ``data_sources`` the
-  ``{db_type, ins_id}`` objects;
-  ``enabled`` is false for a task disabled through ``PATCH /_sim/tasks/{id}``; a task
-  created with ``start_now`` reports ``last_trigger_time`` at its creation and
-  ``last_end_time`` one second later (ms since the epoch), other tasks ``null``.
+  and ``id`` match exactly.  Results are newest first.  The answer is
+  ``{result: [...], total_num}``.  Paging by ``page_size`` only (default 20), as documented.
+- Everything the documentation leaves open is a ``ListShape`` (``bulkscan.sim._shape``,
+  ``--list-shape``): the name key, the ``data_source`` string format, an ``offset``
+  honoured or ignored, a page cap, numeric or UUID-like ids, a ``total_num`` that
+  under-counts, a create answered 200 without a usable body.  The default is the
+  documented TaskDetail (``create_user``, ``data_source`` strings ``'{db_type}:{ins_id}'``,
+  ``delete_failed_meta``, numeric ``id``, ``last_end_time``, ``last_trigger_time``) with the
+  name under ``task_name``; a task created with ``start_now`` reports
+  ``last_trigger_time`` at its creation and ``last_end_time`` one second later (ms since
+  the epoch), other tasks ``null``.
 - Ids are increasing integers, never reused (not even after ``/_sim/reset``).  With a state
   file every change is written to it (a temporary file renamed over it), so a restarted
   simulator keeps its tasks and its id counter.
@@ -56,10 +61,17 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bulkscan.errors import UsageError
-from bulkscan.sim._api import BadRequest, parse_create_body, parse_list_query, select
+from bulkscan.sim._api import (
+    BadRequest,
+    external_id,
+    parse_create_body,
+    parse_list_query,
+    select,
+)
 from bulkscan.sim._config import Faults, parse_faults, parse_quota
 from bulkscan.sim._control import control_routes
 from bulkscan.sim._gateway import Authenticator, Denial, FixedWindowQuota, Received
+from bulkscan.sim._shape import ListShape, parse_list_shape
 from bulkscan.sim._store import TaskStore
 
 if TYPE_CHECKING:
@@ -69,7 +81,16 @@ if TYPE_CHECKING:
 
     from aiohttp.typedefs import Handler
 
-__all__ = ["DEFAULT_AK", "DEFAULT_SK", "Faults", "Simulator", "parse_faults", "parse_quota"]
+__all__ = [
+    "DEFAULT_AK",
+    "DEFAULT_SK",
+    "Faults",
+    "ListShape",
+    "Simulator",
+    "parse_faults",
+    "parse_list_shape",
+    "parse_quota",
+]
 
 DEFAULT_AK = "BULKSCANSIMULATORAK0"
 DEFAULT_SK = "bulkscan-simulator-sk-not-a-real-secret0"
@@ -85,7 +106,7 @@ _API_NOT_FOUND = Denial(
 )
 _TOO_LARGE = Denial(413, "APIG.0201", "Request entity too large.", "too_large")
 _EARLY_ERRORS = {
-    "http500": Denial(500, "DSC.50000001", "Internal server error, try again later.", "http500"),
+    "http500": Denial(500, "dsc.50000001", "Internal server error, try again later.", "http500"),
     "http502": Denial(502, "APIG.0201", "Backend unavailable.", "http502"),
     "http503": Denial(503, "APIG.0613", "IAM service is temporarily unavailable.", "http503"),
     "http429": Denial(
@@ -139,8 +160,12 @@ class Simulator:
         state_path: Path | None = None,
         clock: Callable[[], float] = time.time,
         ssl_context: ssl.SSLContext | None = None,
+        list_shape: ListShape = ListShape(),  # noqa: B008 - frozen, so one shared default is safe
+        dsc_disabled: Collection[str] = (),
     ) -> None:
         self.host = host
+        self._shape = list_shape
+        self._dsc_disabled = frozenset(dsc_disabled)
         self._port = port
         creds = {DEFAULT_AK: DEFAULT_SK} if credentials is None else credentials
         self._auth = Authenticator(creds, tokens)
@@ -207,8 +232,12 @@ class Simulator:
 
     @property
     def tasks(self) -> list[dict[str, Any]]:
-        """Every task: id (str), name, project_id, body, created_at, enabled."""
-        return [task.to_json() for task in self._store.all()]
+        """Every task: id (str), remote_id (as listed), name, project_id, body, created_at..."""
+        shape = self._shape
+        return [
+            task.to_json() | {"remote_id": external_id(task.id, shape)}
+            for task in self._store.all()
+        ]
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -217,6 +246,14 @@ class Simulator:
     @property
     def faults(self) -> Faults:
         return self._faults
+
+    @property
+    def list_shape(self) -> ListShape:
+        return self._shape
+
+    def set_list_shape(self, shape: ListShape) -> None:
+        """Answer lists (and creates) in ``shape`` from now on."""
+        self._shape = shape
 
     @property
     def quota(self) -> tuple[int, float] | None:
@@ -299,10 +336,12 @@ class Simulator:
         return None if self._quota is None else self._quota.take(project, now)
 
     def _check_project(self, project: str) -> Denial | None:
+        if project in self._dsc_disabled:
+            return Denial(401, "dsc.10000009", "the DSC instance does not exist", "dsc_disabled")
         if _PROJECT_ID.match(project) and (self._projects is None or project in self._projects):
             return None
         message = f"The project {project[:64]} does not exist or has not enabled DSC."
-        return Denial(404, "DSC.40400001", message, "project_not_found")
+        return Denial(404, "dsc.40400001", message, "project_not_found")
 
     async def _serve(
         self, request: web.Request, received: Received, project: str, faults: Faults, now: float
@@ -320,7 +359,7 @@ class Simulator:
                 else self._list(project, received.query)
             )
         except BadRequest as exc:
-            return self._deny(Denial(400, "DSC.40000011", str(exc), "invalid"), project)
+            return self._deny(Denial(400, "dsc.40000011", str(exc), "invalid"), project)
         if fault == "http504":
             return self._deny(_GATEWAY_TIMEOUT, project)
         if fault == "reset_after" and creating:
@@ -329,15 +368,22 @@ class Simulator:
             outcome = "stalled"
             await self._pause(faults.stall_s)
         self._stats.count(outcome, project)
+        return self._answer(payload, creating=creating)
+
+    def _answer(self, payload: dict[str, Any], *, creating: bool) -> web.Response:
+        if creating and self._shape.create_answer != "normal":
+            return _unusable_create_answer(self._shape.create_answer)
         return web.json_response(payload)
 
     def _create(self, project: str, raw: bytes, now: float) -> tuple[dict[str, Any], str]:
         task = self._store.create(project, parse_create_body(raw), now)
-        payload = {"id": str(task.id), "msg": "create task template success", "status": "success"}
+        task_id = external_id(task.id, self._shape)
+        payload = {"id": task_id, "msg": "create task template success", "status": "success"}
         return payload, "created"
 
     def _list(self, project: str, query: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], str]:
-        page, total = select(self._store.all(), project, parse_list_query(query))
+        shape = self._shape
+        page, total = select(self._store.all(), project, parse_list_query(query, shape), shape)
         return {"result": page, "total_num": total}, "listed"
 
     def _deny(self, denial: Denial, project: str | None) -> web.Response:
@@ -364,6 +410,17 @@ class Simulator:
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _unusable_create_answer(kind: str) -> web.Response:
+    """A 200 for a create that did happen, whose body does not say so usably."""
+    if kind == "html":
+        page = "<html><body><h1>Welcome</h1></body></html>"
+        return web.Response(text=page, content_type="text/html")
+    if kind == "error-body":
+        body = {"error_code": "dsc.00000004", "error_msg": "system busy", "status": "failed"}
+        return web.json_response(body)
+    return web.json_response({"msg": "create task template success", "status": "success"})
 
 
 @web.middleware

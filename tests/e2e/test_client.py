@@ -36,6 +36,7 @@ from bulkscan.errors import (
     TaskPermanentError,
     ThrottledError,
     TransientError,
+    UntrustedListingError,
     UsageError,
 )
 from bulkscan.models import DataSource
@@ -135,15 +136,30 @@ def test_make_ssl_context(tmp_path: Path) -> None:
         ([{"db_type": "MySQL", "ins_id": "ins-1"}], [("MySQL", "ins-1")]),
         (['{"db_type": "DWS", "ins_id": "d-1"}'], [("DWS", "d-1")]),
         (["ins-bare"], [("", "ins-bare")]),
-        ("MySQL:ins-1", [("MySQL", "ins-1")]),
         ([{"type": "RDS", "instance_id": 7}], [("RDS", "7")]),
-        ([None, 3, "", {"db_type": "MySQL"}, "{bad json", "MySQL:"], [("", "MySQL:")]),
-        (None, []),
-        ({"db_type": "MySQL", "ins_id": "ins-9"}, [("MySQL", "ins-9")]),
+        ([], []),
     ],
 )
 def test_parse_remote_sources(value: object, sources: list[tuple[str, str]]) -> None:
     assert parse_remote_sources(value) == tuple(DataSource(t, i) for t, i in sources)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "MySQL:ins-1",  # not an array
+        None,
+        {"db_type": "MySQL", "ins_id": "ins-9"},
+        ["MySQL:ins-1", None],  # one unreadable item spoils the whole value
+        ["MySQL:ins-1", 3],
+        [""],
+        [{"db_type": "MySQL"}],
+        ["{bad json"],
+        ["MySQL:"],
+    ],
+)
+def test_unreadable_remote_sources_are_none_not_skipped(value: object) -> None:
+    assert parse_remote_sources(value) is None
 
 
 def test_parse_remote_task_is_tolerant() -> None:
@@ -170,8 +186,11 @@ def test_parse_remote_task_is_tolerant() -> None:
         create_user="someone",
     )
     assert task.raw["create_user"] == "someone"
-    assert parse_remote_task({"task_name": "no id"}) is None
-    assert parse_remote_task({"id": "7", "name": "alt"}) == RemoteTask("7", "alt", ())
+    assert parse_remote_task({"task_name": "no id", "data_source": []}) is None
+    assert parse_remote_task({"id": "7", "data_source": []}) is None  # no name
+    assert parse_remote_task({"id": "7", "name": "n"}) is None  # no data sources
+    alt = parse_remote_task({"id": "7", "name": "alt", "data_source": []})
+    assert alt == RemoteTask("7", "alt", ())
 
 
 # --- fixtures -------------------------------------------------------------------------------
@@ -229,7 +248,7 @@ async def test_create_and_list_round_trip(sim: Simulator, session: aiohttp.Clien
         DataSource("MySQL", "ins-1"),
         DataSource("PostgreSQL", "ins-2"),
     )
-    assert listed[0].schedule_type == "ONCE" and listed[0].schedule_switch is False
+    assert listed[0].schedule_type is None  # not in the documented TaskDetail
 
     path = CREATE_PATH.format(project_id=PID)
     assert [(a.method, a.path, a.status, a.verdict) for a in attempts] == [
@@ -249,9 +268,10 @@ async def test_list_follows_pages_to_the_end(
     lister = _client(session, sim.url, on_attempt=pages.append)
     listed = await lister.list_tasks(PID, region=REGION, task_name="paged-", page_size=3)
     assert sorted(t.id for t in listed) == sorted(str(r.task_id) for r in made)
-    assert len(pages) == 3
+    assert len(pages) == 2  # a full page of 3, then one page larger than total_num
     everything = await lister.list_tasks(PID, region=REGION, page_size=2)
     assert len(everything) == 8
+    assert lister.shapes[(PID, REGION)].paging == "page_size=total_num"
     assert await lister.list_tasks(PID, region=REGION, task_name="absent") == []
 
 
@@ -351,7 +371,7 @@ async def test_invalid_body_is_task_permanent(
         err = await _raises(
             TaskPermanentError, lambda b=body: client.create_task(PID, b, region=REGION)
         )
-        assert err.status == 400 and (err.code or "").startswith("DSC.")
+        assert err.status == 400 and (err.code or "").startswith("dsc.")
     assert sim.tasks == []
 
 
@@ -507,9 +527,9 @@ async def test_body_is_sent_byte_identical_and_odd_answers(
     try:
         client = _client(session, url)
         body = _body("bytes ✓", task_description="  spaced  ")
-        result = await client.create_task(PID, body, region=REGION)
+        err = await _raises(AmbiguousError, lambda: client.create_task(PID, body, region=REGION))
         assert received == [body]
-        assert result.verdict is Verdict.CREATED and result.task_id is None
+        assert err.status == 200 and "not JSON" in str(err)
         err = await _raises(
             RunFatalError, lambda: client.create_task(OTHER_PID, body, region=REGION)
         )
@@ -532,12 +552,16 @@ async def test_list_that_ignores_paging_is_not_trusted(session: aiohttp.ClientSe
     try:
         client = _client(session, url, Token(TOKEN))
         err = await _raises(
-            AmbiguousError, lambda: client.list_tasks(PID, region=REGION, page_size=3)
+            UntrustedListingError, lambda: client.list_tasks(PID, region=REGION, page_size=3)
         )
-        assert "5 task(s) but only 3" in str(err)
+        assert "ignores offset" in str(err) and "cannot be trusted" in str(err)
+        assert calls == [
+            {"page_size": "3"},  # full: there may be more
+            {"page_size": "6"},  # larger than total_num: still 3 (a cap)
+            {"page_size": "3", "offset": "3"},  # offset tried: the same tasks again
+        ]
         partial = await client.list_tasks(PID, region=REGION, page_size=3, strict=False)
         assert [t.id for t in partial] == ["0", "1", "2"]
-        assert calls[0]["page_size"] == "3" and calls[1]["offset"] == "3"
     finally:
         await runner.cleanup()
 

@@ -29,6 +29,7 @@ from bulkscan.sim.server import (
     Faults,
     Simulator,
     parse_faults,
+    parse_list_shape,
     parse_quota,
 )
 
@@ -146,13 +147,15 @@ async def test_create_answers_a_string_id_and_list_shows_the_task_detail(
     listed = await call(session, sim, "GET")
     assert listed.status == 200 and listed.json["total_num"] == 1
     (detail,) = listed.json["result"]
+    # the documented TaskDetail, and a name key: nothing of our own invention
+    assert set(detail) == {
+        "create_user", "data_source", "delete_failed_meta", "id", "last_end_time",
+        "last_trigger_time", "task_name",
+    }  # fmt: skip
     assert detail["id"] == int(created.json["id"])
     assert detail["task_name"] == "orders-db"
     assert detail["data_source"] == ["MySQL:ins-1"]
-    assert detail["data_sources"] == [{"db_type": "MySQL", "ins_id": "ins-1"}]
-    assert detail["schedule_type"] == "ONCE" and detail["schedule_switch"] is True
-    assert detail["scan_config"] == {"scan_tables": True, "scan_views": False}
-    assert detail["enabled"] is True and detail["create_user"]
+    assert detail["delete_failed_meta"] is False and detail["create_user"]
     assert detail["last_trigger_time"] <= detail["last_end_time"]
     assert (sim.tasks[0]["id"], sim.tasks[0]["name"]) == (created.json["id"], "orders-db")
     assert sim.tasks[0]["project_id"] == PROJECT and sim.tasks[0]["body"] == body("orders-db")
@@ -196,7 +199,7 @@ async def test_list_filters_by_name_part_schedule_type_and_id(
     assert await names([("task_name", "gamma")]) == []
 
 
-async def test_list_pages_newest_first_with_offset_limit_or_page(
+async def test_list_pages_by_page_size_only_and_ignores_offset_by_default(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
     for i in range(25):
@@ -204,6 +207,18 @@ async def test_list_pages_newest_first_with_offset_limit_or_page(
     first = await call(session, sim, "GET")
     assert first.json["total_num"] == 25 and len(first.json["result"]) == 20
     assert first.json["result"][0]["task_name"] == "t24"
+    big = await call(session, sim, "GET", query=[("page_size", "1000")])
+    assert len(big.json["result"]) == 25
+    ignored = await call(session, sim, "GET", query=[("offset", "10"), ("page_size", "5")])
+    assert [t["task_name"] for t in ignored.json["result"]] == ["t24", "t23", "t22", "t21", "t20"]
+
+
+async def test_list_pages_newest_first_with_offset_limit_or_page_when_honoured(
+    sim: Simulator, session: aiohttp.ClientSession
+) -> None:
+    sim.set_list_shape(parse_list_shape("offset=honoured"))
+    for i in range(25):
+        await create(session, sim, f"t{i:02}")
     seen = []
     for offset in range(0, 25, 10):
         page = await call(session, sim, "GET", query=[("offset", str(offset)), ("limit", "10")])
@@ -258,7 +273,7 @@ async def test_invalid_body_is_400_naming_the_field(
 ) -> None:
     answer = await call(session, sim, "POST", payload=payload)
     assert answer.status == 400
-    assert answer.json["error_code"] == "DSC.40000011"
+    assert answer.json["error_code"] == "dsc.40000011"
     assert f"'{field}'" in answer.json["error_msg"]
     assert sim.tasks == []
 
@@ -268,7 +283,7 @@ async def test_body_that_is_not_a_json_object_is_400(
     sim: Simulator, session: aiohttp.ClientSession, raw: bytes
 ) -> None:
     answer = await call(session, sim, "POST", raw=raw)
-    assert (answer.status, answer.json["error_code"]) == (400, "DSC.40000011")
+    assert (answer.status, answer.json["error_code"]) == (400, "dsc.40000011")
 
 
 async def test_longest_allowed_values_are_accepted(
@@ -281,10 +296,9 @@ async def test_longest_allowed_values_are_accepted(
 @pytest.mark.parametrize(
     "query",
     [
-        [("page_size", "101")],
-        [("limit", "0")],
-        [("offset", "-1")],
-        [("page", "0")],
+        [("page_size", "2147483648")],
+        [("page_size", "-1")],
+        [("page_size", "ten")],
         [("id", "abc")],
         [("schedule_types", "HOURLY")],
         [("task_name", "x" * 257)],
@@ -294,7 +308,7 @@ async def test_invalid_list_query_is_400(
     sim: Simulator, session: aiohttp.ClientSession, query: list[tuple[str, str]]
 ) -> None:
     answer = await call(session, sim, "GET", query=query)
-    assert (answer.status, answer.json["error_code"]) == (400, "DSC.40000011")
+    assert (answer.status, answer.json["error_code"]) == (400, "dsc.40000011")
 
 
 async def test_too_large_body_is_413(sim: Simulator, session: aiohttp.ClientSession) -> None:
@@ -440,7 +454,7 @@ async def test_unknown_or_malformed_project_is_404(session: aiohttp.ClientSessio
         assert (await create(session, sim, "ok")).status == 200
         for project in (OTHER, "not-a-project"):
             answer = await create(session, sim, "x", project=project)
-            assert (answer.status, answer.json["error_code"]) == (404, "DSC.40400001")
+            assert (answer.status, answer.json["error_code"]) == (404, "dsc.40400001")
     async with Simulator() as sim:
         assert (await create(session, sim, "x", project=PROJECT.upper())).status == 404
         assert (await create(session, sim, "x", project=OTHER)).status == 200
@@ -528,7 +542,7 @@ async def test_failed_auth_is_not_counted_against_the_quota(
 @pytest.mark.parametrize(
     ("fault", "status", "code", "created"),
     [
-        ("http500", 500, "DSC.50000001", False),
+        ("http500", 500, "dsc.50000001", False),
         ("http502", 502, "APIG.0201", False),
         ("http503", 503, "APIG.0613", False),
         ("http504", 504, "APIG.0201", True),
@@ -676,7 +690,9 @@ async def test_sim_tasks_and_stats(sim: Simulator, session: aiohttp.ClientSessio
     await call(session, sim, "GET", project=OTHER)
     tasks = (await control(session, sim, "GET", "/_sim/tasks")).json
     assert tasks == sim.tasks
-    assert set(tasks[0]) == {"id", "name", "project_id", "body", "created_at", "enabled"}
+    assert set(tasks[0]) == {
+        "id", "remote_id", "name", "project_id", "body", "created_at", "enabled",
+    }  # fmt: skip
     stats = (await control(session, sim, "GET", "/_sim/stats")).json
     assert stats["requests"] == {"created": 1, "unauthorized": 1, "listed": 1}
     assert stats["by_project"] == {PROJECT: {"created": 1, "unauthorized": 1}, OTHER: {"listed": 1}}
@@ -715,12 +731,83 @@ async def test_sim_delete_patch_and_reset(sim: Simulator, session: aiohttp.Clien
     assert switch.json["body"]["schedule_switch"] is False
     assert (await control(session, sim, "PATCH", "/_sim/tasks/9", {"enabled": False})).status == 404
     assert (await control(session, sim, "PATCH", "/_sim/tasks/2", {"enabled": "no"})).status == 400
+    sim.set_list_shape(parse_list_shape("extras=yes"))  # the undocumented fields, when sent
     listed = {t["task_name"]: t for t in (await call(session, sim, "GET")).json["result"]}
     assert set(listed) == {"b", "c"}
     assert (listed["b"]["enabled"], listed["b"]["schedule_switch"]) == (False, True)
     assert (listed["c"]["enabled"], listed["c"]["schedule_switch"]) == (True, False)
     assert (await control(session, sim, "POST", "/_sim/reset")).status == 200
     assert sim.tasks == [] and sim.stats["requests"] == {}
+
+
+# --- list shapes the documentation leaves open --------------------------------------------------
+
+
+async def test_list_shape_variants(sim: Simulator, session: aiohttp.ClientSession) -> None:
+    for i in range(5):
+        await create(session, sim, f"t{i}")
+    sim.set_list_shape(parse_list_shape("name=none,sources=ins_id,ids=uuid,page_cap=2,total=short"))
+    answer = (await call(session, sim, "GET", query=[("page_size", "100")])).json
+    assert len(answer["result"]) == 2 and answer["total_num"] == 0  # 5 less a short total of 7
+    first = answer["result"][0]
+    assert "task_name" not in first and first["data_source"] == ["ins-1"]
+    assert isinstance(first["id"], str) and first["id"].count("-") == 4
+    assert first["id"] == sim.tasks[-1]["remote_id"]
+    by_id = await call(session, sim, "GET", query=[("id", first["id"])])
+    assert [t["id"] for t in by_id.json["result"]] == [first["id"]]
+    sim.set_list_shape(parse_list_shape("name=templateTitle,total=short:1"))
+    answer = (await call(session, sim, "GET", query=[("page_size", "100")])).json
+    assert answer["total_num"] == 4 and len(answer["result"]) == 5
+    assert answer["result"][0]["templateTitle"] == "t4"
+
+
+@pytest.mark.parametrize(
+    ("kind", "check"),
+    [
+        ("html", lambda text: text.startswith("<html>")),
+        ("error-body", lambda text: json.loads(text)["status"] == "failed"),
+        ("no-id", lambda text: "id" not in json.loads(text)),
+    ],
+)
+async def test_create_answered_200_without_a_usable_body_still_creates(
+    sim: Simulator, session: aiohttp.ClientSession, kind: str, check: Any
+) -> None:
+    sim.set_list_shape(parse_list_shape(f"create={kind}"))
+    url = f"{sim.url}/v1/{PROJECT}/metadata/task-templates"
+    raw = json.dumps(body("odd")).encode()
+    headers = sign_headers(
+        "POST", url, {"Content-Type": "application/json"}, raw,
+        access_key=DEFAULT_AK, secret_key=DEFAULT_SK, project_id=PROJECT,
+        now=dt.datetime.now(dt.UTC),
+    )  # fmt: skip
+    async with session.post(url, data=raw, headers=headers) as r:
+        assert r.status == 200 and check(await r.text())
+    assert [t["name"] for t in sim.tasks] == ["odd"]
+
+
+async def test_project_without_dsc_is_401_with_a_dsc_code(session: aiohttp.ClientSession) -> None:
+    async with Simulator(dsc_disabled=[OTHER]) as sim:
+        answer = await call(session, sim, "GET", project=OTHER)
+        assert (answer.status, answer.json["error_code"]) == (401, "dsc.10000009")
+        assert (await call(session, sim, "GET")).status == 200
+
+
+async def test_list_shape_control_route(sim: Simulator, session: aiohttp.ClientSession) -> None:
+    spec = {"spec": "name=name,offset=honoured"}
+    answer = await control(session, sim, "POST", "/_sim/list-shape", spec)
+    assert answer.status == 200 and sim.list_shape == parse_list_shape(spec["spec"])
+    assert parse_list_shape(answer.json["spec"]) == sim.list_shape
+    assert (await control(session, sim, "GET", "/_sim/list-shape")).json == answer.json
+    bad = await control(session, sim, "POST", "/_sim/list-shape", {"spec": "name=a b"})
+    assert bad.status == 400
+
+
+@pytest.mark.parametrize(
+    "spec", ["name", "colour=red", "ids=words", "page_cap=0", "total=maybe", "offset=perhaps"]
+)
+def test_bad_list_shape_is_a_usage_error(spec: str) -> None:
+    with pytest.raises(UsageError, match="list shape"):
+        parse_list_shape(spec)
 
 
 # --- TLS ------------------------------------------------------------------------------------
