@@ -41,7 +41,7 @@ from bulkscan.plan import serialise_body
 from bulkscan.report.audit import uncovered_rows
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import source_matches
-from bulkscan.sim.server import Faults, Simulator
+from bulkscan.sim.server import Faults, Simulator, parse_list_shape
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -374,6 +374,8 @@ def test_audit_finds_gaps_and_the_uncovered_workbook_closes_them(
     assert served.call(lambda: served.sim.delete_task(task_f["id"]))
     (payments,) = _task_of(served, "ins-d")
     served.call(lambda: served.sim.update_task(payments["id"], enabled=False))
+    # the enabled state is not in the documented TaskDetail: seen only where it is sent
+    served.call(lambda: served.sim.set_list_shape(parse_list_shape("extras=yes")))
     orphan_ids = asyncio.run(
         _create(
             served.url,
@@ -530,8 +532,9 @@ def test_paging_reads_every_task_to_the_end(
     code, out, _ = _audit_cli(capsys, inventory, served.url, tmp_path / "r", "--json")
     summary = json.loads(out)
     assert code == 1 and summary["tasks"] == 250 and summary["covered"] == 1
-    assert summary["orphan_tasks"] == 249 and summary["requests"] == 3
-    assert served.call(lambda: served.sim.stats)["requests"]["listed"] == 3
+    # a full page of 100, then one page larger than total_num (offset is not documented)
+    assert summary["orphan_tasks"] == 249 and summary["requests"] == 2
+    assert served.call(lambda: served.sim.stats)["requests"]["listed"] == 2
     assert summary["uncovered"] == [
         {"ins_id": "ins-b", "db_type": "PostgreSQL", "project_id": P1, "region": CN,
          "row": 3, "status": "not covered"},

@@ -242,7 +242,7 @@ async def test_tasks_sheet_matches_the_journal(mixed: Mixed) -> None:
     by_name = {line["task name"].value: line for line in lines}
     assert by_name[tasks[0].name]["HTTP status"].value == 400
     assert by_name[tasks[0].name]["outcome"].fill.fgColor.rgb.endswith("FFC7CE")
-    assert lines[1]["error code"].value == "DSC.40400001"
+    assert lines[1]["error code"].value == "dsc.40400001"
     assert lines[1]["attempts"].value == 0  # failed with its project, never sent
     assert "already exists" in lines[4]["message"].value
     assert lines[4]["existing task's data sources"].value == "MySQL:old"

@@ -334,4 +334,5 @@ def test_verdict_values_are_stable() -> None:
         "task-permanent",
         "project-permanent",
         "run-fatal",
+        "untrusted-listing",
     ]
