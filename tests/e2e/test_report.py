@@ -357,7 +357,7 @@ async def test_summary_counts_command_and_chart(mixed: Mixed) -> None:
     assert labels[top + 10] == "total"
     assert paths.counts[Outcome.FAILED] == 2
     codes = [r[0].value for r in ws.iter_rows(max_col=1)]
-    assert "DSC.40400001" in codes and "APIG.0613" in codes and "DSC.40000011" in codes
+    assert "dsc.40400001" in codes and "APIG.0613" in codes and "DSC.40000011" in codes
     assert len(ws._charts) == 1
 
 
