@@ -284,7 +284,7 @@ async def test_input_and_service_text_is_inert(mixed: Mixed) -> None:
         task = journal.tasks()[0]
         attempt = AttemptRecord(
             dt.datetime.now().astimezone(), task.key, task.attempts + 1, "POST", "/v1/x", 400,
-            "DSC.40000011", "=rid", 0.1, "task-permanent", "=cmd|' /C calc'!A0",
+            "dsc.40000011", "=rid", 0.1, "task-permanent", "=cmd|' /C calc'!A0",
         )  # fmt: skip
         journal.record_attempt(attempt, state=TaskState.FAILED, error_msg="=1+SUM(A1:A9)")
     paths = build_report(mixed.run_dir)
@@ -357,7 +357,7 @@ async def test_summary_counts_command_and_chart(mixed: Mixed) -> None:
     assert labels[top + 10] == "total"
     assert paths.counts[Outcome.FAILED] == 2
     codes = [r[0].value for r in ws.iter_rows(max_col=1)]
-    assert "dsc.40400001" in codes and "APIG.0613" in codes and "DSC.40000011" in codes
+    assert "dsc.40400001" in codes and "APIG.0613" in codes and "dsc.40000011" in codes
     assert len(ws._charts) == 1
 
 
