@@ -790,7 +790,12 @@ class _ListReader:
         """More may exist: the page came back full, or it holds fewer than ``total_num``."""
         if got < asked:
             self._cap = got if self._total is not None and got < self._total else self._cap
+        if self._contradicted():
+            return True  # total_num under-counts: a short page proves nothing any more
         return got >= asked or (self._total is not None and len(self._found) < self._total)
+
+    def _contradicted(self) -> bool:
+        return self._total is not None and len(self._found) > self._total
 
     async def _by_offset(self, size: int) -> None:
         """Read on with ``offset`` while pages are full or ``total_num`` is not reached."""
@@ -801,10 +806,19 @@ class _ListReader:
             items = await self._page(size, len(self._found))
             if not self._take(items):
                 if items:
-                    self._untrusted_paging("ignores offset: the next page repeated known tasks")
+                    self._untrusted_paging(self._why_offset_needed())
                 return
             if len(items) < size and (self._total is None or len(self._found) >= self._total):
                 return
+
+    def _why_offset_needed(self) -> str:
+        if self._contradicted():
+            return (
+                f"total_num {self._total} is smaller than the {len(self._found)} task(s) "
+                "listed, so the listing contradicts itself, and the service ignores offset "
+                "(the next page repeated known tasks)"
+            )
+        return "the service ignores offset: the next page repeated known tasks"
 
     def _take(self, items: Sequence[Any]) -> int:
         """Add the items not seen yet (by id); their count."""

@@ -1,0 +1,269 @@
+"""Every list shape the DSC documentation leaves open: never a duplicate, or a loud refusal.
+
+The simulator answers in each variant of ``--list-shape`` (name key, data_source format,
+offset honoured or not, a page cap, id kinds, a lying ``total_num``, creates answered 200
+without a usable body).  Through the library's entry points (``runner.run``,
+``runner.audit``) and the CLI: a second run of the same inventory finds every task or refuses
+the project loudly, an ambiguous create is looked up before anything is sent again, a resume
+finishes the rest once, and the audit reads the same listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import openpyxl
+import pytest
+
+from bulkscan import runner
+from bulkscan.config import DispatchSettings
+from bulkscan.dsc.client import Endpoints
+from bulkscan.dsc.credentials import AkSk
+from bulkscan.run.journal import Journal, TaskState
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+P1 = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+P2 = "5e4d3c2b1a0f9e8d7c6b5a4938271605"
+REGION = "cn-north-4"
+FAST = DispatchSettings(rate_per_s=200.0, backoff_base_s=0.01, backoff_max_s=0.05)
+
+#: Every variant, and whether bulkscan can tell listed tasks apart in it.
+TRUSTED = [
+    "",  # the documented shape: name under task_name, offset ignored, no cap
+    "name=name",
+    "name=template_name",
+    "sources=ins_id",
+    "ids=uuid",
+    "offset=honoured,page_cap=5",
+    "total=short,offset=honoured",
+    "total=short:2,page_cap=5,offset=honoured",
+    "create=html",
+    "create=error-body",
+    "create=no-id",
+    "name=name,sources=ins_id,ids=uuid,total=short,offset=honoured",
+]
+#: ... and where it cannot, what the refusal says.
+REFUSED = {
+    "name=none": "have no name",
+    "name=title": "have no name",
+    "name=none,sources=ins_id,ids=uuid": "have no name",
+    "page_cap=5,offset=ignored": "ignores offset",  # 6 tasks a project, 5 a page
+    "total=short": "contradicts itself",  # total_num under-counts, offset ignored
+}
+ALL = TRUSTED + list(REFUSED)
+
+
+def write_inventory(path: Path, n: int, *, projects: Sequence[str] = (P1, P2)) -> Path:
+    """``n`` instances over ``projects``, one task each (names unique per project)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "project_id", "region", "profile"])
+    for i in range(n):
+        sheet.append([f"ins-{i:04}", "MySQL", projects[i % len(projects)], REGION, "one"])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "schedule_type", "start_now", "task_name", "max_sources"])
+    profiles.append(["one", "ONCE", True, "scan-{project:.6}-{seq:04}", 1])
+    book.save(path)
+    return path
+
+
+def connection(sim: Simulator) -> runner.Connection:
+    return runner.Connection(
+        credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(override=sim.url)
+    )
+
+
+async def run(
+    sim: Simulator,
+    inventory: Path,
+    reports: Path,
+    *,
+    resume: bool = False,
+    limit: int | None = None,
+) -> runner.RunResult:
+    return await runner.run(
+        runner.prepare(inventory),
+        connection=connection(sim),
+        dispatch_settings=FAST,
+        reports_dir=reports,
+        resume=resume,
+        limit=limit,
+    )
+
+
+def no_duplicate(sim: Simulator) -> Counter[str]:
+    names = Counter(t["name"] for t in sim.tasks)
+    assert [n for n, c in names.items() if c > 1] == []
+    return names
+
+
+def states(result: runner.RunResult) -> Counter[TaskState]:
+    with Journal.open(result.run_dir, readonly=True) as journal:
+        return Counter(t.state for t in journal.tasks())
+
+
+def recorded_shapes(result: runner.RunResult) -> dict[str, dict[str, object]]:
+    db = next(p for p in result.run_dir.iterdir() if p.suffix in (".sqlite", ".db", ".sqlite3"))
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT key, value FROM meta WHERE key LIKE 'list_shape:%'")
+        return {k: json.loads(v) for k, v in rows}
+
+
+# --- reconcile: a second run of the same inventory ---------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ALL)
+async def test_second_run_finds_every_task_or_refuses_loudly(tmp_path: Path, spec: str) -> None:
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 12)
+    async with Simulator(list_shape=parse_list_shape(spec)) as sim:
+        first = await run(sim, inventory, tmp_path / "r1")
+        assert states(first) == {TaskState.CREATED: 12}  # empty projects: nothing to tell apart
+        before = len(sim.tasks)
+        second = await run(sim, inventory, tmp_path / "r2")
+        assert len(sim.tasks) == before == 12
+        no_duplicate(sim)
+        creates = sim.stats["requests"].get("created", 0)
+    assert creates == 12  # the second run sent no create at all
+    if spec in TRUSTED:
+        assert states(second) == {TaskState.EXISTS: 12}
+        assert second.dispatch.stop_reason == "done" and not second.dispatch.message
+        shapes = recorded_shapes(second)
+        assert set(shapes) == {f"list_shape:{p}/{REGION}" for p in (P1, P2)}
+        assert all(s["listed"] == 6 for s in shapes.values())
+    else:
+        assert states(second) == {TaskState.PENDING: 12}  # nothing sent, left for later
+        message = second.dispatch.message
+        assert "12 task(s) not sent" in message and "cannot be trusted" in message
+        assert REFUSED[spec] in message and "bulkscan doctor" in message
+        if REFUSED[spec] == "have no name":
+            assert "keys seen: create_user, data_source, delete_failed_meta, id" in message
+
+
+async def test_refused_project_makes_the_cli_exit_non_zero(tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 4)
+    async with Simulator(list_shape=parse_list_shape("name=none")) as sim:
+        await run(sim, inventory, tmp_path / "r1")
+        args = ["run", str(inventory), "--endpoint", sim.url, "--yes"]
+        done = await _cli(tmp_path, *args, "--reports-dir", str(tmp_path / "r2"))
+        assert len(sim.tasks) == 4
+    assert done[0] != 0, done
+    assert "cannot be trusted" in done[1] + done[2] and "Traceback" not in done[2]
+
+
+async def _cli(cwd: Path, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
+    env |= {"HUAWEICLOUD_SDK_AK": DEFAULT_AK, "HUAWEICLOUD_SDK_SK": DEFAULT_SK}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkscan", *args, cwd=cwd, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+# --- more than 100 existing tasks -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec", ["", "name=name", "page_cap=100,offset=honoured", "total=short,offset=honoured"]
+)
+async def test_more_than_100_existing_tasks_are_all_found(tmp_path: Path, spec: str) -> None:
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 130, projects=(P1,))
+    async with Simulator(list_shape=parse_list_shape(spec)) as sim:
+        await run(sim, inventory, tmp_path / "r1")
+        second = await run(sim, inventory, tmp_path / "r2")
+        assert len(sim.tasks) == 130
+    assert states(second) == {TaskState.EXISTS: 130}
+
+
+async def test_a_page_cap_with_offset_ignored_is_refused_not_guessed(tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 130, projects=(P1,))
+    async with Simulator() as sim:
+        await run(sim, inventory, tmp_path / "r1")
+        sim.set_list_shape(parse_list_shape("page_cap=100"))
+        second = await run(sim, inventory, tmp_path / "r2")
+        assert len(sim.tasks) == 130
+    assert states(second) == {TaskState.PENDING: 130}
+    message = second.dispatch.message
+    assert "only 100 of total_num 130" in message or "ignores offset" in message
+
+
+# --- verify after an ambiguous create, and resume -------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ALL)
+async def test_ambiguous_creates_are_looked_up_and_resume_never_duplicates(
+    tmp_path: Path, spec: str
+) -> None:
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 16)
+    faults = Faults(http504=0.3, reset_after=0.1)  # the task is created, the answer lost
+    async with Simulator(list_shape=parse_list_shape(spec), faults=faults, seed=7) as sim:
+        first = await run(sim, inventory, tmp_path / "r", limit=10)
+        no_duplicate(sim)
+        sim.set_faults(Faults())
+        resumed = await run(sim, inventory, tmp_path / "r", resume=True)
+        names = no_duplicate(sim)
+    assert resumed.run_dir == first.run_dir
+    after = states(resumed)
+    if spec in TRUSTED:
+        assert after == {TaskState.CREATED: 16} and len(names) == 16
+    elif REFUSED[spec] == "have no name":
+        # a lookup that cannot tell tasks apart leaves them unknown, and their projects unsent
+        assert after[TaskState.CREATED] + after[TaskState.UNKNOWN] <= len(names) < 16
+    else:  # paging that fails only once a project holds more than one page
+        assert sum(after.values()) == 16 and after[TaskState.CREATED] <= len(names)
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ALL)
+async def test_audit_reads_the_same_listing(tmp_path: Path, spec: str) -> None:
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 8)
+    async with Simulator(list_shape=parse_list_shape(spec)) as sim:
+        await run(sim, inventory, tmp_path / "r")
+        report = await runner.audit(
+            runner.read_audit_inventory(inventory),
+            connection=connection(sim),
+            dispatch_settings=FAST,
+            reports_dir=tmp_path / "audit",
+        )
+    result = report.result
+    if spec in TRUSTED:
+        assert result.all_covered and result.covered == 8
+    elif REFUSED[spec] != "have no name":  # paging: refused only past one page (4 < 5 here)
+        assert result.all_covered or all(g.error for g in result.groups)
+    else:
+        assert result.covered == 0 and all(g.error for g in result.groups)
+        assert all("cannot be trusted" in str(g.error) for g in result.groups)
+
+
+# --- errors as the service writes them -----------------------------------------------------------
+
+
+async def test_a_project_without_dsc_fails_alone(tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 10)
+    async with Simulator(dsc_disabled=[P2]) as sim:
+        result = await run(sim, inventory, tmp_path / "r")
+        created = {t["project_id"] for t in sim.tasks}
+    assert created == {P1} and states(result) == {TaskState.CREATED: 5, TaskState.FAILED: 5}
+    with Journal.open(result.run_dir, readonly=True) as journal:
+        failed = [t for t in journal.tasks() if t.state is TaskState.FAILED]
+    assert {t.project_id for t in failed} == {P2}
+    for task in failed:
+        assert task.error_code == "dsc.10000009"
+        assert f"DSC is not enabled in project {P2} / region {REGION}" in (task.error_msg or "")
