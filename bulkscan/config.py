@@ -107,7 +107,7 @@ class InputSettings:
     region: str | None = None  # default for blank region cells
     timezone: str = "UTC"  # for naive date-times
     start_time_unit: Literal["s", "ms"] = "s"
-    strict_db_types: bool = False
+    strict_db_types: bool = True  # a db_type DSC metadata tasks do not support is an error
     limits: InputLimits = field(default_factory=InputLimits)
     encoding: str | None = None  # of CSV files; None: a BOM, else UTF-8, else a guess
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -13,7 +14,6 @@ from bulkscan.errors import UsageError
 from bulkscan.runner import Status
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Mapping
 
     from bulkscan.models import Issue
@@ -76,9 +76,17 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         "GB18030 with a warning that it is a guess)",
     )
     group.add_argument(
+        "--any-db-type",
+        dest="strict_db_types",
+        action="store_false",
+        help="send a db_type that DSC metadata tasks are not documented to support, as "
+        "written (a warning instead of an error), for the day DSC adds one",
+    )
+    group.add_argument(
         "--strict-db-types",
+        dest="strict_db_types",
         action="store_true",
-        help="treat an unknown db_type as an error instead of a warning",
+        help="an unsupported db_type is an error (the default; kept for older scripts)",
     )
     caps = parser.add_argument_group("safety caps on input files")
     caps.add_argument("--max-file-mb", type=int, default=100, help="largest input file (100)")

@@ -37,7 +37,7 @@ PROJECTS: tuple[str, str] = ("0a1b2c3d4e5f60718293a4b5c6d7e8f9", "5e4d3c2b1a0f9e
 REGIONS: tuple[str, str] = ("cn-north-4", "ap-southeast-1")
 # The last two show that db_type matching ignores case and knows common aliases.
 _DB_TYPES = (
-    "MySQL", "PostgreSQL", "SQLServer", "GaussDB", "openGauss", "Oracle", "mysql", "postgres",
+    "MySQL", "PostgreSQL", "TDSQL", "GaussDB", "openGauss", "DM", "mysql", "postgres",
 )  # fmt: skip
 _OWNERS = ("payments", "logistics", "identity", "analytics", "marketing", "support")
 _ENVIRONMENTS = ("prod", "prod", "prod", "staging", "dev")

@@ -22,9 +22,12 @@ __all__ = [
     "REGIONS",
     "SCHEDULE_TYPES",
     "Column",
+    "DbType",
     "canonical_db_type",
+    "db_types",
     "known_db_types",
     "normalise_header",
+    "unsupported_db_type",
 ]
 
 INSTANCES_SHEET = "instances"
@@ -55,8 +58,13 @@ class Column:
 INSTANCE_COLUMNS: tuple[Column, ...] = (
     Column("ins_id", True, "DSC instance id of the database (text, as shown in the console).",
            ("instance_id", "instance", "ins", "id", "db_instance_id")),
-    Column("db_type", True, "Database type, e.g. MySQL, PostgreSQL (case-insensitive).",
+    Column("db_type", True,
+           "Database type: MySQL, TDSQL, PostgreSQL, Dameng, Kingbase, GaussDB, DWS, Hive or "
+           "MRS_HIVE (any case, common spellings such as postgres or DM too).",
            ("type", "engine", "database_type", "db_engine", "dbtype")),
+    Column("dsc_db_type", False,
+           "The db_type spelling to send to DSC for this row, when it must differ from "
+           "bulkscan's (sent as written, not checked).", ("wire_db_type",)),
     Column("project_id", False,
            "32-character lowercase hex project id; blank uses --project-id "
            "or HUAWEICLOUD_SDK_PROJECT_ID.", ("project", "projectid")),
@@ -111,20 +119,42 @@ def normalise_header(header: str) -> str:
     return _NON_WORD.sub("_", header.strip().lower()).strip("_")
 
 
+@dataclass(frozen=True, slots=True)
+class DbType:
+    """A database type DSC can create metadata tasks for, and the spelling sent for it."""
+
+    name: str  # as the user guide writes it
+    wire: str  # the one spelling sent on the wire
+    source: str  # the documentation page that spells it so
+    aliases: tuple[str, ...] = ()
+
+
 @cache
-def _db_types() -> tuple[dict[str, str], tuple[str, ...]]:
+def _db_types() -> tuple[dict[str, DbType], tuple[DbType, ...], frozenset[str]]:
     raw = json.loads(resources.files("bulkscan.data").joinpath("db_types.json").read_text())
-    canonical: list[str] = raw["canonical"]
-    table = {name.lower(): name for name in canonical}
-    table.update({alias.lower(): name for alias, name in raw["aliases"].items()})
-    return table, tuple(canonical)
+    types = tuple(
+        DbType(t["name"], t["wire"], t["source"], tuple(t["aliases"])) for t in raw["types"]
+    )
+    table = {spelling.lower(): t for t in types for spelling in (t.name, t.wire, *t.aliases)}
+    return table, types, frozenset(name.lower() for name in raw["unsupported"])
 
 
-def known_db_types() -> tuple[str, ...]:
-    """The canonical database type names, in the data file's order."""
+def db_types() -> tuple[DbType, ...]:
+    """The types metadata tasks support, with their wire spelling and its source."""
     return _db_types()[1]
 
 
+def known_db_types() -> tuple[str, ...]:
+    """The names of the supported types (for messages and hints), in the data file's order."""
+    return tuple(t.name for t in _db_types()[1])
+
+
 def canonical_db_type(value: str) -> str | None:
-    """The canonical spelling of a db_type (case-insensitive, aliases too), or None."""
-    return _db_types()[0].get(value.strip().lower())
+    """The wire spelling of a supported db_type (any case, aliases too), or None."""
+    found = _db_types()[0].get(value.strip().lower())
+    return None if found is None else found.wire
+
+
+def unsupported_db_type(value: str) -> bool:
+    """True for a type DSC knows but cannot create metadata tasks for (e.g. Oracle)."""
+    return value.strip().lower() in _db_types()[2]

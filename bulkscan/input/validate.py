@@ -942,6 +942,9 @@ def _db_type(row: RawRow, sink: _Sink, context: _Context) -> str | None:
     if _is_blank(value):
         _blank_required(row, "db_type", sink, context)
         return None
+    override = row.values.get("dsc_db_type")
+    if not _is_blank(override):
+        return parse_text(override)  # the row's own spelling for DSC, sent as written
     text = parse_text(value)
     if text not in context.known_types:
         context.known_types[text] = schema.canonical_db_type(text)
@@ -954,9 +957,14 @@ def _db_type(row: RawRow, sink: _Sink, context: _Context) -> str | None:
         return None
     strict = context.settings.strict_db_types
     known = ", ".join(schema.known_db_types())
+    unsupported = schema.unsupported_db_type(text)
+    what = (
+        "a type DSC metadata tasks do not support" if unsupported else "not a known database type"
+    )
     sink.add(
         "error" if strict else "warning",
-        f"{_q(text)} is not a known database type" + ("" if strict else "; it is sent as written"),
+        f"{_q(text)} is {what}"
+        + (" (--any-db-type sends it)" if strict else "; it is sent as written"),
         ref=row.ref,
         column="db_type",
         value=value,

@@ -53,7 +53,9 @@ def make_book(
 
 
 def checked(rows: list[dict[str, Any]], profiles: list[dict[str, Any]] | None = None) -> Validated:
-    return validate(make_book(rows, profiles), InputSettings(project_id=P1, region="cn-north-4"))
+    # unknown types are warnings here (--any-db-type), so that plans carry validation issues
+    settings = InputSettings(project_id=P1, region="cn-north-4", strict_db_types=False)
+    return validate(make_book(rows, profiles), settings)
 
 
 def plan_of(rows: list[dict[str, Any]], profiles: list[dict[str, Any]] | None = None) -> Plan:
@@ -178,7 +180,7 @@ def test_groups_in_first_appearance_order_and_numbers_per_scope() -> None:
             inst("b", region="cn-east-3"),
             inst("c"),
             inst("d", project_id=P2),
-            inst("e", region="cn-east-3", db_type="Oracle"),
+            inst("e", region="cn-east-3", db_type="DWS"),
         ]
     )
     assert rows_of(plan) == [[2, 4], [3, 6], [5]]
@@ -240,7 +242,7 @@ def test_a_pattern_with_task_fills_it_in() -> None:
 
 def test_db_type_placeholder_is_the_type_or_mixed() -> None:
     profiles = [{"profile": "default", "max_sources": 2, "task_name": "{db_type}-{seq}"}]
-    plan = plan_of([inst("a"), inst("b"), inst("c", "Oracle"), inst("d", "mysql")], profiles)
+    plan = plan_of([inst("a"), inst("b"), inst("c", "DWS"), inst("d", "mysql")], profiles)
     assert [t.name for t in plan.tasks] == ["MySQL-1", "mixed-2"]
 
 
@@ -347,7 +349,7 @@ def test_plan_hash_changes_with_any_task() -> None:
     base = plan_hash(plan_of([inst("a"), inst("b")]))
     assert base == plan_hash(plan_of([inst("a"), inst("b")]))
     assert base != plan_hash(plan_of([inst("b"), inst("a")]))
-    assert base != plan_hash(plan_of([inst("a"), inst("b", "Oracle")]))
+    assert base != plan_hash(plan_of([inst("a"), inst("b", "DWS")]))
 
 
 # --------------------------------------------------------------------------- properties
@@ -375,7 +377,7 @@ instance_rows = st.lists(
     st.fixed_dictionaries(
         {
             "ins_id": st.sampled_from([f"i{n}" for n in range(12)]),
-            "db_type": st.sampled_from(["MySQL", "postgres", "Oracle", "mysql"]),
+            "db_type": st.sampled_from(["MySQL", "postgres", "DWS", "mysql"]),
             "project_id": st.sampled_from([P1, P2, None]),
             "region": st.sampled_from(["cn-north-4", "cn-east-3", None]),
             "profile": st.sampled_from([None, "default", "nightly", "weekly"]),

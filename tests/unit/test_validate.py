@@ -311,7 +311,7 @@ def test_parse_schedule_type_suggests_the_close_one() -> None:
     [
         ("mysq", schema.known_db_types(), "MySQL"),
         ("POSTGRESQ", schema.known_db_types(), "PostgreSQL"),
-        ("oracel", schema.known_db_types(), "Oracle"),
+        ("kingbse", schema.known_db_types(), "Kingbase"),
         ("cn-nrth-4", schema.REGIONS, "cn-north-4"),
         ("zzzzzz", schema.known_db_types(), None),
     ],
@@ -378,7 +378,7 @@ def test_a_clean_sheet_yields_instances_with_extras_and_no_issues() -> None:
         [
             row("ins-1", "mysql", region="cn-north-1", Owner="ana", Cost=12.0),
             row(12345, "postgres", project_id=OTHER_PROJECT, Since=datetime(2024, 5, 6)),
-            row("ins-3", "SQLServer", profile="Default", task="nightly", enabled="yes"),
+            row("ins-3", "DWS", profile="Default", task="nightly", enabled="yes"),
         ],
         headers=headers,
     )
@@ -404,8 +404,8 @@ def test_a_clean_sheet_yields_instances_with_extras_and_no_issues() -> None:
     assert result.columns["ins_id"] == "Instance ID"
 
 
-def test_unknown_db_type_is_a_warning_sent_as_written() -> None:
-    result = run([row(db_type="mysq")])
+def test_unknown_db_type_is_a_warning_sent_as_written_with_any_db_type() -> None:
+    result = run([row(db_type="mysq")], cfg=settings(strict_db_types=False))
     issue = only(result.issues)
     assert issue.severity == "warning"
     assert issue.message == "'mysq' is not a known database type; it is sent as written"
@@ -420,10 +420,38 @@ def test_unknown_db_type_is_a_warning_sent_as_written() -> None:
     )
 
 
-def test_unknown_db_type_is_an_error_when_strict() -> None:
-    result = run([row(db_type="mysq")], cfg=settings(strict_db_types=True))
+@pytest.mark.parametrize(
+    ("written", "sent"),
+    [("DM", "DMDBMS"), ("dmdbms", "DMDBMS"), ("dameng", "DMDBMS"), ("KINGBASE", "KINGBASE"),
+     ("postgres", "PostgreSQL"), ("mrs_hive", "MRS_HIVE"), ("hive", "HIVE")],
+)  # fmt: skip
+def test_common_spellings_are_sent_as_dsc_spells_them(written: str, sent: str) -> None:
+    result = run([row(db_type=written)])
+    assert result.issues == () and result.instances[0].db_type == sent
+
+
+def test_a_type_dsc_metadata_tasks_do_not_support_is_an_error_naming_the_supported() -> None:
+    issue = only(run([row(db_type="Oracle")]).issues)
+    assert issue.severity == "error"
+    assert (
+        issue.message
+        == "'Oracle' is a type DSC metadata tasks do not support (--any-db-type sends it)"
+    )
+    assert issue.hint == (
+        "known types: MySQL, PostgreSQL, TDSQL, GaussDB, DWS, Dameng, Kingbase, Hive, MRS_HIVE"
+    )
+
+
+def test_a_dsc_db_type_column_overrides_the_spelling_sent() -> None:
+    result = run([row(db_type="Dameng", dsc_db_type="DM")])
+    assert result.issues == () and result.instances[0].db_type == "DM"
+
+
+def test_unknown_db_type_is_an_error_by_default() -> None:
+    result = run([row(db_type="mysq")])
     issue = only(result.issues)
-    assert issue.severity == "error" and issue.message == "'mysq' is not a known database type"
+    assert issue.severity == "error"
+    assert issue.message == "'mysq' is not a known database type (--any-db-type sends it)"
     assert result.instances == () and result.has_errors
 
 
@@ -519,7 +547,7 @@ def test_enabled_false_rows_are_skipped_unchecked() -> None:
 
 
 def test_a_bad_enabled_value_is_an_error_and_the_row_is_still_checked() -> None:
-    result = run([row("a", "mysq", enabled="maybe")])
+    result = run([row("a", "mysq", enabled="maybe")], cfg=settings(strict_db_types=False))
     assert [(i.severity, i.column) for i in result.issues] == [
         ("warning", "DB Type"),
         ("error", "enabled"),
@@ -647,7 +675,7 @@ def test_rows_repeating_a_bad_cell_each_report_it() -> None:
     # Rows sharing their cells are parsed once, but only when they raise no issue.
     rows = [row(f"i{n}", "mysq", region="cn/north" if n % 2 else None) for n in range(4)]
     rows += [row("x", "mysq", region="cn/north", enabled="maybe")]
-    result = run(rows)
+    result = run(rows, cfg=settings(strict_db_types=False))
     assert [(i.ref.row, i.column, i.severity) for i in result.issues if i.ref] == [
         (2, "DB Type", "warning"),
         (3, "DB Type", "warning"),
