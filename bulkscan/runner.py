@@ -21,7 +21,7 @@ import aiohttp
 from bulkscan import __version__
 from bulkscan import audit as _audit
 from bulkscan.config import DispatchSettings, InputSettings
-from bulkscan.dsc.client import Attempt, DscClient, Endpoints
+from bulkscan.dsc.client import Attempt, DscClient, Endpoints, RawAnswer
 from bulkscan.dsc.credentials import AkSk, auth_method
 from bulkscan.errors import JournalError, UsageError, ValidationFailed
 from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
@@ -31,6 +31,7 @@ from bulkscan.plan import build_plan, plan_hash
 from bulkscan.report import audit as _audit_report
 from bulkscan.report import results as _report
 from bulkscan.run.dispatch import DispatchResult, dispatch
+from bulkscan.run.doctor import DoctorReport, check_groups, write_record
 from bulkscan.run.journal import Journal, RunInput, create_run_dir, find_latest_run
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ __all__ = [
     "audit",
     "audit_sync",
     "check",
+    "doctor",
     "open_run",
     "prepare",
     "read_audit_inventory",
@@ -351,6 +353,7 @@ async def _client(
     settings: DispatchSettings,
     *,
     on_attempt: Callable[[Attempt], None] | None = None,
+    on_answer: Callable[[RawAnswer], None] | None = None,
 ) -> AsyncIterator[DscClient]:
     """A DSC client over a session this function owns, sized to the concurrency."""
     connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=conn.ssl)
@@ -363,6 +366,7 @@ async def _client(
             read_timeout_s=settings.read_timeout_s,
             ssl_context=conn.ssl,
             on_attempt=on_attempt,
+            on_answer=on_answer,
         )
 
 
@@ -386,6 +390,32 @@ async def _send(
             limit=limit,
             stop=stop,
         )
+
+
+# --- preflight (``bulkscan doctor``) ----------------------------------------------------------
+
+
+async def doctor(
+    groups: Sequence[tuple[str, str]],
+    *,
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+    record: str | os.PathLike[str] | None = None,
+) -> DoctorReport:
+    """Read-only checks of each (project, region) a run would touch; ``record`` saves the raw
+    answers (headers and bodies, no credential) to that file."""
+    settings = dispatch_settings or DispatchSettings()
+    answers: list[RawAnswer] = []
+    keep = answers.append if record is not None else None
+    async with (
+        _connected(connection, simulator) as conn,
+        _client(conn, settings, on_answer=keep) as client,
+    ):
+        report = await check_groups(groups, client, rate_per_s=settings.rate_per_s)
+    if record is not None:
+        await asyncio.to_thread(write_record, record, answers)
+    return report
 
 
 # --- coverage audit (``bulkscan audit``) -----------------------------------------------------

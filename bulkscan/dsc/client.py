@@ -50,6 +50,7 @@ __all__ = [
     "Listing",
     "ListingShape",
     "NAME_KEYS",
+    "RawAnswer",
     "RemoteTask",
     "make_ssl_context",
     "parse_remote_sources",
@@ -152,6 +153,41 @@ class Attempt:
     latency_s: float
     verdict: Verdict
     detail: str | None = None  # the service's error_msg, or the network failure's kind
+
+
+@dataclass(frozen=True, slots=True)
+class RawAnswer:
+    """One answer as it came back, for ``bulkscan doctor --record``: the request's method,
+    path and query (never its headers, so nothing of the signature), the answer's status,
+    headers (less any that could carry a credential) and body."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": [list(pair) for pair in self.query],
+            "status": self.status,
+            "headers": [list(pair) for pair in self.headers],
+            "body": self.body,
+        }
+
+
+_SECRET_HEADERS = ("authorization", "token", "cookie", "secret", "signature", "credential")
+
+
+def _safe_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (name, value)
+        for name, value in headers.items()
+        if not any(word in name.lower() for word in _SECRET_HEADERS)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,8 +397,8 @@ def _unreadable(items: Sequence[Mapping[str, Any]]) -> str | None:
         f"{n} of {len(items)} listed task(s) {what}"
         for n, what in (
             (no_id, "have no id"),
-            (no_name, f"have no name under any of {', '.join(NAME_KEYS)}"),
-            (bad_sources, f"have no readable {' or '.join(SOURCE_KEYS)} array"),
+            (no_name, "have no name under a known key"),  # NAME_KEYS, listed in the README
+            (bad_sources, "have no readable data_source array"),
         )
         if n
     ]
@@ -461,8 +497,10 @@ class DscClient:
         clock: Callable[[], dt.datetime] | None = None,
         on_attempt: Callable[[Attempt], None] | None = None,
         ssl_context: ssl.SSLContext | bool = True,
+        on_answer: Callable[[RawAnswer], None] | None = None,
     ) -> None:
         self._session = session
+        self._on_answer = on_answer
         self._credentials = credentials
         self._endpoints = endpoints
         self._timeout = aiohttp.ClientTimeout(
@@ -524,13 +562,7 @@ class DscClient:
         paging could not be completed instead of raising (never for unreadable items).
         """
         try:
-            listing = await self.list_all(
-                project_id,
-                region=region,
-                task_name=task_name,
-                page_size=page_size,
-                before_page=before_page,
-            )
+            listing = await self._read(project_id, region, task_name, page_size, before_page)
         except _ShortListing as short:
             if strict:
                 raise short.error from None
@@ -558,6 +590,19 @@ class DscClient:
         id, name or data sources, or when the listing cannot be completed: absence from it
         would prove nothing, so nothing may be sent on its strength.
         """
+        try:
+            return await self._read(project_id, region, task_name, page_size, before_page)
+        except _ShortListing as short:
+            raise short.error from None
+
+    async def _read(
+        self,
+        project_id: str,
+        region: str,
+        task_name: str | None,
+        page_size: int,
+        before_page: Callable[[], Awaitable[object]] | None,
+    ) -> Listing:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise UsageError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
         reader = _ListReader(self, project_id, region, task_name, before_page)
@@ -584,7 +629,7 @@ class DscClient:
         target = yarl.URL(url + (f"?{qs}" if qs else ""), encoded=True)
         started = time.monotonic()
         try:
-            answer = await self._exchange(method, target, headers, body)
+            answer = await self._exchange(method, target, headers, body, (path, query))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._fail(method, path, started, exc, idempotent=idempotent)
         verdict = classify_response(answer.status, answer.code, idempotent=idempotent)
@@ -633,7 +678,12 @@ class DscClient:
         )
 
     async def _exchange(
-        self, method: str, target: yarl.URL, headers: dict[str, str], body: bytes
+        self,
+        method: str,
+        target: yarl.URL,
+        headers: dict[str, str],
+        body: bytes,
+        asked: tuple[str, list[tuple[str, str]]],
     ) -> _Answer:
         async with self._session.request(
             method,
@@ -645,6 +695,17 @@ class DscClient:
             ssl=self._ssl,
         ) as response:
             raw = await _read_capped(response)
+            if self._on_answer is not None:
+                self._on_answer(
+                    RawAnswer(
+                        method,
+                        asked[0],
+                        tuple(asked[1]),
+                        response.status,
+                        _safe_headers(response.headers),
+                        raw.decode("utf-8", "replace"),
+                    )
+                )
             payload = _decode(raw)
             code, message = _error_fields(payload) if response.status >= 300 else (None, None)
             rid = response.headers.get("X-Request-Id") or _str_or_none(

@@ -5,26 +5,32 @@ offset honoured or not, a page cap, id kinds, a lying ``total_num``, creates ans
 without a usable body).  Through the library's entry points (``runner.run``,
 ``runner.audit``) and the CLI: a second run of the same inventory finds every task or refuses
 the project loudly, an ambiguous create is looked up before anything is sent again, a resume
-finishes the rest once, and the audit reads the same listing.
+finishes the rest once, and the audit reads the same listing.  ``bulkscan doctor`` reports each
+shape, and a ``--record`` file of its answers replays through the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import sys
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import openpyxl
 import pytest
+from aiohttp import web
 
 from bulkscan import runner
 from bulkscan.config import DispatchSettings
-from bulkscan.dsc.client import Endpoints
-from bulkscan.dsc.credentials import AkSk
+from bulkscan.dsc.client import CREATE_PATH, DscClient, Endpoints
+from bulkscan.dsc.credentials import AkSk, Token
+from bulkscan.errors import AmbiguousError, InputError
+from bulkscan.run.doctor import load_record
 from bulkscan.run.journal import Journal, TaskState
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
 
@@ -79,9 +85,9 @@ def write_inventory(path: Path, n: int, *, projects: Sequence[str] = (P1, P2)) -
     return path
 
 
-def connection(sim: Simulator) -> runner.Connection:
+def connection(sim: Simulator, *, secret_key: str = DEFAULT_SK) -> runner.Connection:
     return runner.Connection(
-        credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(override=sim.url)
+        credentials=AkSk(DEFAULT_AK, secret_key), endpoints=Endpoints(override=sim.url)
     )
 
 
@@ -267,3 +273,148 @@ async def test_a_project_without_dsc_fails_alone(tmp_path: Path) -> None:
     for task in failed:
         assert task.error_code == "dsc.10000009"
         assert f"DSC is not enabled in project {P2} / region {REGION}" in (task.error_msg or "")
+
+
+# --- bulkscan doctor, and a recorded answer replayed ------------------------------------------
+# The replay serves a --record file's answers, in order, from a plain local aiohttp server (not
+# the simulator) and reads them with bulkscan's own client: what a user attaches to a bug
+# report is what the test suite can read back.
+
+_BODY = {
+    "data_sources": [{"db_type": "MySQL", "ins_id": "ins-1"}],
+    "schedule_type": "ONCE",
+    "start_time": 0,
+    "task_description": "",
+}
+
+
+async def fill(sim: Simulator, project: str, n: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = DscClient(session, AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(sim.url))
+        for i in range(n):
+            body = json.dumps({**_BODY, "task_name": f"old-{i:03}"}).encode()
+            with contextlib.suppress(AmbiguousError):  # create=...: 200 without an id
+                await client.create_task(project, body, region=REGION)
+
+
+@pytest.mark.parametrize("spec", TRUSTED + list(REFUSED))
+async def test_doctor_in_every_list_shape(spec: str) -> None:
+    async with Simulator(list_shape=parse_list_shape(spec)) as sim:
+        await fill(sim, P1, 6)  # more than the page cap of 5, and than a short total
+        report = await runner.doctor([(P1, REGION)], connection=connection(sim))
+    names = [c.name for c in report.checks]
+    assert names[:2] == ["credentials", "DSC"] and names[-1] == "rate"
+    if spec in TRUSTED:
+        assert report.ok, [str(c) for c in report.failed]
+        assert names == ["credentials", "DSC", "listing", "list shape", "paging", "rate"]
+        (shape,) = (c for c in report.checks if c.name == "list shape")
+        assert "6 listed" in shape.detail
+    else:
+        (failed,) = report.failed
+        assert failed.name == "list shape" and REFUSED[spec] in failed.detail
+        assert "keys seen: create_user" in failed.detail or "offset" in failed.detail
+
+
+async def test_a_project_without_dsc_and_refused_credentials() -> None:
+    async with Simulator(dsc_disabled=[P2]) as sim:
+        report = await runner.doctor([(P1, REGION), (P2, REGION)], connection=connection(sim))
+        (failed,) = report.failed
+        assert (failed.project_id, failed.name) == (P2, "DSC")
+        assert f"DSC is not enabled in project {P2} / region {REGION}" in failed.detail
+        assert "enable DSC" in str(failed)
+        bad = await runner.doctor(
+            [(P1, REGION), (P2, REGION)], connection=connection(sim, secret_key="wrong-secret")
+        )
+    # credentials refused: the checks stop at once (five failures lock the key)
+    assert [c.name for c in bad.checks] == ["credentials", "rate"] and not bad.ok
+
+
+async def test_record_holds_no_secret_and_replays_into_the_same_listing(tmp_path: Path) -> None:
+    record = tmp_path / "answers.json"
+    async with Simulator(
+        list_shape=parse_list_shape("name=name,page_cap=5,offset=honoured")
+    ) as sim:
+        await fill(sim, P1, 12)
+        live = await runner.doctor([(P1, REGION)], connection=connection(sim), record=record)
+    assert live.ok
+    text = record.read_text("utf-8")
+    for secret in (DEFAULT_SK, DEFAULT_AK, "Authorization", "Signature", "X-Sdk-Date"):
+        assert secret not in text
+    answers = load_record(record)
+    assert [dict(a["query"]).get("offset") for a in answers] == [None, None, "5", "10"]
+    replayed = await _replay(answers)
+    assert sorted(t.name for t in replayed.tasks) == [f"old-{i:03}" for i in range(12)]
+    (shape,) = (c.detail for c in live.checks if c.name == "list shape")
+    assert replayed.shape.describe() == shape
+
+
+async def _replay(answers: list[dict[str, Any]]) -> Any:
+    queue = list(answers)
+
+    async def answer(request: web.Request) -> web.Response:
+        recorded = queue.pop(0)
+        assert request.path == recorded["path"]
+        assert sorted(request.query.items()) == sorted(tuple(p) for p in recorded["query"])
+        kind = dict(recorded["headers"]).get("Content-Type", "application/json")
+        return web.Response(
+            status=recorded["status"], text=recorded["body"], content_type=kind.split(";")[0]
+        )
+
+    app = web.Application()
+    app.router.add_get(CREATE_PATH.format(project_id=P1), answer)
+    app_runner = web.AppRunner(app)
+    await app_runner.setup()
+    site = web.TCPSite(app_runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = DscClient(session, Token("t"), endpoints=Endpoints(f"http://127.0.0.1:{port}"))
+            return await client.list_all(P1, region=REGION)
+    finally:
+        await app_runner.cleanup()
+
+
+def test_a_file_that_is_not_a_record_is_an_input_error(tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text('{"format": "something else"}', "utf-8")
+    with pytest.raises(InputError, match="doctor record"):
+        load_record(other)
+
+
+async def _doctor_cli(*args: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
+    env |= {"HUAWEICLOUD_SDK_AK": DEFAULT_AK, "HUAWEICLOUD_SDK_SK": DEFAULT_SK}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkscan", "doctor", *args, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_cli_exit_codes(tmp_path: Path) -> None:
+    async with Simulator(dsc_disabled=[P2]) as sim:
+        good = await _doctor_cli("--project", P1, "--region", REGION, "--endpoint", sim.url)
+        bad = await _doctor_cli(
+            "--project", P1, "--project", P2, "--region", REGION, "--endpoint", sim.url
+        )
+        usage = await _doctor_cli("--endpoint", sim.url)
+    assert good[0] == 0 and "a run can be trusted" in good[1] and "--limit 5" in good[1]
+    assert good[1].count("\n") == 7  # one line per check, then the verdict
+    assert bad[0] == 1 and "FAIL" in bad[1] and "DSC is not enabled" in bad[1]
+    assert usage[0] == 2 and "--project" in usage[1] and "Traceback" not in usage[1]
+
+
+def test_rate_line_names_the_rate() -> None:
+    settings = DispatchSettings(rate_per_s=2.0)
+    report = asyncio.run(_doctor_without_groups(settings))
+    (rate,) = report.checks
+    assert rate.ok and "2 request(s)/s (120/min)" in rate.detail
+
+
+async def _doctor_without_groups(settings: DispatchSettings) -> Any:
+    async with Simulator() as sim:
+        return await runner.doctor([], connection=connection(sim), dispatch_settings=settings)

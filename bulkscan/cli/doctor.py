@@ -1,0 +1,90 @@
+"""``bulkscan doctor [FILE]``: read-only checks before a real run, one line per check."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+from bulkscan.cli._common import add_connection_options, connection_from, dispatch_settings
+from bulkscan.config import InputSettings
+from bulkscan.errors import UsageError, ValidationFailed
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["register"]
+
+DESCRIPTION = """\
+Check, without creating anything, that a run can be trusted in every project and region that
+FILE names (or that --project and --region name): the credentials are accepted, DSC is enabled,
+the task list can be read, which list shape the service answers in (the name key, the
+data_source format, the ids), that paging reaches every task, and the busiest rate the run will
+use. One line per check. Exit 0 when a run can be trusted; 1 with what to fix otherwise; 2 for
+input or usage errors. --record FILE saves the raw answers (headers and bodies; nothing of the
+request or its signature, no credential header) to attach to a bug report."""
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "doctor",
+        help="check credentials, DSC, listing and paging before a real run (read-only)",
+        description=DESCRIPTION,
+    )
+    parser.add_argument("file", metavar="FILE", nargs="?", help="inventory (.xlsx or CSV)")
+    parser.add_argument("--profiles", metavar="CSV", help="profiles CSV file (CSV input only)")
+    where = parser.add_argument_group("where to check (without FILE, or for its blank cells)")
+    where.add_argument("--project", action="append", default=[], metavar="ID", help="project id")
+    where.add_argument("--region", action="append", default=[], help="region, e.g. cn-north-4")
+    parser.add_argument(
+        "--record", metavar="FILE", help="save the raw answers (no secret) to this JSON file"
+    )
+    add_connection_options(parser)
+    parser.set_defaults(func=_run)
+
+
+def _groups(args: argparse.Namespace) -> list[tuple[str, str]]:
+    default_project = os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID") or None
+    if args.file is None:
+        projects = args.project or ([default_project] if default_project else [])
+        if not projects or not args.region:
+            raise UsageError("give an inventory FILE, or --project ID and --region REGION")
+        return list(itertools.product(projects, args.region))
+    settings = InputSettings(
+        project_id=(args.project or [default_project])[0],
+        region=(args.region or [None])[0],
+        strict_db_types=False,  # the types do not matter to these checks
+    )
+    inventory = runner.read_audit_inventory(
+        args.file, profiles_path=args.profiles, settings=settings
+    )
+    return list(inventory.groups)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        groups = _groups(args)
+    except ValidationFailed as failed:
+        print(f"bulkscan: error: {failed}")
+        return 2
+    connection, simulator = connection_from(args)
+    report = asyncio.run(
+        runner.doctor(
+            groups,
+            connection=connection,
+            simulator=simulator,
+            dispatch_settings=dispatch_settings(args),
+            record=args.record,
+        )
+    )
+    for check in report.checks:
+        print(check)
+    if args.record:
+        print(f"raw answers saved to {args.record}")
+    if report.ok:
+        print("a run can be trusted here: next, `bulkscan run FILE --limit 5`")
+        return 0
+    print(f"{len(report.failed)} check(s) failed: fix them before a real run")
+    return 1
