@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -14,6 +13,7 @@ from bulkscan.errors import UsageError
 from bulkscan.runner import Status
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Mapping
 
     from bulkscan.models import Issue

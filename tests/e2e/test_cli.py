@@ -31,7 +31,7 @@ SAMPLE = INPUTS / "sample.xlsx"
 WITH_ERRORS = INPUTS / "sample-with-errors.xlsx"
 CSV_INSTANCES = INPUTS / "sample-instances.csv"
 CSV_PROFILES = INPUTS / "sample-profiles.csv"
-COMMANDS = ("audit", "plan", "report", "run", "simulate", "template", "validate")
+COMMANDS = ("audit", "doctor", "plan", "report", "run", "simulate", "template", "validate")
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
