@@ -418,3 +418,12 @@ def test_rate_line_names_the_rate() -> None:
 async def _doctor_without_groups(settings: DispatchSettings) -> Any:
     async with Simulator() as sim:
         return await runner.doctor([], connection=connection(sim), dispatch_settings=settings)
+
+
+async def test_run_simulate_takes_a_list_shape(tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 2)
+    common = ("run", str(inventory), "--simulate", "--yes", "--reports-dir", str(tmp_path / "r"))
+    good = await _cli(tmp_path, *common, "--simulate-list-shape", "name=name,ids=uuid")
+    bad = await _cli(tmp_path, *common, "--simulate-list-shape", "name=a b")
+    assert good[0] == 0, good
+    assert bad[0] == 2 and "list shape" in bad[2] and "Traceback" not in bad[2]
