@@ -63,7 +63,7 @@ ROWS: list[list[Any]] = [
     ["ins-c", "mysql", P1, CN, "weekly", None, None, "team c"],       # row 4
     ["ins-d", "GaussDB", P2, AP, "once", "payments-check", None, "pay"],  # row 5
     ["ins-e", "MySQL", P2, AP, "once", "payments-check", None, "pay"],    # row 6
-    ["ins-f", "Oracle", P1, None, "once", None, None, "team f"],      # row 7: region from --region
+    ["ins-f", "DWS", P1, None, "once", None, None, "team f"],      # row 7: region from --region
     ["ins-g", "MySQL", P1, CN, "once", None, False, "retired"],       # row 8: skipped
     ["ins-a", "MySQL", P1, CN, "weekly", None, None, "again"],        # row 9: same instance
 ]
