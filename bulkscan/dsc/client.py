@@ -270,7 +270,7 @@ def _source_from_str(text: str) -> DataSource | None:
             return None
         return _source_from_dict(item) if isinstance(item, dict) else None
     db_type, sep, ins_id = text.partition(":")
-    if sep and db_type.strip() and ins_id.strip():
+    if sep and ins_id.strip():  # an empty type (':ins-1'): the service left it out
         return DataSource(db_type.strip(), ins_id.strip())
     return DataSource("", text) if text and not sep else None
 

@@ -137,6 +137,7 @@ def test_make_ssl_context(tmp_path: Path) -> None:
         (['{"db_type": "DWS", "ins_id": "d-1"}'], [("DWS", "d-1")]),
         (["ins-bare"], [("", "ins-bare")]),
         ([{"type": "RDS", "instance_id": 7}], [("RDS", "7")]),
+        ([":ins-3"], [("", "ins-3")]),  # the type left out
         ([], []),
     ],
 )
