@@ -316,7 +316,7 @@ def main() -> None:
     parser.add_argument("--quota-tasks", type=int, default=600, help="creates for (c) (600)")
     parser.add_argument("--work", help="folder for inventories and journals (default: temp)")
     args = parser.parse_args()
-    print(heading("bench_dispatch", ("aiohttp", "asyncio-throttle")))
+    print(heading("bench_dispatch", ("aiohttp",)))
     started = time.perf_counter()
     asyncio.run(main_async(args))
     print(f"total {time.perf_counter() - started:.0f} s")

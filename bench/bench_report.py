@@ -69,7 +69,7 @@ _UNAVAILABLE = (503, "APIG.0613", "transient", "HTTP 503 APIG.0613: IAM service 
 
 
 def _attempt(task: Any, n: int, k: int, at: dt.datetime, answer: tuple[Any, ...]) -> Any:
-    from bulkscan.run.journal import AttemptRecord
+    from bulkscan.run.store import AttemptRecord
 
     status, code, verdict, message = answer
     path = f"/v1/{task.project_id}/metadata/task-templates"
@@ -80,7 +80,7 @@ def _attempt(task: Any, n: int, k: int, at: dt.datetime, answer: tuple[Any, ...]
 
 def _outcomes(journal: Any, rng: random.Random) -> int:
     """Created 85%, failed 5%, gave up 5%, exists 3%, never sent 2%; returns attempts made."""
-    from bulkscan.run.journal import TaskState
+    from bulkscan.run.states import TaskState
 
     at = dt.datetime(2025, 1, 1, 9, 0, tzinfo=dt.UTC)
     attempts = 0
@@ -112,8 +112,9 @@ def _build(work: Path, rows: int) -> tuple[Path, dict[str, float]]:
     from bulkscan.input.loader import load_input
     from bulkscan.input.samples import write_large_inventory
     from bulkscan.input.validate import validate
-    from bulkscan.plan import build_plan, plan_hash
-    from bulkscan.run.journal import Journal, RunInput, create_run_dir
+    from bulkscan.plan import RunInput, build_plan, plan_hash
+    from bulkscan.run.rundir import create_run_dir
+    from bulkscan.run.store import Journal
 
     figures: dict[str, float] = {}
     source = work / "large.xlsx"

@@ -209,7 +209,7 @@ class TaskRequest:
     """One create call exactly as it will be sent.
 
     ``key`` is a content hash of (project, region, body): the journal's identity for the task.
-    ``body`` is the JSON object; ``body_bytes`` its one serialisation, signed and sent as is.
+    ``body_bytes`` is the body's one serialisation (JSON), signed and sent as is.
     """
 
     key: str
@@ -219,7 +219,6 @@ class TaskRequest:
     profile: str
     sources: tuple[DataSource, ...]
     rows: tuple[RowRef, ...]  # the input rows whose instances are in this task
-    body: dict[str, Any]
     body_bytes: bytes
 
 

@@ -21,6 +21,7 @@ SHA-256 of ``"{project_id}\\n{region}\\n"`` followed by those bytes.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import string
@@ -39,9 +40,15 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from bulkscan.input.validate import Validated
+    from bulkscan.models import InputBook, Sheet
 
 __all__ = [
     "PlanSummary",
+    "ProfileRowRecord",
+    "RowRecord",
+    "RowStatus",
+    "RunInput",
+    "SheetLayout",
     "SummaryRow",
     "build_plan",
     "plan_hash",
@@ -260,7 +267,6 @@ def _request(chunk: _Chunk, name: str, writer: _BodyWriter) -> TaskRequest:
         profile=chunk.profile.name,
         sources=sources,
         rows=tuple([m.ref for m in members]),
-        body=body,
         body_bytes=body_bytes,
     )
 
@@ -395,3 +401,121 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "duplicates": [{"row": _ref_json(d), "first": _ref_json(f)} for d, f in plan.duplicates],
         "issues": [_issue_json(i) for i in plan.issues],
     }
+
+
+# --- the row ledger: where each input row went ---------------------------------------------
+
+
+class RowStatus(enum.StrEnum):
+    PLANNED = "planned"  # its instance is in a task (task_key set)
+    SKIPPED = "skipped"  # enabled = false
+    DUPLICATE = "duplicate"  # repeats an earlier row (duplicate_of set)
+    INVALID = "invalid"  # has a validation error
+    UNPLANNED = "unplanned"  # none of the above (never expected; kept visible, not hidden)
+
+
+@dataclass(frozen=True, slots=True)
+class SheetLayout:
+    """A sheet's place and original headers, so a workbook can be written in the same shape."""
+
+    file: str
+    sheet: str
+    headers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RowRecord:
+    """One input row of the instances sheet: original header → value, and where it went."""
+
+    seq: int
+    ref: RowRef
+    values: dict[str, Any]
+    status: RowStatus
+    task_key: str | None = None
+    duplicate_of: RowRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRowRecord:
+    seq: int
+    ref: RowRef
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """What the journal keeps of the input: its identity, layout, rows and issues."""
+
+    path: str
+    sha256: str
+    fmt: str
+    instances: SheetLayout
+    profiles: SheetLayout | None
+    rows: tuple[RowRecord, ...]
+    profile_rows: tuple[ProfileRowRecord, ...] = ()
+    issues: tuple[Issue, ...] = ()
+
+    @classmethod
+    def from_book(
+        cls, book: InputBook, plan: Plan, issues: Sequence[Issue] | None = None
+    ) -> RunInput:
+        """Every row of ``book`` with its status under ``plan``.
+
+        ``issues`` defaults to ``plan.issues`` (validation's issues plus planning's own).
+        """
+        issues = plan.issues if issues is None else tuple(issues)
+        profiles = book.profiles
+        return cls(
+            path=book.path,
+            sha256=book.sha256,
+            fmt=book.fmt,
+            instances=_layout(book.instances),
+            profiles=_layout(profiles) if profiles is not None else None,
+            rows=_row_records(book.instances, plan, issues),
+            profile_rows=_profile_records(profiles) if profiles is not None else (),
+            issues=issues,
+        )
+
+
+def _layout(sheet: Sheet) -> SheetLayout:
+    return SheetLayout(sheet.file, sheet.name, tuple(sheet.headers))
+
+
+def _original_values(sheet: Sheet, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical column → value becomes original header → value, in sheet order."""
+    out: dict[str, Any] = {}
+    for header, column in zip(sheet.headers, sheet.columns, strict=False):
+        if column in values and header not in out:
+            out[header] = values[column]
+    return out
+
+
+def _row_records(sheet: Sheet, plan: Plan, issues: Sequence[Issue]) -> tuple[RowRecord, ...]:
+    task_of = {ref: t.key for t in plan.tasks for ref in t.rows}
+    duplicate_of = dict(plan.duplicates)
+    skipped = set(plan.skipped)
+    invalid = {i.ref for i in issues if i.severity == "error" and i.ref}
+    records = []
+    for seq, raw in enumerate(sheet.rows):
+        ref = raw.ref
+        key = task_of.get(ref)
+        if key is not None:
+            status = RowStatus.PLANNED
+        elif ref in duplicate_of:
+            status = RowStatus.DUPLICATE
+        elif ref in skipped:
+            status = RowStatus.SKIPPED
+        elif ref in invalid:
+            status = RowStatus.INVALID
+        else:
+            status = RowStatus.UNPLANNED
+        values = _original_values(sheet, raw.values)
+        records.append(RowRecord(seq, ref, values, status, key, duplicate_of.get(ref)))
+    return tuple(records)
+
+
+def _profile_records(sheet: Sheet) -> tuple[ProfileRowRecord, ...]:
+    return tuple(
+        ProfileRowRecord(seq, raw.ref, _original_values(sheet, raw.values))
+        for seq, raw in enumerate(sheet.rows)
+    )

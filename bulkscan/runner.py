@@ -27,12 +27,13 @@ from bulkscan.errors import JournalError, UsageError, ValidationFailed
 from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
-from bulkscan.plan import build_plan, plan_hash
+from bulkscan.plan import RunInput, build_plan, plan_hash
 from bulkscan.report import audit as _audit_report
 from bulkscan.report import results as _report
 from bulkscan.run.dispatch import DispatchResult, dispatch
 from bulkscan.run.doctor import DoctorReport, check_groups, write_record
-from bulkscan.run.journal import Journal, RunInput, create_run_dir, find_latest_run
+from bulkscan.run.rundir import create_run_dir, find_latest_run
+from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
     import os
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from bulkscan.dsc.credentials import Credentials
     from bulkscan.input.validate import Validated
     from bulkscan.models import InputBook, Issue, Plan
-    from bulkscan.run.journal import TaskState
+    from bulkscan.run.states import TaskState
     from bulkscan.sim.server import Faults
 
 __all__ = [

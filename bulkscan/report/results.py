@@ -31,6 +31,7 @@ from bulkscan import __version__
 from bulkscan.events import local_now
 from bulkscan.input import schema
 from bulkscan.models import Outcome
+from bulkscan.plan import RowStatus
 from bulkscan.report.cells import (
     SEVERITY_TONES,
     VERDICT_TONES,
@@ -48,7 +49,7 @@ from bulkscan.report.summary import (
     settings_items,
     sources_text,
 )
-from bulkscan.run.journal import Journal, RowStatus
+from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -58,15 +59,9 @@ if TYPE_CHECKING:
     from openpyxl import Workbook
 
     from bulkscan.models import Issue, RowRef
+    from bulkscan.plan import ProfileRowRecord, RowRecord, SheetLayout
     from bulkscan.report.cells import Tone
-    from bulkscan.run.journal import (
-        AttemptRecord,
-        ProfileRowRecord,
-        RowRecord,
-        RunMeta,
-        SheetLayout,
-        TaskRecord,
-    )
+    from bulkscan.run.store import AttemptRecord, RunMeta, TaskRecord
 
 __all__ = [
     "RESULTS_FILE",

@@ -5,7 +5,7 @@
    same data sources is *exists* (or *created*, when this journal had already sent it); a name
    that exists with other sources is a *conflict* (never sent); a *sending*/*unknown* task
    that is not found is *pending* again.  Nothing is sent before this, so a journal that lost
-   its last transactions (``bulkscan.run.journal``: power loss) still creates each task once.
+   its last transactions (``bulkscan.run.store``: power loss) still creates each task once.
 2. **Send.**  ``concurrency`` workers pull task keys from one queue (retries first, then plan
    order); each waits for the shared limiter, marks the task *sending* (committed) and sends
    it.  The verdict decides:
@@ -60,10 +60,17 @@ from bulkscan.events import (
     local_now,
 )
 from bulkscan.models import Verdict
-from bulkscan.run.journal import OPEN_STATES, AttemptRecord, TaskState
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import Lister, same_sources, slow_down
 from bulkscan.run.retry import RetryPolicy
+from bulkscan.run.states import (
+    BAD_STATES,
+    OPEN_STATES,
+    SUCCEEDED_STATES,
+    UNFINISHED_STATES,
+    TaskState,
+)
+from bulkscan.run.store import AttemptRecord
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -73,15 +80,13 @@ if TYPE_CHECKING:
     from bulkscan.dsc.client import CreateResult, DscClient, RemoteTask
     from bulkscan.events import Observer
     from bulkscan.models import TaskRequest
-    from bulkscan.run.journal import Journal
     from bulkscan.run.remote import ListingAttempt
     from bulkscan.run.retry import RetryBudget
+    from bulkscan.run.store import Journal
 
 __all__ = ["DispatchResult", "dispatch"]
 
 _PROGRESS_EVERY_S = 0.25
-_DONE_STATES = frozenset({TaskState.CREATED, TaskState.ACCEPTED, TaskState.EXISTS})
-_BAD_STATES = frozenset({TaskState.FAILED, TaskState.GAVE_UP, TaskState.CONFLICT})
 _Group = tuple[str, str]  # (project_id, region)
 
 
@@ -103,14 +108,12 @@ class DispatchResult:
     @property
     def succeeded(self) -> int:
         """Created, accepted or already existing."""
-        return sum(self.counts[s] for s in _DONE_STATES)
+        return sum(self.counts[s] for s in SUCCEEDED_STATES)
 
     @property
     def unfinished(self) -> int:
         """Pending, sending or unknown: what ``--resume`` would work on (gave_up aside)."""
-        return sum(
-            self.counts[s] for s in (TaskState.PENDING, TaskState.SENDING, TaskState.UNKNOWN)
-        )
+        return sum(self.counts[s] for s in UNFINISHED_STATES)
 
 
 class _Halt(Exception):
@@ -409,6 +412,7 @@ class _Run:
         if budget is None:  # the task's budget starts at its first send in this dispatch
             budget = self.budget[key] = self.policy.start(rng=self.rng)
         self.journal.mark_sending(key)
+        await self.journal.committed()  # the mark is durable before the request leaves
         self._note(key, TaskState.SENDING)
         n = self.attempts[key] + 1
         self.observer(AttemptStarted(key, task.name, n))
@@ -717,8 +721,8 @@ class _Run:
             Progress(
                 done=done,
                 total=len(self.selected),
-                created=sum(self.tally[s] for s in _DONE_STATES),
-                failed=sum(self.tally[s] for s in _BAD_STATES),
+                created=sum(self.tally[s] for s in SUCCEEDED_STATES),
+                failed=sum(self.tally[s] for s in BAD_STATES),
                 retrying=len(self.retrying),
                 rate_per_s=rate,
                 eta_s=remaining / rate if remaining else 0.0,

@@ -1,17 +1,16 @@
-"""One shared, adaptive rate limit for every worker, built on asyncio-throttle.
+"""One shared, adaptive rate limit for every worker: requests spaced evenly, never in a burst.
 
-asyncio-throttle alone has two habits that hurt a bulk client: each waiter polls every
-``retry_interval`` (a thousand waiters burn a good part of a core), and a ``rate_limit`` of N
-per period lets all N go at once.  So the limiter uses it in a narrow way:
+The limiter does its spacing itself, from the known time of the next slot (no library: a
+token bucket such as asyncio-throttle polls each waiter every ``retry_interval``, which a
+thousand waiters pay for in CPU, and lets a whole period's tokens go at once):
 
-* one token per interval (``Throttler(rate_limit=1, period=1/rate)``): requests are spaced
-  evenly, never sent as a burst.  Each interval is 2% longer than ``1/rate``: a request
+* one request per interval: requests are spaced evenly.  Each interval is 2% longer than
+  ``1/rate``: a request
   takes a varying time from its slot to the service (journal, signing, network), and the
   margin keeps N + 1 requests at N/s at least 1.02 s apart, so up to 20 ms of that jitter
   (a busy, shared machine) cannot put N + 1 of them into one second at the service;
-* an ``asyncio.Lock`` in front of it, so only one worker at a time waits on the throttler and
-  the others sleep on the lock (no polling); that worker first sleeps until the known time of
-  the next slot, so the throttler's own poll loop almost never runs;
+* an ``asyncio.Lock``, so only one worker at a time waits for the clock and the others sleep
+  on the lock (no polling); that worker sleeps until the known time of the next slot;
 * that sleep is ``precise_sleep``: asyncio rounds a timer up to the next millisecond (and
   CPython's epoll sometimes adds one more), so a plain ``asyncio.sleep`` ends 1-2 ms late and
   every interval with it, which alone cost 8-15% of the rate at 100/s.
@@ -29,8 +28,6 @@ import contextlib
 import random
 import time
 from typing import TYPE_CHECKING
-
-from asyncio_throttle.throttler import Throttler
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -64,7 +61,7 @@ class AdaptiveRate:
 
     ``initial_per_s`` is the configured rate and the ceiling; ``floor`` the lowest rate it
     will fall to.  ``clock`` and ``sleep`` must agree (default: ``time.monotonic`` and
-    ``precise_sleep``, the clock asyncio-throttle keeps its log on); the rate arithmetic
+    ``precise_sleep``); the rate arithmetic
     (``on_throttle``/``on_success``) uses only ``clock`` and is tested with a fake one.
     ``on_change(old, new, reason)`` (assignable) is called on every rate change.
     """
@@ -100,8 +97,6 @@ class AdaptiveRate:
         self._paused_until = float("-inf")
         self._last_slot = float("-inf")
         self._lock = asyncio.Lock()
-        self._throttler = Throttler(rate_limit=1, period=self.period, retry_interval=0.05)
-        self._sync_throttler()
 
     # --- state ---------------------------------------------------------------------------
 
@@ -134,8 +129,7 @@ class AdaptiveRate:
         async with self._lock:
             while (now := self._clock()) < (target := self.next_slot()):
                 await self._sleep(target - now)
-            await self._throttler.acquire()  # type: ignore[no-untyped-call]
-            self._last_slot = self._clock()
+            self._last_slot = now
             return self._last_slot
 
     @contextlib.asynccontextmanager
@@ -191,11 +185,5 @@ class AdaptiveRate:
         self._rate = new
         if new < old:
             self._decreased_at = now
-        self._sync_throttler()
         if self.on_change is not None:
             self.on_change(old, new, reason)
-
-    def _sync_throttler(self) -> None:
-        period = self.period
-        self._throttler.period = period
-        self._throttler.retry_interval = min(period / 4, 0.05)

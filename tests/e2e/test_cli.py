@@ -21,7 +21,8 @@ import pytest
 from bulkscan import __version__, runner
 from bulkscan.cli import build_parser, main
 from bulkscan.plan import plan_to_json
-from bulkscan.run.journal import Journal, TaskState
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

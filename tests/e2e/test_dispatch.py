@@ -29,10 +29,11 @@ from bulkscan.events import (
     TaskPlanned,
 )
 from bulkscan.models import DataSource, Plan, TaskRequest
-from bulkscan.plan import plan_hash, serialise_body, task_key
+from bulkscan.plan import RunInput, SheetLayout, plan_hash, serialise_body, task_key
 from bulkscan.run.dispatch import DispatchResult, dispatch
-from bulkscan.run.journal import Journal, RunInput, SheetLayout, TaskState
 from bulkscan.run.ratelimit import AdaptiveRate
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import Journal
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def _request(seq: int, project: str = P1, *, sources: int = 2, prefix: str = "t"
     }
     raw = serialise_body(body)
     key = task_key(project, REGION, raw)
-    return TaskRequest(key, name, project, REGION, "default", data, refs, body, raw)
+    return TaskRequest(key, name, project, REGION, "default", data, refs, raw)
 
 
 def _plan(n: int, project: str = P1, **kw: Any) -> Plan:
@@ -508,7 +509,7 @@ from bulkscan.run.dispatch import dispatch
 from bulkscan.dsc.client import DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK
-from bulkscan.run.journal import Journal
+from bulkscan.run.store import Journal
 from test_dispatch import _plan
 
 async def main():
@@ -653,7 +654,7 @@ async def test_a_configuration_error_before_sending_stops_the_run_cleanly(
     good = _request(1)
     bad = TaskRequest(
         good.key.replace(good.key[0], "f" if good.key[0] != "f" else "e", 1),
-        good.name, P1, "Not A Region", "default", good.sources, (), good.body, good.body_bytes,
+        good.name, P1, "Not A Region", "default", good.sources, (), good.body_bytes,
     )  # fmt: skip
     plan = Plan(tasks=(bad,))
     async with Simulator(seed=1) as sim:

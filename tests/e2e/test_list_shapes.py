@@ -31,7 +31,8 @@ from bulkscan.dsc.client import CREATE_PATH, DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk, Token
 from bulkscan.errors import AmbiguousError, InputError
 from bulkscan.run.doctor import load_record
-from bulkscan.run.journal import Journal, TaskState
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import Journal
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
 
 if TYPE_CHECKING:

@@ -25,9 +25,10 @@ from bulkscan.dsc.credentials import AkSk
 from bulkscan.events import AttemptFinished, AttemptStarted, Event, Reconciled
 from bulkscan.input.loader import load_input
 from bulkscan.models import DataSource, Plan, TaskRequest
-from bulkscan.plan import plan_hash, serialise_body, task_key
+from bulkscan.plan import RunInput, SheetLayout, plan_hash, serialise_body, task_key
 from bulkscan.run.dispatch import dispatch
-from bulkscan.run.journal import Journal, RunInput, SheetLayout, TaskState
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import Journal
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def _request(sent: tuple[str, str] = ("PostgreSQL", "pg-1")) -> TaskRequest:
     body = _body(NAME, *sent)
     raw = serialise_body(body)
     key = task_key(P1, REGION, raw)
-    return TaskRequest(key, NAME, P1, REGION, "default", (PLANNED,), (), body, raw)
+    return TaskRequest(key, NAME, P1, REGION, "default", (PLANNED,), (), raw)
 
 
 def _state_file(path: Path, spelled: tuple[str, str]) -> Path:

@@ -30,7 +30,7 @@ from bulkscan.events import AttemptStarted, Event
 from bulkscan.input.loader import load_input
 from bulkscan.input.validate import validate
 from bulkscan.models import Outcome
-from bulkscan.plan import build_plan, plan_hash, serialise_body
+from bulkscan.plan import RunInput, build_plan, plan_hash, serialise_body
 from bulkscan.report.results import (
     RESULTS_FILE,
     RETRY_FILE,
@@ -39,7 +39,9 @@ from bulkscan.report.results import (
     resume_command,
 )
 from bulkscan.run.dispatch import dispatch
-from bulkscan.run.journal import AttemptRecord, Journal, RunInput, TaskState, create_run_dir
+from bulkscan.run.rundir import create_run_dir
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import AttemptRecord, Journal
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
 
 if TYPE_CHECKING:
@@ -152,7 +154,10 @@ async def _mixed_run(tmp_path: Path, sim: Simulator, session: aiohttp.ClientSess
     assert [len(t.sources) for t in plan.tasks] == [1, 2, 2, 2, 2, 1]
     client = _client(session, sim)
     await client.create_task(P1, plan.tasks[3].body_bytes, region=REGION)  # → exists
-    other = {**plan.tasks[4].body, "data_sources": [{"db_type": "MySQL", "ins_id": "old"}]}
+    other = {
+        **json.loads(plan.tasks[4].body_bytes),
+        "data_sources": [{"db_type": "MySQL", "ins_id": "old"}],
+    }
     await client.create_task(P1, serialise_body(other), region=REGION)  # → conflict
     run_dir = create_run_dir(tmp_path / "reports", source)
     command = ["bulkscan", "run", str(source), "--start-time-unit", "ms", "--limit", "5",

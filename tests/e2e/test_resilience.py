@@ -47,7 +47,9 @@ from bulkscan.config import DispatchSettings, InputSettings
 from bulkscan.dsc.client import Endpoints
 from bulkscan.dsc.credentials import AkSk
 from bulkscan.events import TaskFinished
-from bulkscan.run.journal import JOURNAL_FILE, Journal, TaskState
+from bulkscan.run.rundir import JOURNAL_FILE
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

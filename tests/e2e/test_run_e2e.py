@@ -31,7 +31,9 @@ from bulkscan import runner
 from bulkscan.config import DispatchSettings
 from bulkscan.dsc.client import DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk
-from bulkscan.run.journal import Journal, RowStatus, TaskRecord, TaskState
+from bulkscan.plan import RowStatus
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import Journal, TaskRecord
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
 
 if TYPE_CHECKING:

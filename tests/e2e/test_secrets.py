@@ -30,7 +30,8 @@ from bulkscan.config import DispatchSettings, InputSettings
 from bulkscan.dsc.client import DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk, Token, resolve_credentials
 from bulkscan.errors import BulkscanError, CredentialsError, RunFatalError
-from bulkscan.run.journal import Journal, TaskState
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import Journal
 from bulkscan.sim.server import Simulator
 
 if TYPE_CHECKING:

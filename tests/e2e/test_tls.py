@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 from test_hostile import PROJECT, REGION, clean_env, cli, simulator_process, write_inventory
 
-from bulkscan.run.journal import Journal
+from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -24,18 +24,10 @@ from bulkscan.models import (
     Sheet,
     TaskRequest,
 )
-from bulkscan.plan import plan_hash, serialise_body, task_key
-from bulkscan.run.journal import (
-    JOURNAL_FILE,
-    SCHEMA_VERSION,
-    AttemptRecord,
-    Journal,
-    RowStatus,
-    RunInput,
-    TaskState,
-    create_run_dir,
-    find_latest_run,
-)
+from bulkscan.plan import RowStatus, RunInput, plan_hash, serialise_body, task_key
+from bulkscan.run.rundir import JOURNAL_FILE, create_run_dir, find_latest_run
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import SCHEMA_VERSION, AttemptRecord, Journal
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -64,7 +56,7 @@ def _request(seq: int, refs: tuple[RowRef, ...], project: str = PID) -> TaskRequ
     }
     raw = serialise_body(body)
     return TaskRequest(
-        task_key(project, REGION, raw), name, project, REGION, "default", sources, refs, body, raw
+        task_key(project, REGION, raw), name, project, REGION, "default", sources, refs, raw
     )
 
 
@@ -236,6 +228,45 @@ def test_each_step_is_committed_when_it_returns_and_seen_by_another_reader(
     assert done.request_id == "req-1" and done.last_latency_s == 0.25
 
 
+async def test_in_an_event_loop_changes_share_a_commit_that_sending_waits_for(
+    run_dir: Path,
+) -> None:
+    """Group commit: outcomes wait a few ms for company; a mark is durable once awaited."""
+    with _create(run_dir) as journal, Journal.open(run_dir, readonly=True) as reader:
+        first, second = (t.key for t in journal.tasks())
+        journal.mark_sending(first)
+        journal.record_attempt(
+            _attempt(first, 1, 200, "created"), state=TaskState.CREATED, task_id="1001"
+        )
+        journal.mark_sending(second)
+        # nothing committed yet: another reader still sees the plan as it was
+        assert reader.states_and_attempts()[first] == (TaskState.PENDING, 0)
+        await journal.committed()  # all three changes, in one transaction
+        assert reader.states_and_attempts() == {
+            first: (TaskState.CREATED, 1),
+            second: (TaskState.SENDING, 0),
+        }
+        journal.set_state(second, TaskState.UNKNOWN, error_msg="no answer")
+        assert journal.states()[second] is TaskState.UNKNOWN  # its own reads see every change
+        assert reader.states()[second] is TaskState.UNKNOWN  # (and committed it for them)
+        journal.set_state(second, TaskState.FAILED)
+    with Journal.open(run_dir, readonly=True) as after:  # close committed the last change
+        assert after.states()[second] is TaskState.FAILED
+
+
+async def test_a_grouped_change_to_an_unknown_task_fails_its_commit(run_dir: Path) -> None:
+    with _create(run_dir) as journal:
+        first = journal.tasks()[0].key
+        journal.mark_sending(first)
+        journal.mark_sending("no-such-task")
+        with pytest.raises(KeyError):
+            await journal.committed()
+        with pytest.raises(KeyError):  # and every later use says so
+            journal.counts()
+    with Journal.open(run_dir, readonly=True) as after:  # the others were committed
+        assert after.states()[first] is TaskState.SENDING
+
+
 def test_marking_an_unknown_task_sending_is_refused(run_dir: Path) -> None:
     with _create(run_dir) as journal:
         with pytest.raises(KeyError):
@@ -349,7 +380,7 @@ def test_a_writer_in_another_process_is_named_by_its_pid(run_dir: Path) -> None:
     holder = textwrap.dedent(
         f"""
         import sys
-        from bulkscan.run.journal import Journal
+        from bulkscan.run.store import Journal
         j = Journal.open({str(run_dir)!r})
         print("ready", flush=True)
         sys.stdin.read()

@@ -129,7 +129,7 @@ async def test_each_interval_keeps_a_margin_so_n_plus_one_requests_span_over_a_s
         clock.now += delay
 
     limiter = AdaptiveRate(20.0, clock=clock, sleep=no_sleep)
-    first = await limiter.acquire()  # the first slot is free: no wait on the throttler
+    first = await limiter.acquire()  # the first slot is free: no wait
     assert limiter.next_slot() == pytest.approx(first + 1.02 / 20)
     assert 20 * (limiter.next_slot() - first) > 1.0  # hence 21 requests span over 1 s
 

@@ -9,7 +9,7 @@ import pytest
 
 from bulkscan.cli._common import exit_code
 from bulkscan.run.dispatch import DispatchResult
-from bulkscan.run.journal import TaskState
+from bulkscan.run.states import TaskState
 from bulkscan.runner import RunResult, Status
 
 if TYPE_CHECKING:

@@ -1,46 +1,42 @@
-"""The run journal: one SQLite file per run holding everything the run did.
+"""The run journal's store: one SQLite file per run holding everything the run did.
 
-A run directory ``reports/<input-stem>-<YYYYmmdd-HHMMSS>/`` holds ``journal.sqlite``, the
-event log and the result workbook.  The journal alone is enough to rebuild the report: run
-facts (``meta``), every planned task and its state (``tasks``), every HTTP attempt
-(``attempts``), every input row in input order (``rows``), every validation issue
-(``issues``) and the profiles sheet as read (``profile_rows``).
+The journal alone is enough to rebuild the report: run facts (``meta``), every planned task
+and its state (``tasks``), every HTTP attempt (``attempts``), every input row in input order
+(``rows``), every validation issue (``issues``) and the profiles sheet as read
+(``profile_rows``).  Where the file lives and who may write it: ``bulkscan.run.rundir``.
 
-Crash safety.  Every state change is one transaction, committed before the next step depends
-on it: a task is *sending* before its request leaves, and its outcome is stored when it
-returns.  The journal runs in WAL mode with ``synchronous=NORMAL``:
+Crash safety.  A state change is committed before the next step depends on it: a task is
+*sending* before its request leaves, and its outcome is stored when it returns.  Inside a
+running event loop, changes are **group-committed**: the changes of several tasks wait a few
+milliseconds (``commit_window_s``) and share one transaction; a request's *sending* mark is
+committed at once, with whatever waits, and the request leaves only once that commit is done
+(``await Journal.committed()``).  Every read commits what waits first, so a reader always
+sees every change made.  The journal runs in WAL mode with ``synchronous=NORMAL``:
 
 * a process crash (SIGKILL, a second Ctrl-C, out of memory) loses nothing that was committed:
-  a commit is in the WAL file (in the OS page cache), which the next open replays;
+  a commit is in the WAL file (in the OS page cache), which the next open replays; the
+  outcomes that still waited for their commit (the last few milliseconds) are lost, and their
+  tasks are still *sending*;
 * an OS crash or power loss may lose the last transactions (the WAL is synced at checkpoints,
   not at each commit) but never damages the journal: the WAL is replayed up to its last
   complete, checksummed commit, so what survives is a prefix of the run's history;
-* exactly once still holds after such a loss, because every dispatch (first run or resume)
+* exactly once still holds after either loss, because every dispatch (first run or resume)
   lists each project's tasks and reconciles *every* open task by name, pending included,
   before it sends anything (``bulkscan.run.dispatch``): a task whose *sending* mark was lost is
   *pending* again and is found as *exists*; one whose outcome was lost is still *sending* and
   is found as *created*.  Nothing is created twice; the cost is a label (*exists* where
   *created* was meant) or, for a task whose refusal was lost, one more request.
 
-``synchronous=FULL`` would sync the WAL at every commit, twice per request: a few milliseconds
-each on a disk, most of the sending path's time, for no gain in exactly-once.  A journal is
-created complete or not at all (written with ``FULL`` to a temporary file, then renamed).
-One process at a time: a writer holds an exclusive ``flock`` on ``<run_dir>/.lock``.
-
-Task states::
-
-    pending ──► sending ──► created | accepted | exists | conflict | failed | gave_up | unknown
-
-``unknown`` is an ambiguous outcome not yet looked up (a *sending* task found at a crash is
-unknown too); a resumed run looks every such task up by name before anything is re-sent.
+``synchronous=FULL`` would sync the WAL at every commit: a few milliseconds each on a disk,
+most of the sending path's time, for no gain in exactly-once.  A journal is created complete or
+not at all (written with ``FULL`` to a temporary file, then renamed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
-import enum
-import fcntl
 import getpass
 import json
 import os
@@ -52,144 +48,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.errors import JournalError
-from bulkscan.models import DataSource, Issue, Outcome, RowRef, TaskRequest
+from bulkscan.models import DataSource, Issue, RowRef, TaskRequest
+from bulkscan.plan import ProfileRowRecord, RowRecord, RowStatus, RunInput, SheetLayout
+from bulkscan.run.rundir import JOURNAL_FILE, local_now, lock_run_dir
+from bulkscan.run.states import TaskState, outcome_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-    from bulkscan.models import InputBook, Plan, Sheet
+    from bulkscan.models import Outcome, Plan
 
 __all__ = [
-    "EVENTS_FILE",
-    "JOURNAL_FILE",
-    "LOCK_FILE",
-    "OPEN_STATES",
     "SCHEMA_VERSION",
     "AttemptRecord",
     "Journal",
-    "ProfileRowRecord",
-    "RowRecord",
-    "RowStatus",
-    "RunInput",
     "RunMeta",
-    "SheetLayout",
     "TaskRecord",
-    "TaskState",
-    "create_run_dir",
-    "find_latest_run",
 ]
 
 SCHEMA_VERSION = 1
-JOURNAL_FILE = "journal.sqlite"
-EVENTS_FILE = "events.jsonl"
-LOCK_FILE = ".lock"
-
-
-class TaskState(enum.StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    CREATED = "created"
-    ACCEPTED = "accepted"
-    EXISTS = "exists"
-    CONFLICT = "conflict"
-    FAILED = "failed"
-    GAVE_UP = "gave_up"
-    UNKNOWN = "unknown"
-
-
-# States a resumed run works on: never sent, outcome unknown, or given up after transient errors
-# (known not to exist: safe to try again).  Created/accepted/exists/conflict/failed are final.
-OPEN_STATES = frozenset(
-    {TaskState.PENDING, TaskState.SENDING, TaskState.UNKNOWN, TaskState.GAVE_UP}
-)
-
-_OUTCOMES = {
-    TaskState.PENDING: Outcome.NOT_ATTEMPTED,
-    TaskState.SENDING: Outcome.UNKNOWN,
-    TaskState.CREATED: Outcome.CREATED,
-    TaskState.ACCEPTED: Outcome.ACCEPTED,
-    TaskState.EXISTS: Outcome.EXISTS,
-    TaskState.CONFLICT: Outcome.CONFLICT,
-    TaskState.FAILED: Outcome.FAILED,
-    TaskState.GAVE_UP: Outcome.GAVE_UP,
-    TaskState.UNKNOWN: Outcome.UNKNOWN,
-}
-
-
-class RowStatus(enum.StrEnum):
-    PLANNED = "planned"  # its instance is in a task (task_key set)
-    SKIPPED = "skipped"  # enabled = false
-    DUPLICATE = "duplicate"  # repeats an earlier row (duplicate_of set)
-    INVALID = "invalid"  # has a validation error
-    UNPLANNED = "unplanned"  # none of the above (never expected; kept visible, not hidden)
+COMMIT_WINDOW_S = 0.005  # how long a change may wait to share a commit with others
 
 
 # --- records ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SheetLayout:
-    """A sheet's place and original headers, so a workbook can be written in the same shape."""
-
-    file: str
-    sheet: str
-    headers: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RowRecord:
-    """One input row of the instances sheet: original header → value, and where it went."""
-
-    seq: int
-    ref: RowRef
-    values: dict[str, Any]
-    status: RowStatus
-    task_key: str | None = None
-    duplicate_of: RowRef | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileRowRecord:
-    seq: int
-    ref: RowRef
-    values: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class RunInput:
-    """What the journal keeps of the input: its identity, layout, rows and issues."""
-
-    path: str
-    sha256: str
-    fmt: str
-    instances: SheetLayout
-    profiles: SheetLayout | None
-    rows: tuple[RowRecord, ...]
-    profile_rows: tuple[ProfileRowRecord, ...] = ()
-    issues: tuple[Issue, ...] = ()
-
-    @classmethod
-    def from_book(
-        cls, book: InputBook, plan: Plan, issues: Sequence[Issue] | None = None
-    ) -> RunInput:
-        """Every row of ``book`` with its status under ``plan``.
-
-        ``issues`` defaults to ``plan.issues`` (validation's issues plus planning's own).
-        """
-        issues = plan.issues if issues is None else tuple(issues)
-        profiles = book.profiles
-        return cls(
-            path=book.path,
-            sha256=book.sha256,
-            fmt=book.fmt,
-            instances=_layout(book.instances),
-            profiles=_layout(profiles) if profiles is not None else None,
-            rows=_row_records(book.instances, plan, issues),
-            profile_rows=_profile_records(profiles) if profiles is not None else (),
-            issues=issues,
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class RunMeta:
     run_id: str
@@ -241,12 +122,7 @@ class TaskRecord:
 
     @property
     def outcome(self) -> Outcome:
-        return _OUTCOMES[self.state]
-
-    @property
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = json.loads(self.body_bytes)
-        return body
+        return outcome_of(self.state)
 
     def request(self) -> TaskRequest:
         """The create request exactly as planned (same bytes)."""
@@ -258,7 +134,6 @@ class TaskRecord:
             profile=self.profile,
             sources=self.sources,
             rows=self.rows,
-            body=self.body,
             body_bytes=self.body_bytes,
         )
 
@@ -286,89 +161,88 @@ class AttemptRecord:
 _STATES_SQL = ", ".join(f"'{s.value}'" for s in TaskState)
 _ROW_STATUSES_SQL = ", ".join(f"'{s.value}'" for s in RowStatus)
 
-# Each state change writes as few pages as it can: no index on tasks.state (a dispatch keeps
-# the states in memory; counting them scans the table once) and no AUTOINCREMENT (attempts are
-# never deleted, so ids still grow with time).  Journals written with either still read.
-_SCHEMA = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE tasks (
-    key TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    project_id TEXT NOT NULL,
-    region TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    body BLOB NOT NULL,
-    sources TEXT NOT NULL,
-    rows TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ({_STATES_SQL})),
-    task_id TEXT,
-    http_status INTEGER,
-    error_code TEXT,
-    error_msg TEXT,
-    request_id TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    throttled INTEGER NOT NULL DEFAULT 0,
-    first_attempt_at TEXT,
-    last_attempt_at TEXT,
-    last_latency_s REAL,
-    conflict_task_id TEXT,
-    conflict_sources TEXT,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE attempts (
-    id INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    task_key TEXT REFERENCES tasks (key),
-    n INTEGER NOT NULL,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    status INTEGER,
-    code TEXT,
-    request_id TEXT,
-    latency_s REAL NOT NULL,
-    verdict TEXT NOT NULL,
-    message TEXT
-);
-CREATE TABLE rows (
-    seq INTEGER PRIMARY KEY,
-    file TEXT NOT NULL,
-    sheet TEXT NOT NULL,
-    row INTEGER NOT NULL,
-    vals TEXT NOT NULL,
-    task_key TEXT REFERENCES tasks (key),
-    status TEXT NOT NULL CHECK (status IN ({_ROW_STATUSES_SQL})),
-    duplicate_of TEXT
-);
-CREATE TABLE issues (
-    seq INTEGER PRIMARY KEY,
-    severity TEXT NOT NULL,
-    message TEXT NOT NULL,
-    file TEXT,
-    sheet TEXT,
-    row INTEGER,
-    col TEXT,
-    value TEXT,
-    hint TEXT
-);
-CREATE TABLE profile_rows (
-    seq INTEGER PRIMARY KEY,
-    file TEXT NOT NULL,
-    sheet TEXT NOT NULL,
-    row INTEGER NOT NULL,
-    vals TEXT NOT NULL
-);
-"""
-
-_TABLE_COLUMNS = {
-    table: tuple(
-        line.split()[0]
-        for line in body.split("\n")
-        if line.strip() and not line.strip().startswith(")")
-    )
-    for table, body in re.findall(r"CREATE TABLE (\w+) \(\n(.*?)\n\);", _SCHEMA, re.DOTALL)
+# Each table's columns, in order, with their SQL types and constraints: the one source of the
+# schema and of every column list.  Each state change writes as few pages as it can: no index
+# on tasks.state (a dispatch keeps the states in memory; counting them scans the table once)
+# and no AUTOINCREMENT (attempts are never deleted, so ids still grow with time).
+_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "meta": (("key", "TEXT PRIMARY KEY"), ("value", "TEXT NOT NULL")),
+    "tasks": (
+        ("key", "TEXT PRIMARY KEY"),
+        ("seq", "INTEGER NOT NULL UNIQUE"),
+        ("name", "TEXT NOT NULL"),
+        ("project_id", "TEXT NOT NULL"),
+        ("region", "TEXT NOT NULL"),
+        ("profile", "TEXT NOT NULL"),
+        ("body", "BLOB NOT NULL"),
+        ("sources", "TEXT NOT NULL"),
+        ("rows", "TEXT NOT NULL"),
+        ("state", f"TEXT NOT NULL CHECK (state IN ({_STATES_SQL}))"),
+        ("task_id", "TEXT"),
+        ("http_status", "INTEGER"),
+        ("error_code", "TEXT"),
+        ("error_msg", "TEXT"),
+        ("request_id", "TEXT"),
+        ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+        ("throttled", "INTEGER NOT NULL DEFAULT 0"),
+        ("first_attempt_at", "TEXT"),
+        ("last_attempt_at", "TEXT"),
+        ("last_latency_s", "REAL"),
+        ("conflict_task_id", "TEXT"),
+        ("conflict_sources", "TEXT"),
+        ("updated_at", "TEXT NOT NULL"),
+    ),
+    "attempts": (
+        ("id", "INTEGER PRIMARY KEY"),
+        ("at", "TEXT NOT NULL"),
+        ("task_key", "TEXT REFERENCES tasks (key)"),
+        ("n", "INTEGER NOT NULL"),
+        ("method", "TEXT NOT NULL"),
+        ("path", "TEXT NOT NULL"),
+        ("status", "INTEGER"),
+        ("code", "TEXT"),
+        ("request_id", "TEXT"),
+        ("latency_s", "REAL NOT NULL"),
+        ("verdict", "TEXT NOT NULL"),
+        ("message", "TEXT"),
+    ),
+    "rows": (
+        ("seq", "INTEGER PRIMARY KEY"),
+        ("file", "TEXT NOT NULL"),
+        ("sheet", "TEXT NOT NULL"),
+        ("row", "INTEGER NOT NULL"),
+        ("vals", "TEXT NOT NULL"),
+        ("task_key", "TEXT REFERENCES tasks (key)"),
+        ("status", f"TEXT NOT NULL CHECK (status IN ({_ROW_STATUSES_SQL}))"),
+        ("duplicate_of", "TEXT"),
+    ),
+    "issues": (
+        ("seq", "INTEGER PRIMARY KEY"),
+        ("severity", "TEXT NOT NULL"),
+        ("message", "TEXT NOT NULL"),
+        ("file", "TEXT"),
+        ("sheet", "TEXT"),
+        ("row", "INTEGER"),
+        ("col", "TEXT"),
+        ("value", "TEXT"),
+        ("hint", "TEXT"),
+    ),
+    "profile_rows": (
+        ("seq", "INTEGER PRIMARY KEY"),
+        ("file", "TEXT NOT NULL"),
+        ("sheet", "TEXT NOT NULL"),
+        ("row", "INTEGER NOT NULL"),
+        ("vals", "TEXT NOT NULL"),
+    ),
 }
-_TABLE_COLUMNS["meta"] = ("key", "value")
+_TABLE_COLUMNS = {table: tuple(name for name, _ in columns) for table, columns in _TABLES.items()}
+
+
+def _create_statements() -> list[str]:
+    return [
+        f"CREATE TABLE {table} ({', '.join(f'{n} {t}' for n, t in columns)})"
+        for table, columns in _TABLES.items()
+    ]
 
 
 def _select(table: str) -> str:
@@ -452,133 +326,6 @@ def _parse_ref(item: Sequence[Any]) -> RowRef:
     return RowRef(str(item[0]), str(item[1]), int(item[2]))
 
 
-def _local_now() -> dt.datetime:
-    return dt.datetime.now().astimezone()
-
-
-# --- building the input records ----------------------------------------------------------------
-
-
-def _layout(sheet: Sheet) -> SheetLayout:
-    return SheetLayout(sheet.file, sheet.name, tuple(sheet.headers))
-
-
-def _original_values(sheet: Sheet, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Canonical column → value becomes original header → value, in sheet order."""
-    out: dict[str, Any] = {}
-    for header, column in zip(sheet.headers, sheet.columns, strict=False):
-        if column in values and header not in out:
-            out[header] = values[column]
-    return out
-
-
-def _row_records(sheet: Sheet, plan: Plan, issues: Sequence[Issue]) -> tuple[RowRecord, ...]:
-    task_of = {ref: t.key for t in plan.tasks for ref in t.rows}
-    duplicate_of = dict(plan.duplicates)
-    skipped = set(plan.skipped)
-    invalid = {i.ref for i in issues if i.severity == "error" and i.ref}
-    records = []
-    for seq, raw in enumerate(sheet.rows):
-        ref = raw.ref
-        key = task_of.get(ref)
-        if key is not None:
-            status = RowStatus.PLANNED
-        elif ref in duplicate_of:
-            status = RowStatus.DUPLICATE
-        elif ref in skipped:
-            status = RowStatus.SKIPPED
-        elif ref in invalid:
-            status = RowStatus.INVALID
-        else:
-            status = RowStatus.UNPLANNED
-        values = _original_values(sheet, raw.values)
-        records.append(RowRecord(seq, ref, values, status, key, duplicate_of.get(ref)))
-    return tuple(records)
-
-
-def _profile_records(sheet: Sheet) -> tuple[ProfileRowRecord, ...]:
-    return tuple(
-        ProfileRowRecord(seq, raw.ref, _original_values(sheet, raw.values))
-        for seq, raw in enumerate(sheet.rows)
-    )
-
-
-# --- run directories -----------------------------------------------------------------------
-
-
-def _stem(input_path: str | os.PathLike[str]) -> str:
-    stem = re.sub(r"[^\w.-]+", "_", Path(input_path).stem).strip("._") or "input"
-    return stem[:80]
-
-
-def create_run_dir(
-    reports_dir: str | os.PathLike[str],
-    input_path: str | os.PathLike[str],
-    now: dt.datetime | None = None,
-) -> Path:
-    """A new, empty ``<reports_dir>/<input-stem>-<YYYYmmdd-HHMMSS>[-N]`` directory."""
-    now = now or _local_now()
-    base = f"{_stem(input_path)}-{now:%Y%m%d-%H%M%S}"
-    parent = Path(reports_dir)
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        for n in range(1, 1000):
-            candidate = parent / (base if n == 1 else f"{base}-{n}")
-            with contextlib.suppress(FileExistsError):
-                candidate.mkdir()
-                return candidate
-    except OSError as exc:
-        raise JournalError(
-            f"cannot create a run directory in {parent}: {exc.strerror or exc}; "
-            "choose another --reports-dir"
-        ) from None
-    raise JournalError(f"{parent} already has 999 runs named {base}: clean up old runs")
-
-
-def find_latest_run(
-    reports_dir: str | os.PathLike[str], input_path: str | os.PathLike[str]
-) -> Path | None:
-    """The newest run directory of ``input_path`` (by its name) that holds a journal."""
-    pattern = re.compile(re.escape(_stem(input_path)) + r"-(\d{8}-\d{6})(?:-(\d+))?$")
-    best: tuple[str, int] | None = None
-    found: Path | None = None
-    parent = Path(reports_dir)
-    if not parent.is_dir():
-        return None
-    for entry in parent.iterdir():
-        m = pattern.match(entry.name)
-        if not m or not (entry / JOURNAL_FILE).is_file():
-            continue
-        rank = (m.group(1), int(m.group(2) or 1))
-        if best is None or rank > best:
-            best, found = rank, entry
-    return found
-
-
-# --- the lock ------------------------------------------------------------------------------
-
-
-def _acquire_lock(run_dir: Path) -> int:
-    """An exclusive, non-blocking flock on ``run_dir/.lock``; the fd holds it until closed."""
-    path = run_dir / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise JournalError(f"cannot open {path}: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise JournalError(
-            f"run directory {run_dir} is in use by another bulkscan process (pid {holder}); "
-            "wait for it to finish, or stop it, before resuming"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    return fd
-
-
 # --- the journal -----------------------------------------------------------------------------
 
 
@@ -590,6 +337,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # see the module docstring
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.row_factory = sqlite3.Row  # rows are read by column name
     return conn
 
 
@@ -600,8 +348,18 @@ def _operator() -> str:
         return "unknown"
 
 
+# One statement of a group commit: SQL, parameters, and the task key it must change (or None).
+_Statement = tuple[str, "Sequence[object]", "str | None"]
+
+
 class Journal:
-    """An open run journal.  Writers hold the run directory's lock until ``close()``."""
+    """An open run journal.  Writers hold the run directory's lock until ``close()``.
+
+    Task changes made inside a running event loop are group-committed (module docstring):
+    they share a transaction at most ``COMMIT_WINDOW_S`` later; ``await committed()`` commits
+    at once and returns when every change made so far is durable.  Outside an event loop each
+    change is its own transaction.
+    """
 
     def __init__(
         self,
@@ -615,6 +373,10 @@ class Journal:
         self._conn = conn
         self._lock_fd = lock_fd
         self._now = now
+        self._pending: list[_Statement] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.Handle | None = None
+        self._failure: Exception | None = None
 
     # -- opening and closing --
 
@@ -629,7 +391,7 @@ class Journal:
         settings: Mapping[str, object],
         version: str,
         command: Sequence[str] = (),
-        now: Callable[[], dt.datetime] = _local_now,
+        now: Callable[[], dt.datetime] = local_now,
     ) -> Journal:
         """Write a new journal for ``plan`` into ``run_dir`` (which must have none) and open it.
 
@@ -637,7 +399,7 @@ class Journal:
         """
         run_dir = Path(run_dir)
         _check_no_secrets(settings)
-        lock_fd = _acquire_lock(run_dir)
+        lock_fd = lock_run_dir(run_dir)
         try:
             target = run_dir / JOURNAL_FILE
             if target.exists():
@@ -670,7 +432,7 @@ class Journal:
         run_dir: str | os.PathLike[str],
         *,
         readonly: bool = False,
-        now: Callable[[], dt.datetime] = _local_now,
+        now: Callable[[], dt.datetime] = local_now,
     ) -> Journal:
         """Open an existing journal, refusing one that is busy, damaged or from a newer bulkscan.
 
@@ -683,7 +445,7 @@ class Journal:
                 f"{run_dir} has no {JOURNAL_FILE}: it is not a bulkscan run directory "
                 "(give the directory that bulkscan run created under reports/)"
             )
-        lock_fd = None if readonly else _acquire_lock(run_dir)
+        lock_fd = None if readonly else lock_run_dir(run_dir)
         try:
             conn = _connect(path, readonly=True)
             try:
@@ -705,11 +467,16 @@ class Journal:
         return cls(run_dir, conn, lock_fd, now=now)
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Commit what waits (unless a commit already failed), then release file and lock."""
+        try:
+            if self._lock_fd is not None and self._failure is None:
+                self._flush()
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> Journal:
         return self
@@ -756,11 +523,8 @@ class Journal:
         return tuple(_issue(r) for r in self._query(f"{_select('issues')} ORDER BY seq"))
 
     def profile_rows(self) -> tuple[ProfileRowRecord, ...]:
-        query = "SELECT seq, file, sheet, row, vals FROM profile_rows ORDER BY seq"
-        return tuple(
-            ProfileRowRecord(seq, RowRef(f, s, r), _loads(v))
-            for seq, f, s, r, v in self._query(query)
-        )
+        rows = self._query(f"{_select('profile_rows')} ORDER BY seq")
+        return tuple(_profile_row(r) for r in rows)
 
     def counts(self) -> dict[TaskState, int]:
         """Number of tasks in each state (every state present, zero when none)."""
@@ -803,6 +567,7 @@ class Journal:
         values: dict[str, object] = {"started_at": _time(self._now())}
         if command is not None:
             values["last_command"] = list(command)
+        self._flush()
         with self._tx() as cur:
             _put_meta(cur, values)
             cur.execute("DELETE FROM meta WHERE key IN ('ended_at', 'stop_reason', 'stop_message')")
@@ -817,12 +582,26 @@ class Journal:
         }
         if learned_rate_per_s is not None:
             values["learned_rate_per_s"] = learned_rate_per_s
+        self._flush()
         with self._tx() as cur:
             _put_meta(cur, values)
 
     def mark_sending(self, key: str) -> None:
-        """Committed before the request leaves (one statement: its own transaction)."""
-        self._write_one(_MARK_SENDING, (TaskState.SENDING, _time(self._now()), key))
+        """Mark ``key`` *sending*; in an event loop, ``await committed()`` before it is sent."""
+        self._write([(_MARK_SENDING, (TaskState.SENDING, _time(self._now()), key), key)])
+
+    async def committed(self) -> None:
+        """Commit every change made so far now (with others that wait) and return when done."""
+        self._raise_failure()
+        if not self._pending:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        if len(self._waiters) == 1:  # the first waiter asks for the commit; later ones share it
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_soon(self._flush_quietly)
+        await future
 
     def record_attempt(
         self,
@@ -842,33 +621,25 @@ class Journal:
         listing, no task is touched.
         """
         row = _attempt_row(attempt)
-        with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO attempts (at, task_key, n, method, path, status, code, request_id,"
-                " latency_s, verdict, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                row,
-            )
-            key = attempt.task_key
-            if key is None:
-                return
+        statements: list[_Statement] = [(_INSERT_ATTEMPT, row, None)]
+        key = attempt.task_key
+        if key is not None:
             now = _time(self._now())
             if counted:
-                cur.execute(
-                    _COUNT_ATTEMPT,
-                    (int(throttled), row[0], row[0], attempt.latency_s, attempt.status,
-                     attempt.code, attempt.request_id, error_msg, now, state, task_id, key),
-                )  # fmt: skip
-                if cur.rowcount != 1:
-                    raise KeyError(key)
-                return
-            fields: dict[str, object] = {"updated_at": now}
-            if error_msg is not None:
-                fields["error_msg"] = error_msg
-            if state is not None:
-                fields["state"] = state
-            if task_id is not None:
-                fields["task_id"] = task_id
-            _update(cur, key, fields)
+                params = (int(throttled), row[0], row[0], attempt.latency_s, attempt.status,
+                          attempt.code, attempt.request_id, error_msg, now, state, task_id,
+                          key)  # fmt: skip
+                statements.append((_COUNT_ATTEMPT, params, key))
+            else:
+                fields: dict[str, object] = {"updated_at": now}
+                if error_msg is not None:
+                    fields["error_msg"] = error_msg
+                if state is not None:
+                    fields["state"] = state
+                if task_id is not None:
+                    fields["task_id"] = task_id
+                statements.append(_update(key, fields))
+        self._write(statements)
 
     def set_state(
         self,
@@ -900,6 +671,7 @@ class Journal:
     ) -> int:
         """Mark every listed task still pending as failed, without sending: one transaction."""
         now = _time(self._now())
+        self._flush()
         with self._tx() as cur:
             done = 0
             for key in keys:
@@ -922,6 +694,7 @@ class Journal:
 
     def set_meta(self, **values: object) -> None:
         _check_no_secrets(values)
+        self._flush()
         with self._tx() as cur:
             _put_meta(cur, values)
 
@@ -929,19 +702,59 @@ class Journal:
 
     def _set(self, key: str, **fields: object) -> None:
         fields["updated_at"] = _time(self._now())
-        with self._tx() as cur:
-            _update(cur, key, fields)
+        self._write([_update(key, fields)])
 
-    def _write_one(self, sql: str, params: Sequence[object]) -> None:
-        """One UPDATE of one task, committed on its own (autocommit: no BEGIN/COMMIT)."""
+    def _write(self, statements: list[_Statement]) -> None:
+        """Group the statements with others (in an event loop), or commit them now."""
+        self._raise_failure()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            with self._tx() as cur:
+                missing = _execute(cur, statements)
+                if missing:  # rolls the whole change back
+                    raise KeyError(missing[0])
+            return
         if self._lock_fd is None:
             raise JournalError(f"{self.path} is open read-only")
+        self._pending.extend(statements)
+        if self._timer is None:
+            self._timer = loop.call_later(COMMIT_WINDOW_S, self._flush_quietly)
+
+    def _flush(self) -> None:
+        """Commit every waiting statement in one transaction; wake whoever waits for it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._raise_failure()
+        statements, self._pending = self._pending, []
+        waiters, self._waiters = self._waiters, []
         try:
-            changed = self._conn.execute(sql, params).rowcount
-        except sqlite3.Error as exc:
-            raise _write_failed(self.path, exc) from None
-        if changed != 1:
-            raise KeyError(params[-1])
+            if statements:
+                with self._tx() as cur:
+                    missing = _execute(cur, statements)
+                if missing:
+                    raise KeyError(missing[0])
+        except Exception as exc:
+            self._failure = exc
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            raise
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _flush_quietly(self) -> None:
+        """``_flush`` from a loop callback: a failure is raised to the next caller instead."""
+        with contextlib.suppress(Exception):
+            self._flush()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
@@ -963,6 +776,9 @@ class Journal:
             cur.close()
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        self._raise_failure()
+        if self._pending:
+            self._flush()
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -995,11 +811,26 @@ _COUNT_ATTEMPT = (
 )
 
 
-def _update(cur: sqlite3.Cursor, key: str, fields: Mapping[str, object]) -> None:
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempts (at, task_key, n, method, path, status, code, request_id,"
+    " latency_s, verdict, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _update(key: str, fields: Mapping[str, object]) -> _Statement:
     assignments = ", ".join(f"{name} = ?" for name in fields)
-    cur.execute(f"UPDATE tasks SET {assignments} WHERE key = ?", (*fields.values(), key))  # noqa: S608 - column names are ours
-    if cur.rowcount != 1:
-        raise KeyError(key)
+    sql = f"UPDATE tasks SET {assignments} WHERE key = ?"  # noqa: S608 - column names are ours
+    return sql, (*fields.values(), key), key
+
+
+def _execute(cur: sqlite3.Cursor, statements: Iterable[_Statement]) -> list[str]:
+    """Run the statements; the keys of the tasks that were not there to change."""
+    missing = []
+    for sql, params, key in statements:
+        cur.execute(sql, params)
+        if key is not None and cur.rowcount != 1:
+            missing.append(key)
+    return missing
 
 
 # --- creating ----------------------------------------------------------------------------------
@@ -1038,7 +869,7 @@ def _write_new(
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("BEGIN")
-        for statement in filter(str.strip, _SCHEMA.split(";")):
+        for statement in _create_statements():
             conn.execute(statement)
         created = _time(now())
         meta = _initial_meta(
@@ -1260,77 +1091,81 @@ def _run_meta(v: Mapping[str, Any]) -> RunMeta:
     )
 
 
-def _task(r: Sequence[Any]) -> TaskRecord:
-    updated = _parse_time(r[22])
+def _task(r: sqlite3.Row) -> TaskRecord:
+    updated = _parse_time(r["updated_at"])
     assert updated is not None
     return TaskRecord(
-        key=r[0],
-        seq=r[1],
-        name=r[2],
-        project_id=r[3],
-        region=r[4],
-        profile=r[5],
-        body_bytes=bytes(r[6]),
-        sources=_parse_sources(r[7]) or (),
-        rows=tuple(_parse_ref(x) for x in _loads(r[8])),
-        state=TaskState(r[9]),
-        task_id=r[10],
-        http_status=r[11],
-        error_code=r[12],
-        error_msg=r[13],
-        request_id=r[14],
-        attempts=r[15],
-        throttled=r[16],
-        first_attempt_at=_parse_time(r[17]),
-        last_attempt_at=_parse_time(r[18]),
-        last_latency_s=r[19],
-        conflict_task_id=r[20],
-        conflict_sources=_parse_sources(r[21]),
+        key=r["key"],
+        seq=r["seq"],
+        name=r["name"],
+        project_id=r["project_id"],
+        region=r["region"],
+        profile=r["profile"],
+        body_bytes=bytes(r["body"]),
+        sources=_parse_sources(r["sources"]) or (),
+        rows=tuple(_parse_ref(x) for x in _loads(r["rows"])),
+        state=TaskState(r["state"]),
+        task_id=r["task_id"],
+        http_status=r["http_status"],
+        error_code=r["error_code"],
+        error_msg=r["error_msg"],
+        request_id=r["request_id"],
+        attempts=r["attempts"],
+        throttled=r["throttled"],
+        first_attempt_at=_parse_time(r["first_attempt_at"]),
+        last_attempt_at=_parse_time(r["last_attempt_at"]),
+        last_latency_s=r["last_latency_s"],
+        conflict_task_id=r["conflict_task_id"],
+        conflict_sources=_parse_sources(r["conflict_sources"]),
         updated_at=updated,
     )
 
 
-def _attempt(r: Sequence[Any]) -> AttemptRecord:
-    at = _parse_time(r[1])
+def _attempt(r: sqlite3.Row) -> AttemptRecord:
+    at = _parse_time(r["at"])
     assert at is not None
     return AttemptRecord(
-        id=r[0],
+        id=r["id"],
         at=at,
-        task_key=r[2],
-        n=r[3],
-        method=r[4],
-        path=r[5],
-        status=r[6],
-        code=r[7],
-        request_id=r[8],
-        latency_s=r[9],
-        verdict=r[10],
-        message=r[11],
+        task_key=r["task_key"],
+        n=r["n"],
+        method=r["method"],
+        path=r["path"],
+        status=r["status"],
+        code=r["code"],
+        request_id=r["request_id"],
+        latency_s=r["latency_s"],
+        verdict=r["verdict"],
+        message=r["message"],
     )
 
 
-def _row(r: Sequence[Any]) -> RowRecord:
-    dup = _parse_ref(_loads(r[7])) if r[7] else None
+def _row(r: sqlite3.Row) -> RowRecord:
+    dup = r["duplicate_of"]
     return RowRecord(
-        seq=r[0],
-        ref=RowRef(r[1], r[2], r[3]),
-        values=_loads(r[4]),
-        task_key=r[5],
-        status=RowStatus(r[6]),
-        duplicate_of=dup,
+        seq=r["seq"],
+        ref=RowRef(r["file"], r["sheet"], r["row"]),
+        values=_loads(r["vals"]),
+        task_key=r["task_key"],
+        status=RowStatus(r["status"]),
+        duplicate_of=_parse_ref(_loads(dup)) if dup else None,
     )
 
 
-def _issue(r: Sequence[Any]) -> Issue:
-    _, severity, message, file, sheet, row, col, value, hint = r
+def _profile_row(r: sqlite3.Row) -> ProfileRowRecord:
+    return ProfileRowRecord(r["seq"], RowRef(r["file"], r["sheet"], r["row"]), _loads(r["vals"]))
+
+
+def _issue(r: sqlite3.Row) -> Issue:
+    file, sheet, row = r["file"], r["sheet"], r["row"]
     ref = RowRef(file, sheet, row) if row is not None and file and sheet else None
     return Issue(
-        severity=severity,
-        message=message,
+        severity=r["severity"],
+        message=r["message"],
         ref=ref,
         file=None if ref else file,
         sheet=None if ref else sheet,
-        column=col,
-        value=value,
-        hint=hint,
+        column=r["col"],
+        value=r["value"],
+        hint=r["hint"],
     )

@@ -1,0 +1,260 @@
+"""CPU per request of a ``bulkscan run`` process, as a user runs it, against a bare aiohttp loop.
+
+    python bench/bench_cli_cpu.py [--requests 2000] [--small 200] [--rate 200]
+
+A simulator runs in its own process on 127.0.0.1 (zero latency).  Each measured process is a
+child of this one, and its CPU (user + system) comes from ``os.wait4`` when it ends:
+
+* ``bulkscan run FILE --endpoint URL --rate R --yes`` with its stderr on a pseudo-terminal,
+  so the progress bar is drawn as on a user's screen;
+* a bare loop (``--child-bare``): one ``aiohttp`` session that signs and posts the same bodies
+  at the same rate and concurrency, nothing else.
+
+Two figures per path.  *While sending*: the child's CPU (sampled from ``/proc/PID/stat``
+every 20 ms) between the first and the last request's arrival at the simulator, over the
+requests in between: the cost per request plus the run's cost per second, as a user sees it
+in ``top``.  *Marginal*: each runs with ``--small`` and with ``--requests`` tasks; the
+difference of their CPU over the difference of their requests (start-up cancels out; loading,
+planning and the result workbook per row do not).  The goal: bulkscan while sending at most
+2x the bare loop.
+
+Prints figures and the ratio; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import os
+import pty
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+from _common import heading
+from bench_dispatch import CONCURRENCY, PROJECT, simulator, write_inventory
+
+from bulkscan.dsc.signing import sign_headers
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bulkscan.models import TaskRequest
+
+_ROUNDS = 2
+
+
+def _drain(fd: int) -> None:
+    """Read a pseudo-terminal until its other end closes (a terminal that is never full)."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 65536):
+            pass
+
+
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(slots=True)
+class Usage:
+    cpu_s: float  # user + system of the whole process
+    wall_s: float
+    samples: list[tuple[float, float]]  # (time.time(), CPU so far)
+
+    def cpu_at(self, when: float) -> float:
+        """The CPU used by ``when`` (linear between samples)."""
+        times = [t for t, _ in self.samples]
+        i = bisect.bisect_left(times, when)
+        if i == 0:
+            return self.samples[0][1]
+        if i >= len(times):
+            return self.samples[-1][1]
+        (t0, c0), (t1, c1) = self.samples[i - 1], self.samples[i]
+        return c0 + (c1 - c0) * (when - t0) / (t1 - t0) if t1 > t0 else c1
+
+
+def _sample(pid: int, samples: list[tuple[float, float]], done: threading.Event) -> None:
+    stat = Path(f"/proc/{pid}/stat")
+    while not done.wait(0.02):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            samples.append((time.time(), (int(fields[11]) + int(fields[12])) * _TICK_S))
+
+
+def _cpu_of(argv: Sequence[str], *, tty: bool) -> Usage:
+    """The CPU and wall time of one child process, with CPU samples along the way."""
+    env = {
+        **os.environ,
+        "HUAWEICLOUD_SDK_AK": DEFAULT_AK,
+        "HUAWEICLOUD_SDK_SK": DEFAULT_SK,
+        "COLUMNS": "100",
+    }
+    master, slave = pty.openpty() if tty else (-1, -1)
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave if tty else subprocess.DEVNULL,
+        env=env,
+    )
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(child.pid, samples, done), daemon=True)
+    sampler.start()
+    reader = None
+    if tty:
+        os.close(slave)
+        reader = threading.Thread(target=_drain, args=(master,), daemon=True)
+        reader.start()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if reader is not None:
+        reader.join(timeout=5)
+        os.close(master)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {child.returncode}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return Usage(cpu, wall, [*samples, (time.time(), cpu)])
+
+
+def _bulkscan(url: str, inventory: Path, rate: float, reports: Path) -> Usage:
+    argv = [sys.executable, "-m", "bulkscan", "run", str(inventory), "--endpoint", url,
+            "--rate", f"{rate:g}/s", "--concurrency", str(CONCURRENCY), "--yes",
+            "--reports-dir", str(reports)]  # fmt: skip
+    return _cpu_of(argv, tty=True)
+
+
+def _bare(url: str, inventory: Path, rate: float) -> Usage:
+    argv = [sys.executable, __file__, "--child-bare", url, str(inventory), f"{rate:g}"]
+    return _cpu_of(argv, tty=False)
+
+
+# --- the bare loop (a child process) -----------------------------------------------------------
+
+
+async def _bare_loop(url: str, tasks: Sequence[TaskRequest], rate: float) -> None:
+    gate = asyncio.Semaphore(CONCURRENCY)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(i: int, task: TaskRequest) -> None:
+            target = f"{url}/v1/{task.project_id}/metadata/task-templates"
+            async with gate:
+                await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+                headers = sign_headers(
+                    "POST",
+                    target,
+                    {"Content-Type": "application/json"},
+                    task.body_bytes,
+                    access_key=DEFAULT_AK,
+                    secret_key=DEFAULT_SK,
+                    project_id=task.project_id,
+                )
+                async with session.post(target, data=task.body_bytes, headers=headers) as ans:
+                    await ans.read()
+                    assert ans.status == 200, ans.status
+
+        async with asyncio.TaskGroup() as group:
+            for i, task in enumerate(tasks):
+                group.create_task(post(i, task))
+
+
+def _child_bare(url: str, inventory: str, rate: str) -> None:
+    from bulkscan import runner
+
+    prepared = runner.prepare(inventory)
+    asyncio.run(_bare_loop(url, prepared.plan.tasks, float(rate)))
+
+
+# --- the parent ------------------------------------------------------------------------------
+
+
+async def _measure(args: argparse.Namespace, work: Path) -> None:
+    sizes = (args.small, args.requests)
+    books = {n: work / f"inv-{n}.xlsx" for n in sizes}
+    for n, book in books.items():
+        write_inventory(book, n)
+    cpu: dict[tuple[str, int], float] = {}
+    sending: dict[str, float] = {}
+    async with simulator() as sim:
+        for _ in range(_ROUNDS):
+            for n in sizes:
+                for name in ("bare", "bulkscan"):
+                    await sim.reset()
+                    book = Path(books[n])
+                    if name == "bare":
+                        used = await asyncio.to_thread(_bare, sim.url, book, args.rate)
+                    else:
+                        reports = work / f"reports-{n}"
+                        measure = _bulkscan
+                        used = await asyncio.to_thread(measure, sim.url, book, args.rate, reports)
+                    arrivals = await sim.arrivals()
+                    per = (used.cpu_at(arrivals[-1]) - used.cpu_at(arrivals[0])) / (
+                        len(arrivals) - 1
+                    )
+                    key = (name, n)
+                    cpu[key] = min(cpu.get(key, float("inf")), used.cpu_s)
+                    if n == args.requests:
+                        sending[name] = min(sending.get(name, float("inf")), per)
+                    print(
+                        f"    {name:<9} {n:>6} requests: CPU {used.cpu_s:6.2f} s, "
+                        f"wall {used.wall_s:5.1f} s, {per * 1e3:.3f} ms per request while sending"
+                    )
+    _report(cpu, sending, sizes, args.rate)
+
+
+def _report(
+    cpu: dict[tuple[str, int], float],
+    sending: dict[str, float],
+    sizes: tuple[int, int],
+    rate: float,
+) -> None:
+    small, big = sizes
+    marginal: dict[str, float] = {}
+    print(f"CPU per request at {rate:g}/s, concurrency {CONCURRENCY} (best of {_ROUNDS}):")
+    for name in ("bare", "bulkscan"):
+        marginal[name] = (cpu[(name, big)] - cpu[(name, small)]) / (big - small)
+        print(
+            f"    {name:<9} while sending {sending[name] * 1e3:6.3f} ms "
+            f"({sending[name] * rate * 100:4.1f}% of a core); marginal "
+            f"{marginal[name] * 1e3:6.3f} ms ({big} - {small} requests, whole process)"
+        )
+    print(
+        f"    ratio bulkscan / bare while sending = {sending['bulkscan'] / sending['bare']:.2f} "
+        f"(goal <= 2); marginal = {marginal['bulkscan'] / marginal['bare']:.2f}"
+    )
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child-bare":
+        _child_bare(*sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="tasks of the big run (2000)")
+    parser.add_argument("--small", type=int, default=200, help="tasks of the small run (200)")
+    parser.add_argument("--rate", type=float, default=200.0, help="rate, per s (200)")
+    args = parser.parse_args()
+    print(heading("bench_cli_cpu", ("aiohttp",)))
+    print(f"project {PROJECT}; every process a child of this one, CPU from os.wait4")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bulkscan-bench-") as tmp:
+        asyncio.run(_measure(args, Path(tmp)))
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
