@@ -30,8 +30,9 @@
 
 Stopping (``stop`` set, a fatal error, or all done): no new request starts; requests in flight
 may finish within ``grace_s`` and are then cancelled, staying *sending* for the next resume to
-reconcile.  Every state change is one journal transaction, so the journal is consistent at
-any moment, including after SIGKILL.
+reconcile.  State changes are group-committed (``bulkscan.run.store``): several tasks' changes
+share one transaction, and a request leaves only once the commit holding its *sending* mark
+is done, so the journal is consistent at any moment, including after SIGKILL.
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ async def test_requests_are_spaced_evenly_never_in_a_burst() -> None:
 
 @pytest.mark.parametrize("delay", [0.0, 0.0004, 0.0019, 0.0021, 0.009, 0.0131])
 async def test_a_precise_sleep_never_ends_before_its_time(delay: float) -> None:
-    """Around the 2 ms handed to a thread and on the delays CPython's epoll rounds up twice."""
+    """Around the 1.5 ms slept off the loop's timers, and on delays epoll rounds up twice."""
     for _ in range(5):
         before = time.monotonic()
         await precise_sleep(delay)
@@ -189,7 +189,7 @@ async def test_a_precise_sleep_never_ends_before_its_time(delay: float) -> None:
 
 
 async def test_a_cancelled_precise_sleep_ends_at_once() -> None:
-    for delay in (0.0019, 30.0):  # in the thread's part, and in the loop's
+    for delay in (0.0019, 30.0):  # just over the part slept off the loop's timers, and long
         sleeper = asyncio.create_task(precise_sleep(delay))
         await asyncio.sleep(0)  # it starts, and waits
         assert not sleeper.done()
