@@ -149,7 +149,8 @@ async def dispatch(
         rng=rng,
         limiter=limiter,
     )
-    return await run.run(limit)
+    with journal.grouped():
+        return await run.run(limit)
 
 
 class _Run:

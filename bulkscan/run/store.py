@@ -6,12 +6,13 @@ and its state (``tasks``), every HTTP attempt (``attempts``), every input row in
 (``profile_rows``).  Where the file lives and who may write it: ``bulkscan.run.rundir``.
 
 Crash safety.  A state change is committed before the next step depends on it: a task is
-*sending* before its request leaves, and its outcome is stored when it returns.  Inside a
-running event loop, changes are **group-committed**: the changes of several tasks wait a few
-milliseconds (``commit_window_s``) and share one transaction; a request's *sending* mark is
-committed at once, with whatever waits, and the request leaves only once that commit is done
-(``await Journal.committed()``).  Every read commits what waits first, so a reader always
-sees every change made.  The journal runs in WAL mode with ``synchronous=NORMAL``:
+*sending* before its request leaves, and its outcome is stored when it returns.  Within
+``Journal.grouped()`` (a dispatch), changes are **group-committed**: the changes of several
+tasks wait a few milliseconds (``COMMIT_WINDOW_S``) and share one transaction; a request's
+*sending* mark is committed at once, with whatever waits, and the request leaves only once
+that commit is done (``await Journal.committed()``).  Every read commits what waits first,
+so a reader always sees every change made.  The journal runs in WAL mode with
+``synchronous=NORMAL``:
 
 * a process crash (SIGKILL, a second Ctrl-C, out of memory) loses nothing that was committed:
   a commit is in the WAL file (in the OS page cache), which the next open replays; the
@@ -355,10 +356,10 @@ _Statement = tuple[str, "Sequence[object]", "str | None"]
 class Journal:
     """An open run journal.  Writers hold the run directory's lock until ``close()``.
 
-    Task changes made inside a running event loop are group-committed (module docstring):
-    they share a transaction at most ``COMMIT_WINDOW_S`` later; ``await committed()`` commits
-    at once and returns when every change made so far is durable.  Outside an event loop each
-    change is its own transaction.
+    Task changes made within ``grouped()`` in an event loop are group-committed (module
+    docstring): they share a transaction at most ``COMMIT_WINDOW_S`` later; ``await
+    committed()`` commits at once and returns when every change made so far is durable.
+    Elsewhere each change is its own transaction, committed when the call returns.
     """
 
     def __init__(
@@ -377,6 +378,7 @@ class Journal:
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.Handle | None = None
         self._failure: Exception | None = None
+        self._grouping = 0
 
     # -- opening and closing --
 
@@ -590,6 +592,17 @@ class Journal:
         """Mark ``key`` *sending*; in an event loop, ``await committed()`` before it is sent."""
         self._write([(_MARK_SENDING, (TaskState.SENDING, _time(self._now()), key), key)])
 
+    @contextlib.contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Group-commit task changes made in the running event loop until the block ends."""
+        self._grouping += 1
+        try:
+            yield
+        finally:
+            self._grouping -= 1
+            if not self._grouping and self._failure is None:
+                self._flush()
+
     async def committed(self) -> None:
         """Commit every change made so far now (with others that wait) and return when done."""
         self._raise_failure()
@@ -705,12 +718,12 @@ class Journal:
         self._write([_update(key, fields)])
 
     def _write(self, statements: list[_Statement]) -> None:
-        """Group the statements with others (in an event loop), or commit them now."""
+        """Group the statements with others (``grouped()``), or commit them now."""
         self._raise_failure()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        loop = None
+        if self._grouping:
+            with contextlib.suppress(RuntimeError):
+                loop = asyncio.get_running_loop()
         if loop is None:
             with self._tx() as cur:
                 missing = _execute(cur, statements)

@@ -228,34 +228,34 @@ def test_each_step_is_committed_when_it_returns_and_seen_by_another_reader(
     assert done.request_id == "req-1" and done.last_latency_s == 0.25
 
 
-async def test_in_an_event_loop_changes_share_a_commit_that_sending_waits_for(
-    run_dir: Path,
-) -> None:
+async def test_grouped_changes_share_a_commit_that_sending_waits_for(run_dir: Path) -> None:
     """Group commit: outcomes wait a few ms for company; a mark is durable once awaited."""
     with _create(run_dir) as journal, Journal.open(run_dir, readonly=True) as reader:
         first, second = (t.key for t in journal.tasks())
-        journal.mark_sending(first)
-        journal.record_attempt(
-            _attempt(first, 1, 200, "created"), state=TaskState.CREATED, task_id="1001"
-        )
-        journal.mark_sending(second)
-        # nothing committed yet: another reader still sees the plan as it was
-        assert reader.states_and_attempts()[first] == (TaskState.PENDING, 0)
-        await journal.committed()  # all three changes, in one transaction
-        assert reader.states_and_attempts() == {
-            first: (TaskState.CREATED, 1),
-            second: (TaskState.SENDING, 0),
-        }
-        journal.set_state(second, TaskState.UNKNOWN, error_msg="no answer")
-        assert journal.states()[second] is TaskState.UNKNOWN  # its own reads see every change
-        assert reader.states()[second] is TaskState.UNKNOWN  # (and committed it for them)
-        journal.set_state(second, TaskState.FAILED)
-    with Journal.open(run_dir, readonly=True) as after:  # close committed the last change
-        assert after.states()[second] is TaskState.FAILED
+        with journal.grouped():
+            journal.mark_sending(first)
+            journal.record_attempt(
+                _attempt(first, 1, 200, "created"), state=TaskState.CREATED, task_id="1001"
+            )
+            journal.mark_sending(second)
+            # nothing committed yet: another reader still sees the plan as it was
+            assert reader.states_and_attempts()[first] == (TaskState.PENDING, 0)
+            await journal.committed()  # all three changes, in one transaction
+            assert reader.states_and_attempts() == {
+                first: (TaskState.CREATED, 1),
+                second: (TaskState.SENDING, 0),
+            }
+            journal.set_state(second, TaskState.UNKNOWN, error_msg="no answer")
+            assert journal.states()[second] is TaskState.UNKNOWN  # its own reads see all
+            assert reader.states()[second] is TaskState.UNKNOWN  # (and committed it first)
+            journal.set_state(second, TaskState.FAILED)
+        assert reader.states()[second] is TaskState.FAILED  # the group's end commits the rest
+        journal.set_state(second, TaskState.PENDING)  # not grouped: committed on return
+        assert reader.states()[second] is TaskState.PENDING
 
 
 async def test_a_grouped_change_to_an_unknown_task_fails_its_commit(run_dir: Path) -> None:
-    with _create(run_dir) as journal:
+    with _create(run_dir) as journal, journal.grouped():
         first = journal.tasks()[0].key
         journal.mark_sending(first)
         journal.mark_sending("no-such-task")
