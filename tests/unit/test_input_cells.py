@@ -280,6 +280,8 @@ def test_unseen_characters_in_db_type_task_and_description_are_errors(tmp_path: 
 
 
 def test_a_description_over_several_lines_is_fine_and_sent_as_written(tmp_path: Path):
+    import json
+
     from bulkscan.plan import build_plan, serialise_body
 
     instances = tmp_path / "dbs.csv"
@@ -289,8 +291,9 @@ def test_a_description_over_several_lines_is_fine_and_sent_as_written(tmp_path: 
     checked = check(instances, profiles_path=profiles, settings=SETTINGS)
     assert checked.issues == ()  # a no-break space shows as a space: not refused
     (task,) = build_plan(checked.validated).tasks
-    assert task.body["task_description"] == "two\nlines\twith a tab"
-    assert task.body_bytes == serialise_body(task.body)
+    body = json.loads(task.body_bytes)
+    assert body["task_description"] == "two\nlines\twith a tab"
+    assert task.body_bytes == serialise_body(body)
 
 
 def test_a_ten_thousand_character_ins_id_is_an_error(make_xlsx: MakeXlsx):
