@@ -21,7 +21,7 @@ import aiohttp
 from bulkscan import __version__
 from bulkscan import audit as _audit
 from bulkscan.config import DispatchSettings, InputSettings
-from bulkscan.dsc.client import Attempt, DscClient, Endpoints, RawAnswer
+from bulkscan.dsc.client import Attempt, DscClient, Endpoints, LifecycleCalls, RawAnswer
 from bulkscan.dsc.credentials import AkSk, auth_method
 from bulkscan.errors import JournalError, UsageError, ValidationFailed
 from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
@@ -32,6 +32,7 @@ from bulkscan.report import audit as _audit_report
 from bulkscan.report import results as _report
 from bulkscan.run.dispatch import DispatchResult, dispatch
 from bulkscan.run.doctor import DoctorReport, check_groups, write_record
+from bulkscan.run.lifecycle import ActionReport, Lifecycle, PlannedAction, ScanRecord, ScanState
 from bulkscan.run.rundir import create_run_dir, find_latest_run
 from bulkscan.run.store import Journal
 
@@ -65,6 +66,11 @@ __all__ = [
     "run_settings",
     "write_audit",
     "write_report",
+    "status",
+    "undo",
+    "operate",
+    "ScanStatus",
+    "ActionOutcome",
 ]
 
 EVENTS_FILE = "events.jsonl"
@@ -533,3 +539,137 @@ def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:
     Reads the journal read-only: works during a run, after a crash, and on a copied run dir.
     """
     return _report.build_report(run_dir)
+
+
+# --- after creation (``bulkscan status``, ``start``/``enable``/``disable``, ``undo``) --------
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStatus:
+    """Every task's latest run; ``exit_code`` 0 all succeeded, 1 some failed (or could not be
+    read), 4 some still running (or never ran) when the wait ended."""
+
+    scans: tuple[ScanRecord, ...]
+    report: _report.ReportPaths
+    requests: int
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for scan in self.scans:
+            counts[str(scan.state)] = counts.get(str(scan.state), 0) + 1
+        return counts
+
+    @property
+    def exit_code(self) -> int:
+        states = {scan.state for scan in self.scans}
+        if states & {ScanState.FAILED, ScanState.UNKNOWN}:
+            return 1
+        return 4 if states & {ScanState.RUNNING, ScanState.NEVER_RAN} else 0
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """What ``undo`` or an operate action did (``confirmed`` False: nothing was sent)."""
+
+    report: ActionReport
+    confirmed: bool
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.report.ok else 1
+
+
+@contextlib.asynccontextmanager
+async def _lifecycle(
+    run_dir: str | os.PathLike[str],
+    connection: Connection | None,
+    simulator: SimulatorOptions | None,
+    settings: DispatchSettings,
+) -> AsyncIterator[Lifecycle]:
+    """The run's journal (holding its lock) and a client over a session owned here."""
+    with Journal.open(run_dir) as journal:
+        async with _connected(connection, simulator) as conn, _client(conn, settings) as client:
+            actions = Lifecycle(journal, client, LifecycleCalls(client), settings)
+            try:
+                yield actions
+            finally:
+                actions.close()
+
+
+async def status(
+    run_dir: str | os.PathLike[str],
+    *,
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+    wait_s: float = 0.0,
+    poll_s: float = 10.0,
+    observer: Callable[[Sequence[ScanRecord]], None] | None = None,
+) -> ScanStatus:
+    """Each task's latest run (polling until none runs, for at most ``wait_s``), saved to the
+    Scans sheet of ``results.xlsx``."""
+    if not 0 <= wait_s <= 7 * 86_400 or not 0.5 <= poll_s <= 3600:
+        raise UsageError("--timeout must be 0 s to 7 days and --poll 0.5 s to 1 hour")
+    settings = dispatch_settings or DispatchSettings()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    async with _lifecycle(run_dir, connection, simulator, settings) as actions:
+        scans = await actions.status()
+        while _still_running(scans) and loop.time() + poll_s <= deadline:
+            if observer is not None:
+                observer(scans)
+            await asyncio.sleep(poll_s)
+            scans = await actions.status()
+        requests = actions.requests
+    report = await asyncio.to_thread(write_report, run_dir)
+    return ScanStatus(tuple(scans), report, requests)
+
+
+def _still_running(scans: Sequence[ScanRecord]) -> bool:
+    return any(s.state in (ScanState.RUNNING, ScanState.NEVER_RAN) for s in scans)
+
+
+async def undo(
+    run_dir: str | os.PathLike[str],
+    *,
+    confirm: Callable[[Sequence[PlannedAction]], bool],
+    force: bool = False,
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+) -> ActionOutcome:
+    """Delete the tasks the run created (never those it found), after ``confirm`` saw the list;
+    a task whose data sources changed since the run is kept unless ``force``."""
+    settings = dispatch_settings or DispatchSettings()
+    async with _lifecycle(run_dir, connection, simulator, settings) as actions:
+        planned = await actions.plan_undo(force=force)
+        sending = [p for p in planned if p.state is None]
+        if sending and not confirm(planned):
+            return ActionOutcome(ActionReport("delete", planned), confirmed=False)
+        report = await actions.undo(planned)
+        report.requests = actions.requests
+    return ActionOutcome(report, confirmed=True)
+
+
+async def operate(
+    run_dir: str | os.PathLike[str],
+    action: str,
+    *,
+    confirm: Callable[[Sequence[str]], bool],
+    names: Sequence[str] = (),
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+) -> ActionOutcome:
+    """START, ENABLE or DISABLE the run's tasks (or the named ones), after ``confirm`` saw
+    their names; a killed batch is resumed, never applied twice."""
+    if action not in ("START", "ENABLE", "DISABLE"):
+        raise UsageError(f"action must be START, ENABLE or DISABLE, not {action}")
+    settings = dispatch_settings or DispatchSettings()
+    async with _lifecycle(run_dir, connection, simulator, settings) as actions:
+        targets = [t.name for t in actions.tasks(names)]
+        if targets and not confirm(targets):
+            return ActionOutcome(ActionReport(action.lower()), confirmed=False)
+        report = await actions.operate(action, names)
+        report.requests = actions.requests
+    return ActionOutcome(report, confirmed=True)

@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_HOST",
     "MAX_ANSWER_BYTES",
     "Attempt",
+    "ActionResult",
     "CreateResult",
     "DscClient",
     "Endpoints",
@@ -52,6 +53,7 @@ __all__ = [
     "NAME_KEYS",
     "RawAnswer",
     "RemoteTask",
+    "TaskRun",
     "make_ssl_context",
     "parse_remote_sources",
     "parse_remote_task",
@@ -621,8 +623,9 @@ class DscClient:
         body: bytes,
         *,
         idempotent: bool,
+        suffix: str = "",
     ) -> _Answer:
-        url = self._endpoints.url_for(region) + _project_path(project_id, region)
+        url = self._endpoints.url_for(region) + _project_path(project_id, region) + suffix
         path = urlsplit(url).path
         headers = self._headers(method, url, project_id, query, body)
         qs = canonical_query(query)
@@ -949,3 +952,123 @@ class _ListReader:
             "delete old tasks, or give the tasks a name prefix that narrows the list"
         )
         raise _ShortListing(self._error(advice), self._tasks())
+
+
+# --- after creation: update, batch delete, operate, runs (dsc-api-family.md) ----------------
+
+_TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+OPERATE_ACTIONS = ("START", "ENABLE", "DISABLE")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """A 2xx answer to an update, delete or operate (``{id, msg, status}``, or 204)."""
+
+    http_status: int
+    msg: str | None
+    status: str | None
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """One run of a template as ``task-instances`` lists it (times in ms since the epoch)."""
+
+    id: str | None
+    status: str | None
+    created_ms: int | None
+    ended_ms: int | None
+    updated_ms: int | None
+    error_msg: str | None
+
+
+def _template_suffix(task_id: str, tail: str = "") -> str:
+    if not _TEMPLATE_ID.match(task_id):
+        raise UsageError(f"'{task_id[:80]}' is not a DSC task id")
+    return f"/{task_id}{tail}"
+
+
+def _id_for_body(task_id: str) -> int | str:
+    """Ids go in delete's body as numbers (the documented Long) when they are digits."""
+    return int(task_id) if task_id.isdigit() and len(task_id) <= 18 else task_id
+
+
+def _action_result(answer: _Answer) -> ActionResult:
+    payload = answer.payload or {}
+    status = _str_or_none(payload.get("status"))
+    if status is not None and status.strip().lower() not in ("success", "succeeded", "ok"):
+        raise error_for(
+            Verdict.AMBIGUOUS,
+            status=answer.status,
+            code=_str_or_none(payload.get("error_code")),
+            detail=f"the service answered {answer.status} with status '{status[:40]}'",
+            request_id=answer.request_id,
+        )
+    return ActionResult(answer.status, _str_or_none(payload.get("msg")), status, answer.request_id)
+
+
+def _task_run(item: object) -> TaskRun | None:
+    if not isinstance(item, dict):
+        return None
+    return TaskRun(
+        id=_str_or_none(item.get("id")),
+        status=_str_or_none(item.get("task_status")),
+        created_ms=_int_or_none(item.get("task_create_time")),
+        ended_ms=_int_or_none(item.get("task_end_time")),
+        updated_ms=_int_or_none(item.get("task_update_time")),
+        error_msg=_str_or_none(item.get("error_msg")),
+    )
+
+
+class LifecycleCalls:
+    """The calls after creation, made through a ``DscClient``'s one HTTP path."""
+
+    def __init__(self, client: DscClient) -> None:
+        self._client = client
+
+    async def update_task(
+        self, project_id: str, task_id: str, body: bytes, *, region: str
+    ) -> ActionResult:
+        """PUT the create body to an existing template (sent exactly as given)."""
+        answer = await self._client._call(
+            "PUT", project_id, region, [], body, idempotent=True,
+            suffix=_template_suffix(task_id),
+        )  # fmt: skip
+        return _action_result(answer)
+
+    async def delete_tasks(
+        self, project_id: str, task_ids: Sequence[str], *, region: str
+    ) -> ActionResult:
+        """DELETE a batch of templates (a JSON array of ids); not idempotent to the classifier:
+        an answer lost on the way is ambiguous, and is settled by listing."""
+        if not task_ids:
+            raise UsageError("a batch delete needs at least one task id")
+        body = json.dumps([_id_for_body(i) for i in task_ids]).encode()
+        answer = await self._client._call("DELETE", project_id, region, [], body, idempotent=False)
+        return _action_result(answer)
+
+    async def operate_task(
+        self, project_id: str, task_id: str, action: str, *, region: str
+    ) -> ActionResult:
+        """Run now (START), ENABLE or DISABLE one template."""
+        if action not in OPERATE_ACTIONS:
+            raise UsageError(f"action must be one of {', '.join(OPERATE_ACTIONS)}, not {action}")
+        body = json.dumps({"action": action}).encode()
+        answer = await self._client._call(
+            "POST", project_id, region, [], body, idempotent=action != "START",
+            suffix=_template_suffix(task_id, "/operate"),
+        )  # fmt: skip
+        return _action_result(answer)
+
+    async def list_runs(
+        self, project_id: str, task_id: str, *, region: str, limit: int = 100
+    ) -> tuple[list[TaskRun], int | None]:
+        """The template's latest runs (first page, newest first) and ``total_num``."""
+        query = [("limit", str(limit)), ("offset", "0")]
+        answer = await self._client._call(
+            "GET", project_id, region, query, b"", idempotent=True,
+            suffix=_template_suffix(task_id, "/task-instances"),
+        )  # fmt: skip
+        items, total, _ = _page_items(answer.payload)
+        runs = [run for run in map(_task_run, items) if run is not None]
+        return runs, total

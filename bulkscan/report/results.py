@@ -43,12 +43,14 @@ from bulkscan.report.cells import (
     workbook_meta,
     write_table,
 )
+from bulkscan.report.scans import scan_chart, write_scans
 from bulkscan.report.summary import (
     charted_table,
     provenance_items,
     settings_items,
     sources_text,
 )
+from bulkscan.run.lifecycle import read_scans
 from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
@@ -290,8 +292,12 @@ def _task_message(task: TaskRecord) -> str | None:
 
 def _write_results(run: _Run, path: Path, *, generated: dt.datetime, command: str | None) -> None:
     wb = new_workbook()
-    _write_summary(wb, run, generated=generated, command=command)
+    summary = _write_summary(wb, run, generated=generated, command=command)
     _write_tasks(wb, run)
+    scans = read_scans(run.run_dir)
+    if scans:
+        write_scans(wb, scans)
+        scan_chart(summary, scans)
     _write_rows(wb, run)
     _write_issues(wb, run)
     _write_attempts(wb, run)
@@ -411,7 +417,9 @@ def _attempt_line(a: AttemptRecord, by_key: Mapping[str, TaskRecord]) -> list[ob
 # --- the Summary sheet -----------------------------------------------------------------------
 
 
-def _write_summary(wb: Workbook, run: _Run, *, generated: dt.datetime, command: str | None) -> None:
+def _write_summary(
+    wb: Workbook, run: _Run, *, generated: dt.datetime, command: str | None
+) -> SummarySheet:
     sheet = SummarySheet(wb, "Summary", widths=(34, 22, 16, 16, 4))
     sheet.append([f"bulkscan run {run.meta.run_id}"], bold=True)
     workbook_meta(sheet, _next_steps(run, command))
@@ -440,6 +448,7 @@ def _write_summary(wb: Workbook, run: _Run, *, generated: dt.datetime, command: 
         heading="Input rows",
         status_column=None,
     )
+    return sheet
 
 
 def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:

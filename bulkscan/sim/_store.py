@@ -106,6 +106,16 @@ class TaskStore:
         self._save()
         return task
 
+    def replace_body(self, task_id: int, body: dict[str, Any]) -> StoredTask | None:
+        """An update: the task keeps its id, creation time and state, with ``body``."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return None
+        task = dataclasses.replace(task, body=dict(body))
+        self._tasks[task_id] = task
+        self._save()
+        return task
+
     def clear(self) -> None:
         self._tasks.clear()
         self._save()

@@ -1,6 +1,7 @@
 """A local DSC behind a simulated API gateway, for tests, demos and CI (``bulkscan simulate``).
 
-Routes: ``POST`` and ``GET /v1/{project_id}/metadata/task-templates`` (the real shapes), and
+Routes: ``POST`` and ``GET /v1/{project_id}/metadata/task-templates`` (the real shapes), the
+lifecycle routes (update, batch delete, operate, task runs: ``bulkscan.sim._lifecycle``), and
 ``/_sim/...`` introspection and control routes that need no auth (``tasks``, ``stats``,
 ``faults``, ``quota``, ``reset``, ``DELETE``/``PATCH tasks/{id}``).
 
@@ -71,6 +72,7 @@ from bulkscan.sim._api import (
 from bulkscan.sim._config import Faults, parse_faults, parse_quota
 from bulkscan.sim._control import control_routes
 from bulkscan.sim._gateway import Authenticator, Denial, FixedWindowQuota, Received
+from bulkscan.sim._lifecycle import Lifecycle, LifecycleRoute, Runs, TemplateNotFound, match_route
 from bulkscan.sim._shape import ListShape, parse_list_shape
 from bulkscan.sim._store import TaskStore
 
@@ -162,6 +164,8 @@ class Simulator:
         ssl_context: ssl.SSLContext | None = None,
         list_shape: ListShape = ListShape(),  # noqa: B008 - frozen, so one shared default is safe
         dsc_disabled: Collection[str] = (),
+        scan_s: float = 1.0,
+        scan_failure: float = 0.0,
     ) -> None:
         self.host = host
         self._shape = list_shape
@@ -176,6 +180,8 @@ class Simulator:
         self._faults = faults
         self._rng = random.Random(seed)
         self._store = TaskStore(state_path)
+        self._runs = Runs(random.Random(seed), scan_s=scan_s, scan_failure=scan_failure)
+        self._lifecycle = Lifecycle(self._store, self._runs)
         self._clock = clock
         self._ssl = ssl_context
         self._stats = _Stats()
@@ -315,10 +321,10 @@ class Simulator:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._deny(_TOO_LARGE, None)
-        match = _API_PATH.match(request.path)
-        if match is None or request.method not in ("GET", "POST"):
+        route = _route(request.method, request.path)
+        if route is None:
             return self._deny(_API_NOT_FOUND, None)
-        project = match.group(1)
+        project = route.project
         received = Received(
             request.method,
             request.path,
@@ -330,7 +336,7 @@ class Simulator:
         denial = denial or self._check_project(project)
         if denial is not None:
             return self._deny(denial, project)
-        return await self._serve(request, received, project, faults, now)
+        return await self._serve(request, received, route, faults, now)
 
     def _take_quota(self, project: str, now: float) -> Denial | None:
         return None if self._quota is None else self._quota.take(project, now)
@@ -344,31 +350,42 @@ class Simulator:
         return Denial(404, "dsc.40400001", message, "project_not_found")
 
     async def _serve(
-        self, request: web.Request, received: Received, project: str, faults: Faults, now: float
+        self,
+        request: web.Request,
+        received: Received,
+        route: LifecycleRoute,
+        faults: Faults,
+        now: float,
     ) -> web.StreamResponse:
-        creating = received.method == "POST"
+        project = route.project
+        creating = route.kind == "create"
         fault = faults.pick(self._rng.random())
         if fault == "reset_before":
             return self._drop(request, fault, project)
         if fault in _EARLY_ERRORS:
             return self._deny(_EARLY_ERRORS[fault], project)
         try:
-            payload, outcome = (
-                self._create(project, received.body, now)
-                if creating
-                else self._list(project, received.query)
-            )
-        except BadRequest as exc:
-            return self._deny(Denial(400, "dsc.40000011", str(exc), "invalid"), project)
+            payload, outcome = self._apply(route, received, now)
+        except (BadRequest, TemplateNotFound) as exc:
+            return self._deny(_refusal(exc), project)
         if fault == "http504":
             return self._deny(_GATEWAY_TIMEOUT, project)
-        if fault == "reset_after" and creating:
+        if fault == "reset_after" and route.writes:
             return self._drop(request, fault, project)
         if fault == "stall":
             outcome = "stalled"
             await self._pause(faults.stall_s)
         self._stats.count(outcome, project)
         return self._answer(payload, creating=creating)
+
+    def _apply(
+        self, route: LifecycleRoute, received: Received, now: float
+    ) -> tuple[dict[str, Any], str]:
+        if route.kind == "create":
+            return self._create(route.project, received.body, now)
+        if route.kind == "list":
+            return self._list(route.project, received.query)
+        return self._lifecycle.serve(route, received.body, received.query, self._shape, now)
 
     def _answer(self, payload: dict[str, Any], *, creating: bool) -> web.Response:
         if creating and self._shape.create_answer != "normal":
@@ -377,6 +394,8 @@ class Simulator:
 
     def _create(self, project: str, raw: bytes, now: float) -> tuple[dict[str, Any], str]:
         task = self._store.create(project, parse_create_body(raw), now)
+        if task.body.get("start_now") is True:
+            self._runs.start(task, now)
         task_id = external_id(task.id, self._shape)
         payload = {"id": task_id, "msg": "create task template success", "status": "success"}
         return payload, "created"
@@ -410,6 +429,20 @@ class Simulator:
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _refusal(exc: BadRequest | TemplateNotFound) -> Denial:
+    if isinstance(exc, TemplateNotFound):
+        return Denial(404, "dsc.600000025", str(exc), "not_found")
+    return Denial(400, "dsc.40000011", str(exc), "invalid")
+
+
+def _route(method: str, path: str) -> LifecycleRoute | None:
+    """Create and list (the first routes), else a lifecycle route, else None."""
+    match = _API_PATH.match(path)
+    if match is not None and method in ("GET", "POST"):
+        return LifecycleRoute("create" if method == "POST" else "list", match.group(1))
+    return match_route(method, path)
 
 
 def _unusable_create_answer(kind: str) -> web.Response:

@@ -1,0 +1,88 @@
+"""What the commands after a run share: RUN_DIR, --yes, --json, and asking first."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bulkscan.cli import EXIT_INPUT
+from bulkscan.cli._common import add_connection_options, print_json
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+    from bulkscan.runner import ActionOutcome
+
+__all__ = ["NotConfirmable", "add_run_dir_options", "ask", "print_outcome"]
+
+SHOWN = 50  # names listed before asking; the rest are counted
+
+
+class NotConfirmable(Exception):
+    """No terminal to ask on and no --yes: nothing may change."""
+
+
+def add_run_dir_options(parser: argparse.ArgumentParser, *, changes: bool = True) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory under reports/")
+    if changes:
+        parser.add_argument(
+            "--yes", "-y", action="store_true", help="do not ask before changing anything"
+        )
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_connection_options(parser)
+
+
+def ask(args: argparse.Namespace, question: str, lines: Sequence[str]) -> bool:
+    """Show what will change and ask; ``NotConfirmable`` without a terminal or --yes."""
+    for line in lines[:SHOWN]:
+        print(f"  {line}", file=sys.stderr)
+    if len(lines) > SHOWN:
+        print(f"  ... and {len(lines) - SHOWN} more", file=sys.stderr)
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise NotConfirmable
+    answer = input(f"{question} [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def not_confirmable(command: str) -> int:
+    print(
+        f"bulkscan: error: {command} changes tasks in DSC and there is no terminal to ask on: "
+        "add --yes to confirm",
+        file=sys.stderr,
+    )
+    return EXIT_INPUT
+
+
+def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[str, Any]) -> int:
+    report = outcome.report
+    code = outcome.exit_code if outcome.confirmed else 0
+    failed = {
+        t.task.name: report.messages.get(t.task.key, t.why)
+        for t in report.planned
+        if report.results.get(t.task.key) is not None
+        and str(report.results[t.task.key]) in ("failed", "kept")
+    }
+    if args.json:
+        print_json(
+            {
+                "action": report.kind,
+                "confirmed": outcome.confirmed,
+                "requests": report.requests,
+                "counts": report.counts(),
+                "not_done": failed,
+                "exit_code": code,
+            }
+            | extra
+        )
+        return code
+    if not outcome.confirmed:
+        print("nothing changed")
+        return code
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(report.counts().items()))
+    print(f"{report.kind}: {counts or 'nothing to do'} ({report.requests} request(s))")
+    for name, why in failed.items():
+        print(f"  {name}: {why}")
+    return code

@@ -1,0 +1,72 @@
+"""``bulkscan start|enable|disable RUN_DIR [--task NAME...]``: one operate action per task."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+from bulkscan.cli._common import connection_from, dispatch_settings
+from bulkscan.cli._lifecycle import (
+    NotConfirmable,
+    add_run_dir_options,
+    ask,
+    not_confirmable,
+    print_outcome,
+)
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+__all__ = ["register_action"]
+
+_WHAT = {
+    "START": "run now",
+    "ENABLE": "enable the schedule of",
+    "DISABLE": "disable the schedule of",
+}
+
+
+def register_action(sub: Any, action: str) -> None:
+    name = action.lower()
+    what = _WHAT[action]
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=f"{what} the tasks a run created or found (asks first)",
+        description=f"{what.capitalize()} the tasks RUN_DIR's run created or found (or only "
+        "those named by --task): one request per task under the rate limit, each recorded in "
+        f"RUN_DIR/lifecycle.sqlite, so a killed `{name}` resumes without acting twice. Exit 0: "
+        "done for every task; 1: some failed or are no longer listed; 2: usage error, or no "
+        "terminal to ask on and no --yes.",
+    )
+    add_run_dir_options(parser)
+    parser.add_argument(
+        "--task", action="append", default=[], metavar="NAME", help="only this task (repeatable)"
+    )
+    parser.set_defaults(func=lambda args: _run(args, action))
+
+
+def _run(args: argparse.Namespace, action: str) -> int:
+    connection, simulator = connection_from(args)
+
+    def confirm(names: Sequence[str]) -> bool:
+        print(f"{args.run_dir}: {_WHAT[action]} {len(names)} task(s)", file=sys.stderr)
+        return ask(args, f"{action.capitalize()} {len(names)} task(s)?", list(names))
+
+    try:
+        outcome = asyncio.run(
+            runner.operate(
+                args.run_dir,
+                action,
+                confirm=confirm,
+                names=args.task,
+                connection=connection,
+                simulator=simulator,
+                dispatch_settings=dispatch_settings(args),
+            )
+        )
+    except NotConfirmable:
+        return not_confirmable(action.lower())
+    return print_outcome(args, outcome, {"run_dir": args.run_dir})
