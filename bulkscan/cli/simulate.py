@@ -104,6 +104,10 @@ def register(subparsers: Any) -> None:
         help="project id(s) where DSC is not enabled (answered 401 dsc.10000009)",
     )
     add("--seed", type=int, help="random seed, so faults repeat from run to run")
+    add("--scan-seconds", type=float, default=1.0, metavar="S",
+        help="how long each scan (task run) stays RUNNING (1)")  # fmt: skip
+    add("--scan-failure", type=float, default=0.0, metavar="P",
+        help="probability that a scan ends FAILED (0)")  # fmt: skip
     add("--state", type=Path, metavar="PATH", help="keep tasks in this JSON file across restarts")
     add("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate (chain)")
     add("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert, if not inside it")
@@ -125,6 +129,8 @@ def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
     for project in args.project or ():
         if not _PROJECT_ID.match(project):
             raise UsageError(f"--project '{project}' is not 32 lowercase hex characters")
+    if not 0 <= args.scan_seconds <= 86_400 or not 0 <= args.scan_failure <= 1:
+        raise UsageError("--scan-seconds must be 0 to 86400 and --scan-failure 0 to 1")
     faults = parse_faults(args.faults) if args.faults else Faults()
     if args.latency is not None:
         faults = dataclasses.replace(faults, latency_s=parse_duration(args.latency))
@@ -142,6 +148,8 @@ def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
         "ssl_context": _tls(args.tls_cert, args.tls_key),
         "list_shape": parse_list_shape(args.list_shape) if args.list_shape else ListShape(),
         "dsc_disabled": tuple(args.dsc_disabled),
+        "scan_s": args.scan_seconds,
+        "scan_failure": args.scan_failure,
     }
 
 

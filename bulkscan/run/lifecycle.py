@@ -65,7 +65,7 @@ __all__ = [
 
 T = TypeVar("T")
 LIFECYCLE_FILE = "lifecycle.sqlite"
-DELETE_BATCH = 50  # ids per batch delete (the API takes a list; its limit is not documented)
+DELETE_BATCH = 25  # ids per batch delete (the API takes a list; its limit is not documented)
 _SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

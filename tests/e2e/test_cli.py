@@ -32,7 +32,10 @@ SAMPLE = INPUTS / "sample.xlsx"
 WITH_ERRORS = INPUTS / "sample-with-errors.xlsx"
 CSV_INSTANCES = INPUTS / "sample-instances.csv"
 CSV_PROFILES = INPUTS / "sample-profiles.csv"
-COMMANDS = ("audit", "doctor", "plan", "report", "run", "simulate", "template", "validate")
+COMMANDS = (
+    "audit", "disable", "doctor", "enable", "plan", "report", "run", "simulate", "start",
+    "status", "template", "undo", "validate",
+)  # fmt: skip
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:

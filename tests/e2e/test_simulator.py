@@ -466,7 +466,8 @@ async def test_unknown_or_malformed_project_is_404(session: aiohttp.ClientSessio
         ("POST", f"/v1/{PROJECT}/metadata/task-template"),
         ("POST", f"/v1/{PROJECT}/metadata/task-templates/"),
         ("PUT", f"/v1/{PROJECT}/metadata/task-templates"),
-        ("DELETE", f"/v1/{PROJECT}/metadata/task-templates"),
+        ("DELETE", f"/v1/{PROJECT}/metadata/task-templates/1"),  # batch delete has no id
+        ("GET", f"/v1/{PROJECT}/metadata/task-templates/1"),  # there is no get-one API
         ("GET", "/"),
         ("POST", "/_sim/tasks"),
     ],
