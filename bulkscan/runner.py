@@ -69,6 +69,7 @@ __all__ = [
     "status",
     "undo",
     "operate",
+    "update_conflicts",
     "ScanStatus",
     "ActionOutcome",
 ]
@@ -671,5 +672,26 @@ async def operate(
         if targets and not confirm(targets):
             return ActionOutcome(ActionReport(action.lower()), confirmed=False)
         report = await actions.operate(action, names)
+        report.requests = actions.requests
+    return ActionOutcome(report, confirmed=True)
+
+
+async def update_conflicts(
+    run_dir: str | os.PathLike[str],
+    *,
+    confirm: Callable[[Sequence[PlannedAction]], bool],
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+) -> ActionOutcome:
+    """``run --on-conflict update``: PUT the planned body to each existing task of the same
+    name (after ``confirm`` saw the differences), keeping the task as it was for ``undo``."""
+    settings = dispatch_settings or DispatchSettings()
+    async with _lifecycle(run_dir, connection, simulator, settings) as actions:
+        planned = await actions.plan_updates()
+        sending = [p for p in planned if p.state is None]
+        if sending and not confirm(planned):
+            return ActionOutcome(ActionReport("update", planned), confirmed=False)
+        report = await actions.update(planned)
         report.requests = actions.requests
     return ActionOutcome(report, confirmed=True)

@@ -7,14 +7,23 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_INPUT
 from bulkscan.cli._common import add_connection_options, print_json
+from bulkscan.run.journal import TaskState
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from bulkscan.runner import ActionOutcome
+    from bulkscan.run.lifecycle import PlannedAction
+    from bulkscan.runner import ActionOutcome, Connection, RunResult
 
-__all__ = ["NotConfirmable", "add_run_dir_options", "ask", "print_outcome"]
+__all__ = [
+    "NotConfirmable",
+    "add_run_dir_options",
+    "ask",
+    "not_confirmable",
+    "print_outcome",
+    "update_on_conflict",
+]
 
 SHOWN = 50  # names listed before asking; the rest are counted
 
@@ -86,3 +95,36 @@ def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[
     for name, why in failed.items():
         print(f"  {name}: {why}")
     return code
+
+
+def update_on_conflict(
+    args: argparse.Namespace, result: RunResult, connection: Connection | None, settings: Any
+) -> int | None:
+    """``run --on-conflict update``: show each difference, ask, PUT; the exit code, or None
+    when there was nothing to update."""
+    import asyncio
+
+    from bulkscan import runner
+
+    if args.on_conflict != "update" or not result.counts.get(TaskState.CONFLICT):
+        return None
+    if connection is None:
+        return None  # an embedded simulator starts empty: it holds no task to update
+
+    def confirm(planned: Sequence[PlannedAction]) -> bool:
+        lines = [f"update {p.task.name} (id {p.task_id}): {p.why}" for p in planned
+                 if p.state is None]  # fmt: skip
+        print(f"{len(lines)} existing task(s) have other data sources", file=sys.stderr)
+        return ask(args, f"Update {len(lines)} existing task(s)?", lines)
+
+    try:
+        outcome = asyncio.run(
+            runner.update_conflicts(
+                result.run_dir, confirm=confirm, connection=connection, dispatch_settings=settings
+            )
+        )
+    except NotConfirmable:
+        return not_confirmable("run --on-conflict update")
+    if not args.json:
+        print_outcome(args, outcome, {})
+    return outcome.exit_code if outcome.confirmed else 0

@@ -21,6 +21,7 @@ from bulkscan.cli._common import (
     print_issues,
     print_json,
 )
+from bulkscan.cli._lifecycle import update_on_conflict
 from bulkscan.errors import ValidationFailed
 from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
 
@@ -69,6 +70,13 @@ def register(sub: Any) -> None:
     )
     group.add_argument("--yes", "-y", action="store_true", help="do not ask before sending")
     group.add_argument(
+        "--on-conflict",
+        choices=("stop", "update"),
+        default="stop",
+        help="a task of the same name with other data sources: leave it (stop, the default) "
+        "or show the difference, ask and update it (undo puts it back)",
+    )
+    group.add_argument(
         "--json", action="store_true", help="print one JSON summary on stdout at the end"
     )
     parser.set_defaults(func=_run)
@@ -104,8 +112,10 @@ def _run(args: argparse.Namespace) -> int:
         settings=settings,
         dispatching=dispatching,
     )
+    updated = update_on_conflict(args, result, connection, dispatching)
     report = runner.write_report(result.run_dir)
-    return _finish(args, result, report)
+    code = _finish(args, result, report)
+    return code if updated is None else max(code, updated)
 
 
 def _print_plan(prepared: Prepared, rate_per_s: float, args: argparse.Namespace) -> None:

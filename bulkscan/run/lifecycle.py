@@ -29,6 +29,7 @@ import contextlib
 import datetime as dt
 import enum
 import functools
+import json
 import random
 import sqlite3
 from dataclasses import dataclass, field
@@ -75,7 +76,7 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS actions (
     batch INTEGER NOT NULL, task_key TEXT NOT NULL, kind TEXT NOT NULL, task_id TEXT,
     name TEXT NOT NULL, state TEXT NOT NULL, runs_before INTEGER, detail TEXT,
-    marked_at TEXT NOT NULL, done_at TEXT, PRIMARY KEY (batch, task_key)
+    marked_at TEXT NOT NULL, done_at TEXT, before TEXT, PRIMARY KEY (batch, task_key)
 );
 CREATE TABLE IF NOT EXISTS scans (
     task_key TEXT PRIMARY KEY, task_id TEXT, name TEXT NOT NULL, project_id TEXT NOT NULL,
@@ -154,6 +155,8 @@ class PlannedAction:
     task_id: str | None
     state: ActionState | None  # None: to be sent; else already settled (or kept)
     why: str = ""
+    body: bytes | None = None  # an update's (or an undo's revert) body; None: a delete
+    before: str | None = None  # an update: the remote task as it was (JSON)
 
 
 @dataclass(slots=True)
@@ -275,7 +278,7 @@ class LifecycleStore:
         with self._tx() as cur:
             for task, task_id, runs_before in items:
                 cur.execute(
-                    "INSERT OR REPLACE INTO actions VALUES (?,?,?,?,?,?,?,NULL,?,NULL)",
+                    "INSERT OR REPLACE INTO actions VALUES (?,?,?,?,?,?,?,NULL,?,NULL,NULL)",
                     (batch, task.key, kind, task_id, task.name, ActionState.SENDING,
                      runs_before, now),
                 )  # fmt: skip
@@ -285,11 +288,26 @@ class LifecycleStore:
         state: ActionState, detail: str | None = None,
     ) -> None:  # fmt: skip
         self._conn.execute(
-            "INSERT INTO actions VALUES (?,?,?,?,?,?,NULL,?,?,?) ON CONFLICT (batch, task_key) "
+            "INSERT INTO actions VALUES (?,?,?,?,?,?,NULL,?,?,?,NULL) "
+            "ON CONFLICT (batch, task_key) "
             "DO UPDATE SET state=excluded.state, detail=excluded.detail, done_at=excluded.done_at",
             (batch, task.key, kind, task_id, task.name, state, detail,
              _iso(local_now()), _iso(local_now())),
         )  # fmt: skip
+
+    def mark_update(self, batch: int, task: TaskRecord, task_id: str, before: str) -> None:
+        """An update about to leave, with the remote task as it was (to revert it)."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO actions VALUES (?,?,'update',?,?,?,NULL,NULL,?,NULL,?)",
+            (batch, task.key, task_id, task.name, ActionState.SENDING, _iso(local_now()), before),
+        )
+
+    def updates(self) -> dict[str, tuple[ActionState, str | None, str]]:
+        """Every update sent by this run dir's commands: task key -> (state, task id, before)."""
+        rows = self._conn.execute(
+            "SELECT task_key, state, task_id, before FROM actions WHERE kind='update'"
+        ).fetchall()
+        return {key: (ActionState(state), tid, before) for key, state, tid, before in rows}
 
     # -- scans --
 
@@ -483,10 +501,31 @@ class Lifecycle:
                 planned.append(PlannedAction(task, task.task_id, state, "already undone"))
             else:
                 open_tasks.append(task)
-        for (project, region), tasks in _group(open_tasks).items():
+        reverts = self._reverts(done)
+        planned += [p for p in reverts if p.state is not None]
+        pending = [p for p in reverts if p.state is None]
+        groups = _group([*open_tasks, *(p.task for p in pending)])
+        for (project, region), tasks in groups.items():
             remote = await self._listing(project, region)
-            planned += [_undo_step(t, remote, force=force) for t in tasks]
+            planned += [_undo_step(t, remote, force=force) for t in tasks if t in open_tasks]
+            planned += [_revert_step(p, remote, force=force) for p in pending
+                        if (p.task.project_id, p.task.region) == (project, region)]  # fmt: skip
         return planned
+
+    def _reverts(self, done: dict[str, tuple[ActionState, int | None]]) -> list[PlannedAction]:
+        """The updates this run dir's commands made, to be put back as they were."""
+        by_key = {t.key: t for t in self.journal.tasks()}
+        reverts = []
+        for key, (state, task_id, before) in self.store.updates().items():
+            if state is ActionState.FAILED or task_id is None:
+                continue
+            task = by_key[key]
+            if done.get(key, (None, None))[0] in _FINAL:
+                reverts.append(PlannedAction(task, task_id, ActionState.DONE, "already undone"))
+            else:
+                body = revert_body(task, before)
+                reverts.append(PlannedAction(task, task_id, None, body=body, before=before))
+        return reverts
 
     async def undo(self, planned: Sequence[PlannedAction]) -> ActionReport:
         """Delete the planned tasks in batches, then verify by listing; each journalled."""
@@ -498,9 +537,56 @@ class Lifecycle:
                 if step.state is ActionState.KEPT or step.why != "already undone":
                     self.store.settle(batch, "delete", step.task, step.task_id,
                                       state=step.state, detail=step.why)  # fmt: skip
-        todo = [s for s in planned if s.state is None]
+        todo = [s for s in planned if s.state is None and s.body is None]
         for (project, region), steps in _group_steps(todo).items():
             await self._delete_group(batch, project, region, steps, report)
+        for step in planned:
+            if step.state is None and step.body is not None:
+                await self._put(batch, "revert", step, report)
+        return report
+
+    async def _put(self, batch: int, kind: str, step: PlannedAction, report: ActionReport) -> None:
+        """One PUT (an update, or an undo putting a task back), journalled either side."""
+        task, task_id, body = step.task, str(step.task_id), step.body or b""
+        if kind == "update":
+            self.store.mark_update(batch, task, task_id, step.before or "{}")
+        else:
+            self.store.mark_sending(batch, kind, [(task, task_id, None)])
+        answer = await self._send(
+            functools.partial(self.calls.update_task, task.project_id, task_id, body,
+                              region=task.region)
+        )  # fmt: skip
+        state, detail = ActionState.DONE, None
+        if isinstance(answer, DscError):
+            state, detail = ActionState.FAILED, str(answer)
+            report.messages[task.key] = detail
+        report.results[task.key] = state
+        self.store.settle(batch, kind, task, task_id, state=state, detail=detail)
+
+    # -- update on conflict --
+
+    async def plan_updates(self) -> list[PlannedAction]:
+        """Each task the run found under its name with other data sources: the update."""
+        conflicts = [t for t in self.journal.tasks()
+                     if t.state is TaskState.CONFLICT and t.conflict_task_id]  # fmt: skip
+        done = self.store.updates()
+        planned = []
+        for (project, region), tasks in _group(conflicts).items():
+            remote = {r.id: r for r in await self._listing(project, region)}
+            for task in tasks:
+                state, _, before = done.get(task.key, (None, None, None))
+                planned.append(_update_step(task, remote, state, before))
+        return planned
+
+    async def update(self, planned: Sequence[PlannedAction]) -> ActionReport:
+        report = ActionReport("update", list(planned))
+        batch = self.store.open_batch("update")
+        for step in planned:
+            if step.state is not None:
+                report.results[step.task.key] = step.state
+            else:
+                await self._put(batch, "update", step, report)
+        self.store.finish_batch(batch)
         return report
 
     async def _delete_group(
@@ -632,3 +718,72 @@ def _scan_record(
         _ms_time(latest.ended_ms), latest.error_msg, total if total is not None else len(runs),
         local_now(),
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- update and revert
+
+_SETTINGS = ("schedule_type", "schedule_switch", "task_description", "delete_failed_meta")
+
+
+def _update_step(
+    task: TaskRecord,
+    remote: dict[str, RemoteTask],
+    state: ActionState | None,
+    before: str | None,
+) -> PlannedAction:
+    if state is ActionState.DONE:
+        return PlannedAction(task, task.conflict_task_id, ActionState.DONE, "already updated")
+    found = remote.get(str(task.conflict_task_id))
+    if found is None:
+        return PlannedAction(task, task.conflict_task_id, ActionState.GONE, "no longer listed")
+    if state is not ActionState.SENDING or before is None:  # a resumed update keeps the first
+        before = json.dumps({"data_sources": [[s.db_type, s.ins_id] for s in found.data_sources],
+                             "listed": dict(found.raw)}, default=str)  # fmt: skip
+    why = difference(task, found)
+    return PlannedAction(task, found.id, None, why, body=task.body_bytes, before=before)
+
+
+def difference(task: TaskRecord, remote: RemoteTask) -> str:
+    """What an update changes: data sources added and removed, settings the listing shows."""
+    ours = {s.ins_id.strip(): s for s in task.sources}
+    theirs = {s.ins_id.strip(): s for s in remote.data_sources}
+    parts = []
+    if added := sorted(ours.keys() - theirs.keys()):
+        parts.append("adds " + ", ".join(added))
+    if removed := sorted(theirs.keys() - ours.keys()):
+        parts.append("removes " + ", ".join(removed))
+    body = task.body
+    for key in _SETTINGS:
+        if key in remote.raw and key in body and remote.raw[key] != body[key]:
+            parts.append(f"{key} {remote.raw[key]!r} -> {body[key]!r}")
+    return "; ".join(parts) or "no visible difference"
+
+
+def revert_body(task: TaskRecord, before: str | None) -> bytes:
+    """The body that puts an updated task back: its data sources as they were, and the
+    settings the listing showed (DSC lists no more of a task; the rest stays as updated).
+    It never starts a scan."""
+    was = json.loads(before or "{}")
+    body = dict(task.body)
+    types = {s.ins_id: s.db_type for s in task.sources}
+    fallback = task.sources[0].db_type if task.sources else ""
+    body["data_sources"] = [
+        {"db_type": db_type or types.get(ins_id, fallback), "ins_id": ins_id}
+        for db_type, ins_id in was.get("data_sources", [])
+    ]
+    listed = was.get("listed", {})
+    body |= {key: listed[key] for key in _SETTINGS if key in listed}
+    body["start_now"] = False
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _revert_step(
+    step: PlannedAction, remote: Sequence[RemoteTask], *, force: bool
+) -> PlannedAction:
+    found = next((r for r in remote if r.id == str(step.task_id)), None)
+    if found is None:
+        return PlannedAction(step.task, step.task_id, ActionState.GONE, "no longer listed")
+    if not same_sources(step.task.sources, found.data_sources) and not force:
+        why = "its data sources changed since the update: kept (--force puts it back)"
+        return PlannedAction(step.task, step.task_id, ActionState.KEPT, why)
+    return step

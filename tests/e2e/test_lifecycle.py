@@ -55,6 +55,7 @@ def _connection(sim: Simulator) -> runner.Connection:
 
 
 async def _run(sim: Simulator, folder: Path, n: int, prefix: str = "ins") -> Path:
+    folder.mkdir(exist_ok=True)
     prepared = runner.prepare(_inventory(folder, n, prefix), settings=InputSettings())
     result = await runner.run(
         prepared, connection=_connection(sim), dispatch_settings=QUICK, reports_dir=folder / "r"
@@ -225,3 +226,39 @@ def test_scan_state_words() -> None:
     assert scan_state("scan_failed") is ScanState.FAILED
     assert scan_state(None) is ScanState.UNKNOWN
     assert scan_state("xyzzy") is ScanState.UNKNOWN
+
+
+async def test_update_on_conflict_then_undo_puts_the_remote_task_back(tmp_path: Path) -> None:
+    async with Simulator(seed=6, faults=Faults(http500=0.1, reset_after=0.1)) as sim:
+        await _run(sim, tmp_path / "first", 3)
+        earlier = {}
+        for task in sim.tasks:  # someone else's tasks of the same names, on other instances
+            sources = [{"db_type": "MySQL", "ins_id": f"theirs-{task['id']}"}]
+            sim._store.replace_body(int(task["id"]), task["body"] | {"data_sources": sources})
+            earlier[task["id"]] = sources
+        run_dir = await _run(sim, tmp_path / "second", 3)
+        with Journal.open(run_dir, readonly=True) as journal:
+            assert {str(t.state) for t in journal.tasks()} == {"conflict"}
+        shown: list[Any] = []
+
+        def confirm(planned: Any) -> bool:
+            shown.extend(planned)
+            return True
+
+        updated = await runner.update_conflicts(
+            run_dir, confirm=confirm, connection=_connection(sim), dispatch_settings=QUICK
+        )
+        assert updated.exit_code == 0, updated.report.messages
+        assert all("adds ins-" in p.why and "removes theirs-" in p.why for p in shown)
+        assert {t["body"]["data_sources"][0]["ins_id"] for t in sim.tasks} == {
+            "ins-000", "ins-001", "ins-002"
+        }  # fmt: skip
+        again = await runner.update_conflicts(
+            run_dir, confirm=_yes, connection=_connection(sim), dispatch_settings=QUICK
+        )
+        assert again.report.counts() == {"done": 3}  # nothing updated twice
+        undone = await runner.undo(
+            run_dir, confirm=_yes, connection=_connection(sim), dispatch_settings=QUICK
+        )
+        assert undone.exit_code == 0, undone.report.messages
+        assert {t["id"]: t["body"]["data_sources"] for t in sim.tasks} == earlier
