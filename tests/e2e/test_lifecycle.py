@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import openpyxl
@@ -55,7 +56,7 @@ def _connection(sim: Simulator) -> runner.Connection:
 
 
 async def _run(sim: Simulator, folder: Path, n: int, prefix: str = "ins") -> Path:
-    folder.mkdir(exist_ok=True)
+    await asyncio.to_thread(folder.mkdir, exist_ok=True)
     prepared = runner.prepare(_inventory(folder, n, prefix), settings=InputSettings())
     result = await runner.run(
         prepared, connection=_connection(sim), dispatch_settings=QUICK, reports_dir=folder / "r"
