@@ -33,7 +33,7 @@ import getpass
 import random
 import socket
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -45,7 +45,7 @@ from bulkscan.events import Event, RateChanged, local_now
 from bulkscan.input.validate import validate
 from bulkscan.models import InputBook, Instance, Issue, RawRow, RowRef, Sheet
 from bulkscan.run.ratelimit import AdaptiveRate
-from bulkscan.run.remote import PAGE_SIZE, Lister, source_matches
+from bulkscan.run.remote import PAGE_SIZE, Lister, same_sources, source_matches
 from bulkscan.run.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ __all__ = [
     "AuditObserver",
     "AuditResult",
     "CoverageStatus",
+    "Duplicate",
     "GroupListed",
     "GroupListing",
     "InstanceCoverage",
@@ -69,6 +70,7 @@ __all__ = [
     "TaskFinding",
     "audit",
     "epoch_to_datetime",
+    "find_duplicates",
     "match_coverage",
     "read_inventory",
     "task_enabled",
@@ -232,6 +234,49 @@ class AuditResult:
     @property
     def disabled_tasks(self) -> int:
         return sum(1 for t in self.tasks if not t.enabled)
+
+    @property
+    def multiply_covered(self) -> tuple[InstanceCoverage, ...]:
+        """Instances covered by more than one enabled task (an outage's leftovers, often)."""
+        return tuple(c for c in self.coverage if len(c.tasks) > 1)
+
+    @property
+    def duplicates(self) -> tuple[Duplicate, ...]:
+        """Tasks whose name and data sources repeat an older task's: the extra copies."""
+        return find_duplicates(self.tasks)
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """An extra copy of ``kept`` (same project, region, name and data sources)."""
+
+    extra: TaskFinding
+    kept: TaskFinding
+
+
+def _id_order(finding: TaskFinding) -> tuple[int, str]:
+    """Older first: ids grow (numeric ids by value, others as text)."""
+    text = finding.task.id
+    return (int(text), "") if text.isdigit() else (1 << 62, text)
+
+
+def find_duplicates(tasks: Iterable[TaskFinding]) -> tuple[Duplicate, ...]:
+    """The oldest task of each same-name, same-sources set is kept; the others are extras.
+    Sources are compared by the one matching rule (``same_sources``)."""
+    by_name: dict[tuple[str, str, str], list[TaskFinding]] = defaultdict(list)
+    for finding in tasks:
+        by_name[(finding.project_id, finding.region, finding.task.name)].append(finding)
+    found: list[Duplicate] = []
+    for group in by_name.values():
+        kept: list[TaskFinding] = []
+        for finding in sorted(group, key=_id_order):
+            sources = finding.task.data_sources
+            original = next((k for k in kept if same_sources(k.task.data_sources, sources)), None)
+            if original is None:
+                kept.append(finding)
+            else:
+                found.append(Duplicate(finding, original))
+    return tuple(found)
 
 
 # --------------------------------------------------------------------------- the rules

@@ -32,7 +32,14 @@ from bulkscan.report import audit as _audit_report
 from bulkscan.report import results as _report
 from bulkscan.run.dispatch import DispatchResult, dispatch
 from bulkscan.run.doctor import DoctorReport, check_groups, write_record
-from bulkscan.run.lifecycle import ActionReport, Lifecycle, PlannedAction, ScanRecord, ScanState
+from bulkscan.run.lifecycle import (
+    ActionReport,
+    Lifecycle,
+    PlannedAction,
+    ScanRecord,
+    ScanState,
+    Wire,
+)
 from bulkscan.run.rundir import create_run_dir, find_latest_run
 from bulkscan.run.store import Journal
 
@@ -70,6 +77,8 @@ __all__ = [
     "undo",
     "operate",
     "update_conflicts",
+    "dedupe",
+    "DedupeResult",
     "ScanStatus",
     "ActionOutcome",
 ]
@@ -695,3 +704,47 @@ async def update_conflicts(
         report = await actions.update(planned)
         report.requests = actions.requests
     return ActionOutcome(report, confirmed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeResult:
+    """The extra copies deleted, those still listed after it, and those already gone."""
+
+    deleted: tuple[tuple[str, str, str, str], ...]
+    still_listed: tuple[tuple[str, str, str, str], ...]
+    gone: tuple[tuple[str, str, str, str], ...]
+    confirmed: bool
+    requests: int
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.still_listed else 0
+
+
+async def dedupe(
+    audit_workbook: str | os.PathLike[str],
+    *,
+    confirm: Callable[[Sequence[tuple[str, str, str, str]]], bool],
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+) -> DedupeResult:
+    """Delete the extra copies an audit workbook's Duplicates sheet lists (after ``confirm``
+    saw them): only those still listed are sent, then each project is listed to verify."""
+    extras = await asyncio.to_thread(_audit_report.read_duplicates, audit_workbook)
+    settings = dispatch_settings or DispatchSettings()
+    if not extras or not confirm(extras):
+        return DedupeResult((), (), (), confirmed=bool(extras) is False, requests=0)
+    groups: dict[tuple[str, str], list[tuple[str, str, str, str]]] = {}
+    for extra in extras:
+        groups.setdefault((extra[0], extra[1]), []).append(extra)
+    deleted: list[tuple[str, str, str, str]] = []
+    left: list[tuple[str, str, str, str]] = []
+    async with _connected(connection, simulator) as conn, _client(conn, settings) as client:
+        wire = Wire(client, LifecycleCalls(client), settings)
+        for (project, region), items in groups.items():
+            done, still = await wire.delete_listed(project, region, [i[2] for i in items])
+            deleted += [i for i in items if i[2] in done]
+            left += [i for i in items if i[2] in still]
+    gone = tuple(e for e in extras if e not in deleted and e not in left)
+    return DedupeResult(tuple(deleted), tuple(left), gone, confirmed=True, requests=wire.requests)

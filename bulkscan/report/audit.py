@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.audit import CoverageStatus, epoch_to_datetime
+from bulkscan.errors import UsageError
 from bulkscan.input import schema
 from bulkscan.input.validate import MAX_NAME
 from bulkscan.report.cells import (
@@ -290,7 +291,55 @@ def write_audit_workbook(
         widths=_TASK_WIDTHS,
         notes=[ORPHAN_RULE, "A disabled task does not count as coverage."],
     )
+    _write_duplicates(wb, result)
     return save_workbook(wb, path)
+
+
+DUPLICATES_SHEET = "Duplicates"
+DUPLICATE_HEADERS = (
+    "extra copy id", "project", "region", "task name", "data sources", "kept task id",
+)  # fmt: skip
+
+
+def _write_duplicates(wb: Any, result: AuditResult) -> None:
+    """The extra copies (what ``bulkscan dedupe`` deletes) and the duplicate coverage."""
+    rows = [
+        [d.extra.task.id, d.extra.project_id, d.extra.region, d.extra.task.name,
+         sources_text(d.extra.task.data_sources), d.kept.task.id]
+        for d in result.duplicates
+    ]  # fmt: skip
+    multiple = result.multiply_covered
+    write_table(
+        wb, DUPLICATES_SHEET, DUPLICATE_HEADERS, rows, widths=(16, 34, 14, 36, 40, 16),
+        notes=[
+            f"{len(rows)} task(s) repeat an older task's name and data sources (the oldest is "
+            "kept); `bulkscan dedupe THIS_WORKBOOK` deletes them after asking.",
+            f"{len(multiple)} instance(s) are covered by more than one enabled task.",
+        ],
+    )  # fmt: skip
+
+
+def read_duplicates(path: str | os.PathLike[str]) -> list[tuple[str, str, str, str]]:
+    """(project, region, task id, task name) of each extra copy an audit workbook lists."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True, data_only=True)
+    try:
+        if DUPLICATES_SHEET not in book.sheetnames:
+            raise UsageError(f"{path} has no {DUPLICATES_SHEET} sheet: give a workbook that "
+                             "bulkscan audit wrote")  # fmt: skip
+        rows = book[DUPLICATES_SHEET].iter_rows(values_only=True)
+        header = next(rows, ())
+        if tuple(header[: len(DUPLICATE_HEADERS)]) != DUPLICATE_HEADERS:
+            raise UsageError(f"{path}, sheet {DUPLICATES_SHEET}: not the columns bulkscan "
+                             "audit writes")  # fmt: skip
+        return [
+            (str(r[1]), str(r[2]), str(r[0]), str(r[3]))
+            for r in rows
+            if len(r) > 3 and r[0] is not None and r[1] is not None
+        ]
+    finally:
+        book.close()
 
 
 def _yes(flag: bool) -> str:

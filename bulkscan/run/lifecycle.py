@@ -60,6 +60,7 @@ __all__ = [
     "PlannedAction",
     "ScanRecord",
     "ScanState",
+    "Wire",
     "read_scans",
     "scan_state",
 ]
@@ -367,12 +368,11 @@ def _remote_for(task: TaskRecord, remote: Sequence[RemoteTask]) -> RemoteTask | 
     )
 
 
-class Lifecycle:
-    """The actions on one run directory's tasks, through one client, limiter and policy."""
+class Wire:
+    """Requests through one client, shared limiter, retry policy and listing path."""
 
     def __init__(
         self,
-        journal: Journal,
         client: DscClient,
         calls: LifecycleCalls,
         settings: DispatchSettings,
@@ -380,18 +380,13 @@ class Lifecycle:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        self.journal = journal
         self.calls = calls
         self.rng = rng or random.Random()
         self.limiter = AdaptiveRate(settings.rate_per_s, rng=self.rng)
         self.policy = RetryPolicy.from_settings(settings)
         self.lister = Lister(client, limiter=self.limiter, policy=self.policy, rng=self.rng)
-        self.store = LifecycleStore(journal.run_dir)
         self.sleep = sleep
         self.requests = 0
-
-    def close(self) -> None:
-        self.store.close()
 
     # -- one paced, retried request --
 
@@ -423,6 +418,41 @@ class Lifecycle:
         if isinstance(found, DscError):
             raise found
         return found
+
+    async def delete_listed(
+        self, project: str, region: str, ids: Sequence[str]
+    ) -> tuple[list[str], list[str]]:
+        """Delete those of ``ids`` the project still lists, in batches; list again to verify.
+        Returns (deleted, still listed).  An id not listed is never sent."""
+        listed = {r.id for r in await self._listing(project, region)}
+        todo = [i for i in ids if i in listed]
+        for start in range(0, len(todo), DELETE_BATCH):
+            chunk = todo[start : start + DELETE_BATCH]
+            await self._send(functools.partial(self.calls.delete_tasks, project, chunk,
+                                               region=region))  # fmt: skip
+        left = {r.id for r in await self._listing(project, region)} if todo else listed
+        return [i for i in todo if i not in left], [i for i in todo if i in left]
+
+
+class Lifecycle(Wire):
+    """The actions on one run directory's tasks, journalled in ``lifecycle.sqlite``."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: DscClient,
+        calls: LifecycleCalls,
+        settings: DispatchSettings,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(client, calls, settings, rng=rng, sleep=sleep)
+        self.journal = journal
+        self.store = LifecycleStore(journal.run_dir)
+
+    def close(self) -> None:
+        self.store.close()
 
     # -- targets --
 

@@ -391,7 +391,9 @@ def test_audit_finds_gaps_and_the_uncovered_workbook_closes_them(
     (gap,) = reports.glob("inventory-uncovered-*.xlsx")
     assert str(book) in out and f"bulkscan run {gap}" in out
     assert "6 instance(s)" in out and "3 not covered" in out
-    assert load_workbook(book).sheetnames == ["Summary", "Coverage", "Uncovered", "Tasks"]
+    assert load_workbook(book).sheetnames == [
+        "Summary", "Coverage", "Uncovered", "Tasks", "Duplicates"
+    ]  # fmt: skip
 
     coverage = {r["ins_id"]: r for r in _sheet(book, "Coverage")}
     assert list(coverage) == ["ins-a", "ins-b", "ins-c", "ins-d", "ins-e", "ins-f"]

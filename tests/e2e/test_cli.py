@@ -33,7 +33,7 @@ WITH_ERRORS = INPUTS / "sample-with-errors.xlsx"
 CSV_INSTANCES = INPUTS / "sample-instances.csv"
 CSV_PROFILES = INPUTS / "sample-profiles.csv"
 COMMANDS = (
-    "audit", "disable", "doctor", "enable", "plan", "report", "run", "simulate", "start",
+    "audit", "dedupe", "disable", "doctor", "enable", "plan", "report", "run", "simulate", "start",
     "status", "template", "undo", "validate",
 )  # fmt: skip
 

@@ -263,3 +263,48 @@ async def test_update_on_conflict_then_undo_puts_the_remote_task_back(tmp_path: 
         )
         assert undone.exit_code == 0, undone.report.messages
         assert {t["id"]: t["body"]["data_sources"] for t in sim.tasks} == earlier
+
+
+async def test_audit_counts_duplicate_coverage_and_dedupe_removes_the_extra_copies_only(
+    tmp_path: Path,
+) -> None:
+    async with Simulator(seed=8) as sim:
+        await _run(sim, tmp_path / "first", 4)
+        originals = {t["id"] for t in sim.tasks}
+        # an outage left copies behind: the same names and data sources, created again
+        for task in sim.tasks[:2]:
+            sim._store.create(PROJECT, task["body"], 0.0)
+        # and another task (another name) covering the first instance a second time
+        other = sim.tasks[0]["body"] | {"task_name": "someone-elses-task"}
+        sim._store.create(PROJECT, other, 0.0)
+        extras = {t["id"] for t in sim.tasks} - originals - {sim.tasks[-1]["id"]}
+        inventory = runner.read_audit_inventory(_inventory(tmp_path, 4))
+        report = await runner.audit(
+            inventory, connection=_connection(sim), dispatch_settings=QUICK,
+            reports_dir=tmp_path / "audit",
+        )  # fmt: skip
+        assert {d.extra.task.id for d in report.result.duplicates} == extras
+        assert {d.kept.task.id for d in report.result.duplicates} <= originals
+        assert len(report.result.multiply_covered) == 2  # the copies' and the other task's
+        sheet = openpyxl.load_workbook(report.workbook)["Duplicates"]
+        assert {
+            str(r[0]) for r in sheet.iter_rows(min_row=2, max_row=3, values_only=True)
+        } == extras
+        shown: list[Any] = []
+
+        def confirm(items: Any) -> bool:
+            shown.extend(items)
+            return True
+
+        result = await runner.dedupe(
+            report.workbook, confirm=confirm, connection=_connection(sim), dispatch_settings=QUICK
+        )
+        assert result.exit_code == 0
+        assert {e[2] for e in shown} == extras
+        assert {t["id"] for t in sim.tasks} == originals | {sim.tasks[-1]["id"]}
+        again = await runner.dedupe(
+            report.workbook, confirm=_yes, connection=_connection(sim), dispatch_settings=QUICK
+        )
+        assert again.deleted == ()
+        assert len(again.gone) == 2
+        assert sim.stats["requests"]["deleted"] == 1  # one batch, and nothing the second time

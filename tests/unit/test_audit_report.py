@@ -121,7 +121,7 @@ def test_the_summary_shares_the_result_workbook_blocks(tmp_path: Path) -> None:
     result = _result()
     path = write_audit_workbook(result, tmp_path / "audit.xlsx", run_command="bulkscan run x")
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["Summary", "Coverage", "Uncovered", "Tasks"]
+    assert wb.sheetnames == ["Summary", "Coverage", "Uncovered", "Tasks", "Duplicates"]
     summary = wb["Summary"]
     facts = _facts(summary)
     assert facts["verdict"] == "NOT all covered"

@@ -1,0 +1,87 @@
+"""``bulkscan dedupe AUDIT_WORKBOOK``: delete the extra copies an audit found, after asking."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+from bulkscan.cli._common import (
+    add_connection_options,
+    connection_from,
+    dispatch_settings,
+    print_json,
+)
+from bulkscan.cli._lifecycle import NotConfirmable, ask, not_confirmable
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+__all__ = ["register"]
+
+DESCRIPTION = """\
+Delete the tasks that the Duplicates sheet of an audit workbook (written by bulkscan audit)
+lists as extra copies: tasks whose name and data sources repeat an older task's, as an outage
+can leave behind. The oldest of each set is kept. The list is shown first and confirmed; only
+ids the project still lists are sent (so running it again, or after it was killed, deletes
+nothing twice), in batches, and each project is listed again to verify. Exit 0: every extra
+copy is gone; 1: some are still listed; 2: usage error, or no terminal and no --yes."""
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "dedupe", help="delete the extra copies an audit found (asks first)",
+        description=DESCRIPTION,
+    )  # fmt: skip
+    parser.add_argument(
+        "workbook", metavar="AUDIT_WORKBOOK", help="a workbook bulkscan audit wrote"
+    )
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask before deleting")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_connection_options(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    connection, simulator = connection_from(args)
+
+    def confirm(extras: Sequence[tuple[str, str, str, str]]) -> bool:
+        print(f"{args.workbook}: {len(extras)} extra copy(ies)", file=sys.stderr)
+        lines = [f"delete {name} (id {tid}) in {project}/{region}"
+                 for project, region, tid, name in extras]  # fmt: skip
+        return ask(args, f"Delete {len(extras)} task(s)?", lines)
+
+    try:
+        result = asyncio.run(
+            runner.dedupe(
+                args.workbook,
+                confirm=confirm,
+                connection=connection,
+                simulator=simulator,
+                dispatch_settings=dispatch_settings(args),
+            )
+        )
+    except NotConfirmable:
+        return not_confirmable("dedupe")
+    if args.json:
+        print_json(
+            {
+                "confirmed": result.confirmed,
+                "deleted": [e[2] for e in result.deleted],
+                "still_listed": [e[2] for e in result.still_listed],
+                "already_gone": [e[2] for e in result.gone],
+                "requests": result.requests,
+                "exit_code": result.exit_code,
+            }
+        )
+        return result.exit_code
+    if not result.confirmed:
+        print("nothing changed")
+        return 0
+    print(f"dedupe: {len(result.deleted)} deleted, {len(result.gone)} already gone, "
+          f"{len(result.still_listed)} still listed ({result.requests} request(s))")  # fmt: skip
+    for _, _, tid, name in result.still_listed:
+        print(f"  still listed: {name} (id {tid})")
+    return result.exit_code
