@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_INPUT
 from bulkscan.cli._common import add_connection_options, print_json
-from bulkscan.run.journal import TaskState
+from bulkscan.run.states import TaskState
 
 if TYPE_CHECKING:
     import argparse

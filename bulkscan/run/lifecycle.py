@@ -33,7 +33,7 @@ import json
 import random
 import sqlite3
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bulkscan.errors import DscError, JournalError, UsageError
 from bulkscan.events import local_now
@@ -773,6 +773,11 @@ def _update_step(
     return PlannedAction(task, found.id, None, why, body=task.body_bytes, before=before)
 
 
+def _planned_body(task: TaskRecord) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(task.body_bytes)
+    return body
+
+
 def difference(task: TaskRecord, remote: RemoteTask) -> str:
     """What an update changes: data sources added and removed, settings the listing shows."""
     ours = {s.ins_id.strip(): s for s in task.sources}
@@ -782,7 +787,7 @@ def difference(task: TaskRecord, remote: RemoteTask) -> str:
         parts.append("adds " + ", ".join(added))
     if removed := sorted(theirs.keys() - ours.keys()):
         parts.append("removes " + ", ".join(removed))
-    body = task.body
+    body = _planned_body(task)
     for key in _SETTINGS:
         if key in remote.raw and key in body and remote.raw[key] != body[key]:
             parts.append(f"{key} {remote.raw[key]!r} -> {body[key]!r}")
@@ -794,7 +799,7 @@ def revert_body(task: TaskRecord, before: str | None) -> bytes:
     settings the listing showed (DSC lists no more of a task; the rest stays as updated).
     It never starts a scan."""
     was = json.loads(before or "{}")
-    body = dict(task.body)
+    body = _planned_body(task)
     types = {s.ins_id: s.db_type for s in task.sources}
     fallback = task.sources[0].db_type if task.sources else ""
     body["data_sources"] = [
