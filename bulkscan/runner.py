@@ -658,6 +658,7 @@ async def undo(
             return ActionOutcome(ActionReport("delete", planned), confirmed=False)
         report = await actions.undo(planned)
         report.requests = actions.requests
+    await asyncio.to_thread(write_report, run_dir)
     return ActionOutcome(report, confirmed=True)
 
 
@@ -682,6 +683,7 @@ async def operate(
             return ActionOutcome(ActionReport(action.lower()), confirmed=False)
         report = await actions.operate(action, names)
         report.requests = actions.requests
+    await asyncio.to_thread(write_report, run_dir)
     return ActionOutcome(report, confirmed=True)
 
 

@@ -43,14 +43,14 @@ from bulkscan.report.cells import (
     workbook_meta,
     write_table,
 )
-from bulkscan.report.scans import scan_chart, write_scans
+from bulkscan.report.scans import scan_chart, write_actions, write_scans
 from bulkscan.report.summary import (
     charted_table,
     provenance_items,
     settings_items,
     sources_text,
 )
-from bulkscan.run.lifecycle import read_scans
+from bulkscan.run.lifecycle import read_actions, read_scans
 from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
@@ -298,6 +298,9 @@ def _write_results(run: _Run, path: Path, *, generated: dt.datetime, command: st
     if scans:
         write_scans(wb, scans)
         scan_chart(summary, scans)
+    actions = read_actions(run.run_dir)
+    if actions:
+        write_actions(wb, actions)
     _write_rows(wb, run)
     _write_issues(wb, run)
     _write_attempts(wb, run)

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from openpyxl import Workbook
 
     from bulkscan.report.cells import SummarySheet, Tone
-    from bulkscan.run.lifecycle import ScanRecord
+    from bulkscan.run.lifecycle import ActionRecord, ScanRecord
 
-__all__ = ["SCAN_TONES", "scan_chart", "write_scans"]
+__all__ = ["SCAN_TONES", "scan_chart", "write_actions", "write_scans"]
 
 SCAN_TONES: Mapping[str, Tone] = {
     ScanState.SUCCEEDED: "good",
@@ -72,3 +72,26 @@ def scan_chart(sheet: SummarySheet, scans: Sequence[ScanRecord]) -> None:
         title="Scans by state",
         tones=SCAN_TONES,
     )
+
+
+_ACTION_TONES: Mapping[str, Tone] = {
+    "done": "good", "gone": "muted", "kept": "warn", "failed": "bad", "sending": "warn",
+}  # fmt: skip
+_ACTION_HEADERS = (
+    "action", "task name", "DSC task id", "state", "message", "marked (local)", "settled (local)",
+    "batch",
+)  # fmt: skip
+
+
+def write_actions(wb: Workbook, actions: Sequence[ActionRecord]) -> None:
+    """Every action after the run (start, enable, disable, update, delete, revert)."""
+    write_table(
+        wb,
+        "Actions",
+        _ACTION_HEADERS,
+        ([a.kind, a.name, a.task_id, a.state, a.detail, a.marked_at, a.done_at, a.batch]
+         for a in actions),
+        widths=(10, 36, 16, 10, 60, 26, 26, 8),
+        status_column="state",
+        tones=_ACTION_TONES,
+    )  # fmt: skip

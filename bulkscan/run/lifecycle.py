@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LIFECYCLE_FILE",
+    "ActionRecord",
     "ActionReport",
     "ActionState",
     "Lifecycle",
@@ -61,6 +62,7 @@ __all__ = [
     "ScanRecord",
     "ScanState",
     "Wire",
+    "read_actions",
     "read_scans",
     "scan_state",
 ]
@@ -329,6 +331,37 @@ class LifecycleStore:
                        _parse(r[8]), _parse(r[9]), r[10], r[11], _parse(r[12]) or local_now())
             for r in rows
         ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One journalled action after the run (for the Actions sheet)."""
+
+    batch: int
+    kind: str
+    name: str
+    task_id: str | None
+    state: str
+    detail: str | None
+    marked_at: str
+    done_at: str | None
+
+
+def read_actions(run_dir: Path) -> list[ActionRecord]:
+    """Every action ``start``/``enable``/``disable``/``undo``/updates recorded, in order."""
+    if not (run_dir / LIFECYCLE_FILE).is_file():
+        return []
+    store = LifecycleStore(run_dir, readonly=True)
+    try:
+        rows = store._conn.execute(
+            "SELECT batch, kind, name, task_id, state, detail, marked_at, done_at "
+            "FROM actions ORDER BY marked_at, name"
+        ).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        store.close()
+    return [ActionRecord(*row) for row in rows]
 
 
 def read_scans(run_dir: Path) -> list[ScanRecord]:

@@ -177,6 +177,8 @@ async def test_start_runs_each_task_once_through_faults(tmp_path: Path) -> None:
         result = await runner.status(run_dir, connection=_connection(sim), dispatch_settings=QUICK)
     # one run at creation (start_now) and exactly one from START, whatever the faults did
     assert {s.runs for s in result.scans} == {2}
+    actions = list(openpyxl.load_workbook(result.report.results)["Actions"].values)[1:]
+    assert [(a[0], a[3]) for a in actions] == [("start", "done")] * 8
 
 
 async def test_a_start_killed_after_its_request_left_resumes_without_starting_twice(
