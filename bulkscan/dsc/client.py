@@ -48,6 +48,7 @@ __all__ = [
     "CreateResult",
     "DscClient",
     "Endpoints",
+    "LifecycleCalls",
     "Listing",
     "ListingShape",
     "NAME_KEYS",

@@ -717,6 +717,12 @@ class Lifecycle(Wire):
                 self.store.settle(batch, kind, task, task_id, state=ActionState.DONE)
                 return
             runs_before = runs_now
+            if runs_before is None:  # a lost answer could not be checked: never risk two
+                why = "its runs could not be read, so it was not started (try again later)"
+                report.results[task.key] = ActionState.FAILED
+                report.messages[task.key] = why
+                self.store.settle(batch, kind, task, task_id, state=ActionState.FAILED, detail=why)
+                return
         self.store.mark_sending(batch, kind, [(task, task_id, runs_before)])
         answer = await self._send(
             functools.partial(self._operate_call, action, task, task_id, runs_before)
