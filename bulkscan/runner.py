@@ -22,7 +22,7 @@ from bulkscan import __version__
 from bulkscan import audit as _audit
 from bulkscan.config import DispatchSettings, InputSettings
 from bulkscan.dsc.client import Attempt, DscClient, Endpoints, LifecycleCalls, RawAnswer
-from bulkscan.dsc.credentials import AkSk, auth_method
+from bulkscan.dsc.credentials import AkSk, auth_method, credential_identity
 from bulkscan.errors import JournalError, UsageError, ValidationFailed
 from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
 from bulkscan.input.loader import load_input, paused_gc
@@ -40,7 +40,7 @@ from bulkscan.run.lifecycle import (
     ScanState,
     Wire,
 )
-from bulkscan.run.rundir import create_run_dir, find_latest_run
+from bulkscan.run.rundir import SendTarget, create_run_dir, find_latest_run, lock_sending
 from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
@@ -201,6 +201,7 @@ class RunResult:
     run_dir: Path
     dispatch: DispatchResult
     resumed: bool
+    notes: tuple[str, ...] = ()  # things the user should know that are not task outcomes
 
     @property
     def counts(self) -> Mapping[TaskState, int]:
@@ -317,26 +318,38 @@ async def run(
     """
     dispatch_settings = dispatch_settings or DispatchSettings()
     input_settings = input_settings or InputSettings()
+    notes: list[str] = []
     async with _connected(connection, simulator) as conn:
         described = conn.describe() | {"simulated": simulator is not None}
-        journal, resumed = open_run(
-            prepared,
-            reports_dir=reports_dir,
-            resume=resume,
-            settings=run_settings(dispatch_settings, input_settings, described, limit=limit),
-            command=command,
-        )
-        with journal, EventLog(journal.run_dir / EVENTS_FILE) as log:
-            result = await _send(
+        with lock_sending(_send_targets(prepared, conn), notes) as record_run_dir:
+            journal, resumed = open_run(
                 prepared,
-                journal,
-                conn,
-                dispatch_settings,
-                fan_out(observer, log),
-                limit=limit,
-                stop=stop,
+                reports_dir=reports_dir,
+                resume=resume,
+                settings=run_settings(dispatch_settings, input_settings, described, limit=limit),
+                command=command,
             )
-    return RunResult(journal.run_dir, result, resumed)
+            record_run_dir(journal.run_dir)
+            with journal, EventLog(journal.run_dir / EVENTS_FILE) as log:
+                result = await _send(
+                    prepared,
+                    journal,
+                    conn,
+                    dispatch_settings,
+                    fan_out(observer, log),
+                    limit=limit,
+                    stop=stop,
+                )
+    return RunResult(journal.run_dir, result, resumed, tuple(notes))
+
+
+def _send_targets(prepared: Prepared, conn: Connection) -> set[SendTarget]:
+    """Each (endpoint, project, credential identity) the plan sends to, for the sending lock."""
+    identity = credential_identity(conn.credentials)
+    return {
+        SendTarget(conn.endpoints.url_for(t.region), t.project_id, identity)
+        for t in prepared.plan.tasks
+    }
 
 
 @contextlib.asynccontextmanager

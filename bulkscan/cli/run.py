@@ -255,6 +255,8 @@ class _Renderer:
 def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) -> int:
     code = exit_code(result.status)
     dispatched = result.dispatch
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print_json(
             {

@@ -8,6 +8,7 @@ ever shows a secret key or a token; an access key is shown masked.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ __all__ = [
     "Credentials",
     "Token",
     "auth_method",
+    "credential_identity",
     "default_project_id",
     "mask",
     "resolve_credentials",
@@ -172,3 +174,13 @@ def auth_method(creds: Credentials) -> str:
     if isinstance(creds, Token):
         return "IAM token"
     return "temporary AK/SK" if creds.security_token else "AK/SK"
+
+
+def credential_identity(creds: Credentials) -> str:
+    """A one-way hash of who sends (the access key, or the token): never the value itself.
+
+    Temporary AK/SK of one account share their access key's hash; a token is its own identity.
+    """
+    value = creds.token if isinstance(creds, Token) else creds.access_key
+    kind = "token" if isinstance(creds, Token) else "ak"
+    return kind + ":" + hashlib.sha256(value.encode()).hexdigest()[:32]

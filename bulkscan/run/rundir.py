@@ -3,6 +3,14 @@
 A run directory ``reports/<input-stem>-<YYYYmmdd-HHMMSS>[-N]/`` holds the journal
 (``journal.sqlite``), the event log (``events.jsonl``) and the result workbook.  One process at
 a time writes to it: a writer holds an exclusive ``flock`` on ``<run_dir>/.lock``.
+
+Two runs of the same input may use different run directories, so a run that sends also holds
+a *sending lock* per service account and project: one file per (endpoint, project, credential
+identity) under the user's state directory (``$BULKSCAN_STATE_DIR``, else
+``$XDG_STATE_HOME/bulkscan``, else ``~/.local/state/bulkscan``), named by a hash of the three
+(no key or token is stored).  It says which pid and run directory hold it.  ``flock`` is
+released by the kernel when a process dies, so a lock whose holder is gone is taken over.
+This cannot stop two machines, or two users with different state directories.
 """
 
 from __future__ import annotations
@@ -10,25 +18,38 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
+import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bulkscan.errors import JournalError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
     "EVENTS_FILE",
     "JOURNAL_FILE",
     "LOCK_FILE",
+    "STATE_DIR_ENV",
+    "RunLockedError",
+    "SendTarget",
     "create_run_dir",
     "find_latest_run",
     "local_now",
     "lock_run_dir",
+    "lock_sending",
+    "state_dir",
 ]
 
 JOURNAL_FILE = "journal.sqlite"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = ".lock"
+STATE_DIR_ENV = "BULKSCAN_STATE_DIR"
 
 
 def local_now() -> dt.datetime:
@@ -104,3 +125,107 @@ def lock_run_dir(run_dir: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     return fd
+
+
+# --- the sending lock: one run at a time per service account and project --------------------
+
+
+class RunLockedError(JournalError):
+    """Another live bulkscan process is sending to the same project with the same account."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendTarget:
+    """Where tasks go: the endpoint URL, the project, and who sends (a hash, never the key)."""
+
+    endpoint: str
+    project_id: str
+    identity: str
+
+    def lock_name(self) -> str:
+        text = "\n".join((self.endpoint, self.project_id, self.identity))
+        return hashlib.sha256(text.encode()).hexdigest()[:40] + ".lock"
+
+
+def state_dir() -> Path:
+    """The state directory: ``$BULKSCAN_STATE_DIR``, else the XDG state home's ``bulkscan``."""
+    explicit = os.environ.get(STATE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "bulkscan"
+
+
+@contextlib.contextmanager
+def lock_sending(
+    targets: Iterable[SendTarget], notes: list[str]
+) -> Iterator[Callable[[Path], None]]:
+    """Hold the sending lock of every target while the block runs; refuse if one is held.
+
+    Yields a function that records the run directory in the locks (once it exists).  A lock
+    left by a process that died is taken over, with a note appended to ``notes``.
+    """
+    folder = state_dir() / "locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(
+            f"cannot create the lock directory {folder}: {exc.strerror or exc}; "
+            f"set {STATE_DIR_ENV} to a writable directory"
+        ) from None
+    held: list[int] = []
+    try:
+        for target in sorted(set(targets), key=SendTarget.lock_name):
+            held.append(_take(folder / target.lock_name(), target, notes))
+        yield lambda run_dir: _record(held, run_dir)
+    finally:
+        for fd in held:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)
+
+
+def _record(held: list[int], run_dir: Path) -> None:
+    for fd in held:
+        mine = json.loads(os.pread(fd, 4096, 0) or b"{}") | {"run_dir": str(run_dir)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(mine).encode(), 0)
+
+
+def _take(path: Path, target: SendTarget, notes: list[str]) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise JournalError(f"cannot open the lock {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise RunLockedError(
+            f"another bulkscan run (pid {holder.get('pid', 'unknown')}, run directory "
+            f"{holder.get('run_dir', 'unknown')}) is sending to project {target.project_id} "
+            f"at {target.endpoint} with the same credentials; nothing was sent: wait for it "
+            "to finish, then run again or --resume"
+        ) from None
+    left = _holder(fd)
+    if left:
+        notes.append(
+            f"took over the sending lock of project {target.project_id} left by pid "
+            f"{left.get('pid', 'unknown')} (run directory {left.get('run_dir', 'unknown')}), "
+            "which is no longer running"
+        )
+    mine = {"pid": os.getpid(), "project_id": target.project_id}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(mine).encode(), 0)
+    return fd
+
+
+def _holder(fd: int) -> dict[str, object]:
+    raw = os.pread(fd, 4096, 0)
+    try:
+        found = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return {"pid": raw[:32].decode("ascii", "replace").strip() or "unknown"}
+    return found if isinstance(found, dict) else {}
