@@ -27,6 +27,7 @@ from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunSt
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
 
     from bulkscan.report.results import ReportPaths
     from bulkscan.runner import Prepared, RunResult
@@ -207,10 +208,15 @@ def _command_line() -> list[str]:
 class _Renderer:
     """Draws a one-line progress display on a terminal; silent otherwise."""
 
-    def __init__(self, *, enabled: bool) -> None:
+    #: Say "no answer" only after this long without any answer from the service.
+    SILENT_S = 10.0
+
+    def __init__(self, *, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = enabled
         self.drawn = False
+        self.clock = clock
         self.unreachable_noted = float("-inf")
+        self.answered = clock()  # the last time any request got an answer (or the start)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress) and self.enabled:
@@ -225,21 +231,28 @@ class _Renderer:
             self.drawn = True
         elif isinstance(event, RateChanged):
             self.note(f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})")
-        elif isinstance(event, AttemptFinished) and event.status is None:
-            if event.verdict == "transient":  # never connected; a dropped answer is looked up
+        elif isinstance(event, AttemptFinished):
+            if event.status is not None:
+                self.answered = self.clock()
+            elif event.verdict == "transient":  # no answer (refused, reset, timed out)
                 self._unreachable()
         elif isinstance(event, RunStopped) and event.reason == "fatal":
             self.note(f"stopped: {event.message}")
 
     def _unreachable(self) -> None:
-        """Say (at most every 30 s) that the service gives no answer and bulkscan keeps trying."""
-        now = time.monotonic()
-        if now - self.unreachable_noted < 30:
+        """Say (at most every 30 s) that the service has answered nothing for a while.
+
+        One request that times out or is reset while others are answered is a retry, not
+        an outage: only a silence of ``SILENT_S`` over every request is worth a line.
+        """
+        now = self.clock()
+        silent = now - self.answered
+        if silent < self.SILENT_S or now - self.unreachable_noted < 30:
             return
         self.unreachable_noted = now
         self.note(
-            "cannot connect to DSC: retrying within each task's time budget (--task-budget); "
-            "check --endpoint and the network, or Ctrl-C and --resume later"
+            f"no answer from DSC for {silent:.0f}s: retrying within each task's time budget "
+            "(--task-budget); check --endpoint and the network, or Ctrl-C and --resume later"
         )
 
     def note(self, text: str) -> None:

@@ -1,0 +1,78 @@
+"""What ``bulkscan run`` says when the service misbehaves but keeps answering."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import openpyxl
+
+from bulkscan.run.rundir import STATE_DIR_ENV
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+P1 = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+
+def write_inventory(path: Path, n: int) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "project_id", "region", "profile"])
+    for i in range(n):
+        sheet.append([f"ins-{i:04}", "MySQL", P1, "cn-north-4", "one"])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "schedule_type", "start_now", "task_name", "max_sources"])
+    profiles.append(["one", "ONCE", True, "scan-{seq:04}", 1])
+    book.save(path)
+    return path
+
+
+async def run_cli(cwd: Path, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
+    env |= {
+        "HUAWEICLOUD_SDK_AK": DEFAULT_AK,
+        "HUAWEICLOUD_SDK_SK": DEFAULT_SK,
+        STATE_DIR_ENV: str(cwd / "state"),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkscan", *args, cwd=cwd, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_stalled_lookups_while_the_service_answers_are_not_an_outage(tmp_path: Path) -> None:
+    """Lookups that time out while other requests are answered are retries, not an outage.
+
+    Each stalled lookup (a GET, so transient, with no HTTP status) used to print "cannot
+    connect to DSC" although the service was answering every other request.
+    """
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 20)
+    async with Simulator(faults=Faults(stall=0.3, stall_s=2.0), seed=3) as sim:
+        args = [
+            "run",
+            str(inventory),
+            "--endpoint",
+            sim.url,
+            "--yes",
+            "--attempts",
+            "10",
+            "--rate",
+            "50/s",
+            "--read-timeout",
+            "0.5",
+        ]
+        code, out, err = await run_cli(tmp_path, *args, "--reports-dir", str(tmp_path / "r"))
+        stalled = sim.stats["requests"].get("stalled", 0)
+    assert stalled > 0  # the fault did happen
+    assert "cannot connect" not in err and "no answer from DSC" not in err, err
+    assert code == 0 and "Traceback" not in err, out + err

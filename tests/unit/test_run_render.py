@@ -1,0 +1,53 @@
+"""The run's terminal renderer: a line about an unreachable service only after real silence."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bulkscan.cli.run import _Renderer
+from bulkscan.events import AttemptFinished
+
+if TYPE_CHECKING:
+    import pytest
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _attempt(status: int | None, verdict: str) -> AttemptFinished:
+    return AttemptFinished("k", "task", 1, "POST", status, None, verdict, 0.1)
+
+
+def test_no_outage_line_while_other_requests_are_answered(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = Clock()
+    render = _Renderer(enabled=False, clock=clock)
+    for _ in range(100):  # 100 s of requests, a third of them dropped
+        clock.now += 1
+        render(_attempt(200, "created"))
+        render(_attempt(None, "transient"))
+        render(_attempt(None, "transient"))
+    assert capsys.readouterr().err == ""
+
+
+def test_one_line_after_a_silence_and_not_again_within_30_s(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = Clock()
+    render = _Renderer(enabled=False, clock=clock)
+    render(_attempt(None, "transient"))
+    assert capsys.readouterr().err == ""  # one failure at the start is no outage
+    for _ in range(25):
+        clock.now += 1
+        render(_attempt(None, "transient"))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("no answer from DSC for 10s")
+    clock.now += 30
+    render(_attempt(None, "transient"))
+    assert capsys.readouterr().err.startswith("no answer from DSC for 55s")
