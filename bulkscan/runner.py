@@ -321,26 +321,61 @@ async def run(
     notes: list[str] = []
     async with _connected(connection, simulator) as conn:
         described = conn.describe() | {"simulated": simulator is not None}
-        with lock_sending(_send_targets(prepared, conn), notes) as record_run_dir:
-            journal, resumed = open_run(
+        settings = run_settings(dispatch_settings, input_settings, described, limit=limit)
+        with contextlib.ExitStack() as stack:
+            journal, resumed = _open_locked(
+                stack,
                 prepared,
+                conn,
+                notes=notes,
                 reports_dir=reports_dir,
                 resume=resume,
-                settings=run_settings(dispatch_settings, input_settings, described, limit=limit),
+                settings=settings,
                 command=command,
             )
-            record_run_dir(journal.run_dir)
-            with journal, EventLog(journal.run_dir / EVENTS_FILE) as log:
-                result = await _send(
-                    prepared,
-                    journal,
-                    conn,
-                    dispatch_settings,
-                    fan_out(observer, log),
-                    limit=limit,
-                    stop=stop,
-                )
+            log = stack.enter_context(EventLog(journal.run_dir / EVENTS_FILE))
+            result = await _send(
+                prepared,
+                journal,
+                conn,
+                dispatch_settings,
+                fan_out(observer, log),
+                limit=limit,
+                stop=stop,
+            )
     return RunResult(journal.run_dir, result, resumed, tuple(notes))
+
+
+def _open_locked(
+    stack: contextlib.ExitStack[bool | None],
+    prepared: Prepared,
+    conn: Connection,
+    *,
+    notes: list[str],
+    reports_dir: str | os.PathLike[str],
+    resume: str | os.PathLike[str] | bool,
+    settings: dict[str, Any],
+    command: Sequence[str],
+) -> tuple[Journal, bool]:
+    """The run's journal, with the sending lock of every project it sends to held.
+
+    A resume opens its run directory first (a directory in use is refused by its own lock);
+    a fresh run takes the sending lock first, so a refused run leaves no run directory.
+    """
+    targets = _send_targets(prepared, conn)
+    options: dict[str, Any] = {
+        "reports_dir": reports_dir, "resume": resume, "settings": settings, "command": command
+    }  # fmt: skip
+    if resume:
+        journal, resumed = open_run(prepared, **options)
+        stack.enter_context(journal)
+        stack.enter_context(lock_sending(targets, notes))(journal.run_dir)
+        return journal, resumed
+    record_run_dir = stack.enter_context(lock_sending(targets, notes))
+    journal, resumed = open_run(prepared, **options)
+    stack.enter_context(journal)
+    record_run_dir(journal.run_dir)
+    return journal, resumed
 
 
 def _send_targets(prepared: Prepared, conn: Connection) -> set[SendTarget]:
