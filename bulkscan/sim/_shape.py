@@ -5,7 +5,8 @@ array of strings), ``delete_failed_meta``, ``id`` (Long), ``last_end_time`` and
 ``last_trigger_time``.  Undocumented, hence switchable here: the key of the task's name, the
 format of each ``data_source`` string, whether an ``offset`` is honoured, a cap on the page
 size, and whether ids are numbers or UUID-like text.  Two misbehaviours can be switched on as
-well: a ``total_num`` smaller than the truth, and a create answered 200 without a usable body.
+well: a ``total_num`` smaller than the truth, and a create answered 200 without a usable body
+(whether the task was created, or, with ``create=html-lost`` or ``error-body-lost``, not).
 
 Spec text (``--list-shape``): comma-separated ``KEY=VALUE`` items, e.g.
 ``name=name,sources=ins_id,offset=honoured,page_cap=100,ids=uuid,total=short,create=html``.
@@ -26,7 +27,8 @@ __all__ = ["CREATE_ANSWERS", "ListShape", "parse_list_shape"]
 
 SOURCE_FORMATS = ("db_type:ins_id", "ins_id")
 ID_KINDS = ("number", "uuid")
-CREATE_ANSWERS = ("normal", "html", "error-body", "no-id")
+#: ``*-lost``: the same 200, but the create did not happen (a front end answered for DSC).
+CREATE_ANSWERS = ("normal", "html", "error-body", "no-id", "html-lost", "error-body-lost")
 _NONE = ("none", "")
 _MAX_CAP = 1_000_000
 

@@ -382,18 +382,24 @@ class Simulator:
         self, route: LifecycleRoute, received: Received, now: float
     ) -> tuple[dict[str, Any], str]:
         if route.kind == "create":
-            return self._create(route.project, received.body, now)
+            lost = self._shape.create_answer.endswith("-lost")
+            return self._create(route.project, received.body, now, lost=lost)
         if route.kind == "list":
             return self._list(route.project, received.query)
         return self._lifecycle.serve(route, received.body, received.query, self._shape, now)
 
     def _answer(self, payload: dict[str, Any], *, creating: bool) -> web.Response:
         if creating and self._shape.create_answer != "normal":
-            return _unusable_create_answer(self._shape.create_answer)
+            return _unusable_create_answer(self._shape.create_answer.removesuffix("-lost"))
         return web.json_response(payload)
 
-    def _create(self, project: str, raw: bytes, now: float) -> tuple[dict[str, Any], str]:
-        task = self._store.create(project, parse_create_body(raw), now)
+    def _create(
+        self, project: str, raw: bytes, now: float, *, lost: bool = False
+    ) -> tuple[dict[str, Any], str]:
+        body = parse_create_body(raw)
+        if lost:  # answered 200 by a front end; DSC never saw it
+            return {}, "lost"
+        task = self._store.create(project, body, now)
         if task.body.get("start_now") is True:
             self._runs.start(task, now)
         task_id = external_id(task.id, self._shape)
@@ -446,7 +452,7 @@ def _route(method: str, path: str) -> LifecycleRoute | None:
 
 
 def _unusable_create_answer(kind: str) -> web.Response:
-    """A 200 for a create that did happen, whose body does not say so usably."""
+    """A 200 for a create (that did happen, or not), whose body does not say so usably."""
     if kind == "html":
         page = "<html><body><h1>Welcome</h1></body></html>"
         return web.Response(text=page, content_type="text/html")

@@ -15,10 +15,16 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 import openpyxl
+import pytest
 
+from bulkscan import runner
+from bulkscan.config import DispatchSettings
+from bulkscan.dsc.client import Endpoints
 from bulkscan.dsc.credentials import AkSk, credential_identity
 from bulkscan.run.rundir import STATE_DIR_ENV, SendTarget
-from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import Journal
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -128,3 +134,43 @@ async def test_a_dead_runs_lock_is_taken_over_with_a_note(tmp_path: Path) -> Non
     assert "took over the sending lock" in said and "pid 999999999" in said
     assert "reports/dead-run" in said
     assert DEFAULT_AK not in lock.read_text() + "".join(p.name for p in lock.parent.iterdir())
+
+
+# --- a 200 that carries no task id, and created nothing -----------------------------------------
+
+FAST = DispatchSettings(rate_per_s=200.0, backoff_base_s=0.01, backoff_max_s=0.05)
+
+
+def _connection(sim: Simulator) -> runner.Connection:
+    return runner.Connection(
+        credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(override=sim.url)
+    )
+
+
+@pytest.mark.parametrize("lost", ["html-lost", "error-body-lost"])
+async def test_a_200_without_id_that_created_nothing_is_retried_by_a_resume(
+    tmp_path: Path, lost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 6)
+    reports = tmp_path / "r"
+    async with Simulator(list_shape=parse_list_shape(f"create={lost}")) as sim:
+        first = await runner.run(
+            runner.prepare(inventory), connection=_connection(sim), dispatch_settings=FAST,
+            reports_dir=reports,
+        )  # fmt: skip
+        assert sim.tasks == []  # answered 200 every time, created nothing
+        with Journal.open(first.run_dir, readonly=True) as journal:
+            left = Counter(t.state for t in journal.tasks())
+        assert TaskState.CREATED not in left and first.unfinished + first.failed == 6, left
+        lookups = sim.stats["requests"].get("listed", 0)
+        assert lookups > 1  # each 200 without an id was looked up by name
+        sim.set_list_shape(parse_list_shape(""))
+        resumed = await runner.run(
+            runner.prepare(inventory), connection=_connection(sim), dispatch_settings=FAST,
+            reports_dir=reports, resume=True,
+        )  # fmt: skip
+        no_duplicate(sim)
+        assert len(sim.tasks) == 6
+    with Journal.open(resumed.run_dir, readonly=True) as journal:
+        assert Counter(t.state for t in journal.tasks()) == {TaskState.CREATED: 6}
