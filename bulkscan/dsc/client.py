@@ -32,6 +32,7 @@ from bulkscan.dsc.classify import (
     failed_while_connecting,
 )
 from bulkscan.dsc.credentials import AkSk, Credentials, Token
+from bulkscan.dsc.redact import redact_answer, secrets_of
 from bulkscan.dsc.signing import canonical_query, sign_headers
 from bulkscan.errors import DscError, ProjectPermanentError, RunFatalError, UsageError
 from bulkscan.models import DataSource
@@ -698,7 +699,8 @@ class DscClient:
             allow_redirects=False,
             ssl=self._ssl,
         ) as response:
-            raw = await _read_capped(response)
+            secrets = secrets_of(self._credentials, headers)
+            raw = redact_answer(await _read_capped(response), secrets)
             if self._on_answer is not None:
                 self._on_answer(
                     RawAnswer(

@@ -17,6 +17,7 @@ __all__ = ["FAULT_KINDS", "Faults", "describe_period", "parse_faults", "parse_qu
 # New kinds go at the end, so that a seed keeps drawing the same earlier faults.
 FAULT_KINDS = (
     "reset_before", "http500", "http502", "http503", "http504", "reset_after", "stall", "http429",
+    "echo",
 )  # fmt: skip
 _DURATIONS = ("latency_s", "jitter_s", "stall_s")
 _ALIASES = {"latency": "latency_s", "jitter": "jitter_s"}
@@ -39,6 +40,7 @@ class Faults:
     reset_after: float = 0.0
     stall: float = 0.0
     http429: float = 0.0
+    echo: float = 0.0  # a 400 whose message echoes the request's credentials
     latency_s: float = 0.0
     jitter_s: float = 0.0
     stall_s: float = 30.0

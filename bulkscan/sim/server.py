@@ -27,7 +27,9 @@ Choices where the real service is undocumented:
   ``http504`` (APIG.0201 backend timeout) creates the task and then answers 504, as a
   gateway that gave up on a slow backend; ``reset_after`` creates the task and drops the
   connection; ``stall`` creates the task and answers normally only after ``stall_s``, so a
-  client whose read timed out finds the task by listing.  A GET can meet every fault but
+  client whose read timed out finds the task by listing; ``echo`` creates nothing and answers
+  400 with a message that repeats the request's ``Authorization``, ``X-Auth-Token`` and
+  ``X-Security-Token`` headers, as a careless server may.  A GET can meet every fault but
   ``reset_after``.
 - The list filter ``task_name`` matches names containing it; ``schedule_types`` (repeated)
   and ``id`` match exactly.  Results are newest first.  The answer is
@@ -362,8 +364,9 @@ class Simulator:
         fault = faults.pick(self._rng.random())
         if fault == "reset_before":
             return self._drop(request, fault, project)
-        if fault in _EARLY_ERRORS:
-            return self._deny(_EARLY_ERRORS[fault], project)
+        early = _echo(received) if fault == "echo" else _EARLY_ERRORS.get(fault or "")
+        if early is not None:
+            return self._deny(early, project)
         try:
             payload, outcome = self._apply(route, received, now)
         except (BadRequest, TemplateNotFound) as exc:
@@ -449,6 +452,16 @@ def _route(method: str, path: str) -> LifecycleRoute | None:
     if match is not None and method in ("GET", "POST"):
         return LifecycleRoute("create" if method == "POST" else "list", match.group(1))
     return match_route(method, path)
+
+
+def _echo(received: Received) -> Denial:
+    """A 400 whose message repeats the caller's credentials, as a careless server may."""
+    said = "; ".join(
+        f"{name}: {received.headers[name]}"
+        for name in ("authorization", "x-auth-token", "x-security-token")
+        if name in received.headers
+    )
+    return Denial(400, "dsc.40000011", f"invalid request, received headers {said}", "echo")
 
 
 def _unusable_create_answer(kind: str) -> web.Response:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
+import zipfile
 from typing import TYPE_CHECKING
 
 import openpyxl
@@ -76,3 +78,29 @@ async def test_stalled_lookups_while_the_service_answers_are_not_an_outage(tmp_p
     assert stalled > 0  # the fault did happen
     assert "cannot connect" not in err and "no answer from DSC" not in err, err
     assert code == 0 and "Traceback" not in err, out + err
+
+
+async def test_credentials_echoed_by_the_service_are_in_no_output(tmp_path: Path) -> None:
+    """A server that repeats the Authorization header in its errors: nothing keeps it."""
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 6)
+    async with Simulator(faults=Faults(echo=0.5), seed=5) as sim:
+        args = ["run", str(inventory), "--endpoint", sim.url, "--yes", "--attempts", "2"]
+        reports = tmp_path / "r"
+        _, out, err = await run_cli(tmp_path, *args, "--reports-dir", str(reports))
+        _, json_out, json_err = await run_cli(
+            tmp_path, *args, "--json", "--reports-dir", str(tmp_path / "r2")
+        )
+        echoed = sim.stats["requests"].get("echo", 0)
+    assert echoed > 0  # the fault did happen
+    texts = [out, err, json_out, json_err]
+    for path in [*reports.rglob("*"), *(tmp_path / "r2").rglob("*")]:
+        if path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as book:
+                texts += [book.read(n).decode("utf-8", "replace") for n in book.namelist()]
+        elif path.is_file():
+            texts.append(path.read_bytes().decode("utf-8", "replace"))
+    everything = "\n".join(texts)
+    assert "received headers" in everything  # the echoed message itself is kept ...
+    assert "[redacted]" in everything  # ... with its credentials removed
+    assert DEFAULT_AK not in everything and DEFAULT_SK not in everything
+    assert re.search(r"Signature=[0-9a-f]{16}", everything) is None

@@ -1,0 +1,35 @@
+"""Credentials echoed in an answer body are removed before anything reads it."""
+
+from __future__ import annotations
+
+import json
+
+from bulkscan.dsc.credentials import AkSk, Token
+from bulkscan.dsc.redact import REDACTED, redact_answer, secrets_of
+
+AUTH = (
+    "SDK-HMAC-SHA256 Access=AKEXAMPLE0123, SignedHeaders=content-type;host;x-sdk-date, "
+    "Signature=" + "ab" * 32
+)
+
+
+def test_token_and_its_json_escaped_form_are_removed() -> None:
+    token = "MIIabc/def+ghi==" * 4
+    body = json.dumps({"error_msg": f"bad token {token}"}).replace("/", "\\/").encode()
+    secrets = secrets_of(Token(token), {"X-Auth-Token": token})
+    cleaned = redact_answer(body, secrets).decode()
+    assert "MIIabc" not in cleaned and REDACTED in cleaned
+    assert json.loads(cleaned)["error_msg"] == f"bad token {REDACTED}"
+
+
+def test_authorization_its_signature_and_the_key_pair_are_removed() -> None:
+    creds = AkSk("AKEXAMPLE0123", "secret-key-value-0123", security_token="sts-token-0123456")
+    secrets = secrets_of(creds, {"Authorization": AUTH, "X-Security-Token": "sts-token-0123456"})
+    for echoed in (AUTH, "ab" * 32, "AKEXAMPLE0123", "secret-key-value-0123", "sts-token-0123456"):
+        cleaned = redact_answer(f"you sent {echoed}!".encode(), secrets)
+        assert cleaned == f"you sent {REDACTED}!".encode()
+
+
+def test_an_answer_without_a_secret_is_returned_unchanged() -> None:
+    body = b'{"id": "123", "msg": "ok"}'
+    assert redact_answer(body, secrets_of(AkSk("AKEXAMPLE0123", "s" * 20), {})) is body
