@@ -40,6 +40,7 @@ __all__ = [
     "InputLimitError",
     "JournalError",
     "ProjectPermanentError",
+    "ReportError",
     "RunFatalError",
     "TaskPermanentError",
     "ThrottledError",
@@ -98,6 +99,10 @@ class CredentialsError(BulkscanError):
 
 class JournalError(BulkscanError):
     """The run journal cannot be used: missing, damaged, newer, in use, or of another input."""
+
+
+class ReportError(BulkscanError):
+    """A result workbook cannot be written (read-only file or directory, disk full)."""
 
 
 class DscError(BulkscanError):

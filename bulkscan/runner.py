@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from bulkscan import audit as _audit
 from bulkscan.config import DispatchSettings, InputSettings
 from bulkscan.dsc.client import Attempt, DscClient, Endpoints, LifecycleCalls, RawAnswer
 from bulkscan.dsc.credentials import AkSk, auth_method, credential_identity
-from bulkscan.errors import JournalError, UsageError, ValidationFailed
+from bulkscan.errors import JournalError, ReportError, UsageError, ValidationFailed
 from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
@@ -44,7 +46,6 @@ from bulkscan.run.rundir import SendTarget, create_run_dir, find_latest_run, loc
 from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
-    import os
     import ssl
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
@@ -591,12 +592,30 @@ def audit_sync(inventory: _audit.Inventory, **options: Any) -> AuditReport:
 # --- the result workbook ---------------------------------------------------------------------
 
 
+def _workbook_named(exc: OSError) -> Path | None:
+    """The workbook an OSError is about (its temporary file named as the workbook itself)."""
+    name = exc.filename2 or exc.filename
+    if not name:
+        return None
+    path = Path(os.fsdecode(name))
+    match = re.fullmatch(r"\.(.+)\.\d+\.tmp", path.name)
+    return path.with_name(match.group(1)) if match else path
+
+
 def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:
     """Rebuild ``results.xlsx`` (and ``retry.xlsx`` when tasks need a re-run) from the journal.
 
     Reads the journal read-only: works during a run, after a crash, and on a copied run dir.
+    Raises ``ReportError`` naming the file when a workbook cannot be written.
     """
-    return _report.build_report(run_dir)
+    try:
+        return _report.build_report(run_dir)
+    except OSError as exc:
+        where = _workbook_named(exc) or Path(run_dir) / _report.RESULTS_FILE
+        raise ReportError(
+            f"cannot write the result workbook {where}: {exc.strerror or exc}; make it "
+            f"writable (close it if it is open) and rebuild it with: bulkscan report {run_dir}"
+        ) from None
 
 
 # --- after creation (``bulkscan status``, ``start``/``enable``/``disable``, ``undo``) --------

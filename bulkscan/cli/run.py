@@ -22,7 +22,7 @@ from bulkscan.cli._common import (
     print_json,
 )
 from bulkscan.cli._lifecycle import update_on_conflict
-from bulkscan.errors import ValidationFailed
+from bulkscan.errors import ReportError, ValidationFailed
 from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
 
 if TYPE_CHECKING:
@@ -114,8 +114,13 @@ def _run(args: argparse.Namespace) -> int:
         dispatching=dispatching,
     )
     updated = update_on_conflict(args, result, connection, dispatching)
-    report = runner.write_report(result.run_dir)
-    code = _finish(args, result, report)
+    try:
+        report = runner.write_report(result.run_dir)
+    except ReportError as exc:  # the tasks are done; only the workbook is missing
+        print(f"bulkscan: error: {exc}", file=sys.stderr)
+        code = exit_code(result.status)
+    else:
+        code = _finish(args, result, report)
     return code if updated is None else max(code, updated)
 
 

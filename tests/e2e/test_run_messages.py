@@ -104,3 +104,23 @@ async def test_credentials_echoed_by_the_service_are_in_no_output(tmp_path: Path
     assert "[redacted]" in everything  # ... with its credentials removed
     assert DEFAULT_AK not in everything and DEFAULT_SK not in everything
     assert re.search(r"Signature=[0-9a-f]{16}", everything) is None
+
+
+async def test_a_result_workbook_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """Every task created, results.xlsx not writable: one line naming it, exit 0 (the run's)."""
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 8)
+    reports = tmp_path / "r"
+    async with Simulator() as sim:
+        args = ["run", str(inventory), "--endpoint", sim.url, "--yes", "--rate", "4/s"]
+        running = asyncio.create_task(run_cli(tmp_path, *args, "--reports-dir", str(reports)))
+        for _ in range(1200):
+            if any(reports.glob("*/journal.sqlite")) or running.done():
+                break
+            await asyncio.sleep(0.01)
+        (run_dir,) = reports.iterdir()
+        (run_dir / "results.xlsx").mkdir()  # the workbook's name is taken: it cannot be written
+        code, out, err = await running
+        assert len(sim.tasks) == 8
+    assert code == 0 and "Traceback" not in err, out + err
+    (line,) = [x for x in err.splitlines() if x.startswith("bulkscan: error:")]
+    assert str(run_dir / "results.xlsx") in line and f"bulkscan report {run_dir}" in line
