@@ -39,6 +39,7 @@ __all__ = [
     "InputError",
     "InputLimitError",
     "JournalError",
+    "JournalWriteError",
     "ProjectPermanentError",
     "ReportError",
     "RunFatalError",
@@ -103,6 +104,10 @@ class JournalError(BulkscanError):
 
 class ReportError(BulkscanError):
     """A result workbook cannot be written (read-only file or directory, disk full)."""
+
+
+class JournalWriteError(JournalError):
+    """The journal could not store a step (disk full, read-only): stop, and resume later."""
 
 
 class DscError(BulkscanError):

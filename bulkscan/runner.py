@@ -25,8 +25,14 @@ from bulkscan import audit as _audit
 from bulkscan.config import DispatchSettings, InputSettings
 from bulkscan.dsc.client import Attempt, DscClient, Endpoints, LifecycleCalls, RawAnswer
 from bulkscan.dsc.credentials import AkSk, auth_method, credential_identity
-from bulkscan.errors import JournalError, ReportError, UsageError, ValidationFailed
-from bulkscan.events import AttemptFinished, EventLog, Observer, fan_out, ignore
+from bulkscan.errors import (
+    JournalError,
+    JournalWriteError,
+    ReportError,
+    UsageError,
+    ValidationFailed,
+)
+from bulkscan.events import AttemptFinished, Event, EventLog, Observer, fan_out, ignore
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
 from bulkscan.plan import RunInput, build_plan, plan_hash
@@ -334,7 +340,8 @@ async def run(
                 settings=settings,
                 command=command,
             )
-            log = stack.enter_context(EventLog(journal.run_dir / EVENTS_FILE))
+            log = _TolerantLog(EventLog(journal.run_dir / EVENTS_FILE), notes)
+            stack.callback(log.close)
             result = await _send(
                 prepared,
                 journal,
@@ -345,6 +352,37 @@ async def run(
                 stop=stop,
             )
     return RunResult(journal.run_dir, result, resumed, tuple(notes))
+
+
+class _TolerantLog:
+    """The event log, which stops (with a note) when it cannot be written: the journal,
+    not the log, is what a resume needs, so a full disk is reported by the journal alone."""
+
+    def __init__(self, log: EventLog, notes: list[str]) -> None:
+        self._log: EventLog | None = log
+        self._notes = notes
+
+    def __call__(self, event: Event) -> None:
+        if self._log is not None:
+            self._guard(lambda log: log(event))
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._guard(EventLog.close)
+            self._log = None
+
+    def _guard(self, action: Callable[[EventLog], None]) -> None:
+        log = self._log
+        assert log is not None
+        try:
+            action(log)
+        except OSError as exc:
+            self._log = None
+            with contextlib.suppress(OSError):
+                log.close()
+            self._notes.append(
+                f"the event log stopped: {exc.strerror or exc} (the journal holds every step)"
+            )
 
 
 def _open_locked(
@@ -447,15 +485,29 @@ async def _send(
     stop: asyncio.Event | None,
 ) -> DispatchResult:
     async with _client(conn, settings) as client:
-        return await dispatch(
-            prepared.plan.tasks,
-            journal,
-            client,
-            settings,
-            observer=observer,
-            limit=limit,
-            stop=stop,
-        )
+        try:
+            return await dispatch(
+                prepared.plan.tasks,
+                journal,
+                client,
+                settings,
+                observer=observer,
+                limit=limit,
+                stop=stop,
+            )
+        except BaseExceptionGroup as group:  # a journal that cannot write stops every worker
+            failed = group.subgroup(JournalWriteError)
+            if failed is None:
+                raise
+            raise _first(failed) from None
+
+
+def _first(group: BaseExceptionGroup[JournalWriteError]) -> JournalWriteError:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, JournalWriteError)
+    return leaf
 
 
 # --- preflight (``bulkscan doctor``) ----------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
-from bulkscan.cli import EXIT_INPUT, EXIT_OK
+from bulkscan.cli import EXIT_INPUT, EXIT_OK, EXIT_STOPPED
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
@@ -22,7 +22,7 @@ from bulkscan.cli._common import (
     print_json,
 )
 from bulkscan.cli._lifecycle import update_on_conflict
-from bulkscan.errors import ReportError, ValidationFailed
+from bulkscan.errors import JournalWriteError, ReportError, ValidationFailed
 from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
 
 if TYPE_CHECKING:
@@ -105,14 +105,18 @@ def _run(args: argparse.Namespace) -> int:
     if not _confirmed(args, prepared):
         print("nothing sent", file=sys.stderr)
         return EXIT_OK
-    result = _dispatch(
-        args,
-        prepared,
-        connection=connection,
-        simulator=simulator,
-        settings=settings,
-        dispatching=dispatching,
-    )
+    try:
+        result = _dispatch(
+            args,
+            prepared,
+            connection=connection,
+            simulator=simulator,
+            settings=settings,
+            dispatching=dispatching,
+        )
+    except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
+        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        return EXIT_STOPPED
     updated = update_on_conflict(args, result, connection, dispatching)
     try:
         report = runner.write_report(result.run_dir)

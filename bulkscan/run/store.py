@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.errors import JournalError
+from bulkscan.errors import JournalError, JournalWriteError
 from bulkscan.models import DataSource, Issue, RowRef, TaskRequest
 from bulkscan.plan import ProfileRowRecord, RowRecord, RowStatus, RunInput, SheetLayout
 from bulkscan.run.rundir import JOURNAL_FILE, local_now, lock_run_dir
@@ -424,6 +424,11 @@ class Journal:
             tmp.replace(target)
             _fsync_dir(run_dir)
             return cls(run_dir, _connect(target, readonly=False), lock_fd, now=now)
+        except (sqlite3.Error, OSError) as exc:
+            os.close(lock_fd)
+            with contextlib.suppress(OSError):
+                (run_dir / (JOURNAL_FILE + ".tmp")).unlink()
+            raise _write_failed(run_dir / JOURNAL_FILE, exc) from None
         except BaseException:
             os.close(lock_fd)
             raise
@@ -1024,8 +1029,8 @@ def _put_meta(cur: sqlite3.Cursor, values: Mapping[str, object]) -> None:
 # --- checking --------------------------------------------------------------------------------
 
 
-def _write_failed(path: Path, exc: sqlite3.Error) -> JournalError:
-    return JournalError(
+def _write_failed(path: Path, exc: sqlite3.Error | OSError) -> JournalWriteError:
+    return JournalWriteError(
         f"cannot write {path} ({exc}): is the disk full or the file read-only? "
         "Nothing after the last stored step was lost; fix it, then resume"
     )

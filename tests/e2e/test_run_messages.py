@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import shutil
+import subprocess
 import sys
 import zipfile
 from typing import TYPE_CHECKING
 
 import openpyxl
+import pytest
 
 from bulkscan.run.rundir import STATE_DIR_ENV
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 P1 = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -124,3 +129,39 @@ async def test_a_result_workbook_that_cannot_be_written_is_one_line(tmp_path: Pa
     assert code == 0 and "Traceback" not in err, out + err
     (line,) = [x for x in err.splitlines() if x.startswith("bulkscan: error:")]
     assert str(run_dir / "results.xlsx") in line and f"bulkscan report {run_dir}" in line
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A size-limited filesystem mounted at ``where`` (skips where mounting is not allowed)."""
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+async def test_a_full_disk_while_sending_stops_with_one_line_and_resumes(tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 400)
+    async with Simulator() as sim:
+        args = ["run", str(inventory), "--endpoint", sim.url, "--yes", "--rate", "200/s"]
+        with small_tmpfs(tmp_path / "full", "1200k") as full:
+            code, out, err = await run_cli(tmp_path, *args, "--reports-dir", str(full))
+            (run_dir,) = full.iterdir()
+            copy = shutil.copytree(run_dir, tmp_path / "r" / run_dir.name)
+        sent = len(sim.tasks)
+        assert code == 3 and "Traceback" not in err, err[-3000:]
+        (line,) = [x for x in err.splitlines() if x.startswith("bulkscan: stopped:")]
+        assert "disk is full" in line and "resume" in line
+        assert 0 < sent < 400  # stopped while sending
+        resumed, out, err = await run_cli(tmp_path, *args, "--resume", str(copy))
+        assert resumed == 0, out + err
+        names = [t["name"] for t in sim.tasks]
+    assert len(names) == len(set(names)) == 400
