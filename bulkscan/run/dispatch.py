@@ -448,7 +448,9 @@ class _Run:
         verdict, message = exc.verdict, str(exc)
         if verdict is Verdict.THROTTLED:
             self._record(attempt, TaskState.PENDING, error_msg=message, throttled=True)
-            slow_down(self.limiter, exc, sent_at=granted)
+            asked = slow_down(self.limiter, exc, sent_at=granted, cap_s=budget.remaining())
+            if asked is not None:
+                self._say_capped(asked, budget)
             self._retry(key, budget, budget.after_failure(exc))
         elif verdict is Verdict.TRANSIENT:
             self._record(attempt, TaskState.PENDING, error_msg=message)
@@ -467,6 +469,16 @@ class _Run:
         else:
             self._record(attempt, TaskState.PENDING, error_msg=message)
             self._fatal(exc)
+
+    def _say_capped(self, asked: float, budget: RetryBudget) -> None:
+        """A ``Retry-After`` past the task's time budget was cut to what is left of it."""
+        rate = self.limiter.current_per_s
+        reason = (
+            f"the service asked to wait {asked:g}s (Retry-After), past the task time budget "
+            f"(--task-budget {self.policy.max_seconds:g}s): waiting {budget.remaining():.0f}s "
+            "at most"
+        )
+        self.observer(RateChanged(rate, rate, reason))
 
     def _retry(self, key: str, budget: RetryBudget, delay: float | None) -> None:
         """Queue the task again after ``delay``, or give it up (``delay`` None: out of budget)."""

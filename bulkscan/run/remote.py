@@ -42,10 +42,20 @@ __all__ = [
 PAGE_SIZE = 100  # the largest page the service is known to accept
 
 
-def slow_down(limiter: AdaptiveRate, exc: DscError, *, sent_at: float | None) -> None:
-    """A throttled answer to a request granted at ``sent_at``: pause and slow the limiter."""
+def slow_down(
+    limiter: AdaptiveRate, exc: DscError, *, sent_at: float | None, cap_s: float | None = None
+) -> float | None:
+    """A throttled answer to a request granted at ``sent_at``: pause and slow the limiter.
+
+    A ``Retry-After`` longer than ``cap_s`` (what is left of the time budget) pauses only
+    ``cap_s``; then the ``Retry-After`` asked is returned, for the caller to say so.
+    """
     limit = exc.limit_per_s if isinstance(exc, ThrottledError) else None
-    limiter.on_throttle(limit, exc.retry_after, sent_at=sent_at)
+    wait, asked = exc.retry_after, None
+    if wait is not None and cap_s is not None and wait > cap_s:
+        wait, asked = cap_s, wait
+    limiter.on_throttle(limit, wait, sent_at=sent_at)
+    return asked
 
 
 # --------------------------------------------------------------------------- the matching rule
@@ -172,7 +182,8 @@ class Lister:
             latency = self.clock() - started
             on_attempt(ListingAttempt(project_id, region, task_name, at, latency, error=exc))
             if exc.verdict is Verdict.THROTTLED:
-                slow_down(self.limiter, exc, sent_at=grants[-1] if grants else None)
+                sent_at = grants[-1] if grants else None
+                slow_down(self.limiter, exc, sent_at=sent_at, cap_s=self.policy.max_seconds)
             raise
         for _ in grants:
             self.limiter.on_success()

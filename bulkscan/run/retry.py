@@ -162,6 +162,10 @@ class RetryBudget:
         """A backoff before the first try (a lookup after an ambiguous answer)."""
         return self.policy.backoff(1, self.rng)
 
+    def remaining(self) -> float:
+        """Seconds left of the time budget (0 when spent)."""
+        return max(0.0, self.policy.max_seconds - (self.clock() - self.started))
+
     def spent(self, delay: float = 0.0) -> bool:
         """Out of attempts, or the next try (after ``delay``) would start past the budget."""
         elapsed = self.clock() - self.started + delay

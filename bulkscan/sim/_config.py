@@ -19,8 +19,8 @@ FAULT_KINDS = (
     "reset_before", "http500", "http502", "http503", "http504", "reset_after", "stall", "http429",
     "echo",
 )  # fmt: skip
-_DURATIONS = ("latency_s", "jitter_s", "stall_s")
-_ALIASES = {"latency": "latency_s", "jitter": "jitter_s"}
+_DURATIONS = ("latency_s", "jitter_s", "stall_s", "retry_after_s")
+_ALIASES = {"latency": "latency_s", "jitter": "jitter_s", "retry_after": "retry_after_s"}
 _QUOTA = re.compile(
     r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|sec|second|m|min|minute|h|hour)s?\s*$", re.IGNORECASE
 )
@@ -44,6 +44,7 @@ class Faults:
     latency_s: float = 0.0
     jitter_s: float = 0.0
     stall_s: float = 30.0
+    retry_after_s: float = 0.0  # when set, an ``http429`` fault says ``Retry-After`` this long
 
     def __post_init__(self) -> None:
         for name in FAULT_KINDS:

@@ -29,7 +29,8 @@ Choices where the real service is undocumented:
   connection; ``stall`` creates the task and answers normally only after ``stall_s``, so a
   client whose read timed out finds the task by listing; ``echo`` creates nothing and answers
   400 with a message that repeats the request's ``Authorization``, ``X-Auth-Token`` and
-  ``X-Security-Token`` headers, as a careless server may.  A GET can meet every fault but
+  ``X-Security-Token`` headers, as a careless server may.  ``retry_after_s`` adds a
+  ``Retry-After`` of that many seconds to ``http429``.  A GET can meet every fault but
   ``reset_after``.
 - The list filter ``task_name`` matches names containing it; ``schedule_types`` (repeated)
   and ``id`` match exactly.  Results are newest first.  The answer is
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import re
 import socket
@@ -365,6 +367,9 @@ class Simulator:
         if fault == "reset_before":
             return self._drop(request, fault, project)
         early = _echo(received) if fault == "echo" else _EARLY_ERRORS.get(fault or "")
+        if fault == "http429" and faults.retry_after_s and early is not None:
+            wait = {"Retry-After": f"{faults.retry_after_s:g}"}
+            early = dataclasses.replace(early, headers=wait)
         if early is not None:
             return self._deny(early, project)
         try:

@@ -165,3 +165,16 @@ async def test_a_full_disk_while_sending_stops_with_one_line_and_resumes(tmp_pat
         assert resumed == 0, out + err
         names = [t["name"] for t in sim.tasks]
     assert len(names) == len(set(names)) == 400
+
+
+async def test_a_retry_after_past_the_task_budget_is_capped_and_said(tmp_path: Path) -> None:
+    """429 with ``Retry-After: 3600``: the run waits no longer than the task's budget."""
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 3)
+    async with Simulator(faults=Faults(http429=0.5, retry_after_s=3600.0), seed=1) as sim:
+        args = ["run", str(inventory), "--endpoint", sim.url, "--yes", "--task-budget", "3"]
+        code, out, err = await run_cli(tmp_path, *args, "--reports-dir", str(tmp_path / "r"))
+        throttled = sim.stats["requests"].get("http429", 0)
+    assert throttled > 0  # the service did ask to wait
+    said = "asked to wait 3600s (Retry-After), past the task time budget (--task-budget 3s)"
+    assert said in err, err
+    assert code in (0, 1) and "Traceback" not in err, out + err
