@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from bulkscan.cli import EXIT_OK
 from bulkscan.config import parse_duration
 from bulkscan.errors import UsageError
+from bulkscan.sim._assets import Assets, generate_assets, load_assets
 from bulkscan.sim.server import (
     DEFAULT_AK,
     DEFAULT_SK,
@@ -103,6 +104,20 @@ def register(subparsers: Any) -> None:
         metavar="ID",
         help="project id(s) where DSC is not enabled (answered 401 dsc.10000009)",
     )
+    add(
+        "--assets",
+        type=Path,
+        metavar="FILE",
+        help='the asset centre\'s database instances, JSON {"instances": [{"project_id", '
+        '"ins_id", "ins_name", "ins_type", "db_type", "ins_status", "authorized", '
+        '"authorize_fail_reason"}]}; creates naming another ins_id are refused (400)',
+    )
+    add(
+        "--assets-per-project",
+        type=int,
+        metavar="N",
+        help="generate N seeded asset-centre instances in each --project instead of --assets",
+    )
     add("--seed", type=int, help="random seed, so faults repeat from run to run")
     add("--scan-seconds", type=float, default=1.0, metavar="S",
         help="how long each scan (task run) stays RUNNING (1)")  # fmt: skip
@@ -150,7 +165,20 @@ def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
         "dsc_disabled": tuple(args.dsc_disabled),
         "scan_s": args.scan_seconds,
         "scan_failure": args.scan_failure,
+        "assets": _assets(args),
     }
+
+
+def _assets(args: argparse.Namespace) -> Assets | None:
+    if args.assets is not None and args.assets_per_project is not None:
+        raise UsageError("--assets and --assets-per-project exclude each other: give one")
+    if args.assets is not None:
+        return load_assets(args.assets)
+    if args.assets_per_project is None:
+        return None
+    if not 1 <= args.assets_per_project <= 100_000 or not args.project:
+        raise UsageError("--assets-per-project needs --project and a count from 1 to 100000")
+    return generate_assets(args.project, args.assets_per_project, seed=args.seed or 0)
 
 
 def _tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:

@@ -41,11 +41,15 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
+    "ASSET_INSTANCES_PATH",
+    "AUTHORIZED_DATABASES_PATH",
     "CREATE_PATH",
     "DEFAULT_HOST",
     "MAX_ANSWER_BYTES",
+    "AssetInstance",
     "Attempt",
     "ActionResult",
+    "AuthorisedDatabase",
     "CreateResult",
     "DscClient",
     "Endpoints",
@@ -56,6 +60,8 @@ __all__ = [
     "RawAnswer",
     "RemoteTask",
     "TaskRun",
+    "list_authorised_databases",
+    "list_database_instances",
     "make_ssl_context",
     "parse_remote_sources",
     "parse_remote_task",
@@ -424,13 +430,13 @@ class _Answer:
     retry_after: float | None
 
 
-def _project_path(project_id: str, region: str) -> str:
+def _project_path(project_id: str, region: str, template: str = CREATE_PATH) -> str:
     if not _PROJECT.match(project_id):
         raise ProjectPermanentError(
             f"project id '{project_id[:80]}' in region {region} is not a valid project id: "
             "use the 32-character id shown in the console under My Credentials"
         )
-    return CREATE_PATH.format(project_id=project_id)
+    return template.format(project_id=project_id)
 
 
 def _page_query(page_size: int, offset: int | None) -> list[tuple[str, str]]:
@@ -626,8 +632,10 @@ class DscClient:
         *,
         idempotent: bool,
         suffix: str = "",
+        template: str = CREATE_PATH,
     ) -> _Answer:
-        url = self._endpoints.url_for(region) + _project_path(project_id, region) + suffix
+        base = self._endpoints.url_for(region) + _project_path(project_id, region, template)
+        url = base + suffix
         path = urlsplit(url).path
         headers = self._headers(method, url, project_id, query, body)
         qs = canonical_query(query)
@@ -1075,3 +1083,138 @@ class LifecycleCalls:
         items, total, _ = _page_items(answer.payload)
         runs = [run for run in map(_task_run, items) if run is not None]
         return runs, total
+
+
+# --- the asset centre: database instances and their authorisation -------------------------------
+
+ASSET_INSTANCES_PATH = "/v1/{project_id}/asset-center/database/instances"
+AUTHORIZED_DATABASES_PATH = "/v1/{project_id}/asset-center/database/authorized-databases"
+ASSET_PAGE_SIZE = 1000  # Terraform pages the authorised databases with limit=1000
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInstance:
+    """One ``instance_list[]`` item of ListDatabaseInstances (the fields bulkscan reads)."""
+
+    ins_id: str
+    ins_name: str
+    ins_status: str
+    ins_type: str
+    db_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorisedDatabase:
+    """One ``databases[]`` item of ListAuthorizeDatabase."""
+
+    ins_id: str
+    ins_name: str
+    db_type: str
+    authorized: bool
+    reason: str
+
+
+def _asset_instance(item: Mapping[str, Any]) -> AssetInstance | None:
+    ins_id = _str_or_none(item.get("ins_id"))
+    if not ins_id:
+        return None
+    text = {k: _str_or_none(item.get(k)) or "" for k in ("ins_name", "ins_status", "ins_type")}
+    return AssetInstance(ins_id, db_type=_str_or_none(item.get("db_type")) or "", **text)
+
+
+def _authorised_database(item: Mapping[str, Any]) -> AuthorisedDatabase | None:
+    ins_id = _str_or_none(item.get("ins_id"))
+    if not ins_id:
+        return None
+    return AuthorisedDatabase(
+        ins_id,
+        _str_or_none(item.get("ins_name")) or "",
+        _str_or_none(item.get("db_type")) or "",
+        _bool_or_none(item.get("authorized")) is True,
+        _str_or_none(item.get("authorize_fail_reason")) or "",
+    )
+
+
+async def _asset_pages(  # noqa: PLR0917 - one listing: where, what, and its keys
+    client: DscClient,
+    project_id: str,
+    region: str,
+    instance_type: str,
+    template: str,
+    keys: tuple[str, str],
+    before_page: Callable[[], Awaitable[object]] | None,
+) -> list[Mapping[str, Any]]:
+    """Every item of one asset listing, paged with ``limit``/``offset`` until a short page or
+    the announced total; ``UNTRUSTED`` when the answer lacks its array or paging stalls."""
+    items_key, total_key = keys
+    found: list[Mapping[str, Any]] = []
+    for _ in range(MAX_PAGES):
+        if before_page is not None:
+            await before_page()
+        query = [
+            ("instance_type", instance_type),
+            ("limit", str(ASSET_PAGE_SIZE)),
+            ("offset", str(len(found))),
+        ]
+        answer = await client._call(
+            "GET", project_id, region, query, b"", idempotent=True, template=template
+        )
+        payload = answer.payload or {}
+        page = payload.get(items_key)
+        if not isinstance(page, list) or not all(isinstance(i, dict) for i in page):
+            keys_seen = ", ".join(sorted(str(k)[:40] for k in payload)[:20]) or "none"
+            detail = (
+                f"project {project_id} / region {region}: the asset listing "
+                f"({instance_type}) has no '{items_key}' array of objects (keys seen: {keys_seen})"
+            )
+            raise error_for(Verdict.UNTRUSTED, detail=detail)
+        found.extend(page)
+        total = _int_or_none(payload.get(total_key))
+        if len(page) < ASSET_PAGE_SIZE or (total is not None and len(found) >= total):
+            return found
+    raise error_for(
+        Verdict.UNTRUSTED,
+        detail=f"project {project_id} / region {region}: the asset listing never ended",
+    )
+
+
+async def list_database_instances(
+    client: DscClient,
+    project_id: str,
+    *,
+    region: str,
+    instance_type: str,
+    before_page: Callable[[], Awaitable[object]] | None = None,
+) -> list[AssetInstance]:
+    """The asset centre's database instances of one type (ListDatabaseInstances)."""
+    items = await _asset_pages(
+        client,
+        project_id,
+        region,
+        instance_type,
+        ASSET_INSTANCES_PATH,
+        ("instance_list", "count"),
+        before_page,
+    )
+    return [a for a in map(_asset_instance, items) if a is not None]
+
+
+async def list_authorised_databases(
+    client: DscClient,
+    project_id: str,
+    *,
+    region: str,
+    instance_type: str,
+    before_page: Callable[[], Awaitable[object]] | None = None,
+) -> list[AuthorisedDatabase]:
+    """The databases DSC is (or failed to be) authorised to reach (ListAuthorizeDatabase)."""
+    items = await _asset_pages(
+        client,
+        project_id,
+        region,
+        instance_type,
+        AUTHORIZED_DATABASES_PATH,
+        ("databases", "total"),
+        before_page,
+    )
+    return [a for a in map(_authorised_database, items) if a is not None]

@@ -73,6 +73,7 @@ from bulkscan.sim._api import (
     parse_list_query,
     select,
 )
+from bulkscan.sim._assets import ASSETS_PATH, Assets
 from bulkscan.sim._config import Faults, parse_faults, parse_quota
 from bulkscan.sim._control import control_routes
 from bulkscan.sim._gateway import Authenticator, Denial, FixedWindowQuota, Received
@@ -101,6 +102,7 @@ __all__ = [
 DEFAULT_AK = "BULKSCANSIMULATORAK0"
 DEFAULT_SK = "bulkscan-simulator-sk-not-a-real-secret0"
 REQUEST_ID = "X-Request-Id"
+_ASSET_KINDS = ("instances", "authorized-databases")
 _API_PATH = re.compile(r"^/v1/([^/]+)/metadata/task-templates$")
 _PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_BODY = 1024 * 1024
@@ -170,8 +172,11 @@ class Simulator:
         dsc_disabled: Collection[str] = (),
         scan_s: float = 1.0,
         scan_failure: float = 0.0,
+        assets: Assets | None = None,
     ) -> None:
         self.host = host
+        # the asset centre; creates are checked against it only when it was given
+        self._assets = assets
         self._shape = list_shape
         self._dsc_disabled = frozenset(dsc_disabled)
         self._port = port
@@ -392,6 +397,8 @@ class Simulator:
         if route.kind == "create":
             lost = self._shape.create_answer.endswith("-lost")
             return self._create(route.project, received.body, now, lost=lost)
+        if route.kind == "list" and route.template in _ASSET_KINDS:
+            return self._list_assets(route.project, route.template, received.query)
         if route.kind == "list":
             return self._list(route.project, received.query)
         return self._lifecycle.serve(route, received.body, received.query, self._shape, now)
@@ -405,6 +412,7 @@ class Simulator:
         self, project: str, raw: bytes, now: float, *, lost: bool = False
     ) -> tuple[dict[str, Any], str]:
         body = parse_create_body(raw)
+        self._check_assets(project, body)
         if lost:  # answered 200 by a front end; DSC never saw it
             return {}, "lost"
         task = self._store.create(project, body, now)
@@ -418,6 +426,22 @@ class Simulator:
         shape = self._shape
         page, total = select(self._store.all(), project, parse_list_query(query, shape), shape)
         return {"result": page, "total_num": total}, "listed"
+
+    def _check_assets(self, project: str, body: dict[str, Any]) -> None:
+        if self._assets is None:
+            return
+        for index, source in enumerate(body["data_sources"]):
+            if not self._assets.knows(project, source["ins_id"]):
+                raise BadRequest(
+                    f"Invalid parameter 'data_sources[{index}].ins_id': instance "
+                    f"{source['ins_id'][:64]} is not a database asset of this project"
+                )
+
+    def _list_assets(
+        self, project: str, kind: str, query: tuple[tuple[str, str], ...]
+    ) -> tuple[dict[str, Any], str]:
+        assets = self._assets if self._assets is not None else Assets(())
+        return assets.answer(project, kind, query), f"assets_{kind.replace('-', '_')}"
 
     def _deny(self, denial: Denial, project: str | None) -> web.Response:
         self._stats.count(denial.outcome, project)
@@ -456,6 +480,10 @@ def _route(method: str, path: str) -> LifecycleRoute | None:
     match = _API_PATH.match(path)
     if match is not None and method in ("GET", "POST"):
         return LifecycleRoute("create" if method == "POST" else "list", match.group(1))
+    asset = ASSETS_PATH.match(path)
+    if asset is not None and method == "GET":
+        # an asset-centre listing: a read, told apart by the listing's name
+        return LifecycleRoute("list", asset.group(1), template=asset.group(2))
     return match_route(method, path)
 
 
