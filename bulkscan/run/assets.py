@@ -1,0 +1,307 @@
+"""DSC's asset centre as the run sees it: what instances exist, and may each row be sent.
+
+* ``read_catalog`` lists the asset centre once per (project, region, instance type): the
+  database instances and the authorised databases, every page paced by the shared rate
+  limiter and each listing retried by the one ``RetryPolicy``.
+* ``resolve_row`` finds a row's ``ins_id`` from its ``ins_name`` (pure).
+* ``check_instance`` says why an instance may not be sent, or None (pure): it must exist,
+  be active, be reachable by DSC (authorised) and be of a type metadata tasks support.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from bulkscan.dsc.client import list_authorised_databases, list_database_instances
+from bulkscan.errors import DscError
+from bulkscan.input.schema import canonical_db_type
+from bulkscan.models import Verdict
+from bulkscan.run.remote import slow_down
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+    from bulkscan.dsc.client import AssetInstance, AuthorisedDatabase, DscClient
+    from bulkscan.run.ratelimit import AdaptiveRate
+    from bulkscan.run.retry import RetryPolicy
+
+__all__ = [
+    "INSTANCE_TYPES",
+    "Catalog",
+    "KnownInstance",
+    "Resolution",
+    "check_instance",
+    "read_catalog",
+    "resolve_name",
+    "type_disagrees",
+]
+
+#: ``instance_type`` values listed (ListDatabaseInstances names RDS, DDS, GaussDB,
+#: GaussDB(for MySQL) and GaussDB(for OpenGauss)); each is one paged listing per scope.
+INSTANCE_TYPES: tuple[str, ...] = (
+    "RDS",
+    "GaussDB",
+    "GaussDB(for MySQL)",
+    "GaussDB(for OpenGauss)",
+    "DDS",
+)
+ACTIVE = "ACTIVE"
+_SUGGESTIONS = 3
+
+Scope = tuple[str, str]  # (project_id, region)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class KnownInstance:
+    """An instance of the asset centre with what DSC says of its authorisation.
+
+    ``authorised`` is None when no authorised-database record names the instance.
+    """
+
+    project_id: str
+    region: str
+    ins_id: str
+    ins_name: str
+    ins_status: str
+    ins_type: str
+    db_type: str
+    authorised: bool | None
+    reason: str = ""
+
+    @property
+    def authorisation(self) -> str:
+        """The authorisation as a workbook shows it."""
+        if self.authorised:
+            return "authorised"
+        if self.authorised is None:
+            return "not authorised"
+        return f"not authorised: {self.reason}" if self.reason else "not authorised"
+
+
+@dataclass(slots=True)
+class Catalog:
+    """What the asset centre listed, per (project, region); the errors of failed scopes."""
+
+    instances: dict[Scope, tuple[KnownInstance, ...]] = field(default_factory=dict)
+    errors: dict[Scope, DscError] = field(default_factory=dict)
+    requests: int = 0
+
+    def by_id(self, project_id: str, region: str, ins_id: str) -> KnownInstance | None:
+        wanted = ins_id.strip()
+        found = self.instances.get((project_id, region), ())
+        return next((i for i in found if i.ins_id == wanted), None)
+
+    def named(self, project_id: str, region: str, name: str) -> list[KnownInstance]:
+        """Instances called ``name``: exactly, else ignoring case and surrounding spaces."""
+        found = self.instances.get((project_id, region), ())
+        exact = [i for i in found if i.ins_name == name]
+        if exact:
+            return exact
+        key = name.strip().casefold()
+        return [i for i in found if i.ins_name.strip().casefold() == key]
+
+    def close_names(self, project_id: str, region: str, name: str) -> list[str]:
+        names = sorted({i.ins_name for i in self.instances.get((project_id, region), ())})
+        return difflib.get_close_matches(name, names, n=_SUGGESTIONS, cutoff=0.6)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _merge(
+    scope: Scope, instances: Iterable[AssetInstance], grants: Iterable[AuthorisedDatabase]
+) -> list[KnownInstance]:
+    by_id: dict[str, list[AuthorisedDatabase]] = {}
+    for grant in grants:
+        by_id.setdefault(grant.ins_id, []).append(grant)
+    known = []
+    for inst in instances:
+        records = by_id.get(inst.ins_id, [])
+        ok = any(r.authorized for r in records) if records else None
+        reason = next((r.reason for r in records if not r.authorized and r.reason), "")
+        known.append(
+            KnownInstance(
+                scope[0],
+                scope[1],
+                inst.ins_id,
+                inst.ins_name,
+                inst.ins_status,
+                inst.ins_type,
+                inst.db_type,
+                ok,
+                reason,
+            )
+        )
+    return known
+
+
+class _Reader:
+    """One catalogue reading: the client, the shared limiter, the one retry policy."""
+
+    def __init__(
+        self,
+        client: DscClient,
+        limiter: AdaptiveRate,
+        policy: RetryPolicy,
+        rng: random.Random,
+        sleep: Callable[[float], Awaitable[object]],
+    ) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.policy = policy
+        self.rng = rng
+        self.sleep = sleep
+        self.requests = 0
+
+    async def _pace(self) -> None:
+        await self.limiter.acquire()
+        self.requests += 1
+
+    async def _listed(self, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()`` with the limiter slowed on a throttled answer (the policy retries)."""
+        try:
+            found = await read()
+        except DscError as exc:
+            if exc.verdict is Verdict.THROTTLED:
+                slow_down(self.limiter, exc, sent_at=None)
+            raise
+        self.limiter.on_success()
+        return found
+
+    async def _retried(self, read: Callable[[], Awaitable[T]]) -> T:
+        budget = self.policy.start(rng=self.rng)
+        got = await self.policy.call(lambda: self._listed(read), budget=budget, sleep=self.sleep)
+        if isinstance(got, DscError):
+            raise got
+        return got
+
+    async def scope(self, scope: Scope, types: Sequence[str]) -> list[KnownInstance]:
+        project, region = scope
+        known: list[KnownInstance] = []
+        for kind in types:
+            instances = await self._retried(
+                lambda kind=kind: list_database_instances(  # type: ignore[misc]
+                    self.client, project, region=region, instance_type=kind, before_page=self._pace
+                )
+            )
+            if not instances:
+                continue  # nothing of this type: no authorisation to read either
+            grants = await self._retried(
+                lambda kind=kind: list_authorised_databases(  # type: ignore[misc]
+                    self.client, project, region=region, instance_type=kind, before_page=self._pace
+                )
+            )
+            known.extend(_merge(scope, instances, grants))
+        return known
+
+
+async def read_catalog(
+    scopes: Iterable[Scope],
+    client: DscClient,
+    *,
+    limiter: AdaptiveRate,
+    policy: RetryPolicy,
+    instance_types: Sequence[str] = INSTANCE_TYPES,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> Catalog:
+    """The asset centre of every (project, region): one paged listing per scope and instance
+    type (and one of its authorised databases when it has any).  A scope whose listing fails
+    is kept in ``errors`` (its rows cannot be checked); a run-fatal answer is raised."""
+    reader = _Reader(client, limiter, policy, rng or random.Random(), sleep)
+    catalog = Catalog()
+    for scope in dict.fromkeys(scopes):
+        try:
+            catalog.instances[scope] = tuple(await reader.scope(scope, instance_types))
+        except DscError as exc:
+            if exc.verdict is Verdict.RUN_FATAL:
+                raise
+            catalog.errors[scope] = exc
+    catalog.requests = reader.requests
+    return catalog
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A name looked up: the instance found, or why none was (with the candidates)."""
+
+    instance: KnownInstance | None
+    problem: str | None = None
+
+
+def _scope_problem(catalog: Catalog, project_id: str, region: str) -> str | None:
+    error = catalog.errors.get((project_id, region))
+    if error is not None:
+        where = f"project {project_id} / region {region}"
+        return f"DSC's asset centre of {where} could not be read: {error}"
+    return None
+
+
+def resolve_name(
+    catalog: Catalog, project_id: str, region: str, name: str, ins_id: str | None = None
+) -> Resolution:
+    """The instance called ``name`` in the scope; a problem for none, several, or one whose
+    ins_id is not the ``ins_id`` the row gives beside the name."""
+    problem = _scope_problem(catalog, project_id, region)
+    if problem is not None:
+        return Resolution(None, problem)
+    found = catalog.named(project_id, region, name)
+    where = f"project {project_id} / region {region}"
+    if not found:
+        close = catalog.close_names(project_id, region, name)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        return Resolution(None, f"no database instance named '{name}' in {where}{hint}")
+    if len(found) > 1:
+        ids = ", ".join(f"{i.ins_id} ({i.ins_type}, {i.ins_status})" for i in found)
+        return Resolution(None, f"{len(found)} instances are named '{name}' in {where}: {ids}; "
+                                "give the row's ins_id to choose one")  # fmt: skip
+    if ins_id and ins_id.strip() != found[0].ins_id:
+        return Resolution(
+            None,
+            f"ins_id '{ins_id}' disagrees with the instance named '{name}', "
+            f"whose ins_id is {found[0].ins_id}",
+        )
+    return Resolution(found[0])
+
+
+def check_instance(catalog: Catalog, project_id: str, region: str, ins_id: str) -> str | None:
+    """Why the instance may not be sent (not found, not active, not authorised, a type
+    metadata tasks cannot carry), or None."""
+    problem = _scope_problem(catalog, project_id, region)
+    if problem is not None:
+        return problem
+    known = catalog.by_id(project_id, region, ins_id)
+    if known is None:
+        named = catalog.named(project_id, region, ins_id)
+        hint = f" ('{ins_id}' is the name of {named[0].ins_id})" if len(named) == 1 else ""
+        where = f"project {project_id} / region {region}"
+        return f"instance {ins_id} is not a database asset of DSC in {where}{hint}"
+    return check_known(known)
+
+
+def check_known(known: KnownInstance) -> str | None:
+    """``check_instance`` for an instance that was found."""
+    if known.ins_status.upper() != ACTIVE:
+        return f"instance {known.ins_id} is {known.ins_status or 'of unknown status'}, not active"
+    if not known.authorised:
+        return f"DSC is {known.authorisation} to reach instance {known.ins_id}"
+    if canonical_db_type(known.db_type) is None:
+        return (
+            f"instance {known.ins_id} is of type '{known.db_type}', "
+            "which metadata tasks cannot carry"
+        )
+    return None
+
+
+def type_disagrees(stated: str, known: KnownInstance) -> bool:
+    """The row's db_type names another type than the asset centre gives the instance."""
+    ours, theirs = canonical_db_type(stated), canonical_db_type(known.db_type)
+    return ours is not None and theirs is not None and ours != theirs
