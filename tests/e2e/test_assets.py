@@ -45,7 +45,7 @@ ASSETS = Assets(
         AssetInstance(P1, "id-stopped", "old-db", ins_status="STOPPED"),
         AssetInstance(
             P1, "id-unauth", "secret-db", authorized=False, authorize_fail_reason="wrong password"
-        ),  # fmt: skip
+        ),
         AssetInstance(P1, "id-mongo", "docs-db", ins_type="DDS", db_type="MongoDB"),
         AssetInstance(P1, "id-twin-1", "twin-db"),
         AssetInstance(P1, "id-twin-2", "twin-db", ins_type="GaussDB", db_type="GaussDB"),
