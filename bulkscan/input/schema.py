@@ -58,6 +58,10 @@ class Column:
 INSTANCE_COLUMNS: tuple[Column, ...] = (
     Column("ins_id", True, "DSC instance id of the database (text, as shown in the console).",
            ("instance_id", "instance", "ins", "id", "db_instance_id")),
+    Column("ins_name", False,
+           "Instance name as DSC's asset centre (and the RDS console) shows it; a row with a "
+           "name but no ins_id is filled in by `bulkscan resolve`.",
+           ("instance_name", "name", "rds_name", "实例名称")),
     Column("db_type", True,
            "Database type: MySQL, TDSQL, PostgreSQL, Dameng, Kingbase, GaussDB, DWS, Hive or "
            "MRS_HIVE (any case, common spellings such as postgres or DM too).",

@@ -671,11 +671,11 @@ def validate(book: InputBook, settings: InputSettings) -> Validated:
     context = _Context(
         settings=settings,
         profiles=profiles,
-        missing=_missing_columns(sheet, ["ins_id", "db_type"], sink),
+        missing=_missing_columns(sheet, _required_columns(sheet), sink),
         extras=tuple(
             (c, h)
             for h, c in zip(sheet.headers, sheet.columns, strict=False)
-            if c not in _INSTANCE_NAMES
+            if c not in _INSTANCE_NAMES or c == "ins_name"  # the name is carried to reports
         ),
         region=_default_region(settings, sink),
         known_types={},
@@ -898,7 +898,28 @@ def _warn_duplicate(row: RawRow, instance: Instance, first: Instance, sink: _Sin
     )
 
 
+def _required_columns(sheet: Sheet) -> list[str]:
+    """ins_id and db_type; a sheet of instance names may lack both until it is resolved."""
+    return [] if "ins_name" in sheet.columns else ["ins_id", "db_type"]
+
+
+def _awaits_resolve(row: RawRow) -> bool:
+    """The row names its instance but has no ins_id yet."""
+    return _is_blank(row.values.get("ins_id")) and not _is_blank(row.values.get("ins_name"))
+
+
 def _blank_required(row: RawRow, column: str, sink: _Sink, context: _Context) -> None:
+    if _awaits_resolve(row):
+        if column == "ins_id":
+            sink.add(
+                "error",
+                f"instance {_q(row.values['ins_name'])} has a name but no ins_id yet",
+                ref=row.ref,
+                column="ins_id",
+                hint=f"run `bulkscan resolve {row.ref.file}` to fill ins_id and db_type "
+                "from DSC's asset centre, then use the -resolved.xlsx it writes",
+            )
+        return
     if column not in context.missing:
         sink.add(
             "error",
