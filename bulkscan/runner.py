@@ -37,7 +37,9 @@ from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
 from bulkscan.plan import RunInput, build_plan, plan_hash
 from bulkscan.report import audit as _audit_report
+from bulkscan.report import resolved as _resolved
 from bulkscan.report import results as _report
+from bulkscan.run import assets as _assets
 from bulkscan.run.dispatch import DispatchResult, dispatch
 from bulkscan.run.doctor import DoctorReport, check_groups, write_record
 from bulkscan.run.lifecycle import (
@@ -48,6 +50,8 @@ from bulkscan.run.lifecycle import (
     ScanState,
     Wire,
 )
+from bulkscan.run.ratelimit import AdaptiveRate
+from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.rundir import SendTarget, create_run_dir, find_latest_run, lock_sending
 from bulkscan.run.store import Journal
 
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
     from bulkscan.dsc.credentials import Credentials
     from bulkscan.input.validate import Validated
     from bulkscan.models import InputBook, Issue, Plan
+    from bulkscan.run.assets import ResolvedRow
     from bulkscan.run.states import TaskState
     from bulkscan.sim.server import Faults
 
@@ -66,6 +71,7 @@ __all__ = [
     "Checked",
     "Connection",
     "Prepared",
+    "ResolveReport",
     "RunResult",
     "SimulatorOptions",
     "Status",
@@ -76,6 +82,7 @@ __all__ = [
     "open_run",
     "prepare",
     "read_audit_inventory",
+    "resolve",
     "run",
     "run_settings",
     "write_audit",
@@ -199,6 +206,7 @@ class SimulatorOptions:
     quota: tuple[int, float] | None = None
     list_shape: str | None = None  # a ``--list-shape`` spec; None: the documented shape
     dsc_disabled: tuple[str, ...] = ()
+    assets: str | None = None  # the asset centre's instances (``simulate --assets`` JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +443,7 @@ async def _connected(
             raise ValueError("run() needs a connection or simulator options")
         yield connection
         return
+    from bulkscan.sim._assets import load_assets
     from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
 
     shape = parse_list_shape(simulator.list_shape or "")
@@ -444,6 +453,7 @@ async def _connected(
         quota=simulator.quota,
         list_shape=shape,
         dsc_disabled=simulator.dsc_disabled,
+        assets=load_assets(Path(simulator.assets)) if simulator.assets else None,
     )
     async with sim:
         yield Connection(
@@ -639,6 +649,70 @@ def write_audit(
 def audit_sync(inventory: _audit.Inventory, **options: Any) -> AuditReport:
     """``audit`` for callers without an event loop (same keyword options)."""
     return asyncio.run(audit(inventory, **options))
+
+
+# --- names to ins_ids (``bulkscan resolve``) --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveReport:
+    """Every instances row matched to DSC's asset centre, and the workbook written."""
+
+    book: InputBook
+    rows: tuple[ResolvedRow, ...]
+    workbook: Path
+    requests: int  # asset-centre pages asked for
+
+    @property
+    def issues(self) -> tuple[Issue, ...]:
+        return tuple(i for r in self.rows for i in r.issues)
+
+    @property
+    def failed(self) -> int:
+        """Rows that may not be sent (not found, ambiguous, not active, not authorised...)."""
+        return sum(1 for r in self.rows if r.check != "ok")
+
+    @property
+    def status(self) -> Status:
+        """OK when every row resolved and passed the check, else INCOMPLETE."""
+        return Status.INCOMPLETE if self.failed else Status.OK
+
+
+async def resolve(
+    path: str | os.PathLike[str],
+    *,
+    profiles_path: str | os.PathLike[str] | None = None,
+    settings: InputSettings | None = None,
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> ResolveReport:
+    """List DSC's asset centre for every project and region ``path`` names, fill each row's
+    ins_id and db_type from it (by ins_name, or check the ins_id given), and write
+    ``output`` (default ``<stem>-resolved.xlsx`` beside the input)."""
+    settings = settings or InputSettings()
+    pace = dispatch_settings or DispatchSettings()
+    book = load_input(
+        path, profiles_path=profiles_path, limits=settings.limits, encoding=settings.encoding
+    )
+    rows = book.instances.rows
+    scopes = [s for s in (_assets.row_scope(r, settings) for r in rows) if s is not None]
+    async with (
+        _connected(connection, simulator) as conn,
+        _client(conn, pace) as client,
+    ):
+        catalog = await _assets.read_catalog(
+            scopes,
+            client,
+            limiter=AdaptiveRate(pace.rate_per_s),
+            policy=RetryPolicy.from_settings(pace),
+        )
+    resolved = tuple(_assets.resolve_rows(rows, catalog, settings))
+    target = Path(output) if output is not None else _resolved.resolved_path(book.path)
+    issues = tuple(i for r in resolved for i in r.issues)
+    written = await asyncio.to_thread(_resolved.write_resolved, book, resolved, issues, target)
+    return ResolveReport(book, resolved, written, catalog.requests)
 
 
 # --- the result workbook ---------------------------------------------------------------------

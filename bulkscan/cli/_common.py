@@ -181,6 +181,11 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         help="list answer shape for --simulate, e.g. name=none,offset=honoured "
         "(see bulkscan simulate --list-shape)",
     )
+    where.add_argument(
+        "--simulate-assets",
+        metavar="FILE",
+        help="the asset centre's instances for --simulate (JSON, see bulkscan simulate --assets)",
+    )
     pace = parser.add_argument_group("pace and retries")
     pace.add_argument(
         "--rate", default="5/s", help="most requests per second or minute: N/s or N/min (5/s)"
@@ -226,7 +231,9 @@ def connection_from(
         shape = args.simulate_list_shape
         if shape:
             parse_list_shape(shape)  # a bad spec is a usage error before anything starts
-        return None, SimulatorOptions(faults=faults, seed=args.simulate_seed, list_shape=shape)
+        return None, SimulatorOptions(
+            faults=faults, seed=args.simulate_seed, list_shape=shape, assets=args.simulate_assets
+        )
     per_region = dict(_region_url(item) for item in args.endpoint_for)
     endpoints = Endpoints(override=args.endpoint, per_region=per_region)
     if args.insecure:

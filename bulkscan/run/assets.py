@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, TypeVar
 from bulkscan.dsc.client import list_authorised_databases, list_database_instances
 from bulkscan.errors import DscError
 from bulkscan.input.schema import canonical_db_type
-from bulkscan.models import Verdict
+from bulkscan.models import Issue, RawRow, Verdict
 from bulkscan.run.remote import slow_down
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+    from bulkscan.config import InputSettings
     from bulkscan.dsc.client import AssetInstance, AuthorisedDatabase, DscClient
     from bulkscan.run.ratelimit import AdaptiveRate
     from bulkscan.run.retry import RetryPolicy
@@ -34,9 +35,13 @@ __all__ = [
     "Catalog",
     "KnownInstance",
     "Resolution",
+    "ResolvedRow",
     "check_instance",
+    "check_known",
     "read_catalog",
     "resolve_name",
+    "resolve_rows",
+    "row_scope",
     "type_disagrees",
 ]
 
@@ -305,3 +310,82 @@ def type_disagrees(stated: str, known: KnownInstance) -> bool:
     """The row's db_type names another type than the asset centre gives the instance."""
     ours, theirs = canonical_db_type(stated), canonical_db_type(known.db_type)
     return ours is not None and theirs is not None and ours != theirs
+
+
+# --------------------------------------------------------------------------- resolving a sheet
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRow:
+    """One instances row after resolution: the instance found (if any) and the issues."""
+
+    row: RawRow
+    known: KnownInstance | None
+    issues: tuple[Issue, ...] = ()
+
+    @property
+    def check(self) -> str:
+        """``ok``, or the first error's message."""
+        errors = [i for i in self.issues if i.severity == "error"]
+        return errors[0].message if errors else "ok"
+
+
+def row_scope(row: RawRow, settings: InputSettings) -> Scope | None:
+    """The (project, region) of a raw row (its cells, else the defaults), if both are known."""
+    project = _text(row.values.get("project_id")) or settings.project_id
+    region = _text(row.values.get("region")) or settings.region
+    return (project, region) if project and region else None
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def resolve_rows(
+    rows: Iterable[RawRow], catalog: Catalog, settings: InputSettings
+) -> list[ResolvedRow]:
+    """Every row matched to the asset centre: by name when it has one, else by ins_id."""
+    return [_resolve_row(row, catalog, settings) for row in rows]
+
+
+def _resolve_row(row: RawRow, catalog: Catalog, settings: InputSettings) -> ResolvedRow:
+    scope = row_scope(row, settings)
+    name, ins_id = _text(row.values.get("ins_name")), _text(row.values.get("ins_id"))
+    if scope is None:
+        why = "no project_id or region (fill the cells, or give --project-id and --region)"
+        return ResolvedRow(row, None, (_error(row, "project_id", why),))
+    if not name and not ins_id:
+        return ResolvedRow(row, None, (_error(row, "ins_name", "ins_name and ins_id are blank"),))
+    if name:
+        found = resolve_name(catalog, *scope, name, ins_id or None)
+        column, known, problem = "ins_name", found.instance, found.problem
+    else:
+        column, known = "ins_id", catalog.by_id(*scope, ins_id)
+        problem = check_instance(catalog, *scope, ins_id) if known is None else None
+    if known is None:
+        return ResolvedRow(row, None, (_error(row, column, str(problem)),))
+    return ResolvedRow(row, known, _known_issues(row, known))
+
+
+def _known_issues(row: RawRow, known: KnownInstance) -> tuple[Issue, ...]:
+    issues = []
+    problem = check_known(known)
+    if problem is not None:
+        issues.append(_error(row, "ins_id", problem))
+    stated = _text(row.values.get("db_type"))
+    if stated and type_disagrees(stated, known):
+        issues.append(
+            Issue(
+                "warning",
+                f"db_type '{stated}' disagrees with DSC's asset centre, which gives "
+                f"'{known.db_type}' for instance {known.ins_id}",
+                ref=row.ref,
+                column="db_type",
+                hint="the asset centre's type is what is sent, unless dsc_db_type overrides it",
+            )
+        )
+    return tuple(issues)
+
+
+def _error(row: RawRow, column: str, message: str) -> Issue:
+    return Issue("error", message, ref=row.ref, column=column)

@@ -1,0 +1,102 @@
+"""``bulkscan resolve FILE``: fill each row's ins_id and db_type from DSC's asset centre."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+from bulkscan.cli import EXIT_STOPPED
+from bulkscan.cli._common import (
+    add_connection_options,
+    add_input_options,
+    connection_from,
+    dispatch_settings,
+    exit_code,
+    input_settings,
+    issue_json,
+    print_issues,
+    print_json,
+)
+from bulkscan.errors import RunFatalError
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["register"]
+
+DESCRIPTION = """\
+List DSC's asset centre (its database instances and the databases DSC is authorised to
+reach) once per project, region and instance type that the inventory names, and match every
+row to it: by ins_name (aliases: instance name, name, rds name, 实例名称) when the row has one,
+else by ins_id. Writes <FILE stem>-resolved.xlsx beside the input: the input's own layout with
+ins_id and DSC's db_type filled in, the instance's status, authorisation and check, and an
+Issues sheet. A name that matches no instance ("did you mean") or several, an ins_id that
+disagrees with the name, and an instance that is not active, not authorised or of a type
+metadata tasks cannot carry are errors naming the row; such rows are written with enabled
+FALSE, so that `bulkscan run` of the resolved file never sends them. Exit 0: every row
+resolved and passed; 1: some did not; 2: input or usage error; 3: stopped by a fatal error."""
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "resolve",
+        help="fill ins_id and db_type from DSC's asset centre, by instance name (a workbook)",
+        description=DESCRIPTION,
+    )
+    add_input_options(parser)
+    add_connection_options(parser)
+    group = parser.add_argument_group("the resolution")
+    group.add_argument(
+        "--output", metavar="PATH", help="workbook to write (default: <FILE stem>-resolved.xlsx)"
+    )
+    group.add_argument(
+        "--json", action="store_true", help="print one JSON summary on stdout at the end"
+    )
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    connection, simulator = connection_from(args)
+    try:
+        report = asyncio.run(
+            runner.resolve(
+                args.file,
+                profiles_path=args.profiles,
+                settings=input_settings(args),
+                connection=connection,
+                simulator=simulator,
+                dispatch_settings=dispatch_settings(args),
+                output=args.output,
+            )
+        )
+    except RunFatalError as exc:
+        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        return EXIT_STOPPED
+    code = exit_code(report.status)
+    if args.json:
+        print_json(_summary(report, code))
+        return code
+    if report.issues:
+        print_issues(report.issues)
+    ok = len(report.rows) - report.failed
+    print(
+        f"resolved {ok} of {len(report.rows)} row(s) ({report.failed} not to be sent) "
+        f"with {report.requests} asset-centre request(s); wrote {report.workbook}"
+    )
+    print(f"next: {shlex.join(['bulkscan', 'validate', str(report.workbook)])}")
+    return code
+
+
+def _summary(report: runner.ResolveReport, code: int) -> dict[str, Any]:
+    return {
+        "file": report.book.path,
+        "workbook": str(report.workbook),
+        "rows": len(report.rows),
+        "failed": report.failed,
+        "requests": report.requests,
+        "exit_code": code,
+        "issues": [issue_json(i) for i in report.issues],
+    }

@@ -1,0 +1,143 @@
+"""`bulkscan resolve` of a names-only inventory, then `bulkscan run` of what it wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from openpyxl import load_workbook
+
+from bulkscan.sim._assets import AssetInstance, Assets
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.conftest import MakeXlsx
+
+P1 = "0123456789abcdef0123456789abcdef"
+CN = "cn-north-4"
+_LIMIT_S = 60.0
+
+INSTANCES = [
+    AssetInstance(P1, "id-orders", "orders-db"),
+    AssetInstance(P1, "id-billing", "billing-db", db_type="PostgreSQL"),
+    AssetInstance(P1, "id-stopped", "old-db", ins_status="STOPPED"),
+    AssetInstance(
+        P1, "id-unauth", "secret-db", authorized=False, authorize_fail_reason="wrong password"
+    ),
+    AssetInstance(P1, "id-twin-1", "twin-db"),
+    AssetInstance(P1, "id-twin-2", "twin-db", ins_type="GaussDB", db_type="GaussDB"),
+    AssetInstance(P1, "id-mongo", "docs-db", ins_type="DDS", db_type="MongoDB"),
+]
+ROWS = [
+    ["Instance Name", "owner"],
+    ["orders-db", "team a"],  # row 2: resolves
+    ["billing-db", "team b"],  # row 3: resolves (PostgreSQL)
+    ["ordres-db", "typo"],  # row 4: unknown, did you mean orders-db
+    ["twin-db", "two"],  # row 5: ambiguous
+    ["old-db", "stopped"],  # row 6
+    ["secret-db", "unauthorised"],  # row 7
+    ["docs-db", "mongo"],  # row 8: a type metadata tasks cannot carry
+]
+
+
+async def _bulkscan(cwd: Path, *args: str | Path) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
+    env |= {"HUAWEICLOUD_SDK_AK": DEFAULT_AK, "HUAWEICLOUD_SDK_SK": DEFAULT_SK}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkscan", *(str(a) for a in args), cwd=cwd, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), _LIMIT_S)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_names_resolve_validate_and_run_to_tasks_with_every_bad_row_held_back(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    inventory = make_xlsx({"instances": ROWS}, name="names.xlsx")
+    where = ["--project-id", P1, "--region", CN]
+    async with Simulator(assets=Assets(INSTANCES)) as sim:
+        # a names-only file cannot be run as it is: it says what to do
+        code, _, err = await _bulkscan(tmp_path, "validate", inventory, *where)
+        assert code == 2
+        assert "has a name but no ins_id yet" in err and "bulkscan resolve" in err
+
+        code, out, err = await _bulkscan(
+            tmp_path, "resolve", inventory, *where, "--endpoint", sim.url, "--rate", "100/s"
+        )
+        assert code == 1, err
+        resolved = tmp_path / "names-resolved.xlsx"
+        assert str(resolved.name) in out and "resolved 2 of 7 row(s)" in out
+        assert "row 4, column 'ins_name'" in err and "did you mean 'orders-db'" in err
+        assert "row 5" in err and "id-twin-1" in err and "id-twin-2" in err
+        assert "row 6" in err and "STOPPED" in err
+        assert "row 7" in err and "wrong password" in err
+        assert "row 8" in err and "MongoDB" in err
+
+        book = load_workbook(resolved)
+        sheet = book["instances"]
+        table = [list(r) for r in sheet.iter_rows(values_only=True)]
+        header = table[0]
+        assert header[:2] == ["Instance Name", "owner"]
+        col = {name: header.index(name) for name in header}
+        assert table[1][col["ins_id"]] == "id-orders"
+        assert table[1][col["db_type"]] == "Mysql"  # DSC's own spelling
+        assert table[1][col["asset_check"]] == "ok"
+        assert table[2][col["ins_id"]] == "id-billing"
+        assert [r[col["enabled"]] for r in table[1:]] == [None, None] + [False] * 5
+        assert table[6][col["asset_authorisation"]] == "not authorised: wrong password"
+        issues = [list(r) for r in book["Issues"].iter_rows(values_only=True)]
+        assert {r[2] for r in issues[1:]} == {4, 5, 6, 7, 8}
+
+        code, out, err = await _bulkscan(
+            tmp_path, "run", resolved, "--endpoint", sim.url, "--yes", "--rate", "100/s"
+        )
+        assert code == 0, err
+        sent = [s for t in sim.tasks for s in t["body"]["data_sources"]]
+        assert sorted(s["ins_id"] for s in sent) == ["id-billing", "id-orders"]
+        assert {s["ins_id"]: s["db_type"] for s in sent}["id-orders"] == "Mysql"
+
+        # resolving again, then running again, creates nothing twice
+        code, *_ = await _bulkscan(tmp_path, "resolve", inventory, *where, "--endpoint", sim.url)
+        code, out, err = await _bulkscan(tmp_path, "run", resolved, "--endpoint", sim.url, "--yes")
+        assert code == 0, err
+        assert len(sim.tasks) == len({t["name"] for t in sim.tasks})
+        assert len([s for t in sim.tasks for s in t["body"]["data_sources"]]) == 2
+
+
+async def test_an_ins_id_that_disagrees_with_the_name_is_an_error(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    inventory = make_xlsx(
+        {
+            "instances": [
+                ["ins_name", "ins_id", "db_type"],
+                ["orders-db", "id-billing", "MySQL"],
+                ["billing-db", None, "MySQL"],
+            ]
+        },
+        name="mixed.xlsx",
+    )
+    assets = tmp_path / "assets.json"
+    assets.write_text(json.dumps({"instances": [vars_of(i) for i in INSTANCES]}))
+    code, out, err = await _bulkscan(
+        tmp_path, "resolve", inventory, "--project-id", P1, "--region", CN,
+        "--simulate", "--simulate-assets", assets, "--json",
+    )  # fmt: skip
+    assert code == 1, err
+    summary = json.loads(out)
+    messages = [(i["row"], i["severity"], i["message"]) for i in summary["issues"]]
+    assert any(r == 2 and s == "error" and "disagrees" in m for r, s, m in messages)
+    assert any(r == 3 and s == "warning" and "PostgreSQL" in m for r, s, m in messages)
+    assert summary["requests"] >= 1
+
+
+def vars_of(instance: AssetInstance) -> dict[str, object]:
+    return {name: getattr(instance, name) for name in instance.__dataclass_fields__}
