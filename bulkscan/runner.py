@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
     from bulkscan.dsc.credentials import Credentials
     from bulkscan.input.validate import Validated
-    from bulkscan.models import InputBook, Issue, Plan
+    from bulkscan.models import InputBook, Instance, Issue, Plan
     from bulkscan.run.assets import ResolvedRow
     from bulkscan.run.states import TaskState
     from bulkscan.sim.server import Faults
@@ -82,10 +82,12 @@ __all__ = [
     "open_run",
     "prepare",
     "read_audit_inventory",
+    "remote_check",
     "resolve",
     "run",
     "run_settings",
     "write_audit",
+    "without_held",
     "write_report",
     "status",
     "undo",
@@ -207,6 +209,7 @@ class SimulatorOptions:
     list_shape: str | None = None  # a ``--list-shape`` spec; None: the documented shape
     dsc_disabled: tuple[str, ...] = ()
     assets: str | None = None  # the asset centre's instances (``simulate --assets`` JSON)
+    cover: tuple[Instance, ...] = ()  # without ``assets``: active, authorised assets for these
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,7 +446,6 @@ async def _connected(
             raise ValueError("run() needs a connection or simulator options")
         yield connection
         return
-    from bulkscan.sim._assets import load_assets
     from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
 
     shape = parse_list_shape(simulator.list_shape or "")
@@ -453,12 +455,26 @@ async def _connected(
         quota=simulator.quota,
         list_shape=shape,
         dsc_disabled=simulator.dsc_disabled,
-        assets=load_assets(Path(simulator.assets)) if simulator.assets else None,
+        assets=_simulated_assets(simulator),
     )
     async with sim:
         yield Connection(
             credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(override=sim.url)
         )
+
+
+def _simulated_assets(simulator: SimulatorOptions) -> Any:
+    """The embedded simulator's asset centre: the file given, else one covering ``cover``."""
+    from bulkscan.sim._assets import AssetInstance, Assets, load_assets
+
+    if simulator.assets:
+        return load_assets(Path(simulator.assets))
+    if not simulator.cover:
+        return None
+    return Assets(
+        AssetInstance(i.project_id, i.ins_id, f"instance-{n}", db_type=i.db_type)
+        for n, i in enumerate(simulator.cover, 1)
+    )
 
 
 @contextlib.asynccontextmanager
@@ -713,6 +729,53 @@ async def resolve(
     issues = tuple(i for r in resolved for i in r.issues)
     written = await asyncio.to_thread(_resolved.write_resolved, book, resolved, issues, target)
     return ResolveReport(book, resolved, written, catalog.requests)
+
+
+# --- the asset-centre check before sending (``validate --remote``, ``run``) --------------------
+
+
+async def remote_check(
+    instances: Sequence[Instance],
+    *,
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+) -> _assets.InstanceCheck:
+    """Check every instance against DSC's asset centre: it exists, is active, DSC is
+    authorised to reach it, its type can carry a metadata task.  With ``simulator`` and no
+    asset file, the embedded simulator's asset centre holds exactly these instances."""
+    pace = dispatch_settings or DispatchSettings()
+    if simulator is not None and simulator.assets is None:
+        simulator = dataclasses.replace(simulator, cover=tuple(instances))
+    scopes = [(i.project_id, i.region) for i in instances]
+    async with (
+        _connected(connection, simulator) as conn,
+        _client(conn, pace) as client,
+    ):
+        catalog = await _assets.read_catalog(
+            scopes,
+            client,
+            limiter=AdaptiveRate(pace.rate_per_s),
+            policy=RetryPolicy.from_settings(pace),
+        )
+    found = _assets.check_instances(instances, catalog)
+    return dataclasses.replace(found, requests=catalog.requests)
+
+
+def without_held(prepared: Prepared, checked: _assets.InstanceCheck) -> Prepared:
+    """``prepared`` re-planned without the rows the check held back, each instance carrying
+    the asset centre's spelling of its type; ``ValidationFailed`` if the plan then fails."""
+    validated = prepared.validated
+    kept = tuple(
+        _assets.with_asset_types(i, checked.wire_types)
+        for i in validated.instances
+        if i.ref not in checked.held
+    )
+    narrowed = dataclasses.replace(validated, instances=kept)
+    plan = build_plan(narrowed)
+    if plan.has_errors:
+        raise ValidationFailed(plan.issues)
+    return Prepared(prepared.book, narrowed, plan)
 
 
 # --- the result workbook ---------------------------------------------------------------------

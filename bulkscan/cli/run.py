@@ -78,6 +78,13 @@ def register(sub: Any) -> None:
         "or show the difference, ask and update it (undo puts it back)",
     )
     group.add_argument(
+        "--remote-check",
+        action="store_true",
+        help="check every row against DSC's asset centre first: a row whose instance is "
+        "unknown, not active, not authorised or of a type metadata tasks cannot carry is "
+        "reported and not sent, and the rest carry DSC's spelling of their db_type",
+    )
+    group.add_argument(
         "--json", action="store_true", help="print one JSON summary on stdout at the end"
     )
     parser.set_defaults(func=_run)
@@ -100,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     if warnings:
         print_issues(tuple(warnings), limit=20)
     connection, simulator = connection_from(args)
+    if args.remote_check:
+        prepared = _checked(prepared, connection, simulator, dispatching)
     if not args.json:
         _print_plan(prepared, dispatching.rate_per_s, args)
     if not _confirmed(args, prepared):
@@ -126,6 +135,23 @@ def _run(args: argparse.Namespace) -> int:
     else:
         code = _finish(args, result, report)
     return code if updated is None else max(code, updated)
+
+
+def _checked(prepared: Prepared, connection: Any, simulator: Any, dispatching: Any) -> Prepared:
+    """``prepared`` without the rows DSC's asset centre says cannot be scanned (reported)."""
+    found = asyncio.run(
+        runner.remote_check(
+            prepared.validated.instances,
+            connection=connection,
+            simulator=simulator,
+            dispatch_settings=dispatching,
+        )
+    )
+    if found.issues:
+        print_issues(found.issues)
+    if found.held:
+        print(f"{len(found.held)} row(s) held back: not sent", file=sys.stderr)
+    return runner.without_held(prepared, found)
 
 
 def _print_plan(prepared: Prepared, rate_per_s: float, args: argparse.Namespace) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
+from bulkscan.cli import EXIT_INPUT
 from bulkscan.cli._common import (
+    add_connection_options,
     add_input_options,
+    connection_from,
+    dispatch_settings,
     exit_code,
     input_settings,
     issue_json,
@@ -17,6 +22,8 @@ from bulkscan.cli._common import (
 if TYPE_CHECKING:
     import argparse
 
+    from bulkscan.models import Issue
+
 __all__ = ["register"]
 
 
@@ -26,17 +33,28 @@ def register(sub: Any) -> None:
         help="check an inventory and report every problem (sends nothing)",
         description="Read the inventory and report every problem in one pass, each with its "
         "file, sheet, row and column. Exit 0 when there are no errors (warnings allowed), "
-        "2 when there are errors.",
+        "2 when there are errors. With --remote, every valid row is also checked against "
+        "DSC's asset centre (the instance exists, is active, DSC is authorised to reach it, "
+        "its type can carry a metadata task); a row that fails is an error.",
     )
     add_input_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    parser.add_argument(
+        "--remote",
+        action="store_true",
+        help="also check every row against DSC's asset centre (reads it; creates nothing)",
+    )
+    add_connection_options(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     checked = runner.check(args.file, profiles_path=args.profiles, settings=input_settings(args))
-    errors = sum(1 for i in checked.issues if i.severity == "error")
-    warnings = len(checked.issues) - errors
+    issues = checked.issues
+    if args.remote and not checked.has_errors:
+        issues += _remote_issues(args, checked)
+    errors = sum(1 for i in issues if i.severity == "error")
+    warnings = len(issues) - errors
     validated = checked.validated
     if args.json:
         print_json(
@@ -48,14 +66,27 @@ def _run(args: argparse.Namespace) -> int:
                 "instances": len(validated.instances),
                 "skipped": len(validated.skipped),
                 "duplicates": len(validated.duplicates),
-                "issues": [issue_json(i) for i in checked.issues],
+                "issues": [issue_json(i) for i in issues],
             }
         )
     else:
-        print_issues(checked.issues)
+        print_issues(issues)
         verdict = "OK" if errors == 0 else "NOT OK"
         print(
             f"{checked.book.path}: {verdict}: {len(validated.instances)} instance(s), "
             f"{len(validated.skipped)} skipped, {errors} error(s), {warnings} warning(s)"
         )
-    return exit_code(checked.status)
+    return EXIT_INPUT if errors else exit_code(checked.status)
+
+
+def _remote_issues(args: argparse.Namespace, checked: runner.Checked) -> tuple[Issue, ...]:
+    connection, simulator = connection_from(args)
+    found = asyncio.run(
+        runner.remote_check(
+            checked.validated.instances,
+            connection=connection,
+            simulator=simulator,
+            dispatch_settings=dispatch_settings(args),
+        )
+    )
+    return found.issues

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
 import random
 from dataclasses import dataclass, field
@@ -19,30 +20,34 @@ from typing import TYPE_CHECKING, TypeVar
 from bulkscan.dsc.client import list_authorised_databases, list_database_instances
 from bulkscan.errors import DscError
 from bulkscan.input.schema import canonical_db_type
-from bulkscan.models import Issue, RawRow, Verdict
+from bulkscan.models import Issue, Verdict
 from bulkscan.run.remote import slow_down
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from bulkscan.config import InputSettings
     from bulkscan.dsc.client import AssetInstance, AuthorisedDatabase, DscClient
+    from bulkscan.models import Instance, RawRow, RowRef
     from bulkscan.run.ratelimit import AdaptiveRate
     from bulkscan.run.retry import RetryPolicy
 
 __all__ = [
     "INSTANCE_TYPES",
+    "InstanceCheck",
     "Catalog",
     "KnownInstance",
     "Resolution",
     "ResolvedRow",
     "check_instance",
+    "check_instances",
     "check_known",
     "read_catalog",
     "resolve_name",
     "resolve_rows",
     "row_scope",
     "type_disagrees",
+    "with_asset_types",
 ]
 
 #: ``instance_type`` values listed (ListDatabaseInstances names RDS, DDS, GaussDB,
@@ -389,3 +394,72 @@ def _known_issues(row: RawRow, known: KnownInstance) -> tuple[Issue, ...]:
 
 def _error(row: RawRow, column: str, message: str) -> Issue:
     return Issue("error", message, ref=row.ref, column=column)
+
+
+# --------------------------------------------------------------------------- checking a plan
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceCheck:
+    """The asset centre's word on validated instances: what to hold back, and why."""
+
+    issues: tuple[Issue, ...]  # an error for every held-back row, warnings
+    held: frozenset[RowRef]  # rows not to send
+    wire_types: Mapping[tuple[str, str, str], str]  # (project, region, ins_id) → DSC's db_type
+    unchecked: tuple[Scope, ...] = ()  # scopes whose asset centre listed no instance at all
+    requests: int = 0
+
+
+def check_instances(instances: Iterable[Instance], catalog: Catalog) -> InstanceCheck:
+    """Each instance against the catalogue.  A scope whose asset centre lists nothing is
+    not checked (a warning says so): the listing may be closed to these credentials."""
+    issues: list[Issue] = []
+    held: set[RowRef] = set()
+    wire: dict[tuple[str, str, str], str] = {}
+    unchecked = {
+        s for s, found in catalog.instances.items() if not found and s not in catalog.errors
+    }
+    for inst in instances:
+        scope = (inst.project_id, inst.region)
+        if scope in unchecked:
+            continue
+        problem = check_instance(catalog, *scope, inst.ins_id)
+        if problem is not None:
+            held.add(inst.ref)
+            issues.append(Issue("error", f"{problem}; not sent", ref=inst.ref, column="ins_id"))
+            continue
+        known = catalog.by_id(*scope, inst.ins_id)
+        assert known is not None  # checked above
+        wire[(*scope, inst.ins_id)] = known.db_type
+        if type_disagrees(inst.db_type, known):
+            issues.append(_disagreement(inst, known))
+    issues.extend(_unchecked_warning(scope) for scope in sorted(unchecked))
+    return InstanceCheck(tuple(issues), frozenset(held), wire, tuple(sorted(unchecked)))
+
+
+def _disagreement(inst: Instance, known: KnownInstance) -> Issue:
+    return Issue(
+        "warning",
+        f"db_type '{inst.db_type}' disagrees with DSC's asset centre, which gives "
+        f"'{known.db_type}' for instance {known.ins_id}; the row's type is sent",
+        ref=inst.ref,
+        column="db_type",
+    )
+
+
+def _unchecked_warning(scope: Scope) -> Issue:
+    return Issue(
+        "warning",
+        f"DSC's asset centre lists no database instance in project {scope[0]} / region "
+        f"{scope[1]}: its rows were not checked (may these credentials read the asset centre?)",
+    )
+
+
+def with_asset_types(inst: Instance, wire: Mapping[tuple[str, str, str], str]) -> Instance:
+    """``inst`` carrying DSC's own spelling of its type, unless the row chose its own
+    (``dsc_db_type``, or a type bulkscan does not know) or names another type."""
+    theirs = wire.get((inst.project_id, inst.region, inst.ins_id))
+    ours = canonical_db_type(inst.db_type)
+    if theirs is None or ours != inst.db_type or canonical_db_type(theirs) != ours:
+        return inst
+    return dataclasses.replace(inst, db_type=theirs)

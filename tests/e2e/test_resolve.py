@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from openpyxl import load_workbook
@@ -14,13 +15,12 @@ from bulkscan.sim._assets import AssetInstance, Assets
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from tests.conftest import MakeXlsx
 
 P1 = "0123456789abcdef0123456789abcdef"
 CN = "cn-north-4"
 _LIMIT_S = 60.0
+SAMPLE = Path(__file__).resolve().parents[2] / "inputs" / "sample.xlsx"
 
 INSTANCES = [
     AssetInstance(P1, "id-orders", "orders-db"),
@@ -141,3 +141,50 @@ async def test_an_ins_id_that_disagrees_with_the_name_is_an_error(
 
 def vars_of(instance: AssetInstance) -> dict[str, object]:
     return {name: getattr(instance, name) for name in instance.__dataclass_fields__}
+
+
+async def test_validate_remote_and_run_remote_check_hold_back_every_bad_row(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    inventory = make_xlsx(
+        {
+            "instances": [
+                ["ins_id", "db_type", "notes"],
+                ["id-orders", "MySQL", "fine"],  # row 2
+                ["id-nobody", "MySQL", "unknown"],  # row 3
+                ["id-stopped", "MySQL", "stopped"],  # row 4
+                ["id-unauth", "MySQL", "unauthorised"],  # row 5
+                ["id-billing", "MySQL", "type disagrees: warned, sent as written"],  # row 6
+            ]
+        },
+        name="ids.xlsx",
+    )
+    where = ["--project-id", P1, "--region", CN]
+    async with Simulator(assets=Assets(INSTANCES)) as sim:
+        code, out, err = await _bulkscan(
+            tmp_path, "validate", inventory, *where, "--remote", "--endpoint", sim.url
+        )
+        assert code == 2, err
+        assert "row 3, column 'ins_id': instance id-nobody is not a database asset" in err
+        assert "row 4" in err and "STOPPED" in err
+        assert "row 5" in err and "wrong password" in err
+        assert "warning" in err and "row 6" in err and "PostgreSQL" in err
+        assert "row 2" not in err
+        assert not sim.tasks  # validate sends nothing
+
+        code, _, err = await _bulkscan(
+            tmp_path, "run", inventory, *where, "--endpoint", sim.url, "--yes", "--remote-check"
+        )
+        assert code == 0, err
+        assert "3 row(s) held back: not sent" in err
+        sent = {s["ins_id"]: s["db_type"] for t in sim.tasks for s in t["body"]["data_sources"]}
+        assert sent == {"id-orders": "Mysql", "id-billing": "MySQL"}
+
+
+async def test_the_demo_with_a_remote_check_still_creates_every_task(tmp_path: Path) -> None:
+    code, _, err = await _bulkscan(
+        tmp_path, "run", SAMPLE, "--simulate", "--yes", "--remote-check", "--rate", "200/s",
+        "--reports-dir", tmp_path / "reports",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "held back" not in err
