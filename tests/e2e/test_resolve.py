@@ -161,7 +161,7 @@ async def test_validate_remote_and_run_remote_check_hold_back_every_bad_row(
     )
     where = ["--project-id", P1, "--region", CN]
     async with Simulator(assets=Assets(INSTANCES)) as sim:
-        code, out, err = await _bulkscan(
+        code, _, err = await _bulkscan(
             tmp_path, "validate", inventory, *where, "--remote", "--endpoint", sim.url
         )
         assert code == 2, err
