@@ -26,6 +26,7 @@ from bulkscan.config import DispatchSettings, InputSettings
 from bulkscan.dsc.client import Attempt, DscClient, Endpoints, LifecycleCalls, RawAnswer
 from bulkscan.dsc.credentials import AkSk, auth_method, credential_identity
 from bulkscan.errors import (
+    DscError,
     JournalError,
     JournalWriteError,
     ReportError,
@@ -51,6 +52,7 @@ from bulkscan.run.lifecycle import (
     Wire,
 )
 from bulkscan.run.ratelimit import AdaptiveRate
+from bulkscan.run.remote import Lister
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.rundir import SendTarget, create_run_dir, find_latest_run, lock_sending
 from bulkscan.run.store import Journal
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
+    from bulkscan.dsc.client import RemoteTask
     from bulkscan.dsc.credentials import Credentials
     from bulkscan.input.validate import Validated
     from bulkscan.models import InputBook, Instance, Issue, Plan
@@ -70,6 +73,7 @@ __all__ = [
     "AuditReport",
     "Checked",
     "Connection",
+    "ExportReport",
     "Prepared",
     "ResolveReport",
     "RunResult",
@@ -79,6 +83,7 @@ __all__ = [
     "audit_sync",
     "check",
     "doctor",
+    "export",
     "open_run",
     "prepare",
     "read_audit_inventory",
@@ -776,6 +781,59 @@ def without_held(prepared: Prepared, checked: _assets.InstanceCheck) -> Prepared
     if plan.has_errors:
         raise ValidationFailed(plan.issues)
     return Prepared(prepared.book, narrowed, plan)
+
+
+# --- what DSC has, as an input workbook (``bulkscan export``) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExportReport:
+    """The asset centre's instances with their tasks, and the workbook written."""
+
+    found: tuple[_assets.Covered, ...]
+    workbook: Path
+    errors: Mapping[tuple[str, str], str]  # (project, region) whose listing failed → why
+
+    @property
+    def uncovered(self) -> int:
+        return sum(1 for c in self.found if not c.tasks)
+
+    @property
+    def status(self) -> Status:
+        """OK when every scope could be listed, else INCOMPLETE."""
+        return Status.INCOMPLETE if self.errors else Status.OK
+
+
+async def export(
+    scopes: Sequence[tuple[str, str]],
+    output: str | os.PathLike[str],
+    *,
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+) -> ExportReport:
+    """Write an input workbook of every database instance of the asset centre in ``scopes``
+    ((project, region) pairs), each with the tasks that cover it today."""
+    pace = dispatch_settings or DispatchSettings()
+    limiter = AdaptiveRate(pace.rate_per_s)
+    policy = RetryPolicy.from_settings(pace)
+    async with (
+        _connected(connection, simulator) as conn,
+        _client(conn, pace) as client,
+    ):
+        catalog = await _assets.read_catalog(scopes, client, limiter=limiter, policy=policy)
+        lister = Lister(client, limiter=limiter, policy=policy)
+        listed: dict[tuple[str, str], list[RemoteTask]] = {}
+        errors = {s: str(e) for s, e in catalog.errors.items()}
+        for scope in catalog.instances:
+            answer = await lister.list_tasks(*scope)
+            if isinstance(answer, DscError):
+                errors[scope] = str(answer)
+            else:
+                listed[scope] = answer
+    found = tuple(_assets.coverage(catalog, listed))
+    written = await asyncio.to_thread(_resolved.write_export, found, output)
+    return ExportReport(found, written, errors)
 
 
 # --- the result workbook ---------------------------------------------------------------------

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.input.schema import INSTANCES_SHEET, PROFILES_SHEET
 from bulkscan.report.cells import Tone, new_workbook, save_workbook, write_table
-from bulkscan.run.assets import type_disagrees
+from bulkscan.run.assets import check_known, type_disagrees
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Iterator, Sequence
 
     from bulkscan.models import InputBook, Issue, Sheet
-    from bulkscan.run.assets import ResolvedRow
+    from bulkscan.run.assets import Covered, ResolvedRow
 
-__all__ = ["ASSET_COLUMNS", "resolved_path", "write_resolved"]
+__all__ = ["ASSET_COLUMNS", "EXPORT_HEADERS", "resolved_path", "write_export", "write_resolved"]
 
 ASSET_COLUMNS = ("asset_status", "asset_authorisation", "asset_check")
 _FILLED = ("ins_id", "db_type", "dsc_db_type", "project_id", "region", "enabled")
@@ -107,4 +107,30 @@ def write_resolved(
     write_table(
         wb, "Issues", ISSUE_HEADERS, _issue_rows(issues), status_column="severity", tones=tones
     )
+    return save_workbook(wb, path)
+
+
+EXPORT_HEADERS = (
+    "ins_id", "ins_name", "db_type", "dsc_db_type", "project_id", "region", "task", "enabled",
+    "covered_by", *ASSET_COLUMNS,
+)  # fmt: skip
+
+
+def _export_rows(found: Sequence[Covered]) -> Iterator[list[Any]]:
+    for item in found:
+        known, problem = item.known, check_known(item.known)
+        yield [
+            known.ins_id, known.ins_name, known.db_type, known.db_type, known.project_id,
+            known.region, item.tasks[0] if item.tasks else None,
+            False if problem else None, ", ".join(item.tasks) or None,
+            known.ins_status, known.authorisation, problem or "ok",
+        ]  # fmt: skip
+
+
+def write_export(found: Sequence[Covered], path: str | os.PathLike[str]) -> Path:
+    """An input workbook of every asset-centre instance: a covered row names its task (so a
+    run finds it as existing), an uncovered one leaves ``task`` blank, and a row that cannot
+    be scanned is written with ``enabled`` FALSE."""
+    wb = new_workbook()
+    write_table(wb, INSTANCES_SHEET, EXPORT_HEADERS, _export_rows(found))
     return save_workbook(wb, path)

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, TypeVar
 from bulkscan.dsc.client import list_authorised_databases, list_database_instances
 from bulkscan.errors import DscError
 from bulkscan.input.schema import canonical_db_type
-from bulkscan.models import Issue, Verdict
-from bulkscan.run.remote import slow_down
+from bulkscan.models import DataSource, Issue, Verdict
+from bulkscan.run.remote import slow_down, source_matches
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from bulkscan.config import InputSettings
-    from bulkscan.dsc.client import AssetInstance, AuthorisedDatabase, DscClient
+    from bulkscan.dsc.client import AssetInstance, AuthorisedDatabase, DscClient, RemoteTask
     from bulkscan.models import Instance, RawRow, RowRef
     from bulkscan.run.ratelimit import AdaptiveRate
     from bulkscan.run.retry import RetryPolicy
@@ -36,12 +36,14 @@ __all__ = [
     "INSTANCE_TYPES",
     "InstanceCheck",
     "Catalog",
+    "Covered",
     "KnownInstance",
     "Resolution",
     "ResolvedRow",
     "check_instance",
     "check_instances",
     "check_known",
+    "coverage",
     "read_catalog",
     "resolve_name",
     "resolve_rows",
@@ -463,3 +465,29 @@ def with_asset_types(inst: Instance, wire: Mapping[tuple[str, str, str], str]) -
     if theirs is None or ours != inst.db_type or canonical_db_type(theirs) != ours:
         return inst
     return dataclasses.replace(inst, db_type=theirs)
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dataclass(frozen=True, slots=True)
+class Covered:
+    """An instance of the asset centre and the names of the tasks that scan it today."""
+
+    known: KnownInstance
+    tasks: tuple[str, ...]
+
+
+def coverage(catalog: Catalog, listed: Mapping[Scope, Sequence[RemoteTask]]) -> list[Covered]:
+    """Every instance of the catalogue with the tasks covering it, by the one matching rule
+    (``run.remote.source_matches``); tasks in order of their ids (as text)."""
+    found = []
+    for scope, instances in catalog.instances.items():
+        tasks = sorted(listed.get(scope, ()), key=lambda t: (len(t.id), t.id))
+        for known in instances:
+            ours = DataSource(known.db_type, known.ins_id)
+            names = tuple(
+                t.name for t in tasks if any(source_matches(ours, s) for s in t.data_sources)
+            )
+            found.append(Covered(known, names))
+    return found

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiohttp
 from openpyxl import load_workbook
 
+from bulkscan.dsc.client import DscClient, Endpoints
+from bulkscan.dsc.credentials import AkSk
 from bulkscan.sim._assets import AssetInstance, Assets
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
 
@@ -188,3 +192,45 @@ async def test_the_demo_with_a_remote_check_still_creates_every_task(tmp_path: P
     )  # fmt: skip
     assert code == 0, err
     assert "held back" not in err
+
+
+async def test_export_then_run_round_trips_and_creates_nothing_twice(tmp_path: Path) -> None:
+    body = {
+        "task_name": "legacy-scan", "task_description": "", "schedule_type": "ONCE",
+        "start_time": 0,
+        "data_sources": [{"db_type": "Mysql", "ins_id": "id-orders"},
+                         {"db_type": "PostgreSQL", "ins_id": "id-billing"}],
+    }  # fmt: skip
+    more = [AssetInstance(P1, f"id-new-{n}", f"new-{n}") for n in range(3)]
+    async with Simulator(assets=Assets([*INSTANCES, *more])) as sim:
+        async with aiohttp.ClientSession() as session:
+            client = DscClient(
+                session, AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(override=sim.url)
+            )
+            await client.create_task(P1, json.dumps(body).encode(), region=CN)
+        exported = tmp_path / "dsc.xlsx"
+        where = ["--region", CN, "--project", P1, "--endpoint", sim.url, "--rate", "100/s"]
+        code, out, err = await _bulkscan(tmp_path, "export", *where, "--output", exported)
+        assert code == 0, err
+        assert "10 instance(s), 8 not covered by a task" in out
+        rows = list(load_workbook(exported)["instances"].iter_rows(values_only=True))
+        col = {name: rows[0].index(name) for name in rows[0]}
+        by_id = {r[col["ins_id"]]: r for r in rows[1:]}
+        assert by_id["id-orders"][col["task"]] == "legacy-scan"
+        assert by_id["id-new-0"][col["task"]] is None
+        assert by_id["id-stopped"][col["enabled"]] is False
+
+        run = ["run", exported, "--endpoint", sim.url, "--yes", "--rate", "100/s"]
+        code, out, err = await _bulkscan(tmp_path, *run)
+        assert code == 0, err
+        created = {s["ins_id"] for t in sim.tasks for s in t["body"]["data_sources"]}
+        new = {"id-new-0", "id-new-1", "id-new-2", "id-twin-1", "id-twin-2"}
+        assert created == {"id-orders", "id-billing", *new}  # not stopped, unauth, mongo
+        tasks = len(sim.tasks)
+
+        code, out, err = await _bulkscan(tmp_path, "export", *where, "--output", exported)
+        assert code == 0 and "10 instance(s), 3 not covered by a task" in out, err
+        code, out, err = await _bulkscan(tmp_path, *run)
+        assert code == 0, err
+        assert len(sim.tasks) == tasks  # every covered row was found as existing
+        assert re.search(r"exists\s+2\b", out + err)

@@ -1,0 +1,93 @@
+"""``bulkscan export --region R``: an input workbook of what DSC already has."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+from bulkscan.cli import EXIT_STOPPED
+from bulkscan.cli._common import (
+    add_connection_options,
+    connection_from,
+    dispatch_settings,
+    exit_code,
+)
+from bulkscan.errors import RunFatalError, UsageError
+from bulkscan.input.schema import REGIONS
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["register"]
+
+DESCRIPTION = """\
+Write an input workbook from what DSC already has: every database instance of the asset
+centre in the project(s) and region, with the scan tasks that cover it today (found through
+the same task listing and matching rule as run and audit). A covered row names its task in
+the task column, so `bulkscan run` of the whole file finds it as "exists" and creates
+nothing twice; an uncovered row leaves task blank, so a run of it creates its task; a row
+that cannot be scanned (not active, not authorised, a type metadata tasks cannot carry) is
+written with enabled FALSE. Exit 0: everything listed; 1: some project could not be listed;
+2: usage error; 3: stopped by a fatal error."""
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "export",
+        help="write an input workbook of DSC's database instances and their tasks",
+        description=DESCRIPTION,
+    )
+    group = parser.add_argument_group("what to export")
+    group.add_argument("--region", required=True, help="region, e.g. cn-north-4")
+    group.add_argument(
+        "--project",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="project id (repeatable; default: $HUAWEICLOUD_SDK_PROJECT_ID)",
+    )
+    group.add_argument(
+        "--output", default="dsc-export.xlsx", metavar="PATH", help="(default: dsc-export.xlsx)"
+    )
+    add_connection_options(parser)
+    parser.set_defaults(func=_run)
+
+
+def _projects(args: argparse.Namespace) -> list[str]:
+    projects = args.project or [os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "")]
+    projects = [p.strip() for p in projects if p.strip()]
+    if not projects:
+        raise UsageError("give --project (or set HUAWEICLOUD_SDK_PROJECT_ID)")
+    if args.region not in REGIONS:
+        print(f"bulkscan: warning: region '{args.region}' is not a known region", file=sys.stderr)
+    return projects
+
+
+def _run(args: argparse.Namespace) -> int:
+    scopes = [(p, args.region) for p in _projects(args)]
+    connection, simulator = connection_from(args)
+    try:
+        report = asyncio.run(
+            runner.export(
+                scopes,
+                args.output,
+                connection=connection,
+                simulator=simulator,
+                dispatch_settings=dispatch_settings(args),
+            )
+        )
+    except RunFatalError as exc:
+        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        return EXIT_STOPPED
+    for (project, region), why in report.errors.items():
+        print(f"error: project {project} / region {region}: {why}", file=sys.stderr)
+    print(
+        f"{len(report.found)} instance(s), {report.uncovered} not covered by a task; "
+        f"wrote {report.workbook}"
+    )
+    print(f"next: {shlex.join(['bulkscan', 'run', str(report.workbook)])}")
+    return exit_code(report.status)
