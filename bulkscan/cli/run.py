@@ -69,7 +69,13 @@ def register(sub: Any) -> None:
         metavar="N",
         help="send only the first N planned tasks (a canary); --resume sends the rest",
     )
-    group.add_argument("--yes", "-y", action="store_true", help="do not ask before sending")
+    group.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="do not ask before sending; required when standard input is not a terminal "
+        "(a pipe, a script, CI): without it nothing is sent and the exit code is 2",
+    )
     group.add_argument(
         "--on-conflict",
         choices=("stop", "update"),
@@ -111,6 +117,13 @@ def _run(args: argparse.Namespace) -> int:
         prepared = _checked(prepared, connection, simulator, dispatching)
     if not args.json:
         _print_plan(prepared, dispatching.rate_per_s, args)
+    if not args.yes and not sys.stdin.isatty():
+        print(
+            "nothing sent: standard input is not a terminal, so bulkscan cannot ask; "
+            "add --yes to create the tasks without asking",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
     if not _confirmed(args, prepared):
         print("nothing sent", file=sys.stderr)
         return EXIT_OK
@@ -171,7 +184,8 @@ def _print_plan(prepared: Prepared, rate_per_s: float, args: argparse.Namespace)
 
 
 def _confirmed(args: argparse.Namespace, prepared: Prepared) -> bool:
-    if args.yes or args.json or not sys.stdin.isatty():
+    """Ask on the terminal; ``--yes`` answers for the person (the only way without one)."""
+    if args.yes:
         return True
     answer = input(f"Create {len(prepared.plan.tasks)} task(s)? [y/N] ")
     return answer.strip().lower() in ("y", "yes")

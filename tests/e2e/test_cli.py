@@ -382,7 +382,7 @@ def test_run_simulated_creates_every_task_and_writes_the_results(
 
 def test_run_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _cli(
-        capsys, "run", SAMPLE, "--simulate", "--json", "--rate", "200/s",
+        capsys, "run", SAMPLE, "--simulate", "--json", "--yes", "--rate", "200/s",
         "--reports-dir", tmp_path,
     )  # fmt: skip
     assert code == 0, err

@@ -1,0 +1,116 @@
+"""Operator safety, driven as a person drives the CLI: a pipe, a terminal, two waves.
+
+The CLI runs as a subprocess (``python -m bulkscan``) against the project's simulator on
+127.0.0.1, which runs in the test's event loop so what was sent is read from it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import sys
+from typing import TYPE_CHECKING
+
+import openpyxl
+
+from bulkscan.sim.server import DEFAULT_SK, Simulator
+from tests.e2e.test_run_e2e import P1, REGION, Done, _env
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+_LIMIT_S = 60.0
+
+
+def _inventory(path: Path, ins_ids: list[str], *, task_name: str | None = None) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "project_id", "region", "profile"])
+    for ins_id in ins_ids:
+        sheet.append([ins_id, "MySQL", P1, REGION, "single"])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "schedule_type", "start_now", "max_sources", "task_name"])
+    profiles.append(["single", "ONCE", True, 1, task_name])
+    book.save(path)
+    return path
+
+
+async def _piped(cwd: Path, stdin: bytes, *args: str | Path) -> Done:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkscan", *(str(a) for a in args),
+        cwd=cwd, env=_env_for_tests(), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(stdin), _LIMIT_S)
+    assert proc.returncode is not None
+    return Done(proc.returncode, out.decode(), err.decode())
+
+
+def _env_for_tests() -> dict[str, str]:
+    return _env(DEFAULT_SK)
+
+
+async def _on_a_terminal(cwd: Path, answer: bytes, *args: str | Path) -> tuple[int, str]:
+    """Run with stdin, stdout and stderr on a pseudo-terminal; type ``answer`` at the prompt."""
+    controller, terminal = pty.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkscan", *(str(a) for a in args),
+        cwd=cwd, env=_env_for_tests(), stdin=terminal, stdout=terminal, stderr=terminal,
+    )  # fmt: skip
+    os.close(terminal)
+    loop = asyncio.get_running_loop()
+    shown = b""
+    answered = False
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(
+                    loop.run_in_executor(None, os.read, controller, 4096), _LIMIT_S
+                )
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not answered and b"[y/N]" in shown:
+                os.write(controller, answer)
+                answered = True
+        code = await asyncio.wait_for(proc.wait(), _LIMIT_S)
+    finally:
+        os.close(controller)
+    return code, shown.decode().replace("\r\n", "\n")
+
+
+# --- confirmation --------------------------------------------------------------------------
+
+
+async def test_a_pipe_answering_no_sends_nothing_and_says_how_to_confirm(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inv.xlsx", ["ins-a"])
+    async with Simulator(projects=[P1]) as sim:
+        run = ["run", inventory, "--endpoint", sim.url, "--reports-dir", tmp_path / "r"]
+        for extra in ([], ["--json"]):
+            done = await _piped(tmp_path, b"n\n", *run, *extra)
+            assert done.code == 2, done.err
+            assert "nothing sent" in done.err and "--yes" in done.err
+            assert "Traceback" not in done.err
+        assert sim.tasks == []
+        done = await _piped(tmp_path, b"", *run, "--yes")
+        assert done.code == 0, done.err
+        assert len(sim.tasks) == 1
+
+
+async def test_the_prompt_on_a_terminal_sends_only_after_yes(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inv.xlsx", ["ins-a", "ins-b"])
+    async with Simulator(projects=[P1]) as sim:
+        run = ["run", inventory, "--endpoint", sim.url, "--reports-dir", tmp_path / "r"]
+        code, shown = await _on_a_terminal(tmp_path, b"n\n", *run)
+        assert code == 0, shown
+        assert "Create 2 task(s)? [y/N]" in shown and "nothing sent" in shown
+        assert sim.tasks == []
+        code, shown = await _on_a_terminal(tmp_path, b"y\n", *run)
+        assert code == 0, shown
+        assert len(sim.tasks) == 2
+        assert "Traceback" not in shown
