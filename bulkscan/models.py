@@ -151,7 +151,7 @@ class Profile:
     delete_failed_meta: bool = False
     scan: ScanConfig = field(default_factory=ScanConfig)
     task_description: str = "created by bulkscan"
-    task_name: str = "bulkscan-{profile}-{region}-{seq:03}"
+    task_name: str = "bulkscan-{profile}-{region}-{digest}"  # see plan.content_digest
     max_sources: int = 50
     ref: RowRef | None = None
 

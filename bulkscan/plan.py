@@ -8,8 +8,11 @@ Naming, in plan order:
 * A group with a ``task`` cell is named by that cell, unless the profile's ``task_name``
   pattern uses ``{task}``: then the pattern is filled with it.
 * Otherwise the pattern is filled with ``{profile}``, ``{region}``, ``{project}`` (the full
-  project id), ``{seq}`` and ``{db_type}`` (the task's one database type, or ``mixed``).
-  ``{seq}`` numbers the pattern-named tasks of each (project, region, profile) from 1.
+  project id), ``{seq}``, ``{db_type}`` (the task's one database type, or ``mixed``) and
+  ``{digest}`` (``content_digest``: the same databases give the same digest in every run and
+  wave, other databases another one).  ``{seq}`` numbers the pattern-named tasks of each
+  (project, region, profile) from 1, so it restarts in every spreadsheet; the default
+  pattern ``bulkscan-{profile}-{region}-{digest}`` uses the digest instead.
 * Every name that would occur more than once in the same project gets ``-01``, ``-02``…
   appended, in plan order (DSC lists tasks, and bulkscan finds them again, per project).
   A name still repeated after that, empty, or over 256 characters is an error ``Issue`` in
@@ -51,6 +54,7 @@ __all__ = [
     "SheetLayout",
     "SummaryRow",
     "build_plan",
+    "content_digest",
     "plan_hash",
     "plan_summary",
     "plan_to_json",
@@ -122,6 +126,20 @@ def task_key(project_id: str, region: str, body_bytes: bytes) -> str:
     return digest.hexdigest()
 
 
+DIGEST_LENGTH = 8
+
+
+def content_digest(project_id: str, region: str, sources: Sequence[tuple[str, str]]) -> str:
+    """Hex digits naming a task's content: project, region and its (db_type, ins_id) pairs.
+
+    The pairs are sorted first, so the order of rows does not matter; anything else about
+    the task (its profile's settings) does not enter, so a task keeps its name when only
+    its settings change and is then found as a conflict rather than sent twice.
+    """
+    lines = [project_id, region, *sorted(f"{t}\t{i}" for t, i in sources)]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:DIGEST_LENGTH]
+
+
 def build_plan(validated: Validated) -> Plan:
     """Group, split, name and serialise; validation issues are carried into ``Plan.issues``."""
     named = _deduplicate(_base_names(_chunks(validated)))
@@ -172,9 +190,15 @@ def _base_names(chunks: Sequence[_Chunk]) -> list[_Named]:
             seq=seq[scope],
             db_type=_db_type_label(chunk.members),
             task=chunk.task or "",
+            digest=_digest(chunk) if "digest" in _placeholders(pattern) else "",
         )
         named.append(_Named(chunk, name, explicit=False))
     return named
+
+
+def _digest(chunk: _Chunk) -> str:
+    sources = [(m.db_type, m.ins_id) for m in chunk.members]
+    return content_digest(chunk.project_id, chunk.region, sources)
 
 
 def _db_type_label(members: Sequence[Instance]) -> str:

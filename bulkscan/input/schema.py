@@ -104,7 +104,10 @@ PROFILE_COLUMNS: tuple[Column, ...] = (
            ("description",)),
     Column("task_name", False,
            "Task name pattern: {profile}, {region}, {project}, {seq} (e.g. {seq:03}), "
-           "{db_type}; at most 256 characters once filled.", ("name_pattern", "task")),
+           "{db_type}, {digest} (8 hex digits of project, region and the sorted data "
+           "sources: the same databases get the same name in every wave); default "
+           "bulkscan-{profile}-{region}-{digest}; at most 256 characters once filled.",
+           ("name_pattern", "task")),
     Column("max_sources", False, "Most data sources in one task (1..500, default 50).",
            ("max_data_sources", "batch_size")),
 )  # fmt: skip

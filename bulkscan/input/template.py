@@ -50,7 +50,7 @@ EXAMPLE_PROFILE: dict[str, Any] = {
     "scan_tables": True,
     "scan_views": True,
     "task_description": "Example row: delete it, or give the profile a description of yours",
-    "task_name": "{profile}-{region}-{seq:03}",
+    "task_name": "{profile}-{region}-{digest}",
     "max_sources": 50,
 }
 

@@ -86,7 +86,9 @@ MAX_DESCRIPTION = 1024
 MAX_NAME = 256  # the list API filters names of 1..256 characters
 MAX_SOURCES = 500
 MAX_INS_ID = 128  # instance ids are about 36 characters; anything near this is not one
-NAME_FIELDS: tuple[str, ...] = ("profile", "region", "project", "seq", "db_type", "task")
+NAME_FIELDS: tuple[str, ...] = (
+    "profile", "region", "project", "seq", "db_type", "task", "digest"
+)  # fmt: skip
 
 _MS_FROM = 100_000_000_000  # an epoch of 12+ digits is milliseconds (1e11 s is year 5138)
 _MAX_LONG = 2**63 - 1
@@ -116,6 +118,7 @@ _SAMPLE = {
     "seq": 1,
     "db_type": "MySQL",
     "task": "task",
+    "digest": "0a1b2c3d",
 }
 _INSTANCE_NAMES = frozenset(c.name for c in schema.INSTANCE_COLUMNS)
 _PROFILE_NAMES = frozenset(c.name for c in schema.PROFILE_COLUMNS)
@@ -389,7 +392,7 @@ def _description(value: object) -> str:
 
 
 def check_name_pattern(value: object) -> str:
-    """A task name pattern using only ``{profile} {region} {project} {seq} {db_type} {task}``.
+    """A name pattern using only ``{profile} {region} {project} {seq} {db_type} {task} {digest}``.
 
     Format specs are allowed (``{seq:03}``); attribute access, indexing and conversions are not.
     """

@@ -7,6 +7,7 @@ The CLI runs as a subprocess (``python -m bulkscan``) against the project's simu
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pty
 import sys
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import openpyxl
 
+from bulkscan.plan import content_digest
 from bulkscan.sim.server import DEFAULT_SK, Simulator
 from tests.e2e.test_run_e2e import P1, REGION, Done, _env
 
@@ -33,7 +35,7 @@ def _inventory(path: Path, ins_ids: list[str], *, task_name: str | None = None) 
         sheet.append([ins_id, "MySQL", P1, REGION, "single"])
     profiles = book.create_sheet("profiles")
     profiles.append(["profile", "schedule_type", "start_now", "max_sources", "task_name"])
-    profiles.append(["single", "ONCE", True, 1, task_name])
+    profiles.append(["single", "ONCE", True, 1, task_name])  # None: the default pattern
     book.save(path)
     return path
 
@@ -114,3 +116,25 @@ async def test_the_prompt_on_a_terminal_sends_only_after_yes(tmp_path: Path) -> 
         assert code == 0, shown
         assert len(sim.tasks) == 2
         assert "Traceback" not in shown
+
+
+# --- default names across waves ------------------------------------------------------------
+
+
+async def test_two_waves_of_different_spreadsheets_never_collide(tmp_path: Path) -> None:
+    wave1 = _inventory(tmp_path / "wave1.xlsx", ["ins-a", "ins-b"])
+    wave2 = _inventory(tmp_path / "wave2.xlsx", ["ins-c", "ins-d", "ins-b"])
+    reports = tmp_path / "r"
+    async with Simulator(projects=[P1]) as sim:
+        for inventory in (wave1, wave2):
+            run = ["run", inventory, "--endpoint", sim.url, "--reports-dir", reports, "--yes"]
+            done = await _piped(tmp_path, b"", *run, "--json")
+            assert done.code == 0, done.err
+        outcomes = json.loads(done.out)["outcomes"]
+        assert outcomes == {"created": 2, "exists": 1}  # ins-b: the same name as in wave 1
+        by_name = {t["name"]: t for t in sim.tasks}
+        assert len(sim.tasks) == len(by_name) == 4
+        for name, task in by_name.items():
+            (source,) = task["body"]["data_sources"]
+            assert name.startswith(f"bulkscan-single-{REGION}-")
+            assert name.endswith(content_digest(P1, REGION, [("MySQL", source["ins_id"])]))

@@ -30,7 +30,7 @@ from bulkscan.events import AttemptStarted, Event
 from bulkscan.input.loader import load_input
 from bulkscan.input.validate import validate
 from bulkscan.models import Outcome
-from bulkscan.plan import RunInput, build_plan, plan_hash, serialise_body
+from bulkscan.plan import RunInput, build_plan, content_digest, plan_hash, serialise_body
 from bulkscan.report.results import (
     RESULTS_FILE,
     RETRY_FILE,
@@ -518,8 +518,9 @@ def test_retry_of_a_csv_input_rebuilds_the_same_named_tasks(tmp_path: Path) -> N
     book = load_input(instances, profiles_path=profiles)
     plan = build_plan(validate(book, SETTINGS))
     names = [t.name for t in plan.tasks]
+    digest = content_digest(P1, REGION, [("MySQL", "c-4")])
     assert names == ["tagged-alpha-01", "tagged-alpha-02", "tagged-beta-03",
-                     "bulkscan-default-cn-north-4-001"]  # fmt: skip
+                     f"bulkscan-default-cn-north-4-{digest}"]  # fmt: skip
     run_dir = create_run_dir(tmp_path / "reports", instances)
     with _create_journal(run_dir, book, plan, ["bulkscan", "run", str(instances)]) as journal:
         journal.fail_tasks([t.key for t in plan.tasks[1:]], error_msg="refused", http_status=400)

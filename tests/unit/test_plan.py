@@ -21,6 +21,7 @@ from bulkscan.models import InputBook, Issue, Plan, RawRow, RowRef, Sheet, TaskR
 from bulkscan.plan import (
     SummaryRow,
     build_plan,
+    content_digest,
     plan_hash,
     plan_summary,
     plan_to_json,
@@ -178,6 +179,7 @@ def test_keys_differ_by_project_and_region_even_for_equal_bodies() -> None:
 
 
 def test_groups_in_first_appearance_order_and_numbers_per_scope() -> None:
+    numbered = [{"profile": "default", "task_name": "bulkscan-{profile}-{region}-{seq:03}"}]
     plan = plan_of(
         [
             inst("a"),
@@ -185,7 +187,8 @@ def test_groups_in_first_appearance_order_and_numbers_per_scope() -> None:
             inst("c"),
             inst("d", project_id=P2),
             inst("e", region="cn-east-3", db_type="DWS"),
-        ]
+        ],
+        numbered,
     )
     assert rows_of(plan) == [[2, 4], [3, 6], [5]]
     # names are unique per project (DSC looks tasks up per project): no suffix needed
@@ -233,7 +236,7 @@ def test_explicit_task_names_and_their_splits() -> None:
         "payroll-01",
         "payroll-02",
         "hr",
-        "bulkscan-default-cn-north-4-001",
+        f"bulkscan-default-cn-north-4-{content_digest(P1, 'cn-north-4', [('MySQL', 'e')])}",
     ]
     assert rows_of(plan) == [[2, 3], [4], [5], [6]]
 
@@ -356,6 +359,33 @@ def test_plan_hash_changes_with_any_task() -> None:
     assert base != plan_hash(plan_of([inst("a"), inst("b", "DWS")]))
 
 
+def test_default_names_carry_a_digest_of_the_content_stable_across_waves() -> None:
+    wave1 = plan_of([inst("a"), inst("b", project_id=P2)])
+    wave2 = plan_of([inst("c"), inst("d"), inst("b", project_id=P2)])  # rows in another order
+    (a,) = [t for t in wave1.tasks if t.project_id == P1]
+    (b1,) = [t for t in wave1.tasks if t.project_id == P2]
+    (cd,) = [t for t in wave2.tasks if t.project_id == P1]
+    (b2,) = [t for t in wave2.tasks if t.project_id == P2]
+    digest = content_digest(P1, "cn-north-4", [("MySQL", "a")])
+    assert a.name == f"bulkscan-default-cn-north-4-{digest}"
+    assert b1.name == b2.name  # the same databases: the same name, found as "exists"
+    assert cd.name != a.name  # other databases: never another task's name
+    swapped = plan_of([inst("d"), inst("c")]).tasks[0]
+    assert swapped.name == cd.name  # the order of rows does not matter
+
+
+def test_a_digest_differs_by_project_region_type_and_instance() -> None:
+    base = content_digest(P1, "cn-north-4", [("MySQL", "a"), ("MySQL", "b")])
+    assert base == content_digest(P1, "cn-north-4", [("MySQL", "b"), ("MySQL", "a")])
+    others = {
+        content_digest(P2, "cn-north-4", [("MySQL", "a"), ("MySQL", "b")]),
+        content_digest(P1, "cn-east-3", [("MySQL", "a"), ("MySQL", "b")]),
+        content_digest(P1, "cn-north-4", [("DWS", "a"), ("MySQL", "b")]),
+        content_digest(P1, "cn-north-4", [("MySQL", "a")]),
+    }
+    assert base not in others and len(others) == 4
+
+
 # --------------------------------------------------------------------------- properties
 
 PATTERNS = [
@@ -364,6 +394,7 @@ PATTERNS = [
     "scan-{db_type}",
     "fixed",
     "{task}-{seq}",
+    "{profile}-{digest}",
 ]
 
 profile_rows = st.lists(
