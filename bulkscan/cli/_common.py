@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zoneinfo
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping
 
-    from bulkscan.models import Issue
+    from bulkscan.models import Issue, TaskRequest
 
 __all__ = [
     "add_connection_options",
@@ -26,8 +28,10 @@ __all__ = [
     "exit_code",
     "input_settings",
     "issue_json",
+    "local_timezone",
     "print_issues",
     "print_json",
+    "start_time_text",
 ]
 
 _MB = 1024 * 1024
@@ -60,8 +64,10 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--region", help="region for rows that leave region blank")
     group.add_argument(
         "--timezone",
-        default="UTC",
-        help="time zone of start times written without an offset (default: UTC)",
+        metavar="ZONE",
+        help="IANA time zone (e.g. Asia/Shanghai) of start times written without an offset "
+        "(default: this machine's local zone, from $TZ or /etc/localtime); plan, the "
+        "confirmation and the workbook show every start time with its offset",
     )
     group.add_argument(
         "--start-time-unit",
@@ -106,12 +112,40 @@ def input_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ
     return InputSettings(
         project_id=args.project_id or env.get("HUAWEICLOUD_SDK_PROJECT_ID") or None,
         region=args.region,
-        timezone=args.timezone,
+        timezone=args.timezone or local_timezone(env),
         start_time_unit=args.start_time_unit,
         strict_db_types=args.strict_db_types,
         limits=limits,
         encoding=args.encoding,
     )
+
+
+def local_timezone(env: Mapping[str, str] = os.environ) -> str:
+    """This machine's IANA zone name: ``$TZ``, else where /etc/localtime points, else UTC."""
+    named = env.get("TZ", "").removeprefix(":")
+    if named and _known_zone(named):
+        return named
+    target = os.path.realpath("/etc/localtime")
+    _, sep, name = target.partition("zoneinfo/")
+    return name if sep and _known_zone(name) else "UTC"
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def start_time_text(task: TaskRequest, settings: InputSettings) -> str:
+    """A task's start time as a person reads it: in the input's zone, with the offset."""
+    value = json.loads(task.body_bytes).get("start_time", 0)
+    if not value:
+        return "now"
+    seconds = value / 1000 if settings.start_time_unit == "ms" else value
+    moment = datetime.fromtimestamp(seconds, settings.tz)
+    return f"{moment.isoformat(sep=' ', timespec='minutes')} ({settings.timezone})"
 
 
 def print_issues(issues: tuple[Issue, ...], *, limit: int = 200) -> None:

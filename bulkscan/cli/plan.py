@@ -15,6 +15,7 @@ from bulkscan.cli._common import (
     issue_json,
     print_issues,
     print_json,
+    start_time_text,
 )
 from bulkscan.config import parse_rate
 from bulkscan.errors import UsageError, ValidationFailed
@@ -22,7 +23,10 @@ from bulkscan.plan import plan_hash, plan_summary, plan_to_json
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
 
+    from bulkscan.config import InputSettings
+    from bulkscan.models import TaskRequest
     from bulkscan.plan import PlanSummary
 
 __all__ = ["register"]
@@ -34,7 +38,9 @@ def register(sub: Any) -> None:
         help="show the tasks a run would create (dry run: sends nothing)",
         description="Validate and plan the inventory, then print tasks and instances per "
         "project, region and profile and how long sending takes at the rate. With --output, "
-        "write every request exactly as it will be sent. Exit 0, or 2 on input errors.",
+        "write every request exactly as it will be sent. Start times written without an "
+        "offset are read in --timezone (default: this machine's local zone) and shown with "
+        "their offset. Exit 0, or 2 on input errors.",
     )
     add_input_options(parser)
     parser.add_argument(
@@ -49,10 +55,9 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     rate = parse_rate(args.rate)
+    settings = input_settings(args)
     try:
-        prepared = runner.prepare(
-            args.file, profiles_path=args.profiles, settings=input_settings(args)
-        )
+        prepared = runner.prepare(args.file, profiles_path=args.profiles, settings=settings)
     except ValidationFailed as failed:
         if args.json:
             print_json(
@@ -70,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         print_json(_summary_json(summary, plan_hash(plan), args.output))
         return EXIT_OK
     print_issues(plan.issues)
+    _print_tasks(plan.tasks, settings)
     _print_summary(prepared.book.path, summary)
     if args.output:
         print(f"wrote every request to {args.output}")
@@ -83,6 +89,21 @@ def _write(path: Path, document: dict[str, Any]) -> None:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _print_tasks(tasks: Sequence[TaskRequest], settings: InputSettings) -> None:
+    """Every task, sorted by project, region and name, with its start time and zone."""
+    header = f"{'task':<44} {'project':<34} {'region':<16} {'sources':>7}  start"
+    print(header)
+    print("-" * (len(header) + 24))
+    for task in sorted(tasks, key=lambda t: (t.project_id, t.region, t.name)):
+        print(
+            f"{task.name:<44} {task.project_id:<34} {task.region:<16} "
+            f"{len(task.sources):>7}  {start_time_text(task, settings)}"
+        )
+    sources = sum(len(t.sources) for t in tasks)
+    print(f"{'total':<44} {len(tasks):>6} task(s){'':<28}{sources:>7}")
+    print()
 
 
 def _print_summary(path: str, summary: PlanSummary) -> None:

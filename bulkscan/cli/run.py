@@ -20,6 +20,7 @@ from bulkscan.cli._common import (
     input_settings,
     print_issues,
     print_json,
+    start_time_text,
 )
 from bulkscan.cli._lifecycle import update_on_conflict
 from bulkscan.errors import JournalWriteError, ReportError, ValidationFailed
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
 
+    from bulkscan.config import InputSettings
     from bulkscan.report.results import ReportPaths
     from bulkscan.runner import Prepared, RunResult
 
@@ -124,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INPUT
-    if not _confirmed(args, prepared):
+    if not _confirmed(args, prepared, settings):
         print("nothing sent", file=sys.stderr)
         return EXIT_OK
     try:
@@ -183,11 +185,13 @@ def _print_plan(prepared: Prepared, rate_per_s: float, args: argparse.Namespace)
     )
 
 
-def _confirmed(args: argparse.Namespace, prepared: Prepared) -> bool:
+def _confirmed(args: argparse.Namespace, prepared: Prepared, settings: InputSettings) -> bool:
     """Ask on the terminal; ``--yes`` answers for the person (the only way without one)."""
     if args.yes:
         return True
-    answer = input(f"Create {len(prepared.plan.tasks)} task(s)? [y/N] ")
+    starts = sorted({start_time_text(t, settings) for t in prepared.plan.tasks})
+    shown = ", ".join(starts[:3]) + (f" and {len(starts) - 3} more" if len(starts) > 3 else "")
+    answer = input(f"Create {len(prepared.plan.tasks)} task(s), starting {shown}? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 
 

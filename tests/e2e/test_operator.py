@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import openpyxl
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 _LIMIT_S = 60.0
 
 
-def _inventory(path: Path, ins_ids: list[str], *, task_name: str | None = None) -> Path:
+def _inventory(path: Path, ins_ids: list[str], *, start: str | None = None) -> Path:
     book = openpyxl.Workbook()
     sheet = book.active
     assert sheet is not None
@@ -34,16 +35,16 @@ def _inventory(path: Path, ins_ids: list[str], *, task_name: str | None = None) 
     for ins_id in ins_ids:
         sheet.append([ins_id, "MySQL", P1, REGION, "single"])
     profiles = book.create_sheet("profiles")
-    profiles.append(["profile", "schedule_type", "start_now", "max_sources", "task_name"])
-    profiles.append(["single", "ONCE", True, 1, task_name])  # None: the default pattern
+    profiles.append(["profile", "schedule_type", "start_now", "max_sources", "start_time"])
+    profiles.append(["single", "ONCE", start is None, 1, start])
     book.save(path)
     return path
 
 
-async def _piped(cwd: Path, stdin: bytes, *args: str | Path) -> Done:
+async def _piped(cwd: Path, stdin: bytes, *args: str | Path, tz: str = "UTC") -> Done:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bulkscan", *(str(a) for a in args),
-        cwd=cwd, env=_env_for_tests(), stdin=asyncio.subprocess.PIPE,
+        cwd=cwd, env=_env_for_tests(tz), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(stdin), _LIMIT_S)
@@ -51,16 +52,18 @@ async def _piped(cwd: Path, stdin: bytes, *args: str | Path) -> Done:
     return Done(proc.returncode, out.decode(), err.decode())
 
 
-def _env_for_tests() -> dict[str, str]:
-    return _env(DEFAULT_SK)
+def _env_for_tests(tz: str = "UTC") -> dict[str, str]:
+    return {**_env(DEFAULT_SK), "TZ": tz}
 
 
-async def _on_a_terminal(cwd: Path, answer: bytes, *args: str | Path) -> tuple[int, str]:
+async def _on_a_terminal(
+    cwd: Path, answer: bytes, *args: str | Path, tz: str = "UTC"
+) -> tuple[int, str]:
     """Run with stdin, stdout and stderr on a pseudo-terminal; type ``answer`` at the prompt."""
     controller, terminal = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bulkscan", *(str(a) for a in args),
-        cwd=cwd, env=_env_for_tests(), stdin=terminal, stdout=terminal, stderr=terminal,
+        cwd=cwd, env=_env_for_tests(tz), stdin=terminal, stdout=terminal, stderr=terminal,
     )  # fmt: skip
     os.close(terminal)
     loop = asyncio.get_running_loop()
@@ -110,7 +113,7 @@ async def test_the_prompt_on_a_terminal_sends_only_after_yes(tmp_path: Path) -> 
         run = ["run", inventory, "--endpoint", sim.url, "--reports-dir", tmp_path / "r"]
         code, shown = await _on_a_terminal(tmp_path, b"n\n", *run)
         assert code == 0, shown
-        assert "Create 2 task(s)? [y/N]" in shown and "nothing sent" in shown
+        assert "Create 2 task(s), starting now? [y/N]" in shown and "nothing sent" in shown
         assert sim.tasks == []
         code, shown = await _on_a_terminal(tmp_path, b"y\n", *run)
         assert code == 0, shown
@@ -138,3 +141,28 @@ async def test_two_waves_of_different_spreadsheets_never_collide(tmp_path: Path)
             (source,) = task["body"]["data_sources"]
             assert name.startswith(f"bulkscan-single-{REGION}-")
             assert name.endswith(content_digest(P1, REGION, [("MySQL", source["ins_id"])]))
+
+
+# --- start times and their zone ------------------------------------------------------------
+
+
+async def test_a_zone_less_start_time_is_read_in_the_local_zone_and_shown_with_it(
+    tmp_path: Path,
+) -> None:
+    inventory = _inventory(tmp_path / "inv.xlsx", ["ins-a"], start="2030-03-01 02:00")
+    shanghai = "2030-03-01 02:00+08:00 (Asia/Shanghai)"
+    done = await _piped(tmp_path, b"", "plan", inventory, tz="Asia/Shanghai")
+    assert done.code == 0, done.err
+    (line,) = [x for x in done.out.splitlines() if x.startswith("bulkscan-single-")]
+    assert line.endswith(shanghai) and line.split()[1:4] == [P1, REGION, "1"]
+    assert "total" in done.out
+    explicit = await _piped(tmp_path, b"", "plan", inventory, "--timezone", "Europe/Paris")
+    assert "2030-03-01 02:00+01:00 (Europe/Paris)" in explicit.out
+    async with Simulator(projects=[P1]) as sim:
+        run = ["run", inventory, "--endpoint", sim.url, "--reports-dir", tmp_path / "r"]
+        code, shown = await _on_a_terminal(tmp_path, b"y\n", *run, tz="Asia/Shanghai")
+        assert code == 0, shown
+        assert f"Create 1 task(s), starting {shanghai}? [y/N]" in shown
+        (task,) = sim.tasks
+        sent = datetime(2030, 2, 28, 18, 0, tzinfo=UTC).timestamp()
+        assert task["body"]["start_time"] == int(sent)
