@@ -55,6 +55,7 @@ from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import Lister
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.rundir import SendTarget, create_run_dir, find_latest_run, lock_sending
+from bulkscan.run.states import UNFINISHED_STATES
 from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ __all__ = [
     "doctor",
     "export",
     "open_run",
+    "to_send",
     "prepare",
     "read_audit_inventory",
     "remote_check",
@@ -284,6 +286,27 @@ def open_run(
         command=command,
     )
     return journal, False
+
+
+def to_send(
+    prepared: Prepared,
+    *,
+    reports_dir: str | os.PathLike[str] = "reports",
+    resume: str | os.PathLike[str] | bool = False,
+    limit: int | None = None,
+) -> int:
+    """How many tasks a run would send: the plan's, or the resumed run's unfinished ones.
+
+    The same count the run itself reports as ``unfinished`` (``UNFINISHED_STATES``), capped
+    by ``limit``; a resumed run that is not of this input is refused here, before any question.
+    """
+    count = len(prepared.plan.tasks)
+    if resume:
+        run_dir = _resume_dir(prepared, reports_dir, resume)
+        with Journal.open(run_dir, readonly=True) as journal:
+            journal.check_same_input(prepared.book.sha256, plan_hash(prepared.plan))
+            count = sum(n for s, n in journal.counts().items() if s in UNFINISHED_STATES)
+    return count if limit is None else min(count, limit)
 
 
 def _resume_dir(

@@ -117,16 +117,19 @@ def _run(args: argparse.Namespace) -> int:
     connection, simulator = connection_from(args)
     if args.remote_check:
         prepared = _checked(prepared, connection, simulator, dispatching)
+    sending = runner.to_send(
+        prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
+    )
     if not args.json:
-        _print_plan(prepared, dispatching.rate_per_s, args)
-    if not args.yes and not sys.stdin.isatty():
+        _print_plan(prepared, dispatching.rate_per_s, args, sending)
+    if sending and not args.yes and not sys.stdin.isatty():
         print(
             "nothing sent: standard input is not a terminal, so bulkscan cannot ask; "
             "add --yes to create the tasks without asking",
             file=sys.stderr,
         )
         return EXIT_INPUT
-    if not _confirmed(args, prepared, settings):
+    if sending and not _confirmed(args, prepared, settings, sending):
         print("nothing sent", file=sys.stderr)
         return EXIT_OK
     try:
@@ -169,12 +172,13 @@ def _checked(prepared: Prepared, connection: Any, simulator: Any, dispatching: A
     return runner.without_held(prepared, found)
 
 
-def _print_plan(prepared: Prepared, rate_per_s: float, args: argparse.Namespace) -> None:
+def _print_plan(
+    prepared: Prepared, rate_per_s: float, args: argparse.Namespace, total: int
+) -> None:
     tasks = prepared.plan.tasks
-    total = len(tasks) if args.limit is None else min(len(tasks), args.limit)
     target = "the embedded simulator" if args.simulate else (args.endpoint or "DSC")
     if args.resume:
-        sending = f"resuming: only tasks not yet done are sent to {target}"
+        sending = f"resuming: {total} task(s) not yet done are sent to {target}"
     else:
         sending = f"sending {total} to {target}"
     print(
@@ -185,13 +189,15 @@ def _print_plan(prepared: Prepared, rate_per_s: float, args: argparse.Namespace)
     )
 
 
-def _confirmed(args: argparse.Namespace, prepared: Prepared, settings: InputSettings) -> bool:
+def _confirmed(
+    args: argparse.Namespace, prepared: Prepared, settings: InputSettings, sending: int
+) -> bool:
     """Ask on the terminal; ``--yes`` answers for the person (the only way without one)."""
     if args.yes:
         return True
     starts = sorted({start_time_text(t, settings) for t in prepared.plan.tasks})
     shown = ", ".join(starts[:3]) + (f" and {len(starts) - 3} more" if len(starts) > 3 else "")
-    answer = input(f"Create {len(prepared.plan.tasks)} task(s), starting {shown}? [y/N] ")
+    answer = input(f"Create {sending} task(s), starting {shown}? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 
 

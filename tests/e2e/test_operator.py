@@ -166,3 +166,23 @@ async def test_a_zone_less_start_time_is_read_in_the_local_zone_and_shown_with_i
         (task,) = sim.tasks
         sent = datetime(2030, 2, 28, 18, 0, tzinfo=UTC).timestamp()
         assert task["body"]["start_time"] == int(sent)
+
+
+# --- counts a person sees ------------------------------------------------------------------
+
+
+async def test_a_resumed_run_asks_only_for_the_tasks_that_remain(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inv.xlsx", ["ins-a", "ins-b", "ins-c"])
+    async with Simulator(projects=[P1]) as sim:
+        run = ["run", inventory, "--endpoint", sim.url, "--reports-dir", tmp_path / "r"]
+        canary = await _piped(tmp_path, b"", *run, "--yes", "--limit", "1")
+        assert len(sim.tasks) == 1, canary.err
+        assert "sending 1 to" in canary.err
+        code, shown = await _on_a_terminal(tmp_path, b"y\n", *run, "--resume")
+        assert code == 0, shown
+        assert "resuming: 2 task(s) not yet done" in shown
+        assert "Create 2 task(s), starting now? [y/N]" in shown
+        assert len(sim.tasks) == 3
+        again = await _piped(tmp_path, b"", *run, "--resume")  # nothing left: nothing to ask
+        assert again.code == 0, again.err
+        assert "resuming: 0 task(s)" in again.err and len(sim.tasks) == 3
