@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import logging
 import os
 import re
 import shlex
@@ -381,15 +382,21 @@ async def run(
             )
             log = _TolerantLog(EventLog(journal.run_dir / EVENTS_FILE), notes)
             stack.callback(log.close)
-            result = await _send(
-                prepared,
-                journal,
-                conn,
-                dispatch_settings,
-                fan_out(observer, log),
-                limit=limit,
-                stop=stop,
-            )
+            attempts = _AttemptCount()
+            try:
+                result = await _send(
+                    prepared,
+                    journal,
+                    conn,
+                    dispatch_settings,
+                    fan_out(observer, log, attempts),
+                    limit=limit,
+                    stop=stop,
+                )
+            except asyncio.CancelledError:
+                if stop is None or not stop.is_set():
+                    raise
+                result = _abandoned(journal, attempts.count)
     return RunResult(journal.run_dir, result, resumed, tuple(notes))
 
 
@@ -465,6 +472,37 @@ def _send_targets(prepared: Prepared, conn: Connection) -> set[SendTarget]:
     }
 
 
+class _AttemptCount:
+    """Counts the requests that left during this run (an observer)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, AttemptFinished):
+            self.count += 1
+
+
+def _abandoned(journal: Journal, requests: int) -> DispatchResult:
+    """The end of a run cancelled after ``stop`` was set (a second Ctrl-C): the caller asked
+    to abandon requests in flight, so the cancellation is taken as an answer, not passed on.
+
+    Tasks left *sending* stay so in the journal; a resume looks them up before sending.
+    """
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    message = "requests in flight abandoned; --resume checks them before sending again"
+    journal.mark_ended("interrupted", message)
+    return DispatchResult(
+        counts=journal.counts(),
+        requests=requests,
+        stop_reason="interrupted",
+        message=message,
+        learned_rate_per_s=0.0,
+    )
+
+
 @contextlib.asynccontextmanager
 async def _connected(
     connection: Connection | None, simulator: SimulatorOptions | None
@@ -476,6 +514,9 @@ async def _connected(
         return
     from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
 
+    # the embedded simulator is not the user's service: a request it sees abandoned (Ctrl-C
+    # twice) is not worth aiohttp's server traceback on the user's terminal
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     shape = parse_list_shape(simulator.list_shape or "")
     sim = Simulator(
         faults=simulator.faults or Faults(),

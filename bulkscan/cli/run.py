@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -28,7 +29,7 @@ from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunSt
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from bulkscan.config import InputSettings
     from bulkscan.report.results import ReportPaths
@@ -145,13 +146,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"bulkscan: stopped: {exc}", file=sys.stderr)
         return EXIT_STOPPED
     updated = update_on_conflict(args, result, connection, dispatching)
-    try:
-        report = runner.write_report(result.run_dir)
-    except ReportError as exc:  # the tasks are done; only the workbook is missing
-        print(f"bulkscan: error: {exc}", file=sys.stderr)
-        code = exit_code(result.status)
-    else:
-        code = _finish(args, result, report)
+    with _interrupts_deferred():
+        try:
+            report = runner.write_report(result.run_dir)
+        except ReportError as exc:  # the tasks are done; only the workbook is missing
+            print(f"bulkscan: error: {exc}", file=sys.stderr)
+            code = exit_code(result.status)
+        else:
+            code = _finish(args, result, report)
     return code if updated is None else max(code, updated)
 
 
@@ -170,6 +172,21 @@ def _checked(prepared: Prepared, connection: Any, simulator: Any, dispatching: A
     if found.held:
         print(f"{len(found.held)} row(s) held back: not sent", file=sys.stderr)
     return runner.without_held(prepared, found)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """While the workbook and the summary are written, Ctrl-C only says to wait: a half
+    written workbook, or a summary without its resume command, helps no one."""
+
+    def _wait(_signum: int, _frame: object) -> None:
+        print("writing the results workbook from the journal; a moment", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, _wait)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_plan(
@@ -359,11 +376,18 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
         for err, n in report.error_codes.items():
             print(f"  {err:<24} {n:>6}")
     print(f"results: {report.results}")
-    if report.rerun_command:
-        print(f"re-run the failures after fixing them: {report.rerun_command}")
-    if result.unfinished:
-        print(f"{result.unfinished} task(s) not finished; resume with: {report.resume_command}")
+    print(_next_step(result, report))
     return code
+
+
+def _next_step(result: RunResult, report: ReportPaths) -> str:
+    """The one thing to do next: resume first (it settles unknown outcomes too), then the
+    retry workbook once nothing is left to resume."""
+    if result.unfinished:
+        return f"{result.unfinished} task(s) not finished; resume with: {report.resume_command}"
+    if report.rerun_command:
+        return f"re-run the failures after fixing them: {report.rerun_command}"
+    return "nothing left to do"
 
 
 def _duration(seconds: float) -> str:

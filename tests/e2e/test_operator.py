@@ -7,9 +7,12 @@ The CLI runs as a subprocess (``python -m bulkscan``) against the project's simu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pty
+import signal
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -17,6 +20,8 @@ from typing import TYPE_CHECKING
 import openpyxl
 
 from bulkscan.plan import content_digest
+from bulkscan.run.states import UNFINISHED_STATES
+from bulkscan.run.store import Journal
 from bulkscan.sim.server import DEFAULT_SK, Simulator
 from tests.e2e.test_run_e2e import P1, REGION, Done, _env
 
@@ -186,3 +191,57 @@ async def test_a_resumed_run_asks_only_for_the_tasks_that_remain(tmp_path: Path)
         again = await _piped(tmp_path, b"", *run, "--resume")  # nothing left: nothing to ask
         assert again.code == 0, again.err
         assert "resuming: 0 task(s)" in again.err and len(sim.tasks) == 3
+
+
+# --- Ctrl-C twice --------------------------------------------------------------------------
+
+
+def _sending_run(run_dirs: Path) -> Path | None:
+    """The run directory whose journal holds a task with its request in flight, if any."""
+    for journal_file in run_dirs.glob("*/journal.sqlite"):
+        uri = f"file:{journal_file}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            with contextlib.suppress(sqlite3.OperationalError):
+                if db.execute("SELECT 1 FROM tasks WHERE state = 'sending'").fetchone():
+                    return journal_file.parent
+    return None
+
+
+async def _until_sending(run_dirs: Path, proc: asyncio.subprocess.Process) -> Path:
+    """The run directory once a request of it is in flight (bounded)."""
+    for _ in range(600):
+        assert proc.returncode is None, "the run ended before any request was in flight"
+        run_dir = _sending_run(run_dirs)
+        if run_dir is not None:
+            return run_dir
+        await asyncio.sleep(0.05)
+    raise AssertionError("no request went out within 30 s")
+
+
+async def test_a_second_ctrl_c_ends_as_cleanly_as_the_first(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inv.xlsx", [f"ins-{i}" for i in range(30)])
+    reports = tmp_path / "r"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkscan", "run", str(inventory), "--simulate", "--yes",
+        "--simulate-faults", "latency_s=3", "--rate", "50/s", "--reports-dir", str(reports),
+        cwd=tmp_path, env=_env_for_tests(), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    run_dir = await _until_sending(reports, proc)
+    proc.send_signal(signal.SIGINT)
+    await asyncio.sleep(0.2)  # well inside the 3 s the requests in flight take
+    proc.send_signal(signal.SIGINT)
+    out_b, err_b = await asyncio.wait_for(proc.communicate(), _LIMIT_S)
+    out, err = out_b.decode(), err_b.decode()
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err + out and "Error" not in err
+    assert "abandoning requests in flight" in err
+    with Journal.open(run_dir) as journal:  # the lock was released: it can be taken again
+        unfinished = sum(n for s, n in journal.counts().items() if s in UNFINISHED_STATES)
+    assert unfinished > 0
+    assert f"{unfinished} task(s) not finished; resume with: " in out
+    assert "re-run the failures" not in out  # one next step
+    assert f"--resume {run_dir}" in out
+    book = openpyxl.load_workbook(run_dir / "results.xlsx", read_only=True)
+    assert "Summary" in book.sheetnames
+    book.close()
