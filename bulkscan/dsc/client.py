@@ -8,6 +8,7 @@ Requests are signed with SDK-HMAC-SHA256 over the exact bytes sent, or carry an 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -516,6 +517,8 @@ class DscClient:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
         )
+        self._connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
         self._user_agent = user_agent
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._on_attempt = on_attempt
@@ -698,6 +701,34 @@ class DscClient:
         body: bytes,
         asked: tuple[str, list[tuple[str, str]]],
     ) -> _Answer:
+        """One request and its whole answer, bounded as a whole.
+
+        ``sock_read`` bounds each wait for bytes only, so an answer that trickles in one byte
+        at a time would never time out: the exchange gets the connect and read timeouts in
+        all, and once the headers are in, the rest of the answer gets at most the read
+        timeout.  Running out raises ``TimeoutError`` after sending (ambiguous for a create).
+        """
+        bound = asyncio.timeout(self._connect_timeout_s + self._read_timeout_s)
+        try:
+            async with bound:
+                return await self._answer_of(method, target, headers, body, asked, bound=bound)
+        except TimeoutError as exc:
+            if not bound.expired():
+                raise
+            raise TimeoutError(
+                f"no complete answer within the read timeout of {self._read_timeout_s:g} s"
+            ) from exc
+
+    async def _answer_of(
+        self,
+        method: str,
+        target: yarl.URL,
+        headers: dict[str, str],
+        body: bytes,
+        asked: tuple[str, list[tuple[str, str]]],
+        *,
+        bound: asyncio.Timeout,
+    ) -> _Answer:
         async with self._session.request(
             method,
             target,
@@ -707,6 +738,8 @@ class DscClient:
             allow_redirects=False,
             ssl=self._ssl,
         ) as response:
+            rest = asyncio.get_running_loop().time() + self._read_timeout_s
+            bound.reschedule(min(rest, bound.when() or rest))
             secrets = secrets_of(self._credentials, headers)
             raw = redact_answer(await _read_capped(response), secrets)
             if self._on_answer is not None:

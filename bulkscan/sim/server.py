@@ -30,8 +30,10 @@ Choices where the real service is undocumented:
   client whose read timed out finds the task by listing; ``echo`` creates nothing and answers
   400 with a message that repeats the request's ``Authorization``, ``X-Auth-Token`` and
   ``X-Security-Token`` headers, as a careless server may.  ``retry_after_s`` adds a
-  ``Retry-After`` of that many seconds to ``http429``.  A GET can meet every fault but
-  ``reset_after``.
+  ``Retry-After`` of that many seconds to ``http429``; ``drip`` creates the task and sends
+  the answer's headers at once and its body one byte every ``drip_s`` (default 1 s), as a
+  slow link or proxy may, so that only a bound on the whole answer stops the wait.  A GET
+  can meet every fault but ``reset_after`` and ``drip``.
 - The list filter ``task_name`` matches names containing it; ``schedule_types`` (repeated)
   and ``id`` match exactly.  Results are newest first.  The answer is
   ``{result: [...], total_num}``.  Paging by ``page_size`` only (default 20), as documented.
@@ -388,8 +390,11 @@ class Simulator:
         if fault == "stall":
             outcome = "stalled"
             await self._pause(faults.stall_s)
+        if fault == "drip" and route.writes:
+            outcome = "dripped"
         self._stats.count(outcome, project)
-        return self._answer(payload, creating=creating)
+        answer = self._answer(payload, creating=creating)
+        return await self._drip(request, answer, faults) if outcome == "dripped" else answer
 
     def _apply(
         self, route: LifecycleRoute, received: Received, now: float
@@ -461,6 +466,26 @@ class Simulator:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
         return web.Response(status=204)
+
+    async def _drip(
+        self, request: web.Request, answer: web.Response, faults: Faults
+    ) -> web.StreamResponse:
+        """Send ``answer``'s headers now and its body one byte per ``faults.drip_s``."""
+        body = answer.body if isinstance(answer.body, bytes) else b""
+        stream = web.StreamResponse(status=answer.status, headers=answer.headers)
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        for i in range(len(body)):
+            await self._pause(faults.drip_s)
+            if self._stopping.is_set():
+                break
+            try:
+                await stream.write(body[i : i + 1])
+            except (ConnectionError, RuntimeError):  # the client gave up waiting
+                return stream
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await stream.write_eof()
+        return stream
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake up at once when the simulator stops."""
