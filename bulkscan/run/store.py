@@ -44,6 +44,7 @@ import os
 import re
 import socket
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -379,6 +380,9 @@ class Journal:
         self._timer: asyncio.Handle | None = None
         self._failure: Exception | None = None
         self._grouping = 0
+        self._identity = _file_identity(run_dir / JOURNAL_FILE)
+        self._seen: dict[str, TaskState] = {}  # each task's last state, kept in memory
+        self._sent: set[str] = set()  # the tasks this run marked sending
 
     # -- opening and closing --
 
@@ -595,6 +599,8 @@ class Journal:
 
     def mark_sending(self, key: str) -> None:
         """Mark ``key`` *sending*; in an event loop, ``await committed()`` before it is sent."""
+        self._seen[key] = TaskState.SENDING
+        self._sent.add(key)
         self._write([(_MARK_SENDING, (TaskState.SENDING, _time(self._now()), key), key)])
 
     @contextlib.contextmanager
@@ -641,6 +647,8 @@ class Journal:
         row = _attempt_row(attempt)
         statements: list[_Statement] = [(_INSERT_ATTEMPT, row, None)]
         key = attempt.task_key
+        if key is not None and state is not None:
+            self._seen[key] = state
         if key is not None:
             now = _time(self._now())
             if counted:
@@ -669,6 +677,7 @@ class Journal:
         conflict: tuple[str, Sequence[DataSource]] | None = None,
     ) -> None:
         """Change one task's state (``task_id``/``error_msg`` set when given)."""
+        self._seen[key] = state
         fields: dict[str, object] = {"state": state}
         if task_id is not None:
             fields["task_id"] = task_id
@@ -774,10 +783,30 @@ class Journal:
         if self._failure is not None:
             raise self._failure
 
+    def _check_present(self) -> None:
+        """Refuse to write once the journal file was removed (or replaced) under the run.
+
+        SQLite would go on writing to the unlinked file and lose every step; instead the run
+        stops, saying what it sent (from memory) and how a new run settles it.
+        """
+        if _file_identity(self.path) == self._identity:
+            return
+        states = Counter(self._seen[key] for key in self._sent)
+        said = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        self._failure = JournalWriteError(
+            f"{self.path} was removed while the run was sending: it stopped after starting "
+            f"{len(self._sent)} task(s)"
+            + (f" ({said}; sending = outcome unknown)" if said else "")
+            + "; nothing more can be recorded. Run it again without --resume: tasks already "
+            "in DSC are found by listing and reported as existing, never created twice"
+        )
+        raise self._failure
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
         if self._lock_fd is None:
             raise JournalError(f"{self.path} is open read-only")
+        self._check_present()
         cur = self._conn.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
@@ -1027,6 +1056,15 @@ def _put_meta(cur: sqlite3.Cursor, values: Mapping[str, object]) -> None:
 
 
 # --- checking --------------------------------------------------------------------------------
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The file's device and inode, or None when it is gone."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _write_failed(path: Path, exc: sqlite3.Error | OSError) -> JournalWriteError:
