@@ -298,9 +298,17 @@ class _Run:
             task = self.tasks[key]
             groups[(task.project_id, task.region)].append(key)
         gate = asyncio.Semaphore(self.settings.concurrency)
+        pending = list(groups.items())
         try:
+            # The first listing goes alone: when the credentials are wrong it is the only
+            # request that fails (the gateway locks a key after five), not one per project.
+            if pending:
+                first, keys = pending.pop(0)
+                await self._reconcile_group(first, keys, gate)
+            if self.halt.is_set():
+                return
             async with asyncio.TaskGroup() as tg:
-                for group, keys in groups.items():
+                for group, keys in pending:
                     tg.create_task(self._reconcile_group(group, keys, gate))
         except* _Halt:
             pass
