@@ -39,7 +39,7 @@ __all__ = [
     "source_matches",
 ]
 
-PAGE_SIZE = 100  # the largest page the service is known to accept
+PAGE_SIZE = 100  # the first page asked for; a short answer is asked again as large as total_num
 
 
 def slow_down(
