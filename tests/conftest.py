@@ -21,6 +21,22 @@ from hypothesis import settings
 settings.register_profile("bulkscan", deadline=None, derandomize=bool(os.environ.get("CI")))
 settings.load_profile("bulkscan")
 
+
+@pytest.fixture(autouse=True)
+def _no_user_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads the developer's own bulkscan config file or config variables."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+    for name in (
+        "BULKSCAN_CONFIG",
+        "BULKSCAN_CONFIG_PROFILE",
+        "BULKSCAN_REGION",
+        "HUAWEICLOUD_SDK_REGION",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path

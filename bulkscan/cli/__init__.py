@@ -15,7 +15,9 @@ from bulkscan import __version__
 from bulkscan.errors import BulkscanError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
+
+    from bulkscan.cli._settings import Layered
 
 __all__ = ["EXIT_FAILED", "EXIT_INPUT", "EXIT_OK", "EXIT_STOPPED", "main"]
 
@@ -25,37 +27,98 @@ EXIT_INPUT = 2  # bad input or usage
 EXIT_STOPPED = 3  # stopped by a fatal error or interrupted
 
 
+# The commands in the order a person uses them; ``bulkscan --help`` lists them so.
+WORKFLOW = (
+    "template", "validate", "resolve", "export", "plan", "run", "status", "report", "audit",
+    "start", "enable", "disable", "undo", "dedupe", "doctor", "config", "simulate",
+)  # fmt: skip
+
+
 def _command_modules() -> list[str]:
     """Every public module of this package is a command (``run.py`` → ``bulkscan run``)."""
     import pkgutil
 
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    found = {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+    return [name for name in WORKFLOW if name in found] + sorted(found - set(WORKFLOW))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(defaults: Mapping[str, object] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; ``defaults`` (from the config file and environment) replace the
+    built-in defaults of the options that have them, so a typed flag still wins."""
     parser = argparse.ArgumentParser(
         prog="bulkscan",
         description="Onboard many databases into Huawei Cloud DSC metadata scan tasks at once.",
+        epilog="Settings typed once (region, endpoint, rate, ...) go in bulkscan.toml: "
+        "see `bulkscan config`.",
     )
-    parser.add_argument("--version", action="version", version=f"bulkscan {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("-V", "--version", action="version", version=f"bulkscan {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read settings from FILE only (default: ~/.config/bulkscan/config.toml, then "
+        "./bulkscan.toml; also $BULKSCAN_CONFIG)",
+    )
+    parser.add_argument(
+        "--config-profile",
+        metavar="NAME",
+        help="use the [profile.NAME] table of the config file (also $BULKSCAN_CONFIG_PROFILE)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import importlib
 
     for name in _command_modules():
         importlib.import_module(f"bulkscan.cli.{name}").register(sub)
+    if defaults:
+        for command in sub.choices.values():
+            _apply_defaults(command, defaults)
     return parser
+
+
+def _apply_defaults(parser: argparse.ArgumentParser, defaults: Mapping[str, object]) -> None:
+    """Set the defaults this command has an option for (others would only clutter it)."""
+    known = {action.dest for action in parser._actions}  # argparse has no public listing
+    parser.set_defaults(**{dest: v for dest, v in defaults.items() if dest in known})
+
+
+def _configured_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, Layered]:
+    """The parser whose defaults come from the config files and the environment."""
+    from bulkscan.cli import _settings
+
+    early = _preparse(argv)
+    layered = _settings.load(explicit=early.config, profile=early.config_profile)
+    return build_parser(layered.defaults()), layered
+
+
+def _preparse(argv: Sequence[str]) -> argparse.Namespace:
+    """``--config`` and ``--config-profile``, read before the parser is built."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config")
+    early.add_argument("--config-profile")
+    known, _ = early.parse_known_args(argv)
+    return known
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        code: int = args.func(args)
+        parser, layered = _configured_parser(argv)
     except UsageError as exc:
         print(f"bulkscan: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except BulkscanError as exc:
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `bulkscan`: say what it can do
+        parser.print_help()
+        return EXIT_OK
+    args.layered = layered
+    return _call(args)
+
+
+def _call(args: argparse.Namespace) -> int:
+    """The command's own exit code, or the one its error or interruption stands for."""
+    try:
+        code: int = args.func(args)
+    except BulkscanError as exc:  # UsageError included
         print(f"bulkscan: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:

@@ -33,8 +33,8 @@ WITH_ERRORS = INPUTS / "sample-with-errors.xlsx"
 CSV_INSTANCES = INPUTS / "sample-instances.csv"
 CSV_PROFILES = INPUTS / "sample-profiles.csv"
 COMMANDS = (
-    "audit", "dedupe", "disable", "doctor", "enable", "export", "plan", "report", "resolve",
-    "run", "simulate", "start", "status", "template", "undo", "validate",
+    "audit", "config", "dedupe", "disable", "doctor", "enable", "export", "plan", "report",
+    "resolve", "run", "simulate", "start", "status", "template", "undo", "validate",
 )  # fmt: skip
 
 
@@ -111,13 +111,12 @@ def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) 
         assert re.search(rf"^\s+{command}\s+\S", out, re.MULTILINE), command
 
 
-def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main([])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert "usage: bulkscan" in err
-    _no_traceback(err)
+def test_no_command_prints_the_help_in_workflow_order(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "usage: bulkscan" in out
+    assert out.index("template") < out.index("validate") < out.index(" run ") < out.index("audit")
+    _no_traceback(out)
 
 
 def test_python_dash_m_bulkscan_prints_the_version() -> None:

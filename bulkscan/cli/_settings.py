@@ -1,0 +1,253 @@
+"""Settings typed once: ``bulkscan.toml``, environment variables, and which one wins.
+
+Precedence, highest first: a command-line flag, an environment variable, the config file, the
+built-in default.  The config files are read in this order, a later one overriding an earlier
+one key by key:
+
+1. the user's file, ``$XDG_CONFIG_HOME/bulkscan/config.toml`` (``~/.config/...``);
+2. ``bulkscan.toml`` in the working directory;
+
+or only the file named by ``--config FILE`` / ``$BULKSCAN_CONFIG``.  Top-level keys apply to
+every command; a ``[profile.NAME]`` table overrides them when ``--config-profile NAME`` (or
+``$BULKSCAN_CONFIG_PROFILE``) selects it.  Credentials are never read from a config file: they
+stay in the environment or a token file (``token_file`` may name one).
+
+The layered values become the parsers' defaults, so a flag typed on the command line always
+wins and every command sees one namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from dataclasses import dataclass
+from difflib import get_close_matches
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bulkscan.config import parse_rate
+from bulkscan.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["KEYS", "Key", "Layered", "Setting", "config_files", "load"]
+
+CONFIG_ENV = "BULKSCAN_CONFIG"
+PROFILE_ENV = "BULKSCAN_CONFIG_PROFILE"
+LOCAL_NAME = "bulkscan.toml"
+
+_SECRET_WORDS = ("ak", "sk", "access_key", "secret", "token", "password", "security_token")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One setting: its name in the file, the option it feeds, its type and its variables."""
+
+    name: str
+    dest: str  # the argparse destination it feeds
+    kind: Callable[[object, str], object]  # (raw value, where) -> value for the namespace
+    env: tuple[str, ...] = ()
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A value in force and where it came from (e.g. ``env HUAWEICLOUD_SDK_REGION``)."""
+
+    key: str
+    value: object
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Layered:
+    """The settings taken from the environment and the config files (defaults not included)."""
+
+    settings: tuple[Setting, ...]
+    files: tuple[Path, ...]  # the config files read, in order
+    profile: str | None
+
+    def defaults(self) -> dict[str, object]:
+        """``{argparse dest: value}`` for every setting given outside the command line."""
+        by_name = {k.name: k for k in KEYS}
+        return {by_name[s.key].dest: s.value for s in self.settings}
+
+
+# --- value kinds ---------------------------------------------------------------------------------
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{where}: expected a non-empty text, got {_shown(value)}")
+    return value.strip()
+
+
+def _whole(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        raise UsageError(f"{where}: expected a whole number, got {_shown(value)}")
+    return value
+
+
+def _seconds(value: object, where: str) -> float:
+    if isinstance(value, bool):
+        raise UsageError(f"{where}: expected a number of seconds, got {_shown(value)}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}: expected a number of seconds, got {_shown(value)}") from None
+
+
+def _rate(value: object, where: str) -> str:
+    text = f"{value}/s" if isinstance(value, int | float) and not isinstance(value, bool) else value
+    if not isinstance(text, str):
+        raise UsageError(f"{where}: expected a rate such as 5/s or 300/min, got {_shown(value)}")
+    try:
+        parse_rate(text)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    return text
+
+
+def _zone(value: object, where: str) -> str:
+    name = _text(value, where)
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"{where}: '{name}' is not an IANA time zone (e.g. Asia/Shanghai)"
+        ) from None
+    return name
+
+
+def _endpoints(value: object, where: str) -> list[str]:
+    if not isinstance(value, dict):
+        raise UsageError(
+            f"{where}: expected a table of region = URL, e.g. "
+            'endpoints = { cn-north-4 = "https://..." }'
+        )
+    return [f"{region}={_text(url, f'{where}.{region}')}" for region, url in value.items()]
+
+
+KEYS: tuple[Key, ...] = (
+    Key("region", "region", _text, ("BULKSCAN_REGION", "HUAWEICLOUD_SDK_REGION"),
+        "region for rows that leave region blank"),
+    Key("project_id", "project_id", _text, ("HUAWEICLOUD_SDK_PROJECT_ID",),
+        "project for rows that leave project_id blank"),
+    Key("endpoint", "endpoint", _text, (), "one endpoint for every region"),
+    Key("endpoints", "endpoint_for", _endpoints, (), "endpoint per region: a table region = URL"),
+    Key("rate", "rate", _rate, (), "most requests per second or minute (5/s, 300/min)"),
+    Key("concurrency", "concurrency", _whole, (), "most requests in flight"),
+    Key("attempts", "attempts", _whole, (), "most attempts per task"),
+    Key("connect_timeout", "connect_timeout", _seconds, (), "seconds"),
+    Key("read_timeout", "read_timeout", _seconds, (), "seconds"),
+    Key("task_budget", "task_budget", _seconds, (), "most seconds spent on one task"),
+    Key("reports_dir", "reports_dir", _text, (), "parent of run directories and audits"),
+    Key("timezone", "timezone", _zone, (), "IANA zone of start times written without offset"),
+    Key("token_file", "token_file", _text, (), "file holding an IAM token"),
+    Key("ca_bundle", "ca_bundle", _text, (), "extra CA certificates (PEM) to trust"),
+)  # fmt: skip
+_BY_NAME = {k.name: k for k in KEYS}
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def config_files(env: Mapping[str, str], cwd: Path, *, explicit: str | None = None) -> list[Path]:
+    """The config files to read, lowest precedence first (only those that exist)."""
+    named = explicit or env.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            source = "--config" if explicit else f"${CONFIG_ENV}"
+            raise UsageError(f"{path}: no such config file (named by {source})")
+        return [path]
+    home = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    candidates = [home / "bulkscan" / "config.toml", cwd / LOCAL_NAME]
+    return [p for p in candidates if p.is_file()]
+
+
+def load(
+    env: Mapping[str, str] = os.environ,
+    *,
+    cwd: Path | None = None,
+    explicit: str | None = None,
+    profile: str | None = None,
+) -> Layered:
+    """Read the config files and the environment; UsageError naming file and key on nonsense."""
+    files = config_files(env, cwd or Path.cwd(), explicit=explicit)
+    chosen = profile or env.get(PROFILE_ENV) or None
+    found: dict[str, Setting] = {}
+    profiles_seen: set[str] = set()
+    for path in files:
+        document = _read(path)
+        profiles = _profiles(document, path)
+        profiles_seen.update(profiles)
+        found.update(_settings(document, str(path)))
+        checked = {name: _settings(t, f"{path} [profile.{name}]") for name, t in profiles.items()}
+        if chosen and chosen in checked:  # every profile is checked, the chosen one applies
+            found.update(checked[chosen])
+    if chosen and chosen not in profiles_seen:
+        where = ", ".join(str(p) for p in files) or "no config file"
+        known = ", ".join(sorted(profiles_seen)) or "none"
+        raise UsageError(f"config profile '{chosen}' is not defined ({where}; profiles: {known})")
+    for key in KEYS:
+        for var in key.env:
+            raw = env.get(var, "").strip()
+            if raw:
+                value = key.kind(raw, f"${var}")
+                found[key.name] = Setting(key.name, value, f"env {var}")
+                break
+    ordered = tuple(found[k.name] for k in KEYS if k.name in found)
+    return Layered(settings=ordered, files=tuple(files), profile=chosen)
+
+
+def _read(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the config file: {exc.strerror}") from None
+
+
+def _profiles(document: Mapping[str, object], path: Path) -> dict[str, dict[str, object]]:
+    tables = document.get("profile", {})
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise UsageError(f"{path}: 'profile' must hold tables, e.g. [profile.prod]")
+    return tables
+
+
+def _settings(table: Mapping[str, object], where: str) -> dict[str, Setting]:
+    out: dict[str, Setting] = {}
+    for name, raw in table.items():
+        if name == "profile":
+            continue
+        key = _BY_NAME.get(name)
+        if key is None:
+            raise UsageError(f"{where}: {_unknown(name)}")
+        out[name] = Setting(name, key.kind(raw, f"{where}, key '{name}'"), where)
+    return out
+
+
+def _unknown(name: str) -> str:
+    lowered = name.lower().replace("-", "_")
+    secret = lowered in _SECRET_WORDS or any(w in lowered for w in ("secret", "token", "passw"))
+    if secret and lowered != "token_file":
+        return (
+            f"key '{name}': credentials are never read from a config file; use "
+            "HUAWEICLOUD_SDK_AK/_SK (and _SECURITY_TOKEN), BULKSCAN_AUTH_TOKEN, or "
+            "token_file = PATH"
+        )
+    close = get_close_matches(lowered, list(_BY_NAME), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown key '{name}'{hint}; known keys: {', '.join(_BY_NAME)}"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,114 @@
+"""``bulkscan config``: the settings in force and where each came from."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from bulkscan.cli import EXIT_OK
+from bulkscan.cli._common import local_timezone, print_json
+from bulkscan.cli._settings import KEYS, LOCAL_NAME, Layered
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+DESCRIPTION = (
+    "Print every setting that can be typed once, its value in force and where it came from: "
+    "an environment variable, a config file (~/.config/bulkscan/config.toml, then "
+    f"./{LOCAL_NAME}; or --config FILE) or the built-in default. A flag typed on the command "
+    "line wins over all of them. Credentials are never read from a config file."
+)
+
+_EXAMPLE = f"""\
+example {LOCAL_NAME}:
+  region = "cn-north-4"
+  rate = "10/s"
+  reports_dir = "onboarding/reports"
+  timezone = "Asia/Shanghai"
+
+  [endpoints]
+  cn-south-1 = "https://sdg.cn-south-1.myhuaweicloud.com"
+
+  [profile.staging]
+  endpoint = "http://127.0.0.1:8080"
+  rate = "50/s"
+"""
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "config",
+        help="show the settings in force and where each came from (bulkscan.toml, environment)",
+        description=DESCRIPTION,
+        epilog=_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--json", action="store_true", help="print the settings as JSON")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    layered: Layered = args.layered
+    rows = _rows(layered, _builtin_defaults())
+    if args.json:
+        print_json(
+            {
+                "files": [str(p) for p in layered.files],
+                "profile": layered.profile,
+                "settings": [{"key": k, "value": v, "source": s} for k, v, s in rows],
+            }
+        )
+        return EXIT_OK
+    files = ", ".join(str(p) for p in layered.files) or f"none (looked for ./{LOCAL_NAME})"
+    print(f"config files: {files}")
+    if layered.profile:
+        print(f"config profile: {layered.profile}")
+    width = max(len(k.name) for k in KEYS)
+    for key, value, source in rows:
+        print(f"  {key:<{width}}  {_shown(value):<40}  {source}")
+    return EXIT_OK
+
+
+def _builtin_defaults() -> dict[str, object]:
+    """Each option's default as shipped, read from the parsers themselves."""
+    from bulkscan.cli import build_parser
+
+    parser = build_parser()
+    commands = next(
+        a
+        for a in parser._actions
+        if isinstance(a, argparse._SubParsersAction)  # no public API
+    )
+    out: dict[str, object] = {}
+    for command in commands.choices.values():
+        for action in command._actions:
+            if action.dest not in out and action.default not in (None, argparse.SUPPRESS):
+                out[action.dest] = action.default
+    return out
+
+
+def _rows(layered: Layered, builtin: dict[str, object]) -> list[tuple[str, object, str]]:
+    given = {s.key: s for s in layered.settings}
+    rows: list[tuple[str, object, str]] = []
+    for key in KEYS:
+        if key.name in given:
+            rows.append((key.name, given[key.name].value, given[key.name].source))
+            continue
+        default = builtin.get(key.dest)
+        if key.name == "timezone":  # read at run time from $TZ or /etc/localtime
+            rows.append((key.name, local_timezone(), "default: this machine's zone"))
+            continue
+        rows.append((key.name, default if default != [] else None, _unset(key.env)))
+    return rows
+
+
+def _unset(env: Sequence[str]) -> str:
+    return "default" + (f" (set by {' or '.join(env)})" if env else "")
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
