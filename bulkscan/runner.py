@@ -28,6 +28,7 @@ from bulkscan.dsc.client import Attempt, DscClient, Endpoints, LifecycleCalls, R
 from bulkscan.dsc.credentials import AkSk, auth_method, credential_identity
 from bulkscan.errors import (
     DscError,
+    InputError,
     JournalError,
     JournalWriteError,
     ReportError,
@@ -218,6 +219,7 @@ class SimulatorOptions:
     dsc_disabled: tuple[str, ...] = ()
     assets: str | None = None  # the asset centre's instances (``simulate --assets`` JSON)
     cover: tuple[Instance, ...] = ()  # without ``assets``: active, authorised assets for these
+    state: Path | None = None  # keep the simulated tasks here, so the next command sees them
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,6 +520,8 @@ async def _connected(
     # twice) is not worth aiohttp's server traceback on the user's terminal
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     shape = parse_list_shape(simulator.list_shape or "")
+    if simulator.state is not None:  # the reports folder, made once the simulator starts
+        _make_folder(simulator.state.parent)
     sim = Simulator(
         faults=simulator.faults or Faults(),
         seed=simulator.seed,
@@ -525,11 +529,20 @@ async def _connected(
         list_shape=shape,
         dsc_disabled=simulator.dsc_disabled,
         assets=_simulated_assets(simulator),
+        state_path=simulator.state,
+        save_each_change=False,
     )
     async with sim:
         yield Connection(
             credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(override=sim.url)
         )
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder ({exc.strerror})", file=str(folder)) from None
 
 
 def _simulated_assets(simulator: SimulatorOptions) -> Any:

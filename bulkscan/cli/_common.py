@@ -7,6 +7,7 @@ import os
 import sys
 import zoneinfo
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED
@@ -31,6 +32,8 @@ __all__ = [
     "local_timezone",
     "print_issues",
     "print_json",
+    "simulate_options",
+    "simulator_state",
     "start_time_text",
 ]
 
@@ -266,7 +269,11 @@ def connection_from(
         if shape:
             parse_list_shape(shape)  # a bad spec is a usage error before anything starts
         return None, SimulatorOptions(
-            faults=faults, seed=args.simulate_seed, list_shape=shape, assets=args.simulate_assets
+            faults=faults,
+            seed=args.simulate_seed,
+            list_shape=shape,
+            assets=args.simulate_assets,
+            state=simulator_state(args),
         )
     per_region = dict(_region_url(item) for item in args.endpoint_for)
     endpoints = Endpoints(override=args.endpoint, per_region=per_region)
@@ -279,6 +286,35 @@ def connection_from(
     tls = make_ssl_context(ca_bundle=args.ca_bundle, verify=not args.insecure)
     credentials = resolve_credentials(token_file=args.token_file, env=env)
     return Connection(credentials=credentials, endpoints=endpoints, ssl=tls), None
+
+
+SIMULATOR_STATE = "simulator-tasks.json"
+
+
+def simulate_options(args: argparse.Namespace) -> list[str]:
+    """``--simulate`` and its settings as typed, for a next command this one prints."""
+    if not getattr(args, "simulate", False):
+        return []
+    options = ["--simulate"]
+    for flag, value in (
+        ("--simulate-faults", args.simulate_faults),
+        ("--simulate-seed", args.simulate_seed),
+        ("--simulate-list-shape", args.simulate_list_shape),
+        ("--simulate-assets", args.simulate_assets),
+    ):
+        if value is not None:
+            options += [flag, str(value)]
+    return options
+
+
+def simulator_state(args: argparse.Namespace) -> Path:
+    """Where ``--simulate`` keeps the simulated service's tasks: in the reports folder, so that
+    ``run --simulate`` then ``audit --simulate`` (or ``status RUN_DIR --simulate``) see the same
+    service.  Delete the file to start from an empty one.  Written only once the simulator
+    starts, so a command refused before that leaves no folder behind."""
+    run_dir = getattr(args, "run_dir", None)
+    folder = Path(run_dir).parent if run_dir else Path(getattr(args, "reports_dir", "reports"))
+    return folder / SIMULATOR_STATE
 
 
 def _region_url(item: str) -> tuple[str, str]:

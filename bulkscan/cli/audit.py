@@ -19,6 +19,7 @@ from bulkscan.cli._common import (
     issue_json,
     print_issues,
     print_json,
+    simulate_options,
 )
 from bulkscan.errors import RunFatalError, ValidationFailed
 from bulkscan.events import RateChanged
@@ -123,7 +124,9 @@ def _bad_input(args: argparse.Namespace, failed: ValidationFailed) -> int:
 
 def _run_options(args: argparse.Namespace) -> list[str]:
     """The connection options to repeat in the printed ``bulkscan run`` command."""
-    options: list[str] = []
+    options = simulate_options(args)
+    if args.reports_dir != "reports":  # the run's directory beside this audit (and simulator)
+        options += ["--reports-dir", args.reports_dir]
     if args.endpoint:
         options += ["--endpoint", args.endpoint]
     for item in args.endpoint_for:
@@ -134,7 +137,7 @@ def _run_options(args: argparse.Namespace) -> list[str]:
         options += ["--ca-bundle", args.ca_bundle]
     if args.insecure:
         options.append("--insecure")
-    if args.timezone != "UTC":
+    if args.timezone:
         options += ["--timezone", args.timezone]
     if args.start_time_unit != "s":
         options += ["--start-time-unit", args.start_time_unit]

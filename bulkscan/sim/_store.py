@@ -57,21 +57,18 @@ class StoredTask:
 class TaskStore:
     """Tasks by id; ids are increasing integers and are never reused, even after a reset."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, save_each_change: bool = True) -> None:
+        """``save_each_change`` False: the file is written by ``save()`` only (an embedded
+        simulator saves once as it stops, not once per task)."""
         self._path = path
         self._tasks: dict[int, StoredTask] = {}
         self._next_id = 1
+        self._each = save_each_change
         if path is None:
             return
         if path.exists():
             self._load(path)
-        try:
-            self._save()  # proves at once that the file can be written
-        except OSError as exc:
-            raise InputError(
-                f"cannot be written as simulator state ({exc.strerror}); choose a writable path",
-                file=str(path),
-            ) from None
+        self.save()  # proves at once that the file can be written
 
     def all(self) -> list[StoredTask]:
         return list(self._tasks.values())
@@ -83,13 +80,13 @@ class TaskStore:
         task = StoredTask(self._next_id, project_id, dict(body), now)
         self._next_id += 1
         self._tasks[task.id] = task
-        self._save()
+        self._changed()
         return task
 
     def delete(self, task_id: int) -> bool:
         found = self._tasks.pop(task_id, None) is not None
         if found:
-            self._save()
+            self._changed()
         return found
 
     def update(
@@ -103,7 +100,7 @@ class TaskStore:
         if schedule_switch is not None:
             task = dataclasses.replace(task, body={**task.body, "schedule_switch": schedule_switch})
         self._tasks[task_id] = task
-        self._save()
+        self._changed()
         return task
 
     def replace_body(self, task_id: int, body: dict[str, Any]) -> StoredTask | None:
@@ -113,12 +110,12 @@ class TaskStore:
             return None
         task = dataclasses.replace(task, body=dict(body))
         self._tasks[task_id] = task
-        self._save()
+        self._changed()
         return task
 
     def clear(self) -> None:
         self._tasks.clear()
-        self._save()
+        self._changed()
 
     def _load(self, path: Path) -> None:
         try:
@@ -135,7 +132,12 @@ class TaskStore:
         self._tasks = {task.id: task for task in tasks}
         self._next_id = max([next_id, *(task.id + 1 for task in tasks)])
 
-    def _save(self) -> None:
+    def _changed(self) -> None:
+        if self._each:
+            self.save()
+
+    def save(self) -> None:
+        """Write the tasks to the state file (if there is one), atomically."""
         if self._path is None:
             return
         data = {
@@ -144,7 +146,13 @@ class TaskStore:
             "next_id": self._next_id,
             "tasks": [task.to_json() for task in self._tasks.values()],
         }
-        _write_atomically(self._path, json.dumps(data, ensure_ascii=False, indent=1))
+        try:
+            _write_atomically(self._path, json.dumps(data, ensure_ascii=False, indent=1))
+        except OSError as exc:
+            raise InputError(
+                f"cannot be written as simulator state ({exc.strerror}); choose a writable path",
+                file=str(self._path),
+            ) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -168,6 +168,7 @@ class Simulator:
         faults: Faults = Faults(),  # noqa: B008 - frozen, so one shared default is safe
         seed: int | None = None,
         state_path: Path | None = None,
+        save_each_change: bool = True,
         clock: Callable[[], float] = time.time,
         ssl_context: ssl.SSLContext | None = None,
         list_shape: ListShape = ListShape(),  # noqa: B008 - frozen, so one shared default is safe
@@ -190,7 +191,7 @@ class Simulator:
         self.set_quota(quota)
         self._faults = faults
         self._rng = random.Random(seed)
-        self._store = TaskStore(state_path)
+        self._store = TaskStore(state_path, save_each_change=save_each_change)
         self._runs = Runs(random.Random(seed), scan_s=scan_s, scan_failure=scan_failure)
         self._lifecycle = Lifecycle(self._store, self._runs)
         self._clock = clock
@@ -232,6 +233,7 @@ class Simulator:
         if runner is not None:
             self._stopping.set()
             await runner.cleanup()
+            self._store.save()
 
     @property
     def port(self) -> int:

@@ -370,7 +370,7 @@ def test_run_simulated_creates_every_task_and_writes_the_results(
         capsys, "run", SAMPLE, "--simulate", "--yes", "--rate", "200/s", "--reports-dir", reports
     )
     assert code == 0, err
-    (run_dir,) = reports.iterdir()
+    (run_dir,) = (p for p in reports.iterdir() if p.is_dir())
     assert f"run {run_dir.name}: " in out
     assert f"results: {run_dir / 'results.xlsx'}" in out
     assert "the embedded simulator" in err
@@ -446,7 +446,7 @@ def simulated_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterato
         "--simulate-faults", "http503=0.3", "--simulate-seed", "5", "--reports-dir", reports,
     )  # fmt: skip
     assert code == 1, err
-    (run_dir,) = reports.iterdir()
+    (run_dir,) = (p for p in reports.iterdir() if p.is_dir())
     yield run_dir, out
 
 

@@ -436,7 +436,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     options = ["--simulate", "--yes", "--rate", "100/s", "--reports-dir", str(folder / "reports")]
     done = cli("run", str(inventory), *options, env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
-    (run_dir,) = (folder / "reports").iterdir()
+    (run_dir,) = (p for p in (folder / "reports").iterdir() if p.is_dir())
     return inventory, run_dir
 
 
