@@ -30,7 +30,7 @@ EXIT_STOPPED = 3  # stopped by a fatal error or interrupted
 # The commands in the order a person uses them; ``bulkscan --help`` lists them so.
 WORKFLOW = (
     "template", "validate", "resolve", "export", "plan", "run", "status", "report", "audit",
-    "start", "enable", "disable", "undo", "dedupe", "doctor", "config", "simulate",
+    "start", "enable", "disable", "undo", "dedupe", "doctor", "config", "completion", "simulate",
 )  # fmt: skip
 
 

@@ -33,8 +33,8 @@ WITH_ERRORS = INPUTS / "sample-with-errors.xlsx"
 CSV_INSTANCES = INPUTS / "sample-instances.csv"
 CSV_PROFILES = INPUTS / "sample-profiles.csv"
 COMMANDS = (
-    "audit", "config", "dedupe", "disable", "doctor", "enable", "export", "plan", "report",
-    "resolve", "run", "simulate", "start", "status", "template", "undo", "validate",
+    "audit", "completion", "config", "dedupe", "disable", "doctor", "enable", "export", "plan",
+    "report", "resolve", "run", "simulate", "start", "status", "template", "undo", "validate",
 )  # fmt: skip
 
 
