@@ -40,12 +40,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from bulkscan import __version__
 from bulkscan.config import DispatchSettings
+from bulkscan.dsc.client import DEFAULT_PAGE_SIZE
 from bulkscan.errors import BulkscanError, DscError, ValidationFailed
 from bulkscan.events import Event, RateChanged, local_now
 from bulkscan.input.validate import validate
 from bulkscan.models import InputBook, Instance, Issue, RawRow, RowRef, Sheet
 from bulkscan.run.ratelimit import AdaptiveRate
-from bulkscan.run.remote import PAGE_SIZE, Lister, same_sources, source_matches
+from bulkscan.run.remote import Lister, same_sources, source_matches
 from bulkscan.run.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     from bulkscan.models import DataSource
 
 __all__ = [
-    "PAGE_SIZE",  # the listing's page size, the runner's default
     "AuditEvent",
     "AuditMeta",
     "AuditObserver",
@@ -482,7 +482,7 @@ async def audit(
     observer: AuditObserver = _ignore,
     limiter: AdaptiveRate | None = None,
     rng: random.Random | None = None,
-    page_size: int = PAGE_SIZE,
+    page_size: int = DEFAULT_PAGE_SIZE,
     connection: Mapping[str, Any] | None = None,
     now: Callable[[], dt.datetime] = local_now,
 ) -> AuditResult:

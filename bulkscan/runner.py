@@ -24,7 +24,14 @@ import aiohttp
 from bulkscan import __version__
 from bulkscan import audit as _audit
 from bulkscan.config import DispatchSettings, InputSettings
-from bulkscan.dsc.client import Attempt, DscClient, Endpoints, LifecycleCalls, RawAnswer
+from bulkscan.dsc.client import (
+    DEFAULT_PAGE_SIZE,
+    Attempt,
+    DscClient,
+    Endpoints,
+    LifecycleCalls,
+    RawAnswer,
+)
 from bulkscan.dsc.credentials import AkSk, auth_method, credential_identity
 from bulkscan.errors import (
     DscError,
@@ -685,7 +692,7 @@ async def audit(
     reports_dir: str | os.PathLike[str] = "reports",
     run_options: Sequence[str] = (),
     observer: _audit.AuditObserver | None = None,
-    page_size: int = _audit.PAGE_SIZE,
+    page_size: int = DEFAULT_PAGE_SIZE,
 ) -> AuditReport:
     """List DSC's tasks for ``inventory``, match them, write the audit (and uncovered) workbook.
 

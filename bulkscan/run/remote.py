@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bulkscan.dsc.client import DEFAULT_PAGE_SIZE
 from bulkscan.errors import DscError, ThrottledError
 from bulkscan.events import local_now
 from bulkscan.input.schema import canonical_db_type
@@ -31,15 +32,12 @@ if TYPE_CHECKING:
     from bulkscan.run.retry import RetryPolicy
 
 __all__ = [
-    "PAGE_SIZE",
     "Lister",
     "ListingAttempt",
     "same_sources",
     "slow_down",
     "source_matches",
 ]
-
-PAGE_SIZE = 100  # the first page asked for; a short answer is asked again as large as total_num
 
 
 def slow_down(
@@ -123,7 +121,7 @@ class Lister:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-        page_size: int = PAGE_SIZE,
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self.client = client
         self.limiter = limiter
