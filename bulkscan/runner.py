@@ -521,7 +521,14 @@ async def _connected(
             raise ValueError("run() needs a connection or simulator options")
         yield connection
         return
-    from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
+    from bulkscan.sim.server import (
+        DEFAULT_AK,
+        DEFAULT_SK,
+        Faults,
+        Simulator,
+        parse_list_shape,
+        region_endpoint,
+    )
 
     # the embedded simulator is not the user's service: a request it sees abandoned (Ctrl-C
     # twice) is not worth aiohttp's server traceback on the user's terminal
@@ -540,9 +547,8 @@ async def _connected(
         save_each_change=False,
     )
     async with sim:
-        yield Connection(
-            credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints(override=sim.url)
-        )
+        endpoints = Endpoints(override=region_endpoint(sim.url))  # each region apart
+        yield Connection(credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=endpoints)
 
 
 def _make_folder(folder: Path) -> None:

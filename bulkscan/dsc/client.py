@@ -126,8 +126,12 @@ class Endpoints:
 
     def url_for(self, region: str) -> str:
         """The base URL (no trailing slash) for ``region``."""
-        if self.override:
-            return self.override
+        if self.override:  # "{region}" in it stands for the region (one proxy for all)
+            if "{region}" not in self.override:
+                return self.override
+            if not _REGION.match(region):
+                raise UsageError(f"region '{region}' is not a region name like cn-north-4")
+            return self.override.replace("{region}", region)
         if region in self.per_region:
             return self.per_region[region]
         if not _REGION.match(region):

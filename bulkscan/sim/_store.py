@@ -27,6 +27,7 @@ class StoredTask:
     body: dict[str, Any]
     created_at: float
     enabled: bool = True
+    region: str | None = None  # the region endpoint it was created at (None: unscoped)
 
     @property
     def name(self) -> str:
@@ -41,6 +42,7 @@ class StoredTask:
             "body": json.loads(json.dumps(self.body)),
             "created_at": self.created_at,
             "enabled": self.enabled,
+            "region": self.region,
         }
 
     @classmethod
@@ -51,6 +53,7 @@ class StoredTask:
             body=dict(data["body"]),
             created_at=float(data["created_at"]),
             enabled=bool(data.get("enabled", True)),
+            region=str(data["region"]) if data.get("region") else None,
         )
 
 
@@ -70,14 +73,20 @@ class TaskStore:
             self._load(path)
         self.save()  # proves at once that the file can be written
 
-    def all(self) -> list[StoredTask]:
-        return list(self._tasks.values())
+    def all(self, *, region: str | None = None) -> list[StoredTask]:
+        """Every task; with ``region``, those created there or unscoped (as each region's
+        endpoint of the real service lists its own tasks)."""
+        if region is None:
+            return list(self._tasks.values())
+        return [t for t in self._tasks.values() if t.region in (None, region)]
 
     def get(self, task_id: int) -> StoredTask | None:
         return self._tasks.get(task_id)
 
-    def create(self, project_id: str, body: dict[str, Any], now: float) -> StoredTask:
-        task = StoredTask(self._next_id, project_id, dict(body), now)
+    def create(
+        self, project_id: str, body: dict[str, Any], now: float, *, region: str | None = None
+    ) -> StoredTask:
+        task = StoredTask(self._next_id, project_id, dict(body), now, region=region)
         self._next_id += 1
         self._tasks[task.id] = task
         self._changed()

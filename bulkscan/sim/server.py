@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import random
 import re
@@ -99,6 +100,7 @@ __all__ = [
     "parse_faults",
     "parse_list_shape",
     "parse_quota",
+    "region_endpoint",
 ]
 
 DEFAULT_AK = "BULKSCANSIMULATORAK0"
@@ -334,7 +336,9 @@ class Simulator:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._deny(_TOO_LARGE, None)
-        route = _route(request.method, request.path)
+        region, path = _scoped(request.path)
+        _REGION.set(region)  # this request's task (and a late create it schedules) only
+        route = _route(request.method, path)
         if route is None:
             return self._deny(_API_NOT_FOUND, None)
         project = route.project
@@ -422,7 +426,7 @@ class Simulator:
         self._check_assets(project, body)
         if lost:  # answered 200 by a front end; DSC never saw it
             return {}, "lost"
-        task = self._store.create(project, body, now)
+        task = self._store.create(project, body, now, region=_REGION.get())
         if task.body.get("start_now") is True:
             self._runs.start(task, now)
         task_id = external_id(task.id, self._shape)
@@ -431,7 +435,8 @@ class Simulator:
 
     def _list(self, project: str, query: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], str]:
         shape = self._shape
-        page, total = select(self._store.all(), project, parse_list_query(query, shape), shape)
+        tasks = self._store.all(region=_REGION.get())
+        page, total = select(tasks, project, parse_list_query(query, shape), shape)
         return {"result": page, "total_num": total}, "listed"
 
     def _check_assets(self, project: str, body: dict[str, Any]) -> None:
@@ -500,6 +505,23 @@ def _refusal(exc: BadRequest | TemplateNotFound) -> Denial:
     if isinstance(exc, TemplateNotFound):
         return Denial(404, "dsc.600000025", str(exc), "not_found")
     return Denial(400, "dsc.40000011", str(exc), "invalid")
+
+
+# ``/region/{name}/v1/...``: the simulator standing in for that region's endpoint, so one
+# simulator serves several regions as the real service's separate endpoints do (see
+# ``region_endpoint``); a plain ``/v1/...`` sees every region's tasks.
+_REGION: contextvars.ContextVar[str | None] = contextvars.ContextVar("region", default=None)
+_SCOPED = re.compile(r"^/region/([a-z0-9-]{1,64})(/.*)$")
+
+
+def region_endpoint(url: str) -> str:
+    """The endpoint template that scopes each region's requests at the simulator at ``url``."""
+    return f"{url}/region/{{region}}"
+
+
+def _scoped(path: str) -> tuple[str | None, str]:
+    match = _SCOPED.match(path)
+    return (match.group(1), match.group(2)) if match else (None, path)
 
 
 def _route(method: str, path: str) -> LifecycleRoute | None:
