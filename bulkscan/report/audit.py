@@ -26,12 +26,14 @@ from bulkscan.input.validate import MAX_NAME
 from bulkscan.report.cells import (
     SummarySheet,
     count_table,
+    fit_widths,
     new_workbook,
     save_workbook,
     workbook_meta,
     write_table,
 )
 from bulkscan.report.summary import (
+    CHART_ROWS,
     charted_table,
     notes,
     provenance_items,
@@ -55,9 +57,11 @@ __all__ = [
     "COVERAGE_RULE",
     "ORPHAN_RULE",
     "TASK_HEADERS",
+    "UNCOVERED_REASON",
     "AuditFiles",
     "audit_files",
     "gap_task_name",
+    "uncovered_reason",
     "uncovered_rows",
     "write_audit_workbook",
     "write_uncovered_workbook",
@@ -159,15 +163,23 @@ def uncovered_rows(result: AuditResult, *, stamp: str | None = None) -> list[dic
     (``gap_task_name``) so that ``bulkscan run`` creates new tasks rather than finding the
     disabled or conflicting ones.  Missing columns are added at the end.
     """
+    return [row for _, row in _uncovered_pairs(result, stamp=stamp)]
+
+
+def _uncovered_pairs(
+    result: AuditResult, *, stamp: str | None = None
+) -> list[tuple[InstanceCoverage, dict[str, Any]]]:
+    """``uncovered_rows`` with the coverage of each row's instance."""
     stamp = stamp or result.meta.stamp
     sheet = result.inventory.book.instances
-    wanted = {ref: c.instance for c in result.uncovered for ref in c.rows}
+    wanted = {ref: c for c in result.uncovered for ref in c.rows}
     header_of = dict(zip(sheet.columns, sheet.headers, strict=False))
-    out: list[dict[str, Any]] = []
+    out: list[tuple[InstanceCoverage, dict[str, Any]]] = []
     for raw in sheet.rows:
-        instance = wanted.get(raw.ref)
-        if instance is None:
+        item = wanted.get(raw.ref)
+        if item is None:
             continue
+        instance = item.instance
         row = {h: raw.values.get(c) for h, c in zip(sheet.headers, sheet.columns, strict=False)}
         _fill(row, header_of.get("project_id", "project_id"), instance.project_id)
         _fill(row, header_of.get("region", "region"), instance.region)
@@ -178,7 +190,7 @@ def uncovered_rows(result: AuditResult, *, stamp: str | None = None) -> list[dic
             instance.region,
             stamp,
         )
-        out.append(row)
+        out.append((item, row))
     return out
 
 
@@ -188,12 +200,33 @@ def _fill(row: dict[str, Any], header: str, value: str) -> None:
         row[header] = value
 
 
+UNCOVERED_REASON = "why uncovered"  # the uncovered rows' last column (carried by run)
+
+
+def uncovered_reason(item: InstanceCoverage) -> str:
+    """Why an instance is in the uncovered workbook, and what running its row does."""
+    where = f"project {item.instance.project_id}, {item.instance.region}"
+    if item.status is CoverageStatus.DISABLED:
+        tasks = _joined(f"{t.name} ({t.id})" for t in item.disabled)
+        return (
+            f"only disabled tasks name it ({tasks}): enable one in the console, or run this "
+            "row to create a new task"
+        )
+    return f"no task in {where} names it: run this row to create one"
+
+
 def _uncovered_table(result: AuditResult) -> tuple[list[str], list[list[object]]]:
-    rows = uncovered_rows(result)
-    headers = list(result.inventory.book.instances.headers)
-    for row in rows:
+    pairs = _uncovered_pairs(result)
+    own = [h for h in result.inventory.book.instances.headers if h != UNCOVERED_REASON]
+    headers = list(own)
+    for _, row in pairs:
         headers.extend(h for h in row if h not in headers)
-    return headers, [[row.get(h) for h in headers] for row in rows]
+    headers.append(UNCOVERED_REASON)
+    lines: list[list[object]] = []
+    for item, row in pairs:
+        row[UNCOVERED_REASON] = uncovered_reason(item)
+        lines.append([row.get(h) for h in headers])
+    return headers, lines
 
 
 def _close_gap_lines(result: AuditResult, uncovered: Path | None, command: str | None) -> list[str]:
@@ -217,16 +250,14 @@ def write_uncovered_workbook(
     """The uncovered rows as an input workbook: ``instances``, ``profiles`` (if any), README."""
     wb = new_workbook()
     headers, rows = _uncovered_table(result)
-    write_table(wb, schema.INSTANCES_SHEET, headers, rows)
+    widths = fit_widths(headers, rows, cap=40)
+    write_table(wb, schema.INSTANCES_SHEET, headers, rows, widths=widths)
     profiles = result.inventory.book.profiles
     if profiles is not None:
-        write_table(
-            wb,
-            schema.PROFILES_SHEET,
-            list(profiles.headers),
-            ([row.values.get(c) for c in profiles.columns] for row in profiles.rows),
-        )
-    readme = SummarySheet(wb, "README", widths=(120,))
+        lines = [[row.values.get(c) for c in profiles.columns] for row in profiles.rows]
+        write_table(wb, schema.PROFILES_SHEET, list(profiles.headers), lines,
+                    widths=fit_widths(profiles.headers, lines, cap=40))  # fmt: skip
+    readme = SummarySheet(wb, "README", widths=(130,))
     notes(readme, _readme_lines(result, Path(path), run_command),
           heading="Instances without an enabled scan task")  # fmt: skip
     return save_workbook(wb, path)
@@ -234,15 +265,27 @@ def write_uncovered_workbook(
 
 def _readme_lines(result: AuditResult, path: Path, command: str | None) -> list[str]:
     meta = result.meta
+    missing = result.count(CoverageStatus.MISSING)
+    disabled = result.count(CoverageStatus.DISABLED)
     return [
         f"Found by the coverage audit of {meta.input_path} started "
-        f"{meta.started_at.isoformat(timespec='seconds')}.",
+        f"{meta.started_at.isoformat(timespec='seconds')}: {missing} instance(s) that no task "
+        f"names, {disabled} named only by disabled tasks. Each row says why in its last "
+        f"column, '{UNCOVERED_REASON}'.",
+        "",
+        "What to fix: nothing, for a row that should simply be scanned. Delete the rows you do "
+        "not want scanned (e.g. a decommissioned database; then remove it from the inventory "
+        "too). For an instance named only by disabled tasks, you may enable one in the console "
+        "instead, and delete its row here.",
         f"Create the missing tasks with: {command or f'bulkscan run {path}'}",
+        "Then audit again: every instance should be covered.",
+        "",
         "The 'instances' sheet holds the rows of every uncovered instance with the input's "
         "own columns; the 'profiles' sheet (if any) is the inventory's, unchanged.",
         "Each row's 'task' cell is a new task name, so that the new tasks never collide with "
         "existing ones (a disabled task keeps its name); blank project_id and region cells "
-        "hold the values the audit used.",
+        f"hold the values the audit used. The '{UNCOVERED_REASON}' column is carried, never "
+        "sent.",
         COVERAGE_RULE,
     ]
 
@@ -419,17 +462,22 @@ def _task_row(finding: TaskFinding) -> list[object]:
 def _write_summary(
     wb: Workbook, result: AuditResult, uncovered: Path | None, command: str | None
 ) -> None:
+    """The verdict and counts, both charts right under them (seen without scrolling), then
+    the tables the charts draw, the audit's facts, settings and rules."""
     sheet = SummarySheet(wb, "Summary", widths=(34, 22, 12, 12, 12, 12))
     workbook_meta(sheet, _counts(result, uncovered), heading="Coverage audit",
                   tones=_VERDICT_TONES)  # fmt: skip
     sheet.blank()
+    charts = sheet.row + 1
+    sheet.blank(until=charts + CHART_ROWS)
     notes(sheet, _close_gap_lines(result, uncovered, command), heading="Closing the gap")
     sheet.blank()
     charted_table(
         sheet, ["status", "instances"], [[s.value, result.count(s)] for s in CoverageStatus],
-        heading="Instances by status", title="Instances by coverage status",
-        anchor_column="H", tones=_STATUS_TONES,
+        heading="Instances by status", title="Instances by status",
+        anchor=f"A{charts}", size=(10.5, 7.0), tones=_STATUS_TONES,
     )  # fmt: skip
+    sheet.blank()
     headers = ["instances", "covered", "not covered", "unknown", "% covered"]
     for title, attribute in (("project", "project_id"), ("region", "region")):
         count_table(sheet, [title, *headers], _by(result, attribute),
@@ -437,7 +485,7 @@ def _write_summary(
         sheet.blank()
     charted_table(
         sheet, ["db_type", *headers], _by(result, "db_type"), heading="Coverage by db_type",
-        title="% covered by db_type", value_column=6, anchor_column="H",
+        title="% covered by db_type", value_column=6, anchor=f"D{charts}", size=(12.5, 7.0),
         axis_title="% covered", status_column=None,
     )  # fmt: skip
     sheet.blank()

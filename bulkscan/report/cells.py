@@ -33,6 +33,10 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.chart import BarChart, Reference
+from openpyxl.chart.label import DataLabelList
+from openpyxl.chart.marker import DataPoint
+from openpyxl.chart.text import RichText
+from openpyxl.drawing.text import CharacterProperties, Paragraph, ParagraphProperties
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
@@ -51,11 +55,14 @@ __all__ = [
     "TableInfo",
     "Tone",
     "bar_chart",
+    "bar_colour",
     "cell_value",
     "clean_text",
     "count_table",
+    "fit_widths",
     "is_risky",
     "new_workbook",
+    "print_setup",
     "redact_url",
     "safe_cell",
     "save_workbook",
@@ -99,6 +106,7 @@ VERDICT_TONES: Mapping[str, Tone] = {
 }
 
 # (fill, font colour): Excel's own "good / bad / neutral" cell styles, plus grey.
+# A chart's bar of a tone is drawn in the tone's font colour (strong enough to read as a bar).
 _TONE_COLOURS: Mapping[str, tuple[str, str]] = {
     "good": ("C6EFCE", "006100"),
     "bad": ("FFC7CE", "9C0006"),
@@ -113,6 +121,27 @@ _TONE_STYLES: Mapping[str, tuple[PatternFill, Font, Font]] = {
     )
     for tone, (fill, colour) in _TONE_COLOURS.items()
 }
+# One colour per outcome (and coverage status) in charts: greens for success, reds for
+# failure, ambers for "not known yet", greys for "not sent"; each distinct from its neighbours.
+_BAR_COLOURS: Mapping[str, str] = {
+    "created": "2E7D32",
+    "accepted": "66BB6A",
+    "exists": "A5D6A7",
+    "failed": "C62828",
+    "conflict": "AD1457",
+    "gave up": "EF6C00",
+    "unknown": "F9A825",
+    "skipped": "9E9E9E",
+    "not attempted": "616161",
+    "covered": "2E7D32",
+    "not covered": "C62828",
+    "only disabled tasks": "AD1457",
+}
+_TONE_BARS: Mapping[str, str] = {
+    "good": "2E7D32", "bad": "C62828", "warn": "EF6C00", "muted": "9E9E9E",
+}  # fmt: skip
+_CHART_DEFAULT = "1F4E78"
+_LABEL_SIZE = 800  # 8 pt, in hundredths of a point
 _HEADER_FILL = PatternFill("solid", start_color="1F4E78", end_color="1F4E78")
 _HEADER_FONT = Font(bold=True, color="FFFFFF")
 _HEADING_FONT = Font(bold=True, size=13, color="1F4E78")
@@ -244,6 +273,20 @@ def save_workbook(wb: Workbook, path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def print_setup(ws: Any, *, title_rows: str | None = "1:1") -> None:
+    """Print (or export to PDF) ``ws`` landscape, one page wide, ``title_rows`` on every page.
+
+    Every sheet bulkscan writes goes through here (``write_table``, ``SummarySheet``), so a
+    printed workbook never splits a row across pages nor loses its header row.
+    """
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0  # as many pages down as it takes
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    if title_rows:
+        ws.print_title_rows = title_rows
+
+
 # --- tables ----------------------------------------------------------------------------------
 
 
@@ -258,6 +301,23 @@ class TableInfo:
 
 def _width(header: str) -> float:
     return float(min(max(len(header) + 4, 10), 50))
+
+
+def fit_widths(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], *, cap: int = 60
+) -> list[float]:
+    """Column widths that show each column's longest value (or header), up to ``cap``.
+
+    For tables a person reads by their ids (retry and uncovered rows): an id cut off by the
+    next column is an id nobody can copy.
+    """
+    longest = [len(str(h)) for h in headers]
+    for row in rows:
+        for index, value in enumerate(row[: len(longest)]):
+            if value is not None:
+                text = str(cell_value(value))
+                longest[index] = max(longest[index], *map(len, text.split("\n")))
+    return [float(min(max(n + 2, 8), cap)) for n in longest]
 
 
 def _resolve(column: int | str | None, headers: Sequence[str]) -> int | None:
@@ -290,16 +350,20 @@ def write_table(
     tones: Mapping[str, Tone] = OUTCOME_TONES,
     number_formats: Mapping[int | str, str] | None = None,
     notes: Iterable[str] = (),
+    frozen_columns: int = 0,
 ) -> TableInfo:
     """A sheet with a styled, frozen header row, an autofilter, widths and coloured statuses.
 
     ``rows`` may be a generator (it is consumed once, streaming); every value goes through
     ``safe_cell``.  ``status_column`` (index or header) is coloured by ``tones`` of its text;
     ``number_formats`` maps a column (index or header) to an Excel number format; ``notes``
-    are bold lines under the table, after an empty row (outside the autofilter range).
+    are bold lines under the table, after an empty row (outside the autofilter range);
+    ``frozen_columns`` first columns stay in view when scrolling right (a row's identity).
+    The sheet prints landscape, one page wide, with the header row on every page.
     """
     ws = wb.create_sheet(title=title)
-    ws.freeze_panes = "A2"
+    ws.freeze_panes = f"{get_column_letter(frozen_columns + 1)}2"
+    print_setup(ws)
     for index, header in enumerate(headers):
         given = widths[index] if widths is not None and index < len(widths) else None
         ws.column_dimensions[get_column_letter(index + 1)].width = given or _width(header)
@@ -361,10 +425,7 @@ class SummarySheet:
         for index, width in enumerate(widths):
             self.ws.column_dimensions[get_column_letter(index + 1)].width = width
         # printed (or exported to PDF) one page wide, so a chart is never cut in two
-        self.ws.page_setup.orientation = "landscape"
-        self.ws.page_setup.fitToWidth = 1
-        self.ws.page_setup.fitToHeight = 0
-        self.ws.sheet_properties.pageSetUpPr.fitToPage = True
+        print_setup(self.ws, title_rows=None)  # no one header row: blocks under headings
         self.row = 0
 
     def append(self, values: Sequence[object], *, bold: bool = False) -> int:
@@ -440,19 +501,29 @@ def bar_chart(
     value_column: int = 2,
     anchor: str | None = None,
     axis_title: str | None = None,
+    colours: Sequence[str | None] = (),
+    size: tuple[float, float] = (16.0, 8.0),
 ) -> BarChart:
     """A bar chart of a ``count_table`` (labels and values are 1-based column numbers).
 
-    ``anchor`` defaults to column F beside the table's header row.
+    Every category label is shown (none skipped for lack of room) and every bar carries its
+    value; ``colours[i]`` (RGB hex) colours the i-th bar (``bar_colour`` of its label), the
+    rest are the header blue.  ``anchor`` defaults to column F beside the table's header
+    row; ``size`` is (width, height) in cm.
     """
     chart = BarChart()
     chart.type = "bar"  # horizontal bars: outcome words stay readable
     chart.title = title
     chart.legend = None
-    chart.height, chart.width = 7.0, 16.0
+    chart.width, chart.height = size
     chart.x_axis.scaling.orientation = "maxMin"  # first table row at the top
     chart.x_axis.delete = False  # keep both axes visible in current Excel
     chart.y_axis.delete = False
+    chart.x_axis.tickLblSkip = 1  # every label, even when the bars are thin
+    chart.x_axis.txPr = _font_of_size(_LABEL_SIZE)  # small enough that none is dropped
+    chart.y_axis.txPr = _font_of_size(_LABEL_SIZE)
+    chart.y_axis.majorGridlines = None
+    chart.gapWidth = 40
     if axis_title:
         chart.y_axis.title = axis_title
     top = block.header_row or block.first_row
@@ -462,5 +533,34 @@ def bar_chart(
     )
     chart.add_data(data, titles_from_data=block.header_row is not None)
     chart.set_categories(labels)
+    series = chart.series[0]
+    series.graphicalProperties.solidFill = _CHART_DEFAULT
+    series.graphicalProperties.line.solidFill = _CHART_DEFAULT
+    for index, colour in enumerate(colours):
+        if colour:
+            point = DataPoint(idx=index)
+            point.graphicalProperties.solidFill = colour
+            point.graphicalProperties.line.solidFill = colour
+            series.dPt.append(point)
+    chart.dataLabels = DataLabelList()
+    chart.dataLabels.showVal = True
+    for flag in ("showSerName", "showCatName", "showLegendKey", "showPercent"):
+        setattr(chart.dataLabels, flag, False)
     sheet.ws.add_chart(chart, anchor or f"F{top}")
     return chart
+
+
+def _font_of_size(hundredths_pt: int) -> RichText:
+    size = CharacterProperties(sz=hundredths_pt)
+    return RichText(p=[Paragraph(pPr=ParagraphProperties(defRPr=size), endParaRPr=size)])
+
+
+def bar_colour(label: object, tones: Mapping[str, Tone] = OUTCOME_TONES) -> str | None:
+    """The colour of ``label``'s bar: its own (outcomes, coverage), else its tone's, else None."""
+    if not isinstance(label, str):
+        return None
+    own = _BAR_COLOURS.get(label)
+    if own is not None:
+        return own
+    tone = tones.get(label)
+    return None if tone is None else _TONE_BARS[tone]

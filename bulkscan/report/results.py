@@ -37,6 +37,7 @@ from bulkscan.report.cells import (
     VERDICT_TONES,
     SummarySheet,
     count_table,
+    fit_widths,
     new_workbook,
     save_workbook,
     utc_naive,
@@ -46,6 +47,7 @@ from bulkscan.report.cells import (
 from bulkscan.report.scans import scan_chart, write_actions, write_scans
 from bulkscan.report.summary import (
     charted_table,
+    notes,
     provenance_items,
     settings_items,
     sources_text,
@@ -69,10 +71,14 @@ __all__ = [
     "RESULTS_FILE",
     "RETRY_FILE",
     "RETRY_OUTCOMES",
+    "RETRY_REASON",
     "ReportPaths",
+    "Table",
     "build_report",
     "rerun_command",
     "resume_command",
+    "retry_reason",
+    "run_tables",
 ]
 
 RESULTS_FILE = "results.xlsx"
@@ -158,7 +164,7 @@ def build_report(
     _write_results(run, results, generated=generated, command=command)
     retry_rows = 0
     if retry_keys:
-        retry_rows = _write_retry(run, retry_path, retry_keys)
+        retry_rows = _write_retry(run, retry_path, retry_keys, command)
     else:
         retry_path.unlink(missing_ok=True)
     return ReportPaths(
@@ -338,28 +344,85 @@ def _write_tasks(wb: Workbook, run: _Run) -> None:
     )
 
 
+_ROW_PLACE = ("source file", "source sheet", "source row")
+_ROW_RESULT = ("outcome", "task name", "message", "DSC task id", "row status")
+_ROW_IDS = ("ins_id", "ins_name")  # canonical columns that name a row, shown after its place
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A sheet's content as plain values: its headers and its lines (for DataFrames too)."""
+
+    headers: tuple[str, ...]
+    lines: tuple[tuple[object, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _RowsLayout:
+    """The Rows sheet's columns: the row's identity, its result, then the carried columns."""
+
+    ids: tuple[str, ...]  # input headers of ins_id and ins_name, as written
+    carried: tuple[str, ...]  # every other input header, in the input's order
+
+    @classmethod
+    def of(cls, headers: Sequence[str]) -> _RowsLayout:
+        named = _canonical(headers, schema.INSTANCE_COLUMNS)
+        ids = tuple(named[c] for c in _ROW_IDS if c in named)
+        return cls(ids, tuple(h for h in headers if h not in ids))
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        return (*_ROW_PLACE, *self.ids, *_ROW_RESULT, *self.carried)
+
+    @property
+    def frozen(self) -> int:
+        return len(_ROW_PLACE) + len(self.ids)
+
+    def line(self, row: RowRecord, res: _RowResult) -> tuple[object, ...]:
+        ref, values = row.ref, row.values
+        return (
+            ref.file, ref.sheet, ref.row, *(values.get(h) for h in self.ids),
+            str(res.outcome), res.task, res.message, res.task_id, str(row.status),
+            *(values.get(h) for h in self.carried),
+        )  # fmt: skip
+
+
 def _write_rows(wb: Workbook, run: _Run) -> None:
-    headers = run.meta.instances.headers
-    fixed = ("source file", "source sheet", "source row")
-    result = ("row status", "task name", "outcome", "DSC task id", "message")
-    widths = [24, 14, 11, *(max(12, min(len(h) + 4, 40)) for h in headers), 12, 36, 14, 14, 60]
+    layout = _RowsLayout.of(run.meta.instances.headers)
+    carried = (max(12, min(len(h) + 4, 40)) for h in layout.carried)
+    widths = [24, 14, 11, *(36 for _ in layout.ids), 14, 36, 60, 14, 12, *carried]
     write_table(
         wb,
         "Rows",
-        [*fixed, *headers, *result],
-        (_row_line(row, res, headers) for row, res in _row_results(run)),
+        layout.headers,
+        (layout.line(row, res) for row, res in _row_results(run)),
         widths=widths,
-        status_column=len(fixed) + len(headers) + 2,
+        status_column="outcome",
+        frozen_columns=layout.frozen,
     )
 
 
-def _row_line(row: RowRecord, res: _RowResult, headers: Sequence[str]) -> list[object]:
-    values = [row.values.get(h) for h in headers]
-    ref = row.ref
-    return [
-        ref.file, ref.sheet, ref.row, *values,
-        str(row.status), res.task, str(res.outcome), res.task_id, res.message,
-    ]  # fmt: skip
+def _rows_table(run: _Run) -> Table:
+    layout = _RowsLayout.of(run.meta.instances.headers)
+    return Table(layout.headers, tuple(layout.line(r, res) for r, res in _row_results(run)))
+
+
+def run_tables(run_dir: str | os.PathLike[str]) -> Mapping[str, Table]:
+    """The Rows, Tasks and Attempts sheets of ``run_dir``'s result workbook, as plain values.
+
+    The same columns and lines as ``results.xlsx`` (dates as the journal holds them: aware),
+    for callers that want the data rather than a workbook (``bulkscan.frames``).
+    """
+    path = Path(run_dir)
+    with Journal.open(path, readonly=True) as journal:
+        run = _read(journal, path)
+    return {
+        "Rows": _rows_table(run),
+        "Tasks": Table(_TASK_HEADERS, tuple(tuple(_task_line(t)) for t in run.tasks)),
+        "Attempts": Table(
+            _ATTEMPT_HEADERS, tuple(tuple(_attempt_line(a, run.by_key)) for a in run.attempts)
+        ),
+    }
 
 
 def _write_issues(wb: Workbook, run: _Run) -> None:
@@ -423,9 +486,11 @@ def _attempt_line(a: AttemptRecord, by_key: Mapping[str, TaskRecord]) -> list[ob
 def _write_summary(
     wb: Workbook, run: _Run, *, generated: dt.datetime, command: str | None
 ) -> SummarySheet:
+    """At a glance first (status, next steps, outcomes and their chart, errors, rows), then
+    the throughput, the run's facts and last its settings."""
     sheet = SummarySheet(wb, "Summary", widths=(34, 22, 16, 16, 4))
     sheet.append([f"bulkscan run {run.meta.run_id}"], bold=True)
-    workbook_meta(sheet, _next_steps(run, command))
+    workbook_meta(sheet, [*_glance(run), *_next_steps(run, command)], tones=_status_tones(run))
     sheet.blank()
     charted_table(
         sheet,
@@ -437,12 +502,6 @@ def _write_summary(
     )
     _error_table(sheet, run)
     sheet.blank()
-    workbook_meta(sheet, _run_facts(run, generated), heading="Run", tones=_RUN_STATUS_TONES)
-    sheet.blank()
-    workbook_meta(sheet, _settings(run), heading="Settings (no secrets are kept)")
-    sheet.blank()
-    workbook_meta(sheet, _throughput(run), heading="Throughput")
-    sheet.blank()
     statuses = Counter(str(r.status) for r in run.rows)
     count_table(
         sheet,
@@ -451,7 +510,38 @@ def _write_summary(
         heading="Input rows",
         status_column=None,
     )
+    sheet.blank()
+    workbook_meta(sheet, _throughput(run), heading="Throughput")
+    sheet.blank()
+    workbook_meta(sheet, _run_facts(run, generated), heading="Run")
+    sheet.blank()
+    workbook_meta(sheet, _settings(run), heading="Settings (no secrets are kept)")
     return sheet
+
+
+def _all_succeeded(run: _Run) -> bool:
+    return all(t.outcome in _SUCCESS for t in run.tasks)
+
+
+def _status_tones(run: _Run) -> Mapping[str, Tone]:
+    """ "done" is green only when every task succeeded; a run done with failures is amber."""
+    good = _all_succeeded(run)
+    return {
+        **_RUN_STATUS_TONES,
+        "done": "good" if good else "warn",
+        _tasks_verdict(run): "good" if good else "bad",
+    }
+
+
+def _tasks_verdict(run: _Run) -> str:
+    ok = sum(1 for t in run.tasks if t.outcome in _SUCCESS)
+    if ok == len(run.tasks):
+        return f"all {ok} task(s) succeeded"
+    return f"{len(run.tasks) - ok} of {len(run.tasks)} task(s) did not succeed"
+
+
+def _glance(run: _Run) -> list[tuple[str, object]]:
+    return [("status", _status(run.meta)), ("tasks", _tasks_verdict(run))]
 
 
 def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
@@ -546,7 +636,6 @@ def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
     meta = run.meta
     return [
         ("run id", meta.run_id),
-        ("status", _status(meta)),
         ("stop message", meta.stop_message or None),
         ("journal created (UTC)", meta.created_at),
         *provenance_items(
@@ -616,27 +705,86 @@ def _canonical(headers: Sequence[str], columns: Sequence[schema.Column]) -> dict
     return found
 
 
-def _write_retry(run: _Run, path: Path, keys: set[str]) -> int:
-    """Write the rows of the ``keys`` tasks in the input's shape; returns the row count."""
+# The retry workbook's last column: why the row is there (last, so its text reads in full).
+RETRY_REASON = "retry reason"
+
+
+def _write_retry(run: _Run, path: Path, keys: set[str], command: str | None = None) -> int:
+    """Write the rows of the ``keys`` tasks in the input's shape; returns the row count.
+
+    Each row ends with its reason (a carried column the re-run ignores); a README sheet says
+    what to fix and how to re-run.
+    """
     layout = run.meta.instances
-    named = _canonical(layout.headers, schema.INSTANCE_COLUMNS)
+    own = [h for h in layout.headers if h != RETRY_REASON]  # a retry of a retry: one reason
+    named = _canonical(own, schema.INSTANCE_COLUMNS)
     added = [c for c in ("task", "project_id", "region") if c not in named]
-    headers = [*layout.headers, *added]
+    headers = [*own, *added, RETRY_REASON]
     explicit = {c: named.get(c, c) for c in ("task", "project_id", "region")}
     rows = [r for r in run.rows if r.status is RowStatus.PLANNED and r.task_key in keys]
+    lines = [_retry_line(r, run.by_key[r.task_key or ""], headers, explicit) for r in rows]
     wb = new_workbook()
-    write_table(
-        wb,
-        layout.sheet,
-        headers,
-        (_retry_line(r, run.by_key[r.task_key or ""], headers, explicit) for r in rows),
-    )
+    write_table(wb, layout.sheet, headers, lines, widths=fit_widths(headers, lines, cap=40))
     profiles = run.meta.profiles
     if profiles is not None:
         used = {run.by_key[k].profile.lower() for k in keys}
         _write_retry_profiles(wb, profiles, run.profile_rows, used)
+    readme = SummarySheet(wb, "README", widths=(130,))
+    notes(readme, _retry_readme(run, keys, len(rows), command), heading="Rows to run again")
     save_workbook(wb, path)
     return len(rows)
+
+
+def retry_reason(task: TaskRecord) -> str:
+    """Why a task's rows are in the retry workbook, and what to do about it, in one line."""
+    said = task.error_msg or "no message"
+    if task.outcome is Outcome.FAILED:
+        code = " ".join(str(x) for x in ("HTTP", task.http_status, task.error_code) if x)
+        named = said.startswith("HTTP") or not (task.http_status or task.error_code)
+        return f"failed: {said if named else f'{code}: {said}'}: fix this before re-running"
+    if task.outcome is Outcome.GAVE_UP:
+        return f"gave up after {task.attempts} attempt(s): {said}: re-run as is"
+    return (
+        "unknown: the request may have reached DSC; re-run as is (the task is looked up by "
+        f"name first, never created twice) (last: {said})"
+    )
+
+
+def _retry_readme(run: _Run, keys: set[str], rows: int, command: str | None) -> list[str]:
+    counts = Counter(run.by_key[k].outcome for k in keys)
+    lines = [
+        f"This workbook holds the {rows} input row(s) of the {len(keys)} task(s) of run "
+        f"{run.meta.run_id} (input {run.meta.input_path}) that need another run. Each row "
+        f"says why in its last column, '{RETRY_REASON}'.",
+        "",
+    ]
+    what = {
+        Outcome.FAILED: "failed: DSC refused the task; the reason names the HTTP status, the "
+        "error code and the message. Fix what it names (a project id, region, instance id or "
+        "type, or the profile's settings) in this workbook first: unchanged, the row fails "
+        "again.",
+        Outcome.GAVE_UP: "gave up: DSC kept failing for a while (throttling, server errors, "
+        "time-outs). Nothing to fix: re-run as is, later or with a lower --rate.",
+        Outcome.UNKNOWN: "unknown: the request may have reached DSC before the answer was "
+        "lost. Re-run as is: bulkscan lists the project's tasks first and creates only what "
+        "is missing.",
+    }
+    lines += [f"{counts[o]} task(s) {what[o]}" for o in (Outcome.FAILED, Outcome.GAVE_UP,
+              Outcome.UNKNOWN) if counts[o]]  # fmt: skip
+    lines += [
+        "",
+        f"Then run: {command or 'bulkscan run THIS_WORKBOOK'}",
+        "Keep the 'task' column as it is: it names each row's task, so the re-run plans the "
+        "same tasks under the same names and finds any that was in fact created. The "
+        f"'{RETRY_REASON}' column is carried, never sent. Delete a row to leave it out.",
+    ]
+    conflicts = sum(1 for t in run.tasks if t.outcome is Outcome.CONFLICT)
+    if conflicts:
+        lines.append(
+            f"Not here: {conflicts} conflict task(s) (a task of that name exists with other "
+            "data sources); rename the task or delete the old one (results.xlsx, sheet Tasks)."
+        )
+    return lines
 
 
 def _retry_line(
@@ -646,6 +794,7 @@ def _retry_line(
     values[explicit["task"]] = task.name
     values[explicit["project_id"]] = task.project_id
     values[explicit["region"]] = task.region
+    values[RETRY_REASON] = retry_reason(task)
     return [values.get(h) for h in headers]
 
 

@@ -14,7 +14,14 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.dsc.client import DEFAULT_HOST
-from bulkscan.report.cells import OUTCOME_TONES, Block, bar_chart, count_table, redact_url
+from bulkscan.report.cells import (
+    OUTCOME_TONES,
+    Block,
+    bar_chart,
+    bar_colour,
+    count_table,
+    redact_url,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -33,7 +40,7 @@ __all__ = [
     "zone_text",
 ]
 
-CHART_ROWS = 16  # rows a summary chart covers, beside its table
+CHART_ROWS = 18  # rows a summary chart covers, beside its table
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|credential|(^|_)sk($|_)", re.IGNORECASE)
 
 
@@ -121,28 +128,41 @@ def charted_table(
     value_column: int = 2,
     charted_rows: int | None = None,
     anchor_column: str = "F",
+    anchor: str | None = None,
     axis_title: str | None = None,
     status_column: int | None = 0,
     tones: Mapping[str, Tone] = OUTCOME_TONES,
+    size: tuple[float, float] = (16.0, 8.0),
 ) -> Block:
     """A ``count_table`` with a bar chart beside it; the sheet goes on below the chart.
 
-    ``charted_rows`` limits the chart to the first rows (e.g. to leave out a total row).
+    ``charted_rows`` limits the chart to the first rows (e.g. to leave out a total row); every
+    row stays in the table, zeros included.  Each bar has its label's colour (``bar_colour``)
+    when the table has a status column.  ``anchor`` places the chart elsewhere (e.g. at the
+    top of the sheet, above its table); then nothing is reserved beside the table.
     """
+    lines = [list(row) for row in rows]
     block = count_table(
-        sheet, headers, rows, heading=heading, status_column=status_column, tones=tones
+        sheet, headers, lines, heading=heading, status_column=status_column, tones=tones
     )
     top = block.header_row or block.first_row
-    if block.last_row >= block.first_row:
-        last = block.last_row if charted_rows is None else block.first_row + charted_rows - 1
-        bar_chart(
-            sheet,
-            Block(block.first_row, last, block.header_row),
-            title=title,
-            value_column=value_column,
-            anchor=f"{anchor_column}{top}",
-            axis_title=axis_title,
-        )
+    if block.last_row < block.first_row:
+        return block
+    last = block.last_row if charted_rows is None else block.first_row + charted_rows - 1
+    charted = lines[: last - block.first_row + 1]
+    colours = [] if status_column is None else [bar_colour(r[status_column], tones)
+                                                for r in charted]  # fmt: skip
+    bar_chart(
+        sheet,
+        Block(block.first_row, last, block.header_row),
+        title=title,
+        value_column=value_column,
+        anchor=anchor or f"{anchor_column}{top}",
+        axis_title=axis_title,
+        colours=colours,
+        size=size,
+    )
+    if anchor is None:
         sheet.blank(until=max(sheet.row + 2, top + CHART_ROWS))  # nothing long beside it
     return block
 

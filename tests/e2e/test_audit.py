@@ -38,7 +38,7 @@ from bulkscan.events import RateChanged
 from bulkscan.input.loader import load_input
 from bulkscan.models import DataSource, InputBook, Instance, RowRef, Sheet
 from bulkscan.plan import serialise_body
-from bulkscan.report.audit import uncovered_rows
+from bulkscan.report.audit import UNCOVERED_REASON, uncovered_rows
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import source_matches
 from bulkscan.sim.server import Faults, Simulator, parse_list_shape
@@ -434,8 +434,11 @@ def test_audit_finds_gaps_and_the_uncovered_workbook_closes_them(
     # The uncovered rows, in the input's format, with new task names and filled-in regions.
     uncovered = load_input(gap)
     assert uncovered.profiles is not None and len(uncovered.profiles.rows) == 2
-    assert uncovered.instances.headers == tuple(HEADERS)
+    assert uncovered.instances.headers == (*HEADERS, UNCOVERED_REASON)  # the reason last
     values = [r.values for r in uncovered.instances.rows]
+    reasons = [v[UNCOVERED_REASON] for v in values]
+    assert reasons[0].startswith("only disabled tasks name it (payments-check (")
+    assert reasons[2].startswith("no task in project ")
     assert [v["ins_id"] for v in values] == ["ins-d", "ins-e", "ins-f"]
     assert values[2]["region"] == CN
     assert values[0]["task"] == values[1]["task"] != "payments-check"

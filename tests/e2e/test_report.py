@@ -34,6 +34,7 @@ from bulkscan.plan import RunInput, build_plan, content_digest, plan_hash, seria
 from bulkscan.report.results import (
     RESULTS_FILE,
     RETRY_FILE,
+    RETRY_REASON,
     build_report,
     rerun_command,
     resume_command,
@@ -258,7 +259,23 @@ async def test_rows_sheet_links_rows_to_tasks_by_key(mixed: Mixed) -> None:
     paths = build_report(mixed.run_dir)
     with Journal.open(mixed.run_dir, readonly=True) as journal:
         rows, by_key = journal.rows(), {t.key: t for t in journal.tasks()}
-    lines = _sheet(openpyxl.load_workbook(paths.results)["Rows"])
+    ws = openpyxl.load_workbook(paths.results)["Rows"]
+    headers = [c.value for c in ws[1]]
+    # identity first (frozen), then the result, then the carried input columns
+    assert headers[:9] == [
+        "source file",
+        "source sheet",
+        "source row",
+        "Instance ID",
+        "outcome",
+        "task name",
+        "message",
+        "DSC task id",
+        "row status",
+    ]
+    assert headers[9:] == [h for h in HEADERS if h != "Instance ID"]
+    assert ws.freeze_panes == "E2"
+    lines = _sheet(ws)
     assert [line["source row"].value for line in lines] == list(range(2, 14))
     for line, row in zip(lines, rows, strict=True):
         assert line["row status"].value == str(row.status)
@@ -364,6 +381,28 @@ async def test_summary_counts_command_and_chart(mixed: Mixed) -> None:
     codes = [r[0].value for r in ws.iter_rows(max_col=1)]
     assert "dsc.40400001" in codes and "APIG.0613" in codes and "dsc.40000011" in codes
     assert len(ws._charts) == 1
+    # at a glance: "done" is not green while tasks failed; settings come after the facts
+    assert ws["B2"].value == "done" and ws["B2"].fill.fgColor.rgb.endswith("FFE0B2")
+    assert facts["tasks"] == "4 of 6 task(s) did not succeed"
+    assert labels.index("Settings (no secrets are kept)") > labels.index("Run")
+    assert labels.index("Run") > labels.index("Input rows") > labels.index("Errors by code")
+    chart = ws._charts[0]
+    assert chart.x_axis.tickLblSkip == 1 and chart.dataLabels.showVal
+    colours = {p.idx: _rgb(p.graphicalProperties.solidFill) for p in chart.series[0].dPt}
+    assert len(colours) == len(Outcome) == len(set(colours.values()))  # one per outcome
+    assert colours[list(Outcome).index(Outcome.FAILED)] == "C62828"
+
+
+async def test_every_sheet_prints_landscape_one_page_wide(mixed: Mixed) -> None:
+    paths = build_report(mixed.run_dir)
+    for path in (paths.results, paths.retry):
+        assert path is not None
+        for ws in openpyxl.load_workbook(path):
+            setup = ws.page_setup
+            assert (setup.orientation, setup.fitToWidth, setup.fitToHeight) == ("landscape", 1, 0)
+            assert ws.sheet_properties.pageSetUpPr.fitToPage
+            if ws.title not in {"Summary", "README"}:
+                assert ws.print_title_rows == "$1:$1", ws.title  # the header on every page
 
 
 async def test_retry_holds_exactly_the_failed_rows_and_loads_back(mixed: Mixed) -> None:
@@ -371,18 +410,32 @@ async def test_retry_holds_exactly_the_failed_rows_and_loads_back(mixed: Mixed) 
     assert paths.retry is not None
     assert (paths.retry_tasks, paths.retry_rows) == (3, 4)
     wb = openpyxl.load_workbook(paths.retry)
-    assert wb.sheetnames == ["instances", "profiles"]
+    assert wb.sheetnames == ["instances", "profiles", "README"]
     lines = [[c.value for c in r] for r in wb["instances"].iter_rows()]
-    assert lines[0] == [*HEADERS, "task"]  # the input's headers, in order; task names added
+    # the input's headers, in order; task names added; the reason last
+    assert lines[0] == [*HEADERS, "task", RETRY_REASON]
     assert [line[0] for line in lines[1:]] == [INJECTION, "ins-e", "ins-f", "ins-j"]
     assert wb["instances"]["A2"].data_type == "s"
     assert lines[1][6] == SINCE
+    reasons = [line[-1] for line in lines[1:]]
+    assert reasons[0].startswith("failed: HTTP 400 dsc.40000011") and "fix this" in reasons[0]
+    assert reasons[1] == reasons[2] and "dsc.40400001" in reasons[1]
+    assert reasons[3].startswith("gave up after 2 attempt(s): ") and "re-run as is" in reasons[3]
+    widths = wb["instances"].column_dimensions
+    assert widths["A"].width >= len(INJECTION) + 2  # the ids show in full
     profiles = [[c.value for c in r] for r in wb["profiles"].iter_rows()]
     assert [p[0] for p in profiles] == ["Profile", "default", "far"]
+    readme = [str(r[0]) for r in wb["README"].iter_rows(values_only=True) if r[0]]
+    assert f"Then run: {paths.rerun_command}" in readme
+    assert any(line.startswith("2 task(s) failed: DSC refused the task") for line in readme)
+    assert any(line.startswith("1 task(s) gave up: ") for line in readme)
+    assert any(line.startswith("Not here: 1 conflict task(s)") for line in readme)
+    for ws in wb:
+        assert ws.page_setup.orientation == "landscape" and ws.page_setup.fitToHeight == 0
     book, plan = _prepare(paths.retry)
     # The same tasks, byte for byte: same names, sources, bodies and keys.
     assert [t.key for t in plan.tasks] == [mixed.plan.tasks[i].key for i in (0, 1, 5)]
-    assert book.instances.headers == (*HEADERS, "task")
+    assert book.instances.headers == (*HEADERS, "task", RETRY_REASON)
 
 
 async def test_retry_fed_back_finishes_the_job_without_duplicates(
@@ -460,8 +513,11 @@ async def test_no_retry_workbook_when_nothing_failed(
     paths = build_report(run_dir)
     assert paths.retry is None and paths.rerun_command is None
     assert not (run_dir / RETRY_FILE).exists()
-    facts = _summary(openpyxl.load_workbook(paths.results)["Summary"])
+    ws = openpyxl.load_workbook(paths.results)["Summary"]
+    facts = _summary(ws)
     assert facts["re-run the failures"].startswith("nothing to re-run")
+    assert ws["B2"].value == "done" and ws["B2"].fill.fgColor.rgb.endswith("C6EFCE")  # green
+    assert facts["tasks"] == "all 2 task(s) succeeded"
     assert paths.counts[Outcome.CREATED] == 2
 
 
@@ -528,8 +584,14 @@ def test_retry_of_a_csv_input_rebuilds_the_same_named_tasks(tmp_path: Path) -> N
     assert paths.retry is not None and paths.retry_rows == 3
     assert paths.rerun_command == f"bulkscan run {paths.retry}"  # --profiles: inside it
     wb = openpyxl.load_workbook(paths.retry)
-    assert wb.sheetnames == ["instances", "profiles"]
+    assert wb.sheetnames == ["instances", "profiles", "README"]
     assert [c.value for c in wb["profiles"][2]] == ["tagged", "{task}", "1"]
     retried = build_plan(validate(load_input(paths.retry), SETTINGS))
     assert [t.name for t in retried.tasks] == names[1:]
     assert [t.key for t in retried.tasks] == [t.key for t in plan.tasks[1:]]
+
+
+def _rgb(fill: Any) -> str:
+    """A chart fill's colour, as openpyxl reads it back (a ColorChoice or its text)."""
+    return str(fill if isinstance(fill, str) else fill.srgbClr if isinstance(fill.srgbClr, str)
+               else fill.srgbClr.val)  # fmt: skip

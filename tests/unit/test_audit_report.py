@@ -19,6 +19,7 @@ from bulkscan.models import DataSource, InputBook, Instance, RawRow, RowRef, She
 from bulkscan.report.audit import (
     COVERAGE_RULE,
     ORPHAN_RULE,
+    UNCOVERED_REASON,
     audit_files,
     gap_task_name,
     uncovered_rows,
@@ -140,6 +141,10 @@ def test_the_summary_shares_the_result_workbook_blocks(tmp_path: Path) -> None:
     text = _text(summary)
     assert COVERAGE_RULE in text and ORPHAN_RULE in text
     assert len(summary._charts) == 2  # by status, and % covered by db_type
+    # both charts sit right under the verdict block, seen without scrolling
+    rows = [chart.anchor._from.row + 1 for chart in summary._charts]
+    assert rows == [15, 15], rows
+    assert facts["verdict"] and all(row < 20 for row in rows)
 
 
 def test_notes_sit_under_the_tables(tmp_path: Path) -> None:
@@ -166,5 +171,17 @@ def test_the_uncovered_workbook_is_an_input_with_new_task_names(tmp_path: Path) 
     path = write_uncovered_workbook(result, tmp_path / "gap.xlsx", run_command="bulkscan run g")
     wb = openpyxl.load_workbook(path)
     assert wb.sheetnames == ["instances", "README"]
-    assert [c.value for c in wb["instances"][1]] == list(HEADERS)
-    assert "Create the missing tasks with: bulkscan run g" in _text(wb["README"])
+    assert [c.value for c in wb["instances"][1]] == [*HEADERS, UNCOVERED_REASON]
+    reasons = [r[-1] for r in wb["instances"].iter_rows(min_row=2, values_only=True)]
+    assert reasons[0].startswith("only disabled tasks name it (task-2 (2))")
+    assert reasons[1] == f"no task in project {P1}, {CN} names it: run this row to create one"
+    readme = _text(wb["README"])
+    assert "Create the missing tasks with: bulkscan run g" in readme
+    assert any(line.startswith("What to fix:") for line in readme)
+    # the ids show in full: every column as wide as its longest value
+    ids = wb["instances"].column_dimensions["A"].width
+    assert ids >= len("Instance ID") + 2
+    for ws in wb:
+        assert ws.page_setup.orientation == "landscape"
+        assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToHeight == 0
+    assert wb["instances"].print_title_rows == "$1:$1"
