@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
@@ -18,11 +19,14 @@ from bulkscan.cli._common import (
     print_issues,
     print_json,
 )
+from bulkscan.report.errors import errors_path, write_errors_workbook
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
 
     from bulkscan.models import Issue
+    from bulkscan.report.errors import ErrorsReport
 
 __all__ = ["register"]
 
@@ -35,7 +39,9 @@ def register(sub: Any) -> None:
         "file, sheet, row and column. Exit 0 when there are no errors (warnings allowed), "
         "2 when there are errors. With --remote, every valid row is also checked against "
         "DSC's asset centre (the instance exists, is active, DSC is authorised to reach it, "
-        "its type can carry a metadata task); a row that fails is an error.",
+        "its type can carry a metadata task); a row that fails is an error. With --report, "
+        "also write an errors workbook: every row of the input in its order, its problems "
+        "beside it.",
     )
     add_input_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
@@ -43,6 +49,20 @@ def register(sub: Any) -> None:
         "--remote",
         action="store_true",
         help="also check every row against DSC's asset centre (reads it; creates nothing)",
+    )
+    parser.add_argument(
+        "--report",
+        nargs="?",
+        const="",
+        metavar="XLSX",
+        help="write an errors workbook: the input's rows with their problems beside them "
+        "(default: REPORTS/<input>-errors.xlsx; give the input first: FILE --report)",
+    )
+    parser.add_argument(
+        "--reports-dir",
+        default="reports",
+        metavar="DIR",
+        help="folder for the errors workbook when --report names none (default: reports)",
     )
     add_connection_options(parser)
     parser.set_defaults(func=_run)
@@ -56,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     errors = sum(1 for i in issues if i.severity == "error")
     warnings = len(issues) - errors
     validated = checked.validated
+    written = _write_report(args, checked, issues) if args.report is not None else None
     if args.json:
         print_json(
             {
@@ -67,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
                 "skipped": len(validated.skipped),
                 "duplicates": len(validated.duplicates),
                 "issues": [issue_json(i) for i in issues],
+                **({"report": str(written.path)} if written else {}),
             }
         )
     else:
@@ -76,7 +98,20 @@ def _run(args: argparse.Namespace) -> int:
             f"{checked.book.path}: {verdict}: {len(validated.instances)} instance(s), "
             f"{len(validated.skipped)} skipped, {errors} error(s), {warnings} warning(s)"
         )
+        if written is not None:
+            print(f"errors workbook: {written.path}")
     return EXIT_INPUT if errors else exit_code(checked.status)
+
+
+def _write_report(
+    args: argparse.Namespace, checked: runner.Checked, issues: Sequence[Issue]
+) -> ErrorsReport:
+    path = args.report or errors_path(args.reports_dir, checked.book.path)
+    again = ["bulkscan", "validate", checked.book.path, "--report"]
+    if args.report:
+        again.append(args.report)
+    command = shlex.join(again)
+    return write_errors_workbook(checked.book, issues, path, command=command)
 
 
 def _remote_issues(args: argparse.Namespace, checked: runner.Checked) -> tuple[Issue, ...]:
