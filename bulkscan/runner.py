@@ -92,11 +92,13 @@ __all__ = [
     "audit",
     "audit_sync",
     "check",
+    "check_book",
     "doctor",
     "export",
     "open_run",
     "to_send",
     "prepare",
+    "planned",
     "read_audit_inventory",
     "remote_check",
     "resolve",
@@ -174,7 +176,13 @@ def check(
             limits=settings.limits,
             encoding=settings.encoding,
         )
-        return Checked(book, validate(book, settings))
+        return check_book(book, settings=settings)
+
+
+def check_book(book: InputBook, *, settings: InputSettings | None = None) -> Checked:
+    """Validate an input already read (a file's, or rows given in memory: ``load_rows``)."""
+    with paused_gc():
+        return Checked(book, validate(book, settings or InputSettings()))
 
 
 def prepare(
@@ -184,10 +192,14 @@ def prepare(
     settings: InputSettings | None = None,
 ) -> Prepared:
     """Load, validate and plan; raises ``ValidationFailed`` with every issue if any is an error."""
+    return planned(check(path, profiles_path=profiles_path, settings=settings))
+
+
+def planned(checked: Checked) -> Prepared:
+    """Plan a checked input; raises ``ValidationFailed`` with every issue if any is an error."""
+    if checked.has_errors:
+        raise ValidationFailed(checked.issues)
     with paused_gc():  # as in ``check``: planning makes another object per instance
-        checked = check(path, profiles_path=profiles_path, settings=settings)
-        if checked.has_errors:
-            raise ValidationFailed(checked.issues)
         plan = build_plan(checked.validated)
     if plan.has_errors:
         raise ValidationFailed(plan.issues)

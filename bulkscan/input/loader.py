@@ -47,7 +47,14 @@ from bulkscan.models import InputBook, Issue, RawRow, RowRef, Severity, Sheet
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
-__all__ = ["ACCEPTED_FORMATS", "above_pattern", "column_letter", "load_input", "paused_gc"]
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "above_pattern",
+    "column_letter",
+    "load_input",
+    "load_rows",
+    "paused_gc",
+]
 
 ACCEPTED_FORMATS = ".xlsx workbooks, or .csv/.tsv/.txt text files"
 
@@ -97,6 +104,45 @@ def load_input(
             "the profiles file of a CSV inventory must be CSV text too", file=profiles_name
         )
     return _load_csv(name, profiles_name, limits, encoding)
+
+
+def load_rows(
+    name: str,
+    instances: Sequence[Sequence[Any]],
+    profiles: Sequence[Sequence[Any]] | None = None,
+    *,
+    limits: InputLimits = InputLimits(),  # noqa: B008 - frozen, shared default is safe
+) -> InputBook:
+    """An inventory given as rows of plain values, each table's header row first.
+
+    For inventories held in memory (``bulkscan.frames`` gives a DataFrame's rows): read as a
+    workbook's sheets are (header aliases, blank rows skipped, the same caps), and numbered
+    as a sheet whose header is in row 1, so row 2 is the first data row.  ``name`` stands
+    for the file in messages; the SHA-256 is taken over the values.
+    """
+    cap = limits.max_rows + 1
+    if len(instances) > cap or (profiles is not None and len(profiles) > cap):
+        table = "instances" if len(instances) > cap else "profiles"
+        raise _too_many_rows(_Target(name, table, (), limits), cap + 1)
+    sheets = [_rows_sheet(name, schema.INSTANCES_SHEET, schema.INSTANCE_COLUMNS, instances, limits)]
+    if profiles is not None:
+        sheets.append(
+            _rows_sheet(name, schema.PROFILES_SHEET, schema.PROFILE_COLUMNS, profiles, limits)
+        )
+    text = repr([[list(map(repr, row)) for row in table] for table in (instances, profiles or ())])
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return InputBook(name, digest, sheets[0], sheets[1] if profiles is not None else None, "xlsx")
+
+
+def _rows_sheet(
+    name: str,
+    sheet: str,
+    columns: tuple[schema.Column, ...],
+    rows: Sequence[Sequence[Any]],
+    limits: InputLimits,
+) -> Sheet:
+    grid = [list(row) for row in rows]
+    return _build_sheet(_Target(name, sheet, columns, limits), grid, range(1, len(grid) + 1), 0)
 
 
 def _kind_of(name: str) -> Literal["xlsx", "csv"]:

@@ -25,6 +25,7 @@ from bulkscan.input import schema
 from bulkscan.input.validate import MAX_NAME
 from bulkscan.report.cells import (
     SummarySheet,
+    Table,
     count_table,
     fit_widths,
     new_workbook,
@@ -60,6 +61,7 @@ __all__ = [
     "UNCOVERED_REASON",
     "AuditFiles",
     "audit_files",
+    "coverage_table",
     "gap_task_name",
     "uncovered_reason",
     "uncovered_rows",
@@ -293,6 +295,14 @@ def _readme_lines(result: AuditResult, path: Path, command: str | None) -> list[
 # --- the audit workbook ----------------------------------------------------------------------
 
 
+def coverage_table(result: AuditResult) -> Table:
+    """The Coverage sheet of the audit workbook as plain values (one line per instance)."""
+    instances = result.inventory.instances
+    extras = [header for header, _ in instances[0].extras] if instances else []
+    lines = tuple(tuple(_coverage_row(c)) for c in result.coverage)
+    return Table((*COVERAGE_HEADERS, *extras), lines, ("ins_id", "project_id", "task ids"))
+
+
 def write_audit_workbook(
     result: AuditResult,
     path: str | os.PathLike[str],
@@ -307,13 +317,12 @@ def write_audit_workbook(
     """
     wb = new_workbook()
     _write_summary(wb, result, uncovered_path, run_command)
-    instances = result.inventory.instances
-    extras = [header for header, _ in instances[0].extras] if instances else []
+    coverage = coverage_table(result)
     write_table(
         wb,
         "Coverage",
-        [*COVERAGE_HEADERS, *extras],
-        (_coverage_row(c) for c in result.coverage),
+        coverage.headers,
+        coverage.lines,
         status_column="status",
         tones=_STATUS_TONES,
         widths=_COVERAGE_WIDTHS,

@@ -52,6 +52,7 @@ __all__ = [
     "VERDICT_TONES",
     "Block",
     "SummarySheet",
+    "Table",
     "TableInfo",
     "Tone",
     "bar_chart",
@@ -288,6 +289,18 @@ def print_setup(ws: Any, *, title_rows: str | None = "1:1") -> None:
 
 
 # --- tables ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A sheet's content as plain values (for callers that want data, e.g. DataFrames).
+
+    ``ids`` names the columns that hold identifiers: text, whatever they look like.
+    """
+
+    headers: tuple[str, ...]
+    lines: tuple[tuple[object, ...], ...]
+    ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

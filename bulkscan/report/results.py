@@ -36,6 +36,7 @@ from bulkscan.report.cells import (
     SEVERITY_TONES,
     VERDICT_TONES,
     SummarySheet,
+    Table,
     count_table,
     fit_widths,
     new_workbook,
@@ -73,7 +74,6 @@ __all__ = [
     "RETRY_OUTCOMES",
     "RETRY_REASON",
     "ReportPaths",
-    "Table",
     "build_report",
     "rerun_command",
     "resume_command",
@@ -319,6 +319,9 @@ _TASK_HEADERS = (
     "throttled", "first attempt (UTC)", "last attempt (UTC)", "last latency (s)",
     "existing task id", "existing task's data sources", "task key",
 )  # fmt: skip
+_TASK_IDS = (
+    "task name", "project", "DSC task id", "request id", "existing task id", "task key",
+)  # fmt: skip
 _TASK_WIDTHS = (36, 34, 14, 14, 12, 16, 14, 14, 11, 18, 60, 34, 10, 10, 20, 20, 14, 16, 40, 66)
 
 
@@ -350,14 +353,6 @@ _ROW_IDS = ("ins_id", "ins_name")  # canonical columns that name a row, shown af
 
 
 @dataclass(frozen=True, slots=True)
-class Table:
-    """A sheet's content as plain values: its headers and its lines (for DataFrames too)."""
-
-    headers: tuple[str, ...]
-    lines: tuple[tuple[object, ...], ...]
-
-
-@dataclass(frozen=True, slots=True)
 class _RowsLayout:
     """The Rows sheet's columns: the row's identity, its result, then the carried columns."""
 
@@ -377,6 +372,10 @@ class _RowsLayout:
     @property
     def frozen(self) -> int:
         return len(_ROW_PLACE) + len(self.ids)
+
+    @property
+    def id_columns(self) -> tuple[str, ...]:
+        return (*self.ids, "task name", "DSC task id")
 
     def line(self, row: RowRecord, res: _RowResult) -> tuple[object, ...]:
         ref, values = row.ref, row.values
@@ -404,7 +403,10 @@ def _write_rows(wb: Workbook, run: _Run) -> None:
 
 def _rows_table(run: _Run) -> Table:
     layout = _RowsLayout.of(run.meta.instances.headers)
-    return Table(layout.headers, tuple(layout.line(r, res) for r, res in _row_results(run)))
+    named = _canonical(layout.carried, schema.INSTANCE_COLUMNS)
+    ids = (*layout.id_columns, *(named[c] for c in ("project_id",) if c in named))
+    lines = tuple(layout.line(r, res) for r, res in _row_results(run))
+    return Table(layout.headers, lines, ids)
 
 
 def run_tables(run_dir: str | os.PathLike[str]) -> Mapping[str, Table]:
@@ -418,9 +420,11 @@ def run_tables(run_dir: str | os.PathLike[str]) -> Mapping[str, Table]:
         run = _read(journal, path)
     return {
         "Rows": _rows_table(run),
-        "Tasks": Table(_TASK_HEADERS, tuple(tuple(_task_line(t)) for t in run.tasks)),
+        "Tasks": Table(_TASK_HEADERS, tuple(tuple(_task_line(t)) for t in run.tasks), _TASK_IDS),
         "Attempts": Table(
-            _ATTEMPT_HEADERS, tuple(tuple(_attempt_line(a, run.by_key)) for a in run.attempts)
+            _ATTEMPT_HEADERS,
+            tuple(tuple(_attempt_line(a, run.by_key)) for a in run.attempts),
+            ("task name", "request id"),
         ),
     }
 

@@ -35,6 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "runner": _LEAVES | {"input", "plan", "run", "dsc", "report", "audit"},
     "sim": _LEAVES | {"dsc"},
     "cli": _LEAVES | {"runner", "input", "plan", "run", "dsc", "report", "audit", "sim"},
+    # the DataFrame face (pandas, an optional extra): nothing imports it
+    "frames": _LEAVES | {"runner", "input", "plan", "report", "audit"},
 }
 # The simulator reaches the core only through the explicit --simulate path of the runner.
 SIM_DOORS = {"runner"}
@@ -104,6 +106,31 @@ def test_every_import_follows_the_layer_rules() -> None:
 )
 def test_named_rules_from_the_readme(owner: str, forbidden: str) -> None:
     assert forbidden not in ALLOWED[owner]
+
+
+def _third_party(path: Path) -> set[str]:
+    """The top-level names of every module ``path`` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_the_dataframe_face_imports_pandas() -> None:
+    """pandas is an optional extra (bulkscan[pandas]): only bulkscan.frames may load it, and
+    nothing imports bulkscan.frames."""
+    pandas_users = [p for _, p in _modules() if "pandas" in _third_party(p)]
+    assert pandas_users == [PACKAGE / "frames.py"]
+    frames_users = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for _, path in _modules()
+        for module, line, _ in _imports(path)
+        if module.startswith("bulkscan.frames")
+    ]
+    assert frames_users == []
 
 
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
