@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from bulkscan.report.cells import (
     SEVERITY_TONES,
     SummarySheet,
+    fit_widths,
     new_workbook,
     save_workbook,
     write_table,
@@ -94,12 +95,14 @@ def _by_sheet(sheets: Sequence[Sheet], issues: Sequence[Issue]) -> dict[str, lis
 
 def _write_sheet(wb: Workbook, sheet: Sheet, issues: Sequence[Issue]) -> None:
     headers = [*ISSUE_HEADERS, *sheet.headers]
+    lines = list(_lines(sheet, issues))
+    own = fit_widths(sheet.headers, [line[len(ISSUE_HEADERS) :] for line in lines], cap=40)
     write_table(
         wb,
         f"{sheet.name} rows"[:31],
         headers,
-        _lines(sheet, issues),
-        widths=[*_WIDTHS, *(max(10, min(len(h) + 4, 36)) for h in sheet.headers)],
+        lines,
+        widths=[*_WIDTHS, *own],  # the input's ids shown in full
         status_column="severity",
         tones=_TONES,
         frozen_columns=2,
