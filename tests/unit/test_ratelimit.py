@@ -39,13 +39,21 @@ def _changes() -> tuple[list[tuple[float, float, str]], AdaptiveRate]:
 
 
 def test_an_unstated_throttle_halves_the_rate_once_per_episode() -> None:
+    """An episode lasts from the first refusal to the first success of a request sent after
+    it: refusals of requests in flight, or of probes sent during it, do not halve again."""
     seen, limiter = _changes()
-    sent_before = 999.0
-    limiter.on_throttle(sent_at=sent_before)
+    limiter.on_throttle(sent_at=999.0)
     assert limiter.current_per_s == 5.0
-    limiter.on_throttle(sent_at=sent_before)  # answered for the old rate: no second halving
+    limiter.on_throttle(sent_at=999.0)  # answered for the old rate: no second halving
+    limiter.on_throttle(sent_at=1000.5)  # a probe refused inside the same episode: neither
     assert limiter.current_per_s == 5.0
-    limiter.on_throttle(sent_at=1000.5)  # sent after the decrease: the new rate is too fast too
+    limiter.on_success(sent_at=999.5)  # sent before the episode began: it does not end it
+    limiter.on_throttle(sent_at=1001.0)
+    assert limiter.current_per_s == 5.0
+    limiter.on_success(sent_at=1002.0)  # the episode ends
+    limiter.on_throttle(sent_at=1001.5)  # sent during the last episode: no halving
+    assert limiter.current_per_s == 5.0
+    limiter.on_throttle(sent_at=1003.0)  # a new episode: the new rate is too fast too
     assert limiter.current_per_s == 2.5
     assert seen == [(10.0, 5.0, "throttled"), (5.0, 2.5, "throttled")]
 
@@ -54,6 +62,7 @@ def test_the_rate_never_falls_below_the_floor() -> None:
     _, limiter = _changes()
     for _ in range(20):
         limiter.on_throttle()
+        limiter.on_success()
     assert limiter.current_per_s == 0.5
 
 
