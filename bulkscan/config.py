@@ -20,12 +20,16 @@ __all__ = [
     "InputSettings",
     "check_retry",
     "parse_duration",
+    "parse_quota_windows",
     "parse_rate",
 ]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute)\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$", re.IGNORECASE)
 _PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
+_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*(s|sec|m|min|minute|h|hour)s?\s*$", re.IGNORECASE)
+_WINDOW_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_QUOTA_WINDOWS = 4
 
 MAX_RATE_PER_S = 200.0  # APIG's default per-API limit; asking for more is never right
 MAX_CONCURRENCY = 64
@@ -51,6 +55,22 @@ def parse_duration(text: str) -> float:
     value = float(m.group(1))
     unit = (m.group(2) or "s").lower()
     return value / 1000.0 if unit == "ms" else value * 60.0 if unit in ("m", "min") else value
+
+
+def parse_quota_windows(text: str) -> tuple[float, ...]:
+    """``'1min,1h'`` → ``(60.0, 3600.0)``; ``'6s'`` → ``(6.0,)``; ``'none'`` → ``()``."""
+    if text.strip().lower() == "none":
+        return ()
+    windows = []
+    for item in text.split(","):
+        m = _WINDOW.match(item)
+        if not m:
+            raise UsageError(
+                f"quota window '{item.strip()}' is not of the form 10s, 1min or 1h "
+                "(a comma-separated list, or none)"
+            )
+        windows.append(float(m.group(1) or 1) * _WINDOW_UNIT_S[m.group(2)[0].lower()])
+    return tuple(windows)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -142,6 +162,9 @@ class DispatchSettings:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
     grace_s: float = 10.0  # how long in-flight requests may finish after Ctrl-C
+    # periods of the clock-aligned windows an unstated quota may be counted in (see
+    # bulkscan.run.ratelimit): their boundaries are probed and N per window learned
+    quota_windows_s: tuple[float, ...] = (60.0, 3600.0)
 
     def __post_init__(self) -> None:
         _check_range("rate (per second)", self.rate_per_s, 0.001, MAX_RATE_PER_S)
@@ -155,3 +178,9 @@ class DispatchSettings:
         _check_range("connect timeout (s)", self.connect_timeout_s, 0.05, 300)
         _check_range("read timeout (s)", self.read_timeout_s, 0.05, 600)
         _check_range("grace period (s)", self.grace_s, 0, 600)
+        if len(self.quota_windows_s) > MAX_QUOTA_WINDOWS:
+            raise UsageError(
+                f"at most {MAX_QUOTA_WINDOWS} quota windows, not {len(self.quota_windows_s)}"
+            )
+        for period in self.quota_windows_s:
+            _check_range("quota window (s)", period, 1, 86_400)

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED
-from bulkscan.config import DispatchSettings, InputLimits, InputSettings, parse_rate
+from bulkscan.config import (
+    DispatchSettings,
+    InputLimits,
+    InputSettings,
+    parse_quota_windows,
+    parse_rate,
+)
 from bulkscan.errors import UsageError
 from bulkscan.runner import Status
 
@@ -240,6 +246,14 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="most seconds spent on one task or listing, retries and waits included (600)",
     )
+    pace.add_argument(
+        "--quota-windows",
+        default="1min,1h",
+        metavar="LIST",
+        help="when 429s name no limit: the clock-aligned windows a quota may be counted in; "
+        "their boundaries are probed and N per window learned, e.g. 10s,1min ('none' to only "
+        "halve the rate) (1min,1h)",
+    )
 
 
 def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
@@ -250,6 +264,7 @@ def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
         connect_timeout_s=args.connect_timeout,
         read_timeout_s=args.read_timeout,
         max_task_seconds=args.task_budget,
+        quota_windows_s=parse_quota_windows(args.quota_windows),
     )
 
 

@@ -77,6 +77,12 @@ def register(subparsers: Any) -> None:
         help="requests allowed per project and period, e.g. 30/min or 5/s (default: none)",
     )
     add(
+        "--quota-unstated",
+        action="store_true",
+        help="answer 429 without naming the limit (only 'The throttling threshold has been "
+        "reached.'), so a client must learn the quota's window from the refusals",
+    )
+    add(
         "--retry-after",
         action="store_true",
         help="send Retry-After with 429 answers (the real service does not)",
@@ -157,6 +163,7 @@ def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
         "projects": tuple(args.project) if args.project else None,
         "quota": parse_quota(args.quota) if args.quota else None,
         "retry_after": args.retry_after,
+        "quota_stated": not args.quota_unstated,
         "faults": faults,
         "seed": args.seed,
         "state_path": args.state,
@@ -243,7 +250,8 @@ def _announce(sim: Simulator, options: dict[str, Any]) -> None:
         f"  export HUAWEICLOUD_SDK_PROJECT_ID={projects[0] if projects else _EXAMPLE_PROJECT}",
         f"  projects: {', '.join(projects) if projects else 'any 32-hex project id'}",
         f"  tokens accepted: {len(options['tokens'])}",
-        f"  quota: {_quota_text(options['quota'])}; faults: {_faults_text(options['faults'])}",
+        f"  quota: {_quota_text(options['quota'], stated=options['quota_stated'])}; "
+        f"faults: {_faults_text(options['faults'])}",
         f"  list shape: {options['list_shape'].describe()}",
         f"  state: {options['state_path'] or 'in memory'}; inspect {sim.url}/_sim/tasks",
         "  stop with Ctrl-C or SIGTERM",
@@ -251,8 +259,10 @@ def _announce(sim: Simulator, options: dict[str, Any]) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _quota_text(quota: tuple[int, float] | None) -> str:
-    return "none" if quota is None else f"{quota[0]} per {quota[1]:g}s per project"
+def _quota_text(quota: tuple[int, float] | None, *, stated: bool) -> str:
+    if quota is None:
+        return "none"
+    return f"{quota[0]} per {quota[1]:g}s per project{'' if stated else ', not stated in 429s'}"
 
 
 def _faults_text(faults: Faults) -> str:

@@ -174,7 +174,9 @@ class _Run:
         self.observer = observer
         self.external_stop = stop
         self.rng = rng or random.Random()
-        self.limiter = limiter or AdaptiveRate(settings.rate_per_s, rng=self.rng)
+        self.limiter = limiter or AdaptiveRate(
+            settings.rate_per_s, rng=self.rng, windows=settings.quota_windows_s
+        )
         if self.limiter.on_change is None:
             self.limiter.on_change = self._rate_changed
         self.policy = RetryPolicy.from_settings(settings)
@@ -440,14 +442,16 @@ class _Run:
             self._fatal(exc)
         else:
             attempt = self._attempt(task, n, "POST", at, started, result=result)
-            self._on_created(key, attempt, result)
+            self._on_created(key, attempt, result, granted)
 
     # -- outcomes --
 
-    def _on_created(self, key: str, attempt: AttemptRecord, result: CreateResult) -> None:
+    def _on_created(
+        self, key: str, attempt: AttemptRecord, result: CreateResult, granted: float
+    ) -> None:
         state = TaskState.CREATED if result.verdict is Verdict.CREATED else TaskState.ACCEPTED
         self._record(attempt, state, task_id=result.task_id)
-        self.limiter.on_success()
+        self.limiter.on_success(sent_at=granted)
         self._settle(key)
 
     async def _on_error(

@@ -102,9 +102,11 @@ class _Control:
     async def quota(self, request: web.Request) -> web.Response:
         try:
             data = await _json_object(request)
-            retry_after = data.pop("retry_after", None)
+            retry_after, stated = data.pop("retry_after", None), data.pop("stated", None)
             self._sim.set_quota(
-                _quota_from(data), retry_after=None if retry_after is None else bool(retry_after)
+                _quota_from(data),
+                retry_after=None if retry_after is None else bool(retry_after),
+                stated=None if stated is None else bool(stated),
             )
         except (TypeError, ValueError, UsageError) as exc:
             return _error(400, f"quota: {exc}")

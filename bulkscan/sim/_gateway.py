@@ -162,11 +162,18 @@ def _expected_signature(
 
 
 class FixedWindowQuota:
-    """At most ``limit`` requests per key in each clock-aligned window of ``period_s``."""
+    """At most ``limit`` requests per key in each clock-aligned window of ``period_s``.
 
-    def __init__(self, limit: int, period_s: float, *, retry_after: bool) -> None:
+    A refusal names the limit (``limit:30,time:1 minute``) unless ``stated`` is False: then
+    it says only that the threshold was reached, as a gateway whose policy is not shown.
+    """
+
+    def __init__(
+        self, limit: int, period_s: float, *, retry_after: bool, stated: bool = True
+    ) -> None:
         self.limit = limit
         self.period_s = period_s
+        self.stated = stated
         self._retry_after = retry_after
         self._windows: dict[str, tuple[float, int]] = {}
 
@@ -181,9 +188,11 @@ class FixedWindowQuota:
         return None
 
     def _throttled(self, wait_s: float) -> Denial:
-        message = (
-            "The throttling threshold has been reached: policy user over ratelimit,"
-            f"limit:{self.limit},time:{describe_period(self.period_s)}"
-        )
+        message = "The throttling threshold has been reached."
+        if self.stated:
+            message = (
+                "The throttling threshold has been reached: policy user over ratelimit,"
+                f"limit:{self.limit},time:{describe_period(self.period_s)}"
+            )
         headers = {"Retry-After": str(max(1, math.ceil(wait_s)))} if self._retry_after else {}
         return Denial(429, "APIG.0308", message, "throttled", headers)

@@ -19,7 +19,9 @@ Choices where the real service is undocumented:
 
 - Throttling is a fixed window per project, aligned to the clock (every whole second, minute
   or hour), counting every authenticated API request; ``Retry-After`` (the seconds left in the
-  window) is sent only when enabled, as the real gateway sends none.
+  window) is sent only when enabled, as the real gateway sends none.  A refusal names the
+  limit (``limit:30,time:1 minute``) unless ``quota_stated`` is off: then it says only that
+  the threshold was reached, and a client has to learn the window from the refusals.
 - One seeded draw per request picks at most one fault: ``reset_before`` (connection dropped
   with a TCP reset, nothing created), ``http500`` (dsc.50000001), ``http502`` (APIG.0201
   backend unavailable), ``http503`` (APIG.0613) and ``http429`` (APIG.0308 under the API's
@@ -167,6 +169,7 @@ class Simulator:
         projects: Collection[str] | None = None,
         quota: tuple[int, float] | None = None,
         retry_after: bool = False,
+        quota_stated: bool = True,
         faults: Faults = Faults(),  # noqa: B008 - frozen, so one shared default is safe
         seed: int | None = None,
         state_path: Path | None = None,
@@ -189,6 +192,7 @@ class Simulator:
         self._auth = Authenticator(creds, tokens)
         self._projects = None if projects is None else frozenset(projects)
         self._retry_after = retry_after
+        self._quota_stated = quota_stated
         self._quota: FixedWindowQuota | None = None
         self.set_quota(quota)
         self._faults = faults
@@ -283,19 +287,35 @@ class Simulator:
     def set_faults(self, faults: Faults) -> None:
         self._faults = faults
 
+    @property
+    def quota_stated(self) -> bool:
+        """Whether a refusal names the quota's limit and period."""
+        return self._quota_stated
+
     def set_quota(
-        self, quota: tuple[int, float] | None, *, retry_after: bool | None = None
+        self,
+        quota: tuple[int, float] | None,
+        *,
+        retry_after: bool | None = None,
+        stated: bool | None = None,
     ) -> None:
-        """Replace the per-project quota (``(count, period_s)`` or None); windows restart."""
+        """Replace the per-project quota (``(count, period_s)`` or None); windows restart.
+
+        ``retry_after`` and ``stated`` (when given) switch ``Retry-After`` and the limit in
+        the message for this and later quotas."""
         if retry_after is not None:
             self._retry_after = retry_after
+        if stated is not None:
+            self._quota_stated = stated
         if quota is None:
             self._quota = None
             return
         limit, period_s = quota
         if int(limit) < 1 or not float(period_s) > 0:
             raise UsageError(f"quota {limit}/{period_s}s must allow at least 1 request")
-        self._quota = FixedWindowQuota(int(limit), float(period_s), retry_after=self._retry_after)
+        self._quota = FixedWindowQuota(
+            int(limit), float(period_s), retry_after=self._retry_after, stated=self._quota_stated
+        )
 
     def delete_task(self, task_id: str | int) -> bool:
         return self._store.delete(int(task_id))
