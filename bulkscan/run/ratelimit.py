@@ -312,10 +312,12 @@ class AdaptiveRate:
 
     def _pause_for(self, retry_after: float | None, now: float) -> float:
         jitter = 1.0 + self._rng.uniform(0.0, _JITTER)
+        episode = self._episode
+        if episode is not None:
+            episode.boundary = None  # unless this pause ends at one (below)
         if retry_after is not None and retry_after > 0:
             return retry_after * jitter
         base = max(self._min_pause_s, self.period)
-        episode = self._episode
         if episode is None:
             return base * jitter
         backoff = min(max(base, _MAX_PROBE_S), base * 2.0**episode.probes_refused) * jitter
@@ -323,7 +325,6 @@ class AdaptiveRate:
         if boundary is not None and self._to_clock(boundary, now) + self._guard_s < now + backoff:
             episode.boundary = boundary
             return self._to_clock(boundary, now) + self._guard_s - now
-        episode.boundary = None
         return backoff
 
     def _set_rate(self, new: float, reason: str, now: float) -> None:

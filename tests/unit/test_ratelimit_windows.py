@@ -259,3 +259,13 @@ def test_windows_are_named_as_people_say_them(period: float, text: str) -> None:
 def test_nonsense_windows_are_refused(windows: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="window"):
         AdaptiveRate(5.0, windows=windows)
+
+
+async def test_a_stated_wait_wins_over_a_learned_window() -> None:
+    outcome = await run(Service(30, 60.0), offset=0.0, n=60)
+    limiter = outcome.limiter
+    assert limiter.learned_quota == (30, 60.0)
+    sent = outcome.admitted[-1]  # in a window with requests before it: the window fits
+    until = limiter.on_throttle(retry_after=300.0, sent_at=sent)  # past the window's end
+    assert until >= sent + 300.0
+    assert limiter.learned_quota == (30, 60.0)
