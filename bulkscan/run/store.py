@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.errors import JournalError, JournalWriteError
+from bulkscan.events import LocalStamps
 from bulkscan.models import DataSource, Issue, RowRef, TaskRequest
 from bulkscan.plan import ProfileRowRecord, RowRecord, RowStatus, RunInput, SheetLayout
 from bulkscan.run.rundir import JOURNAL_FILE, local_now, lock_run_dir
@@ -308,6 +309,10 @@ def _time(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="microseconds") if value is not None else None
 
 
+def _stamp_of(value: dt.datetime) -> str:
+    return value.isoformat(timespec="microseconds")
+
+
 def _parse_time(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
@@ -375,12 +380,15 @@ class Journal:
         self._conn = conn
         self._lock_fd = lock_fd
         self._now = now
+        # the text of now(), the form every stored time has (cheaper for the usual clock)
+        self._stamp = LocalStamps().micros if now is local_now else lambda: _stamp_of(now())
         self._pending: list[_Statement] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.Handle | None = None
         self._failure: Exception | None = None
         self._grouping = 0
-        self._identity = _file_identity(run_dir / JOURNAL_FILE)
+        self._file = str(run_dir / JOURNAL_FILE)  # checked before each write: no Path per call
+        self._identity = _file_identity(self._file)
         self._seen: dict[str, TaskState] = {}  # each task's last state, kept in memory
         self._sent: set[str] = set()  # the tasks this run marked sending
 
@@ -575,7 +583,7 @@ class Journal:
 
     def mark_started(self, *, command: Sequence[str] | None = None) -> None:
         """Record that sending begins (again, on resume); clears a previous stop reason."""
-        values: dict[str, object] = {"started_at": _time(self._now())}
+        values: dict[str, object] = {"started_at": self._stamp()}
         if command is not None:
             values["last_command"] = list(command)
         self._flush()
@@ -587,7 +595,7 @@ class Journal:
         self, reason: str, message: str = "", *, learned_rate_per_s: float | None = None
     ) -> None:
         values: dict[str, object] = {
-            "ended_at": _time(self._now()),
+            "ended_at": self._stamp(),
             "stop_reason": reason,
             "stop_message": message,
         }
@@ -601,7 +609,7 @@ class Journal:
         """Mark ``key`` *sending*; in an event loop, ``await committed()`` before it is sent."""
         self._seen[key] = TaskState.SENDING
         self._sent.add(key)
-        self._write([(_MARK_SENDING, (TaskState.SENDING, _time(self._now()), key), key)])
+        self._write([(_MARK_SENDING, (TaskState.SENDING, self._stamp(), key), key)])
 
     @contextlib.contextmanager
     def grouped(self) -> Iterator[None]:
@@ -650,7 +658,7 @@ class Journal:
         if key is not None and state is not None:
             self._seen[key] = state
         if key is not None:
-            now = _time(self._now())
+            now = self._stamp()
             if counted:
                 params = (int(throttled), row[0], row[0], attempt.latency_s, attempt.status,
                           attempt.code, attempt.request_id, error_msg, now, state, task_id,
@@ -697,7 +705,7 @@ class Journal:
         http_status: int | None = None,
     ) -> int:
         """Mark every listed task still pending as failed, without sending: one transaction."""
-        now = _time(self._now())
+        now = self._stamp()
         self._flush()
         with self._tx() as cur:
             done = 0
@@ -728,7 +736,7 @@ class Journal:
     # -- internals --
 
     def _set(self, key: str, **fields: object) -> None:
-        fields["updated_at"] = _time(self._now())
+        fields["updated_at"] = self._stamp()
         self._write([_update(key, fields)])
 
     def _write(self, statements: list[_Statement]) -> None:
@@ -789,7 +797,7 @@ class Journal:
         SQLite would go on writing to the unlinked file and lose every step; instead the run
         stops, saying what it sent (from memory) and how a new run settles it.
         """
-        if _file_identity(self.path) == self._identity:
+        if _file_identity(self._file) == self._identity:
             return
         states = Counter(self._seen[key] for key in self._sent)
         said = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
@@ -1058,10 +1066,10 @@ def _put_meta(cur: sqlite3.Cursor, values: Mapping[str, object]) -> None:
 # --- checking --------------------------------------------------------------------------------
 
 
-def _file_identity(path: Path) -> tuple[int, int] | None:
+def _file_identity(path: str) -> tuple[int, int] | None:
     """The file's device and inode, or None when it is gone."""
     try:
-        info = path.stat()
+        info = os.stat(path)  # noqa: PTH116 - once per commit: no Path object each time
     except FileNotFoundError:
         return None
     return info.st_dev, info.st_ino
