@@ -452,7 +452,7 @@ async def test_resume_refuses_a_changed_input(tmp_path: Path) -> None:
 async def test_a_second_resume_refuses_while_the_first_holds_the_run(tmp_path: Path) -> None:
     inventory = write_inventory(tmp_path / "dbs.xlsx", 20)
     reports = tmp_path / "reports"
-    async with Simulator(faults=Faults(latency_s=0.2)) as sim:
+    async with Simulator(faults=Faults(latency_s=1.0)) as sim:
         args = run_args(inventory, sim, reports, "--rate", "200/s", "--concurrency", "1")
         first = await start(tmp_path, *args)
         await wait_for_tasks(sim, 1, first)
