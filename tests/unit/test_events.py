@@ -1,0 +1,60 @@
+"""Event lines: the same JSON the standard encoder writes, with cheap local time stamps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import pytest
+
+from bulkscan.events import (
+    AttemptFinished,
+    Event,
+    LocalStamps,
+    Progress,
+    RateChanged,
+    Reconciled,
+    RunStopped,
+    TaskFinished,
+    TaskPlanned,
+    event_to_json,
+    local_now,
+)
+from bulkscan.run.states import TaskState
+
+EVENTS: list[Event] = [
+    TaskPlanned("k" * 64, 'naïve "quoted"\n\\ name\u2028', "p", "cn-north-4", 3),
+    AttemptFinished(None, None, 0, "GET", None, "DSC.0001", "listed", 0.25, None),
+    AttemptFinished("k", "n", 2, "POST", 500, None, "transient", float("nan"), "rid"),
+    TaskFinished("k", "n", TaskState.CREATED, "123", None),
+    Reconciled("k", "n", TaskState.UNKNOWN, TaskState.PENDING),
+    RateChanged(1.5, float("inf"), "throttled"),
+    RunStopped("done"),
+    Progress(done=True, total=2, created=1, failed=0, retrying=0, rate_per_s=1e300, eta_s=None),
+]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_a_line_is_what_the_json_encoder_writes(event: Event) -> None:
+    at = dt.datetime(2026, 11, 30, 7, 55, 29, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    record: dict[str, object] = {
+        "event": type(event).__name__,
+        "at": "2026-11-30T07:55:29.123+01:00",
+    }
+    record.update((name, getattr(event, name)) for name in event.__slots__)
+    expected = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    assert event_to_json(event, at=at) == expected
+    del record["at"]
+    assert event_to_json(event) == json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_stamps_have_the_form_and_offset_of_local_now() -> None:
+    stamps = LocalStamps()
+    micros, millis = stamps.micros(), stamps.millis()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d", micros), micros
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", millis), millis
+    offset = local_now().utcoffset()
+    for text in (micros, millis):
+        assert dt.datetime.fromisoformat(text).utcoffset() == offset
+    assert dt.datetime.fromisoformat(micros) <= dt.datetime.fromisoformat(stamps.micros())
