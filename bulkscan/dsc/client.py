@@ -33,7 +33,7 @@ from bulkscan.dsc.classify import (
     failed_while_connecting,
 )
 from bulkscan.dsc.credentials import AkSk, Credentials, Token
-from bulkscan.dsc.redact import redact_answer, secrets_of
+from bulkscan.dsc.redact import Redactor
 from bulkscan.dsc.signing import canonical_query, sign_headers
 from bulkscan.errors import DscError, ProjectPermanentError, RunFatalError, UsageError
 from bulkscan.models import DataSource
@@ -518,7 +518,10 @@ class DscClient:
         self._session = session
         self._on_answer = on_answer
         self._credentials = credentials
+        self._redactor = Redactor(credentials)
         self._endpoints = endpoints
+        # (region, project id, path template) → the URL signed, its path and the target sent
+        self._places: dict[tuple[str, str, str], tuple[str, str, yarl.URL]] = {}
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
         )
@@ -642,12 +645,8 @@ class DscClient:
         suffix: str = "",
         template: str = CREATE_PATH,
     ) -> _Answer:
-        base = self._endpoints.url_for(region) + _project_path(project_id, region, template)
-        url = base + suffix
-        path = urlsplit(url).path
+        url, path, target = self._place(project_id, region, query, suffix, template)
         headers = self._headers(method, url, project_id, query, body)
-        qs = canonical_query(query)
-        target = yarl.URL(url + (f"?{qs}" if qs else ""), encoded=True)
         started = time.monotonic()
         try:
             answer = await self._exchange(method, target, headers, body, (path, query))
@@ -668,6 +667,31 @@ class DscClient:
                 retry_after=answer.retry_after,
             )
         return answer
+
+    def _place(
+        self,
+        project_id: str,
+        region: str,
+        query: list[tuple[str, str]],
+        suffix: str,
+        template: str,
+    ) -> tuple[str, str, yarl.URL]:
+        """The URL to sign (no query), its path, and the target to send (with the query).
+
+        Worked out once per project and path for the calls without query or suffix (creates).
+        """
+        key = (region, project_id, template)
+        cacheable = not query and not suffix
+        place = self._places.get(key) if cacheable else None
+        if place is None:
+            base = self._endpoints.url_for(region) + _project_path(project_id, region, template)
+            url = base + suffix
+            qs = canonical_query(query)
+            target = yarl.URL(url + (f"?{qs}" if qs else ""), encoded=True)
+            place = (url, urlsplit(url).path, target)
+            if cacheable:
+                self._places[key] = place
+        return place
 
     def _headers(
         self,
@@ -745,8 +769,7 @@ class DscClient:
         ) as response:
             rest = asyncio.get_running_loop().time() + self._read_timeout_s
             bound.reschedule(min(rest, bound.when() or rest))
-            secrets = secrets_of(self._credentials, headers)
-            raw = redact_answer(await _read_capped(response), secrets)
+            raw = self._redactor.answer(await _read_capped(response), headers)
             if self._on_answer is not None:
                 self._on_answer(
                     RawAnswer(

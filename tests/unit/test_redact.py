@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bulkscan.dsc.credentials import AkSk, Token
-from bulkscan.dsc.redact import REDACTED, redact_answer, secrets_of
+from bulkscan.dsc.redact import REDACTED, Redactor, redact_answer, secrets_of
 
 AUTH = (
     "SDK-HMAC-SHA256 Access=AKEXAMPLE0123, SignedHeaders=content-type;host;x-sdk-date, "
@@ -33,3 +33,25 @@ def test_authorization_its_signature_and_the_key_pair_are_removed() -> None:
 def test_an_answer_without_a_secret_is_returned_unchanged() -> None:
     body = b'{"id": "123", "msg": "ok"}'
     assert redact_answer(body, secrets_of(AkSk("AKEXAMPLE0123", "s" * 20), {})) is body
+
+
+def test_the_redactor_cleans_an_answer_as_redact_answer_does() -> None:
+    creds = AkSk("AKEXAMPLE0123", "secret/key/value/0123", security_token="sts-token-0123456")
+    redactor = Redactor(creds)
+    headers = {"Authorization": AUTH, "X-Security-Token": "sts-token-0123456", "Host": "h"}
+    bodies = [
+        b'{"id": "123", "msg": "ok"}',
+        f"you sent {AUTH}".encode(),
+        b"signature " + b"ab" * 32,
+        b'{"sk": "secret\\/key\\/value\\/0123"}',
+        b"key AKEXAMPLE0123 and token sts-token-0123456",
+        b"\xff\xfe not utf-8 secret/key/value/0123",
+    ]
+    for body in bodies:
+        expected = redact_answer(body, secrets_of(creds, headers))
+        assert redactor.answer(body, headers) == expected
+    assert redactor.answer(bodies[0], headers) is bodies[0]
+    token = Token("MIIabc/def+ghi==" * 4)
+    echoed = json.dumps({"error_msg": token.token}).replace("/", "\\/").encode()
+    assert Redactor(token).answer(echoed, {}) == redact_answer(echoed, secrets_of(token, {}))
+    assert REDACTED.encode() in Redactor(token).answer(echoed, {})
