@@ -297,8 +297,12 @@ def _json_hook(obj: dict[str, Any]) -> object:
     return obj
 
 
+# One encoder for every value (json.dumps with options would build a new one per call)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json_default, separators=(",", ":"))
+
+
 def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=_json_default, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _loads(text: str) -> Any:
