@@ -388,7 +388,10 @@ class Journal:
         self._stamp = LocalStamps().micros if now is local_now else lambda: _stamp_of(now())
         self._pending: list[_Statement] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._timer: asyncio.Handle | None = None
+        self._timer: asyncio.Handle | None = None  # a commit asked for by committed()
+        # The commit window: one timer, re-armed only when it fires, never per commit
+        self._window: asyncio.TimerHandle | None = None
+        self._oldest = 0.0  # loop time of the oldest change that waits for a commit
         self._failure: Exception | None = None
         self._grouping = 0
         self._file = str(run_dir / JOURNAL_FILE)  # checked before each write: no Path per call
@@ -491,6 +494,7 @@ class Journal:
 
     def close(self) -> None:
         """Commit what waits (unless a commit already failed), then release file and lock."""
+        self._close_window()
         try:
             if self._lock_fd is not None and self._failure is None:
                 self._flush()
@@ -623,8 +627,10 @@ class Journal:
             yield
         finally:
             self._grouping -= 1
-            if not self._grouping and self._failure is None:
-                self._flush()
+            if not self._grouping:
+                self._close_window()
+                if self._failure is None:
+                    self._flush()
 
     async def committed(self) -> None:
         """Commit every change made so far now (with others that wait) and return when done."""
@@ -634,8 +640,6 @@ class Journal:
         future = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         if len(self._waiters) == 1:  # the first waiter asks for the commit; later ones share it
-            if self._timer is not None:
-                self._timer.cancel()
             self._timer = asyncio.get_running_loop().call_soon(self._flush_quietly)
         await future
 
@@ -758,9 +762,31 @@ class Journal:
             return
         if self._lock_fd is None:
             raise JournalError(f"{self.path} is open read-only")
+        if not self._pending:
+            self._oldest = loop.time()
         self._pending.extend(statements)
-        if self._timer is None:
-            self._timer = loop.call_later(COMMIT_WINDOW_S, self._flush_quietly)
+        if self._window is None:
+            self._open_window(loop)
+
+    def _open_window(self, loop: asyncio.AbstractEventLoop) -> None:
+        when = self._oldest + COMMIT_WINDOW_S
+        self._window = loop.call_at(when, self._window_over, loop, self._oldest)
+
+    def _window_over(self, loop: asyncio.AbstractEventLoop, oldest: float) -> None:
+        """The oldest waiting change has waited ``COMMIT_WINDOW_S``: commit.  When a commit came
+        in between, the changes that wait now are newer: wait for the oldest one's turn."""
+        self._window = None
+        if not self._pending:
+            return
+        if self._oldest != oldest:
+            self._open_window(loop)
+            return
+        self._flush_quietly()
+
+    def _close_window(self) -> None:
+        if self._window is not None:
+            self._window.cancel()
+            self._window = None
 
     def _flush(self) -> None:
         """Commit every waiting statement in one transaction; wake whoever waits for it."""
