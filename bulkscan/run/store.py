@@ -752,8 +752,10 @@ class Journal:
         self._raise_failure()
         loop = None
         if self._grouping:
-            with contextlib.suppress(RuntimeError):
+            try:
                 loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop runs: commit now
+                loop = None
         if loop is None:
             with self._tx() as cur:
                 missing = _execute(cur, statements)
