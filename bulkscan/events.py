@@ -8,6 +8,7 @@ keys, names, statuses, codes and messages from the service, never a credential.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import math
@@ -251,11 +252,13 @@ class EventLog:
         self._timer: asyncio.TimerHandle | None = None
         self._first_at = 0.0  # monotonic time of the oldest unwritten line
         self._stamps = LocalStamps()
+        self._failure: OSError | None = None  # a timed write that failed, raised to the next caller
 
     def __call__(self, event: Event) -> None:
         mono = time.monotonic()
         line = _line(event, self._stamps.millis())
         with self._lock:
+            self._raise_failure()
             if self._file.closed:
                 return
             if not self._lines:
@@ -278,8 +281,13 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
-                self._write()
-                self._file.close()
+                try:
+                    self._raise_failure()
+                    self._write()
+                finally:
+                    with contextlib.suppress(OSError):  # what could not be written is lost
+                        self._lines.clear()
+                        self._file.close()
 
     def __enter__(self) -> EventLog:
         return self
@@ -293,8 +301,21 @@ class EventLog:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-        self._timer = loop.call_later(self._flush_after_s, self.flush)
+        self._timer = loop.call_later(self._flush_after_s, self._timed_flush)
         return True
+
+    def _timed_flush(self) -> None:
+        """``flush`` from the loop's timer: a failure (a full disk) is kept for the next
+        caller, who can stop the log, instead of ending in the loop's exception handler."""
+        try:
+            self.flush()
+        except OSError as exc:
+            self._failure = exc
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     def _write(self) -> None:
         if self._timer is not None:

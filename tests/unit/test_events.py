@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from bulkscan.events import (
     AttemptFinished,
     Event,
+    EventLog,
     LocalStamps,
     Progress,
     RateChanged,
@@ -58,3 +61,22 @@ def test_stamps_have_the_form_and_offset_of_local_now() -> None:
     for text in (micros, millis):
         assert dt.datetime.fromisoformat(text).utcoffset() == offset
     assert dt.datetime.fromisoformat(micros) <= dt.datetime.fromisoformat(stamps.micros())
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.asyncio
+async def test_a_timed_write_to_a_full_disk_reaches_the_next_caller_not_the_loop() -> None:
+    """The log's timer flush meets ENOSPC: no 'Exception in callback' traceback on the
+    terminal; the next event raises it, so the run's guard can stop the log with a note."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: seen.append(context))
+    log = EventLog("/dev/full", flush_after_s=0.01)
+    log(RateChanged(5.0, 2.5, "throttled"))
+    await asyncio.sleep(0.1)  # the timer fires and its write fails
+    assert seen == []
+    with pytest.raises(OSError, match="No space left"):
+        log(RateChanged(2.5, 5.0, "recovered"))
+    with pytest.raises(OSError):  # the lines still waiting cannot be written either
+        log.close()
+    log(RateChanged(5.0, 5.0, "after close"))  # a closed log takes nothing, raises nothing
