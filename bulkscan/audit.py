@@ -26,7 +26,6 @@ Rules worth knowing (also stated on the workbook):
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import enum
 import getpass
@@ -41,12 +40,18 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from bulkscan import __version__
 from bulkscan.config import DispatchSettings
 from bulkscan.dsc.client import DEFAULT_PAGE_SIZE
-from bulkscan.errors import BulkscanError, DscError, ValidationFailed
+from bulkscan.errors import DscError, ValidationFailed
 from bulkscan.events import Event, RateChanged, local_now
 from bulkscan.input.validate import validate
 from bulkscan.models import InputBook, Instance, Issue, RawRow, RowRef, Sheet
 from bulkscan.run.ratelimit import AdaptiveRate
-from bulkscan.run.remote import Lister, same_sources, source_matches
+from bulkscan.run.remote import (
+    Lister,
+    list_groups,
+    same_sources,
+    source_matches,
+    task_enabled,
+)
 from bulkscan.run.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
     from bulkscan.config import InputSettings
     from bulkscan.dsc.client import DscClient, RemoteTask
     from bulkscan.models import DataSource
+    from bulkscan.run.remote import Listed
 
 __all__ = [
     "AuditEvent",
@@ -282,14 +288,6 @@ def find_duplicates(tasks: Iterable[TaskFinding]) -> tuple[Duplicate, ...]:
 # --------------------------------------------------------------------------- the rules
 
 
-def task_enabled(task: RemoteTask) -> bool:
-    """False only when the service says the task is disabled (``enabled`` false)."""
-    value = task.raw.get("enabled")
-    if isinstance(value, str):
-        return value.strip().lower() not in ("false", "0", "no", "off")
-    return value is not False and value != 0
-
-
 def _schedule_off(task: RemoteTask) -> bool:
     """A periodic task whose schedule switch is off (a ONCE task needs no switch)."""
     periodic = (task.schedule_type or "").upper() not in ("", "ONCE")
@@ -444,27 +442,21 @@ def _ignore(event: AuditEvent) -> None:
 async def _list_all(
     lister: Lister, groups: Sequence[_Group], *, concurrency: int, observer: AuditObserver
 ) -> dict[_Group, list[RemoteTask] | DscError]:
-    """Every group's tasks (or the error that stopped its listing), ``concurrency`` at once.
-
-    A run-fatal answer, or a usage error such as a bad endpoint, is raised.
+    """Every group's tasks (or the error that stopped its listing), through the run's
+    ``list_groups``.  A run-fatal answer, or a usage error such as a bad endpoint, is raised.
     """
-    gate = asyncio.Semaphore(concurrency)
-    results: dict[_Group, list[RemoteTask] | DscError] = {}
+    done = 0
 
-    async def one(group: _Group) -> None:
-        async with gate:
-            answer = results[group] = await lister.list_tasks(*group)
+    def seen(group: _Group, listed: Listed) -> None:
+        nonlocal done
+        done += 1
+        answer = listed.answer
         error = str(answer) if isinstance(answer, DscError) else None
-        count = 0 if isinstance(answer, DscError) else len(answer)
-        observer(GroupListed(group[0], group[1], count, len(results), len(groups), error))
+        count = len(listed.tasks)
+        observer(GroupListed(group[0], group[1], count, done, len(groups), error))
 
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for group in groups:
-                tg.create_task(one(group))
-    except* BulkscanError as failed:
-        raise failed.exceptions[0] from None
-    return {group: results[group] for group in groups}
+    found = await list_groups(lister, groups, concurrency=concurrency, on_listed=seen)
+    return {g: a if isinstance(a := v.answer, DscError) else list(a) for g, v in found.items()}
 
 
 def _operator() -> str:

@@ -40,7 +40,7 @@ from bulkscan.input.validate import MAX_NAME, show
 from bulkscan.models import DataSource, Instance, Issue, Plan, Profile, RowRef, TaskRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     from bulkscan.input.validate import Validated
     from bulkscan.models import InputBook, Sheet
@@ -435,6 +435,7 @@ class RowStatus(enum.StrEnum):
     SKIPPED = "skipped"  # enabled = false
     DUPLICATE = "duplicate"  # repeats an earlier row (duplicate_of set)
     INVALID = "invalid"  # has a validation error
+    COVERED = "covered"  # another existing task already scans its instance: not sent
     UNPLANNED = "unplanned"  # none of the above (never expected; kept visible, not hidden)
 
 
@@ -481,11 +482,17 @@ class RunInput:
 
     @classmethod
     def from_book(
-        cls, book: InputBook, plan: Plan, issues: Sequence[Issue] | None = None
+        cls,
+        book: InputBook,
+        plan: Plan,
+        issues: Sequence[Issue] | None = None,
+        *,
+        covered: Collection[RowRef] = (),
     ) -> RunInput:
         """Every row of ``book`` with its status under ``plan``.
 
-        ``issues`` defaults to ``plan.issues`` (validation's issues plus planning's own).
+        ``issues`` defaults to ``plan.issues`` (validation's issues plus planning's own);
+        ``covered`` are the rows left out because another task already scans them.
         """
         issues = plan.issues if issues is None else tuple(issues)
         profiles = book.profiles
@@ -495,7 +502,7 @@ class RunInput:
             fmt=book.fmt,
             instances=_layout(book.instances),
             profiles=_layout(profiles) if profiles is not None else None,
-            rows=_row_records(book.instances, plan, issues),
+            rows=_row_records(book.instances, plan, issues, frozenset(covered)),
             profile_rows=_profile_records(profiles) if profiles is not None else (),
             issues=issues,
         )
@@ -514,7 +521,9 @@ def _original_values(sheet: Sheet, values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _row_records(sheet: Sheet, plan: Plan, issues: Sequence[Issue]) -> tuple[RowRecord, ...]:
+def _row_records(
+    sheet: Sheet, plan: Plan, issues: Sequence[Issue], covered: frozenset[RowRef]
+) -> tuple[RowRecord, ...]:
     task_of = {ref: t.key for t in plan.tasks for ref in t.rows}
     duplicate_of = dict(plan.duplicates)
     skipped = set(plan.skipped)
@@ -529,6 +538,8 @@ def _row_records(sheet: Sheet, plan: Plan, issues: Sequence[Issue]) -> tuple[Row
             status = RowStatus.DUPLICATE
         elif ref in skipped:
             status = RowStatus.SKIPPED
+        elif ref in covered:
+            status = RowStatus.COVERED
         elif ref in invalid:
             status = RowStatus.INVALID
         else:

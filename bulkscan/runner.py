@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,11 +46,12 @@ from bulkscan.errors import (
 from bulkscan.events import AttemptFinished, Event, EventLog, Observer, fan_out, ignore
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
-from bulkscan.plan import RunInput, build_plan, plan_hash
+from bulkscan.plan import RowStatus, RunInput, build_plan, plan_hash
 from bulkscan.report import audit as _audit_report
 from bulkscan.report import resolved as _resolved
 from bulkscan.report import results as _report
 from bulkscan.run import assets as _assets
+from bulkscan.run import coverage as _coverage
 from bulkscan.run.dispatch import DispatchResult, dispatch
 from bulkscan.run.doctor import DoctorReport, check_groups, write_record
 from bulkscan.run.lifecycle import (
@@ -61,7 +63,7 @@ from bulkscan.run.lifecycle import (
     Wire,
 )
 from bulkscan.run.ratelimit import AdaptiveRate
-from bulkscan.run.remote import Lister
+from bulkscan.run.remote import Lister, list_groups
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.rundir import SendTarget, create_run_dir, find_latest_run, lock_sending
 from bulkscan.run.states import UNFINISHED_STATES
@@ -74,8 +76,9 @@ if TYPE_CHECKING:
     from bulkscan.dsc.client import RemoteTask
     from bulkscan.dsc.credentials import Credentials
     from bulkscan.input.validate import Validated
-    from bulkscan.models import InputBook, Instance, Issue, Plan
+    from bulkscan.models import InputBook, Instance, Issue, Plan, RowRef
     from bulkscan.run.assets import ResolvedRow
+    from bulkscan.run.remote import Listed
     from bulkscan.run.states import TaskState
     from bulkscan.sim.server import Faults
 
@@ -93,6 +96,8 @@ __all__ = [
     "audit_sync",
     "check",
     "check_book",
+    "check_remote",
+    "covered_before",
     "doctor",
     "export",
     "open_run",
@@ -106,6 +111,7 @@ __all__ = [
     "run_settings",
     "write_audit",
     "without_held",
+    "without_covered",
     "write_report",
     "status",
     "undo",
@@ -156,6 +162,7 @@ class Prepared:
     book: InputBook
     validated: Validated
     plan: Plan
+    covered: tuple[Issue, ...] = ()  # rows left out: another existing task scans them
 
 
 def check(
@@ -249,6 +256,7 @@ class RunResult:
     dispatch: DispatchResult
     resumed: bool
     notes: tuple[str, ...] = ()  # things the user should know that are not task outcomes
+    covered: int = 0  # input rows not sent: another existing task already scans them
 
     @property
     def counts(self) -> Mapping[TaskState, int]:
@@ -298,9 +306,16 @@ def open_run(
             raise
         return journal, True
     run_dir = create_run_dir(reports_dir, prepared.book.path)
+    covered = prepared.covered
+    run_input = RunInput.from_book(
+        prepared.book,
+        prepared.plan,
+        prepared.plan.issues + covered,
+        covered=[i.ref for i in covered if i.ref is not None],
+    )
     journal = Journal.create(
         run_dir,
-        run_input=RunInput.from_book(prepared.book, prepared.plan),
+        run_input=run_input,
         plan=prepared.plan,
         plan_hash=digest,
         settings=settings or {},
@@ -379,10 +394,13 @@ async def run(
     observer: Observer = ignore,
     stop: asyncio.Event | None = None,
     command: Sequence[str] = (),
+    listed: Mapping[tuple[str, str], Listed] | None = None,
 ) -> RunResult:
     """Create every planned task of ``prepared`` in DSC, journalled, exactly once.
 
     Give ``connection`` for a real service, or ``simulator`` for the embedded one.
+    ``listed`` (``check_remote(...).listed``): the listing a new run reconciles with instead
+    of listing again, when it is at most ``PRELISTED_MAX_AGE_S`` old.
     """
     dispatch_settings = dispatch_settings or DispatchSettings()
     input_settings = input_settings or InputSettings()
@@ -413,12 +431,14 @@ async def run(
                     fan_out(observer, log, attempts),
                     limit=limit,
                     stop=stop,
+                    listed=None if resumed else _fresh(listed),
                 )
             except asyncio.CancelledError:
                 if stop is None or not stop.is_set():
                     raise
                 result = _abandoned(journal, attempts.count)
-    return RunResult(journal.run_dir, result, resumed, tuple(notes))
+    covered = len(prepared.covered)
+    return RunResult(journal.run_dir, result, resumed, tuple(notes), covered=covered)
 
 
 class _TolerantLog:
@@ -616,6 +636,7 @@ async def _send(
     *,
     limit: int | None,
     stop: asyncio.Event | None,
+    listed: Mapping[tuple[str, str], Listed] | None = None,
 ) -> DispatchResult:
     async with _client(conn, settings) as client:
         try:
@@ -627,6 +648,7 @@ async def _send(
                 observer=observer,
                 limit=limit,
                 stop=stop,
+                listed=listed,
             )
         except BaseExceptionGroup as group:  # a journal that cannot write stops every worker
             failed = group.subgroup(JournalWriteError)
@@ -836,6 +858,79 @@ async def resolve(
     issues = tuple(i for r in resolved for i in r.issues)
     written = await asyncio.to_thread(_resolved.write_resolved, book, resolved, issues, target)
     return ResolveReport(book, resolved, written, catalog.requests)
+
+
+# --- what the service already holds (``plan --check-remote``, ``run``) ----------------------
+
+#: A listing older than this (a person thought long at the prompt) is made again by reconcile.
+PRELISTED_MAX_AGE_S = 60.0
+
+
+async def check_remote(
+    prepared: Prepared,
+    *,
+    connection: Connection | None = None,
+    simulator: SimulatorOptions | None = None,
+    dispatch_settings: DispatchSettings | None = None,
+) -> _coverage.RemoteCheck:
+    """List the service's tasks of every (project, region) of the plan (read only, through
+    the one listing path and retry policy): which planned tasks exist or conflict, which
+    rows another task covers.  Raises ``DscError`` on a run-fatal answer."""
+    pace = dispatch_settings or DispatchSettings()
+    groups = [(t.project_id, t.region) for t in prepared.plan.tasks]
+    async with _connected(connection, simulator) as conn, _client(conn, pace) as client:
+        policy = RetryPolicy.from_settings(pace)
+        lister = Lister(client, limiter=AdaptiveRate(pace.rate_per_s), policy=policy)
+        listed = await list_groups(lister, groups, concurrency=pace.concurrency)
+    return _coverage.check_plan(prepared.plan.tasks, listed, requests=lister.requests)
+
+
+def without_covered(prepared: Prepared, covered: Sequence[_coverage.CoveredRow]) -> Prepared:
+    """``prepared`` planned again without the rows another existing task already scans: a
+    task partly covered is named from what it still sends (see ``bulkscan.run.coverage``)."""
+    notes = tuple(_coverage.covered_issue(c) for c in covered)
+    return _narrowed(prepared, {c.ref for c in covered}, notes)
+
+
+def covered_before(
+    prepared: Prepared,
+    *,
+    reports_dir: str | os.PathLike[str] = "reports",
+    resume: str | os.PathLike[str] | bool = True,
+) -> Prepared:
+    """``prepared`` without the rows the resumed run left out as covered when it began (so
+    its plan is the journal's; coverage is decided once, by the run that created it)."""
+    run_dir = _resume_dir(prepared, reports_dir, resume)
+    with Journal.open(run_dir, readonly=True) as journal:
+        refs = {r.ref for r in journal.rows() if r.status is RowStatus.COVERED}
+        notes = tuple(
+            i
+            for i in journal.issues()
+            if i.ref in refs and i.message.startswith(_coverage.COVERED_PREFIX)
+        )
+    return _narrowed(prepared, refs, notes)
+
+
+def _narrowed(prepared: Prepared, refs: set[RowRef], notes: tuple[Issue, ...]) -> Prepared:
+    if not refs:
+        return prepared
+    validated = prepared.validated
+    kept = tuple(i for i in validated.instances if i.ref not in refs)
+    narrowed = dataclasses.replace(validated, instances=kept)
+    plan = build_plan(narrowed)
+    if plan.has_errors:
+        raise ValidationFailed(plan.issues)
+    return Prepared(prepared.book, narrowed, plan, prepared.covered + notes)
+
+
+def _fresh(
+    listed: Mapping[tuple[str, str], Listed] | None,
+) -> dict[tuple[str, str], Listed] | None:
+    """The listings young enough for reconcile to trust (``PRELISTED_MAX_AGE_S``)."""
+    if listed is None:
+        return None
+    now = time.monotonic()
+    return {g: v for g, v in listed.items() if now - v.at <= PRELISTED_MAX_AGE_S}
 
 
 # --- the asset-centre check before sending (``validate --remote``, ``run``) --------------------

@@ -10,16 +10,20 @@ from typing import TYPE_CHECKING, Any
 from bulkscan import runner
 from bulkscan.cli import EXIT_INPUT, EXIT_OK
 from bulkscan.cli._common import (
+    add_connection_options,
     add_input_options,
+    connection_from,
+    dispatch_settings,
     input_settings,
     issue_json,
     print_issues,
     print_json,
     start_time_text,
 )
-from bulkscan.config import parse_rate
+from bulkscan.cli._coverage import check_json, print_check, remote_check
 from bulkscan.errors import UsageError, ValidationFailed
 from bulkscan.plan import plan_hash, plan_summary, plan_to_json
+from bulkscan.run.coverage import replanned
 
 if TYPE_CHECKING:
     import argparse
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from bulkscan.config import InputSettings
     from bulkscan.models import TaskRequest
     from bulkscan.plan import PlanSummary
+    from bulkscan.run.coverage import RemoteCheck
+    from bulkscan.runner import Prepared
 
 __all__ = ["register"]
 
@@ -40,11 +46,18 @@ def register(sub: Any) -> None:
         "project, region and profile and how long sending takes at the rate. With --output, "
         "write every request exactly as it will be sent. Start times written without an "
         "offset are read in --timezone (default: this machine's local zone) and shown with "
-        "their offset. Exit 0, or 2 on input errors.",
+        "their offset. With --check-remote, list the service's tasks (read only) and say "
+        "which planned tasks already exist, which conflict and which rows other tasks "
+        "already cover. Nothing is ever sent. Exit 0, or 2 on input errors.",
     )
     add_input_options(parser)
+    add_connection_options(parser)  # its --rate is the rate of the time estimate too
     parser.add_argument(
-        "--rate", default="5/s", help="rate used for the time estimate: N/s or N/min (5/s)"
+        "--check-remote",
+        action="store_true",
+        help="list the service's tasks (read only, through the run's listing and retry "
+        "policy): which planned tasks exist, which conflict, which rows are already covered "
+        "by other tasks; nothing is sent",
     )
     parser.add_argument(
         "--output", "-o", metavar="PLAN.json", help="write every request to this JSON file"
@@ -54,7 +67,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    rate = parse_rate(args.rate)
+    rate = dispatch_settings(args).rate_per_s
     settings = input_settings(args)
     try:
         prepared = runner.prepare(args.file, profiles_path=args.profiles, settings=settings)
@@ -69,17 +82,33 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     plan = prepared.plan
     summary = plan_summary(plan, rate_per_s=rate)
+    check = _check_remote(args, prepared) if args.check_remote else None
     if args.output:
         _write(Path(args.output), plan_to_json(plan))
     if args.json:
-        print_json(_summary_json(summary, plan_hash(plan), args.output))
+        document = _summary_json(summary, plan_hash(plan), args.output)
+        if check is not None:
+            document["remote"] = check_json(check[0]) | {"would_create": check[1]}
+        print_json(document)
         return EXIT_OK
     print_issues(plan.issues)
     _print_tasks(plan.tasks, settings)
     _print_summary(prepared.book.path, summary)
+    if check is not None:
+        print_check(*check)
     if args.output:
         print(f"wrote every request to {args.output}")
     return EXIT_OK
+
+
+def _check_remote(args: argparse.Namespace, prepared: Prepared) -> tuple[RemoteCheck, int]:
+    """The service's tasks against the plan a run would send (covered rows left out), and
+    how many tasks that run would create."""
+    connection, simulator = connection_from(args)
+    found = remote_check(args, prepared, connection, simulator)
+    sent = runner.without_covered(prepared, found.covered).plan.tasks
+    check = replanned(found, sent)
+    return check, len(sent)
 
 
 def _write(path: Path, document: dict[str, Any]) -> None:

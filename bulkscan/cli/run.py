@@ -23,8 +23,9 @@ from bulkscan.cli._common import (
     print_json,
     start_time_text,
 )
+from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._lifecycle import update_on_conflict
-from bulkscan.errors import JournalWriteError, ReportError, ValidationFailed
+from bulkscan.errors import DscError, JournalWriteError, ReportError, ValidationFailed
 from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ def register(sub: Any) -> None:
         "unknown, not active, not authorised or of a type metadata tasks cannot carry is "
         "reported and not sent, and the rest carry DSC's spelling of their db_type",
     )
+    add_coverage_option(group)
     group.add_argument(
         "--json", action="store_true", help="print one JSON summary on stdout at the end"
     )
@@ -118,6 +120,11 @@ def _run(args: argparse.Namespace) -> int:
     connection, simulator = connection_from(args)
     if args.remote_check:
         prepared = _checked(prepared, connection, simulator, dispatching)
+    try:
+        prepared, listed = for_run(args, prepared, connection, simulator)
+    except DscError as exc:  # run-fatal (e.g. credentials refused): nothing was sent
+        print(f"bulkscan: stopped before sending: {exc}", file=sys.stderr)
+        return EXIT_STOPPED
     sending = runner.to_send(
         prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
     )
@@ -141,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
             simulator=simulator,
             settings=settings,
             dispatching=dispatching,
+            listed=listed,
         )
     except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
         print(f"bulkscan: stopped: {exc}", file=sys.stderr)
@@ -200,10 +208,14 @@ def _print_plan(
         sending = f"sending {total} to {target}"
     print(
         f"{prepared.book.path}: {len(tasks)} task(s) for {prepared.plan.instance_count} "
-        f"instance(s); {sending} at up to {rate_per_s:g}/s "
+        f"instance(s){_covered_text(len(prepared.covered))}; {sending} at up to {rate_per_s:g}/s "
         f"(about {_duration(total / rate_per_s)} without retries)",
         file=sys.stderr,
     )
+
+
+def _covered_text(covered: int) -> str:
+    return f" ({covered} row(s) already covered by other tasks left out)" if covered else ""
 
 
 def _confirmed(
@@ -226,6 +238,7 @@ def _dispatch(
     simulator: runner.SimulatorOptions | None,
     settings: Any,
     dispatching: Any,
+    listed: Any = None,
 ) -> RunResult:
     renderer = _Renderer(enabled=not args.json and sys.stderr.isatty())
     command = _command_line()
@@ -259,6 +272,7 @@ def _dispatch(
                 observer=renderer,
                 stop=stop,
                 command=command,
+                listed=listed,
             )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -358,6 +372,7 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
                 "learned_rate_per_s": dispatched.learned_rate_per_s,
                 "status": str(result.status),
                 "outcomes": {str(s): n for s, n in sorted(result.counts.items()) if n},
+                "covered_rows": result.covered,
                 "error_codes": dict(report.error_codes),
                 "exit_code": code,
             }
@@ -371,6 +386,8 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
     for state, n in sorted(result.counts.items(), key=lambda kv: -kv[1]):
         if n:
             print(f"  {state:<10} {n:>6}")
+    if result.covered:
+        print(f"  {'covered':<10} {result.covered:>6} row(s) not sent: already in other tasks")
     if report.error_codes:
         print("errors by code:")
         for err, n in report.error_codes.items():

@@ -53,6 +53,7 @@ from bulkscan.report.summary import (
     settings_items,
     sources_text,
 )
+from bulkscan.run.coverage import COVERED_PREFIX
 from bulkscan.run.lifecycle import read_actions, read_scans
 from bulkscan.run.store import Journal
 
@@ -258,9 +259,12 @@ class _RowResult:
 def _row_results(run: _Run) -> Iterator[tuple[RowRecord, _RowResult]]:
     """Each input row with the task it went into, found by key (duplicates: by their first)."""
     by_ref = {r.ref: r for r in run.rows}
+    covered = {r.ref for r in run.rows if r.status is RowStatus.COVERED}
     errors: dict[RowRef, str] = {}
     for issue in run.issues:
-        if issue.severity == "error" and issue.ref is not None:
+        if issue.ref in covered and issue.message.startswith(COVERED_PREFIX):
+            errors[issue.ref] = issue.message
+        elif issue.severity == "error" and issue.ref is not None:
             errors.setdefault(issue.ref, str(issue))
     for row in run.rows:
         yield row, _row_result(run, row, by_ref, errors)
@@ -273,16 +277,27 @@ def _row_result(
     if row.status is RowStatus.PLANNED and task is not None:
         return _RowResult(task.name, task.outcome, task.task_id, _task_message(task))
     if row.status is RowStatus.DUPLICATE and row.duplicate_of is not None:
-        first = by_ref.get(row.duplicate_of)
-        note = f"same instance as row {row.duplicate_of.row}: sent once, with that row"
-        covering = run.by_key.get(first.task_key or "") if first is not None else None
-        if covering is not None:
-            return _RowResult(covering.name, covering.outcome, covering.task_id, note)
-        return _RowResult(None, Outcome.NOT_ATTEMPTED, None, note)
+        return _duplicate_result(run, by_ref.get(row.duplicate_of), row.duplicate_of, errors)
     if row.status is RowStatus.SKIPPED:
         return _RowResult(None, Outcome.SKIPPED, None, "disabled in the input: not sent")
+    if row.status is RowStatus.COVERED:
+        return _RowResult(None, Outcome.SKIPPED, None, errors.get(row.ref, "already covered"))
     message = errors.get(row.ref, "not planned")
     return _RowResult(None, Outcome.NOT_ATTEMPTED, None, message)
+
+
+def _duplicate_result(
+    run: _Run, first: RowRecord | None, first_ref: RowRef, errors: Mapping[RowRef, str]
+) -> _RowResult:
+    """A row repeating ``first``'s instance: the outcome of the task that row went into."""
+    note = f"same instance as row {first_ref.row}: sent once, with that row"
+    covering = run.by_key.get(first.task_key or "") if first is not None else None
+    if covering is not None:
+        return _RowResult(covering.name, covering.outcome, covering.task_id, note)
+    if first is not None and first.status is RowStatus.COVERED:
+        note = f"same instance as row {first_ref.row}: {errors.get(first_ref)}"
+        return _RowResult(None, Outcome.SKIPPED, None, note)
+    return _RowResult(None, Outcome.NOT_ATTEMPTED, None, note)
 
 
 def _task_message(task: TaskRecord) -> str | None:

@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from bulkscan.dsc.client import CreateResult, DscClient, RemoteTask
     from bulkscan.events import Observer
     from bulkscan.models import TaskRequest
-    from bulkscan.run.remote import ListingAttempt
+    from bulkscan.run.remote import Listed, ListingAttempt
     from bulkscan.run.retry import RetryBudget
     from bulkscan.run.store import Journal
 
@@ -132,12 +132,15 @@ async def dispatch(
     stop: asyncio.Event | None = None,
     rng: random.Random | None = None,
     limiter: AdaptiveRate | None = None,
+    listed: Mapping[_Group, Listed] | None = None,
 ) -> DispatchResult:
     """Reconcile, then send every open task of ``plan_tasks`` (the first ``limit`` of them).
 
     ``journal`` must hold these tasks (``Journal.create`` with the same plan).  Setting
     ``stop`` asks for a graceful stop (Ctrl-C).  ``limiter`` replaces the default one built
-    from ``settings.rate_per_s``.  Records the start and the end of the run in the journal.
+    from ``settings.rate_per_s``.  ``listed``: listings made just before (``list_groups``),
+    which reconcile uses instead of listing those groups again.  Records the start and the
+    end of the run in the journal.
     """
     run = _Run(
         plan_tasks,
@@ -148,6 +151,7 @@ async def dispatch(
         stop=stop,
         rng=rng,
         limiter=limiter,
+        listed=listed,
     )
     with journal.grouped():
         return await run.run(limit)
@@ -165,7 +169,9 @@ class _Run:
         stop: asyncio.Event | None,
         rng: random.Random | None,
         limiter: AdaptiveRate | None,
+        listed: Mapping[_Group, Listed] | None = None,
     ) -> None:
+        self.prelisted = {g: v for g, v in (listed or {}).items() if isinstance(v.answer, tuple)}
         self.tasks = {t.key: t for t in plan_tasks}
         self.order = [t.key for t in plan_tasks]
         self.journal = journal
@@ -318,8 +324,13 @@ class _Run:
     async def _reconcile_group(
         self, group: _Group, keys: list[str], gate: asyncio.Semaphore
     ) -> None:
-        async with gate:
-            remote = await self._list_remote(group, None, task_key=None)
+        remote: list[RemoteTask] | DscError
+        prelisted = self._prelisted(group)
+        if prelisted is not None:
+            remote = prelisted
+        else:
+            async with gate:
+                remote = await self._list_remote(group, None, task_key=None)
         if isinstance(remote, DscError) and remote.verdict is Verdict.PROJECT_PERMANENT:
             self._fail_group(group, remote)
             return
@@ -339,6 +350,17 @@ class _Run:
             by_name[item.name].append(item)
         for key in keys:
             self._reconcile_task(key, by_name.get(self.tasks[key].name, []))
+
+    def _prelisted(self, group: _Group) -> list[RemoteTask] | None:
+        """The group's listing made before the run (journaled here), if there is one."""
+        listed = self.prelisted.pop(group, None)
+        if listed is None:
+            return None
+        for attempt in listed.attempts:
+            self._record_listing(None, attempt)
+        if listed.shape is not None:
+            self.client.shapes.setdefault(group, listed.shape)  # type: ignore[arg-type]
+        return list(listed.tasks)
 
     def _reconcile_task(self, key: str, found: list[RemoteTask]) -> None:
         task, before = self.tasks[key], self.state[key]

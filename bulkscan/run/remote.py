@@ -3,9 +3,13 @@
 * ``Lister`` lists a project's tasks (all, or by name) with every page paced by the shared
   rate limiter and the whole listing retried by the one ``RetryPolicy``.  Reconcile, the
   lookup after an ambiguous create and the audit all list through it.
+* ``list_groups`` lists several (project, region) pairs through it, the first alone (wrong
+  credentials then cost one request, not one per project), keeping each listing's tries and
+  answer shape, so a run can reuse a listing made before it asked for confirmation.
 * ``source_matches`` / ``same_sources`` decide whether a remote task's data source is a
-  planned (or inventoried) one.  The real service's ``data_source`` strings are not fully
-  documented: change the rule here only.
+  planned (or inventoried) one, and ``task_enabled`` whether a task covers what it names.
+  The real service's ``data_source`` strings are not fully documented: change the rules
+  here only.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bulkscan.dsc.client import DEFAULT_PAGE_SIZE
-from bulkscan.errors import DscError, ThrottledError
+from bulkscan.errors import BulkscanError, DscError, ThrottledError
 from bulkscan.events import local_now
 from bulkscan.input.schema import canonical_db_type
 from bulkscan.models import Verdict
@@ -32,11 +36,14 @@ if TYPE_CHECKING:
     from bulkscan.run.retry import RetryPolicy
 
 __all__ = [
+    "Listed",
     "Lister",
     "ListingAttempt",
+    "list_groups",
     "same_sources",
     "slow_down",
     "source_matches",
+    "task_enabled",
 ]
 
 
@@ -82,6 +89,15 @@ def same_sources(ours: Iterable[DataSource], theirs: Iterable[DataSource]) -> bo
     if mine.keys() != other.keys():
         return False
     return all(source_matches(mine[i], other[i]) for i in mine)
+
+
+def task_enabled(task: RemoteTask) -> bool:
+    """False only when the service says the task is disabled (``enabled`` false): a disabled
+    task covers nothing it names."""
+    value = task.raw.get("enabled")
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off")
+    return value is not False and value != 0
 
 
 # --------------------------------------------------------------------------- the listing path
@@ -188,3 +204,64 @@ class Lister:
         latency = self.clock() - started
         on_attempt(ListingAttempt(project_id, region, task_name, at, latency, found=len(found)))
         return found
+
+
+# --------------------------------------------------------------------------- several projects
+
+_Group = tuple[str, str]  # (project_id, region)
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One (project, region)'s tasks, or the error that stopped its listing; the tries made,
+    the answer's shape (``ListingShape``) and when it ended (``time.monotonic``)."""
+
+    answer: tuple[RemoteTask, ...] | DscError
+    attempts: tuple[ListingAttempt, ...] = ()
+    shape: object | None = None
+    at: float = 0.0
+
+    @property
+    def tasks(self) -> tuple[RemoteTask, ...]:
+        """The tasks listed (none when the listing failed)."""
+        return () if isinstance(self.answer, DscError) else self.answer
+
+
+def _no_news(group: _Group, listed: Listed) -> None:
+    """A ``list_groups`` hook that does nothing."""
+
+
+async def list_groups(
+    lister: Lister,
+    groups: Iterable[_Group],
+    *,
+    concurrency: int,
+    on_listed: Callable[[_Group, Listed], None] = _no_news,
+) -> dict[_Group, Listed]:
+    """Every group's tasks (or the error that stopped its listing), in ``groups`` order.
+
+    The first group is listed alone, the others ``concurrency`` at once; a run-fatal answer
+    (wrong credentials) or a usage error (a region without endpoint) is raised.
+    """
+    order = list(dict.fromkeys(groups))
+    gate = asyncio.Semaphore(max(1, concurrency))
+    found: dict[_Group, Listed] = {}
+
+    async def one(group: _Group) -> None:
+        tries: list[ListingAttempt] = []
+        async with gate:
+            answer = await lister.list_tasks(*group, on_attempt=tries.append)
+        tasks = answer if isinstance(answer, DscError) else tuple(answer)
+        shape = lister.client.shapes.get(group)
+        found[group] = Listed(tasks, tuple(tries), shape, lister.clock())
+        on_listed(group, found[group])
+
+    if order:
+        await one(order[0])
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for group in order[1:]:
+                tg.create_task(one(group))
+    except* BulkscanError as failed:
+        raise failed.exceptions[0] from None
+    return {group: found[group] for group in order}

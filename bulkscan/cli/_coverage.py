@@ -1,0 +1,156 @@
+"""What the service already holds of a plan, as ``run`` and ``plan --check-remote`` show it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bulkscan import runner
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+
+    from bulkscan.run.coverage import RemoteCheck
+    from bulkscan.run.remote import Listed
+    from bulkscan.runner import Prepared
+
+__all__ = ["add_coverage_option", "check_json", "for_run", "print_check", "remote_check"]
+
+_SHOWN = 10  # covered rows named one by one before "and N more"
+
+
+def add_coverage_option(group: Any) -> None:
+    group.add_argument(
+        "--allow-duplicate-coverage",
+        action="store_true",
+        help="send rows whose instance another existing task already scans (by default they "
+        "are left out, each with 'already covered by task T' in the Rows sheet, and a task "
+        "partly covered is planned again from its other rows, under a name of its own)",
+    )
+
+
+def remote_check(
+    args: argparse.Namespace, prepared: Prepared, connection: Any, simulator: Any
+) -> RemoteCheck:
+    """List the service's tasks for the plan (read only)."""
+    from bulkscan.cli._common import dispatch_settings
+
+    return asyncio.run(
+        runner.check_remote(
+            prepared,
+            connection=connection,
+            simulator=simulator,
+            dispatch_settings=dispatch_settings(args),
+        )
+    )
+
+
+def for_run(
+    args: argparse.Namespace, prepared: Prepared, connection: Any, simulator: Any
+) -> tuple[Prepared, Mapping[tuple[str, str], Listed] | None]:
+    """The plan a run sends, and the listing its reconcile reuses.
+
+    A new run lists the service's tasks and leaves out the rows other tasks already cover
+    (unless ``--allow-duplicate-coverage``); a resumed run leaves out what its first run did.
+    """
+    if args.resume:
+        resumed = runner.covered_before(prepared, reports_dir=args.reports_dir, resume=args.resume)
+        return resumed, None
+    check = remote_check(args, prepared, connection, simulator)
+    _say_unlisted(check)
+    if not check.covered:
+        return prepared, check.listed
+    if args.allow_duplicate_coverage:
+        print(
+            f"{len(check.covered)} row(s) already covered by other tasks are sent anyway "
+            "(--allow-duplicate-coverage)",
+            file=sys.stderr,
+        )
+        return prepared, check.listed
+    _say_covered(check)
+    return runner.without_covered(prepared, check.covered), check.listed
+
+
+def _say_unlisted(check: RemoteCheck) -> None:
+    for (project, region), error in check.unlisted.items():
+        print(
+            f"project {project} ({region}): its tasks could not be listed, so its rows were "
+            f"not checked for coverage ({error})",
+            file=sys.stderr,
+        )
+
+
+def _say_covered(check: RemoteCheck) -> None:
+    for row in check.covered[:_SHOWN]:
+        print(f"{row.ref}: {row.source.ins_id}: {row.message}", file=sys.stderr)
+    more = len(check.covered) - _SHOWN
+    if more > 0:
+        print(f"... and {more} more (see the Rows sheet of the results)", file=sys.stderr)
+    partly = len(check.covered_tasks)
+    print(
+        f"{len(check.covered)} row(s) already covered by other tasks: not sent; "
+        f"{partly} planned task(s) concerned were planned again from their other rows",
+        file=sys.stderr,
+    )
+
+
+def print_check(check: RemoteCheck, planned: int) -> None:
+    """``plan --check-remote`` as text: what exists, conflicts, is covered; what is new.
+
+    ``check`` is of the plan a run sends (``replanned``): ``planned`` tasks, covered rows out.
+    """
+    groups = len(check.listed)
+    print(
+        f"DSC holds {check.remote_tasks} task(s) in {groups} project/region group(s) "
+        f"({check.requests} listing request(s); nothing was sent)"
+    )
+    for task, remote in check.exists:
+        print(f"  exists    {task.name} (id {remote.id}): a run finds it and sends nothing")
+    for task, remote in check.conflicts:
+        print(
+            f"  conflict  {task.name} (id {remote.id}): that name has other data sources; "
+            "a run does not send it"
+        )
+    for row in check.covered:
+        print(f"  covered   {row.ref}: {row.source.ins_id}: {row.message}")
+    for (project, region), error in check.unlisted.items():
+        print(f"  unknown   project {project} ({region}): not listed: {error}")
+    new = planned - len(check.exists) - len(check.conflicts)
+    print(
+        f"{len(check.exists)} exist, {len(check.conflicts)} conflict, {len(check.covered)} "
+        f"row(s) already covered by other tasks (left out); a run would create {new} "
+        "task(s) now"
+    )
+
+
+def check_json(check: RemoteCheck) -> dict[str, Any]:
+    """``plan --check-remote --json``: the same findings, one object."""
+    return {
+        "remote_tasks": check.remote_tasks,
+        "requests": check.requests,
+        "exists": [
+            {"name": t.name, "task_id": r.id, "project_id": t.project_id, "region": t.region}
+            for t, r in check.exists
+        ],
+        "conflicts": [
+            {"name": t.name, "task_id": r.id, "project_id": t.project_id, "region": t.region}
+            for t, r in check.conflicts
+        ],
+        "covered": [
+            {
+                "file": c.ref.file,
+                "sheet": c.ref.sheet,
+                "row": c.ref.row,
+                "ins_id": c.source.ins_id,
+                "planned_task": c.planned,
+                "covered_by": c.by.name,
+                "covered_by_id": c.by.id,
+            }
+            for c in check.covered
+        ],
+        "unlisted": [
+            {"project_id": p, "region": r, "error": e} for (p, r), e in check.unlisted.items()
+        ],
+    }

@@ -1,0 +1,172 @@
+"""One way to recover: an instance another task already scans is not put in a second one.
+
+Driven as a person drives the CLI (``python -m bulkscan`` in a subprocess, a pipe for
+stdin) against the project's simulator on 127.0.0.1; what was sent is read from the
+simulator, and the requests it answered through its control API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openpyxl
+
+from bulkscan.sim.server import Simulator, parse_list_shape
+from tests.e2e.test_operator import _piped
+from tests.e2e.test_run_e2e import P1, REGION, rows_sheet
+
+
+def _wave(path: Path, ins_ids: list[str], *, per_task: int, task: str | None = None) -> Path:
+    """An inventory whose profile puts ``per_task`` instances in each task (or all in
+    ``task``)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "project_id", "region", "profile", "task"])
+    for ins_id in ins_ids:
+        sheet.append([ins_id, "MySQL", P1, REGION, "grouped", task])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "schedule_type", "start_now", "max_sources"])
+    profiles.append(["grouped", "ONCE", True, per_task])
+    book.save(path)
+    return path
+
+
+def _coverage(sim: Simulator) -> Counter[str]:
+    """How many tasks name each instance."""
+    return Counter(s["ins_id"] for t in sim.tasks for s in t["body"]["data_sources"])
+
+
+async def _stats(sim: Simulator) -> dict[str, Any]:
+    """The requests the simulator answered, by outcome, read through its control API."""
+    async with aiohttp.ClientSession() as session, session.get(f"{sim.url}/_sim/stats") as got:
+        stats: dict[str, Any] = await got.json()
+    return stats
+
+
+WAVE1 = ["ins-a", "ins-b", "ins-c", "ins-d"]
+WAVE2 = ["ins-b", "ins-c", "ins-d", "ins-e", "ins-f"]  # repeats three of wave 1
+
+
+async def test_wave_two_skips_the_instances_wave_one_covers(tmp_path: Path) -> None:
+    wave1 = _wave(tmp_path / "wave1.xlsx", WAVE1, per_task=2)
+    wave2 = _wave(tmp_path / "wave2.xlsx", WAVE2, per_task=5)
+    reports = tmp_path / "r"
+    async with Simulator(projects=[P1]) as sim:
+        first = await _piped(tmp_path, b"", "run", wave1, "--endpoint", sim.url,
+                             "--reports-dir", reports, "--yes")  # fmt: skip
+        assert first.code == 0, first.err
+        assert len(sim.tasks) == 2
+        run = ["run", wave2, "--endpoint", sim.url, "--reports-dir", reports]
+        done = await _piped(tmp_path, b"", *run, "--yes", "--json")
+        assert done.code == 0, done.err
+        summary = json.loads(done.out)
+        assert summary["covered_rows"] == 3
+        assert summary["outcomes"] == {"created": 1}
+        # nothing is covered twice; the new task holds only what no task scanned
+        assert set(_coverage(sim).values()) == {1}
+        assert len(sim.tasks) == 3
+        (new,) = [t for t in sim.tasks[2:]]
+        assert [s["ins_id"] for s in new["body"]["data_sources"]] == ["ins-e", "ins-f"]
+        # the row messages and the Rows sheet say so
+        for ins_id in ("ins-b", "ins-c", "ins-d"):
+            assert f"{ins_id}: already covered by task 'bulkscan-grouped-" in done.err
+        rows = {r["ins_id"]: r for r in rows_sheet(Path(summary["results"]))}
+        for ins_id in ("ins-b", "ins-c", "ins-d"):
+            assert rows[ins_id]["row status"] == "covered"
+            assert rows[ins_id]["outcome"] == "skipped"
+            assert str(rows[ins_id]["message"]).startswith("already covered by task 'bulkscan-")
+        assert rows["ins-e"]["outcome"] == "created"
+        assert rows["ins-e"]["task name"] == new["name"]
+        # the same wave again sends nothing: its new task now covers ins-e and ins-f too
+        text = await _piped(tmp_path, b"", *run, "--yes")
+        assert text.code == 0, text.err
+        assert len(sim.tasks) == 3
+        assert "0 task(s) for 0 instance(s) (5 row(s) already covered by other tasks left " in (
+            text.err
+        )
+        assert f"ins-e: already covered by task '{new['name']}'" in text.err
+        assert "covered         5 row(s) not sent: already in other tasks" in text.out
+
+
+async def test_allow_duplicate_coverage_sends_the_covered_rows(tmp_path: Path) -> None:
+    wave1 = _wave(tmp_path / "wave1.xlsx", WAVE1, per_task=2)
+    wave2 = _wave(tmp_path / "wave2.xlsx", WAVE2, per_task=5)
+    reports = tmp_path / "r"
+    async with Simulator(projects=[P1]) as sim:
+        for wave, extra in ((wave1, []), (wave2, ["--allow-duplicate-coverage"])):
+            done = await _piped(tmp_path, b"", "run", wave, "--endpoint", sim.url,
+                                "--reports-dir", reports, "--yes", "--json", *extra)  # fmt: skip
+            assert done.code == 0, done.err
+        assert json.loads(done.out)["covered_rows"] == 0
+        assert "3 row(s) already covered by other tasks are sent anyway" in done.err
+        assert len(sim.tasks) == 3
+        (last,) = sim.tasks[2:]
+        assert [s["ins_id"] for s in last["body"]["data_sources"]] == WAVE2
+        assert _coverage(sim)["ins-b"] == 2
+
+
+async def test_a_disabled_task_covers_nothing(tmp_path: Path) -> None:
+    """As the audit says: an instance named only by a disabled task is not covered."""
+    wave1 = _wave(tmp_path / "wave1.xlsx", ["ins-a"], per_task=1)
+    wave2 = _wave(tmp_path / "wave2.xlsx", ["ins-a", "ins-b"], per_task=2)
+    reports = tmp_path / "r"
+    # the list answer carries ``enabled`` only in this variant (undocumented fields)
+    async with Simulator(projects=[P1], list_shape=parse_list_shape("extras=yes")) as sim:
+        first = await _piped(tmp_path, b"", "run", wave1, "--endpoint", sim.url,
+                             "--reports-dir", reports, "--yes")  # fmt: skip
+        assert first.code == 0, first.err
+        (task,) = sim.tasks
+        async with aiohttp.ClientSession() as session:
+            url = f"{sim.url}/_sim/tasks/{task['id']}"
+            async with session.patch(url, json={"enabled": False}) as patched:
+                assert patched.status == 200, await patched.text()
+        done = await _piped(tmp_path, b"", "run", wave2, "--endpoint", sim.url,
+                            "--reports-dir", reports, "--yes", "--json")  # fmt: skip
+        assert done.code == 0, done.err
+        assert json.loads(done.out)["covered_rows"] == 0
+        assert [s["ins_id"] for s in sim.tasks[1]["body"]["data_sources"]] == ["ins-a", "ins-b"]
+
+
+async def test_plan_check_remote_lists_and_sends_nothing(tmp_path: Path) -> None:
+    wave1 = _wave(tmp_path / "wave1.xlsx", WAVE1, per_task=2)
+    wave2 = _wave(tmp_path / "wave2.xlsx", [*WAVE1[:2], "ins-e", "ins-f"], per_task=2)
+    named = _wave(tmp_path / "named.xlsx", ["ins-y"], per_task=1, task="team-x")
+    other = _wave(tmp_path / "other.xlsx", ["ins-x"], per_task=1, task="team-x")
+    async with Simulator(projects=[P1]) as sim:
+        first = await _piped(tmp_path, b"", "run", wave1, "--endpoint", sim.url,
+                             "--reports-dir", tmp_path / "r", "--yes")  # fmt: skip
+        assert first.code == 0, first.err
+        made = await _piped(tmp_path, b"", "run", named, "--endpoint", sim.url,
+                            "--reports-dir", tmp_path / "r", "--yes")  # fmt: skip
+        assert made.code == 0, made.err
+        before = (await _stats(sim))["requests"]
+        # wave 2: ins-a + ins-b is wave 1's first task (same name), ins-e + ins-f are new
+        done = await _piped(tmp_path, b"", "plan", wave2, "--endpoint", sim.url,
+                            "--check-remote", "--json")  # fmt: skip
+        assert done.code == 0, done.err
+        remote = json.loads(done.out)["remote"]
+        assert [e["name"] for e in remote["exists"]] == [sim.tasks[0]["name"]]
+        assert remote["conflicts"] == [] and remote["covered"] == []
+        assert remote["would_create"] == 2 and remote["remote_tasks"] == 3
+        # wave 1 in other pairs: every row is already covered by another task
+        shuffled = _wave(tmp_path / "shuffled.xlsx", ["ins-a", "ins-c", "ins-b"], per_task=3)
+        text = await _piped(tmp_path, b"", "plan", shuffled, "--endpoint", sim.url,
+                            "--check-remote")  # fmt: skip
+        assert text.code == 0, text.err
+        assert text.out.count("  covered   ") == 3
+        assert "a run would create 0 task(s) now" in text.out
+        # a planned name held by a task with other data sources is a conflict
+        clashed = await _piped(tmp_path, b"", "plan", other, "--endpoint", sim.url,
+                               "--check-remote", "--json")  # fmt: skip
+        assert clashed.code == 0, clashed.err
+        assert [c["name"] for c in json.loads(clashed.out)["remote"]["conflicts"]] == ["team-x"]
+        after = (await _stats(sim))["requests"]
+    sent = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert sent.pop("listed") >= 3
+    assert not any(sent.values()), sent  # nothing but listings: no POST, no PUT, no DELETE
