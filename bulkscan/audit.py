@@ -22,6 +22,10 @@ Rules worth knowing (also stated on the workbook):
   ``enabled`` false are left out.  Rows repeating an instance (same project, region and
   ``ins_id``) are audited once and all go into the uncovered workbook.
 * **Orphans**: tasks none of whose data sources match an audited inventory row.
+* **Held by an unfinished run**: an instance without an enabled task that a run directory of
+  the reports directory still holds in a task not yet settled (pending, sending, unknown) is
+  *held*: resuming that run sends it, so it is left out of the uncovered workbook (a new run
+  of those rows would give them a second task once the run is resumed).
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ import socket
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from bulkscan import __version__
 from bulkscan.config import DispatchSettings
 from bulkscan.dsc.client import DEFAULT_PAGE_SIZE
-from bulkscan.errors import DscError, ValidationFailed
+from bulkscan.errors import BulkscanError, DscError, ValidationFailed
 from bulkscan.events import Event, RateChanged, local_now
 from bulkscan.input.validate import validate
 from bulkscan.models import InputBook, Instance, Issue, RawRow, RowRef, Sheet
@@ -53,14 +58,19 @@ from bulkscan.run.remote import (
     task_enabled,
 )
 from bulkscan.run.retry import RetryPolicy
+from bulkscan.run.rundir import JOURNAL_FILE
+from bulkscan.run.states import UNFINISHED_STATES
+from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterable, Sequence
 
     from bulkscan.config import InputSettings
     from bulkscan.dsc.client import DscClient, RemoteTask
     from bulkscan.models import DataSource
     from bulkscan.run.remote import Listed
+    from bulkscan.run.store import RunMeta
 
 __all__ = [
     "AuditEvent",
@@ -75,11 +85,14 @@ __all__ = [
     "Inventory",
     "TaskFinding",
     "audit",
+    "UnfinishedRun",
     "epoch_to_datetime",
+    "hold",
     "find_duplicates",
     "match_coverage",
     "read_inventory",
     "task_enabled",
+    "unfinished_runs",
 ]
 
 _NOT_CHECKED = frozenset({"profile", "task"})  # columns the audit neither needs nor checks
@@ -98,6 +111,7 @@ class CoverageStatus(enum.StrEnum):
     DISABLED = "only disabled tasks"  # matched, but every matching task is disabled
     MISSING = "not covered"  # no task names it
     UNKNOWN = "unknown"  # its project's tasks could not be listed
+    HELD = "held by an unfinished run"  # not covered yet; resuming that run sends it
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +140,7 @@ class InstanceCoverage:
     tasks: tuple[RemoteTask, ...] = ()  # enabled matching tasks (these cover it)
     disabled: tuple[RemoteTask, ...] = ()  # disabled matching tasks (these do not)
     error: str | None = None  # why the status is unknown
+    held_by: Path | None = None  # the unfinished run directory that holds it (HELD)
 
     @property
     def covered(self) -> bool:
@@ -215,6 +230,7 @@ class AuditResult:
     tasks: tuple[TaskFinding, ...]
     groups: tuple[GroupListing, ...]
     meta: AuditMeta
+    held_by: tuple[UnfinishedRun, ...] = ()  # the unfinished runs holding some instance
 
     def count(self, status: CoverageStatus) -> int:
         return sum(1 for c in self.coverage if c.status is status)
@@ -225,7 +241,8 @@ class AuditResult:
 
     @property
     def uncovered(self) -> tuple[InstanceCoverage, ...]:
-        """Instances known to lack an enabled task (what the uncovered workbook holds)."""
+        """Instances known to lack an enabled task that no unfinished run holds (what the
+        uncovered workbook holds)."""
         gap = (CoverageStatus.MISSING, CoverageStatus.DISABLED)
         return tuple(c for c in self.coverage if c.status in gap)
 
@@ -430,6 +447,80 @@ def _coverage(
     else:
         status = CoverageStatus.DISABLED if disabled else CoverageStatus.MISSING
     return InstanceCoverage(instance, rows, status, active, disabled)
+
+
+# --------------------------------------------------------------------------- unfinished runs
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedRun:
+    """A run directory whose journal still has tasks not settled: resuming it sends them."""
+
+    run_dir: Path
+    meta: RunMeta
+    tasks: int  # tasks pending, sending or of unknown outcome
+    sources: tuple[tuple[str, str, DataSource], ...]  # (project, region, source) of those
+
+
+def unfinished_runs(reports_dir: str | os.PathLike[str]) -> tuple[UnfinishedRun, ...]:
+    """Every run directory in ``reports_dir`` with tasks not yet settled, oldest first.
+
+    Journals are read only (a run in progress is read too); a directory whose journal cannot
+    be read (damaged, from a newer bulkscan) holds nothing here.
+    """
+    parent = Path(reports_dir)
+    if not parent.is_dir():
+        return ()
+    found = []
+    for entry in sorted(parent.iterdir()):
+        if (entry / JOURNAL_FILE).is_file():
+            run = _unfinished(entry)
+            if run is not None:
+                found.append(run)
+    return tuple(found)
+
+
+def _unfinished(run_dir: Path) -> UnfinishedRun | None:
+    try:
+        with Journal.open(run_dir, readonly=True) as journal:
+            tasks = [t for t in journal.tasks() if t.state in UNFINISHED_STATES]
+            meta = journal.meta()
+    except (BulkscanError, OSError):
+        return None
+    if not tasks:
+        return None
+    sources = tuple((t.project_id, t.region, s) for t in tasks for s in t.sources)
+    return UnfinishedRun(run_dir, meta, len(tasks), sources)
+
+
+def hold(result: AuditResult, runs: Sequence[UnfinishedRun]) -> AuditResult:
+    """``result`` with each instance lacking an enabled task that one of ``runs`` still holds
+    marked *held* by it (by the one matching rule), so the uncovered workbook leaves it out."""
+    index: dict[_Key, list[tuple[DataSource, UnfinishedRun]]] = defaultdict(list)
+    for run in runs:
+        for project, region, source in run.sources:
+            index[(project, region, source.ins_id.strip())].append((source, run))
+    gap = (CoverageStatus.MISSING, CoverageStatus.DISABLED)
+    coverage: list[InstanceCoverage] = []
+    holding: list[UnfinishedRun] = []
+    for item in result.coverage:
+        holder = _holder(item, index.get(_key(item.instance), ())) if item.status in gap else None
+        if holder is None:
+            coverage.append(item)
+            continue
+        coverage.append(replace(item, status=CoverageStatus.HELD, held_by=holder.run_dir))
+        holding.append(holder)
+    held = tuple({run.run_dir: run for run in holding}.values())
+    return replace(result, coverage=tuple(coverage), held_by=held)
+
+
+def _holder(
+    item: InstanceCoverage, candidates: Iterable[tuple[DataSource, UnfinishedRun]]
+) -> UnfinishedRun | None:
+    for source, run in candidates:
+        if source_matches(item.instance.source, source):
+            return run
+    return None
 
 
 # --------------------------------------------------------------------------- listing

@@ -702,6 +702,7 @@ class AuditReport:
     workbook: Path
     uncovered: Path | None
     run_command: str | None
+    resume_command: str | None = None  # the next step when unfinished runs hold instances
 
     @property
     def status(self) -> Status:
@@ -736,6 +737,9 @@ async def audit(
 ) -> AuditReport:
     """List DSC's tasks for ``inventory``, match them, write the audit (and uncovered) workbook.
 
+    Instances that an unfinished run of ``reports_dir`` still holds are *held* (left out of
+    the uncovered workbook; ``resume_command`` says which run to resume).
+
     ``run_options`` are appended to the ``bulkscan run`` command shown for the uncovered rows.
     """
     settings = dispatch_settings or DispatchSettings()
@@ -759,6 +763,8 @@ async def audit(
             page_size=page_size,
             connection=described,
         )
+    runs = await asyncio.to_thread(_audit.unfinished_runs, reports_dir)
+    result = _audit.hold(result, runs)
     return await asyncio.to_thread(write_audit, result, reports_dir, run_options=run_options)
 
 
@@ -788,7 +794,8 @@ def write_audit(
     _audit_report.write_audit_workbook(
         result, files.audit, uncovered_path=uncovered, run_command=command
     )
-    return AuditReport(result, files.audit, uncovered, command)
+    resume = _audit_report.resume_step(result)
+    return AuditReport(result, files.audit, uncovered, command, resume)
 
 
 def audit_sync(inventory: _audit.Inventory, **options: Any) -> AuditReport:

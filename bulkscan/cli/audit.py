@@ -39,7 +39,9 @@ through the tasks' data sources. Only the instances sheet is read; profiles are 
 Writes REPORTS/<inventory>-audit-<time>.xlsx (sheets Summary, Coverage, Uncovered, Tasks) and,
 when something is not covered, REPORTS/<inventory>-uncovered-<time>.xlsx, an input workbook
 that `bulkscan run` takes to create the missing tasks. A task that is disabled does not count
-as coverage. Exit 0: every instance covered; 1: some are not (or their project could not be
+as coverage. An instance still in a task that an unfinished run in REPORTS has not sent yet
+(a --limit canary, an interrupted run) is left out of the uncovered workbook: the next step
+printed is then `bulkscan run ... --resume DIR`, and audit again after it. Exit 0: every instance covered; 1: some are not (or their project could not be
 listed); 2: input or usage error; 3: stopped by a fatal error (e.g. credentials refused)."""
 
 
@@ -184,6 +186,15 @@ def _print_summary(report: AuditReport) -> None:
     print(f"audit workbook: {report.workbook}")
     if report.uncovered is not None:
         print(f"uncovered rows: {report.uncovered}")
+    held = result.count(CoverageStatus.HELD)
+    if report.resume_command is not None:  # the one next step: resume, then audit again
+        runs = len(result.held_by)
+        print(
+            f"{held} instance(s) are in tasks of {runs} unfinished run(s), not sent yet (left "
+            "out of the uncovered workbook); resume first, then audit again: "
+            f"{report.resume_command}"
+        )
+    elif report.uncovered is not None:
         print(f"to close the gap, run: {report.run_command}")
     elif result.all_covered:
         print("every instance is covered")
@@ -208,6 +219,9 @@ def _summary_json(report: AuditReport, code: int) -> dict[str, Any]:
         "workbook": str(report.workbook),
         "uncovered_workbook": str(report.uncovered) if report.uncovered else None,
         "run_command": report.run_command,
+        "held_by_unfinished_runs": result.count(CoverageStatus.HELD),
+        "resume_command": report.resume_command,
+        "next_step": report.resume_command or report.run_command,
         "groups": [
             {"project_id": g.project_id, "region": g.region, "tasks": g.tasks, "error": g.error}
             for g in result.groups

@@ -33,6 +33,7 @@ from bulkscan.report.cells import (
     workbook_meta,
     write_table,
 )
+from bulkscan.report.results import resume_command
 from bulkscan.report.summary import (
     CHART_ROWS,
     charted_table,
@@ -63,6 +64,7 @@ __all__ = [
     "audit_files",
     "coverage_table",
     "gap_task_name",
+    "resume_step",
     "uncovered_reason",
     "uncovered_rows",
     "write_audit_workbook",
@@ -90,8 +92,10 @@ _STATUS_TONES: Mapping[str, Tone] = MappingProxyType(
         CoverageStatus.MISSING.value: "bad",
         CoverageStatus.DISABLED.value: "bad",
         CoverageStatus.UNKNOWN.value: "warn",
+        CoverageStatus.HELD.value: "warn",
     }
 )
+_NOT_COVERED = (CoverageStatus.MISSING, CoverageStatus.DISABLED, CoverageStatus.HELD)
 _TASK_TONES: Mapping[str, Tone] = MappingProxyType(
     {"in use": "good", "orphan": "warn", "schedule off": "warn", "disabled": "bad"}
 )
@@ -231,9 +235,34 @@ def _uncovered_table(result: AuditResult) -> tuple[list[str], list[list[object]]
     return headers, lines
 
 
+def resume_step(result: AuditResult) -> str | None:
+    """The one next step when unfinished runs hold uncovered instances: resume the first."""
+    if not result.held_by:
+        return None
+    run = result.held_by[0]
+    return resume_command(run.meta, run.run_dir)
+
+
+def _held_lines(result: AuditResult) -> list[str]:
+    held = result.count(CoverageStatus.HELD)
+    if not held:
+        return []
+    runs = ", ".join(str(r.run_dir) for r in result.held_by)
+    return [
+        f"{held} instance(s) are in tasks of unfinished run(s) ({runs}) not sent yet: they "
+        "are left out of the uncovered workbook. Resume first, then audit again: "
+        f"{resume_step(result)}"
+    ]
+
+
 def _close_gap_lines(result: AuditResult, uncovered: Path | None, command: str | None) -> list[str]:
+    held = _held_lines(result)
     if not result.uncovered:
-        return ["Every audited instance is covered: nothing to close."]
+        return held or ["Every audited instance is covered: nothing to close."]
+    return held + _uncovered_lines(result, uncovered, command)
+
+
+def _uncovered_lines(result: AuditResult, uncovered: Path | None, command: str | None) -> list[str]:
     if uncovered is None:
         return [f"{len(result.uncovered)} instance(s) have no enabled task (sheet Uncovered)."]
     return [
@@ -419,6 +448,8 @@ def _coverage_note(item: InstanceCoverage) -> str:
         found.append("every covering task is periodic with its schedule switch off")
     if item.status is CoverageStatus.DISABLED:
         found.append("enable a task in the console, or run the uncovered workbook")
+    if item.held_by is not None:
+        found.append(f"an unfinished run holds it: resume {item.held_by}")
     if len(item.rows) > 1:
         others = ", ".join(str(r.row) for r in item.rows[1:])
         found.append(f"also listed in row(s) {others}")
@@ -514,7 +545,7 @@ def _by(result: AuditResult, attribute: str) -> list[list[object]]:
     for value, tally in sorted(counts.items(), key=lambda kv: (-kv[1].total(), kv[0])):
         total = tally.total()
         covered = tally[CoverageStatus.COVERED]
-        missing = tally[CoverageStatus.MISSING] + tally[CoverageStatus.DISABLED]
+        missing = sum(tally[s] for s in _NOT_COVERED)
         unknown = tally[CoverageStatus.UNKNOWN]
         rows.append([value, total, covered, missing, unknown, round(100 * covered / total, 1)])
     return rows
@@ -529,6 +560,7 @@ def _counts(result: AuditResult, uncovered: Path | None) -> list[tuple[str, obje
         ("not covered (no task)", result.count(CoverageStatus.MISSING)),
         ("not covered (only disabled tasks)", result.count(CoverageStatus.DISABLED)),
         ("unknown (project not listed)", result.count(CoverageStatus.UNKNOWN)),
+        ("held by an unfinished run (resume it)", result.count(CoverageStatus.HELD)),
         ("rows left out (enabled = FALSE)", len(result.inventory.skipped)),
         ("rows repeating an instance", duplicates),
         ("tasks found", len(result.tasks)),

@@ -170,3 +170,49 @@ async def test_plan_check_remote_lists_and_sends_nothing(tmp_path: Path) -> None
     sent = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     assert sent.pop("listed") >= 3
     assert not any(sent.values()), sent  # nothing but listings: no POST, no PUT, no DELETE
+
+
+async def test_after_a_canary_the_audit_says_resume_and_leaves_the_held_rows_out(
+    tmp_path: Path,
+) -> None:
+    wave = _wave(tmp_path / "wave.xlsx", ["ins-a", "ins-b", "ins-c", "ins-d"], per_task=1)
+    everything = _wave(tmp_path / "all.xlsx", ["ins-a", "ins-b", "ins-c", "ins-d", "ins-z"],
+                       per_task=1)  # fmt: skip
+    reports = tmp_path / "r"
+    async with Simulator(projects=[P1]) as sim:
+        where = ["--endpoint", sim.url, "--reports-dir", reports]
+        canary = await _piped(tmp_path, b"", "run", wave, *where, "--yes", "--limit", "1")
+        assert canary.code == 0, canary.err
+        assert len(sim.tasks) == 1
+        audited = await _piped(tmp_path, b"", "audit", everything, *where, "--json")
+        assert audited.code == 1, audited.err
+        found = json.loads(audited.out)
+        assert found["held_by_unfinished_runs"] == 3
+        assert [u["ins_id"] for u in found["uncovered"]] == ["ins-z"]
+        (run_dir,) = [d for d in reports.iterdir() if d.is_dir()]
+        assert found["next_step"] == found["resume_command"]
+        assert found["resume_command"].endswith(f"--resume {run_dir}")
+        gap = openpyxl.load_workbook(found["uncovered_workbook"], read_only=True)
+        held_out = [r[0] for r in gap["instances"].iter_rows(min_row=2, values_only=True)]
+        gap.close()
+        assert held_out == ["ins-z"]  # the rows the canary's run holds are not in it
+        text = await _piped(tmp_path, b"", "audit", everything, *where)
+        assert text.code == 1, text.err
+        last = text.out.strip().splitlines()[-1]
+        assert last.endswith(f"bulkscan run {wave} --endpoint {sim.url} --reports-dir "
+                             f"{reports} --yes --resume {run_dir}")  # fmt: skip
+        assert "to close the gap" not in text.out  # one next step, not two
+        # following the one next step, then the uncovered workbook: nothing covered twice
+        resumed = await _piped(tmp_path, b"", "run", wave, *where, "--yes", "--resume", run_dir)
+        assert resumed.code == 0, resumed.err
+        again = await _piped(tmp_path, b"", "audit", everything, *where, "--json")
+        after = json.loads(again.out)
+        assert after["held_by_unfinished_runs"] == 0 and after["resume_command"] is None
+        assert after["next_step"] == after["run_command"]
+        closing = await _piped(tmp_path, b"", "run", after["uncovered_workbook"], *where, "--yes")
+        assert closing.code == 0, closing.err
+        assert sorted(_coverage(sim).items()) == [
+            (i, 1) for i in ("ins-a", "ins-b", "ins-c", "ins-d", "ins-z")
+        ]
+        final = await _piped(tmp_path, b"", "audit", everything, *where, "--json")
+        assert final.code == 0, final.err
