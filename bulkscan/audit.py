@@ -52,6 +52,7 @@ from bulkscan.models import InputBook, Instance, Issue, RawRow, RowRef, Sheet
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import (
     Lister,
+    fatal_answer,
     list_groups,
     same_sources,
     source_matches,
@@ -547,6 +548,9 @@ async def _list_all(
         observer(GroupListed(group[0], group[1], count, done, len(groups), error))
 
     found = await list_groups(lister, groups, concurrency=concurrency, on_listed=seen)
+    fatal = fatal_answer(found)
+    if fatal is not None:
+        raise fatal
     return {g: a if isinstance(a := v.answer, DscError) else list(a) for g, v in found.items()}
 
 

@@ -41,7 +41,8 @@ when something is not covered, REPORTS/<inventory>-uncovered-<time>.xlsx, an inp
 that `bulkscan run` takes to create the missing tasks. A task that is disabled does not count
 as coverage. An instance still in a task that an unfinished run in REPORTS has not sent yet
 (a --limit canary, an interrupted run) is left out of the uncovered workbook: the next step
-printed is then `bulkscan run ... --resume DIR`, and audit again after it. Exit 0: every instance covered; 1: some are not (or their project could not be
+printed is then `bulkscan run ... --resume DIR`, and audit again after it.
+Exit 0: every instance covered; 1: some are not (or their project could not be
 listed); 2: input or usage error; 3: stopped by a fatal error (e.g. credentials refused)."""
 
 

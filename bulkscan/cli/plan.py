@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
-from bulkscan.cli import EXIT_INPUT, EXIT_OK
+from bulkscan.cli import EXIT_INPUT, EXIT_OK, EXIT_STOPPED
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
@@ -24,6 +24,7 @@ from bulkscan.cli._coverage import check_json, print_check, remote_check
 from bulkscan.errors import UsageError, ValidationFailed
 from bulkscan.plan import plan_hash, plan_summary, plan_to_json
 from bulkscan.run.coverage import replanned
+from bulkscan.run.remote import fatal_answer
 
 if TYPE_CHECKING:
     import argparse
@@ -83,6 +84,10 @@ def _run(args: argparse.Namespace) -> int:
     plan = prepared.plan
     summary = plan_summary(plan, rate_per_s=rate)
     check = _check_remote(args, prepared) if args.check_remote else None
+    fatal = fatal_answer(check[0].listed) if check is not None else None
+    if fatal is not None:
+        print(f"bulkscan: stopped: {fatal}", file=sys.stderr)
+        return EXIT_STOPPED
     if args.output:
         _write(Path(args.output), plan_to_json(plan))
     if args.json:

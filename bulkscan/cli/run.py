@@ -25,7 +25,7 @@ from bulkscan.cli._common import (
 )
 from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._lifecycle import update_on_conflict
-from bulkscan.errors import DscError, JournalWriteError, ReportError, ValidationFailed
+from bulkscan.errors import JournalWriteError, ReportError, ValidationFailed
 from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
 
 if TYPE_CHECKING:
@@ -120,11 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     connection, simulator = connection_from(args)
     if args.remote_check:
         prepared = _checked(prepared, connection, simulator, dispatching)
-    try:
-        prepared, listed = for_run(args, prepared, connection, simulator)
-    except DscError as exc:  # run-fatal (e.g. credentials refused): nothing was sent
-        print(f"bulkscan: stopped before sending: {exc}", file=sys.stderr)
-        return EXIT_STOPPED
+    prepared, listed = for_run(args, prepared, connection, simulator)
     sending = runner.to_send(
         prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
     )

@@ -171,7 +171,7 @@ class _Run:
         limiter: AdaptiveRate | None,
         listed: Mapping[_Group, Listed] | None = None,
     ) -> None:
-        self.prelisted = {g: v for g, v in (listed or {}).items() if isinstance(v.answer, tuple)}
+        self.prelisted = dict(listed or {})
         self.tasks = {t.key: t for t in plan_tasks}
         self.order = [t.key for t in plan_tasks]
         self.journal = journal
@@ -351,16 +351,22 @@ class _Run:
         for key in keys:
             self._reconcile_task(key, by_name.get(self.tasks[key].name, []))
 
-    def _prelisted(self, group: _Group) -> list[RemoteTask] | None:
-        """The group's listing made before the run (journaled here), if there is one."""
+    def _prelisted(self, group: _Group) -> list[RemoteTask] | DscError | None:
+        """The group's listing made before the run (journaled here), if there is one; a
+        run-fatal answer it got stops the run as if reconcile had got it."""
         listed = self.prelisted.pop(group, None)
         if listed is None:
             return None
         for attempt in listed.attempts:
             self._record_listing(None, attempt)
+        answer = listed.answer
+        if isinstance(answer, DscError):
+            if answer.verdict is Verdict.RUN_FATAL:
+                self._fatal(answer)
+            return answer
         if listed.shape is not None:
             self.client.shapes.setdefault(group, listed.shape)  # type: ignore[arg-type]
-        return list(listed.tasks)
+        return list(answer)
 
     def _reconcile_task(self, key: str, found: list[RemoteTask]) -> None:
         task, before = self.tasks[key], self.state[key]

@@ -28,7 +28,7 @@ from bulkscan.models import Verdict
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
 
     from bulkscan.dsc.client import DscClient, RemoteTask
     from bulkscan.models import DataSource
@@ -39,6 +39,7 @@ __all__ = [
     "Listed",
     "Lister",
     "ListingAttempt",
+    "fatal_answer",
     "list_groups",
     "same_sources",
     "slow_down",
@@ -240,17 +241,25 @@ async def list_groups(
 ) -> dict[_Group, Listed]:
     """Every group's tasks (or the error that stopped its listing), in ``groups`` order.
 
-    The first group is listed alone, the others ``concurrency`` at once; a run-fatal answer
-    (wrong credentials) or a usage error (a region without endpoint) is raised.
+    The first group is listed alone, the others ``concurrency`` at once.  A run-fatal answer
+    (wrong credentials) is kept as the group's answer and lists nothing more: the groups not
+    listed are left out.  A usage error (a region without endpoint) is raised.
     """
     order = list(dict.fromkeys(groups))
     gate = asyncio.Semaphore(max(1, concurrency))
     found: dict[_Group, Listed] = {}
+    stop = asyncio.Event()
 
     async def one(group: _Group) -> None:
         tries: list[ListingAttempt] = []
         async with gate:
-            answer = await lister.list_tasks(*group, on_attempt=tries.append)
+            if stop.is_set():
+                return
+            try:
+                answer = await lister.list_tasks(*group, on_attempt=tries.append)
+            except DscError as exc:  # run-fatal: not one more request
+                stop.set()
+                answer = exc
         tasks = answer if isinstance(answer, DscError) else tuple(answer)
         shape = lister.client.shapes.get(group)
         found[group] = Listed(tasks, tuple(tries), shape, lister.clock())
@@ -264,4 +273,12 @@ async def list_groups(
                 tg.create_task(one(group))
     except* BulkscanError as failed:
         raise failed.exceptions[0] from None
-    return {group: found[group] for group in order}
+    return {group: found[group] for group in order if group in found}
+
+
+def fatal_answer(listed: Mapping[_Group, Listed]) -> DscError | None:
+    """The run-fatal answer one of the listings got, if any."""
+    for item in listed.values():
+        if isinstance(item.answer, DscError) and item.answer.verdict is Verdict.RUN_FATAL:
+            return item.answer
+    return None
