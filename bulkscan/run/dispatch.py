@@ -359,6 +359,7 @@ class _Run:
             return None
         for attempt in listed.attempts:
             self._record_listing(None, attempt)
+            self.requests += attempt.pages  # the run's requests count its listing too
         answer = listed.answer
         if isinstance(answer, DscError):
             if answer.verdict is Verdict.RUN_FATAL:

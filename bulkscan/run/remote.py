@@ -115,6 +115,7 @@ class ListingAttempt:
     latency_s: float
     error: DscError | None = None
     found: int = 0
+    pages: int = 0  # requests this try made
 
 
 def _ignore(attempt: ListingAttempt) -> None:
@@ -195,7 +196,10 @@ class Lister:
             )
         except DscError as exc:
             latency = self.clock() - started
-            on_attempt(ListingAttempt(project_id, region, task_name, at, latency, error=exc))
+            pages = len(grants)
+            on_attempt(
+                ListingAttempt(project_id, region, task_name, at, latency, error=exc, pages=pages)
+            )
             if exc.verdict is Verdict.THROTTLED:
                 sent_at = grants[-1] if grants else None
                 slow_down(self.limiter, exc, sent_at=sent_at, cap_s=self.policy.max_seconds)
@@ -203,7 +207,11 @@ class Lister:
         for _ in grants:
             self.limiter.on_success()
         latency = self.clock() - started
-        on_attempt(ListingAttempt(project_id, region, task_name, at, latency, found=len(found)))
+        on_attempt(
+            ListingAttempt(
+                project_id, region, task_name, at, latency, found=len(found), pages=len(grants)
+            )
+        )
         return found
 
 
