@@ -49,7 +49,8 @@ def register(sub: Any) -> None:
         "offset are read in --timezone (default: this machine's local zone) and shown with "
         "their offset. With --check-remote, list the service's tasks (read only) and say "
         "which planned tasks already exist, which conflict and which rows other tasks "
-        "already cover. Nothing is ever sent. Exit 0, or 2 on input errors.",
+        "already cover. Nothing is ever sent. Exit 0; 2 on input errors; 3 when the "
+        "service refused the credentials (--check-remote).",
     )
     add_input_options(parser)
     add_connection_options(parser)  # its --rate is the rate of the time estimate too

@@ -47,7 +47,9 @@ def register(sub: Any) -> None:
         help="create every planned task in DSC (journalled, resumable, exactly once)",
         description="Validate the inventory (nothing is sent if it has errors), plan the "
         "tasks, then create them in DSC under a rate limit, with retries, a journal and a "
-        "result workbook in a new run directory. Exit 0: every task created or already "
+        "result workbook in a new run directory. Rows whose instance another existing "
+        "task already scans are left out (see --allow-duplicate-coverage). Exit 0: every "
+        "task created or already "
         "there; 1: some failed; 2: input or usage error; 3: stopped (fatal error or Ctrl-C).",
     )
     add_input_options(parser)
