@@ -49,8 +49,8 @@ def register(sub: Any) -> None:
         "tasks, then create them in DSC under a rate limit, with retries, a journal and a "
         "result workbook in a new run directory. Rows whose instance another existing "
         "task already scans are left out (see --allow-duplicate-coverage). Exit 0: every "
-        "task created or already "
-        "there; 1: some failed; 2: input or usage error; 3: stopped (fatal error or Ctrl-C).",
+        "task created or already there; 1: some failed; 2: input or usage error; 3: stopped "
+        "(fatal error or Ctrl-C).",
     )
     add_input_options(parser)
     add_connection_options(parser)
