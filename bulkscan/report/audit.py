@@ -243,6 +243,12 @@ def resume_step(result: AuditResult) -> str | None:
     return resume_command(run.meta, run.run_dir)
 
 
+def _held_count(result: AuditResult) -> list[tuple[str, object]]:
+    """The Summary's line for held instances, when there are any."""
+    held = result.count(CoverageStatus.HELD)
+    return [("held by an unfinished run (resume it)", held)] if held else []
+
+
 def _held_lines(result: AuditResult) -> list[str]:
     held = result.count(CoverageStatus.HELD)
     if not held:
@@ -560,7 +566,7 @@ def _counts(result: AuditResult, uncovered: Path | None) -> list[tuple[str, obje
         ("not covered (no task)", result.count(CoverageStatus.MISSING)),
         ("not covered (only disabled tasks)", result.count(CoverageStatus.DISABLED)),
         ("unknown (project not listed)", result.count(CoverageStatus.UNKNOWN)),
-        ("held by an unfinished run (resume it)", result.count(CoverageStatus.HELD)),
+        *_held_count(result),
         ("rows left out (enabled = FALSE)", len(result.inventory.skipped)),
         ("rows repeating an instance", duplicates),
         ("tasks found", len(result.tasks)),
