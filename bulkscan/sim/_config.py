@@ -17,12 +17,12 @@ __all__ = ["FAULT_KINDS", "Faults", "describe_period", "parse_faults", "parse_qu
 # New kinds go at the end, so that a seed keeps drawing the same earlier faults.
 FAULT_KINDS = (
     "reset_before", "http500", "http502", "http503", "http504", "reset_after", "stall", "http429",
-    "echo", "drip",
+    "echo", "drip", "late_create",
 )  # fmt: skip
-_DURATIONS = ("latency_s", "jitter_s", "stall_s", "retry_after_s", "drip_s")
+_DURATIONS = ("latency_s", "jitter_s", "stall_s", "retry_after_s", "drip_s", "late_create_s")
 _ALIASES = {
     "latency": "latency_s", "jitter": "jitter_s", "retry_after": "retry_after_s",
-    "drip_interval": "drip_s",
+    "drip_interval": "drip_s", "late_create_after": "late_create_s",
 }  # fmt: skip
 _QUOTA = re.compile(
     r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|sec|second|m|min|minute|h|hour)s?\s*$", re.IGNORECASE
@@ -45,11 +45,13 @@ class Faults:
     http429: float = 0.0
     echo: float = 0.0  # a 400 whose message echoes the request's credentials
     drip: float = 0.0  # a write acted on, its answer's body sent one byte per ``drip_s``
+    late_create: float = 0.0  # a create answered 504 at once and applied ``late_create_s`` later
     latency_s: float = 0.0
     jitter_s: float = 0.0
     stall_s: float = 30.0
     retry_after_s: float = 0.0  # when set, an ``http429`` fault says ``Retry-After`` this long
     drip_s: float = 1.0  # the pause before each byte of a ``drip`` answer's body
+    late_create_s: float = 2.0  # how long after its 504 a ``late_create`` task appears
 
     def __post_init__(self) -> None:
         for name in FAULT_KINDS:

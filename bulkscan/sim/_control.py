@@ -55,6 +55,7 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
     control = _Control(sim)
     return [
         web.get("/_sim/tasks", control.tasks),
+        web.post("/_sim/tasks", control.add_task),
         web.get("/_sim/stats", control.stats),
         web.get("/_sim/faults", control.current_faults),
         web.post("/_sim/faults", control.faults),
@@ -73,6 +74,17 @@ class _Control:
 
     async def tasks(self, _: web.Request) -> web.Response:
         return web.json_response(self._sim.tasks)
+
+    async def add_task(self, request: web.Request) -> web.Response:
+        """``{"project_id": ..., "body": {...}}``: a task put in as if created elsewhere."""
+        try:
+            data = await _json_object(request)
+        except _BadControl as exc:
+            return _error(400, str(exc))
+        project, body = data.get("project_id"), data.get("body")
+        if not isinstance(project, str) or not isinstance(body, dict) or "task_name" not in body:
+            return _error(400, 'send {"project_id": "...", "body": {"task_name": "...", ...}}')
+        return web.json_response(self._sim.add_task(project, body), status=201)
 
     async def stats(self, _: web.Request) -> web.Response:
         return web.json_response(self._sim.stats)

@@ -35,7 +35,9 @@ Choices where the real service is undocumented:
   ``Retry-After`` of that many seconds to ``http429``; ``drip`` creates the task and sends
   the answer's headers at once and its body one byte every ``drip_s`` (default 1 s), as a
   slow link or proxy may, so that only a bound on the whole answer stops the wait.  A GET
-  can meet every fault but ``reset_after`` and ``drip``.
+  can meet every fault but ``reset_after``, ``drip`` and ``late_create``; ``late_create``
+  answers a create 504 at once and creates the task ``late_create_s`` later (a backend
+  that finishes after its gateway gave up; ``late_create=1``: every attempt).
 - The list filter ``task_name`` matches names containing it; ``schedule_types`` (repeated)
   and ``id`` match exactly.  Results are newest first.  The answer is
   ``{result: [...], total_num}``.  Paging by ``page_size`` only (default 20), as documented.
@@ -397,8 +399,10 @@ class Simulator:
         project = route.project
         creating = route.kind == "create"
         fault = faults.pick(self._rng.random())
-        if fault == "reset_before":
-            return self._drop(request, fault, project)
+        if fault == "late_create" and not creating:
+            fault = None
+        if fault in ("late_create", "reset_before"):
+            return self._before(request, received, route, fault, faults)
         early = _echo(received) if fault == "echo" else _EARLY_ERRORS.get(fault or "")
         if fault == "http429" and faults.retry_after_s and early is not None:
             wait = {"Retry-After": f"{faults.retry_after_s:g}"}
@@ -452,6 +456,33 @@ class Simulator:
         task_id = external_id(task.id, self._shape)
         payload = {"id": task_id, "msg": "create task template success", "status": "success"}
         return payload, "created"
+
+    def _before(
+        self,
+        request: web.Request,
+        received: Received,
+        route: LifecycleRoute,
+        fault: str,
+        faults: Faults,
+    ) -> web.Response:
+        """The faults that answer before DSC sees the request: a reset, or a late create."""
+        if fault == "reset_before":
+            return self._drop(request, fault, route.project)
+        return self._create_late(received.body, route.project, self._clock(), faults.late_create_s)
+
+    def _create_late(self, raw: bytes, project: str, now: float, delay_s: float) -> web.Response:
+        """Answer 504 now; the task (if its body is valid) appears ``delay_s`` later."""
+        try:
+            body = parse_create_body(raw)
+        except BadRequest as exc:
+            return self._deny(_refusal(exc), project)
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay_s, self._store.create, project, body, now + delay_s)
+        return self._deny(dataclasses.replace(_GATEWAY_TIMEOUT, outcome="late_create"), project)
+
+    def add_task(self, project_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Put a task into the store as if created elsewhere (no checks: duplicates allowed)."""
+        return self._store.create(project_id, body, self._clock()).to_json()
 
     def _list(self, project: str, query: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], str]:
         shape = self._shape
