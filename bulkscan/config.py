@@ -22,6 +22,7 @@ __all__ = [
     "parse_duration",
     "parse_quota_windows",
     "parse_rate",
+    "settle_offsets",
 ]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute)\s*$", re.IGNORECASE)
@@ -165,6 +166,9 @@ class DispatchSettings:
     # periods of the clock-aligned windows an unstated quota may be counted in (see
     # bulkscan.run.ratelimit): their boundaries are probed and N per window learned
     quota_windows_s: tuple[float, ...] = (60.0, 3600.0)
+    # after an ambiguous create, lookups by name spread over this window before any resend;
+    # not found by its end: *unknown*, left for a resume (see bulkscan.run.dispatch)
+    settle_s: float = 30.0
 
     def __post_init__(self) -> None:
         _check_range("rate (per second)", self.rate_per_s, 0.001, MAX_RATE_PER_S)
@@ -184,3 +188,16 @@ class DispatchSettings:
             )
         for period in self.quota_windows_s:
             _check_range("quota window (s)", period, 1, 86_400)
+        _check_range("settle window (s)", self.settle_s, 0, 600)
+
+
+def settle_offsets(settle_s: float) -> tuple[float, ...]:
+    """When to look a task up after an ambiguous create: 1, 3, 7, 15, ... s, ending at the
+    window's end (``30`` → 1, 3, 7, 15, 30; ``0`` → one lookup at once)."""
+    offsets: list[float] = []
+    step = 1.0
+    while step < settle_s:
+        offsets.append(step)
+        step = step * 2 + 1
+    offsets.append(settle_s)
+    return tuple(offsets)

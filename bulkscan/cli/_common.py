@@ -254,6 +254,14 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         "their boundaries are probed and N per window learned, e.g. 10s,1min ('none' to only "
         "halve the rate) (1min,1h)",
     )
+    pace.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="after an ambiguous answer, look the task up over this many seconds before "
+        "sending it again; not found by then: left unknown for a resume (30)",
+    )
 
 
 def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
@@ -265,6 +273,7 @@ def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
         read_timeout_s=args.read_timeout,
         max_task_seconds=args.task_budget,
         quota_windows_s=parse_quota_windows(args.quota_windows),
+        settle_s=args.settle,
     )
 
 

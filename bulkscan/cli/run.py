@@ -368,6 +368,7 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
                 "message": dispatched.message,
                 "requests": dispatched.requests,
                 "learned_rate_per_s": dispatched.learned_rate_per_s,
+                "duplicates": list(dispatched.duplicates),
                 "status": str(result.status),
                 "outcomes": {str(s): n for s, n in sorted(result.counts.items()) if n},
                 "covered_rows": result.covered,
@@ -386,6 +387,8 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
             print(f"  {state:<10} {n:>6}")
     if result.covered:
         print(f"  {'covered':<10} {result.covered:>6} row(s) not sent: already in other tasks")
+    for line in dispatched.duplicates:
+        print(f"duplicate: {line}")
     if report.error_codes:
         print("errors by code:")
         for err, n in report.error_codes.items():

@@ -656,6 +656,7 @@ def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
     return [
         ("run id", meta.run_id),
         ("stop message", meta.stop_message or None),
+        ("names found twice", "; ".join(meta.duplicates) or None),
         ("journal created (UTC)", meta.created_at),
         *provenance_items(
             started=meta.started_at,

@@ -20,9 +20,12 @@
                   reach the service at all (refused while connecting) uses up no attempt:
                   only time, so a run rides through a restart or a short outage.  These
                   rules are the one retry policy's (``bulkscan.run.retry``)
-   ambiguous      *unknown*, then looked up by name: found → *created* with its id, not
-                  found → sent again (an attempt); never re-sent blindly.  Found means the
-                  one matching rule (``bulkscan.run.remote.same_sources``), as in reconcile
+   ambiguous      *unknown*, then looked up by name over the settle window (``settle_s``:
+                  lookups at 1, 3, 7, 15, ... s): found → *created* with its id; still
+                  absent at the window's end → stays *unknown*, never re-sent blindly: a
+                  resume lists again (once the window has passed since the last attempt)
+                  and sends it only if absent.  Found means the one matching rule
+                  (``bulkscan.run.remote.same_sources``), as in reconcile
    task-perm.     *failed*
    project-perm.  *failed*, and so is every other pending task of that project, unsent
    run-fatal      stop at once: nothing new is sent; untouched tasks stay *pending*
@@ -45,6 +48,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, NoReturn
 
+from bulkscan.config import settle_offsets
 from bulkscan.dsc.client import CREATE_PATH
 from bulkscan.errors import BulkscanError, DscError
 from bulkscan.events import (
@@ -101,6 +105,8 @@ class DispatchResult:
     message: str
     learned_rate_per_s: float
     held_back: int = 0  # open tasks that ``limit`` kept for a later resume
+    # planned names that the final listing shows more than once, one line each
+    duplicates: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -211,6 +217,7 @@ class _Run:
         self.held_back = 0
         self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
         self.untrusted: list[tuple[int, str]] = []  # (tasks, error) per untrusted listing
+        self.duplicates: tuple[str, ...] = ()
 
     # -- the whole run ----------------------------------------------------------------------
 
@@ -227,6 +234,8 @@ class _Run:
             await self._until_halted(self._reconcile())
             if not self.halt.is_set():
                 await self._send_all()
+            if self.reason == "done":
+                await self._find_duplicates()
         except asyncio.CancelledError:
             self._stop("interrupted", "cancelled")
             self._finish()
@@ -272,6 +281,7 @@ class _Run:
             message=self.message,
             learned_rate_per_s=rate,
             held_back=self.held_back,
+            duplicates=self.duplicates,
         )
 
     def _stop(self, reason: StopReason, message: str) -> None:
@@ -297,6 +307,27 @@ class _Run:
                 main.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await main
+
+    # -- the end: one more listing, to catch a name created twice ------------------------------
+
+    async def _find_duplicates(self) -> None:
+        """List each project of the run once more; note each planned name found twice."""
+        names: dict[_Group, set[str]] = defaultdict(set)
+        for key in self.selected:
+            task = self.tasks[key]
+            if (task.project_id, task.region) not in self.failed_groups:
+                names[(task.project_id, task.region)].add(task.name)
+        lines: list[str] = []
+        for group, planned in names.items():
+            try:
+                remote = await self._list_remote(group, None, task_key=None)
+            except _Halt:
+                break
+            if isinstance(remote, DscError):
+                continue
+            lines.extend(_duplicate_lines(group, planned, remote))
+        self.duplicates = tuple(lines)
+        self.journal.set_meta(duplicates=list(lines))
 
     # -- phase 1: reconcile -------------------------------------------------------------------
 
@@ -325,10 +356,12 @@ class _Run:
         self, group: _Group, keys: list[str], gate: asyncio.Semaphore
     ) -> None:
         remote: list[RemoteTask] | DscError
-        prelisted = self._prelisted(group)
-        if prelisted is not None:
+        prelisted = self._prelisted(group)  # journaled even when not used
+        unsettled = any(self.state[k] in (TaskState.SENDING, TaskState.UNKNOWN) for k in keys)
+        if prelisted is not None and not unsettled:
             remote = prelisted
-        else:
+        else:  # an outcome to settle: list once its settle window is over, not before
+            await asyncio.sleep(self._settle_wait(keys))
             async with gate:
                 remote = await self._list_remote(group, None, task_key=None)
         if isinstance(remote, DscError) and remote.verdict is Verdict.PROJECT_PERMANENT:
@@ -368,6 +401,20 @@ class _Run:
         if listed.shape is not None:
             self.client.shapes.setdefault(group, listed.shape)  # type: ignore[arg-type]
         return list(answer)
+
+    def _settle_wait(self, keys: list[str]) -> float:
+        """Seconds until the settle window has passed since the last attempt of any of
+        ``keys`` left *unknown* or *sending*, so that a late-created task shows."""
+        now = local_now()
+        wait = 0.0
+        for key in keys:
+            if self.state[key] not in (TaskState.SENDING, TaskState.UNKNOWN):
+                continue
+            last = self.journal.task(key).last_attempt_at
+            if last is not None:
+                since = (now - last).total_seconds()
+                wait = max(wait, self.settings.settle_s - since)
+        return min(wait, self.settings.settle_s)
 
     def _reconcile_task(self, key: str, found: list[RemoteTask]) -> None:
         task, before = self.tasks[key], self.state[key]
@@ -546,13 +593,15 @@ class _Run:
         self.queue.put_nowait((0 if retry else 1, self.queued, key))
 
     async def _verify(self, key: str, budget: RetryBudget, exc: DscError) -> None:
-        """After an ambiguous answer: look the task up by name before anything is re-sent."""
+        """After an ambiguous answer: look the task up by name over the settle window.
+
+        Found → *created* (or a *conflict*); still absent when the window ends → *unknown*,
+        not re-sent in this run: a resume lists again once the window has passed.
+        """
         task = self.tasks[key]
         self.retrying.add(key)
         try:
-            found = await self._list_remote(
-                (task.project_id, task.region), task.name, task_key=key, first_wait=True
-            )
+            found = await self._settle_lookup(key)
         finally:
             self.retrying.discard(key)
         if isinstance(found, DscError):
@@ -567,17 +616,34 @@ class _Run:
             self.observer(
                 Reconciled(key, task.name, TaskState.UNKNOWN, TaskState.CREATED, same[0].id)
             )
-            self._settle(key)
         elif matches:
             other = matches[0]
             self._set(
                 key, TaskState.CONFLICT, error_msg=_conflict_message(task, other), conflict=other
             )
-            self._settle(key)
         else:
-            self._set(key, TaskState.PENDING)
-            self.observer(Reconciled(key, task.name, TaskState.UNKNOWN, TaskState.PENDING))
-            self._retry(key, budget, budget.after_absent(exc))
+            note = (
+                f"outcome unknown ({exc}): not found within the settle window "
+                f"({self.settings.settle_s:g}s); not sent again: resume to look it up once more "
+                "and send it only if it is still absent"
+            )
+            self._set(key, TaskState.UNKNOWN, error_msg=note)
+        self._settle(key)
+
+    async def _settle_lookup(self, key: str) -> list[RemoteTask] | DscError:
+        """Look ``key``'s name up at each of the settle window's offsets until it shows."""
+        task = self.tasks[key]
+        group = (task.project_id, task.region)
+        start = time.monotonic()
+        # the first lookup after one backoff of the retry policy, as any first retry
+        first = min(self.policy.backoff(1, self.rng), self.settings.settle_s)
+        found: list[RemoteTask] | DscError = []
+        for offset in (first, *settle_offsets(self.settings.settle_s)):
+            await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
+            found = await self._list_remote(group, task.name, task_key=key)
+            if not isinstance(found, DscError) and any(r.name == task.name for r in found):
+                return found
+        return found
 
     def _fail_group(self, group: _Group, exc: DscError) -> None:
         """The project cannot take tasks: fail its pending selected tasks without sending."""
@@ -783,6 +849,18 @@ class _Run:
                 eta_s=remaining / rate if remaining else 0.0,
             )
         )
+
+
+def _duplicate_lines(group: _Group, planned: set[str], remote: Sequence[RemoteTask]) -> list[str]:
+    ids: dict[str, list[str]] = defaultdict(list)
+    for item in remote:
+        if item.name in planned:
+            ids[item.name].append(item.id)
+    return [
+        f"task '{name}' exists {len(found)} times in project {group[0]} (ids {', '.join(found)})"
+        for name, found in sorted(ids.items())
+        if len(found) > 1
+    ]
 
 
 def _conflict_message(task: TaskRequest, other: RemoteTask) -> str:

@@ -95,6 +95,7 @@ class RunMeta:
     stop_reason: str | None
     stop_message: str | None
     learned_rate_per_s: float | None
+    duplicates: tuple[str, ...] = ()  # planned names the run's last listing found twice
 
 
 @dataclass(frozen=True, slots=True)
@@ -1184,6 +1185,7 @@ def _run_meta(v: Mapping[str, Any]) -> RunMeta:
         stop_reason=v.get("stop_reason"),
         stop_message=v.get("stop_message"),
         learned_rate_per_s=float(learned) if learned is not None else None,
+        duplicates=tuple(v.get("duplicates") or ()),
     )
 
 

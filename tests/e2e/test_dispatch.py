@@ -152,7 +152,7 @@ async def test_every_task_is_created_once_and_journaled(
             attempts = journal.attempts()
             meta = journal.meta()
     assert result.stop_reason == "done" and result.succeeded == 20 and result.unfinished == 0
-    assert result.requests == 22  # one listing per project, one create per task
+    assert result.requests == 24  # two listings per project (start, end), a create per task
     posts = [a for a in attempts if a.method == "POST"]
     assert len(posts) == 20 and all(a.status == 200 and a.verdict == "created" for a in posts)
     assert sum(1 for a in attempts if a.method == "GET") == 2
@@ -313,7 +313,7 @@ async def test_existing_tasks_are_recognised_and_conflicts_are_not_sent(
     assert conflict.conflict_sources == clash.sources and conflict.attempts == 0
     assert conflict.error_msg and "other data sources" in conflict.error_msg
     assert names[plan.tasks[0].name] == 1 and names[plan.tasks[1].name] == 1
-    assert result.requests == 5  # one listing, four creates
+    assert result.requests == 6  # two listings (start, end), four creates
     assert [e.after for e in seen.of(Reconciled)] == ["exists", "conflict"]
 
 
@@ -334,7 +334,7 @@ async def test_a_canary_sends_only_the_first_tasks_and_a_resume_sends_the_rest(
         with Journal.open(tmp_path / "run") as journal:
             second = await _run(plan, journal, client)
             _assert_exactly_once(sim, plan, journal)
-    assert second.requests == 8  # one listing, seven creates
+    assert second.requests == 9  # two listings (start, end), seven creates
 
 
 async def test_resume_after_a_crash_reconciles_tasks_left_sending(
@@ -367,7 +367,7 @@ async def test_resume_after_a_crash_reconciles_tasks_left_sending(
         (plan.tasks[2].key, "sending", "pending"),
         (plan.tasks[3].key, "sending", "pending"),
     }
-    assert result.requests == 9  # one listing, eight creates: the two found are not resent
+    assert result.requests == 10  # two listings, eight creates: the two found are not resent
 
 
 async def test_a_journal_that_lost_its_last_transactions_still_creates_each_task_once(
@@ -398,7 +398,7 @@ async def test_a_journal_that_lost_its_last_transactions_still_creates_each_task
             states = [journal.task(t.key).state for t in plan.tasks]
     assert states == [TaskState.EXISTS] * 5 + [TaskState.CREATED] * 3
     assert {(e.before, e.after) for e in seen.of(Reconciled)} == {("pending", "exists")}
-    assert again.requests == 4  # one listing, three creates: nothing sent twice
+    assert again.requests == 5  # two listings, three creates: nothing sent twice
 
 
 async def test_transient_errors_end_in_gave_up_with_the_last_error(

@@ -1,0 +1,145 @@
+"""A 504 whose backend finishes later: looked up over the settle window, never resent blindly.
+
+The simulator's ``late_create`` fault answers a create 504 at once and creates the task
+``late_create_s`` later.  bulkscan looks the task up several times over its settle window
+(``--settle``); a task still absent at the window's end stays *unknown* for a resume.  At the
+end of a run, every project is listed once more and a name found twice is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import aiohttp
+import openpyxl
+
+from bulkscan.run.rundir import STATE_DIR_ENV
+from bulkscan.run.states import TaskState
+from bulkscan.run.store import Journal
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+P1 = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+
+def _inventory(path: Path, n: int) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "project_id", "region", "profile"])
+    for i in range(n):
+        sheet.append([f"ins-{i:04}", "MySQL", P1, "cn-north-4", "one"])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "schedule_type", "start_now", "task_name", "max_sources"])
+    profiles.append(["one", "ONCE", True, "scan-{seq:04}", 1])
+    book.save(path)
+    return path
+
+
+async def _run(tmp_path: Path, *args: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
+    env |= {
+        "HUAWEICLOUD_SDK_AK": DEFAULT_AK,
+        "HUAWEICLOUD_SDK_SK": DEFAULT_SK,
+        STATE_DIR_ENV: str(tmp_path / "state"),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkscan", "run", *args, "--yes",
+        "--reports-dir", str(tmp_path / "r"), cwd=tmp_path, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode() + err.decode()
+
+
+def _names(sim: Simulator) -> Counter[str]:
+    return Counter(t["name"] for t in sim.tasks)
+
+
+def _states(tmp_path: Path) -> Counter[TaskState]:
+    (journal_path,) = (tmp_path / "r").glob("*/journal.sqlite")
+    with Journal.open(journal_path.parent, readonly=True) as journal:
+        return Counter(t.state for t in journal.tasks())
+
+
+async def _until_tasks(sim: Simulator, n: int) -> None:
+    """Wait (bounded) until the simulator holds ``n`` tasks: its backend finished late."""
+    for _ in range(200):
+        if len(sim.tasks) >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the simulator holds {len(sim.tasks)} task(s), not {n}")
+
+
+async def test_a_late_create_is_found_within_the_settle_window_and_not_resent(
+    tmp_path: Path,
+) -> None:
+    inventory = _inventory(tmp_path / "dbs.xlsx", 3)
+    faults = Faults(late_create=1.0, late_create_s=2.0)
+    async with Simulator(faults=faults) as sim:
+        code, said = await _run(tmp_path, str(inventory), "--endpoint", sim.url, "--settle", "4")
+        names = _names(sim)
+        posts = sim.stats["requests"].get("late_create", 0)
+    assert code == 0, said
+    assert names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
+    assert posts == 3  # each task sent once: the 504 was looked up, never resent
+    assert _states(tmp_path) == {TaskState.CREATED: 3}
+    assert "duplicate" not in said
+
+
+async def test_a_window_shorter_than_the_backend_leaves_tasks_unknown_for_a_resume(
+    tmp_path: Path,
+) -> None:
+    inventory = _inventory(tmp_path / "dbs.xlsx", 3)
+    faults = Faults(late_create=1.0, late_create_s=5.0)
+    async with Simulator(faults=faults) as sim:
+        args = (str(inventory), "--endpoint", sim.url, "--settle", "1")
+        code, said = await _run(tmp_path, *args)
+        assert sim.tasks == []  # not there yet when the window ended
+        assert _states(tmp_path) == {TaskState.UNKNOWN: 3}
+        assert sim.stats["requests"].get("late_create", 0) == 3  # none sent twice
+        await _until_tasks(sim, 3)
+        sim.set_faults(Faults())
+        again, said_again = await _run(tmp_path, *args, "--resume")
+        names = _names(sim)
+        created = sim.stats["requests"].get("created", 0)
+    assert code != 0 and "Traceback" not in said
+    assert "unknown" in said
+    assert again == 0, said_again
+    assert created == 0  # the resume found all three: nothing sent
+    assert names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
+    assert _states(tmp_path) == {TaskState.CREATED: 3}
+
+
+async def test_a_name_found_twice_at_the_end_is_reported(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "dbs.xlsx", 3)
+    body = {
+        "task_name": "scan-0002",
+        "data_sources": [{"db_type": "MySQL", "ins_id": "ins-0001"}],
+        "schedule_type": "ONCE",
+    }
+    async with Simulator() as sim, aiohttp.ClientSession() as session:
+        for _ in range(2):
+            put = {"project_id": P1, "body": body}
+            async with session.post(f"{sim.url}/_sim/tasks", json=put) as answer:
+                assert answer.status == 201, await answer.text()
+        code, said = await _run(tmp_path, str(inventory), "--endpoint", sim.url, "--json")
+        names = _names(sim)
+    assert code == 0, said
+    assert names == {"scan-0001": 1, "scan-0002": 2, "scan-0003": 1}
+    document = json.loads(said[said.index("{") :])
+    (line,) = document["duplicates"]
+    assert "'scan-0002' exists 2 times" in line and P1 in line
+    (journal_path,) = (tmp_path / "r").glob("*/journal.sqlite")
+    with Journal.open(journal_path.parent, readonly=True) as journal:
+        assert journal.meta().duplicates == (line,)
