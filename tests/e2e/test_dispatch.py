@@ -155,7 +155,7 @@ async def test_every_task_is_created_once_and_journaled(
     assert result.requests == 24  # two listings per project (start, end), a create per task
     posts = [a for a in attempts if a.method == "POST"]
     assert len(posts) == 20 and all(a.status == 200 and a.verdict == "created" for a in posts)
-    assert sum(1 for a in attempts if a.method == "GET") == 2
+    assert sum(1 for a in attempts if a.method == "GET") == 4  # per project: start and end
     assert meta.stop_reason == "done" and meta.started_at and meta.ended_at
     assert len(seen.of(TaskFinished)) == 20
     assert seen.of(RunStopped) == [RunStopped("done", "")]
@@ -174,14 +174,17 @@ async def test_faults_and_throttling_never_create_a_task_twice(
     limiter = AdaptiveRate(150.0, min_pause_s=0.05, recover_after=10, rng=random.Random(2))
     settings = DispatchSettings(
         rate_per_s=150.0, concurrency=8, max_attempts=12, backoff_base_s=0.01,
-        backoff_max_s=0.05, read_timeout_s=0.3, grace_s=2.0,
+        backoff_max_s=0.05, read_timeout_s=0.3, grace_s=2.0, settle_s=0.3,
     )  # fmt: skip
     async with Simulator(seed=3, faults=faults, quota=(40, 1.0)) as sim:
         with _journal(tmp_path / "run", plan) as journal:
-            result = await _run(
-                plan, journal, _client(session, sim, read=0.3), settings,
-                observer=seen, limiter=limiter, rng=random.Random(5),
-            )  # fmt: skip
+            for _ in range(10):  # an ambiguous answer not found in the window: a resume
+                result = await _run(
+                    plan, journal, _client(session, sim, read=0.3), settings,
+                    observer=seen, limiter=limiter, rng=random.Random(5),
+                )  # fmt: skip
+                if result.unfinished == 0:
+                    break
             _assert_exactly_once(sim, plan, journal)
             attempts = journal.attempts()
             stats = sim.stats["requests"]
@@ -561,7 +564,12 @@ async def test_a_service_outage_is_ridden_through_without_using_up_attempts(
     seen = Recorder()
     restarts: list[asyncio.Task[None]] = []
     settings = DispatchSettings(
-        rate_per_s=100.0, concurrency=4, max_attempts=2, backoff_base_s=0.02, backoff_max_s=0.1
+        rate_per_s=100.0,
+        concurrency=4,
+        max_attempts=2,
+        backoff_base_s=0.02,
+        backoff_max_s=0.1,
+        settle_s=0.3,
     )
     async with Simulator(seed=1, state_path=tmp_path / "sim.json") as sim:
 
@@ -579,6 +587,8 @@ async def test_a_service_outage_is_ridden_through_without_using_up_attempts(
             result = await _run(plan, journal, _client(session, sim), settings,
                                 observer=outage_on_fifth_send)  # fmt: skip
             await restarts[0]
+            if result.unfinished:  # a request cut by the outage, not found in the window
+                result = await _run(plan, journal, _client(session, sim), settings)
             _assert_exactly_once(sim, plan, journal)
             refused = [a for a in journal.attempts() if a.status is None]
     assert result.stop_reason == "done" and result.succeeded == 30

@@ -138,7 +138,7 @@ async def test_a_dead_runs_lock_is_taken_over_with_a_note(tmp_path: Path) -> Non
 
 # --- a 200 that carries no task id, and created nothing -----------------------------------------
 
-FAST = DispatchSettings(rate_per_s=200.0, backoff_base_s=0.01, backoff_max_s=0.05)
+FAST = DispatchSettings(rate_per_s=200.0, backoff_base_s=0.01, backoff_max_s=0.05, settle_s=0.5)
 
 
 def _connection(sim: Simulator) -> runner.Connection:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 P1 = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 P2 = "5e4d3c2b1a0f9e8d7c6b5a4938271605"
 REGION = "cn-north-4"
-FAST = DispatchSettings(rate_per_s=200.0, backoff_base_s=0.01, backoff_max_s=0.05)
+FAST = DispatchSettings(rate_per_s=200.0, backoff_base_s=0.01, backoff_max_s=0.05, settle_s=0.5)
 
 #: Every variant, and whether bulkscan can tell listed tasks apart in it.
 TRUSTED = [
