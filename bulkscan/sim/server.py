@@ -474,6 +474,7 @@ class Simulator:
         """Answer 504 now; the task (if its body is valid) appears ``delay_s`` later."""
         try:
             body = parse_create_body(raw)
+            self._check_assets(project, body)
         except BadRequest as exc:
             return self._deny(_refusal(exc), project)
         loop = asyncio.get_running_loop()
