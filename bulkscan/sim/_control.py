@@ -55,7 +55,7 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
     control = _Control(sim)
     return [
         web.get("/_sim/tasks", control.tasks),
-        web.post("/_sim/tasks", control.add_task),
+        web.post("/_sim/put-task", control.add_task),
         web.get("/_sim/stats", control.stats),
         web.get("/_sim/faults", control.current_faults),
         web.post("/_sim/faults", control.faults),

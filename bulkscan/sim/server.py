@@ -3,7 +3,8 @@
 Routes: ``POST`` and ``GET /v1/{project_id}/metadata/task-templates`` (the real shapes), the
 lifecycle routes (update, batch delete, operate, task runs: ``bulkscan.sim._lifecycle``), and
 ``/_sim/...`` introspection and control routes that need no auth (``tasks``, ``stats``,
-``faults``, ``quota``, ``reset``, ``DELETE``/``PATCH tasks/{id}``).
+``faults``, ``quota``, ``reset``, ``DELETE``/``PATCH tasks/{id}``, ``POST put-task``: a task put in
+as if created elsewhere, duplicate names allowed).
 
 Each API request goes through, in order: latency (``latency_s`` + uniform ``jitter_s``); route
 (else 404 ``APIGW.0101``); auth (``X-Auth-Token`` among the tokens, or an SDK-HMAC-SHA256

@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import openpyxl
+import pytest
 
+from bulkscan.config import DispatchSettings, settle_offsets
+from bulkscan.errors import UsageError
 from bulkscan.run.rundir import STATE_DIR_ENV
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
@@ -131,7 +134,7 @@ async def test_a_name_found_twice_at_the_end_is_reported(tmp_path: Path) -> None
     async with Simulator() as sim, aiohttp.ClientSession() as session:
         for _ in range(2):
             put = {"project_id": P1, "body": body}
-            async with session.post(f"{sim.url}/_sim/tasks", json=put) as answer:
+            async with session.post(f"{sim.url}/_sim/put-task", json=put) as answer:
                 assert answer.status == 201, await answer.text()
         code, said = await _run(tmp_path, str(inventory), "--endpoint", sim.url, "--json")
         names = _names(sim)
@@ -143,3 +146,13 @@ async def test_a_name_found_twice_at_the_end_is_reported(tmp_path: Path) -> None
     (journal_path,) = (tmp_path / "r").glob("*/journal.sqlite")
     with Journal.open(journal_path.parent, readonly=True) as journal:
         assert journal.meta().duplicates == (line,)
+
+
+def test_the_settle_window_spreads_its_lookups_and_is_bounded() -> None:
+    assert settle_offsets(30) == (1, 3, 7, 15, 30)
+    assert settle_offsets(4) == (1, 3, 4)
+    assert settle_offsets(0) == (0,)
+    with pytest.raises(UsageError, match="settle window"):
+        DispatchSettings(settle_s=601)
+    with pytest.raises(UsageError, match="settle window"):
+        DispatchSettings(settle_s=-1)
