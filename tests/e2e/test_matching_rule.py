@@ -161,7 +161,7 @@ async def test_the_lookup_after_an_ambiguous_create(
             task = journal.task(plan.tasks[0].key)
         remote = {t["name"]: t["id"] for t in sim.tasks}
     verdicts = [e.verdict for e in seen if isinstance(e, AttemptFinished)]
-    assert verdicts == ["listed", "ambiguous", "listed"]  # reconcile, create, lookup
+    assert verdicts == ["listed", "ambiguous", "listed", "listed"]  # reconcile, create, lookup, end
     assert list(remote) == [NAME] and task.attempts == 1  # looked up, never re-sent
     if same:
         assert (task.state, task.task_id) == (TaskState.CREATED, remote[NAME])
