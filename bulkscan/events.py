@@ -114,6 +114,7 @@ class Progress:
     retrying: int
     rate_per_s: float
     eta_s: float | None
+    settling: int = 0  # tasks being looked up over the settle window after an ambiguous answer
 
 
 Event = (

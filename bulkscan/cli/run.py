@@ -238,7 +238,7 @@ def _dispatch(
     dispatching: Any,
     listed: Any = None,
 ) -> RunResult:
-    renderer = _Renderer(enabled=not args.json and sys.stderr.isatty())
+    renderer = _Renderer(enabled=not args.json and sys.stderr.isatty(), settle_s=args.settle)
     command = _command_line()
 
     async def _main() -> RunResult:
@@ -299,14 +299,24 @@ class _Renderer:
     #: Say "no answer" only after this long without any answer from the service.
     SILENT_S = 10.0
 
-    def __init__(self, *, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
+    #: Say again how many tasks are being looked up at most this often while more join.
+    SETTLING_EVERY_S = 5.0
+
+    def __init__(
+        self, *, enabled: bool, settle_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.enabled = enabled
+        self.settle_s = settle_s
+        self.settling = 0  # the most tasks said to be settling since none were
+        self.settling_noted = float("-inf")
         self.drawn = False
         self.clock = clock
         self.unreachable_noted = float("-inf")
         self.answered = clock()  # the last time any request got an answer (or the start)
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            self._settling(event.settling)
         if isinstance(event, Progress) and self.enabled:
             eta = "" if event.eta_s is None else f" ETA {_duration(event.eta_s)}"
             line = (
@@ -326,6 +336,22 @@ class _Renderer:
                 self._unreachable()
         elif isinstance(event, RunStopped) and event.reason == "fatal":
             self.note(f"stopped: {event.message}")
+
+    def _settling(self, count: int) -> None:
+        """One line when tasks start being looked up after an ambiguous answer, again (at
+        most every ``SETTLING_EVERY_S``) when more join, none while their number falls."""
+        if count == 0:
+            self.settling = 0
+            return
+        now = self.clock()
+        recent = now - self.settling_noted < self.SETTLING_EVERY_S
+        if count <= self.settling or (self.settling and recent):
+            return
+        self.settling, self.settling_noted = count, now
+        self.note(
+            f"{count} task(s) unknown after an ambiguous answer (e.g. a 504): looking them up "
+            f"for up to {self.settle_s:g} s before any resend"
+        )
 
     def _unreachable(self) -> None:
         """Say (at most every 30 s) that the service has answered nothing for a while.

@@ -208,6 +208,7 @@ class _Run:
         self.outstanding = 0
         self.timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
         self.retrying: set[str] = set()
+        self.settling: set[str] = set()  # looked up over the settle window after an ambiguity
         self.busy: set[asyncio.Task[None]] = set()
         self.halt = asyncio.Event()
         self.reason: StopReason = "done"
@@ -318,14 +319,21 @@ class _Run:
             if (task.project_id, task.region) not in self.failed_groups:
                 names[(task.project_id, task.region)].add(task.name)
         lines: list[str] = []
+        unchecked: list[str] = []
         for group, planned in names.items():
             try:
                 remote = await self._list_remote(group, None, task_key=None)
             except _Halt:
                 break
             if isinstance(remote, DscError):
+                unchecked.append(f"project {group[0]} ({remote})")
                 continue
             lines.extend(_duplicate_lines(group, planned, remote))
+        if unchecked and not self.message:
+            self.message = (
+                "names created twice not checked: the last listing failed for "
+                + "; ".join(unchecked)
+            )
         self.duplicates = tuple(lines)
         self.journal.set_meta(duplicates=list(lines))
 
@@ -600,10 +608,13 @@ class _Run:
         """
         task = self.tasks[key]
         self.retrying.add(key)
+        self.settling.add(key)
+        self._progress(force=True)  # the terminal says how many are being looked up
         try:
             found = await self._settle_lookup(key)
         finally:
             self.retrying.discard(key)
+            self.settling.discard(key)
         if isinstance(found, DscError):
             note = f"outcome unknown: the task could not be looked up ({found})"
             self._set(key, TaskState.UNKNOWN, error_msg=note)
@@ -631,7 +642,11 @@ class _Run:
         self._settle(key)
 
     async def _settle_lookup(self, key: str) -> list[RemoteTask] | DscError:
-        """Look ``key``'s name up at each of the settle window's offsets until it shows."""
+        """Look ``key``'s name up at each of the settle window's offsets until it shows.
+
+        A lookup that fails (the lister has already retried it within the policy) ends the
+        window: the task stays *unknown* for a resume.
+        """
         task = self.tasks[key]
         group = (task.project_id, task.region)
         start = time.monotonic()
@@ -641,7 +656,7 @@ class _Run:
         for offset in (first, *settle_offsets(self.settings.settle_s)):
             await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
             found = await self._list_remote(group, task.name, task_key=key)
-            if not isinstance(found, DscError) and any(r.name == task.name for r in found):
+            if isinstance(found, DscError) or any(r.name == task.name for r in found):
                 return found
         return found
 
@@ -847,6 +862,7 @@ class _Run:
                 retrying=len(self.retrying),
                 rate_per_s=rate,
                 eta_s=remaining / rate if remaining else 0.0,
+                settling=len(self.settling),
             )
         )
 

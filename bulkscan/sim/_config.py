@@ -19,6 +19,8 @@ FAULT_KINDS = (
     "reset_before", "http500", "http502", "http503", "http504", "reset_after", "stall", "http429",
     "echo", "drip", "late_create",
 )  # fmt: skip
+# Drawn on their own, for the requests they name only, so that they add to the faults above.
+_SEPARATE = ("list_http429",)
 _DURATIONS = ("latency_s", "jitter_s", "stall_s", "retry_after_s", "drip_s", "late_create_s")
 _ALIASES = {
     "latency": "latency_s", "jitter": "jitter_s", "retry_after": "retry_after_s",
@@ -46,6 +48,7 @@ class Faults:
     echo: float = 0.0  # a 400 whose message echoes the request's credentials
     drip: float = 0.0  # a write acted on, its answer's body sent one byte per ``drip_s``
     late_create: float = 0.0  # a create answered 504 at once and applied ``late_create_s`` later
+    list_http429: float = 0.0  # a listing of tasks answered 429 (drawn apart from the above)
     latency_s: float = 0.0
     jitter_s: float = 0.0
     stall_s: float = 30.0
@@ -55,6 +58,8 @@ class Faults:
 
     def __post_init__(self) -> None:
         for name in FAULT_KINDS:
+            _check_number(name, getattr(self, name), 1.0)
+        for name in _SEPARATE:
             _check_number(name, getattr(self, name), 1.0)
         for name in _DURATIONS:
             _check_number(name, getattr(self, name), _MAX_DURATION_S)
@@ -89,7 +94,7 @@ def parse_faults(spec: str) -> Faults:
         key, sep, text = (s.strip() for s in item.partition("="))
         name = _ALIASES.get(key, key)
         if not sep or name not in Faults.__dataclass_fields__:
-            known = ", ".join([*FAULT_KINDS, *_DURATIONS, *_ALIASES])
+            known = ", ".join([*FAULT_KINDS, *_SEPARATE, *_DURATIONS, *_ALIASES])
             raise UsageError(f"faults: '{item}' is not NAME=VALUE with NAME one of {known}")
         values[name] = parse_duration(text) if name in _DURATIONS else _probability(item, text)
     return Faults(**values)

@@ -39,6 +39,8 @@ Choices where the real service is undocumented:
   can meet every fault but ``reset_after``, ``drip`` and ``late_create``; ``late_create``
   answers a create 504 at once and creates the task ``late_create_s`` later (a backend
   that finishes after its gateway gave up; ``late_create=1``: every attempt).
+  ``list_http429`` answers a listing of tasks 429, drawn on its own before the faults above
+  (so a run can meet throttled listings and faulty creates at once).
 - The list filter ``task_name`` matches names containing it; ``schedule_types`` (repeated)
   and ``id`` match exactly.  Results are newest first.  The answer is
   ``{result: [...], total_num}``.  Paging by ``page_size`` only (default 20), as documented.
@@ -399,7 +401,8 @@ class Simulator:
     ) -> web.StreamResponse:
         project = route.project
         creating = route.kind == "create"
-        fault = faults.pick(self._rng.random())
+        throttled = self._list_throttled(route, faults)
+        fault = "http429" if throttled else faults.pick(self._rng.random())
         if fault == "late_create" and not creating:
             fault = None
         if fault in ("late_create", "reset_before"):
@@ -426,6 +429,12 @@ class Simulator:
         self._stats.count(outcome, project)
         answer = self._answer(payload, creating=creating)
         return await self._drip(request, answer, faults) if outcome == "dripped" else answer
+
+    def _list_throttled(self, route: LifecycleRoute, faults: Faults) -> bool:
+        """The ``list_http429`` fault: a listing of tasks (not of assets) refused 429."""
+        if not faults.list_http429 or route.kind != "list" or route.template in _ASSET_KINDS:
+            return False
+        return self._rng.random() < faults.list_http429
 
     def _apply(
         self, route: LifecycleRoute, received: Received, now: float

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bulkscan.cli.run import _Renderer
-from bulkscan.events import AttemptFinished
+from bulkscan.events import AttemptFinished, Progress
 
 if TYPE_CHECKING:
     import pytest
@@ -51,3 +51,27 @@ def test_one_line_after_a_silence_and_not_again_within_30_s(
     clock.now += 30
     render(_attempt(None, "transient"))
     assert capsys.readouterr().err.startswith("no answer from DSC for 55s")
+
+
+def _progress(settling: int) -> Progress:
+    return Progress(0, 3, 0, 0, settling, 5.0, None, settling=settling)
+
+
+def test_one_line_says_how_many_tasks_are_being_settled(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = Clock()
+    render = _Renderer(enabled=False, settle_s=30, clock=clock)
+    for n in (1, 2, 3, 2, 1):  # three join at once, then settle one by one
+        render(_progress(n))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "1 task(s) unknown after an ambiguous answer (e.g. a 504): looking them up for up to "
+        "30 s before any resend"
+    ]
+    clock.now += 6
+    render(_progress(3))  # more joined a while later: said again with the new count
+    assert capsys.readouterr().err.startswith("3 task(s) unknown after an ambiguous answer")
+    render(_progress(0))
+    render(_progress(2))  # a new ambiguous answer after all were settled
+    assert capsys.readouterr().err.startswith("2 task(s) unknown")
