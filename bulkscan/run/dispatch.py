@@ -219,6 +219,8 @@ class _Run:
         self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
         self.untrusted: list[tuple[int, str]] = []  # (tasks, error) per untrusted listing
         self.duplicates: tuple[str, ...] = ()
+        self.unlisted_groups: set[_Group] = set()  # not listed at reconcile: nothing sent
+        self.unchecked = ""  # the projects whose last listing failed, with the error
 
     # -- the whole run ----------------------------------------------------------------------
 
@@ -272,6 +274,10 @@ class _Run:
                 f"their existing tasks could not be listed ({self.unlisted[0][1]}); "
                 "resume once the service can be reached"
             )
+        if self.unchecked and not self.message:
+            self.message = (
+                f"names created twice not checked: the last listing failed ({self.unchecked})"
+            )
         rate = self.limiter.current_per_s
         self.journal.mark_ended(self.reason, self.message, learned_rate_per_s=rate)
         self.observer(RunStopped(self.reason, self.message))
@@ -316,8 +322,9 @@ class _Run:
         names: dict[_Group, set[str]] = defaultdict(set)
         for key in self.selected:
             task = self.tasks[key]
-            if (task.project_id, task.region) not in self.failed_groups:
-                names[(task.project_id, task.region)].add(task.name)
+            group = (task.project_id, task.region)
+            if group not in self.failed_groups and group not in self.unlisted_groups:
+                names[group].add(task.name)
         lines: list[str] = []
         unchecked: list[str] = []
         for group, planned in names.items():
@@ -329,11 +336,8 @@ class _Run:
                 unchecked.append(f"project {group[0]} ({remote})")
                 continue
             lines.extend(_duplicate_lines(group, planned, remote))
-        if unchecked and not self.message:
-            self.message = (
-                "names created twice not checked: the last listing failed for "
-                + "; ".join(unchecked)
-            )
+        if unchecked:
+            self.unchecked = "; ".join(unchecked)
         self.duplicates = tuple(lines)
         self.journal.set_meta(duplicates=list(lines))
 
@@ -380,6 +384,7 @@ class _Run:
             for key in keys:
                 self.journal.set_state(key, self.state[key], error_msg=f"{note} ({remote})")
             self.finished.update(keys)
+            self.unlisted_groups.add(group)
             untrusted = remote.verdict is Verdict.UNTRUSTED
             (self.untrusted if untrusted else self.unlisted).append((len(keys), str(remote)))
             return

@@ -351,7 +351,10 @@ async def test_issues_and_attempts_sheets_match_the_journal(mixed: Mixed) -> Non
         assert line["task name"].value == names.get(attempt.task_key or "", line["task name"].value)
     verdicts = Counter(line["outcome class"].value for line in lines)
     assert verdicts["created"] >= 1 and verdicts["task-permanent"] == 1
-    assert verdicts["transient"] == 2  # the gave-up task: two 503s
+    sends = Counter(line["outcome class"].value for line in lines if line["method"].value == "POST")
+    assert sends["transient"] == 2  # the gave-up task: two 503s
+    # the run's last listing (names created twice) met the 503s too: a GET, never a resend
+    assert verdicts["transient"] > sends["transient"]
 
 
 async def test_summary_counts_command_and_chart(mixed: Mixed) -> None:

@@ -67,6 +67,7 @@ QUICK = DispatchSettings(
     connect_timeout_s=1.0,
     read_timeout_s=3.0,
     grace_s=2.0,
+    settle_s=1.0,
 )
 
 
@@ -238,14 +239,26 @@ class CreatedCounter:
 
 
 async def _run(prepared: runner.Prepared, url: str, reports: Path, observer: Any) -> Any:
+    """Run, then resume while tasks are left *unknown*: a request cut after it was sent may
+    or may not have created its task, so the run never resends it; it ends *stopped* (exit
+    3), and a resume after the settle window looks each up and sends only the absent ones."""
     connection = runner.Connection(credentials=AkSk(AK, SK), endpoints=Endpoints(url))
-    return await runner.run(
-        prepared,
-        connection=connection,
-        dispatch_settings=QUICK,
-        reports_dir=reports,
-        observer=observer,
-    )
+    resume: Path | bool = False
+    for _ in range(5):
+        result = await runner.run(
+            prepared,
+            connection=connection,
+            dispatch_settings=QUICK,
+            reports_dir=reports,
+            observer=observer,
+            resume=resume,
+        )
+        if not result.counts.get(TaskState.UNKNOWN):
+            return result
+        assert result.status is runner.Status.STOPPED, result.status
+        assert result.unfinished == result.counts[TaskState.UNKNOWN]
+        resume = result.run_dir
+    return result
 
 
 async def _simulator_tasks(url: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ end of a run, every project is listed once more and a name found twice is report
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -122,6 +123,54 @@ async def test_a_window_shorter_than_the_backend_leaves_tasks_unknown_for_a_resu
     assert created == 0  # the resume found all three: nothing sent
     assert names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
     assert _states(tmp_path) == {TaskState.CREATED: 3}
+
+
+async def test_listings_throttled_every_time_leave_every_task_pending_for_a_resume(
+    tmp_path: Path,
+) -> None:
+    inventory = _inventory(tmp_path / "dbs.xlsx", 3)
+    async with Simulator(faults=Faults(list_http429=1.0)) as sim:
+        args = (str(inventory), "--endpoint", sim.url, "--settle", "1", "--task-budget", "2")
+        code, said = await _run(tmp_path, *args)
+        assert sim.tasks == []  # nothing is sent before its project could be listed
+        assert _states(tmp_path) == {TaskState.PENDING: 3}
+        sim.set_faults(Faults())
+        again, said_again = await _run(tmp_path, *args, "--resume")
+        names = _names(sim)
+    assert code == 3 and "Traceback" not in said
+    assert "could not be listed" in said and "resume with: bulkscan run" in said
+    assert again == 0, said_again
+    assert names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
+
+
+async def test_lookups_throttled_after_a_504_leave_tasks_unknown_never_resent(
+    tmp_path: Path,
+) -> None:
+    inventory = _inventory(tmp_path / "dbs.xlsx", 3)
+    late = Faults(late_create=1.0, late_create_s=4.0)
+    async with Simulator(faults=late) as sim:
+        args = (str(inventory), "--endpoint", sim.url, "--settle", "2", "--task-budget", "2")
+        running = asyncio.create_task(_run(tmp_path, *args))
+        for _ in range(2000):  # the project was listed; the first create met its 504
+            if sim.stats["requests"].get("late_create") or running.done():
+                break
+            await asyncio.sleep(0.002)
+        sim.set_faults(dataclasses.replace(late, list_http429=1.0))  # every lookup now: 429
+        code, said = await running
+        states = _states(tmp_path)
+        posts = sim.stats["requests"].get("late_create", 0)
+        await _until_tasks(sim, 3)
+        sim.set_faults(Faults())
+        again, said_again = await _run(tmp_path, *args, "--resume")
+        names = _names(sim)
+        created = sim.stats["requests"].get("created", 0)
+    assert code == 3 and "Traceback" not in said, said
+    assert states == {TaskState.UNKNOWN: 3}
+    assert posts == 3  # each sent once: a lookup that could not be done is no "absent"
+    assert "task(s) unknown after an ambiguous answer" in said
+    assert "resume with: bulkscan run" in said
+    assert again == 0, said_again
+    assert created == 0 and names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
 
 
 async def test_a_name_found_twice_at_the_end_is_reported(tmp_path: Path) -> None:
