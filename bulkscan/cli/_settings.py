@@ -145,6 +145,7 @@ KEYS: tuple[Key, ...] = (
     Key("connect_timeout", "connect_timeout", _seconds, (), "seconds"),
     Key("read_timeout", "read_timeout", _seconds, (), "seconds"),
     Key("task_budget", "task_budget", _seconds, (), "most seconds spent on one task"),
+    Key("settle", "settle", _seconds, (), "seconds of lookups after an ambiguous answer"),
     Key("reports_dir", "reports_dir", _text, (), "parent of run directories and audits"),
     Key("timezone", "timezone", _zone, (), "IANA zone of start times written without offset"),
     Key("token_file", "token_file", _text, (), "file holding an IAM token"),
