@@ -373,7 +373,7 @@ class _Run:
         if prelisted is not None and not unsettled:
             remote = prelisted
         else:  # an outcome to settle: list once its settle window is over, not before
-            await asyncio.sleep(self._settle_wait(keys))
+            await self._wait_settled(keys)
             async with gate:
                 remote = await self._list_remote(group, None, task_key=None)
         if isinstance(remote, DscError) and remote.verdict is Verdict.PROJECT_PERMANENT:
@@ -414,6 +414,20 @@ class _Run:
         if listed.shape is not None:
             self.client.shapes.setdefault(group, listed.shape)  # type: ignore[arg-type]
         return list(answer)
+
+    async def _wait_settled(self, keys: list[str]) -> None:
+        """Before listing: wait out what is left of the settle window of ``keys`` (said on the
+        terminal as tasks being settled)."""
+        wait = self._settle_wait(keys)
+        if wait <= 0:
+            return
+        unsettled = {k for k in keys if self.state[k] in (TaskState.SENDING, TaskState.UNKNOWN)}
+        self.settling |= unsettled
+        self._progress(force=True)
+        try:
+            await asyncio.sleep(wait)
+        finally:
+            self.settling -= unsettled
 
     def _settle_wait(self, keys: list[str]) -> float:
         """Seconds until the settle window has passed since the last attempt of any of
