@@ -692,7 +692,7 @@ async def test_sim_tasks_and_stats(sim: Simulator, session: aiohttp.ClientSessio
     tasks = (await control(session, sim, "GET", "/_sim/tasks")).json
     assert tasks == sim.tasks
     assert set(tasks[0]) == {
-        "id", "remote_id", "name", "project_id", "body", "created_at", "enabled",
+        "id", "remote_id", "name", "project_id", "body", "created_at", "enabled", "region",
     }  # fmt: skip
     stats = (await control(session, sim, "GET", "/_sim/stats")).json
     assert stats["requests"] == {"created": 1, "unauthorized": 1, "listed": 1}
