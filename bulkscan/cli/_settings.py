@@ -26,7 +26,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulkscan.config import parse_rate
+from bulkscan.config import parse_quota_windows, parse_rate
 from bulkscan.errors import UsageError
 
 if TYPE_CHECKING:
@@ -112,6 +112,15 @@ def _rate(value: object, where: str) -> str:
     return text
 
 
+def _windows(value: object, where: str) -> str:
+    text = _text(value, where)
+    try:
+        parse_quota_windows(text)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    return text
+
+
 def _zone(value: object, where: str) -> str:
     name = _text(value, where)
     try:
@@ -145,6 +154,8 @@ KEYS: tuple[Key, ...] = (
     Key("connect_timeout", "connect_timeout", _seconds, (), "seconds"),
     Key("read_timeout", "read_timeout", _seconds, (), "seconds"),
     Key("task_budget", "task_budget", _seconds, (), "most seconds spent on one task"),
+    Key("quota_windows", "quota_windows", _windows, (),
+        "clock-aligned windows an unstated quota may be counted in (1min,1h; none)"),
     Key("settle", "settle", _seconds, (), "seconds of lookups after an ambiguous answer"),
     Key("reports_dir", "reports_dir", _text, (), "parent of run directories and audits"),
     Key("timezone", "timezone", _zone, (), "IANA zone of start times written without offset"),

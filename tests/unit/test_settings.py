@@ -64,6 +64,7 @@ def test_an_explicit_file_is_the_only_one_read(tmp_path: Path) -> None:
         ('rate = "fast"\n', r"key 'rate': rate 'fast' is not of the form"),
         ('timezone = "Mars/Base"\n', r"key 'timezone': 'Mars/Base' is not an IANA time zone"),
         ('endpoints = "http://x"\n', r"key 'endpoints': expected a table of region = URL"),
+        ('quota_windows = "1 fortnight"\n', r"key 'quota_windows': quota window '1 fortnight'"),
         ("rate = \n", r"bulkscan\.toml: not valid TOML: .*line 1"),
     ],
 )
