@@ -35,7 +35,7 @@ from json.encoder import encode_basestring as _encode_text
 from operator import add
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.errors import UsageError
+from bulkscan.errors import InputError, UsageError
 from bulkscan.input.validate import MAX_NAME, show
 from bulkscan.models import DataSource, Instance, Issue, Plan, Profile, RowRef, TaskRequest
 
@@ -46,11 +46,13 @@ if TYPE_CHECKING:
     from bulkscan.models import InputBook, Sheet
 
 __all__ = [
+    "PlanSource",
     "PlanSummary",
     "ProfileRowRecord",
     "RowRecord",
     "RowStatus",
     "RunInput",
+    "SavedPlan",
     "SheetLayout",
     "SummaryRow",
     "build_plan",
@@ -58,6 +60,7 @@ __all__ = [
     "plan_hash",
     "plan_summary",
     "plan_to_json",
+    "read_saved_plan",
     "serialise_body",
     "task_key",
 ]
@@ -412,11 +415,59 @@ def _task_json(task: TaskRequest) -> dict[str, Any]:
     }
 
 
-def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """Every request exactly as it will be sent, with where each came from (deterministic)."""
+@dataclass(frozen=True, slots=True)
+class PlanSource:
+    """What a plan was made from: each input file with the SHA-256 of its bytes (the
+    instances file first, then a separate profiles file), and the settings that shaped it
+    (``InputSettings`` fields: timezone, default project and region, start time unit...)."""
+
+    files: tuple[tuple[str, str], ...]
+    settings: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        files = [{"path": path, "sha256": digest} for path, digest in self.files]
+        return {"files": files, "settings": dict(self.settings)}
+
+
+@dataclass(frozen=True, slots=True)
+class SavedPlan:
+    """A plan file written by ``plan --output``: what it was made from and its hash."""
+
+    path: str
+    plan_hash: str
+    task_count: int
+    source: PlanSource
+
+
+def read_saved_plan(document: Mapping[str, Any], *, path: str) -> SavedPlan:
+    """The plan file ``path`` (parsed JSON) checked for what applying it needs."""
+    try:
+        source = document["source"]
+        files = tuple((str(f["path"]), str(f["sha256"])) for f in source["files"])
+        settings = dict(source["settings"])
+        saved = SavedPlan(path, str(document["plan_hash"]), int(document["task_count"]),
+                          PlanSource(files, settings))  # fmt: skip
+    except (KeyError, TypeError, ValueError, AttributeError):
+        saved = None
+    if saved is None or not files or document.get("version") != PLAN_VERSION:
+        raise InputError(
+            f"{path}: not a plan this version of bulkscan can apply (no inventory hash, or "
+            "another format version); re-run bulkscan plan --output",
+            file=path,
+        )
+    return saved
+
+
+def plan_to_json(plan: Plan, source: PlanSource | None = None) -> dict[str, Any]:
+    """Every request exactly as it will be sent, with where each came from (deterministic).
+
+    With ``source``, the document records the inventory's hash and settings, so that
+    ``bulkscan run PLAN.json`` can apply it, and refuse it once the inventory has changed.
+    """
     return {
         "format": PLAN_FORMAT,
         "version": PLAN_VERSION,
+        **({"source": source.to_json()} if source is not None else {}),
         "plan_hash": plan_hash(plan),
         "task_count": len(plan.tasks),
         "instance_count": plan.instance_count,

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import hashlib
+import json
 import logging
 import os
 import re
@@ -24,7 +26,7 @@ import aiohttp
 
 from bulkscan import __version__
 from bulkscan import audit as _audit
-from bulkscan.config import DispatchSettings, InputSettings
+from bulkscan.config import DispatchSettings, InputLimits, InputSettings
 from bulkscan.dsc.client import (
     DEFAULT_PAGE_SIZE,
     Attempt,
@@ -46,7 +48,16 @@ from bulkscan.errors import (
 from bulkscan.events import AttemptFinished, Event, EventLog, Observer, fan_out, ignore
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
-from bulkscan.plan import RowStatus, RunInput, build_plan, plan_hash
+from bulkscan.plan import (
+    PLAN_FORMAT,
+    PlanSource,
+    RowStatus,
+    RunInput,
+    SavedPlan,
+    build_plan,
+    plan_hash,
+    read_saved_plan,
+)
 from bulkscan.report import audit as _audit_report
 from bulkscan.report import resolved as _resolved
 from bulkscan.report import results as _report
@@ -100,7 +111,11 @@ __all__ = [
     "covered_before",
     "doctor",
     "export",
+    "input_settings_of",
     "open_run",
+    "plan_source",
+    "prepare_saved",
+    "saved_plan",
     "to_send",
     "prepare",
     "planned",
@@ -163,6 +178,7 @@ class Prepared:
     validated: Validated
     plan: Plan
     covered: tuple[Issue, ...] = ()  # rows left out: another existing task scans them
+    plan_file: str | None = None  # the plan file (``plan --output``) it was applied from
 
 
 def check(
@@ -211,6 +227,83 @@ def planned(checked: Checked) -> Prepared:
     if plan.has_errors:
         raise ValidationFailed(plan.issues)
     return Prepared(checked.book, checked.validated, plan)
+
+
+# --- plan files: ``plan --output`` then ``run PLAN.json`` -----------------------------------
+
+_PLAN_SETTINGS = ("project_id", "region", "timezone", "start_time_unit", "strict_db_types",
+                  "encoding")  # fmt: skip
+_PLAN_FILE_CAP = 1 << 30
+
+
+def plan_source(prepared: Prepared, settings: InputSettings) -> PlanSource:
+    """What ``prepared`` was made from, for its plan file: each input file's SHA-256 and the
+    input settings that shaped the plan."""
+    book = prepared.book
+    paths = [book.path] + ([book.profiles_path] if book.profiles_path else [])
+    files = tuple((p, _file_sha256(p, missing_ok=False) or "") for p in paths)
+    return PlanSource(files, {name: getattr(settings, name) for name in _PLAN_SETTINGS})
+
+
+def _file_sha256(path: str, *, missing_ok: bool = True) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        if missing_ok:
+            return None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}", file=path) from None
+    return digest.hexdigest()
+
+
+def saved_plan(path: str | os.PathLike[str]) -> SavedPlan | None:
+    """The plan file at ``path`` (told by its content, whatever its name), or None when
+    ``path`` is not one (an inventory, or missing: the loader says what is wrong)."""
+    name = os.fspath(path)
+    try:
+        with Path(name).open("rb") as handle:
+            if not handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+                return None
+            handle.seek(0)
+            data = handle.read(_PLAN_FILE_CAP)
+        document = json.loads(data.decode("utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("format") != PLAN_FORMAT:
+        return None
+    return read_saved_plan(document, path=name)
+
+
+def prepare_saved(saved: SavedPlan, *, limits: InputLimits | None = None) -> Prepared:
+    """The plan of ``saved`` made again from its inventory with its settings, the same to
+    the byte; refused (``InputError`` naming the file) once an input file has changed."""
+    for path, digest in saved.source.files:
+        now = _file_sha256(path)
+        if now != digest:
+            what = "is gone" if now is None else "changed since the plan was made"
+            raise InputError(f"{saved.path}: {path} {what}; re-run bulkscan plan", file=path)
+    settings = input_settings_of(saved, limits=limits)
+    files = [path for path, _ in saved.source.files]
+    prepared = prepare(files[0], profiles_path=files[1] if len(files) > 1 else None,
+                       settings=settings)  # fmt: skip
+    if plan_hash(prepared.plan) != saved.plan_hash:
+        raise InputError(
+            f"{saved.path}: planning {files[0]} again gives other tasks (another bulkscan "
+            "version or time zone data?); re-run bulkscan plan",
+            file=saved.path,
+        )
+    return dataclasses.replace(prepared, plan_file=saved.path)
+
+
+def input_settings_of(saved: SavedPlan, *, limits: InputLimits | None = None) -> InputSettings:
+    """The input settings ``saved`` was planned with."""
+    recorded = {k: v for k, v in saved.source.settings.items() if k in _PLAN_SETTINGS}
+    try:
+        return InputSettings(**recorded, limits=limits or InputLimits())
+    except TypeError:
+        raise InputError(f"{saved.path}: its settings cannot be read", file=saved.path) from None
 
 
 # --- sending -------------------------------------------------------------------------------
@@ -408,6 +501,8 @@ async def run(
     async with _connected(connection, simulator) as conn:
         described = conn.describe() | {"simulated": simulator is not None}
         settings = run_settings(dispatch_settings, input_settings, described, limit=limit)
+        if prepared.plan_file is not None:  # resume and re-run commands name the plan file
+            settings["plan_file"] = prepared.plan_file
         with contextlib.ExitStack() as stack:
             journal, resumed = _open_locked(
                 stack,

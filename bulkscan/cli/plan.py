@@ -62,7 +62,11 @@ def register(sub: Any) -> None:
         "by other tasks; nothing is sent",
     )
     parser.add_argument(
-        "--output", "-o", metavar="PLAN.json", help="write every request to this JSON file"
+        "--output",
+        "-o",
+        metavar="PLAN.json",
+        help="write every request to this JSON file, with the inventory's hash: "
+        "`bulkscan run PLAN.json` applies it as it is, and refuses it once the inventory changed",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     parser.set_defaults(func=_run)
@@ -90,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"bulkscan: stopped: {fatal}", file=sys.stderr)
         return EXIT_STOPPED
     if args.output:
-        _write(Path(args.output), plan_to_json(plan))
+        _write(Path(args.output), plan_to_json(plan, runner.plan_source(prepared, settings)))
     if args.json:
         document = _summary_json(summary, plan_hash(plan), args.output)
         if check is not None:

@@ -25,7 +25,7 @@ from bulkscan.cli._common import (
 )
 from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._lifecycle import update_on_conflict
-from bulkscan.errors import JournalWriteError, ReportError, ValidationFailed
+from bulkscan.errors import JournalWriteError, ReportError, UsageError, ValidationFailed
 from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
 
 if TYPE_CHECKING:
@@ -48,9 +48,11 @@ def register(sub: Any) -> None:
         description="Validate the inventory (nothing is sent if it has errors), plan the "
         "tasks, then create them in DSC under a rate limit, with retries, a journal and a "
         "result workbook in a new run directory. Rows whose instance another existing "
-        "task already scans are left out (see --allow-duplicate-coverage). Exit 0: every "
-        "task created or already there; 1: some failed; 2: input or usage error; 3: stopped "
-        "(fatal error or Ctrl-C).",
+        "task already scans are left out (see --allow-duplicate-coverage). FILE may also be "
+        "a plan written by `bulkscan plan --output PLAN.json` (told by its content): it is "
+        "applied as it is, with the settings it was planned with, and refused (exit 2) if its "
+        "inventory has changed since. Exit 0: every task created or already there; 1: some "
+        "failed; 2: input or usage error; 3: stopped (fatal error or Ctrl-C).",
     )
     add_input_options(parser)
     add_connection_options(parser)
@@ -107,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = input_settings(args)
     dispatching = dispatch_settings(args)
     try:
-        prepared = runner.prepare(args.file, profiles_path=args.profiles, settings=settings)
+        prepared, settings = _prepared(args, settings)
     except ValidationFailed as failed:
         print_issues(failed.issues)
         errors = sum(1 for i in failed.issues if i.severity == "error")
@@ -161,6 +163,25 @@ def _run(args: argparse.Namespace) -> int:
         else:
             code = _finish(args, result, report)
     return code if updated is None else max(code, updated)
+
+
+def _prepared(args: argparse.Namespace, settings: InputSettings) -> tuple[Prepared, Any]:
+    """The inventory planned, or the plan file (``plan --output``) FILE is, made again."""
+    saved = runner.saved_plan(args.file)
+    if saved is None:
+        prepared = runner.prepare(args.file, profiles_path=args.profiles, settings=settings)
+        return prepared, settings
+    planned = runner.input_settings_of(saved, limits=settings.limits)
+    given = {"timezone": args.timezone, "region": args.region, "project_id": args.project_id,
+             "encoding": args.encoding}  # fmt: skip
+    for name, value in given.items():
+        if value is not None and value != getattr(planned, name):
+            raise UsageError(
+                f"{args.file} was planned with --{name.replace('_', '-')} "
+                f"{getattr(planned, name)!r}: a plan is applied as it was made; re-run "
+                "bulkscan plan to change it"
+            )
+    return runner.prepare_saved(saved, limits=settings.limits), planned
 
 
 def _checked(prepared: Prepared, connection: Any, simulator: Any, dispatching: Any) -> Prepared:

@@ -195,13 +195,15 @@ def rerun_command(meta: RunMeta, retry_path: Path) -> str:
 
 def resume_command(meta: RunMeta, run_dir: Path) -> str:
     """The run's own command (without ``--limit``) that resumes ``run_dir``."""
-    args = _command_args(meta, meta.input_path, drop=("--limit",))
+    args = _command_args(meta, str(meta.settings.get("plan_file") or meta.input_path),
+                         drop=("--limit",))  # fmt: skip
     return shlex.join(["bulkscan", "run", *args, "--resume", str(run_dir)])
 
 
 def _command_args(meta: RunMeta, new_input: str, *, drop: Sequence[str]) -> list[str]:
     """The arguments after ``run`` with the input replaced, ``--resume`` and ``drop`` removed."""
     args = list(meta.command)
+    given = str(meta.settings.get("plan_file") or meta.input_path)  # what the command named
     rest = args[args.index("run") + 1 :] if "run" in args else []
     out: list[str] = []
     replaced = False
@@ -215,8 +217,8 @@ def _command_args(meta: RunMeta, new_input: str, *, drop: Sequence[str]) -> list
         elif name == "--resume":
             follows = rest[i] if i < len(rest) else ""
             if not has_value and follows and not follows.startswith("-"):
-                i += 0 if _is_input(follows, meta.input_path) else 1
-        elif not replaced and not token.startswith("-") and _is_input(token, meta.input_path):
+                i += 0 if _is_input(follows, given) else 1
+        elif not replaced and not token.startswith("-") and _is_input(token, given):
             out.append(new_input)
             replaced = True
         else:

@@ -282,7 +282,9 @@ def test_plan_output_is_every_request_as_plan_to_json_gives_it(
     assert f"wrote every request to {target}" in out
     written = json.loads(target.read_text("utf-8"))
     expected = json.loads(json.dumps(plan_to_json(runner.prepare(SAMPLE).plan)))
+    source = written.pop("source")  # the inventory's hash, which `run PLAN.json` checks
     assert written == expected
+    assert [f["path"] for f in source["files"]] == [str(SAMPLE)]
     assert written["task_count"] == len(written["tasks"]) > 0
 
 
