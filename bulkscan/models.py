@@ -154,6 +154,7 @@ class Profile:
     task_name: str = "bulkscan-{profile}-{region}-{digest}"  # see plan.content_digest
     max_sources: int = 50
     ref: RowRef | None = None
+    timezone: str | None = None  # IANA zone its zone-less start_time was read in, if its own
 
 
 class Verdict(enum.StrEnum):

@@ -30,10 +30,12 @@ import json
 import string
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from json.encoder import encode_basestring as _encode_text
 from operator import add
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from bulkscan.errors import InputError, UsageError
 from bulkscan.input.validate import MAX_NAME, show
@@ -62,6 +64,8 @@ __all__ = [
     "plan_to_json",
     "read_saved_plan",
     "serialise_body",
+    "start_time_text",
+    "start_zones",
     "task_key",
 ]
 
@@ -354,6 +358,23 @@ def _head(body: Mapping[str, Any]) -> str:
         return ""
     settings = {k: v for k, v in body.items() if k not in ("data_sources", "task_name")}
     return _ENCODER.encode(settings)[1:-1] + ","
+
+
+def start_zones(profiles: Mapping[str, Profile], default: str) -> dict[str, str]:
+    """The zone each profile's zone-less start time was read in: the profile's ``timezone``
+    column, else ``default`` (``--timezone``, else the machine's local zone).  A start time
+    written with an offset keeps its offset, whatever the zone."""
+    return {name: profile.timezone or default for name, profile in profiles.items()}
+
+
+def start_time_text(body_bytes: bytes, *, zone: str, unit: str = "s") -> str:
+    """A request's start time as a person reads it, in ``zone`` with its offset, or ``now``."""
+    value = json.loads(body_bytes).get("start_time", 0)
+    if not value:
+        return "now"
+    seconds = value / 1000 if unit == "ms" else value
+    moment = datetime.fromtimestamp(seconds, ZoneInfo(zone))
+    return f"{moment.isoformat(sep=' ', timespec='minutes')} ({zone})"
 
 
 def plan_hash(plan: Plan) -> str:

@@ -501,8 +501,7 @@ async def run(
     async with _connected(connection, simulator) as conn:
         described = conn.describe() | {"simulated": simulator is not None}
         settings = run_settings(dispatch_settings, input_settings, described, limit=limit)
-        if prepared.plan_file is not None:  # resume and re-run commands name the plan file
-            settings["plan_file"] = prepared.plan_file
+        settings |= _input_facts(prepared)
         with contextlib.ExitStack() as stack:
             journal, resumed = _open_locked(
                 stack,
@@ -534,6 +533,16 @@ async def run(
                 result = _abandoned(journal, attempts.count)
     covered = len(prepared.covered)
     return RunResult(journal.run_dir, result, resumed, tuple(notes), covered=covered)
+
+
+def _input_facts(prepared: Prepared) -> dict[str, Any]:
+    """What the journal keeps of the input beyond ``run_settings``: the plan file applied
+    (resume and re-run commands name it) and the profiles' own time zones (the workbook
+    shows each start time in its zone)."""
+    profiles = prepared.validated.profiles.values()
+    zones = {p.name: p.timezone for p in profiles if p.timezone}
+    facts: dict[str, Any] = {"profile_timezones": zones} if zones else {}
+    return facts | ({"plan_file": prepared.plan_file} if prepared.plan_file else {})
 
 
 class _TolerantLog:

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import zoneinfo
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +18,15 @@ from bulkscan.config import (
     parse_rate,
 )
 from bulkscan.errors import UsageError
+from bulkscan.plan import start_time_text as plan_start_text
+from bulkscan.plan import start_zones
 from bulkscan.runner import Status
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping
 
-    from bulkscan.models import Issue, TaskRequest
+    from bulkscan.models import Issue, Profile, TaskRequest
 
 __all__ = [
     "add_connection_options",
@@ -147,14 +148,12 @@ def _known_zone(name: str) -> bool:
     return True
 
 
-def start_time_text(task: TaskRequest, settings: InputSettings) -> str:
-    """A task's start time as a person reads it: in the input's zone, with the offset."""
-    value = json.loads(task.body_bytes).get("start_time", 0)
-    if not value:
-        return "now"
-    seconds = value / 1000 if settings.start_time_unit == "ms" else value
-    moment = datetime.fromtimestamp(seconds, settings.tz)
-    return f"{moment.isoformat(sep=' ', timespec='minutes')} ({settings.timezone})"
+def start_time_text(
+    task: TaskRequest, settings: InputSettings, profiles: Mapping[str, Profile]
+) -> str:
+    """A task's start time as a person reads it: in its profile's zone, with the offset."""
+    zone = start_zones(profiles, settings.timezone).get(task.profile, settings.timezone)
+    return plan_start_text(task.body_bytes, zone=zone, unit=settings.start_time_unit)
 
 
 def print_issues(issues: tuple[Issue, ...], *, limit: int = 200) -> None:

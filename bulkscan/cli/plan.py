@@ -28,10 +28,10 @@ from bulkscan.run.remote import fatal_answer
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from bulkscan.config import InputSettings
-    from bulkscan.models import TaskRequest
+    from bulkscan.models import Profile, TaskRequest
     from bulkscan.plan import PlanSummary
     from bulkscan.run.coverage import RemoteCheck
     from bulkscan.runner import Prepared
@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         print_json(document)
         return EXIT_OK
     print_issues(plan.issues)
-    _print_tasks(plan.tasks, settings)
+    _print_tasks(plan.tasks, settings, prepared.validated.profiles)
     _print_summary(prepared.book.path, summary)
     if check is not None:
         print_check(*check)
@@ -130,7 +130,9 @@ def _write(path: Path, document: dict[str, Any]) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _print_tasks(tasks: Sequence[TaskRequest], settings: InputSettings) -> None:
+def _print_tasks(
+    tasks: Sequence[TaskRequest], settings: InputSettings, profiles: Mapping[str, Profile]
+) -> None:
     """Every task, sorted by project, region and name, with its start time and zone."""
     header = f"{'task':<44} {'project':<34} {'region':<16} {'sources':>7}  start"
     print(header)
@@ -138,7 +140,7 @@ def _print_tasks(tasks: Sequence[TaskRequest], settings: InputSettings) -> None:
     for task in sorted(tasks, key=lambda t: (t.project_id, t.region, t.name)):
         print(
             f"{task.name:<44} {task.project_id:<34} {task.region:<16} "
-            f"{len(task.sources):>7}  {start_time_text(task, settings)}"
+            f"{len(task.sources):>7}  {start_time_text(task, settings, profiles)}"
         )
     sources = sum(len(t.sources) for t in tasks)
     print(f"{'total':<44} {len(tasks):>6} task(s){'':<28}{sources:>7}")

@@ -243,7 +243,8 @@ def _confirmed(
     """Ask on the terminal; ``--yes`` answers for the person (the only way without one)."""
     if args.yes:
         return True
-    starts = sorted({start_time_text(t, settings) for t in prepared.plan.tasks})
+    profiles = prepared.validated.profiles
+    starts = sorted({start_time_text(t, settings, profiles) for t in prepared.plan.tasks})
     shown = ", ".join(starts[:3]) + (f" and {len(starts) - 3} more" if len(starts) > 3 else "")
     answer = input(f"Create {sending} task(s), starting {shown}? [y/N] ")
     return answer.strip().lower() in ("y", "yes")

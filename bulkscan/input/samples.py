@@ -60,18 +60,19 @@ INSTANCE_HEADERS = (
 )
 PROFILE_HEADERS = tuple(column.name for column in schema.PROFILE_COLUMNS)
 
-# name, schedule, start, start_now, switch, delete_failed, six scan switches, description,
-# pattern, max_sources: three profiles whose groups split into several tasks.
+# name, schedule, start, timezone (blank: --timezone), start_now, switch, delete_failed, six
+# scan switches, description, pattern, max_sources: three profiles whose groups split into
+# several tasks.
 _PROFILES: tuple[tuple[Any, ...], ...] = (
-    ("nightly", "DAY", dt.datetime(2025, 3, 1, 2, 0), False, True, False,
+    ("nightly", "DAY", dt.datetime(2025, 3, 1, 2, 0), None, False, True, False,
      True, True, False, False, True, True,
      "Nightly metadata scan of production databases",
      "{profile}-{region}-{project:.8}-{seq:03}", 20),
-    ("weekly", "WEEK", "2025-03-02T03:00:00+08:00", False, True, True,
+    ("weekly", "WEEK", "2025-03-02T03:00:00+08:00", None, False, True, True,
      True, True, True, False, True, False,
      "Weekly deep scan, privileges included",
      "{profile}-{region}-{project:.8}-{seq:03}", 10),
-    ("once", "ONCE", None, True, False, False,
+    ("once", "ONCE", None, None, True, False, False,
      True, True, False, False, True, True,
      "One-off scan after onboarding",
      "{profile}-{region}-{project:.8}-{seq:03}", 50),
@@ -107,12 +108,13 @@ def write_sample_with_errors(path: str | os.PathLike[str]) -> None:
     rows.append(list(rows[11]))  # the duplicate instance: same id, project and profile
     rows[-1][INSTANCE_HEADERS.index("notes")] = "mistake: the row above, listed twice"
     profiles = [list(p) for p in _PROFILES]
-    profiles[0][1] = "HOURLY"  # schedule_type
-    profiles[1][2] = "next tuesday"  # start_time
-    profiles[2][14] = 0  # max_sources
-    profiles[2][12] = "One-off scan. " * 80  # task_description over 1024 characters
+    at = PROFILE_HEADERS.index
+    profiles[0][at("schedule_type")] = "HOURLY"
+    profiles[1][at("start_time")] = "next tuesday"
+    profiles[2][at("max_sources")] = 0
+    profiles[2][at("task_description")] = "One-off scan. " * 80  # over 1024 characters
     clash = list(_PROFILES[2])
-    clash[12] = "mistake: a second profile named 'once'"
+    clash[at("task_description")] = "mistake: a second profile named 'once'"
     profiles.append(clash)
     _write_workbook(path, rows, profiles)
 

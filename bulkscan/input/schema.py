@@ -91,6 +91,10 @@ PROFILE_COLUMNS: tuple[Column, ...] = (
     Column("start_time", False,
            "Excel date-time, ISO-8601 text or epoch integer; blank means 0 (start now).",
            ("start", "start_at")),
+    Column("timezone", False,
+           "IANA time zone (e.g. Asia/Shanghai) of this profile's start_time when it has no "
+           "offset; blank uses --timezone, else the machine's local zone.",
+           ("time_zone", "tz")),
     Column("start_now", False, "Start the scan immediately (default TRUE).", ()),
     Column("schedule_switch", False, "Scheduling on/off (default FALSE).", ("schedule_on",)),
     Column("delete_failed_meta", False, "Delete metadata of failed scans (default FALSE).", ()),

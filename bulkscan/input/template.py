@@ -40,6 +40,7 @@ EXAMPLE_PROFILE: dict[str, Any] = {
     "profile": "nightly",
     "schedule_type": "DAY",
     "start_time": "2025-03-01T02:00:00+08:00",
+    "timezone": "Asia/Shanghai",
     "start_now": False,
     "schedule_switch": True,
     "delete_failed_meta": False,
@@ -66,7 +67,11 @@ _README = (
     "(owner, environment, notes...) are carried to the report untouched.",
     "5. Yes/no cells accept TRUE/FALSE, yes/no, y/n, 1/0 or on/off; blank means the default.",
     "6. start_time takes an Excel date-time, ISO-8601 text (2025-03-01T02:00:00+08:00) or "
-    "epoch seconds; blank means 0 (start now).",
+    "epoch seconds; blank means 0 (start now). A time written without an offset (02:00) is "
+    "read in the profile's timezone column (an IANA name such as Asia/Shanghai), else in the "
+    "zone given by --timezone, else in the local zone of the machine that runs bulkscan; an "
+    "offset in the cell (+08:00) always wins. bulkscan plan shows every start time with its "
+    "offset.",
     "7. Delete the example row of each sheet (row 2), or replace all its values: bulkscan "
     "refuses to send it ('example row still present'). Then check the file: "
     "bulkscan validate FILE.xlsx",

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from types import MappingProxyType, MemberDescriptorType
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bulkscan.errors import BulkscanError
 from bulkscan.input import schema
@@ -73,6 +74,7 @@ __all__ = [
     "parse_int",
     "parse_schedule_type",
     "parse_start_time",
+    "parse_timezone",
     "parse_text",
     "show",
     "validate",
@@ -262,6 +264,20 @@ def parse_schedule_type(value: object) -> str:
     raise CellError(f"{_q(value)} is not a schedule type", hint=hint)
 
 
+def parse_timezone(value: object) -> str:
+    """An IANA time zone name (``Asia/Shanghai``), as the tz database spells it."""
+    name = parse_text(value)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CellError(
+            f"{_q(value)} is not a known time zone",
+            hint="give an IANA name such as Asia/Shanghai, Europe/Paris or UTC, or leave it "
+            "blank for --timezone",
+        ) from None
+    return name
+
+
 def parse_start_time(value: object, *, tz: tzinfo, unit: Literal["s", "ms"]) -> int:
     """A start time in the wire ``unit``; blank → 0.
 
@@ -439,6 +455,8 @@ def _profile_cell(profile: Profile, column: str) -> str:
         return profile.name
     if column in _SCAN_FIELDS:
         return _plain(getattr(profile.scan, column))
+    if column == "timezone" and profile.timezone is None:
+        return "(--timezone, else the local zone)"
     return _plain(getattr(profile, column))
 
 
@@ -595,10 +613,13 @@ def _profile_row(
             column="profile",
             hint="name the profile, or delete the row",
         )
+    zone = _parsed(row, "timezone", parse_timezone, None, sink)
     start_time = _parsed(
         row,
         "start_time",
-        lambda v: parse_start_time(v, tz=settings.tz, unit=settings.start_time_unit),
+        lambda v: parse_start_time(
+            v, tz=ZoneInfo(zone) if zone else settings.tz, unit=settings.start_time_unit
+        ),
         DEFAULT_PROFILE.start_time,
         sink,
     )
@@ -619,6 +640,7 @@ def _profile_row(
         task_name=_parsed(row, "task_name", check_name_pattern, DEFAULT_PROFILE.task_name, sink),
         max_sources=_parsed(row, "max_sources", _max_sources, DEFAULT_PROFILE.max_sources, sink),
         ref=row.ref,
+        timezone=zone,
         **flags,
     )
     if profile.task_description == _EXAMPLE_DESCRIPTION:

@@ -25,13 +25,13 @@ import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bulkscan import __version__
 from bulkscan.events import local_now
 from bulkscan.input import schema
 from bulkscan.models import Outcome
-from bulkscan.plan import RowStatus
+from bulkscan.plan import RowStatus, start_time_text
 from bulkscan.report.cells import (
     SEVERITY_TONES,
     VERDICT_TONES,
@@ -331,7 +331,8 @@ def _write_results(run: _Run, path: Path, *, generated: dt.datetime, command: st
 
 
 _TASK_HEADERS = (
-    "task name", "project", "region", "profile", "data sources", "input rows", "outcome",
+    "task name", "project", "region", "profile", "start time", "data sources", "input rows",
+    "outcome",
     "DSC task id", "HTTP status", "error code", "message", "request id", "attempts",
     "throttled", "first attempt (UTC)", "last attempt (UTC)", "last latency (s)",
     "existing task id", "existing task's data sources", "task key",
@@ -339,12 +340,13 @@ _TASK_HEADERS = (
 _TASK_IDS = (
     "task name", "project", "DSC task id", "request id", "existing task id", "task key",
 )  # fmt: skip
-_TASK_WIDTHS = (36, 34, 14, 14, 12, 16, 14, 14, 11, 18, 60, 34, 10, 10, 20, 20, 14, 16, 40, 66)
+_TASK_WIDTHS = (36, 34, 14, 14, 36, 12, 16, 14, 14, 11, 18, 60, 34, 10, 10, 20, 20, 14, 16, 40, 66)
 
 
-def _task_line(task: TaskRecord) -> list[object]:
+def _task_line(task: TaskRecord, settings: Mapping[str, Any]) -> list[object]:
     return [
-        task.name, task.project_id, task.region, task.profile, len(task.sources),
+        task.name, task.project_id, task.region, task.profile, _start_text(task, settings),
+        len(task.sources),
         _rows_text(task.rows), str(task.outcome), task.task_id, task.http_status,
         task.error_code, _task_message(task), task.request_id, task.attempts, task.throttled,
         task.first_attempt_at, task.last_attempt_at, task.last_latency_s,
@@ -352,12 +354,19 @@ def _task_line(task: TaskRecord) -> list[object]:
     ]  # fmt: skip
 
 
+def _start_text(task: TaskRecord, settings: Mapping[str, Any]) -> str:
+    """The task's start time with its offset, in the zone its zone-less time was read in."""
+    zone = settings.get("profile_timezones", {}).get(task.profile)
+    zone = zone or settings.get("timezone") or "UTC"
+    return start_time_text(task.body_bytes, zone=zone, unit=settings.get("start_time_unit", "s"))
+
+
 def _write_tasks(wb: Workbook, run: _Run) -> None:
     write_table(
         wb,
         "Tasks",
         _TASK_HEADERS,
-        (_task_line(t) for t in run.tasks),
+        (_task_line(t, run.meta.settings) for t in run.tasks),
         widths=_TASK_WIDTHS,
         status_column="outcome",
         number_formats={"last latency (s)": "0.000"},
@@ -437,7 +446,11 @@ def run_tables(run_dir: str | os.PathLike[str]) -> Mapping[str, Table]:
         run = _read(journal, path)
     return {
         "Rows": _rows_table(run),
-        "Tasks": Table(_TASK_HEADERS, tuple(tuple(_task_line(t)) for t in run.tasks), _TASK_IDS),
+        "Tasks": Table(
+            _TASK_HEADERS,
+            tuple(tuple(_task_line(t, run.meta.settings)) for t in run.tasks),
+            _TASK_IDS,
+        ),
         "Attempts": Table(
             _ATTEMPT_HEADERS,
             tuple(tuple(_attempt_line(a, run.by_key)) for a in run.attempts),

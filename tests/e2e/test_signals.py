@@ -12,9 +12,11 @@ import shutil
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import openpyxl
+
 from bulkscan.sim.server import Simulator
 from tests.e2e.test_operator import _inventory, _on_a_terminal, _piped
-from tests.e2e.test_run_e2e import P1
+from tests.e2e.test_run_e2e import P1, REGION
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -84,3 +86,55 @@ async def test_a_plan_on_a_terminal_asks_before_it_is_applied(tmp_path: Path) ->
         assert len(sim.tasks) == 2
         assert "Traceback" not in shown
 
+
+# --- a profile's time zone -------------------------------------------------------------------
+
+
+def _zoned_inventory(path: Path, zone: str | None) -> Path:
+    """Two profiles starting at 02:00 without an offset: one with ``zone``, one without."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "project_id", "region", "profile"])
+    sheet.append(["ins-a", "MySQL", P1, REGION, "zoned"])
+    sheet.append(["ins-b", "MySQL", P1, REGION, "plain"])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "start_now", "start_time", "timezone"])
+    profiles.append(["zoned", False, "2030-03-01 02:00", zone])
+    profiles.append(["plain", False, "2030-03-01 02:00", None])
+    book.save(path)
+    return path
+
+
+async def test_a_profile_time_zone_changes_what_is_sent_and_is_shown(tmp_path: Path) -> None:
+    inventory = _zoned_inventory(tmp_path / "inv.xlsx", "Asia/Shanghai")
+    reports = tmp_path / "r"
+    async with Simulator(projects=[P1]) as sim:
+        run = ["run", inventory, "--endpoint", sim.url, "--reports-dir", reports, "--yes"]
+        done = await _piped(tmp_path, b"", *run, "--timezone", "Europe/Paris", tz="UTC")
+        assert done.code == 0, done.err
+        sent = {t["body"]["data_sources"][0]["ins_id"]: t["body"]["start_time"] for t in sim.tasks}
+    shanghai = datetime(2030, 2, 28, 18, 0, tzinfo=UTC).timestamp()  # 02:00 +08:00
+    paris = datetime(2030, 3, 1, 1, 0, tzinfo=UTC).timestamp()  # 02:00 +01:00
+    assert sent == {"ins-a": int(shanghai), "ins-b": int(paris)}
+    (results,) = reports.glob("*/results.xlsx")
+    sheet = openpyxl.load_workbook(results, read_only=True)["Tasks"]
+    rows = list(sheet.iter_rows(values_only=True))
+    column = rows[0].index("start time")
+    starts = sorted(str(r[column]) for r in rows[1:])
+    assert starts == [
+        "2030-03-01 02:00+01:00 (Europe/Paris)",
+        "2030-03-01 02:00+08:00 (Asia/Shanghai)",
+    ]
+    shown = await _piped(tmp_path, b"", "plan", inventory, tz="UTC")
+    assert "2030-03-01 02:00+08:00 (Asia/Shanghai)" in shown.out
+    assert "2030-03-01 02:00+00:00 (UTC)" in shown.out
+
+
+async def test_an_unknown_profile_zone_is_refused_naming_its_cell(tmp_path: Path) -> None:
+    inventory = _zoned_inventory(tmp_path / "inv.xlsx", "Asia/Shanghia")
+    done = await _piped(tmp_path, b"", "validate", inventory)
+    assert done.code == 2
+    assert "sheet 'profiles', row 2, column 'timezone'" in done.err + done.out
+    assert "'Asia/Shanghia' is not a known time zone" in done.err + done.out

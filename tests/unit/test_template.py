@@ -49,9 +49,9 @@ def test_template_example_rows_are_errors_naming_their_rows(template: Path):
 def test_template_validates_once_its_example_rows_are_replaced(template: Path):
     workbook = openpyxl.load_workbook(template)
     workbook["instances"]["A2"] = "4e1a2b3c4d5e6f708192a3b4c5d6e7f8in01"
-    workbook["profiles"]["M2"] = "Nightly metadata scan"
+    workbook["profiles"]["N2"] = "Nightly metadata scan"
     assert workbook["instances"]["A1"].value == "ins_id"
-    assert workbook["profiles"]["M1"].value == "task_description"
+    assert workbook["profiles"]["N1"].value == "task_description"
     workbook.save(template)
     assert check(template).issues == ()
 
@@ -61,6 +61,13 @@ def test_template_readme_says_to_delete_the_example_rows(template: Path):
     text = " ".join(str(c.value) for row in readme.iter_rows() for c in row if c.value)
     assert "Delete the example row" in text
     assert "example row still present" in text
+
+
+def test_template_readme_says_which_zone_a_zone_less_start_time_is_read_in(template: Path):
+    readme = openpyxl.load_workbook(template)["README"]
+    text = " ".join(str(c.value) for row in readme.iter_rows() for c in row if c.value)
+    assert "without an offset" in text and "timezone column" in text
+    assert "--timezone" in text and "local zone" in text
 
 
 def test_headers_are_bold_frozen_and_explained(template: Path):

@@ -777,6 +777,32 @@ def test_a_full_profile_row_is_parsed() -> None:
     assert result.profiles["default"] == DEFAULT_PROFILE
 
 
+def test_a_zone_less_start_time_is_read_in_the_profile_zone_first() -> None:
+    naive, aware = "2030-03-01 02:00", "2030-03-01T02:00:00+01:00"
+    profiles = [
+        {"profile": "own", "start_time": naive, "timezone": "Asia/Shanghai"},
+        {"profile": "offset", "start_time": aware, "timezone": "Asia/Shanghai"},
+        {"profile": "given", "start_time": naive},
+    ]
+    result = validate(make_book([row()], profiles=profiles), settings(timezone="Europe/Paris"))
+    assert result.issues == ()
+    found = {name: p.start_time for name, p in result.profiles.items()}
+    moment = datetime(2030, 3, 1, 2, 0)
+    assert found["own"] == moment.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    assert found["offset"] == datetime.fromisoformat(aware).timestamp()  # the offset wins
+    assert found["given"] == moment.replace(tzinfo=ZoneInfo("Europe/Paris")).timestamp()
+    assert result.profiles["own"].timezone == "Asia/Shanghai"
+    assert result.profiles["given"].timezone is None
+
+
+def test_an_unknown_profile_zone_is_an_error_naming_its_cell() -> None:
+    profiles = [{"profile": "p", "start_time": "2030-03-01 02:00", "timezone": "Asia/Shanghia"}]
+    issue = only(run([row(profile="p")], profiles=profiles).issues, "error")
+    assert (issue.ref, issue.column) == (RowRef(FILE, "profiles", 2), "timezone")
+    assert "'Asia/Shanghia' is not a known time zone" in str(issue)
+    assert "profiles" in str(issue) and "row 2" in str(issue)
+
+
 def test_start_time_follows_the_wire_unit_setting() -> None:
     profiles = [{"profile": "p", "start_time": "2024-01-01T00:00:00Z"}]
     result = validate(make_book([row()], profiles=profiles), settings(start_time_unit="ms"))
