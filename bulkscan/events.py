@@ -28,6 +28,7 @@ __all__ = [
     "Event",
     "EventLog",
     "LocalStamps",
+    "LockTakenOver",
     "Observer",
     "Progress",
     "RateChanged",
@@ -106,12 +107,26 @@ class RunStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class LockTakenOver:
+    """A sending lock left by a run whose process is gone (killed) was taken over."""
+
+    run_dir: str  # the run directory the lock names, or "unknown"
+    pid: str  # the process that held it
+    gone: bool  # that pid no longer exists (else it merely no longer holds the lock)
+    projects: str  # the projects the lock was for, comma separated
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
-    done: int
+    """The selected tasks so far (counted by ``run.states.tally``): ``settled`` of ``total``
+    have an outcome (``created`` in DSC, ``failed``); ``sent`` had their request leave."""
+
+    settled: int
     total: int
     created: int
     failed: int
     retrying: int
+    sent: int
     rate_per_s: float
     eta_s: float | None
     settling: int = 0  # tasks being looked up over the settle window after an ambiguous answer
@@ -126,6 +141,7 @@ Event = (
     | Reconciled
     | RunStopped
     | Progress
+    | LockTakenOver
 )
 
 

@@ -507,7 +507,7 @@ async def run(
                 stack,
                 prepared,
                 conn,
-                notes=notes,
+                observer=observer,
                 reports_dir=reports_dir,
                 resume=resume,
                 settings=settings,
@@ -581,7 +581,7 @@ def _open_locked(
     prepared: Prepared,
     conn: Connection,
     *,
-    notes: list[str],
+    observer: Observer,
     reports_dir: str | os.PathLike[str],
     resume: str | os.PathLike[str] | bool,
     settings: dict[str, Any],
@@ -599,9 +599,9 @@ def _open_locked(
     if resume:
         journal, resumed = open_run(prepared, **options)
         stack.enter_context(journal)
-        stack.enter_context(lock_sending(targets, notes))(journal.run_dir)
+        stack.enter_context(lock_sending(targets, observer))(journal.run_dir)
         return journal, resumed
-    record_run_dir = stack.enter_context(lock_sending(targets, notes))
+    record_run_dir = stack.enter_context(lock_sending(targets, observer))
     journal, resumed = open_run(prepared, **options)
     stack.enter_context(journal)
     record_run_dir(journal.run_dir)
@@ -1179,7 +1179,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:
 @dataclass(frozen=True, slots=True)
 class ScanStatus:
     """Every task's latest run; ``exit_code`` 0 all succeeded, 1 some failed (or could not be
-    read), 4 some still running (or never ran) when the wait ended."""
+    read), 4 some still running (or never ran, or never sent) when the wait ended."""
 
     scans: tuple[ScanRecord, ...]
     report: _report.ReportPaths
@@ -1193,10 +1193,12 @@ class ScanStatus:
 
     @property
     def exit_code(self) -> int:
+        """A run with tasks not sent (or unknown) is never 0: their scans never ran."""
         states = {scan.state for scan in self.scans}
         if states & {ScanState.FAILED, ScanState.UNKNOWN}:
             return 1
-        return 4 if states & {ScanState.RUNNING, ScanState.NEVER_RAN} else 0
+        waiting = states & {ScanState.RUNNING, ScanState.NEVER_RAN}
+        return 4 if waiting or self.report.tally.unfinished else 0
 
 
 @dataclass(frozen=True, slots=True)

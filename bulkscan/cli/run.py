@@ -26,7 +26,14 @@ from bulkscan.cli._common import (
 from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._lifecycle import update_on_conflict
 from bulkscan.errors import JournalWriteError, ReportError, UsageError, ValidationFailed
-from bulkscan.events import AttemptFinished, Event, Progress, RateChanged, RunStopped
+from bulkscan.events import (
+    AttemptFinished,
+    Event,
+    LockTakenOver,
+    Progress,
+    RateChanged,
+    RunStopped,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -342,8 +349,8 @@ class _Renderer:
         if isinstance(event, Progress) and self.enabled:
             eta = "" if event.eta_s is None else f" ETA {_duration(event.eta_s)}"
             line = (
-                f"\r{event.done}/{event.total} done, {event.created} created, "
-                f"{event.failed} failed, {event.retrying} retrying, "
+                f"\r{event.settled}/{event.total} settled ({event.created} in DSC, "
+                f"{event.failed} failed), {event.sent} sent, {event.retrying} retrying, "
                 f"{event.rate_per_s:.2g}/s{eta}"
             )
             sys.stderr.write(line.ljust(78))
@@ -356,6 +363,9 @@ class _Renderer:
                 self.answered = self.clock()
             elif event.verdict == "transient":  # no answer (refused, reset, timed out)
                 self._unreachable()
+        elif isinstance(event, LockTakenOver):
+            why = "which is gone" if event.gone else "which no longer holds it"
+            self.note(f"took over the lock of run {event.run_dir} left by pid {event.pid}, {why}")
         elif isinstance(event, RunStopped) and event.reason == "fatal":
             self.note(f"stopped: {event.message}")
 
@@ -420,14 +430,16 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
                 "status": str(result.status),
                 "outcomes": {str(s): n for s, n in sorted(result.counts.items()) if n},
                 "covered_rows": result.covered,
+                "errors": report.tally.errors,
+                "unfinished": report.tally.unfinished,
+                "held_back": dispatched.held_back,
                 "error_codes": dict(report.error_codes),
                 "exit_code": code,
             }
         )
         return code
     print(
-        f"run {result.run_dir.name}: {dispatched.requests} request(s), "
-        f"{_ENDINGS[dispatched.stop_reason]}"
+        f"run {result.run_dir.name}: {dispatched.requests} request(s), {_ending(result, report)}"
         + (f": {dispatched.message}" if dispatched.message else "")
     )
     for state, n in sorted(result.counts.items(), key=lambda kv: -kv[1]):
@@ -438,7 +450,7 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
     for line in dispatched.duplicates:
         print(f"duplicate: {line}")
     if report.error_codes:
-        print("errors by code:")
+        print(f"errors by code ({report.tally.errors} task(s), as in the workbook):")
         for err, n in report.error_codes.items():
             print(f"  {err:<24} {n:>6}")
     print(f"results: {report.results}")
@@ -446,11 +458,30 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
     return code
 
 
+def _ending(result: RunResult, report: ReportPaths) -> str:
+    """How the run ended, in words that never say "finished" while tasks are left."""
+    reason = result.dispatch.stop_reason
+    if reason != "done" or not report.tally.unfinished:
+        return _ENDINGS[reason]
+    return _left_text(result, report)
+
+
+def _left_text(result: RunResult, report: ReportPaths) -> str:
+    """The tasks a resume works on, those ``--limit`` held back named as such."""
+    left, held = report.tally.unfinished, min(result.dispatch.held_back, report.tally.unfinished)
+    if held == left:
+        return f"{held} task(s) held back by --limit"
+    what = "not sent" if not report.tally.unknown else "not finished"
+    if held:
+        return f"{left} task(s) {what} ({held} held back by --limit)"
+    return f"{left} task(s) {what}"
+
+
 def _next_step(result: RunResult, report: ReportPaths) -> str:
     """The one thing to do next: resume first (it settles unknown outcomes too), then the
     retry workbook once nothing is left to resume."""
-    if result.unfinished:
-        return f"{result.unfinished} task(s) not finished; resume with: {report.resume_command}"
+    if report.tally.unfinished:
+        return f"{_left_text(result, report)}; resume with: {report.resume_command}"
     if report.rerun_command:
         return f"re-run the failures after fixing them: {report.rerun_command}"
     return "nothing left to do"

@@ -22,9 +22,10 @@ DESCRIPTION = """\
 For every task RUN_DIR's run created or found, read its runs in DSC and report the latest:
 its state, start and end times and error message. Writes a Scans sheet into results.xlsx
 (and a chart of scan states on its Summary). Reads only; changes nothing. --wait polls until
-every scan has finished or --timeout. Exit 0: every latest scan succeeded; 1: some failed (or
-could not be read); 4: some still running, or never ran, when it stopped waiting; 2: usage
-error."""
+every scan has finished or --timeout. A run with tasks not sent yet (--limit, a stop) says
+so, with its resume command, and never exits 0. Exit 0: every latest scan succeeded; 1: some
+failed (or could not be read); 4: some still running, never ran or never sent, when it stopped
+waiting; 2: usage error."""
 
 
 def register(sub: Any) -> None:
@@ -75,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
                 "counts": result.counts(),
                 "requests": result.requests,
                 "scans": [_scan_json(s) for s in result.scans],
+                "tasks_not_sent_or_unknown": result.report.tally.unfinished,
                 "exit_code": result.exit_code,
             }
         )
@@ -84,6 +86,12 @@ def _run(args: argparse.Namespace) -> int:
     for scan in result.scans:
         if str(scan.state) in ("failed", "unknown"):
             print(f"  {scan.name}: {scan.state}: {scan.error or scan.status or ''}")
+    left = result.report.tally.unfinished
+    if left:
+        print(
+            f"  {left} task(s) of this run not sent yet or of unknown outcome: no scan of "
+            f"theirs can have run; resume with: {result.report.resume_command}"
+        )
     print(f"results: {result.report.results}")
     return result.exit_code
 

@@ -55,6 +55,7 @@ from bulkscan.report.summary import (
 )
 from bulkscan.run.coverage import COVERED_PREFIX
 from bulkscan.run.lifecycle import read_actions, read_scans
+from bulkscan.run.states import BAD_STATES, Tally, tally_of
 from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
@@ -86,7 +87,6 @@ RESULTS_FILE = "results.xlsx"
 RETRY_FILE = "retry.xlsx"
 # Outcomes whose rows go into retry.xlsx (see the module docstring for the others).
 RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.GAVE_UP, Outcome.UNKNOWN})
-_SUCCESS = frozenset({Outcome.CREATED, Outcome.ACCEPTED, Outcome.EXISTS})
 _INPUT_SUFFIXES = frozenset({".xlsx", ".csv", ".tsv", ".txt"})
 _RUN_STATUS_TONES: Mapping[str, Tone] = {
     "done": "good",
@@ -100,14 +100,16 @@ _RUN_STATUS_TONES: Mapping[str, Tone] = {
 class ReportPaths:
     """The workbooks written, the task counts by outcome and the commands to go on with.
 
-    ``error_codes`` counts the tasks that ended with an error by code (the Summary's
-    "Errors by code" table); ``resume_command`` is the run's own command with ``--resume``,
+    ``tally`` counts the tasks as the terminal and ``status`` show them (``states.tally``);
+    ``error_codes`` counts its ``errors`` by code (the Summary's "Errors by code" table,
+    which sums to the same number); ``resume_command`` is the run's own command with ``--resume``,
     for the tasks not sent yet or whose outcome is unknown.
     """
 
     results: Path
     retry: Path | None
     counts: Mapping[Outcome, int] = field(default_factory=dict)
+    tally: Tally = field(default_factory=Tally)
     error_codes: Mapping[str, int] = field(default_factory=dict)
     retry_tasks: int = 0
     retry_rows: int = 0
@@ -127,6 +129,10 @@ class _Run:
     issues: tuple[Issue, ...]
     profile_rows: tuple[ProfileRowRecord, ...]
     by_key: Mapping[str, TaskRecord]
+
+    @property
+    def tally(self) -> Tally:
+        return tally_of(t.state for t in self.tasks)
 
     @property
     def retry_tasks(self) -> list[TaskRecord]:
@@ -172,6 +178,7 @@ def build_report(
         results=results,
         retry=retry_path if retry_keys else None,
         counts=_task_counts(run.tasks),
+        tally=run.tally,
         error_codes=_by_code(_error_counts(run)),
         retry_tasks=len(retry_keys),
         retry_rows=retry_rows,
@@ -554,7 +561,8 @@ def _write_summary(
 
 
 def _all_succeeded(run: _Run) -> bool:
-    return all(t.outcome in _SUCCESS for t in run.tasks)
+    counted = run.tally
+    return counted.succeeded == counted.total
 
 
 def _status_tones(run: _Run) -> Mapping[str, Tone]:
@@ -568,14 +576,17 @@ def _status_tones(run: _Run) -> Mapping[str, Tone]:
 
 
 def _tasks_verdict(run: _Run) -> str:
-    ok = sum(1 for t in run.tasks if t.outcome in _SUCCESS)
+    ok = run.tally.succeeded
     if ok == len(run.tasks):
         return f"all {ok} task(s) succeeded"
     return f"{len(run.tasks) - ok} of {len(run.tasks)} task(s) did not succeed"
 
 
 def _glance(run: _Run) -> list[tuple[str, object]]:
-    return [("status", _status(run.meta)), ("tasks", _tasks_verdict(run))]
+    glance: list[tuple[str, object]] = [("status", _status(run)), ("tasks", _tasks_verdict(run))]
+    if run.tally.unfinished:
+        glance.append(("tasks not sent or unknown", run.tally.unfinished))
+    return glance
 
 
 def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
@@ -622,8 +633,9 @@ def _error_label(task: TaskRecord) -> str:
 
 
 def _failing(run: _Run) -> list[TaskRecord]:
-    """Tasks that ended with an error (the one rule for the table and ``error_codes``)."""
-    return [t for t in run.tasks if t.outcome not in _SUCCESS and t.error_msg]
+    """Tasks that ended with an error: the ``errors`` of ``states.tally``, listed (the one
+    rule for the table and ``error_codes``; a task not sent yet is not an error)."""
+    return [t for t in run.tasks if t.state in BAD_STATES]
 
 
 def _error_counts(run: _Run) -> Counter[tuple[str, int | None]]:
@@ -660,7 +672,12 @@ def _error_table(sheet: SummarySheet, run: _Run) -> None:
     )
 
 
-def _status(meta: RunMeta) -> str:
+def _status(run: _Run) -> str:
+    """``done`` only when no task is left unsent or unknown (``--limit``, a project that
+    could not be listed): a run with work left is ``unfinished``, never ``done``."""
+    meta = run.meta
+    if meta.stop_reason == "done" and run.tally.unfinished:
+        return "unfinished"
     if meta.stop_reason:
         return meta.stop_reason
     return "unfinished" if meta.started_at is not None else "not started"

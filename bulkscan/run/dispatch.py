@@ -68,13 +68,7 @@ from bulkscan.models import Verdict
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import Lister, same_sources, slow_down
 from bulkscan.run.retry import RetryPolicy
-from bulkscan.run.states import (
-    BAD_STATES,
-    OPEN_STATES,
-    SUCCEEDED_STATES,
-    UNFINISHED_STATES,
-    TaskState,
-)
+from bulkscan.run.states import OPEN_STATES, Tally, TaskState, tally
 from bulkscan.run.store import AttemptRecord
 
 if TYPE_CHECKING:
@@ -115,12 +109,17 @@ class DispatchResult:
     @property
     def succeeded(self) -> int:
         """Created, accepted or already existing."""
-        return sum(self.counts[s] for s in SUCCEEDED_STATES)
+        return self.tally.succeeded
 
     @property
     def unfinished(self) -> int:
         """Pending, sending or unknown: what ``--resume`` would work on (gave_up aside)."""
-        return sum(self.counts[s] for s in UNFINISHED_STATES)
+        return self.tally.unfinished
+
+    @property
+    def tally(self) -> Tally:
+        """The journal's tasks counted as a person is shown them (``states.tally``)."""
+        return tally(self.counts)
 
 
 class _Halt(Exception):
@@ -200,6 +199,7 @@ class _Run:
         self.chosen: frozenset[str] = frozenset()  # the selected keys, as a set
         self.tally: Counter[TaskState] = Counter()  # states of the selected tasks
         self.finished: set[str] = set()
+        self.sent: set[str] = set()  # tasks whose create request left in this dispatch
         self.failed_groups: dict[_Group, DscError] = {}
         # (0 for a retry, 1 for a first send; sequence; key): retries go first, so that the
         # time budget of a task is spent on backoff and pauses, not behind the backlog
@@ -530,6 +530,7 @@ class _Run:
         await self.journal.committed()  # the mark is durable before the request leaves
         self._note(key, TaskState.SENDING)
         n = self.attempts[key] + 1
+        self.sent.add(key)
         self.observer(AttemptStarted(key, task.name, n))
         at, started = local_now(), time.monotonic()
         self.requests += 1
@@ -869,16 +870,17 @@ class _Run:
         if not force and now - self.last_progress < _PROGRESS_EVERY_S:
             return
         self.last_progress = now
-        done = len(self.finished)  # only selected tasks are ever finished
+        counted = tally(self.tally)  # the selected tasks only
         rate = self.limiter.current_per_s
-        remaining = len(self.selected) - done
+        remaining = len(self.selected) - len(self.finished)
         self.observer(
             Progress(
-                done=done,
+                settled=counted.settled,
                 total=len(self.selected),
-                created=sum(self.tally[s] for s in SUCCEEDED_STATES),
-                failed=sum(self.tally[s] for s in BAD_STATES),
+                created=counted.succeeded,
+                failed=counted.errors,
                 retrying=len(self.retrying),
+                sent=len(self.sent),
                 rate_per_s=rate,
                 eta_s=remaining / rate if remaining else 0.0,
                 settling=len(self.settling),

@@ -9,7 +9,8 @@ a *sending lock* per service account and project: one file per (endpoint, projec
 identity) under the user's state directory (``$BULKSCAN_STATE_DIR``, else
 ``$XDG_STATE_HOME/bulkscan``, else ``~/.local/state/bulkscan``), named by a hash of the three
 (no key or token is stored).  It says which pid and run directory hold it.  ``flock`` is
-released by the kernel when a process dies, so a lock whose holder is gone is taken over.
+released by the kernel when a process dies, so a lock whose holder is gone is taken over,
+and said so (a ``LockTakenOver`` event: the holder's run may need a resume).
 This cannot stop two machines, or two users with different state directories.
 """
 
@@ -27,9 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bulkscan.errors import JournalError
+from bulkscan.events import LockTakenOver
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+
+    from bulkscan.events import Observer
 
 __all__ = [
     "EVENTS_FILE",
@@ -159,12 +163,12 @@ def state_dir() -> Path:
 
 @contextlib.contextmanager
 def lock_sending(
-    targets: Iterable[SendTarget], notes: list[str]
+    targets: Iterable[SendTarget], observer: Observer
 ) -> Iterator[Callable[[Path], None]]:
     """Hold the sending lock of every target while the block runs; refuse if one is held.
 
-    Yields a function that records the run directory in the locks (once it exists).  A lock
-    left by a process that died is taken over, with a note appended to ``notes``.
+    Yields a function that records the run directory in the locks (once it exists).  Locks
+    left by a process that died are taken over, with one ``LockTakenOver`` per run they name.
     """
     folder = state_dir() / "locks"
     try:
@@ -175,9 +179,12 @@ def lock_sending(
             f"set {STATE_DIR_ENV} to a writable directory"
         ) from None
     held: list[int] = []
+    left: dict[tuple[str, str], list[str]] = {}  # (run_dir, pid) → projects
     try:
         for target in sorted(set(targets), key=SendTarget.lock_name):
-            held.append(_take(folder / target.lock_name(), target, notes))
+            held.append(_take(folder / target.lock_name(), target, left))
+        for (run_dir, pid), projects in left.items():
+            observer(LockTakenOver(run_dir, pid, not _alive(pid), ", ".join(sorted(projects))))
         yield lambda run_dir: _record(held, run_dir)
     finally:
         for fd in held:
@@ -193,7 +200,18 @@ def _record(held: list[int], run_dir: Path) -> None:
         os.pwrite(fd, json.dumps(mine).encode(), 0)
 
 
-def _take(path: Path, target: SendTarget, notes: list[str]) -> int:
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` exists (of any user)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _take(path: Path, target: SendTarget, left: dict[tuple[str, str], list[str]]) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
@@ -209,13 +227,10 @@ def _take(path: Path, target: SendTarget, notes: list[str]) -> int:
             f"at {target.endpoint} with the same credentials; nothing was sent: wait for it "
             "to finish, then run again or --resume"
         ) from None
-    left = _holder(fd)
-    if left:
-        notes.append(
-            f"took over the sending lock of project {target.project_id} left by pid "
-            f"{left.get('pid', 'unknown')} (run directory {left.get('run_dir', 'unknown')}), "
-            "which is no longer running"
-        )
+    holder = _holder(fd)
+    if holder:
+        owner = (str(holder.get("run_dir", "unknown")), str(holder.get("pid", "unknown")))
+        left.setdefault(owner, []).append(target.project_id)
     mine = {"pid": os.getpid(), "project_id": target.project_id}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(mine).encode(), 0)

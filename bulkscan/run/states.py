@@ -11,16 +11,25 @@ unknown too); a resumed run looks every such task up by name before anything is 
 from __future__ import annotations
 
 import enum
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bulkscan.models import Outcome
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "BAD_STATES",
     "OPEN_STATES",
     "SUCCEEDED_STATES",
     "UNFINISHED_STATES",
+    "Tally",
     "TaskState",
     "outcome_of",
+    "tally",
+    "tally_of",
 ]
 
 
@@ -62,3 +71,48 @@ _OUTCOMES = {
 def outcome_of(state: TaskState) -> Outcome:
     """How the report names a task in ``state``."""
     return _OUTCOMES[state]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """The counts a person is shown about tasks, computed in one place (``tally``).
+
+    Progress, the terminal summary, ``--json``, the results workbook and ``status`` render
+    these, so that "errors" or "not sent" mean the same thing wherever they are read.
+    """
+
+    total: int = 0
+    succeeded: int = 0  # in DSC: created, accepted, or found there (SUCCEEDED_STATES)
+    errors: int = 0  # ended without their task: failed, gave up, conflict (BAD_STATES)
+    unsent: int = 0  # never sent: pending
+    unknown: int = 0  # sent, outcome not known yet: sending, unknown
+
+    @property
+    def unfinished(self) -> int:
+        """Not sent yet or whose outcome is unknown: what ``--resume`` works on."""
+        return self.unsent + self.unknown
+
+    @property
+    def settled(self) -> int:
+        """Tasks whose outcome no run will change by itself: in DSC, or ended with an error."""
+        return self.succeeded + self.errors
+
+
+def tally(counts: Mapping[TaskState, int]) -> Tally:
+    """THE count of tasks by what they mean, from the number of tasks in each state."""
+
+    def among(states: frozenset[TaskState]) -> int:
+        return sum(n for state, n in counts.items() if state in states)
+
+    return Tally(
+        total=sum(counts.values()),
+        succeeded=among(SUCCEEDED_STATES),
+        errors=among(BAD_STATES),
+        unsent=among(frozenset({TaskState.PENDING})),
+        unknown=among(UNFINISHED_STATES - {TaskState.PENDING}),
+    )
+
+
+def tally_of(states: Iterable[TaskState]) -> Tally:
+    """``tally`` of the tasks in ``states`` (one state per task)."""
+    return tally(Counter(states))

@@ -160,7 +160,7 @@ async def test_every_task_is_created_once_and_journaled(
     assert len(seen.of(TaskFinished)) == 20
     assert seen.of(RunStopped) == [RunStopped("done", "")]
     progress = seen.of(Progress)
-    assert progress[-1].done == progress[-1].total == 20 and progress[-1].created == 20
+    assert progress[-1].settled == progress[-1].total == 20 and progress[-1].created == 20
 
 
 async def test_faults_and_throttling_never_create_a_task_twice(

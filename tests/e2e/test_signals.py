@@ -7,15 +7,23 @@ test's event loop, so what was sent is read from it directly.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import openpyxl
 
-from bulkscan.sim.server import Simulator
-from tests.e2e.test_operator import _inventory, _on_a_terminal, _piped
+from bulkscan.sim.server import Faults, Simulator, parse_list_shape
+from tests.e2e.test_operator import (
+    _env_for_tests,
+    _inventory,
+    _on_a_terminal,
+    _piped,
+    _until_sending,
+)
 from tests.e2e.test_run_e2e import P1, REGION
 
 if TYPE_CHECKING:
@@ -119,7 +127,7 @@ async def test_a_profile_time_zone_changes_what_is_sent_and_is_shown(tmp_path: P
     paris = datetime(2030, 3, 1, 1, 0, tzinfo=UTC).timestamp()  # 02:00 +01:00
     assert sent == {"ins-a": int(shanghai), "ins-b": int(paris)}
     (results,) = reports.glob("*/results.xlsx")
-    sheet = openpyxl.load_workbook(results, read_only=True)["Tasks"]
+    sheet = openpyxl.load_workbook(results)["Tasks"]
     rows = list(sheet.iter_rows(values_only=True))
     column = rows[0].index("start time")
     starts = sorted(str(r[column]) for r in rows[1:])
@@ -138,3 +146,112 @@ async def test_an_unknown_profile_zone_is_refused_naming_its_cell(tmp_path: Path
     assert done.code == 2
     assert "sheet 'profiles', row 2, column 'timezone'" in done.err + done.out
     assert "'Asia/Shanghia' is not a known time zone" in done.err + done.out
+
+
+# --- counts that mean one thing --------------------------------------------------------------
+
+
+def _summary_values(results: Path) -> list[object]:
+    sheet = openpyxl.load_workbook(results)["Summary"]
+    return [v for row in sheet.iter_rows(values_only=True) for v in row if v is not None]
+
+
+async def test_progress_never_says_done_when_nothing_was_sent(tmp_path: Path) -> None:
+    earlier = _inventory(tmp_path / "earlier.xlsx", ["ins-z"])
+    inventory = _inventory(tmp_path / "inv.xlsx", ["ins-a", "ins-b", "ins-c"])
+    reports = tmp_path / "r"
+    # a listing whose tasks carry no name cannot be trusted: nothing is sent to the project
+    async with Simulator(projects=[P1], list_shape=parse_list_shape("name=none")) as sim:
+        run = ["run", "--endpoint", sim.url, "--reports-dir", reports]
+        first = await _piped(tmp_path, b"", *run, earlier, "--yes")
+        assert first.code == 0, first.err
+        code, shown = await _on_a_terminal(tmp_path, b"y\n", *run, inventory)
+        assert len(sim.tasks) == 1
+    assert code == 3, shown
+    assert "0/3 settled (0 in DSC, 0 failed), 0 sent" in shown
+    assert " done" not in shown and "finished" not in shown
+    assert "3 task(s) not sent; resume with: " in shown
+    assert "errors by code" not in shown  # not sent is not an error: the workbook agrees
+    (results,) = reports.glob("inv-*/results.xlsx")
+    values = _summary_values(results)
+    assert "no task ended with an error" in values
+    assert "done" not in values and "unfinished" in values
+
+
+async def test_a_limit_run_never_says_finished_and_status_never_says_done(
+    tmp_path: Path,
+) -> None:
+    inventory = _inventory(tmp_path / "inv.xlsx", ["ins-a", "ins-b", "ins-c"])
+    reports = tmp_path / "r"
+    async with Simulator(projects=[P1], scan_s=0.0) as sim:
+        run = ["run", inventory, "--endpoint", sim.url, "--reports-dir", reports, "--yes"]
+        canary = await _piped(tmp_path, b"", *run, "--limit", "1")
+        assert canary.code == 0, canary.err
+        assert len(sim.tasks) == 1
+        (run_dir,) = reports.iterdir()
+        said = canary.out + canary.err
+        assert "finished" not in said and " done" not in said
+        assert "2 task(s) held back by --limit" in canary.out.splitlines()[0]
+        assert f"2 task(s) held back by --limit; resume with: bulkscan run {inventory} " in said
+        values = _summary_values(run_dir / "results.xlsx")
+        assert "done" not in values and "unfinished" in values
+        status = await _piped(tmp_path, b"", "status", run_dir, "--endpoint", sim.url)
+        assert status.code == 4, status.out + status.err
+        assert "done" not in status.out and "succeeded" in status.out
+        assert "2 task(s) of this run not sent yet" in status.out
+        assert "done" not in _summary_values(run_dir / "results.xlsx")
+        rest = await _piped(tmp_path, b"", *run, "--resume")
+        assert rest.code == 0 and "finished" in rest.out and len(sim.tasks) == 3
+        assert "done" in _summary_values(run_dir / "results.xlsx")
+
+
+async def test_the_terminal_and_the_workbook_count_errors_the_same_way(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inv.xlsx", ["ins-a", "ins-b"])
+    reports = tmp_path / "r"
+    async with Simulator(projects=[P1], dsc_disabled=[P1]) as sim:
+        run = ["run", inventory, "--endpoint", sim.url, "--reports-dir", reports, "--yes"]
+        done = await _piped(tmp_path, b"", *run, "--json")
+    assert done.code == 1, done.err
+    summary = json.loads(done.out)
+    assert summary["errors"] == 2 == sum(summary["error_codes"].values())
+    (results,) = reports.glob("*/results.xlsx")
+    sheet = openpyxl.load_workbook(results)["Summary"]
+    rows = [r for r in sheet.iter_rows(values_only=True) if any(v is not None for v in r)]
+    start = next(i for i, r in enumerate(rows) if r[0] == "error code")
+    table = []
+    for r in rows[start + 1 :]:
+        if not isinstance(r[2], int):
+            break
+        table.append(r)
+    assert sum(r[2] for r in table) == 2
+    assert {r[0]: r[2] for r in table} == summary["error_codes"]
+
+
+# --- a killed run's lock -----------------------------------------------------------------------
+
+
+async def test_a_killed_runs_lock_is_taken_over_with_a_one_line_note(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inv.xlsx", [f"ins-{i}" for i in range(20)])
+    reports = tmp_path / "r"
+    env = {**_env_for_tests(), "BULKSCAN_STATE_DIR": str(tmp_path / "state")}
+    async with Simulator(projects=[P1], faults=Faults(latency_s=2.0)) as sim:
+        run = ["run", str(inventory), "--endpoint", sim.url, "--reports-dir", str(reports)]
+        killed = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bulkscan", *run, "--yes", cwd=tmp_path, env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        run_dir = await _until_sending(reports, killed)
+        killed.kill()  # SIGKILL: no clean-up, the lock keeps its pid
+        await asyncio.wait_for(killed.wait(), 30)
+        again = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bulkscan", *run, "--yes", "--resume", cwd=tmp_path, env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(again.communicate(), 120)
+    said = err.decode()
+    assert again.returncode == 0, said + out.decode()
+    note = f"took over the lock of run {run_dir} left by pid {killed.pid}, which is gone"
+    assert [line for line in said.splitlines() if "took over" in line] == [note]
+    assert len({t["name"] for t in sim.tasks}) == len(sim.tasks) == 20
