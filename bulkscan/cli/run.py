@@ -25,7 +25,7 @@ from bulkscan.cli._common import (
 )
 from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._lifecycle import update_on_conflict
-from bulkscan.errors import JournalWriteError, ReportError, UsageError, ValidationFailed
+from bulkscan.errors import JournalWriteError, ReportError, ValidationFailed
 from bulkscan.events import (
     AttemptFinished,
     Event,
@@ -173,20 +173,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _prepared(args: argparse.Namespace, settings: InputSettings) -> tuple[Prepared, Any]:
-    """The inventory planned, or the plan file (``plan --output``) FILE is, made again."""
+    """The inventory planned, or the plan file (``plan --output``) FILE is, made again; a
+    plan keeps the settings it was made with (other ones given are named, not used)."""
     saved = runner.saved_plan(args.file)
     if saved is None:
         prepared = runner.prepare(args.file, profiles_path=args.profiles, settings=settings)
         return prepared, settings
     planned = runner.input_settings_of(saved, limits=settings.limits)
-    given = {"timezone": args.timezone, "region": args.region, "project_id": args.project_id,
-             "encoding": args.encoding}  # fmt: skip
-    for name, value in given.items():
-        if value is not None and value != getattr(planned, name):
-            raise UsageError(
-                f"{args.file} was planned with --{name.replace('_', '-')} "
-                f"{getattr(planned, name)!r}: a plan is applied as it was made; re-run "
-                "bulkscan plan to change it"
+    for name in ("timezone", "region", "project_id", "encoding"):
+        given, kept = getattr(args, name, None), getattr(planned, name)
+        if given is not None and given != kept:
+            print(
+                f"note: {args.file} is applied as it was planned, with --"
+                f"{name.replace('_', '-')} {kept!r}, not {given!r}; re-run bulkscan plan "
+                "to change it",
+                file=sys.stderr,
             )
     return runner.prepare_saved(saved, limits=settings.limits), planned
 

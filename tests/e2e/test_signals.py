@@ -60,8 +60,9 @@ async def test_a_reviewed_plan_is_applied_as_it_is(tmp_path: Path) -> None:
         sent = datetime(2030, 2, 28, 18, 0, tzinfo=UTC).timestamp()
         assert {t["body"]["start_time"] for t in sim.tasks} == {int(sent)}
         assert "nothing left to do" in done.out
-        other = await _piped(tmp_path, b"", *run, "--timezone", "Europe/Paris")
-        assert other.code == 2 and "re-run bulkscan plan" in other.err, other.err
+        other = await _piped(tmp_path, b"", *run, "--timezone", "Europe/Paris", "--resume")
+        assert other.code == 0, other.err
+        assert "with --timezone 'Asia/Shanghai', not 'Europe/Paris'" in other.err
         assert len(sim.tasks) == 2
 
 
