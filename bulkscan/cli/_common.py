@@ -75,8 +75,9 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--timezone",
         metavar="ZONE",
-        help="IANA time zone (e.g. Asia/Shanghai) of start times written without an offset "
-        "(default: this machine's local zone, from $TZ or /etc/localtime); plan, the "
+        help="IANA time zone (e.g. Asia/Shanghai) of start times written without an offset, "
+        "for profiles without a timezone column of their own (default: this machine's local "
+        "zone, from $TZ or /etc/localtime); an offset in the cell always wins; plan, the "
         "confirmation and the workbook show every start time with its offset",
     )
     group.add_argument(

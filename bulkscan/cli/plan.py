@@ -46,11 +46,11 @@ def register(sub: Any) -> None:
         description="Validate and plan the inventory, then print tasks and instances per "
         "project, region and profile and how long sending takes at the rate. With --output, "
         "write every request exactly as it will be sent. Start times written without an "
-        "offset are read in --timezone (default: this machine's local zone) and shown with "
-        "their offset. With --check-remote, list the service's tasks (read only) and say "
-        "which planned tasks already exist, which conflict and which rows other tasks "
-        "already cover. Nothing is ever sent. Exit 0; 2 on input errors; 3 when the "
-        "service refused the credentials (--check-remote).",
+        "offset are read in their profile's timezone column, else --timezone, else this "
+        "machine's local zone, and shown with their offset. With --check-remote, list the "
+        "service's tasks (read only) and say which planned tasks already exist, which "
+        "conflict and which rows other tasks already cover. Nothing is ever sent. Exit 0; 2 "
+        "on input errors; 3 when the service refused the credentials (--check-remote).",
     )
     add_input_options(parser)
     add_connection_options(parser)  # its --rate is the rate of the time estimate too
