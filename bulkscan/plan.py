@@ -462,21 +462,27 @@ class SavedPlan:
 
 def read_saved_plan(document: Mapping[str, Any], *, path: str) -> SavedPlan:
     """The plan file ``path`` (parsed JSON) checked for what applying it needs."""
-    try:
-        source = document["source"]
-        files = tuple((str(f["path"]), str(f["sha256"])) for f in source["files"])
-        settings = dict(source["settings"])
-        saved = SavedPlan(path, str(document["plan_hash"]), int(document["task_count"]),
-                          PlanSource(files, settings))  # fmt: skip
-    except (KeyError, TypeError, ValueError, AttributeError):
-        saved = None
-    if saved is None or not files or document.get("version") != PLAN_VERSION:
+    saved = _saved_plan(document, path) if document.get("version") == PLAN_VERSION else None
+    if saved is None:
         raise InputError(
             f"{path}: not a plan this version of bulkscan can apply (no inventory hash, or "
             "another format version); re-run bulkscan plan --output",
             file=path,
         )
     return saved
+
+
+def _saved_plan(document: Mapping[str, Any], path: str) -> SavedPlan | None:
+    try:
+        source = document["source"]
+        files = tuple((str(f["path"]), str(f["sha256"])) for f in source["files"])
+        settings = dict(source["settings"])
+        digest, count = document["plan_hash"], int(document["task_count"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if not files or not isinstance(digest, str) or len(digest) != 64:
+        return None
+    return SavedPlan(path, digest, count, PlanSource(files, settings))
 
 
 def plan_to_json(plan: Plan, source: PlanSource | None = None) -> dict[str, Any]:

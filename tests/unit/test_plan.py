@@ -14,18 +14,31 @@ from hypothesis import strategies as st
 
 from bulkscan import plan as plan_module
 from bulkscan.config import InputSettings
-from bulkscan.errors import UsageError
+from bulkscan.errors import InputError, UsageError
 from bulkscan.input import schema
 from bulkscan.input.validate import Validated, validate
-from bulkscan.models import InputBook, Issue, Plan, RawRow, RowRef, Sheet, TaskRequest
+from bulkscan.models import (
+    InputBook,
+    Issue,
+    Plan,
+    Profile,
+    RawRow,
+    RowRef,
+    Sheet,
+    TaskRequest,
+)
 from bulkscan.plan import (
+    PlanSource,
     SummaryRow,
     build_plan,
     content_digest,
     plan_hash,
     plan_summary,
     plan_to_json,
+    read_saved_plan,
     serialise_body,
+    start_time_text,
+    start_zones,
     task_key,
 )
 
@@ -350,6 +363,40 @@ def test_plan_to_json_shows_every_request_as_sent() -> None:
     ]
     assert [i["severity"] for i in doc["issues"]] == ["warning", "warning"]
     json.dumps(doc)  # serialisable as is
+
+
+def test_a_plan_with_its_source_reads_back_for_applying() -> None:
+    plan = plan_of([inst("a"), inst("b")])
+    source = PlanSource(((FILE, "ab" * 32),), {"timezone": "Asia/Shanghai", "region": None})
+    doc = json.loads(json.dumps(plan_to_json(plan, source)))
+    assert doc["source"] == {
+        "files": [{"path": FILE, "sha256": "ab" * 32}],
+        "settings": {"timezone": "Asia/Shanghai", "region": None},
+    }
+    saved = read_saved_plan(doc, path="plan.json")
+    expected = (plan_hash(plan), len(plan.tasks), source)
+    assert (saved.plan_hash, saved.task_count, saved.source) == expected
+    assert "source" not in plan_to_json(plan)
+
+
+@pytest.mark.parametrize("broken", ["source", "plan_hash", "version"])
+def test_a_plan_without_what_applying_needs_is_refused_naming_the_file(broken: str) -> None:
+    source = PlanSource(((FILE, "ab" * 32),), {})
+    doc = plan_to_json(plan_of([inst("a")]), source)
+    doc[broken] = 99 if broken == "version" else None
+    with pytest.raises(InputError, match=r"^plan\.json: .*re-run bulkscan plan --output"):
+        read_saved_plan(doc, path="plan.json")
+
+
+def test_start_times_are_shown_in_their_profile_zone_with_the_offset() -> None:
+    body = serialise_body({"start_time": 1_900_000_000})
+    assert start_time_text(body, zone="Asia/Shanghai") == "2030-03-18 01:46+08:00 (Asia/Shanghai)"
+    ms = serialise_body({"start_time": 1_900_000_000_000})
+    assert start_time_text(ms, zone="UTC", unit="ms") == "2030-03-17 17:46+00:00 (UTC)"
+    assert start_time_text(serialise_body({"start_time": 0}), zone="UTC") == "now"
+    own = Profile(name="own", timezone="Europe/Paris")
+    zones = start_zones({"own": own, "plain": Profile(name="plain")}, "Asia/Shanghai")
+    assert zones == {"own": "Europe/Paris", "plain": "Asia/Shanghai"}
 
 
 def test_plan_hash_changes_with_any_task() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from bulkscan.cli._common import exit_code
 from bulkscan.run.dispatch import DispatchResult
-from bulkscan.run.states import TaskState
+from bulkscan.run.states import Tally, TaskState, tally, tally_of
 from bulkscan.runner import RunResult, Status
 
 if TYPE_CHECKING:
@@ -42,3 +42,27 @@ def test_run_status(result: RunResult, status: Status, failed: int, unfinished: 
 
 def test_every_status_has_its_exit_code() -> None:
     assert [exit_code(s) for s in Status] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ({}, Tally()),
+        ({"created": 2, "accepted": 1, "exists": 3}, Tally(6, 6, 0, 0, 0)),
+        ({"failed": 1, "gave_up": 2, "conflict": 3}, Tally(6, 0, 6, 0, 0)),
+        ({"pending": 2, "sending": 1, "unknown": 1}, Tally(4, 0, 0, 2, 2)),
+    ],
+)
+def test_the_one_tally_counts_each_state_once(counts: dict[str, int], expected: Tally) -> None:
+    found = tally({TaskState(s): n for s, n in counts.items()})
+    assert found == expected
+    assert found.settled + found.unfinished == found.total
+    assert tally_of(TaskState(s) for s, n in counts.items() for _ in range(n)) == expected
+
+
+@pytest.mark.parametrize(("pending", "held_back"), [(2, 2), (2, 0), (0, 0)])
+def test_a_run_result_counts_with_the_tally(pending: int, held_back: int) -> None:
+    result = _result(created=1, failed=1, pending=pending, held_back=held_back)
+    counted = result.dispatch.tally
+    assert (result.failed, result.unfinished) == (counted.errors, counted.unfinished)
+    assert result.dispatch.succeeded == counted.succeeded == 1
