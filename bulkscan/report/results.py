@@ -194,10 +194,22 @@ def rerun_command(meta: RunMeta, retry_path: Path) -> str:
     """The run's own command with ``retry_path`` as its input.
 
     ``--resume``, ``--limit`` and ``--profiles`` are dropped (a new run of the whole retry
-    workbook, whose profiles are inside it); every other option is kept as given.
+    workbook, whose profiles are inside it); every other option is kept as given, and a
+    plan file's settings are added (the rows are read again, in the plan's zone).
     """
     args = _command_args(meta, str(retry_path), drop=("--limit", "--profiles"))
-    return shlex.join(["bulkscan", "run", *args])
+    return shlex.join(["bulkscan", "run", *args, *_planned_options(meta)])
+
+
+def _planned_options(meta: RunMeta) -> list[str]:
+    """A plan file's own settings as options, for a command that reads rows instead of the
+    plan (its retry workbook): the same zone, region and project as the plan was made with."""
+    if not meta.settings.get("plan_file"):
+        return []
+    named = (("timezone", "--timezone"), ("default_region", "--region"),
+             ("default_project_id", "--project-id"))  # fmt: skip
+    return [part for key, flag in named if meta.settings.get(key)
+            for part in (flag, str(meta.settings[key]))]  # fmt: skip
 
 
 def resume_command(meta: RunMeta, run_dir: Path) -> str:

@@ -81,6 +81,19 @@ async def test_a_plan_whose_inventory_changed_is_refused(tmp_path: Path) -> None
         assert not (tmp_path / "r").exists()
 
 
+async def test_the_failures_of_a_plan_are_re_run_in_the_plan_zone(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inv.xlsx", ["ins-a"], start="2030-03-01 02:00")
+    made = await _piped(tmp_path, b"", "plan", inventory, "-o", "plan.json", tz="Asia/Shanghai")
+    assert made.code == 0, made.err
+    async with Simulator(projects=[P1], dsc_disabled=[P1]) as sim:
+        run = ["run", "plan.json", "--endpoint", sim.url, "--reports-dir", tmp_path / "r"]
+        done = await _piped(tmp_path, b"", *run, "--yes")
+    assert done.code == 1, done.err
+    (step,) = [line for line in done.out.splitlines() if line.startswith("re-run the failures")]
+    assert "retry.xlsx" in step and step.endswith("--timezone Asia/Shanghai")
+    assert "plan.json" not in step
+
+
 async def test_a_plan_on_a_terminal_asks_before_it_is_applied(tmp_path: Path) -> None:
     inventory = _inventory(tmp_path / "inv.xlsx", ["ins-a", "ins-b"])
     made = await _piped(tmp_path, b"", "plan", inventory, "--output", "plan.json")
