@@ -472,10 +472,9 @@ def _left_text(result: RunResult, report: ReportPaths) -> str:
     left, held = report.tally.unfinished, min(result.dispatch.held_back, report.tally.unfinished)
     if held == left:
         return f"{held} task(s) held back by --limit"
-    what = "not sent" if not report.tally.unknown else "not finished"
     if held:
-        return f"{left} task(s) {what} ({held} held back by --limit)"
-    return f"{left} task(s) {what}"
+        return f"{left} task(s) not finished ({held} held back by --limit)"
+    return f"{left} task(s) not finished"
 
 
 def _next_step(result: RunResult, report: ReportPaths) -> str:
