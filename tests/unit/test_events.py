@@ -15,6 +15,7 @@ from bulkscan.events import (
     Event,
     EventLog,
     LocalStamps,
+    LockTakenOver,
     Progress,
     RateChanged,
     Reconciled,
@@ -34,7 +35,10 @@ EVENTS: list[Event] = [
     Reconciled("k", "n", TaskState.UNKNOWN, TaskState.PENDING),
     RateChanged(1.5, float("inf"), "throttled"),
     RunStopped("done"),
-    Progress(done=True, total=2, created=1, failed=0, retrying=0, rate_per_s=1e300, eta_s=None),
+    Progress(
+        settled=True, total=2, created=1, failed=0, retrying=0, sent=1, rate_per_s=1e300, eta_s=None
+    ),
+    LockTakenOver("reports/run 'x'", "123", True, "p1, p2"),
 ]
 
 
