@@ -54,7 +54,7 @@ def test_one_line_after_a_silence_and_not_again_within_30_s(
 
 
 def _progress(settling: int) -> Progress:
-    return Progress(0, 3, 0, 0, settling, 5.0, None, settling=settling)
+    return Progress(0, 3, 0, 0, settling, 0, 5.0, None, settling=settling)
 
 
 def test_one_line_says_how_many_tasks_are_being_settled(
