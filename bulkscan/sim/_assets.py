@@ -25,6 +25,7 @@ __all__ = [
     "ASSETS_PATH",
     "INSTANCE_TYPES",
     "AssetInstance",
+    "AssetRoute",
     "Assets",
     "generate_assets",
     "load_assets",
@@ -41,6 +42,25 @@ INSTANCE_TYPES: dict[str, tuple[str, ...]] = {
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _DIGITS = re.compile(r"^\d{1,9}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRoute:
+    """A ``GET`` of one asset-centre listing: ``listing`` is instances or authorized-databases.
+
+    A read (``writes`` False), so faults that only make sense after a write pass it by."""
+
+    project: str
+    listing: str
+    kind: str = "assets"
+    writes: bool = False
+
+    @classmethod
+    def match(cls, method: str, path: str) -> AssetRoute | None:
+        found = ASSETS_PATH.match(path)
+        if found is None or method != "GET":
+            return None
+        return cls(found.group(1), found.group(2))
 
 
 class AssetQueryError(BadRequest):

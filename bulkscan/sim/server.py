@@ -83,7 +83,7 @@ from bulkscan.sim._api import (
     parse_list_query,
     select,
 )
-from bulkscan.sim._assets import ASSETS_PATH, Assets
+from bulkscan.sim._assets import AssetRoute, Assets
 from bulkscan.sim._config import Faults, parse_faults, parse_quota
 from bulkscan.sim._control import control_routes
 from bulkscan.sim._gateway import Authenticator, Denial, FixedWindowQuota, Received
@@ -113,8 +113,8 @@ __all__ = [
 DEFAULT_AK = "BULKSCANSIMULATORAK0"
 DEFAULT_SK = "bulkscan-simulator-sk-not-a-real-secret0"
 REQUEST_ID = "X-Request-Id"
-_ASSET_KINDS = ("instances", "authorized-databases")
 _API_PATH = re.compile(r"^/v1/([^/]+)/metadata/task-templates$")
+Route = LifecycleRoute | AssetRoute  # what a request asks for, told apart by its type
 _PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_BODY = 1024 * 1024
 _API_NOT_FOUND = Denial(
@@ -395,7 +395,7 @@ class Simulator:
         self,
         request: web.Request,
         received: Received,
-        route: LifecycleRoute,
+        route: Route,
         faults: Faults,
         now: float,
     ) -> web.StreamResponse:
@@ -430,20 +430,18 @@ class Simulator:
         answer = self._answer(payload, creating=creating)
         return await self._drip(request, answer, faults) if outcome == "dripped" else answer
 
-    def _list_throttled(self, route: LifecycleRoute, faults: Faults) -> bool:
+    def _list_throttled(self, route: Route, faults: Faults) -> bool:
         """The ``list_http429`` fault: a listing of tasks (not of assets) refused 429."""
-        if not faults.list_http429 or route.kind != "list" or route.template in _ASSET_KINDS:
+        if not faults.list_http429 or isinstance(route, AssetRoute) or route.kind != "list":
             return False
         return self._rng.random() < faults.list_http429
 
-    def _apply(
-        self, route: LifecycleRoute, received: Received, now: float
-    ) -> tuple[dict[str, Any], str]:
+    def _apply(self, route: Route, received: Received, now: float) -> tuple[dict[str, Any], str]:
+        if isinstance(route, AssetRoute):
+            return self._list_assets(route.project, route.listing, received.query)
         if route.kind == "create":
             lost = self._shape.create_answer.endswith("-lost")
             return self._create(route.project, received.body, now, lost=lost)
-        if route.kind == "list" and route.template in _ASSET_KINDS:
-            return self._list_assets(route.project, route.template, received.query)
         if route.kind == "list":
             return self._list(route.project, received.query)
         return self._lifecycle.serve(route, received.body, received.query, self._shape, now)
@@ -586,16 +584,12 @@ def _scoped(path: str) -> tuple[str | None, str]:
     return (match.group(1), match.group(2)) if match else (None, path)
 
 
-def _route(method: str, path: str) -> LifecycleRoute | None:
-    """Create and list (the first routes), else a lifecycle route, else None."""
+def _route(method: str, path: str) -> Route | None:
+    """Create and list (the first routes), an asset listing, a lifecycle route, or None."""
     match = _API_PATH.match(path)
     if match is not None and method in ("GET", "POST"):
         return LifecycleRoute("create" if method == "POST" else "list", match.group(1))
-    asset = ASSETS_PATH.match(path)
-    if asset is not None and method == "GET":
-        # an asset-centre listing: a read, told apart by the listing's name
-        return LifecycleRoute("list", asset.group(1), template=asset.group(2))
-    return match_route(method, path)
+    return AssetRoute.match(method, path) or match_route(method, path)
 
 
 def _echo(received: Received) -> Denial:
