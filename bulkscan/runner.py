@@ -103,6 +103,7 @@ __all__ = [
     "RunResult",
     "SimulatorOptions",
     "Status",
+    "as_planned_before",
     "audit",
     "audit_sync",
     "check",
@@ -1077,7 +1078,9 @@ async def remote_check(
 
 def without_held(prepared: Prepared, checked: _assets.InstanceCheck) -> Prepared:
     """``prepared`` re-planned without the rows the check held back, each instance carrying
-    the asset centre's spelling of its type; ``ValidationFailed`` if the plan then fails."""
+    the asset centre's spelling of its type, the check's issues carried into the plan (so
+    the journal and the workbook say why a row was not sent); ``ValidationFailed`` if the
+    plan then fails."""
     validated = prepared.validated
     kept = tuple(
         _assets.with_asset_types(i, checked.wire_types)
@@ -1088,7 +1091,28 @@ def without_held(prepared: Prepared, checked: _assets.InstanceCheck) -> Prepared
     plan = build_plan(narrowed)
     if plan.has_errors:
         raise ValidationFailed(plan.issues)
+    plan = dataclasses.replace(plan, issues=(*plan.issues, *checked.issues))
     return Prepared(prepared.book, narrowed, plan)
+
+
+def as_planned_before(
+    prepared: Prepared,
+    *,
+    reports_dir: str | os.PathLike[str] = "reports",
+    resume: str | os.PathLike[str] | bool = True,
+) -> Prepared:
+    """``prepared`` narrowed as the run being resumed planned it, from its journal alone: the
+    rows its asset-centre check held back stay out, the others carry the types it sent.  A
+    resume finishes that plan without reading the asset centre again."""
+    run_dir = _resume_dir(prepared, reports_dir, resume)
+    with Journal.open(run_dir, readonly=True) as journal:
+        tasks = journal.tasks()
+    planned = {(r.sheet, r.row) for t in tasks for r in t.rows}
+    sent = {(t.project_id, t.region, s.ins_id): s.db_type for t in tasks for s in t.sources}
+    held = frozenset(
+        i.ref for i in prepared.validated.instances if (i.ref.sheet, i.ref.row) not in planned
+    )
+    return without_held(prepared, _assets.InstanceCheck((), held, sent))
 
 
 # --- what DSC has, as an input workbook (``bulkscan export``) -----------------------------------

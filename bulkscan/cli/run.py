@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
-from bulkscan.cli import EXIT_INPUT, EXIT_OK, EXIT_STOPPED
+from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
@@ -25,7 +26,7 @@ from bulkscan.cli._common import (
 )
 from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._lifecycle import update_on_conflict
-from bulkscan.errors import JournalWriteError, ReportError, ValidationFailed
+from bulkscan.errors import DscError, JournalWriteError, ReportError, ValidationFailed
 from bulkscan.events import (
     AttemptFinished,
     Event,
@@ -36,7 +37,6 @@ from bulkscan.events import (
 )
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable, Iterator
 
     from bulkscan.config import InputSettings
@@ -55,11 +55,13 @@ def register(sub: Any) -> None:
         description="Validate the inventory (nothing is sent if it has errors), plan the "
         "tasks, then create them in DSC under a rate limit, with retries, a journal and a "
         "result workbook in a new run directory. Rows whose instance another existing "
-        "task already scans are left out (see --allow-duplicate-coverage). FILE may also be "
+        "task already scans are left out (see --allow-duplicate-coverage). Every row is also "
+        "checked against DSC's asset centre first (see --no-remote-check). FILE may also be "
         "a plan written by `bulkscan plan --output PLAN.json` (told by its content): it is "
         "applied as it is, with the settings it was planned with, and refused (exit 2) if its "
         "inventory has changed since. Exit 0: every task created or already there; 1: some "
-        "failed; 2: input or usage error; 3: stopped (fatal error or Ctrl-C).",
+        "failed, or rows were held back by the check; 2: input or usage error, or an asset "
+        "centre that cannot be read (nothing sent); 3: stopped (fatal error or Ctrl-C).",
     )
     add_input_options(parser)
     add_connection_options(parser)
@@ -100,10 +102,14 @@ def register(sub: Any) -> None:
     )
     group.add_argument(
         "--remote-check",
-        action="store_true",
-        help="check every row against DSC's asset centre first: a row whose instance is "
-        "unknown, not active, not authorised or of a type metadata tasks cannot carry is "
-        "reported and not sent, and the rest carry DSC's spelling of their db_type",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check every row against DSC's asset centre first (the default; --remote-check "
+        "changes nothing): a row whose instance is unknown, not active, not authorised or of "
+        "a type metadata tasks cannot carry is reported and not sent (exit 1), and the rest "
+        "carry DSC's spelling of their db_type; an asset centre that cannot be read sends "
+        "nothing (exit 2). --no-remote-check sends without the check. A resume keeps the "
+        "first run's check",
     )
     add_coverage_option(group)
     group.add_argument(
@@ -129,9 +135,18 @@ def _run(args: argparse.Namespace) -> int:
     if warnings:
         print_issues(tuple(warnings), limit=20)
     connection, simulator = connection_from(args)
-    if args.remote_check:
-        prepared = _checked(prepared, connection, simulator, dispatching)
+    instances = len(prepared.validated.instances)
+    if args.resume:
+        prepared = runner.as_planned_before(
+            prepared, reports_dir=args.reports_dir, resume=args.resume
+        )
+    elif args.remote_check:
+        checked = _checked(prepared, connection, simulator, dispatching)
+        if isinstance(checked, int):
+            return checked
+        prepared = checked
     prepared, listed = for_run(args, prepared, connection, simulator)
+    held = instances - len(prepared.validated.instances) - len(prepared.covered)
     sending = runner.to_send(
         prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
     )
@@ -168,7 +183,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"bulkscan: error: {exc}", file=sys.stderr)
             code = exit_code(result.status)
         else:
-            code = _finish(args, result, report)
+            code = _finish(args, result, report, held)
+    code = max(code, EXIT_FAILED) if held else code
     return code if updated is None else max(code, updated)
 
 
@@ -192,16 +208,33 @@ def _prepared(args: argparse.Namespace, settings: InputSettings) -> tuple[Prepar
     return runner.prepare_saved(saved, limits=settings.limits), planned
 
 
-def _checked(prepared: Prepared, connection: Any, simulator: Any, dispatching: Any) -> Prepared:
-    """``prepared`` without the rows DSC's asset centre says cannot be scanned (reported)."""
-    found = asyncio.run(
-        runner.remote_check(
-            prepared.validated.instances,
-            connection=connection,
-            simulator=simulator,
-            dispatch_settings=dispatching,
+def _checked(
+    prepared: Prepared, connection: Any, simulator: Any, dispatching: Any
+) -> Prepared | int:
+    """``prepared`` without the rows DSC's asset centre says cannot be scanned (reported);
+    an exit code (said why) when nothing may be sent: an answer that stops any run (3, as
+    it would at the first create), or an asset centre that cannot be read (2)."""
+    try:
+        found = asyncio.run(
+            runner.remote_check(
+                prepared.validated.instances,
+                connection=connection,
+                simulator=simulator,
+                dispatch_settings=dispatching,
+            )
         )
-    )
+    except DscError as exc:  # the listing raises only what stops a whole run
+        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        return EXIT_STOPPED
+    if found.unread:
+        unread = "; ".join(f"project {p} / region {r}: {e}" for (p, r), e in found.unread.items())
+        print(
+            f"nothing sent: DSC's asset centre could not be read, so no row could be checked "
+            f"({unread}); fix the access and run again, or add --no-remote-check to send "
+            "without the check",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
     if found.issues:
         print_issues(found.issues)
     if found.held:
@@ -412,7 +445,7 @@ class _Renderer:
             self.drawn = False
 
 
-def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) -> int:
+def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths, held: int) -> int:
     code = exit_code(result.status)
     dispatched = result.dispatch
     for note in result.notes:
@@ -435,7 +468,8 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
                 "unfinished": report.tally.unfinished,
                 "held_back": dispatched.held_back,
                 "error_codes": dict(report.error_codes),
-                "exit_code": code,
+                "held_by_check": held,
+                "exit_code": max(code, EXIT_FAILED) if held else code,
             }
         )
         return code
@@ -450,6 +484,10 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths) ->
         print(f"  {'covered':<10} {result.covered:>6} row(s) not sent: already in other tasks")
     for line in dispatched.duplicates:
         print(f"duplicate: {line}")
+    if held:
+        print(
+            f"  {'not sent':<10} {held:>6} row(s): DSC's asset centre says they cannot be scanned"
+        )
     if report.error_codes:
         print(f"errors by code ({report.tally.errors} task(s), as in the workbook):")
         for err, n in report.error_codes.items():

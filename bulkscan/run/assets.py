@@ -410,11 +410,13 @@ class InstanceCheck:
     wire_types: Mapping[tuple[str, str, str], str]  # (project, region, ins_id) → DSC's db_type
     unchecked: tuple[Scope, ...] = ()  # scopes whose asset centre listed no instance at all
     requests: int = 0
+    unread: Mapping[Scope, DscError] = field(default_factory=dict)  # listings that failed
 
 
 def check_instances(instances: Iterable[Instance], catalog: Catalog) -> InstanceCheck:
     """Each instance against the catalogue.  A scope whose asset centre lists nothing is
-    not checked (a warning says so): the listing may be closed to these credentials."""
+    not checked (a warning says so): the listing may be closed to these credentials.  A
+    scope whose listing failed holds back its rows and is named in ``unread``."""
     issues: list[Issue] = []
     held: set[RowRef] = set()
     wire: dict[tuple[str, str, str], str] = {}
@@ -436,7 +438,9 @@ def check_instances(instances: Iterable[Instance], catalog: Catalog) -> Instance
         if type_disagrees(inst.db_type, known):
             issues.append(_disagreement(inst, known))
     issues.extend(_unchecked_warning(scope) for scope in sorted(unchecked))
-    return InstanceCheck(tuple(issues), frozenset(held), wire, tuple(sorted(unchecked)))
+    return InstanceCheck(
+        tuple(issues), frozenset(held), wire, tuple(sorted(unchecked)), unread=catalog.errors
+    )
 
 
 def _disagreement(inst: Instance, known: KnownInstance) -> Issue:

@@ -23,10 +23,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASSETS_PATH",
+    "ASSET_FAULTS",
     "INSTANCE_TYPES",
+    "AssetListingFault",
     "AssetInstance",
     "AssetRoute",
     "Assets",
+    "faulty_answer",
     "generate_assets",
     "load_assets",
 ]
@@ -61,6 +64,30 @@ class AssetRoute:
         if found is None or method != "GET":
             return None
         return cls(found.group(1), found.group(2))
+
+
+#: switchable ways the asset listings fail while the task routes answer normally: a 403 (the
+#: credentials may not read the asset centre), a 500 on every try, or a 200 in a shape the
+#: documentation does not describe
+ASSET_FAULTS = ("forbidden", "broken", "undocumented")
+
+
+class AssetListingFault(Exception):
+    """An asset listing answered with an error instead of its items (see ``ASSET_FAULTS``)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def faulty_answer(fault: str) -> dict[str, Any]:
+    """The answer of an asset listing switched to ``fault`` (raises for an error answer)."""
+    if fault == "forbidden":
+        raise AssetListingFault(403, "dsc.40300004", "no permission to read the asset centre")
+    if fault == "broken":
+        raise AssetListingFault(500, "dsc.50000001", "the asset service is unavailable")
+    return {"total_count": 0, "items": []}  # undocumented: neither instance_list nor databases
 
 
 class AssetQueryError(BadRequest):

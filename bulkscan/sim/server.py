@@ -83,7 +83,13 @@ from bulkscan.sim._api import (
     parse_list_query,
     select,
 )
-from bulkscan.sim._assets import AssetRoute, Assets
+from bulkscan.sim._assets import (
+    ASSET_FAULTS,
+    AssetListingFault,
+    AssetRoute,
+    Assets,
+    faulty_answer,
+)
 from bulkscan.sim._config import Faults, parse_faults, parse_quota
 from bulkscan.sim._control import control_routes
 from bulkscan.sim._gateway import Authenticator, Denial, FixedWindowQuota, Received
@@ -186,10 +192,14 @@ class Simulator:
         scan_s: float = 1.0,
         scan_failure: float = 0.0,
         assets: Assets | None = None,
+        asset_fault: str | None = None,
     ) -> None:
         self.host = host
         # the asset centre; creates are checked against it only when it was given
         self._assets = assets
+        if asset_fault is not None and asset_fault not in ASSET_FAULTS:
+            raise UsageError(f"asset_fault must be one of {', '.join(ASSET_FAULTS)}")
+        self._asset_fault = asset_fault  # its listings fail so (the task routes do not)
         self._shape = list_shape
         self._dsc_disabled = frozenset(dsc_disabled)
         self._port = port
@@ -415,7 +425,7 @@ class Simulator:
             return self._deny(early, project)
         try:
             payload, outcome = self._apply(route, received, now)
-        except (BadRequest, TemplateNotFound) as exc:
+        except (BadRequest, TemplateNotFound, AssetListingFault) as exc:
             return self._deny(_refusal(exc), project)
         if fault == "http504":
             return self._deny(_GATEWAY_TIMEOUT, project)
@@ -469,7 +479,7 @@ class Simulator:
         self,
         request: web.Request,
         received: Received,
-        route: LifecycleRoute,
+        route: Route,
         fault: str,
         faults: Faults,
     ) -> web.Response:
@@ -512,6 +522,8 @@ class Simulator:
     def _list_assets(
         self, project: str, kind: str, query: tuple[tuple[str, str], ...]
     ) -> tuple[dict[str, Any], str]:
+        if self._asset_fault is not None:
+            return faulty_answer(self._asset_fault), f"assets_{self._asset_fault}"
         assets = self._assets if self._assets is not None else Assets(())
         return assets.answer(project, kind, query), f"assets_{kind.replace('-', '_')}"
 
@@ -561,7 +573,9 @@ class Simulator:
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
 
-def _refusal(exc: BadRequest | TemplateNotFound) -> Denial:
+def _refusal(exc: BadRequest | TemplateNotFound | AssetListingFault) -> Denial:
+    if isinstance(exc, AssetListingFault):
+        return Denial(exc.status, exc.code, str(exc), "assets_refused")
     if isinstance(exc, TemplateNotFound):
         return Denial(404, "dsc.600000025", str(exc), "not_found")
     return Denial(400, "dsc.40000011", str(exc), "invalid")
