@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from bulkscan.dsc.classify import dsc_not_enabled
 from bulkscan.dsc.client import list_authorised_databases, list_database_instances
 from bulkscan.errors import DscError
 from bulkscan.input.schema import canonical_db_type
@@ -44,6 +45,7 @@ __all__ = [
     "check_instances",
     "check_known",
     "coverage",
+    "project_missing",
     "read_catalog",
     "resolve_name",
     "resolve_rows",
@@ -416,7 +418,8 @@ class InstanceCheck:
 def check_instances(instances: Iterable[Instance], catalog: Catalog) -> InstanceCheck:
     """Each instance against the catalogue.  A scope whose asset centre lists nothing is
     not checked (a warning says so): the listing may be closed to these credentials.  A
-    scope whose listing failed holds back its rows and is named in ``unread``."""
+    scope whose listing failed holds back its rows and, unless the project is missing, is
+    named in ``unread``."""
     issues: list[Issue] = []
     held: set[RowRef] = set()
     wire: dict[tuple[str, str, str], str] = {}
@@ -438,9 +441,19 @@ def check_instances(instances: Iterable[Instance], catalog: Catalog) -> Instance
         if type_disagrees(inst.db_type, known):
             issues.append(_disagreement(inst, known))
     issues.extend(_unchecked_warning(scope) for scope in sorted(unchecked))
+    unread = {s: e for s, e in catalog.errors.items() if not project_missing(e)}
     return InstanceCheck(
-        tuple(issues), frozenset(held), wire, tuple(sorted(unchecked)), unread=catalog.errors
+        tuple(issues), frozenset(held), wire, tuple(sorted(unchecked)), unread=unread
     )
+
+
+def project_missing(error: DscError) -> bool:
+    """The listing says the project itself is not there (404, or DSC not enabled in it): a
+    fact about the rows that name it, which are held back like an unknown instance's; any
+    other failure means the asset centre could not be read."""
+    if error.verdict is not Verdict.PROJECT_PERMANENT:
+        return False
+    return error.status == 404 or dsc_not_enabled(error.status, error.code)
 
 
 def _disagreement(inst: Instance, known: KnownInstance) -> Issue:

@@ -446,6 +446,7 @@ def simulated_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterato
     code, out, err = _cli(
         capsys, "run", SAMPLE, "--simulate", "--yes", "--rate", "200/s", "--attempts", "1",
         "--simulate-faults", "http503=0.3", "--simulate-seed", "5", "--reports-dir", reports,
+        "--no-remote-check",  # with one attempt, a 503 on an asset listing would refuse the run
     )  # fmt: skip
     assert code == 1, err
     (run_dir,) = (p for p in reports.iterdir() if p.is_dir())

@@ -96,7 +96,7 @@ async def test_run_checks_every_row_by_default_and_holds_back_each_bad_one(
         # GaussDB(for OpenGauss), DDS), one of the authorised databases per type listed (2)
         assert _asset_requests(sim) == 2 * (5 + 2)
 
-        results = load_workbook(summary["results"])
+        results = load_workbook(tmp_path / summary["results"])
         rows = list(results["Rows"].iter_rows(values_only=True))
         col = {name: rows[0].index(name) for name in rows[0]}
         by_row = {r[col["source row"]]: r for r in rows[1:]}
@@ -196,3 +196,41 @@ async def test_the_demo_is_checked_and_resumed_against_the_embedded_simulator(
     assert code == 0, err
     summary = json.loads(out)
     assert summary["held_by_check"] == 0 and not summary["outcomes"].get("failed")
+
+
+async def test_a_missing_project_holds_back_its_rows_and_the_others_go_ahead(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    p2 = "fedcba9876543210fedcba9876543210"
+    rows = [
+        ["ins_id", "db_type", "project_id", "task"],
+        ["id-orders", "MySQL", P1, "t-orders"],  # row 2
+        ["id-elsewhere", "MySQL", p2, "t-elsewhere"],  # row 3: no such project
+    ]
+    inventory = make_xlsx({"instances": rows}, name="two.xlsx")
+    async with Simulator(assets=ASSETS, projects=[P1]) as sim:
+        code, _, err = await _bulkscan(
+            tmp_path, "run", inventory, "--region", CN, "--endpoint", sim.url, "--yes",
+            "--rate", "100/s",
+        )  # fmt: skip
+        assert code == 1, err
+        line = next(x for x in err.splitlines() if "row 3," in x)
+        assert p2 in line and "does not exist" in line and "not sent" in line
+        assert _sent(sim) == {"id-orders": "Mysql"}
+        assert sim.stats["by_project"][p2] == {"project_not_found": 1}  # one listing, no create
+
+
+async def test_refused_credentials_stop_at_the_first_asset_listing(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    inventory = make_xlsx({"instances": ROWS}, name="ids.xlsx")
+    async with Simulator(assets=ASSETS, credentials={DEFAULT_AK: "another-secret"}) as sim:
+        code, out, err = await _bulkscan(
+            tmp_path, "run", inventory, *WHERE, "--endpoint", sim.url, "--yes",
+            "--reports-dir", tmp_path / "reports",
+        )  # fmt: skip
+        assert code == 3, err  # as a fatal answer to the run's first request would
+        assert sim.stats["requests"] == {"unauthorized": 1}
+    (line,) = [x for x in err.splitlines() if x.strip()]
+    assert line.startswith("bulkscan: stopped: HTTP 401") and "check the AK/SK" in line
+    assert not out and not (tmp_path / "reports").exists()

@@ -239,11 +239,16 @@ def test_a_fatal_401_from_a_wrong_secret_key_then_a_resume_show_no_credential(
     reports = work / "reports"
     common = ["--endpoint", served, *FAST, "--reports-dir", str(reports)]
     wrong = _env(**{**TEMPORARY, "HUAWEICLOUD_SDK_SK": WRONG_SK})
-    out, err = _checked(cli("run", str(inventory), *common, "--yes", env=wrong), 3)
+    # stopped at the asset-centre check, before any run directory...
+    checked = _checked(cli("run", str(inventory), *common, "--yes", env=wrong), 3)
+    assert "authentication failed" in checked[1] and not reports.exists()
+    # ...and, without the check, at the run's first listing
+    unchecked = ["run", str(inventory), *common, "--yes", "--no-remote-check"]
+    out, err = _checked(cli(*unchecked, env=wrong), 3)
     assert "authentication failed" in err
     run_dir = _run_dir(reports)
     assert _states(run_dir) == {TaskState.PENDING: 6}
-    outputs = [out, err]
+    outputs = [*checked, out, err]
     outputs += _checked(cli("audit", str(inventory), *common, env=wrong), 3)
     outputs += _checked(cli("report", str(run_dir), env=wrong), 0)
     resume = ["run", str(inventory), *common, "--resume", str(run_dir), "--yes"]
