@@ -177,15 +177,16 @@ async def test_validate_remote_and_run_remote_check_hold_back_every_bad_row(
         assert not sim.tasks  # validate sends nothing
 
         code, _, err = await _bulkscan(
-            tmp_path, "run", inventory, *where, "--endpoint", sim.url, "--yes", "--remote-check"
-        )
-        assert code == 0, err
+            tmp_path, "run", inventory, *where, "--endpoint", sim.url, "--yes"
+        )  # the check is the default
+        assert code == 1, err  # the rows held back are not onboarded
         assert "3 row(s) held back: not sent" in err
         sent = {s["ins_id"]: s["db_type"] for t in sim.tasks for s in t["body"]["data_sources"]}
         assert sent == {"id-orders": "Mysql", "id-billing": "MySQL"}
 
 
 async def test_the_demo_with_a_remote_check_still_creates_every_task(tmp_path: Path) -> None:
+    # --remote-check is the default; the flag is still accepted
     code, _, err = await _bulkscan(
         tmp_path, "run", SAMPLE, "--simulate", "--yes", "--remote-check", "--rate", "200/s",
         "--reports-dir", tmp_path / "reports",
