@@ -1032,7 +1032,9 @@ def _narrowed(prepared: Prepared, refs: set[RowRef], notes: tuple[Issue, ...]) -
     plan = build_plan(narrowed)
     if plan.has_errors:
         raise ValidationFailed(plan.issues)
-    return Prepared(prepared.book, narrowed, plan, prepared.covered + notes)
+    return dataclasses.replace(
+        prepared, validated=narrowed, plan=plan, covered=prepared.covered + notes
+    )
 
 
 def _fresh(
@@ -1092,7 +1094,7 @@ def without_held(prepared: Prepared, checked: _assets.InstanceCheck) -> Prepared
     if plan.has_errors:
         raise ValidationFailed(plan.issues)
     plan = dataclasses.replace(plan, issues=(*plan.issues, *checked.issues))
-    return Prepared(prepared.book, narrowed, plan)
+    return dataclasses.replace(prepared, validated=narrowed, plan=plan)  # plan_file kept
 
 
 def as_planned_before(

@@ -189,7 +189,7 @@ async def test_a_name_found_twice_at_the_end_is_reported(tmp_path: Path) -> None
         names = _names(sim)
     assert code == 0, said
     assert names == {"scan-0001": 1, "scan-0002": 2, "scan-0003": 1}
-    document = json.loads(said[said.index("{") :])
+    document, _ = json.JSONDecoder().raw_decode(said[said.index("{") :])  # stderr follows
     (line,) = document["duplicates"]
     assert "'scan-0002' exists 2 times" in line and P1 in line
     (journal_path,) = (tmp_path / "r").glob("*/journal.sqlite")
