@@ -15,32 +15,22 @@ import heapq
 import itertools
 import math
 import random
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from bulkscan.run.ratelimit import AdaptiveRate, describe_window
 
+# The ideal is the benchmark's own definition, so the two can never measure different things.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from bench_quota import ideal_s
+
 LATENCY = 0.05
 START = 1000.0  # the limiter's monotonic clock at the first request
 MINUTE_ZERO = 1_800_000_000.0  # a wall time on a whole hour
-
-
-def ideal_s(*, offset: float, n: int, quota: int, period: float, rate: float) -> float:
-    """When the quota could have admitted the ``n``-th request at the earliest (see above)."""
-    t, last, used = 0.0, 0.0, 0
-    window = math.floor(offset / period)
-    for _ in range(n):
-        if math.floor((offset + t) / period) != window:
-            window, used = math.floor((offset + t) / period), 0
-        if used == quota:
-            window, used = window + 1, 0
-            t = window * period - offset
-        used += 1
-        last = t
-        t += 1 / rate
-    return last
 
 
 def test_the_ideal_of_60_at_30_per_minute() -> None:
