@@ -115,18 +115,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
-    """The command's own exit code, or the one its error or interruption stands for."""
+    """The command's own exit code, or the one its error or interruption stands for; with
+    ``--json``, one document on stdout whichever way it ended."""
+    from bulkscan.cli._json import emit_missing
+
+    error: str | None = None
     try:
         code: int = args.func(args)
     except BulkscanError as exc:  # UsageError included
         print(f"bulkscan: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+        code, error = EXIT_INPUT, str(exc)
     except KeyboardInterrupt:
         print("bulkscan: interrupted", file=sys.stderr)
-        return EXIT_STOPPED
+        code, error = EXIT_STOPPED, "interrupted"
     except BrokenPipeError:
         # the reader went away (e.g. `bulkscan plan --json | head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
+    emit_missing(args, code, error)
     return code

@@ -42,6 +42,7 @@ __all__ = [
     "simulate_options",
     "simulator_state",
     "start_time_text",
+    "status_of",
 ]
 
 _MB = 1024 * 1024
@@ -53,9 +54,20 @@ _EXIT_CODES: Mapping[Status, int] = {
 }
 
 
+# ... and back; 4 is ``status``'s "some scans still running or never ran" (incomplete).
+_STATUSES: Mapping[int, Status] = {code: s for s, code in _EXIT_CODES.items()} | {
+    4: Status.INCOMPLETE
+}
+
+
 def exit_code(status: Status) -> int:
     """The exit code of a command whose work ended with ``status`` (decided by the library)."""
     return _EXIT_CODES[status]
+
+
+def status_of(code: int) -> Status:
+    """The status an exit code stands for: ``exit_code`` read backwards."""
+    return _STATUSES[code]
 
 
 def add_input_options(parser: argparse.ArgumentParser) -> None:

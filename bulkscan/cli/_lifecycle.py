@@ -6,7 +6,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_INPUT
-from bulkscan.cli._common import add_connection_options, print_json
+from bulkscan.cli._common import add_connection_options
+from bulkscan.cli._json import emit, outcome_counts
 from bulkscan.run.states import TaskState
 
 if TYPE_CHECKING:
@@ -75,18 +76,14 @@ def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[
         and str(report.results[t.task.key]) in ("failed", "kept")
     }
     if args.json:
-        print_json(
-            {
-                "action": report.kind,
-                "confirmed": outcome.confirmed,
-                "requests": report.requests,
-                "counts": report.counts(),
-                "not_done": failed,
-                "exit_code": code,
-            }
-            | extra
-        )
-        return code
+        fields = {
+            "action": report.kind,
+            "confirmed": outcome.confirmed,
+            "requests": report.requests,
+            "outcomes": outcome_counts(report.counts()),
+            "not_done": failed,
+        }
+        return emit(args, code, fields | extra)
     if not outcome.confirmed:
         print("nothing changed")
         return code

@@ -18,9 +18,9 @@ from bulkscan.cli._common import (
     input_settings,
     issue_json,
     print_issues,
-    print_json,
     simulate_options,
 )
+from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.errors import RunFatalError, ValidationFailed
 from bulkscan.events import RateChanged
 
@@ -95,11 +95,11 @@ def _run(args: argparse.Namespace) -> int:
     except RunFatalError as exc:
         print(f"bulkscan: stopped: {exc}", file=sys.stderr)
         if args.json:
-            print_json({"file": args.file, "exit_code": EXIT_STOPPED, "error": str(exc)})
+            emit(args, EXIT_STOPPED, {"file": args.file, "error": str(exc)})
         return EXIT_STOPPED
     code = exit_code(report.status)
     if args.json:
-        print_json(_summary_json(report, code))
+        emit(args, code, _summary_json(report), next_step=_next_step(report))
     else:
         _print_summary(report)
     return code
@@ -108,14 +108,8 @@ def _run(args: argparse.Namespace) -> int:
 def _bad_input(args: argparse.Namespace, failed: ValidationFailed) -> int:
     errors = sum(1 for i in failed.issues if i.severity == "error")
     if args.json:
-        print_json(
-            {
-                "file": args.file,
-                "exit_code": EXIT_INPUT,
-                "errors": errors,
-                "issues": [issue_json(i) for i in failed.issues],
-            }
-        )
+        issues = [issue_json(i) for i in failed.issues]
+        emit(args, EXIT_INPUT, {"file": args.file, "errors": errors, "issues": issues})
     else:
         print_issues(failed.issues)
         print(
@@ -201,17 +195,25 @@ def _print_summary(report: AuditReport) -> None:
         print("every instance is covered")
 
 
-def _summary_json(report: AuditReport, code: int) -> dict[str, Any]:
+def _next_step(report: AuditReport) -> Next | None:
+    """What the text says to do next: resume the runs that hold instances, then audit again;
+    else run the uncovered workbook."""
+    if report.resume_command is not None:
+        held = report.result.count(CoverageStatus.HELD)
+        why = f"{held} instance(s) are in tasks of unfinished runs: resume, then audit again"
+        return Next(report.resume_command, why)
+    if report.run_command is not None:
+        return Next(report.run_command, "create the tasks of the instances not covered")
+    return None
+
+
+def _summary_json(report: AuditReport) -> dict[str, Any]:
     result = report.result
     return {
         "file": result.inventory.book.path,
-        "exit_code": code,
         "all_covered": result.all_covered,
         "instances": len(result.coverage),
-        "covered": result.covered,
-        "not_covered": result.count(CoverageStatus.MISSING),
-        "only_disabled": result.count(CoverageStatus.DISABLED),
-        "unknown": result.count(CoverageStatus.UNKNOWN),
+        "outcomes": outcome_counts({s: result.count(s) for s in CoverageStatus}),
         "skipped_rows": len(result.inventory.skipped),
         "tasks": len(result.tasks),
         "orphan_tasks": result.orphans,
@@ -220,9 +222,7 @@ def _summary_json(report: AuditReport, code: int) -> dict[str, Any]:
         "workbook": str(report.workbook),
         "uncovered_workbook": str(report.uncovered) if report.uncovered else None,
         "run_command": report.run_command,
-        "held_by_unfinished_runs": result.count(CoverageStatus.HELD),
         "resume_command": report.resume_command,
-        "next_step": report.resume_command or report.run_command,
         "groups": [
             {"project_id": g.project_id, "region": g.region, "tasks": g.tasks, "error": g.error}
             for g in result.groups
@@ -234,7 +234,7 @@ def _summary_json(report: AuditReport, code: int) -> dict[str, Any]:
                 "project_id": c.instance.project_id,
                 "region": c.instance.region,
                 "row": c.instance.ref.row,
-                "status": c.status.value,
+                "status": term(c.status),
             }
             for c in result.uncovered
         ],

@@ -6,7 +6,8 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK
-from bulkscan.cli._common import local_timezone, print_json
+from bulkscan.cli._common import local_timezone
+from bulkscan.cli._json import emit
 from bulkscan.cli._settings import KEYS, LOCAL_NAME, Layered
 
 if TYPE_CHECKING:
@@ -51,14 +52,9 @@ def _run(args: argparse.Namespace) -> int:
     layered: Layered = args.layered
     rows = _rows(layered, _builtin_defaults())
     if args.json:
-        print_json(
-            {
-                "files": [str(p) for p in layered.files],
-                "profile": layered.profile,
-                "settings": [{"key": k, "value": v, "source": s} for k, v, s in rows],
-            }
-        )
-        return EXIT_OK
+        settings = [{"key": k, "value": v, "source": s} for k, v, s in rows]
+        fields = {"files": [str(p) for p in layered.files], "profile": layered.profile}
+        return emit(args, EXIT_OK, fields | {"settings": settings})
     files = ", ".join(str(p) for p in layered.files) or f"none (looked for ./{LOCAL_NAME})"
     print(f"config files: {files}")
     if layered.profile:

@@ -11,9 +11,10 @@ from bulkscan.cli._common import (
     add_connection_options,
     connection_from,
     dispatch_settings,
-    print_json,
 )
+from bulkscan.cli._json import emit, outcome_counts
 from bulkscan.cli._lifecycle import NotConfirmable, ask, not_confirmable
+from bulkscan.run.lifecycle import ActionState
 
 if TYPE_CHECKING:
     import argparse
@@ -66,17 +67,17 @@ def _run(args: argparse.Namespace) -> int:
     except NotConfirmable:
         return not_confirmable("dedupe")
     if args.json:
-        print_json(
-            {
-                "confirmed": result.confirmed,
-                "deleted": [e[2] for e in result.deleted],
-                "still_listed": [e[2] for e in result.still_listed],
-                "already_gone": [e[2] for e in result.gone],
-                "requests": result.requests,
-                "exit_code": result.exit_code,
-            }
-        )
-        return result.exit_code
+        fields = {
+            "confirmed": result.confirmed,
+            "deleted": [e[2] for e in result.deleted],
+            "still_listed": [e[2] for e in result.still_listed],
+            "already_gone": [e[2] for e in result.gone],
+            "requests": result.requests,
+            "outcomes": outcome_counts({ActionState.DONE: len(result.deleted),
+                                        ActionState.GONE: len(result.gone),
+                                        ActionState.FAILED: len(result.still_listed)}),
+        }  # fmt: skip
+        return emit(args, result.exit_code, fields)
     if not result.confirmed:
         print("nothing changed")
         return 0

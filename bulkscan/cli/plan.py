@@ -17,10 +17,10 @@ from bulkscan.cli._common import (
     input_settings,
     issue_json,
     print_issues,
-    print_json,
     start_time_text,
 )
 from bulkscan.cli._coverage import check_json, print_check, remote_check
+from bulkscan.cli._json import emit
 from bulkscan.errors import UsageError, ValidationFailed
 from bulkscan.plan import plan_hash, plan_summary, plan_to_json
 from bulkscan.run.coverage import replanned
@@ -79,9 +79,8 @@ def _run(args: argparse.Namespace) -> int:
         prepared = runner.prepare(args.file, profiles_path=args.profiles, settings=settings)
     except ValidationFailed as failed:
         if args.json:
-            print_json(
-                {"file": args.file, "ok": False, "issues": [issue_json(i) for i in failed.issues]}
-            )
+            issues = [issue_json(i) for i in failed.issues]
+            emit(args, EXIT_INPUT, {"file": args.file, "ok": False, "issues": issues})
         else:
             print_issues(failed.issues)
             print(f"{args.file}: not planned: fix the errors above", file=sys.stderr)
@@ -92,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
     fatal = fatal_answer(check[0].listed) if check is not None else None
     if fatal is not None:
         print(f"bulkscan: stopped: {fatal}", file=sys.stderr)
+        if args.json:
+            emit(args, EXIT_STOPPED, {"file": args.file, "error": str(fatal)})
         return EXIT_STOPPED
     if args.output:
         _write(Path(args.output), plan_to_json(plan, runner.plan_source(prepared, settings)))
@@ -99,8 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         document = _summary_json(summary, plan_hash(plan), args.output)
         if check is not None:
             document["remote"] = check_json(check[0]) | {"would_create": check[1]}
-        print_json(document)
-        return EXIT_OK
+        return emit(args, EXIT_OK, document)
     print_issues(plan.issues)
     _print_tasks(plan.tasks, settings, prepared.validated.profiles)
     _print_summary(prepared.book.path, summary)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
 from bulkscan.cli import EXIT_OK
-from bulkscan.cli._common import print_json
+from bulkscan.cli._json import Next, emit, outcome_counts
 
 if TYPE_CHECKING:
     import argparse
@@ -31,18 +31,18 @@ def _run(args: argparse.Namespace) -> int:
     report = runner.write_report(args.run_dir)
     counts = {str(outcome): n for outcome, n in report.counts.items()}
     if args.json:
-        print_json(
-            {
-                "run_dir": args.run_dir,
-                "results": str(report.results),
-                "retry": str(report.retry) if report.retry else None,
-                "retry_tasks": report.retry_tasks,
-                "retry_rows": report.retry_rows,
-                "rerun_command": report.rerun_command,
-                "outcomes": counts,
-            }
-        )
-        return EXIT_OK
+        rerun = report.rerun_command
+        fields = {
+            "run_dir": args.run_dir,
+            "results": str(report.results),
+            "retry": str(report.retry) if report.retry else None,
+            "retry_tasks": report.retry_tasks,
+            "retry_rows": report.retry_rows,
+            "rerun_command": rerun,
+            "outcomes": outcome_counts(report.counts),
+        }
+        step = Next(rerun, "re-run the failures after fixing them") if rerun else None
+        return emit(args, EXIT_OK, fields, next_step=step)
     print(f"results: {report.results}")
     if report.retry is not None:
         print(

@@ -18,8 +18,8 @@ from bulkscan.cli._common import (
     input_settings,
     issue_json,
     print_issues,
-    print_json,
 )
+from bulkscan.cli._json import Next, emit
 from bulkscan.errors import RunFatalError
 
 if TYPE_CHECKING:
@@ -74,11 +74,12 @@ def _run(args: argparse.Namespace) -> int:
         )
     except RunFatalError as exc:
         print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        if args.json:
+            emit(args, EXIT_STOPPED, {"file": args.file, "error": str(exc)})
         return EXIT_STOPPED
     code = exit_code(report.status)
     if args.json:
-        print_json(_summary(report, code))
-        return code
+        return emit(args, code, _summary(report), next_step=_next_step(report))
     if report.issues:
         print_issues(report.issues)
     ok = len(report.rows) - report.failed
@@ -86,17 +87,21 @@ def _run(args: argparse.Namespace) -> int:
         f"resolved {ok} of {len(report.rows)} row(s) ({report.failed} not to be sent) "
         f"with {report.requests} asset-centre request(s); wrote {report.workbook}"
     )
-    print(f"next: {shlex.join(['bulkscan', 'validate', str(report.workbook)])}")
+    print(f"next: {_next_step(report).command}")
     return code
 
 
-def _summary(report: runner.ResolveReport, code: int) -> dict[str, Any]:
+def _next_step(report: runner.ResolveReport) -> Next:
+    command = shlex.join(["bulkscan", "validate", str(report.workbook)])
+    return Next(command, "check the resolved workbook before a run")
+
+
+def _summary(report: runner.ResolveReport) -> dict[str, Any]:
     return {
         "file": report.book.path,
         "workbook": str(report.workbook),
         "rows": len(report.rows),
         "failed": report.failed,
         "requests": report.requests,
-        "exit_code": code,
         "issues": [issue_json(i) for i in report.issues],
     }

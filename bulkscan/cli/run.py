@@ -20,11 +20,12 @@ from bulkscan.cli._common import (
     dispatch_settings,
     exit_code,
     input_settings,
+    issue_json,
     print_issues,
-    print_json,
     start_time_text,
 )
 from bulkscan.cli._coverage import add_coverage_option, for_run
+from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.cli._lifecycle import update_on_conflict
 from bulkscan.errors import DscError, JournalWriteError, ReportError, ValidationFailed
 from bulkscan.events import (
@@ -124,13 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         prepared, settings = _prepared(args, settings)
     except ValidationFailed as failed:
-        print_issues(failed.issues)
-        errors = sum(1 for i in failed.issues if i.severity == "error")
-        print(
-            f"nothing sent: {errors} error(s) in {args.file}; fix them and run again",
-            file=sys.stderr,
-        )
-        return EXIT_INPUT
+        return _invalid(args, failed)
     warnings = [i for i in prepared.plan.issues if i.severity == "warning"]
     if warnings:
         print_issues(tuple(warnings), limit=20)
@@ -186,6 +181,19 @@ def _run(args: argparse.Namespace) -> int:
             code = _finish(args, result, report, held)
     code = max(code, EXIT_FAILED) if held else code
     return code if updated is None else max(code, updated)
+
+
+def _invalid(args: argparse.Namespace, failed: ValidationFailed) -> int:
+    print_issues(failed.issues)
+    errors = sum(1 for i in failed.issues if i.severity == "error")
+    print(
+        f"nothing sent: {errors} error(s) in {args.file}; fix them and run again",
+        file=sys.stderr,
+    )
+    if args.json:
+        issues = [issue_json(i) for i in failed.issues]
+        emit(args, EXIT_INPUT, {"file": args.file, "errors": errors, "issues": issues})
+    return EXIT_INPUT
 
 
 def _prepared(args: argparse.Namespace, settings: InputSettings) -> tuple[Prepared, Any]:
@@ -451,27 +459,8 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths, he
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
-        print_json(
-            {
-                "run_dir": str(result.run_dir),
-                "results": str(report.results),
-                "retry": str(report.retry) if report.retry else None,
-                "stop_reason": dispatched.stop_reason,
-                "message": dispatched.message,
-                "requests": dispatched.requests,
-                "learned_rate_per_s": dispatched.learned_rate_per_s,
-                "duplicates": list(dispatched.duplicates),
-                "status": str(result.status),
-                "outcomes": {str(s): n for s, n in sorted(result.counts.items()) if n},
-                "covered_rows": result.covered,
-                "errors": report.tally.errors,
-                "unfinished": report.tally.unfinished,
-                "held_back": dispatched.held_back,
-                "error_codes": dict(report.error_codes),
-                "held_by_check": held,
-                "exit_code": max(code, EXIT_FAILED) if held else code,
-            }
-        )
+        emit(args, max(code, EXIT_FAILED) if held else code, _summary_json(result, report, held),
+             next_step=_next_step(result, report))  # fmt: skip
         return code
     print(
         f"run {result.run_dir.name}: {dispatched.requests} request(s), {_ending(result, report)}"
@@ -493,8 +482,30 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths, he
         for err, n in report.error_codes.items():
             print(f"  {err:<24} {n:>6}")
     print(f"results: {report.results}")
-    print(_next_step(result, report))
+    print(_next_text(_next_step(result, report), report))
     return code
+
+
+def _summary_json(result: RunResult, report: ReportPaths, held: int) -> dict[str, Any]:
+    dispatched = result.dispatch
+    return {
+        "run_dir": str(result.run_dir),
+        "results": str(report.results),
+        "retry": str(report.retry) if report.retry else None,
+        "stop_reason": dispatched.stop_reason,
+        "message": dispatched.message,
+        "requests": dispatched.requests,
+        "learned_rate_per_s": dispatched.learned_rate_per_s,
+        "duplicates": list(dispatched.duplicates),
+        "outcomes": outcome_counts(result.counts),
+        "rows": {"covered": result.covered, "held": held},
+        "errors": report.tally.errors,
+        "unfinished": report.tally.unfinished,
+        "held_back": dispatched.held_back,
+        "error_codes": dict(report.error_codes),
+        "resume_command": report.resume_command if report.tally.unfinished else None,
+        "rerun_command": report.rerun_command,
+    }
 
 
 def _ending(result: RunResult, report: ReportPaths) -> str:
@@ -515,14 +526,22 @@ def _left_text(result: RunResult, report: ReportPaths) -> str:
     return f"{left} task(s) not finished"
 
 
-def _next_step(result: RunResult, report: ReportPaths) -> str:
+def _next_step(result: RunResult, report: ReportPaths) -> Next | None:
     """The one thing to do next: resume first (it settles unknown outcomes too), then the
-    retry workbook once nothing is left to resume."""
-    if report.tally.unfinished:
-        return f"{_left_text(result, report)}; resume with: {report.resume_command}"
+    retry workbook once nothing is left to resume; None when nothing is left to do."""
+    if report.tally.unfinished and report.resume_command:
+        return Next(report.resume_command, _left_text(result, report))
     if report.rerun_command:
-        return f"re-run the failures after fixing them: {report.rerun_command}"
-    return "nothing left to do"
+        return Next(report.rerun_command, "re-run the failures after fixing them")
+    return None
+
+
+def _next_text(step: Next | None, report: ReportPaths) -> str:
+    if step is None:
+        return "nothing left to do"
+    if step.command == report.resume_command:
+        return f"{step.why}; resume with: {step.command}"
+    return f"{step.why}: {step.command}"
 
 
 def _duration(seconds: float) -> str:

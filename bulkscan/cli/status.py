@@ -7,7 +7,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
-from bulkscan.cli._common import connection_from, dispatch_settings, print_json
+from bulkscan.cli._common import connection_from, dispatch_settings
+from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options
 
 if TYPE_CHECKING:
@@ -69,18 +70,15 @@ def _run(args: argparse.Namespace) -> int:
     if sys.stderr.isatty() and args.wait:
         sys.stderr.write("\n")
     if args.json:
-        print_json(
-            {
-                "run_dir": args.run_dir,
-                "results": str(result.report.results),
-                "counts": result.counts(),
-                "requests": result.requests,
-                "scans": [_scan_json(s) for s in result.scans],
-                "tasks_not_sent_or_unknown": result.report.tally.unfinished,
-                "exit_code": result.exit_code,
-            }
-        )
-        return result.exit_code
+        fields = {
+            "run_dir": args.run_dir,
+            "results": str(result.report.results),
+            "outcomes": outcome_counts(result.counts()),
+            "requests": result.requests,
+            "scans": [_scan_json(s) for s in result.scans],
+            "tasks_not_sent_or_unknown": result.report.tally.unfinished,
+        }
+        return emit(args, result.exit_code, fields, next_step=_next_step(result))
     for state, n in sorted(result.counts().items()):
         print(f"  {state:<10} {n:>6}")
     for scan in result.scans:
@@ -96,6 +94,14 @@ def _run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _next_step(result: runner.ScanStatus) -> Next | None:
+    """The run's resume command while some of its tasks are not sent or of unknown outcome."""
+    left, command = result.report.tally.unfinished, result.report.resume_command
+    if not left or not command:
+        return None
+    return Next(command, f"{left} task(s) of this run not sent yet or of unknown outcome")
+
+
 def _scan_json(scan: ScanRecord) -> dict[str, Any]:
     return {
         "task": scan.name,
@@ -103,7 +109,7 @@ def _scan_json(scan: ScanRecord) -> dict[str, Any]:
         "project_id": scan.project_id,
         "region": scan.region,
         "found_as": scan.origin,
-        "state": str(scan.state),
+        "state": term(scan.state),
         "status": scan.status,
         "started": scan.started,
         "ended": scan.ended,

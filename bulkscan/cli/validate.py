@@ -17,8 +17,8 @@ from bulkscan.cli._common import (
     input_settings,
     issue_json,
     print_issues,
-    print_json,
 )
+from bulkscan.cli._json import emit
 from bulkscan.report.errors import errors_path, write_errors_workbook
 
 if TYPE_CHECKING:
@@ -77,8 +77,11 @@ def _run(args: argparse.Namespace) -> int:
     warnings = len(issues) - errors
     validated = checked.validated
     written = _write_report(args, checked, issues) if args.report is not None else None
+    code = EXIT_INPUT if errors else exit_code(checked.status)
     if args.json:
-        print_json(
+        emit(
+            args,
+            code,
             {
                 "file": checked.book.path,
                 "ok": errors == 0,
@@ -89,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
                 "duplicates": len(validated.duplicates),
                 "issues": [issue_json(i) for i in issues],
                 **({"report": str(written.path)} if written else {}),
-            }
+            },
         )
     else:
         print_issues(issues)
@@ -100,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         if written is not None:
             print(f"errors workbook: {written.path}")
-    return EXIT_INPUT if errors else exit_code(checked.status)
+    return code
 
 
 def _write_report(

@@ -198,7 +198,7 @@ def rerun_command(meta: RunMeta, retry_path: Path) -> str:
     plan file's settings are added (the rows are read again, in the plan's zone).
     """
     args = _command_args(meta, str(retry_path), drop=("--limit", "--profiles"))
-    return shlex.join(["bulkscan", "run", *args, *_planned_options(meta)])
+    return shlex.join(["bulkscan", *_global_args(meta), "run", *args, *_planned_options(meta)])
 
 
 def _planned_options(meta: RunMeta) -> list[str]:
@@ -216,7 +216,21 @@ def resume_command(meta: RunMeta, run_dir: Path) -> str:
     """The run's own command (without ``--limit``) that resumes ``run_dir``."""
     args = _command_args(meta, str(meta.settings.get("plan_file") or meta.input_path),
                          drop=("--limit",))  # fmt: skip
-    return shlex.join(["bulkscan", "run", *args, "--resume", str(run_dir)])
+    return shlex.join(["bulkscan", *_global_args(meta), "run", *args, "--resume", str(run_dir)])
+
+
+def _global_args(meta: RunMeta) -> list[str]:
+    """The options typed before ``run`` (``--config``, ``--config-profile``): the next command
+    reads the same settings."""
+    args, out = list(meta.command), []
+    i = 1
+    while i < len(args) and args[i].startswith("-"):
+        out.append(args[i])
+        takes_value = "=" not in args[i] and args[i] in ("--config", "--config-profile")
+        if takes_value and i + 1 < len(args):
+            out.append(args[i + 1])
+        i += 2 if takes_value else 1
+    return out
 
 
 def _command_args(meta: RunMeta, new_input: str, *, drop: Sequence[str]) -> list[str]:
