@@ -481,7 +481,7 @@ def test_injected_text_stays_inert_and_no_secret_is_written(
     code, out, err = _audit_cli(capsys, inventory, served.url, tmp_path / "r", "--json")
     assert code == 1
     summary = json.loads(out)
-    assert summary["covered"] == 1 and summary["exit_code"] == 1
+    assert summary["outcomes"]["covered"] == 1 and summary["exit_code"] == 1
     books = [Path(summary["workbook"]), Path(summary["uncovered_workbook"])]
     for path in books:
         text = _workbook_text(path)
@@ -536,13 +536,13 @@ def test_paging_reads_every_task_to_the_end(
     inventory = _write_inventory(tmp_path / "paged.xlsx", [*oldest, ROWS[1]], None)
     code, out, _ = _audit_cli(capsys, inventory, served.url, tmp_path / "r", "--json")
     summary = json.loads(out)
-    assert code == 1 and summary["tasks"] == 250 and summary["covered"] == 1
+    assert code == 1 and summary["tasks"] == 250 and summary["outcomes"]["covered"] == 1
     # a full page of 100, then one page larger than total_num (offset is not documented)
     assert summary["orphan_tasks"] == 249 and summary["requests"] == 2
     assert served.call(lambda: served.sim.stats)["requests"]["listed"] == 2
     assert summary["uncovered"] == [
         {"ins_id": "ins-b", "db_type": "PostgreSQL", "project_id": P1, "region": CN,
-         "row": 3, "status": "not covered"},
+         "row": 3, "status": "not_covered"},
     ]  # fmt: skip
     assert len(_sheet(Path(summary["workbook"]), "Tasks")) == 250
 

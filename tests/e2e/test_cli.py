@@ -502,8 +502,8 @@ def test_audit_against_an_empty_simulator_finds_nothing_covered(
     )
     assert code == 1, err
     doc = json.loads(out)
-    assert (doc["all_covered"], doc["covered"]) == (False, 0)
-    assert doc["not_covered"] == doc["instances"] == 148
+    assert (doc["all_covered"], doc["outcomes"].get("covered")) == (False, None)
+    assert doc["outcomes"]["not_covered"] == doc["instances"] == 148
     assert Path(doc["workbook"]).is_file() and Path(doc["uncovered_workbook"]).is_file()
     code, out, err = _cli(capsys, "audit", SAMPLE, "--simulate", "--reports-dir", tmp_path)
     assert code == 1

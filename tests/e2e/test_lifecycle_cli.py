@@ -112,7 +112,7 @@ def test_status_wait_json_reports_every_scan_finished(tmp_path: Path) -> None:
                    "--timeout", "30", "--json", env=ENV)  # fmt: skip
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
-    assert answer["counts"] == {"succeeded": 4}
+    assert answer["outcomes"] == {"succeeded": 4}
     assert {s["state"] for s in answer["scans"]} == {"succeeded"}
 
 
@@ -138,7 +138,7 @@ def test_undo_killed_mid_way_resumes_and_deletes_every_task_once(tmp_path: Path)
         assert len(_tasks(url)) > 0  # not all gone yet
         done = cli(*command, "--json", env=ENV, timeout=120)
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["counts"] == {"done": 60}
+        assert json.loads(done.stdout)["outcomes"] == {"done": 60}
         assert _tasks(url) == []
         again = cli(*command, "--json", env=ENV)
         assert json.loads(again.stdout)["requests"] == 0

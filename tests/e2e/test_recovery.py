@@ -66,7 +66,7 @@ async def test_wave_two_skips_the_instances_wave_one_covers(tmp_path: Path) -> N
         done = await _piped(tmp_path, b"", *run, "--yes", "--json")
         assert done.code == 0, done.err
         summary = json.loads(done.out)
-        assert summary["covered_rows"] == 3
+        assert summary["rows"]["covered"] == 3
         assert summary["outcomes"] == {"created": 1}
         # nothing is covered twice; the new task holds only what no task scanned
         assert set(_coverage(sim).values()) == {1}
@@ -103,7 +103,7 @@ async def test_allow_duplicate_coverage_sends_the_covered_rows(tmp_path: Path) -
             done = await _piped(tmp_path, b"", "run", wave, "--endpoint", sim.url,
                                 "--reports-dir", reports, "--yes", "--json", *extra)  # fmt: skip
             assert done.code == 0, done.err
-        assert json.loads(done.out)["covered_rows"] == 0
+        assert json.loads(done.out)["rows"]["covered"] == 0
         assert "3 row(s) already covered by other tasks are sent anyway" in done.err
         assert len(sim.tasks) == 3
         (last,) = sim.tasks[2:]
@@ -129,7 +129,7 @@ async def test_a_disabled_task_covers_nothing(tmp_path: Path) -> None:
         done = await _piped(tmp_path, b"", "run", wave2, "--endpoint", sim.url,
                             "--reports-dir", reports, "--yes", "--json")  # fmt: skip
         assert done.code == 0, done.err
-        assert json.loads(done.out)["covered_rows"] == 0
+        assert json.loads(done.out)["rows"]["covered"] == 0
         assert [s["ins_id"] for s in sim.tasks[1]["body"]["data_sources"]] == ["ins-a", "ins-b"]
 
 
@@ -187,10 +187,10 @@ async def test_after_a_canary_the_audit_says_resume_and_leaves_the_held_rows_out
         audited = await _piped(tmp_path, b"", "audit", everything, *where, "--json")
         assert audited.code == 1, audited.err
         found = json.loads(audited.out)
-        assert found["held_by_unfinished_runs"] == 3
+        assert found["outcomes"]["held"] == 3
         assert [u["ins_id"] for u in found["uncovered"]] == ["ins-z"]
         (run_dir,) = [d for d in reports.iterdir() if d.is_dir()]
-        assert found["next_step"] == found["resume_command"]
+        assert found["next"]["command"] == found["resume_command"]
         assert found["resume_command"].endswith(f"--resume {run_dir}")
         gap = openpyxl.load_workbook(found["uncovered_workbook"], read_only=True)
         held_out = [r[0] for r in gap["instances"].iter_rows(min_row=2, values_only=True)]
@@ -207,8 +207,8 @@ async def test_after_a_canary_the_audit_says_resume_and_leaves_the_held_rows_out
         assert resumed.code == 0, resumed.err
         again = await _piped(tmp_path, b"", "audit", everything, *where, "--json")
         after = json.loads(again.out)
-        assert after["held_by_unfinished_runs"] == 0 and after["resume_command"] is None
-        assert after["next_step"] == after["run_command"]
+        assert "held" not in after["outcomes"] and after["resume_command"] is None
+        assert after["next"]["command"] == after["run_command"]
         closing = await _piped(tmp_path, b"", "run", after["uncovered_workbook"], *where, "--yes")
         assert closing.code == 0, closing.err
         assert sorted(_coverage(sim).items()) == [

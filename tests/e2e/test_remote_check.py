@@ -91,7 +91,7 @@ async def test_run_checks_every_row_by_default_and_holds_back_each_bad_one(
             assert "sheet 'instances'" in line and why in line and "not sent" in line
         assert _sent(sim) == {"id-orders": "Mysql", "id-billing": "PostgreSQL", "id-stock": "Mysql"}
         summary = json.loads(out)
-        assert summary["held_by_check"] == 4 and summary["exit_code"] == 1
+        assert summary["rows"]["held"] == 4 and summary["exit_code"] == 1
         # each of the two runs: one paged listing per type (RDS, GaussDB, GaussDB(for MySQL),
         # GaussDB(for OpenGauss), DDS), one of the authorised databases per type listed (2)
         assert _asset_requests(sim) == 2 * (5 + 2)
@@ -176,7 +176,7 @@ async def test_a_resume_keeps_the_first_runs_check_and_lists_no_asset_again(
         assert _asset_requests(sim) == listed
         assert _sent(sim) == {"id-orders": "Mysql", "id-billing": "PostgreSQL", "id-stock": "Mysql"}
         summary = json.loads(out)
-        assert summary["held_by_check"] == 4 and summary["outcomes"] == {"created": 3}
+        assert summary["rows"]["held"] == 4 and summary["outcomes"] == {"created": 3}
 
         # even without the check, a resume finishes the plan the first run made
         code, out, err = await _bulkscan(tmp_path, *run, "--resume", "--no-remote-check")
@@ -191,11 +191,11 @@ async def test_the_demo_is_checked_and_resumed_against_the_embedded_simulator(
     run += ("--reports-dir", tmp_path / "reports")
     code, out, err = await _bulkscan(tmp_path, *run, "--limit", "2")
     assert code == 0, err  # the canary's tasks were created; --resume sends the rest
-    assert "held back" not in err and json.loads(out)["held_by_check"] == 0
+    assert "held back" not in err and json.loads(out)["rows"]["held"] == 0
     code, out, err = await _bulkscan(tmp_path, *run, "--resume")
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["held_by_check"] == 0 and not summary["outcomes"].get("failed")
+    assert summary["rows"]["held"] == 0 and not summary["outcomes"].get("failed")
 
 
 async def test_a_missing_project_holds_back_its_rows_and_the_others_go_ahead(
