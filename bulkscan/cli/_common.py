@@ -37,6 +37,7 @@ __all__ = [
     "input_settings",
     "issue_json",
     "local_timezone",
+    "next_options",
     "print_issues",
     "print_json",
     "simulate_options",
@@ -340,6 +341,30 @@ def simulate_options(args: argparse.Namespace) -> list[str]:
     ):
         if value is not None:
             options += [flag, str(value)]
+    return options
+
+
+def next_options(args: argparse.Namespace) -> list[str]:
+    """The connection (and reading) options of this command to repeat in the ``bulkscan run``
+    command it prints next, so that the run reaches the same service, simulated or not."""
+    options = simulate_options(args)
+    reports = getattr(args, "reports_dir", "reports")
+    if reports != "reports":  # the run's directory beside this one's (and the simulator's)
+        options += ["--reports-dir", reports]
+    if args.endpoint:
+        options += ["--endpoint", args.endpoint]
+    for item in args.endpoint_for:
+        options += ["--endpoint-for", item]
+    if args.token_file:
+        options += ["--token-file", args.token_file]
+    if args.ca_bundle:
+        options += ["--ca-bundle", args.ca_bundle]
+    if args.insecure:
+        options.append("--insecure")
+    if getattr(args, "timezone", None):
+        options += ["--timezone", args.timezone]
+    if getattr(args, "start_time_unit", "s") != "s":
+        options += ["--start-time-unit", args.start_time_unit]
     return options
 
 

@@ -17,8 +17,8 @@ from bulkscan.cli._common import (
     exit_code,
     input_settings,
     issue_json,
+    next_options,
     print_issues,
-    simulate_options,
 )
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.errors import RunFatalError, ValidationFailed
@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
                 simulator=simulator,
                 dispatch_settings=pace,
                 reports_dir=args.reports_dir,
-                run_options=_run_options(args),
+                run_options=next_options(args),
                 observer=_Notes(quiet=args.json),
             )
         )
@@ -117,28 +117,6 @@ def _bad_input(args: argparse.Namespace, failed: ValidationFailed) -> int:
             file=sys.stderr,
         )
     return EXIT_INPUT
-
-
-def _run_options(args: argparse.Namespace) -> list[str]:
-    """The connection options to repeat in the printed ``bulkscan run`` command."""
-    options = simulate_options(args)
-    if args.reports_dir != "reports":  # the run's directory beside this audit (and simulator)
-        options += ["--reports-dir", args.reports_dir]
-    if args.endpoint:
-        options += ["--endpoint", args.endpoint]
-    for item in args.endpoint_for:
-        options += ["--endpoint-for", item]
-    if args.token_file:
-        options += ["--token-file", args.token_file]
-    if args.ca_bundle:
-        options += ["--ca-bundle", args.ca_bundle]
-    if args.insecure:
-        options.append("--insecure")
-    if args.timezone:
-        options += ["--timezone", args.timezone]
-    if args.start_time_unit != "s":
-        options += ["--start-time-unit", args.start_time_unit]
-    return options
 
 
 class _Notes:

@@ -5,15 +5,25 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shlex
+import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
-from bulkscan.cli._common import add_connection_options, connection_from, dispatch_settings
+from bulkscan.cli._common import (
+    add_connection_options,
+    connection_from,
+    dispatch_settings,
+    next_options,
+)
+from bulkscan.cli._json import Next, emit
 from bulkscan.config import InputSettings
 from bulkscan.errors import UsageError, ValidationFailed
 
 if TYPE_CHECKING:
     import argparse
+
+    from bulkscan.run.doctor import Check
 
 __all__ = ["register"]
 
@@ -41,6 +51,7 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--record", metavar="FILE", help="save the raw answers (no secret) to this JSON file"
     )
+    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     add_connection_options(parser)
     parser.set_defaults(func=_run)
 
@@ -67,7 +78,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         groups = _groups(args)
     except ValidationFailed as failed:
-        print(f"bulkscan: error: {failed}")
+        print(f"bulkscan: error: {failed}", file=sys.stderr)
+        if args.json:
+            emit(args, 2, {"error": str(failed)})
         return 2
     connection, simulator = connection_from(args)
     report = asyncio.run(
@@ -79,12 +92,37 @@ def _run(args: argparse.Namespace) -> int:
             record=args.record,
         )
     )
+    step = _next_step(args) if report.ok else None
+    if args.json:
+        checks = [_check_json(c) for c in report.checks]
+        return emit(args, 0 if report.ok else 1, {"checks": checks, "record": args.record},
+                    next_step=step)  # fmt: skip
     for check in report.checks:
         print(check)
     if args.record:
         print(f"raw answers saved to {args.record}")
     if report.ok:
-        print("a run can be trusted here: next, `bulkscan run FILE --limit 5`")
+        command = step.command if step else "bulkscan run FILE --limit 5"
+        print(f"a run can be trusted here: next, `{command}`")
         return 0
     print(f"{len(report.failed)} check(s) failed: fix them before a real run")
     return 1
+
+
+def _next_step(args: argparse.Namespace) -> Next | None:
+    """A canary run of FILE, through the service just checked; None without FILE."""
+    if args.file is None:
+        return None
+    command = ["bulkscan", "run", args.file, "--limit", "5", *next_options(args)]
+    return Next(shlex.join(command), "a run can be trusted here: start with a canary")
+
+
+def _check_json(check: Check) -> dict[str, Any]:
+    return {
+        "name": check.name,
+        "ok": check.ok,
+        "detail": check.detail,
+        "project_id": check.project_id,
+        "region": check.region,
+        "fix": check.fix,
+    }

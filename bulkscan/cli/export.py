@@ -15,7 +15,9 @@ from bulkscan.cli._common import (
     connection_from,
     dispatch_settings,
     exit_code,
+    next_options,
 )
+from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.errors import RunFatalError, UsageError
 from bulkscan.input.schema import REGIONS
 
@@ -53,6 +55,7 @@ def register(sub: Any) -> None:
     group.add_argument(
         "--output", default="dsc-export.xlsx", metavar="PATH", help="(default: dsc-export.xlsx)"
     )
+    group.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     add_connection_options(parser)
     parser.set_defaults(func=_run)
 
@@ -82,12 +85,34 @@ def _run(args: argparse.Namespace) -> int:
         )
     except RunFatalError as exc:
         print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        if args.json:
+            emit(args, EXIT_STOPPED, {"error": str(exc)})
         return EXIT_STOPPED
     for (project, region), why in report.errors.items():
         print(f"error: project {project} / region {region}: {why}", file=sys.stderr)
+    step = _next_step(args, report)
+    if args.json:
+        return emit(args, exit_code(report.status), _summary(report), next_step=step)
     print(
         f"{len(report.found)} instance(s), {report.uncovered} not covered by a task; "
         f"wrote {report.workbook}"
     )
-    print(f"next: {shlex.join(['bulkscan', 'run', str(report.workbook)])}")
+    print(f"next: {step.command}")
     return exit_code(report.status)
+
+
+def _next_step(args: argparse.Namespace, report: runner.ExportReport) -> Next:
+    command = shlex.join(["bulkscan", "run", str(report.workbook), *next_options(args)])
+    return Next(command, "create the tasks of the rows not covered (the covered ones exist)")
+
+
+def _summary(report: runner.ExportReport) -> dict[str, object]:
+    errors = [{"project_id": p, "region": r, "error": e} for (p, r), e in report.errors.items()]
+    return {
+        "workbook": str(report.workbook),
+        "instances": len(report.found),
+        "outcomes": outcome_counts(
+            {"covered": len(report.found) - report.uncovered, "not_covered": report.uncovered}
+        ),
+        "unlisted": errors,
+    }

@@ -171,16 +171,19 @@ def _run(args: argparse.Namespace) -> int:
         print(f"bulkscan: stopped: {exc}", file=sys.stderr)
         return EXIT_STOPPED
     updated = update_on_conflict(args, result, connection, dispatching)
+    code = exit_code(result.status)
+    code = max(code, EXIT_FAILED) if held else code
+    code = code if updated is None else max(code, updated)
     with _interrupts_deferred():
         try:
             report = runner.write_report(result.run_dir)
         except ReportError as exc:  # the tasks are done; only the workbook is missing
             print(f"bulkscan: error: {exc}", file=sys.stderr)
-            code = exit_code(result.status)
+            if args.json:
+                emit(args, code, {"run_dir": str(result.run_dir), "error": str(exc)})
         else:
-            code = _finish(args, result, report, held)
-    code = max(code, EXIT_FAILED) if held else code
-    return code if updated is None else max(code, updated)
+            _finish(args, result, report, held, code)
+    return code
 
 
 def _invalid(args: argparse.Namespace, failed: ValidationFailed) -> int:
@@ -453,15 +456,15 @@ class _Renderer:
             self.drawn = False
 
 
-def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths, held: int) -> int:
-    code = exit_code(result.status)
+def _finish(
+    args: argparse.Namespace, result: RunResult, report: ReportPaths, held: int, code: int
+) -> None:
     dispatched = result.dispatch
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
-        emit(args, max(code, EXIT_FAILED) if held else code, _summary_json(result, report, held),
-             next_step=_next_step(result, report))  # fmt: skip
-        return code
+        emit(args, code, _summary_json(result, report, held), next_step=_next_step(result, report))
+        return
     print(
         f"run {result.run_dir.name}: {dispatched.requests} request(s), {_ending(result, report)}"
         + (f": {dispatched.message}" if dispatched.message else "")
@@ -483,7 +486,6 @@ def _finish(args: argparse.Namespace, result: RunResult, report: ReportPaths, he
             print(f"  {err:<24} {n:>6}")
     print(f"results: {report.results}")
     print(_next_text(_next_step(result, report), report))
-    return code
 
 
 def _summary_json(result: RunResult, report: ReportPaths, held: int) -> dict[str, Any]:

@@ -81,7 +81,9 @@ def _sequence(folder: Path) -> Iterator[Answer]:
     yield _call(["config", "--json"])
     yield _call(["validate", "sample.xlsx", "--json"])
     yield _call(["validate", str(INPUTS / "sample-with-errors.xlsx"), "--json"])
-    yield _call(["plan", "sample.xlsx", "--json"])
+    plan = _call(["plan", "sample.xlsx", "--json"])
+    yield plan
+    yield _call(["doctor", "sample.xlsx", *SIM, "--json"])
     yield _call(["resolve", "sample.xlsx", *SIM, "--output", "resolved.xlsx", "--json"])
     yield _call(["run", "missing.xlsx", *SIM, "--yes", "--json"])  # a usage error
     canary = _call(["run", "sample.xlsx", *SIM, *reports, "--limit", "3", "--yes", "--json"])
@@ -93,6 +95,9 @@ def _sequence(folder: Path) -> Iterator[Answer]:
     yield _call(canary.document["next"]["argv"][1:])  # the resume it names, as printed
     audit = _call(["audit", "sample.xlsx", *SIM, *reports, "--json"])
     yield audit
+    group = plan.document["groups"][0]
+    where = ["--project", group["project_id"], "--region", group["region"]]
+    yield _call(["export", *where, *SIM, "--output", "dsc.xlsx", "--json"])
     for action in ("start", "disable", "enable", "undo"):
         yield _call([action, run_dir, "--simulate", "--yes", "--json"])
     yield _call(["dedupe", audit.document["workbook"], *SIM, "--yes", "--json"])
@@ -120,7 +125,7 @@ def test_the_answers_end_every_way(answers: list[Answer]) -> None:
 
 def test_next_is_a_command_the_parser_takes(answers: list[Answer]) -> None:
     steps = [(a, a.document["next"]) for a in answers if a.document["next"] is not None]
-    assert {a.command for a, _ in steps} >= {"run", "resolve", "status", "audit"}
+    assert {a.command for a, _ in steps} >= {"run", "resolve", "status", "audit", "export"}
     for answer, step in steps:
         assert step["argv"] == shlex.split(step["command"]) and step["why"]
         assert step["argv"][0] == "bulkscan"
