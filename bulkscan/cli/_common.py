@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import zoneinfo
@@ -39,7 +38,6 @@ __all__ = [
     "local_timezone",
     "next_options",
     "print_issues",
-    "print_json",
     "simulate_options",
     "simulator_state",
     "start_time_text",
@@ -177,11 +175,6 @@ def print_issues(issues: tuple[Issue, ...], *, limit: int = 200) -> None:
         print(f"{issue.severity}: {issue}", file=sys.stderr)
     if len(ordered) > limit:
         print(f"... and {len(ordered) - limit} more", file=sys.stderr)
-
-
-def print_json(document: Mapping[str, Any]) -> None:
-    json.dump(document, sys.stdout, ensure_ascii=False, indent=2, default=str)
-    sys.stdout.write("\n")
 
 
 def issue_json(issue: Issue) -> dict[str, Any]:

@@ -14,13 +14,15 @@ command the text output prints, or null when there is nothing to do.
 
 from __future__ import annotations
 
+import json
 import shlex
+import sys
 from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.audit import CoverageStatus
-from bulkscan.cli._common import print_json, status_of
+from bulkscan.cli._common import status_of
 from bulkscan.models import Outcome
 from bulkscan.run.lifecycle import ActionState, ScanState
 from bulkscan.run.states import TaskState, outcome_of
@@ -94,7 +96,8 @@ def emit(
         "next": next_step.as_json() if next_step else None,
     }
     document.update((k, v) for k, v in fields.items() if k not in document)
-    print_json(document)
+    json.dump(document, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n")
     args.json_done = True
     return code
 

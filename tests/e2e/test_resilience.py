@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import socket
 import sqlite3
@@ -485,6 +486,12 @@ def test_a_newer_or_damaged_journal_is_refused_by_report_and_resume(
         *plan, line = done.stderr.splitlines()  # run refuses before it shows its plan
         assert "Traceback" not in done.stderr and plan == [], done.stderr
         assert line.startswith(f"bulkscan: error: {run_dir / JOURNAL_FILE} "), line
-        assert message in line and done.stdout == ""
+        assert message in line
+        if "--json" in args:  # the error in the one JSON answer, too
+            answer = json.loads(done.stdout)
+            assert (answer["status"], answer["exit_code"]) == ("invalid", 2)
+            assert message in answer["error"]
+        else:
+            assert done.stdout == ""
         assert _snapshot(run_dir) == before, f"{args[0]} changed the run directory"
     assert not (tmp_path / "reports").exists()
