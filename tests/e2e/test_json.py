@@ -90,7 +90,7 @@ def _sequence(folder: Path) -> Iterator[Answer]:
     yield canary
     run_dir = canary.document["run_dir"]
     yield _call(["report", run_dir, "--json"])
-    yield _call(["status", run_dir, "--simulate", "--json"])
+    yield _call(["status", run_dir, *SIM, "--json"])
     yield _call(["audit", "sample.xlsx", *SIM, *reports, "--json"])
     yield _call(canary.document["next"]["argv"][1:])  # the resume it names, as printed
     audit = _call(["audit", "sample.xlsx", *SIM, *reports, "--json"])
@@ -99,7 +99,7 @@ def _sequence(folder: Path) -> Iterator[Answer]:
     where = ["--project", group["project_id"], "--region", group["region"]]
     yield _call(["export", *where, *SIM, "--output", "dsc.xlsx", "--json"])
     for action in ("start", "disable", "enable", "undo"):
-        yield _call([action, run_dir, "--simulate", "--yes", "--json"])
+        yield _call([action, run_dir, *SIM, "--yes", "--json"])
     yield _call(["dedupe", audit.document["workbook"], *SIM, "--yes", "--json"])
 
 
