@@ -541,6 +541,18 @@ def test_rerun_command_keeps_options_and_drops_resume_and_limit(tmp_path: Path) 
     )
 
 
+def test_resume_and_rerun_keep_the_config_options_typed_before_run(tmp_path: Path) -> None:
+    book, plan = _prepare(_write_input(tmp_path / "dbs.xlsx"))
+    run_dir = create_run_dir(tmp_path / "reports", "dbs.xlsx")
+    command = ["bulkscan", "--config", "team.toml", "--config-profile=sim", "run",
+               "in/dbs.xlsx", "--limit", "3", "--yes"]  # fmt: skip
+    with _create_journal(run_dir, book, plan, command) as journal:
+        meta = journal.meta()
+    before_run = "bulkscan --config team.toml --config-profile=sim run "
+    assert resume_command(meta, run_dir) == f"{before_run}{book.path} --yes --resume {run_dir}"
+    assert rerun_command(meta, run_dir / "retry.xlsx").startswith(before_run)
+
+
 async def test_cli_report_rebuilds_and_prints(mixed: Mixed, capsys: Any) -> None:
     (mixed.run_dir / RESULTS_FILE).unlink(missing_ok=True)
     assert main(["report", str(mixed.run_dir), "--json"]) == 0
