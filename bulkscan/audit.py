@@ -580,7 +580,7 @@ async def audit(
     """
     started = now()
     rng = rng or random.Random()
-    limiter = limiter or AdaptiveRate(settings.rate_per_s, rng=rng)
+    limiter = limiter or AdaptiveRate.from_settings(settings, rng=rng)
     if limiter.on_change is None:
         limiter.on_change = lambda old, new, why: observer(RateChanged(old, new, why))
     policy = RetryPolicy.from_settings(settings)

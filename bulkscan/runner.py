@@ -124,6 +124,7 @@ __all__ = [
     "remote_check",
     "resolve",
     "run",
+    "rate_limiter",
     "run_settings",
     "write_audit",
     "without_held",
@@ -456,6 +457,13 @@ def _resume_dir(
     return latest
 
 
+def rate_limiter(settings: DispatchSettings | None = None) -> AdaptiveRate:
+    """The one rate limiter for a run and the checks before it (``remote_check``,
+    ``check_remote``, ``run``): each of their requests counts against one rate and one
+    learned quota, as the service counts them all."""
+    return AdaptiveRate.from_settings(settings or DispatchSettings())
+
+
 def run_settings(
     dispatch_settings: DispatchSettings,
     input_settings: InputSettings,
@@ -489,12 +497,15 @@ async def run(
     stop: asyncio.Event | None = None,
     command: Sequence[str] = (),
     listed: Mapping[tuple[str, str], Listed] | None = None,
+    limiter: AdaptiveRate | None = None,
 ) -> RunResult:
     """Create every planned task of ``prepared`` in DSC, journalled, exactly once.
 
     Give ``connection`` for a real service, or ``simulator`` for the embedded one.
     ``listed`` (``check_remote(...).listed``): the listing a new run reconciles with instead
-    of listing again, when it is at most ``PRELISTED_MAX_AGE_S`` old.
+    of listing again, when it is at most ``PRELISTED_MAX_AGE_S`` old.  ``limiter``
+    (``rate_limiter``): the one the checks before the run used, so that every request to
+    the service counts against one rate and one learned quota.
     """
     dispatch_settings = dispatch_settings or DispatchSettings()
     input_settings = input_settings or InputSettings()
@@ -527,6 +538,7 @@ async def run(
                     limit=limit,
                     stop=stop,
                     listed=None if resumed else _fresh(listed),
+                    limiter=limiter,
                 )
             except asyncio.CancelledError:
                 if stop is None or not stop.is_set():
@@ -742,6 +754,7 @@ async def _send(
     limit: int | None,
     stop: asyncio.Event | None,
     listed: Mapping[tuple[str, str], Listed] | None = None,
+    limiter: AdaptiveRate | None = None,
 ) -> DispatchResult:
     async with _client(conn, settings) as client:
         try:
@@ -754,6 +767,7 @@ async def _send(
                 limit=limit,
                 stop=stop,
                 listed=listed,
+                limiter=limiter,
             )
         except BaseExceptionGroup as group:  # a journal that cannot write stops every worker
             failed = group.subgroup(JournalWriteError)
@@ -955,21 +969,33 @@ async def resolve(
     )
     rows = book.instances.rows
     scopes = [s for s in (_assets.row_scope(r, settings) for r in rows) if s is not None]
-    async with (
-        _connected(connection, simulator) as conn,
-        _client(conn, pace) as client,
-    ):
-        catalog = await _assets.read_catalog(
-            scopes,
-            client,
-            limiter=AdaptiveRate(pace.rate_per_s),
-            policy=RetryPolicy.from_settings(pace),
-        )
+    catalog = await _read_catalog(scopes, connection, simulator, pace)
     resolved = tuple(_assets.resolve_rows(rows, catalog, settings))
     target = Path(output) if output is not None else _resolved.resolved_path(book.path)
     issues = tuple(i for r in resolved for i in r.issues)
     written = await asyncio.to_thread(_resolved.write_resolved, book, resolved, issues, target)
     return ResolveReport(book, resolved, written, catalog.requests)
+
+
+async def _read_catalog(
+    scopes: Sequence[tuple[str, str]],
+    connection: Connection | None,
+    simulator: SimulatorOptions | None,
+    pace: DispatchSettings,
+    *,
+    limiter: AdaptiveRate | None = None,
+) -> _assets.Catalog:
+    """The asset centre of ``scopes``, read over a connection and client owned here."""
+    async with (
+        _connected(connection, simulator) as conn,
+        _client(conn, pace) as client,
+    ):
+        return await _assets.read_catalog(
+            scopes,
+            client,
+            limiter=limiter or rate_limiter(pace),
+            policy=RetryPolicy.from_settings(pace),
+        )
 
 
 # --- what the service already holds (``plan --check-remote``, ``run``) ----------------------
@@ -984,15 +1010,18 @@ async def check_remote(
     connection: Connection | None = None,
     simulator: SimulatorOptions | None = None,
     dispatch_settings: DispatchSettings | None = None,
+    limiter: AdaptiveRate | None = None,
 ) -> _coverage.RemoteCheck:
     """List the service's tasks of every (project, region) of the plan (read only, through
     the one listing path and retry policy): which planned tasks exist or conflict, which
-    rows another task covers.  Raises ``DscError`` on a run-fatal answer."""
+    rows another task covers.  ``limiter``: the run's (``rate_limiter``), when a run
+    follows.  Raises ``DscError`` on a run-fatal answer."""
     pace = dispatch_settings or DispatchSettings()
+    limiter = limiter or rate_limiter(pace)
     groups = [(t.project_id, t.region) for t in prepared.plan.tasks]
     async with _connected(connection, simulator) as conn, _client(conn, pace) as client:
         policy = RetryPolicy.from_settings(pace)
-        lister = Lister(client, limiter=AdaptiveRate(pace.rate_per_s), policy=policy)
+        lister = Lister(client, limiter=limiter, policy=policy)
         listed = await list_groups(lister, groups, concurrency=pace.concurrency)
     return _coverage.check_plan(prepared.plan.tasks, listed, requests=lister.requests)
 
@@ -1056,24 +1085,17 @@ async def remote_check(
     connection: Connection | None = None,
     simulator: SimulatorOptions | None = None,
     dispatch_settings: DispatchSettings | None = None,
+    limiter: AdaptiveRate | None = None,
 ) -> _assets.InstanceCheck:
     """Check every instance against DSC's asset centre: it exists, is active, DSC is
     authorised to reach it, its type can carry a metadata task.  With ``simulator`` and no
-    asset file, the embedded simulator's asset centre holds exactly these instances."""
+    asset file, the embedded simulator's asset centre holds exactly these instances.
+    ``limiter``: the run's (``rate_limiter``), when a run follows."""
     pace = dispatch_settings or DispatchSettings()
     if simulator is not None and simulator.assets is None:
         simulator = dataclasses.replace(simulator, cover=tuple(instances))
     scopes = [(i.project_id, i.region) for i in instances]
-    async with (
-        _connected(connection, simulator) as conn,
-        _client(conn, pace) as client,
-    ):
-        catalog = await _assets.read_catalog(
-            scopes,
-            client,
-            limiter=AdaptiveRate(pace.rate_per_s),
-            policy=RetryPolicy.from_settings(pace),
-        )
+    catalog = await _read_catalog(scopes, connection, simulator, pace, limiter=limiter)
     found = _assets.check_instances(instances, catalog)
     return dataclasses.replace(found, requests=catalog.requests)
 
@@ -1149,7 +1171,7 @@ async def export(
     """Write an input workbook of every database instance of the asset centre in ``scopes``
     ((project, region) pairs), each with the tasks that cover it today."""
     pace = dispatch_settings or DispatchSettings()
-    limiter = AdaptiveRate(pace.rate_per_s)
+    limiter = rate_limiter(pace)
     policy = RetryPolicy.from_settings(pace)
     async with (
         _connected(connection, simulator) as conn,

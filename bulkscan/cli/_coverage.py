@@ -32,9 +32,14 @@ def add_coverage_option(group: Any) -> None:
 
 
 def remote_check(
-    args: argparse.Namespace, prepared: Prepared, connection: Any, simulator: Any
+    args: argparse.Namespace,
+    prepared: Prepared,
+    connection: Any,
+    simulator: Any,
+    *,
+    limiter: Any = None,
 ) -> RemoteCheck:
-    """List the service's tasks for the plan (read only)."""
+    """List the service's tasks for the plan (read only), through the run's ``limiter``."""
     from bulkscan.cli._common import dispatch_settings
 
     return asyncio.run(
@@ -43,12 +48,18 @@ def remote_check(
             connection=connection,
             simulator=simulator,
             dispatch_settings=dispatch_settings(args),
+            limiter=limiter,
         )
     )
 
 
 def for_run(
-    args: argparse.Namespace, prepared: Prepared, connection: Any, simulator: Any
+    args: argparse.Namespace,
+    prepared: Prepared,
+    connection: Any,
+    simulator: Any,
+    *,
+    limiter: Any = None,
 ) -> tuple[Prepared, Mapping[tuple[str, str], Listed] | None]:
     """The plan a run sends, and the listing its reconcile reuses.
 
@@ -58,7 +69,7 @@ def for_run(
     if args.resume:
         resumed = runner.covered_before(prepared, reports_dir=args.reports_dir, resume=args.resume)
         return resumed, None
-    check = remote_check(args, prepared, connection, simulator)
+    check = remote_check(args, prepared, connection, simulator, limiter=limiter)
     _say_unlisted(check)
     if not check.covered:
         return prepared, check.listed

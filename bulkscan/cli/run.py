@@ -131,16 +131,17 @@ def _run(args: argparse.Namespace) -> int:
         print_issues(tuple(warnings), limit=20)
     connection, simulator = connection_from(args)
     instances = len(prepared.validated.instances)
+    limiter = runner.rate_limiter(dispatching)  # the checks' requests count as the run's
     if args.resume:
         prepared = runner.as_planned_before(
             prepared, reports_dir=args.reports_dir, resume=args.resume
         )
     elif args.remote_check:
-        checked = _checked(prepared, connection, simulator, dispatching)
+        checked = _checked(prepared, connection, simulator, dispatching, limiter)
         if isinstance(checked, int):
             return checked
         prepared = checked
-    prepared, listed = for_run(args, prepared, connection, simulator)
+    prepared, listed = for_run(args, prepared, connection, simulator, limiter=limiter)
     held = instances - len(prepared.validated.instances) - len(prepared.covered)
     sending = runner.to_send(
         prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
@@ -166,6 +167,7 @@ def _run(args: argparse.Namespace) -> int:
             settings=settings,
             dispatching=dispatching,
             listed=listed,
+            limiter=limiter,
         )
     except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
         print(f"bulkscan: stopped: {exc}", file=sys.stderr)
@@ -220,7 +222,7 @@ def _prepared(args: argparse.Namespace, settings: InputSettings) -> tuple[Prepar
 
 
 def _checked(
-    prepared: Prepared, connection: Any, simulator: Any, dispatching: Any
+    prepared: Prepared, connection: Any, simulator: Any, dispatching: Any, limiter: Any
 ) -> Prepared | int:
     """``prepared`` without the rows DSC's asset centre says cannot be scanned (reported);
     an exit code (said why) when nothing may be sent: an answer that stops any run (3, as
@@ -232,6 +234,7 @@ def _checked(
                 connection=connection,
                 simulator=simulator,
                 dispatch_settings=dispatching,
+                limiter=limiter,
             )
         )
     except DscError as exc:  # the listing raises only what stops a whole run
@@ -311,6 +314,7 @@ def _dispatch(
     settings: Any,
     dispatching: Any,
     listed: Any = None,
+    limiter: Any = None,
 ) -> RunResult:
     renderer = _Renderer(enabled=not args.json and sys.stderr.isatty(), settle_s=args.settle)
     command = _command_line()
@@ -345,6 +349,7 @@ def _dispatch(
                 stop=stop,
                 command=command,
                 listed=listed,
+                limiter=limiter,
             )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):

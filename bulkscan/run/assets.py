@@ -171,20 +171,24 @@ class _Reader:
         self.rng = rng
         self.sleep = sleep
         self.requests = 0
+        self._grants: list[float] = []  # when each page of the current listing was sent
 
     async def _pace(self) -> None:
-        await self.limiter.acquire()
+        self._grants.append(await self.limiter.acquire())
         self.requests += 1
 
     async def _listed(self, read: Callable[[], Awaitable[T]]) -> T:
-        """``read()`` with the limiter slowed on a throttled answer (the policy retries)."""
+        """``read()`` with the limiter slowed on a throttled answer (the policy retries);
+        each page is told to the limiter with the time it was sent (the quota counts it)."""
+        self._grants = []
         try:
             found = await read()
         except DscError as exc:
             if exc.verdict is Verdict.THROTTLED:
-                slow_down(self.limiter, exc, sent_at=None)
+                slow_down(self.limiter, exc, sent_at=self._grants[-1] if self._grants else None)
             raise
-        self.limiter.on_success()
+        for sent in self._grants:
+            self.limiter.on_success(sent_at=sent)
         return found
 
     async def _retried(self, read: Callable[[], Awaitable[T]]) -> T:

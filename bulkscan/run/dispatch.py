@@ -185,9 +185,7 @@ class _Run:
         self.observer = observer
         self.external_stop = stop
         self.rng = rng or random.Random()
-        self.limiter = limiter or AdaptiveRate(
-            settings.rate_per_s, rng=self.rng, windows=settings.quota_windows_s
-        )
+        self.limiter = limiter or AdaptiveRate.from_settings(settings, rng=self.rng)
         if self.limiter.on_change is None:
             self.limiter.on_change = self._rate_changed
         self.policy = RetryPolicy.from_settings(settings)

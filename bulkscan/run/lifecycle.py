@@ -415,7 +415,7 @@ class Wire:
     ) -> None:
         self.calls = calls
         self.rng = rng or random.Random()
-        self.limiter = AdaptiveRate(settings.rate_per_s, rng=self.rng)
+        self.limiter = AdaptiveRate.from_settings(settings, rng=self.rng)
         self.policy = RetryPolicy.from_settings(settings)
         self.lister = Lister(client, limiter=self.limiter, policy=self.policy, rng=self.rng)
         self.sleep = sleep
@@ -438,7 +438,7 @@ class Wire:
                 if exc.verdict is Verdict.THROTTLED:
                     slow_down(self.limiter, exc, sent_at=sent_at)
                 raise
-            self.limiter.on_success()
+            self.limiter.on_success(sent_at=sent_at)
             return result
 
         budget = self.policy.start(rng=self.rng)

@@ -39,6 +39,12 @@ window opens.  Halving on every such refusal starves the run (5/s fell to 0.08/s
   so a window is never overrun by it.  A refusal after the first request of a window pauses
   until that window ends; one of the first request of a window means the window was wrong,
   and it is forgotten.
+* every request the run sends to the service counts (listings of tasks and of the asset
+  centre too, when they share this limiter): the service counts them all.  A quota may still
+  be learned too low (another client spent part of the first window), so a window whose
+  learned quota was spent without a refusal raises it by half (a probe); the first refusal
+  inside a learned window then fixes N at the requests granted in that window before it,
+  and N is only lowered from then on.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from bulkscan.config import DispatchSettings
 
 __all__ = ["DEFAULT_WINDOWS", "AdaptiveRate", "describe_window", "precise_sleep"]
 
@@ -110,6 +118,8 @@ class _Quota:
     period_s: float
     index: int = 0  # the window of the last grant (wall time // period)
     used: int = 0  # grants in that window
+    refused: int | None = None  # the last window a request sent in was refused
+    settled: bool = False  # a refusal inside a learned window fixed the count: no more raising
 
 
 def describe_window(period_s: float) -> str:
@@ -189,6 +199,14 @@ class AdaptiveRate:
         self._stale_before = float("-inf")
         self._quota: _Quota | None = None
         self._lock = asyncio.Lock()
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: DispatchSettings, *, rng: random.Random | None = None
+    ) -> AdaptiveRate:
+        """The limiter of ``settings``: its rate and its quota windows."""
+        return cls(settings.rate_per_s, windows=settings.quota_windows_s, rng=rng)
 
     # --- state ---------------------------------------------------------------------------
 
@@ -223,8 +241,11 @@ class AdaptiveRate:
     # --- acquiring -------------------------------------------------------------------------
 
     async def acquire(self) -> float:
-        """Wait for the next slot; returns the clock time it was granted."""
-        async with self._lock:
+        """Wait for the next slot; returns the clock time it was granted.
+
+        One limiter may serve several event loops in turn (the checks before a run and the
+        run itself): each loop gets its own lock."""
+        async with self._loop_lock():
             while (now := self._clock()) < (target := self.next_slot()):
                 await self._sleep(target - now)
             self._grant(now)
@@ -234,6 +255,12 @@ class AdaptiveRate:
     async def slot(self) -> AsyncIterator[float]:
         yield await self.acquire()
 
+    def _loop_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
     def _grant(self, now: float) -> None:
         self._last_slot = now
         self._grants.append(now)
@@ -241,8 +268,18 @@ class AdaptiveRate:
         if quota is not None:
             index = self._window_index(now, quota.period_s)
             if index != quota.index:
+                self._maybe_raise(quota)
                 quota.index, quota.used = index, 0
             quota.used += 1
+
+    def _maybe_raise(self, quota: _Quota) -> None:
+        """The window of the last grant is over: when its learned quota was spent and nothing
+        sent in it was refused, the quota may be higher than learned: raise it by half."""
+        if quota.settled or quota.used < quota.count or quota.refused == quota.index:
+            return
+        quota.count += max(1, quota.count // 2)
+        what = f"{quota.count} per {describe_window(quota.period_s)}"
+        self._say(self._rate, self._rate, f"raised the learned quota to {what}: not refused")
 
     # --- adapting --------------------------------------------------------------------------
 
@@ -387,12 +424,25 @@ class AdaptiveRate:
             return False
         index = self._window_index(sent, quota.period_s)
         start = self._to_clock(index * quota.period_s, self._clock())
-        if self._grants_between(start, sent) > 0:
+        before = self._grants_between(start, sent)
+        if before > 0:
+            self._refused_after(quota, index, before)
             return True
         self._quota = None
         what = f"{quota.count} per {describe_window(quota.period_s)}"
         self._say(self._rate, self._rate, f"forgot the quota of {what}: refused at once")
         return False
+
+    def _refused_after(self, quota: _Quota, index: int, before: int) -> None:
+        """A request of window ``index`` refused after ``before`` others of that window: the
+        quota is ``before`` (a raised one comes back down; a settled one only goes down)."""
+        quota.refused = index
+        count = min(quota.count, before) if quota.settled else before
+        quota.settled = True
+        if count != quota.count:
+            quota.count = count
+            what = f"{count} per {describe_window(quota.period_s)}"
+            self._say(self._rate, self._rate, f"the learned quota is {what}: refused after it")
 
     def _episode_ended(self, episode: _Episode, sent: float) -> None:
         """A success sent after the episode began: restore the rate after a window closed."""

@@ -204,8 +204,8 @@ class Lister:
                 sent_at = grants[-1] if grants else None
                 slow_down(self.limiter, exc, sent_at=sent_at, cap_s=self.policy.max_seconds)
             raise
-        for _ in grants:
-            self.limiter.on_success()
+        for sent in grants:
+            self.limiter.on_success(sent_at=sent)
         latency = self.clock() - started
         on_attempt(
             ListingAttempt(

@@ -3,8 +3,9 @@
 * The simulator's ``--quota-unstated`` refuses with 429 ``APIG.0308`` and neither a limit
   in the message nor ``Retry-After``, so the classifier finds no limit in it.
 * ``bulkscan run`` against such a quota (10 per 3 s, scaled down from a minute, with
-  ``--quota-windows 3s``) creates every task once and says, in one line, that it learned
-  the quota; the rate halved once, not on every refused probe.
+  ``--quota-windows 3s``), with its asset-centre check and coverage listing in the same
+  first window, creates every task once and says, in one line, that it learned the quota,
+  counting the listings; the rate halved once, not on every refused probe.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ def test_a_run_learns_an_unstated_windowed_quota_and_creates_every_task_once(
         done = cli(
             "run", str(inventory), "--endpoint", url, "--yes",
             "--rate", "20/s", "--quota-windows", "3s",
-            "--no-remote-check",  # the check's listings would share the first window
             "--reports-dir", str(tmp_path / "reports"),
             env=ENV, timeout=120,
         )  # fmt: skip
@@ -79,9 +79,10 @@ def test_a_run_learns_an_unstated_windowed_quota_and_creates_every_task_once(
     said = r"learned a quota of (\d+) per 3 seconds from the service's refusals"
     found = re.search(said, learned[0])
     assert found, learned[0]
-    # never more than the quota; fewer when a window's first requests were counted in the one
-    # before it (a slow start on a loaded machine): the speed is measured in bench_quota.py
-    assert 5 <= int(found.group(1)) <= 10, learned[0]
+    # the asset check's and the coverage listings count too (the service counts them): never
+    # more than the quota; one fewer when a request granted just before a boundary reached
+    # the service after it; the speed is measured in bench_quota.py
+    assert 8 <= int(found.group(1)) <= 10, learned[0]
     throttled_lines = [line for line in done.stderr.splitlines() if "(throttled)" in line]
     assert len(throttled_lines) <= 2, done.stderr[-3000:]  # halved per episode, not per refusal
     assert stats["by_project"][PROJECT]["throttled"] >= 1

@@ -178,10 +178,30 @@ async def test_no_window_ever_gets_more_grants_than_the_quota_once_learned(
     per_window = Counter(math.floor(g / 60.0) for g in outcome.grants)
     learned_in = math.floor(outcome.learned_at() / 60.0)
     after = {w: c for w, c in per_window.items() if w >= learned_in}
-    assert after and max(after.values()) <= 30
+    # one probe above it, once: the first window spent without refusal raises the quota,
+    # and the probe's refusal fixes it at 30
+    assert after and sum(max(0, c - 30) for c in after.values()) <= 1
     # each later window opens with its first request just after the boundary
     ideal = ideal_s(offset=offset, n=200, quota=30, period=60.0, rate=5.0)
     assert _elapsed(outcome) <= 1.15 * ideal
+
+
+async def test_a_quota_learned_too_low_is_raised_until_a_refusal_fixes_it() -> None:
+    """Another client spent 12 of the first window's 30: the run learns 18, then finds
+    each window it spends unrefused, raises the quota by half, and the first refusal inside
+    a learned window fixes it at the service's 30, where it stays."""
+    service = Service(30, 60.0)
+    service.windows[math.floor(MINUTE_ZERO / 60.0)] = 12
+    outcome = await run(service, offset=0.0, n=200)
+    reasons = [why for _, _, why in outcome.changes]
+    assert "learned a quota of 18 per minute from the service's refusals" in reasons
+    assert "raised the learned quota to 27 per minute: not refused" in reasons
+    assert reasons[-1] == "the learned quota is 30 per minute: refused after it"
+    assert outcome.limiter.learned_quota == (30, 60.0)
+    per_window = Counter(math.floor(g / 60.0) for g in outcome.grants)
+    assert max(per_window.values()) <= 31  # a probe's one refused request, no more
+    ideal = ideal_s(offset=0.0, n=200, quota=30, period=60.0, rate=5.0)
+    assert _elapsed(outcome) <= 1.15 * ideal + 60.0  # at most one window lost to learning
 
 
 async def test_a_window_that_closes_just_before_its_end_costs_no_halving() -> None:
@@ -256,6 +276,8 @@ async def test_a_stated_wait_wins_over_a_learned_window() -> None:
     limiter = outcome.limiter
     assert limiter.learned_quota == (30, 60.0)
     sent = outcome.admitted[-1]  # in a window with requests before it: the window fits
+    before = sum(1 for t in outcome.admitted if math.floor((t - START) / 60.0) == 1) - 1
     until = limiter.on_throttle(retry_after=300.0, sent_at=sent)  # past the window's end
     assert until >= sent + 300.0
-    assert limiter.learned_quota == (30, 60.0)
+    # the window is kept; its count is what the window took before the refused request
+    assert limiter.learned_quota == (before, 60.0)
