@@ -42,9 +42,10 @@ window opens.  Halving on every such refusal starves the run (5/s fell to 0.08/s
 * every request the run sends to the service counts (listings of tasks and of the asset
   centre too, when they share this limiter): the service counts them all.  A quota may still
   be learned too low (another client spent part of the first window), so a window whose
-  learned quota was spent without a refusal raises it by half (a probe); the first refusal
-  inside a learned window then fixes N at the requests granted in that window before it,
-  and N is only lowered from then on.
+  learned quota was spent without a refusal raises it by half (a probe); a refusal beyond
+  the count known to fit then fixes N at the requests granted in that window before it,
+  for the rest of the run.  A refusal within the count known to fit (a stray 429 of the
+  gateway) only pauses until the window ends, as before: it does not lower N.
 """
 
 from __future__ import annotations
@@ -119,7 +120,11 @@ class _Quota:
     index: int = 0  # the window of the last grant (wall time // period)
     used: int = 0  # grants in that window
     refused: int | None = None  # the last window a request sent in was refused
-    settled: bool = False  # a refusal inside a learned window fixed the count: no more raising
+    fits: int = 0  # the most requests a window took without a refusal (the count learned)
+    settled: bool = False  # a probe's refusal fixed the count: no more raising
+
+    def __post_init__(self) -> None:
+        self.fits = max(self.fits, self.count)
 
 
 def describe_window(period_s: float) -> str:
@@ -277,6 +282,7 @@ class AdaptiveRate:
         sent in it was refused, the quota may be higher than learned: raise it by half."""
         if quota.settled or quota.used < quota.count or quota.refused == quota.index:
             return
+        quota.fits = quota.count
         quota.count += max(1, quota.count // 2)
         what = f"{quota.count} per {describe_window(quota.period_s)}"
         self._say(self._rate, self._rate, f"raised the learned quota to {what}: not refused")
@@ -434,15 +440,14 @@ class AdaptiveRate:
         return False
 
     def _refused_after(self, quota: _Quota, index: int, before: int) -> None:
-        """A request of window ``index`` refused after ``before`` others of that window: the
-        quota is ``before`` (a raised one comes back down; a settled one only goes down)."""
+        """A request of window ``index`` refused after ``before`` others of that window: a
+        raised quota that ``before`` reaches what is known to fit is fixed at ``before``."""
         quota.refused = index
-        count = min(quota.count, before) if quota.settled else before
-        quota.settled = True
-        if count != quota.count:
-            quota.count = count
-            what = f"{count} per {describe_window(quota.period_s)}"
-            self._say(self._rate, self._rate, f"the learned quota is {what}: refused after it")
+        if quota.settled or not quota.fits <= before < quota.count:
+            return
+        quota.count, quota.settled = before, True
+        what = f"{before} per {describe_window(quota.period_s)}"
+        self._say(self._rate, self._rate, f"the learned quota is {what}: refused after it")
 
     def _episode_ended(self, episode: _Episode, sent: float) -> None:
         """A success sent after the episode began: restore the rate after a window closed."""
