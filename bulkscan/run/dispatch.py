@@ -571,7 +571,7 @@ class _Run:
             self._retry(key, budget, budget.after_failure(exc))
         elif verdict is Verdict.AMBIGUOUS:
             self._record(attempt, TaskState.UNKNOWN, error_msg=message)
-            await self._verify(key, budget, exc)
+            await self._verify(key, exc)
         elif verdict is Verdict.TASK_PERMANENT:
             self._record(attempt, TaskState.FAILED, error_msg=message)
             self._settle(key)
@@ -618,7 +618,7 @@ class _Run:
         self.queued += 1
         self.queue.put_nowait((0 if retry else 1, self.queued, key))
 
-    async def _verify(self, key: str, budget: RetryBudget, exc: DscError) -> None:
+    async def _verify(self, key: str, exc: DscError) -> None:
         """After an ambiguous answer: look the task up by name over the settle window.
 
         Found → *created* (or a *conflict*); still absent when the window ends → *unknown*,

@@ -152,12 +152,6 @@ class RetryBudget:
             delay = self.policy.backoff(self.failures, self.rng)
         return None if self.spent(delay) else delay
 
-    def after_absent(self, exc: DscError) -> float | None:
-        """An ambiguous failure was looked up and not found: resend now (one attempt used)."""
-        self.last_error = str(exc)
-        self.attempts += 1
-        return None if self.spent(0.0) else 0.0
-
     def first_wait(self) -> float:
         """A backoff before the first try (a lookup after an ambiguous answer)."""
         return self.policy.backoff(1, self.rng)

@@ -212,12 +212,3 @@ def test_a_budget_gives_up_when_the_next_try_would_start_past_its_time() -> None
     assert time.now - budget.started <= 10.0
     assert budget.last_error == str(TRANSIENT_503)
     assert budget.attempts == len(delays) + 1
-
-
-def test_a_lookup_that_found_nothing_uses_an_attempt_and_resends_at_once() -> None:
-    time = FakeTime()
-    budget = _policy(max_attempts=2).start(clock=time.clock, rng=random.Random(3))
-    ambiguous = error_for(V.AMBIGUOUS, status=504)
-    assert budget.after_absent(ambiguous) == 0.0
-    assert budget.after_absent(ambiguous) is None  # the second attempt was the last
-    assert budget.last_error == str(ambiguous)
