@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from test_hostile import PROJECT, REGION, clean_env, cli, simulator_process, write_inventory
-from test_simulator import TIMEOUT, Clock, create
+from test_simulator import TIMEOUT, Clock, call, create
 
 from bulkscan.dsc.classify import parse_throttle_limit
+from bulkscan.dsc.client import ASSET_INSTANCES_PATH
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
 
 if TYPE_CHECKING:
@@ -44,6 +45,26 @@ async def test_an_unstated_quota_refuses_without_a_limit_or_a_wait() -> None:
         assert "Retry-After" not in refused.headers
         clock.now += 40  # the next minute
         assert (await create(session, sim, "b", at=clock.now)).status == 200
+
+
+async def test_the_quota_counts_listings_as_well_as_creates() -> None:
+    """A gateway's quota counts every call of the account: a listing of tasks and one of
+    the asset centre spend the window as a create does."""
+    clock = Clock(1_700_000_000.0 - 1_700_000_000.0 % 60 + 20)
+    assets = ASSET_INSTANCES_PATH.format(project_id=PROJECT)
+    async with (
+        Simulator(quota=(3, 60.0), quota_stated=False, clock=clock) as sim,
+        aiohttp.ClientSession(timeout=TIMEOUT) as session,
+    ):
+        listed = await call(session, sim, "GET", at=clock.now)
+        found = await call(
+            session, sim, "GET", path=assets, query=[("instance_type", "RDS")],
+            at=clock.now,
+        )  # fmt: skip
+        assert (listed.status, found.status) == (200, 200)
+        assert (await create(session, sim, "a", at=clock.now)).status == 200
+        refused = await create(session, sim, "b", at=clock.now)
+        assert (refused.status, refused.json["error_code"]) == (429, "APIG.0308")
 
 
 def _get(url: str) -> Any:
