@@ -1202,13 +1202,15 @@ async def _asset_pages(  # noqa: PLR0917 - one listing: where, what, and its key
     region: str,
     instance_type: str,
     template: str,
-    keys: tuple[str, str],
+    items_key: str,
     before_page: Callable[[], Awaitable[object]] | None,
 ) -> list[Mapping[str, Any]]:
-    """Every item of one asset listing, paged with ``limit``/``offset`` until a short page or
-    the announced total; ``UNTRUSTED`` when the answer lacks its array or paging stalls."""
-    items_key, total_key = keys
+    """Every item of one asset listing, paged with ``limit``/``offset`` while pages come back
+    full, whatever the announced total says (as the task listing: a total smaller than the
+    truth must not end it early); ``UNTRUSTED`` when the answer lacks its array, or a full
+    page brings nothing new (the service ignores ``offset``)."""
     found: list[Mapping[str, Any]] = []
+    seen: set[str] = set()
     for _ in range(MAX_PAGES):
         if before_page is not None:
             await before_page()
@@ -1230,9 +1232,16 @@ async def _asset_pages(  # noqa: PLR0917 - one listing: where, what, and its key
             )
             raise error_for(Verdict.UNTRUSTED, detail=detail)
         found.extend(page)
-        total = _int_or_none(payload.get(total_key))
-        if len(page) < ASSET_PAGE_SIZE or (total is not None and len(found) >= total):
+        if len(page) < ASSET_PAGE_SIZE:
             return found
+        before = len(seen)
+        seen.update(str(item.get("ins_id")) for item in page)
+        if len(seen) == before:
+            detail = (
+                f"project {project_id} / region {region}: the asset listing ({instance_type}) "
+                "repeated a full page: the service ignores offset"
+            )
+            raise error_for(Verdict.UNTRUSTED, detail=detail)
     raise error_for(
         Verdict.UNTRUSTED,
         detail=f"project {project_id} / region {region}: the asset listing never ended",
@@ -1254,7 +1263,7 @@ async def list_database_instances(
         region,
         instance_type,
         ASSET_INSTANCES_PATH,
-        ("instance_list", "count"),
+        "instance_list",
         before_page,
     )
     return [a for a in map(_asset_instance, items) if a is not None]
@@ -1275,7 +1284,7 @@ async def list_authorised_databases(
         region,
         instance_type,
         AUTHORIZED_DATABASES_PATH,
-        ("databases", "total"),
+        "databases",
         before_page,
     )
     return [a for a in map(_authorised_database, items) if a is not None]

@@ -69,7 +69,7 @@ class AssetRoute:
 #: switchable ways the asset listings fail while the task routes answer normally: a 403 (the
 #: credentials may not read the asset centre), a 500 on every try, or a 200 in a shape the
 #: documentation does not describe
-ASSET_FAULTS = ("forbidden", "broken", "undocumented")
+ASSET_FAULTS = ("forbidden", "broken", "undocumented", "low-count")
 
 
 class AssetListingFault(Exception):

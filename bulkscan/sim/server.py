@@ -522,9 +522,14 @@ class Simulator:
     def _list_assets(
         self, project: str, kind: str, query: tuple[tuple[str, str], ...]
     ) -> tuple[dict[str, Any], str]:
+        assets = self._assets if self._assets is not None else Assets(())
+        if self._asset_fault == "low-count":  # the total counts only the page answered
+            answer = assets.answer(project, kind, query)
+            items = answer.get("instance_list", answer.get("databases", []))
+            count_key = "count" if "instance_list" in answer else "total"
+            return {**answer, count_key: len(items)}, "assets_low_count"
         if self._asset_fault is not None:
             return faulty_answer(self._asset_fault), f"assets_{self._asset_fault}"
-        assets = self._assets if self._assets is not None else Assets(())
         return assets.answer(project, kind, query), f"assets_{kind.replace('-', '_')}"
 
     def _deny(self, denial: Denial, project: str | None) -> web.Response:

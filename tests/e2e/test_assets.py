@@ -172,6 +172,13 @@ async def test_pages_follow_limit_and_offset_when_a_type_holds_more_than_a_page(
     assert requests == 3 + 3 + len(INSTANCE_TYPES) - 1  # RDS: 3 pages each, others empty
 
 
+async def test_a_total_smaller_than_the_truth_does_not_end_the_listing_early() -> None:
+    assets = Assets([AssetInstance(P1, f"id-{n}", f"db-{n}") for n in range(1500)])
+    async with Simulator(assets=assets, asset_fault="low-count") as sim:
+        catalog = await _catalog(sim, [(P1, CN)])
+    assert len(catalog.instances[(P1, CN)]) == 1500
+
+
 async def test_a_failing_scope_is_kept_as_an_error_after_retries() -> None:
     async with Simulator(assets=ASSETS, faults=Faults(http500=1.0)) as sim:
         catalog = await _catalog(sim, [(P1, CN)])
