@@ -1267,11 +1267,13 @@ async def _lifecycle(
     connection: Connection | None,
     simulator: SimulatorOptions | None,
     settings: DispatchSettings,
+    limiter: AdaptiveRate | None = None,
 ) -> AsyncIterator[Lifecycle]:
     """The run's journal (holding its lock) and a client over a session owned here."""
     with Journal.open(run_dir) as journal:
         async with _connected(connection, simulator) as conn, _client(conn, settings) as client:
-            actions = Lifecycle(journal, client, LifecycleCalls(client), settings)
+            calls = LifecycleCalls(client)
+            actions = Lifecycle(journal, client, calls, settings, limiter=limiter)
             try:
                 yield actions
             finally:
@@ -1366,11 +1368,13 @@ async def update_conflicts(
     connection: Connection | None = None,
     simulator: SimulatorOptions | None = None,
     dispatch_settings: DispatchSettings | None = None,
+    limiter: AdaptiveRate | None = None,
 ) -> ActionOutcome:
     """``run --on-conflict update``: PUT the planned body to each existing task of the same
-    name (after ``confirm`` saw the differences), keeping the task as it was for ``undo``."""
+    name (after ``confirm`` saw the differences), keeping the task as it was for ``undo``.
+    ``limiter``: the run's (``rate_limiter``), with what it learned of the quota."""
     settings = dispatch_settings or DispatchSettings()
-    async with _lifecycle(run_dir, connection, simulator, settings) as actions:
+    async with _lifecycle(run_dir, connection, simulator, settings, limiter) as actions:
         planned = await actions.plan_updates()
         sending = [p for p in planned if p.state is None]
         if sending and not confirm(planned):

@@ -95,7 +95,12 @@ def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[
 
 
 def update_on_conflict(
-    args: argparse.Namespace, result: RunResult, connection: Connection | None, settings: Any
+    args: argparse.Namespace,
+    result: RunResult,
+    connection: Connection | None,
+    settings: Any,
+    *,
+    limiter: Any = None,
 ) -> int | None:
     """``run --on-conflict update``: show each difference, ask, PUT; the exit code, or None
     when there was nothing to update."""
@@ -117,7 +122,11 @@ def update_on_conflict(
     try:
         outcome = asyncio.run(
             runner.update_conflicts(
-                result.run_dir, confirm=confirm, connection=connection, dispatch_settings=settings
+                result.run_dir,
+                confirm=confirm,
+                connection=connection,
+                dispatch_settings=settings,
+                limiter=limiter,
             )
         )
     except NotConfirmable:

@@ -172,7 +172,7 @@ def _run(args: argparse.Namespace) -> int:
     except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
         print(f"bulkscan: stopped: {exc}", file=sys.stderr)
         return EXIT_STOPPED
-    updated = update_on_conflict(args, result, connection, dispatching)
+    updated = update_on_conflict(args, result, connection, dispatching, limiter=limiter)
     code = exit_code(result.status)
     code = max(code, EXIT_FAILED) if held else code
     code = code if updated is None else max(code, updated)

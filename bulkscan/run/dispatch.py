@@ -158,8 +158,11 @@ async def dispatch(
         limiter=limiter,
         listed=listed,
     )
-    with journal.grouped():
-        return await run.run(limit)
+    try:
+        with journal.grouped():
+            return await run.run(limit)
+    finally:
+        run.release_limiter()
 
 
 class _Run:
@@ -186,7 +189,8 @@ class _Run:
         self.external_stop = stop
         self.rng = rng or random.Random()
         self.limiter = limiter or AdaptiveRate.from_settings(settings, rng=self.rng)
-        if self.limiter.on_change is None:
+        self.tells_rate = self.limiter.on_change is None  # this run's observer is told
+        if self.tells_rate:
             self.limiter.on_change = self._rate_changed
         self.policy = RetryPolicy.from_settings(settings)
         self.lister = Lister(client, limiter=self.limiter, policy=self.policy, rng=self.rng)
@@ -859,6 +863,11 @@ class _Run:
         self._progress()
         if self.outstanding <= 0:
             self._stop("done", "")
+
+    def release_limiter(self) -> None:
+        """The run is over: a limiter used on (an update after the run) tells no one."""
+        if self.tells_rate:
+            self.limiter.on_change = None
 
     def _rate_changed(self, old: float, new: float, reason: str) -> None:
         self.observer(RateChanged(old, new, reason))

@@ -412,10 +412,11 @@ class Wire:
         *,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        limiter: AdaptiveRate | None = None,
     ) -> None:
         self.calls = calls
         self.rng = rng or random.Random()
-        self.limiter = AdaptiveRate.from_settings(settings, rng=self.rng)
+        self.limiter = limiter or AdaptiveRate.from_settings(settings, rng=self.rng)
         self.policy = RetryPolicy.from_settings(settings)
         self.lister = Lister(client, limiter=self.limiter, policy=self.policy, rng=self.rng)
         self.sleep = sleep
@@ -479,8 +480,9 @@ class Lifecycle(Wire):
         *,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        limiter: AdaptiveRate | None = None,
     ) -> None:
-        super().__init__(client, calls, settings, rng=rng, sleep=sleep)
+        super().__init__(client, calls, settings, rng=rng, sleep=sleep, limiter=limiter)
         self.journal = journal
         self.store = LifecycleStore(journal.run_dir)
 

@@ -256,3 +256,17 @@ async def test_slot_is_a_context_manager_over_acquire() -> None:
     before = time.monotonic()
     async with limiter.slot() as granted:
         assert granted >= before
+
+
+def test_one_limiter_serves_event_loops_one_after_another() -> None:
+    """The checks before a run and the run itself each run their own loop, on one limiter:
+    waiters queued in the second loop must not meet a lock bound to the first."""
+    limiter = AdaptiveRate(100.0)  # 10 ms apart: the waiters sleep on the lock
+
+    async def burst() -> list[float]:
+        return list(await asyncio.gather(*(limiter.acquire() for _ in range(3))))
+
+    first = asyncio.run(burst())
+    second = asyncio.run(burst())
+    grants = first + second
+    assert grants == sorted(grants) and len(set(grants)) == 6
