@@ -4,22 +4,25 @@
 
 The simulator runs in its own process (``bulkscan simulate --quota 30/min --quota-unstated``:
 fixed windows aligned to the clock, 429 ``APIG.0308`` with neither a limit nor
-``Retry-After``), and so does each ``bulkscan run`` (the real CLI, ``--endpoint`` the
-simulator).  Each run asks before it sends, on a pseudo-terminal, and is answered so that
-its first request reaches the simulator at the given offset into a window (the time from
-the answer to that request is measured first); the offset actually met is shown.
+``Retry-After``, every request to the project counted), and so does each ``bulkscan run``
+(the real CLI, ``--endpoint`` the simulator, ``--yes``, with its default checks: the asset
+centre's and the task listings go first, in the same window as the first creates).  Each
+run is started so that its first request reaches the simulator at the given offset into a
+window (the time from starting the CLI to that request is measured first); the offset
+actually met is shown.
 
 By default the clock is scaled by 1/10, so the figures take seconds, not minutes: a
 "minute" of 6 s (``--quota 30/6s``), the client at 50/s instead of 5/s and told to probe
 6-s windows (``--quota-windows 6s``); offsets are given in real-minute seconds and scaled
 too.  ``--real`` runs one real minute (30/min, 5/s, the default windows) at the first offset.
 
-Figures: the span from the run's first request to the last request the quota admitted
-(from the simulator's arrival times), the ideal, and their ratio (goal: at most 1.15); the
+Figures: the span from the run's first request to its last create (from the simulator's
+arrival and creation times), the ideal, and their ratio (goal: at most 1.15); the
 refusals, and what the run said about the quota.  The ideal is the earliest time at which
-the quota could have admitted the last of those requests, for a sender that knew the quota
-and went no faster than the configured rate: requests ``1/rate`` apart, each that would be
-the (quota + 1)-th of its window moved to the next window's opening.
+the quota could have admitted the last of the requests it admitted (listings and creates),
+for a sender that knew the quota and went no faster than the configured rate: requests
+``1/rate`` apart, each that would be the (quota + 1)-th of its window moved to the next
+window's opening.  ``--no-remote-check`` measures runs without the asset-centre check.
 
 Prints figures and ratios; asserts nothing.
 """
@@ -31,7 +34,6 @@ import functools
 import json
 import math
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -129,47 +131,35 @@ class Sim:
 
 
 def run_cli(
-    sim: Sim, inventory: Path, work: Path, rate: float, windows: str, *, go: Callable[[], None]
+    sim: Sim,
+    inventory: Path,
+    work: Path,
+    rate: float,
+    windows: str,
+    *,
+    go: Callable[[], None],
+    extra: tuple[str, ...] = (),
 ) -> tuple[float, float, str]:
-    """One ``bulkscan run`` to the end: (when it was told to go, the seconds from then to its
-    end, its stderr).
-
-    It asks before sending, on a pseudo-terminal: the answer is typed once ``go()`` returns,
-    so the start of the sending does not depend on how long the CLI took to start.
-    """
+    """One ``bulkscan run --yes`` to the end, started once ``go()`` returns: (when it was
+    started, the seconds from then to its end, its stderr)."""
     sim.control("reset", {})
-    controller, terminal = pty.openpty()
+    go()
+    started = time.time()
     child = subprocess.Popen(
         [sys.executable, "-m", "bulkscan", "run", str(inventory), "--endpoint", sim.url,
-         "--rate", f"{rate:g}/s", "--quota-windows", windows,
+         "--yes", "--rate", f"{rate:g}/s", "--quota-windows", windows, *extra,
          "--reports-dir", str(work / f"reports-{time.monotonic_ns()}")],
-        stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**_minimal_env(), **_ENV},
     )  # fmt: skip
-    os.close(terminal)
     try:
-        assert child.stdout is not None
-        _read_until(child.stdout.fileno(), b"[y/N]")
-        go()
-        told = time.time()
-        os.write(controller, b"y\n")
         _, stderr = child.communicate(timeout=_RUN_TIMEOUT_S)
     finally:
-        os.close(controller)
         if child.poll() is None:
             child.kill()
     if child.returncode != 0:
         raise SystemExit(f"bulkscan run failed ({child.returncode}):\n{stderr[-3000:].decode()}")
-    return told, time.time() - told, stderr.decode(errors="replace")
-
-
-def _read_until(fd: int, marker: bytes) -> None:
-    seen = b""
-    while marker not in seen:
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            raise SystemExit(f"bulkscan run did not ask to go ahead: {seen[-2000:]!r}")
-        seen += chunk
+    return started, time.time() - started, stderr.decode(errors="replace")
 
 
 def _minimal_env() -> dict[str, str]:
@@ -177,12 +167,15 @@ def _minimal_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in keep}
 
 
-def go_ahead_s(sim: Sim, work: Path, rate: float, windows: str) -> float:
-    """Seconds from answering the question to the run's first request, on this machine now
-    (a run of one task)."""
+def go_ahead_s(sim: Sim, work: Path, rate: float, windows: str, extra: tuple[str, ...]) -> float:
+    """Seconds from starting the CLI to the run's first request, on this machine now (the
+    median of three runs of one task)."""
     one = write_inventory(work / "one.xlsx", 1)
-    told, _, _ = run_cli(sim, one, work, rate, windows, go=lambda: None)
-    return min(sim.control("stats")["arrivals"]) - told
+    leads = []
+    for _ in range(3):
+        started, _, _ = run_cli(sim, one, work, rate, windows, go=lambda: None, extra=extra)
+        leads.append(min(sim.control("stats")["arrivals"]) - started)
+    return sorted(leads)[1]
 
 
 def start_at(offset: float, period: float, lead: float) -> None:
@@ -196,15 +189,17 @@ def start_at(offset: float, period: float, lead: float) -> None:
 
 def measure(
     sim: Sim, inventory: Path, work: Path, *, offset: float, period: float, rate: float,
-    windows: str, lead: float,
+    windows: str, lead: float, extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:  # fmt: skip
     go = functools.partial(start_at, offset, period, lead)
-    _, wall, stderr = run_cli(sim, inventory, work, rate, windows, go=go)
+    _, wall, stderr = run_cli(sim, inventory, work, rate, windows, go=go, extra=extra)
     stats = sim.control("stats")
     arrivals = sorted(stats["arrivals"])
     refused = sum(p["throttled"] for p in stats["by_project"].values())
-    admitted = len(arrivals) - refused
     last_created = max(task["created_at"] for task in sim.control("tasks"))
+    # the requests admitted up to the last create (the run's closing listing comes after);
+    # a refusal after it would only make the ideal shorter
+    admitted = sum(1 for a in arrivals if a <= last_created) - refused
     first = arrivals[0]
     met = first % period
     ideal = ideal_s(offset=met, n=admitted, quota=QUOTA, period=period, rate=rate)
@@ -221,7 +216,7 @@ def _row(label: str, figures: dict[str, Any], scale: float) -> str:
         f"{label}: first request {figures['offset'] / scale:5.1f} s into the minute; "
         f"{figures['requests']} requests admitted, {figures['refused']} refused; "
         f"{figures['span']:6.2f} s vs ideal {figures['ideal']:6.2f} s: {ratio:.3f}x "
-        f"(goal <= 1.15); CLI from 'y' to exit {figures['wall']:.1f} s"
+        f"(goal <= 1.15); CLI from start to exit {figures['wall']:.1f} s"
     )
 
 
@@ -232,7 +227,11 @@ def main() -> None:
         "--offsets", default="0,2,30,58", help="seconds into the minute to start at (0,2,30,58)"
     )
     parser.add_argument("--real", action="store_true", help="one real minute at the first offset")
+    parser.add_argument(
+        "--no-remote-check", action="store_true", help="runs without the asset-centre check"
+    )
     args = parser.parse_args()
+    extra = ("--no-remote-check",) if args.no_remote_check else ()
     offsets = [float(x) for x in args.offsets.split(",")]
     scale = 1.0 if args.real else SCALE
     period, rate = REAL_MINUTE_S * scale, REAL_RATE / scale
@@ -254,17 +253,18 @@ def main() -> None:
         inventory = write_inventory(work / "dbs.xlsx", args.tasks)
         sim = Sim(quota, work / "simulator.log")
         try:
-            lead = go_ahead_s(sim, work, rate, windows)
-            print(f"from 'y' to the first request: {lead:.3f} s")
+            lead = go_ahead_s(sim, work, rate, windows, extra)
+            check = "without" if extra else "with"
+            print(f"{check} the asset-centre check; from start to the first request: {lead:.3f} s")
             for offset in offsets:
                 figures = measure(sim, inventory, work, offset=offset * scale, period=period,
-                                  rate=rate, windows=windows, lead=lead)  # fmt: skip
+                                  rate=rate, windows=windows, lead=lead, extra=extra)  # fmt: skip
                 print(_row(f"{args.tasks} tasks", figures, scale))
                 for line in figures["said"]:
                     print(f"    {line}")
             if not args.real:
                 figures = measure(sim, inventory, work, offset=offsets[0] * scale, period=period,
-                                  rate=rate, windows="none", lead=lead)  # fmt: skip
+                                  rate=rate, windows="none", lead=lead, extra=extra)  # fmt: skip
                 print(_row("--quota-windows none (halving alone)", figures, scale))
         finally:
             sim.close()
