@@ -100,10 +100,11 @@ def test_a_run_learns_an_unstated_windowed_quota_and_creates_every_task_once(
     said = r"learned a quota of (\d+) per 3 seconds from the service's refusals"
     found = re.search(said, learned[0])
     assert found, learned[0]
-    # the asset check's and the coverage listings count too (the service counts them): never
-    # more than the quota; one fewer when a request granted just before a boundary reached
-    # the service after it; the speed is measured in bench_quota.py
-    assert 8 <= int(found.group(1)) <= 10, learned[0]
+    # the asset check's and the coverage listings (6 requests) count too, as the service
+    # counts them: never more than the quota; a little fewer when requests granted just
+    # before a boundary reached the service after it (a loaded machine), never the 4 the
+    # creates alone would show; the speed is measured in bench_quota.py
+    assert 7 <= int(found.group(1)) <= 10, learned[0]
     throttled_lines = [line for line in done.stderr.splitlines() if "(throttled)" in line]
     assert len(throttled_lines) <= 2, done.stderr[-3000:]  # halved per episode, not per refusal
     assert stats["by_project"][PROJECT]["throttled"] >= 1
