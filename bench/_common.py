@@ -1,5 +1,9 @@
 """What the benchmarks share: the figures' heading, peak memory, and measuring in a child.
 
+A child ``bulkscan`` gets the environment the end-to-end tests give theirs (``sim_env``,
+from tests/e2e/_cli.py: no credential or bulkscan setting of the developer's, the
+simulator's keys).
+
 Each figure that needs its own peak memory is measured in a fresh interpreter running
 ``python bench/<script>.py --child MODE ...``, which prints one JSON line on stdout.
 """
@@ -17,7 +21,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["heading", "peak_rss", "run_child", "scratch_dir"]
+# The repository root, for tests/e2e/_cli.py (a benchmark runs as ``python bench/<script>.py``).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.e2e._cli import sim_env
+
+__all__ = ["heading", "peak_rss", "run_child", "scratch_dir", "sim_env"]
 
 
 def peak_rss() -> int:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
-from _common import heading
+from _common import heading, sim_env
 from bench_dispatch import CONCURRENCY, PROJECT, simulator, write_inventory
 
 from bulkscan.dsc.signing import sign_headers
@@ -91,12 +91,7 @@ def _sample(pid: int, samples: list[tuple[float, float]], done: threading.Event)
 
 def _cpu_of(argv: Sequence[str], *, tty: bool) -> Usage:
     """The CPU and wall time of one child process, with CPU samples along the way."""
-    env = {
-        **os.environ,
-        "HUAWEICLOUD_SDK_AK": DEFAULT_AK,
-        "HUAWEICLOUD_SDK_SK": DEFAULT_SK,
-        "COLUMNS": "100",
-    }
+    env = sim_env(COLUMNS="100")
     master, slave = pty.openpty() if tty else (-1, -1)
     started = time.perf_counter()
     child = subprocess.Popen(

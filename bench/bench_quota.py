@@ -33,7 +33,6 @@ import argparse
 import functools
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -43,9 +42,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _common import heading
-
-from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK
+from _common import heading, sim_env
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -56,7 +53,6 @@ QUOTA = 30
 REAL_MINUTE_S = 60.0
 REAL_RATE = 5.0
 SCALE = 0.1  # a scaled "minute" lasts 6 s
-_ENV = {"HUAWEICLOUD_SDK_AK": DEFAULT_AK, "HUAWEICLOUD_SDK_SK": DEFAULT_SK}
 _RUN_TIMEOUT_S = 900.0
 
 
@@ -150,7 +146,7 @@ def run_cli(
          "--yes", "--rate", f"{rate:g}/s", "--quota-windows", windows, *extra,
          "--reports-dir", str(work / f"reports-{time.monotonic_ns()}")],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**_minimal_env(), **_ENV},
+        env=sim_env(),
     )  # fmt: skip
     try:
         _, stderr = child.communicate(timeout=_RUN_TIMEOUT_S)
@@ -160,11 +156,6 @@ def run_cli(
     if child.returncode != 0:
         raise SystemExit(f"bulkscan run failed ({child.returncode}):\n{stderr[-3000:].decode()}")
     return started, time.time() - started, stderr.decode(errors="replace")
-
-
-def _minimal_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
-    return {k: v for k, v in os.environ.items() if k in keep}
 
 
 def go_ahead_s(sim: Sim, work: Path, rate: float, windows: str, extra: tuple[str, ...]) -> float:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bulkscan.sim.server import Simulator
-from tests.e2e.test_run_e2e import assert_exactly_once, bulkscan, planned, write_inventory
+from tests.e2e._cli import bulkscan
+from tests.e2e.test_run_e2e import assert_exactly_once, planned, write_inventory
 
 if TYPE_CHECKING:
     from pathlib import Path

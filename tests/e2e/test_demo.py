@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_run_e2e import bulkscan
+from tests.e2e._cli import bulkscan
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,7 +9,6 @@ create as ambiguous, finds the task by listing and never sends it twice.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -22,8 +21,9 @@ from bulkscan.errors import AmbiguousError
 from bulkscan.run.states import SUCCEEDED_STATES
 from bulkscan.run.store import Journal
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_faults
+from tests.e2e._cli import bulkscan, sim_env
 from tests.e2e.test_client import _body
-from tests.e2e.test_exactly_once import P1, _env, no_duplicate, write_inventory
+from tests.e2e.test_exactly_once import P1, no_duplicate, write_inventory
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -63,18 +63,13 @@ async def test_a_run_against_a_dripping_server_looks_up_and_never_duplicates(
             str(inventory), "--endpoint", sim.url, "--reports-dir", str(reports),
             "--read-timeout", "1", "--concurrency", "1", "--yes",
         )  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bulkscan", "run", *args, cwd=tmp_path,
-            env=_env(tmp_path / "state"), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-        said = out.decode() + err.decode()
+        done = await bulkscan(tmp_path, "run", *args, env=sim_env(state=tmp_path / "state"))
+        said = done.out + done.err
         dripped = sim.stats["requests"].get("dripped", 0)
         listed = sim.stats["requests"].get("listed", 0)
         no_duplicate(sim)
         assert len(sim.tasks) == 8
-    assert proc.returncode == 0, said
+    assert done.code == 0, said
     assert "Traceback" not in said
     assert dripped == 8  # every create was answered by a drip, none was sent again
     assert listed >= 1  # the ambiguous creates were looked up

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -25,6 +23,7 @@ from bulkscan.run.rundir import STATE_DIR_ENV, SendTarget
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
+from tests.e2e._cli import finish, sim_env, start
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -55,27 +54,13 @@ def no_duplicate(sim: Simulator) -> None:
     assert [n for n, c in names.items() if c > 1] == []
 
 
-def _env(state: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
-    return env | {
-        "HUAWEICLOUD_SDK_AK": DEFAULT_AK,
-        "HUAWEICLOUD_SDK_SK": DEFAULT_SK,
-        STATE_DIR_ENV: str(state),
-    }
-
-
 async def _start(cwd: Path, state: Path, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", "run", *args, "--yes", cwd=cwd, env=_env(state),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    return await start(cwd, "run", *args, "--yes", env=sim_env(state=state))
 
 
 async def _done(proc: asyncio.subprocess.Process) -> tuple[int, str]:
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode() + err.decode()
+    done = await finish(proc)
+    return done.code, done.out + done.err
 
 
 async def _held_locks(state: Path, first: asyncio.subprocess.Process) -> list[dict[str, object]]:

@@ -30,12 +30,7 @@ environment) are shared by those files.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import json
-import os
-import subprocess
-import sys
-import time
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,62 +38,19 @@ from typing import TYPE_CHECKING, Any
 import openpyxl
 import pytest
 
+from tests.e2e._cli import clean_env, cli, simulator_process
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    import subprocess
+    from collections.abc import Callable, Sequence
 
     from conftest import MakeRawXlsx
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 REGION = "cn-north-4"
-CREDENTIAL_VARS = (
-    "HUAWEICLOUD_SDK_AK",
-    "HUAWEICLOUD_SDK_SK",
-    "HUAWEICLOUD_SDK_SECURITY_TOKEN",
-    "HUAWEICLOUD_SDK_PROJECT_ID",
-    "BULKSCAN_AUTH_TOKEN",
-)
 MEMORY_CAP = 1536 << 20  # address space of a capped child: a bomb that expands hits it
 
-# Runs the command line in a child whose address space is capped (argv: the bulkscan options).
-_CAPPED = """
-import resource, sys
-resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
-from bulkscan.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 # --------------------------------------------------------------------------- shared helpers
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    """This environment without any credential, plus ``values``."""
-    env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARS}
-    env.update(values)
-    return env
-
-
-def cli(
-    *args: str,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    timeout: float = 60,
-    memory_cap: int | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """``bulkscan ARGS`` in a child process (bounded in time, optionally in memory)."""
-    if memory_cap is None:
-        command = [sys.executable, "-m", "bulkscan", *args]
-    else:
-        command = [sys.executable, "-c", _CAPPED.format(cap=memory_cap), *args]
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        env=dict(env) if env is not None else clean_env(),
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], path: Path | str) -> str:
@@ -108,49 +60,6 @@ def one_line_error(done: subprocess.CompletedProcess[str], path: Path | str) -> 
     assert len(lines) == 1, done.stderr[-3000:]
     assert lines[0].startswith(f"bulkscan: error: {path}"), lines[0]
     return lines[0]
-
-
-@contextlib.contextmanager
-def simulator_process(
-    folder: Path, *options: str, port: int = 0, env: Mapping[str, str] | None = None
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``bulkscan simulate`` in a child process: yields (its URL, the process)."""
-    out = folder / f"simulator-{time.monotonic_ns()}.out"
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bulkscan", "simulate", "--port", str(port), *options],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else clean_env(),
-        )
-    try:
-        yield wait_for_url(proc, out), proc
-    finally:
-        stop_process(proc)
-
-
-def wait_for_url(proc: subprocess.Popen[bytes], out: Path, timeout: float = 20) -> str:
-    """The URL a starting simulator announces on its first line."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        first = out.read_bytes().split(b"\n", 1)
-        if len(first) == 2 and b"listening on" in first[0]:
-            return first[0].split()[-1].decode()
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    raise AssertionError(f"the simulator did not start: {out.read_text(errors='replace')}")
-
-
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    """SIGTERM, then SIGKILL if it does not go within ten seconds."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def write_inventory(

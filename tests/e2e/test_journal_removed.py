@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from typing import TYPE_CHECKING
 
 from bulkscan.sim.server import Faults, Simulator
-from tests.e2e.test_exactly_once import _env, no_duplicate, write_inventory
+from tests.e2e._cli import sim_env, start
+from tests.e2e.test_exactly_once import no_duplicate, write_inventory
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,11 +22,7 @@ N = 24
 
 
 async def _run(tmp_path: Path, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", "run", *args, "--yes", cwd=tmp_path,
-        env=_env(tmp_path / "state"), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    return await start(tmp_path, "run", *args, "--yes", env=sim_env(state=tmp_path / "state"))
 
 
 def _journals(reports: Path) -> list[Path]:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from test_hostile import PROJECT, REGION, clean_env, cli, simulator_process, write_inventory
+from test_hostile import PROJECT, REGION, write_inventory
+
+from tests.e2e._cli import clean_env, cli, simulator_process
 
 AK = "BULKSCANSIMULATORAK0"
 SK = "bulkscan-simulator-sk-not-a-real-secret0"

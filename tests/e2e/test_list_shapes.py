@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
-import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +32,7 @@ from bulkscan.run.doctor import load_record
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
+from tests.e2e._cli import bulkscan, finish, start
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -170,16 +169,7 @@ async def test_refused_project_makes_the_cli_exit_non_zero(tmp_path: Path) -> No
 
 
 async def _cli(cwd: Path, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
-    env |= {"HUAWEICLOUD_SDK_AK": DEFAULT_AK, "HUAWEICLOUD_SDK_SK": DEFAULT_SK}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", *args, cwd=cwd, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await bulkscan(cwd, *args, limit_s=90)
 
 
 # --- more than 100 existing tasks -----------------------------------------------------------------
@@ -384,16 +374,8 @@ def test_a_file_that_is_not_a_record_is_an_input_error(tmp_path: Path) -> None:
 
 
 async def _doctor_cli(*args: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
-    env |= {"HUAWEICLOUD_SDK_AK": DEFAULT_AK, "HUAWEICLOUD_SDK_SK": DEFAULT_SK}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", "doctor", *args, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
+    done = await finish(await start(None, "doctor", *args, stderr=asyncio.subprocess.STDOUT), 90)
+    return done.code, done.out
 
 
 async def test_cli_exit_codes(tmp_path: Path) -> None:

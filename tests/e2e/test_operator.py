@@ -22,8 +22,9 @@ import openpyxl
 from bulkscan.plan import content_digest
 from bulkscan.run.states import UNFINISHED_STATES
 from bulkscan.run.store import Journal
-from bulkscan.sim.server import DEFAULT_SK, Simulator
-from tests.e2e.test_run_e2e import P1, REGION, Done, _env
+from bulkscan.sim.server import Simulator
+from tests.e2e._cli import Done, bulkscan, sim_env, start
+from tests.e2e.test_run_e2e import P1, REGION
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,18 +48,7 @@ def _inventory(path: Path, ins_ids: list[str], *, start: str | None = None) -> P
 
 
 async def _piped(cwd: Path, stdin: bytes, *args: str | Path, tz: str = "UTC") -> Done:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", *(str(a) for a in args),
-        cwd=cwd, env=_env_for_tests(tz), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(stdin), _LIMIT_S)
-    assert proc.returncode is not None
-    return Done(proc.returncode, out.decode(), err.decode())
-
-
-def _env_for_tests(tz: str = "UTC") -> dict[str, str]:
-    return {**_env(DEFAULT_SK), "TZ": tz}
+    return await bulkscan(cwd, *args, env=sim_env(TZ=tz), stdin=stdin, limit_s=_LIMIT_S)
 
 
 async def _on_a_terminal(
@@ -68,7 +58,7 @@ async def _on_a_terminal(
     controller, terminal = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bulkscan", *(str(a) for a in args),
-        cwd=cwd, env=_env_for_tests(tz), stdin=terminal, stdout=terminal, stderr=terminal,
+        cwd=cwd, env=sim_env(TZ=tz), stdin=terminal, stdout=terminal, stderr=terminal,
     )  # fmt: skip
     os.close(terminal)
     loop = asyncio.get_running_loop()
@@ -221,11 +211,9 @@ async def _until_sending(run_dirs: Path, proc: asyncio.subprocess.Process) -> Pa
 async def test_a_second_ctrl_c_ends_as_cleanly_as_the_first(tmp_path: Path) -> None:
     inventory = _inventory(tmp_path / "inv.xlsx", [f"ins-{i}" for i in range(30)])
     reports = tmp_path / "r"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", "run", str(inventory), "--simulate", "--yes",
-        "--simulate-faults", "latency_s=3", "--rate", "50/s", "--reports-dir", str(reports),
-        cwd=tmp_path, env=_env_for_tests(), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    proc = await start(
+        tmp_path, "run", inventory, "--simulate", "--yes", "--simulate-faults", "latency_s=3",
+        "--rate", "50/s", "--reports-dir", reports,
     )  # fmt: skip
     run_dir = await _until_sending(reports, proc)
     proc.send_signal(signal.SIGINT)

@@ -17,12 +17,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from test_hostile import PROJECT, REGION, clean_env, cli, simulator_process, write_inventory
+from test_hostile import PROJECT, REGION, write_inventory
 from test_simulator import TIMEOUT, Clock, call, create
 
 from bulkscan.dsc.classify import parse_throttle_limit
 from bulkscan.dsc.client import ASSET_INSTANCES_PATH
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
+from tests.e2e._cli import clean_env, cli, simulator_process
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +10,8 @@ import pytest
 from openpyxl import load_workbook
 
 from bulkscan.sim._assets import AssetInstance, Assets
-from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
+from bulkscan.sim.server import DEFAULT_AK, Simulator
+from tests.e2e._cli import bulkscan, sim_env
 
 if TYPE_CHECKING:
     from tests.conftest import MakeXlsx
@@ -50,17 +48,8 @@ HELD = {3: "not a database asset", 4: "STOPPED", 5: "wrong password", 7: "MongoD
 
 
 async def _bulkscan(cwd: Path, *args: str | Path, stdin: bytes = b"") -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
-    env |= {"HUAWEICLOUD_SDK_AK": DEFAULT_AK, "HUAWEICLOUD_SDK_SK": DEFAULT_SK}
-    env["BULKSCAN_STATE_DIR"] = str(cwd / "state")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", *(str(a) for a in args), cwd=cwd, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(stdin), _LIMIT_S)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    env = sim_env(state=cwd / "state")
+    return await bulkscan(cwd, *args, env=env, stdin=stdin, limit_s=_LIMIT_S)
 
 
 def _asset_requests(sim: Simulator) -> int:

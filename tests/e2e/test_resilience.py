@@ -32,16 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
-from test_hostile import (
-    PROJECT,
-    REGION,
-    clean_env,
-    cli,
-    simulator_process,
-    stop_process,
-    wait_for_url,
-    write_inventory,
-)
+from test_hostile import PROJECT, REGION, write_inventory
 
 from bulkscan import runner
 from bulkscan.config import DispatchSettings, InputSettings
@@ -51,6 +42,7 @@ from bulkscan.events import TaskFinished
 from bulkscan.run.rundir import JOURNAL_FILE
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
+from tests.e2e._cli import clean_env, cli, simulator_process, stop_process, wait_for_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +14,7 @@ from bulkscan.dsc.client import DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk
 from bulkscan.sim._assets import AssetInstance, Assets
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
+from tests.e2e._cli import bulkscan, sim_env
 
 if TYPE_CHECKING:
     from tests.conftest import MakeXlsx
@@ -50,16 +48,7 @@ ROWS = [
 
 
 async def _bulkscan(cwd: Path, *args: str | Path) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
-    env |= {"HUAWEICLOUD_SDK_AK": DEFAULT_AK, "HUAWEICLOUD_SDK_SK": DEFAULT_SK}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", *(str(a) for a in args), cwd=cwd, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), _LIMIT_S)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await bulkscan(cwd, *args, env=sim_env(), limit_s=_LIMIT_S)
 
 
 async def test_names_resolve_validate_and_run_to_tasks_with_every_bad_row_held_back(

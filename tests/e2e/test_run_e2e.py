@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
-import os
 import random
 import re
 import shlex
 import signal
-import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +32,7 @@ from bulkscan.plan import RowStatus
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal, TaskRecord
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+from tests.e2e._cli import bulkscan, finish, start
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,7 +41,6 @@ P1 = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 P2 = "5e4d3c2b1a0f9e8d7c6b5a4938271605"
 REGION = "cn-north-4"
 PROFILE_HEADERS = ("profile", "schedule_type", "start_now", "task_name", "max_sources")
-_SUBPROCESS_TIMEOUT_S = 90.0
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -72,51 +69,6 @@ def planned(path: Path) -> runner.Prepared:
 
 
 # --- the CLI as a subprocess -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    code: int
-    out: str
-    err: str
-
-
-def _env(secret_key: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
-    env["HUAWEICLOUD_SDK_AK"] = DEFAULT_AK
-    env["HUAWEICLOUD_SDK_SK"] = secret_key
-    return env
-
-
-async def start(
-    cwd: Path, *args: str | Path, secret_key: str = DEFAULT_SK
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkscan",
-        *(str(a) for a in args),
-        cwd=cwd,
-        env=_env(secret_key),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def finish(proc: asyncio.subprocess.Process, limit_s: float = _SUBPROCESS_TIMEOUT_S) -> Done:
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), limit_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        raise
-    assert proc.returncode is not None
-    return Done(proc.returncode, out.decode(), err.decode())
-
-
-async def bulkscan(cwd: Path, *args: str | Path, secret_key: str = DEFAULT_SK) -> Done:
-    return await finish(await start(cwd, *args, secret_key=secret_key))
 
 
 def run_args(inventory: Path, sim: Simulator, reports: Path, *more: str) -> list[str | Path]:

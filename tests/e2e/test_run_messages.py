@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
 from typing import TYPE_CHECKING
 
 import openpyxl
 import pytest
 
-from bulkscan.run.rundir import STATE_DIR_ENV
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+from tests.e2e._cli import bulkscan, sim_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,20 +39,7 @@ def write_inventory(path: Path, n: int) -> Path:
 
 
 async def run_cli(cwd: Path, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
-    env |= {
-        "HUAWEICLOUD_SDK_AK": DEFAULT_AK,
-        "HUAWEICLOUD_SDK_SK": DEFAULT_SK,
-        STATE_DIR_ENV: str(cwd / "state"),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", *args, cwd=cwd, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await bulkscan(cwd, *args, env=sim_env(state=cwd / "state"))
 
 
 async def test_stalled_lookups_while_the_service_answers_are_not_an_outage(tmp_path: Path) -> None:

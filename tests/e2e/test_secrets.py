@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
-from test_hostile import PROJECT, REGION, clean_env, cli, simulator_process, write_inventory
+from test_hostile import PROJECT, REGION, write_inventory
 
 from bulkscan import runner
 from bulkscan.config import DispatchSettings, InputSettings
@@ -33,6 +33,7 @@ from bulkscan.errors import BulkscanError, CredentialsError, RunFatalError
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
 from bulkscan.sim.server import Simulator
+from tests.e2e._cli import clean_env, cli, simulator_process
 
 if TYPE_CHECKING:
     import subprocess

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
-import sys
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -22,10 +20,10 @@ import pytest
 
 from bulkscan.config import DispatchSettings, settle_offsets
 from bulkscan.errors import UsageError
-from bulkscan.run.rundir import STATE_DIR_ENV
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
-from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+from bulkscan.sim.server import Faults, Simulator
+from tests.e2e._cli import bulkscan, sim_env
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,21 +47,9 @@ def _inventory(path: Path, n: int) -> Path:
 
 
 async def _run(tmp_path: Path, *args: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))}
-    env |= {
-        "HUAWEICLOUD_SDK_AK": DEFAULT_AK,
-        "HUAWEICLOUD_SDK_SK": DEFAULT_SK,
-        STATE_DIR_ENV: str(tmp_path / "state"),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", "run", *args, "--yes",
-        "--reports-dir", str(tmp_path / "r"), cwd=tmp_path, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode() + err.decode()
+    run = ("run", *args, "--yes", "--reports-dir", tmp_path / "r")
+    done = await bulkscan(tmp_path, *run, env=sim_env(state=tmp_path / "state"))
+    return done.code, done.out + done.err
 
 
 def _names(sim: Simulator) -> Counter[str]:

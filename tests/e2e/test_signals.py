@@ -11,15 +11,14 @@ import asyncio
 import json
 import re
 import shutil
-import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import openpyxl
 
 from bulkscan.sim.server import Faults, Simulator, parse_list_shape
+from tests.e2e._cli import bulkscan, sim_env, start
 from tests.e2e.test_operator import (
-    _env_for_tests,
     _inventory,
     _on_a_terminal,
     _piped,
@@ -250,25 +249,17 @@ async def test_the_terminal_and_the_workbook_count_errors_the_same_way(tmp_path:
 async def test_a_killed_runs_lock_is_taken_over_with_a_one_line_note(tmp_path: Path) -> None:
     inventory = _inventory(tmp_path / "inv.xlsx", [f"ins-{i}" for i in range(20)])
     reports = tmp_path / "r"
-    env = {**_env_for_tests(), "BULKSCAN_STATE_DIR": str(tmp_path / "state")}
+    env = sim_env(state=tmp_path / "state")
     async with Simulator(projects=[P1], faults=Faults(latency_s=2.0)) as sim:
         run = ["run", str(inventory), "--endpoint", sim.url, "--reports-dir", str(reports)]
-        killed = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bulkscan", *run, "--yes", cwd=tmp_path, env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        quiet = asyncio.subprocess.DEVNULL
+        killed = await start(tmp_path, *run, "--yes", env=env, stdout=quiet, stderr=quiet)
         run_dir = await _until_sending(reports, killed)
         killed.kill()  # SIGKILL: no clean-up, the lock keeps its pid
         await asyncio.wait_for(killed.wait(), 30)
-        again = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bulkscan", *run, "--yes", "--resume", cwd=tmp_path, env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(again.communicate(), 120)
-    said = err.decode()
-    assert again.returncode == 0, said + out.decode()
+        again = await bulkscan(tmp_path, *run, "--yes", "--resume", env=env)
+    said = again.err
+    assert again.code == 0, said + again.out
     note = f"took over the lock of run {run_dir} left by pid {killed.pid}, which is gone"
     assert [line for line in said.splitlines() if "took over" in line] == [note]
     assert len({t["name"] for t in sim.tasks}) == len(sim.tasks) == 20

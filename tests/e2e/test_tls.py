@@ -16,9 +16,10 @@ import urllib.request
 from typing import TYPE_CHECKING
 
 import pytest
-from test_hostile import PROJECT, REGION, clean_env, cli, simulator_process, write_inventory
+from test_hostile import PROJECT, REGION, write_inventory
 
 from bulkscan.run.store import Journal
+from tests.e2e._cli import clean_env, cli, simulator_process
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
