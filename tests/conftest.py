@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import tempfile
 import zipfile
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,16 +25,29 @@ settings.register_profile("bulkscan", deadline=None, derandomize=bool(os.environ
 settings.load_profile("bulkscan")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Commands started before any test runs (an environment built at import) keep their
+    state (sending locks) in this session's folder, never in the developer's."""
+    if hasattr(config, "workerinput"):
+        return  # a parallel worker: it inherited the folder of the session that started it
+    folder = tempfile.mkdtemp(prefix="bulkscan-tests-state-")
+    os.environ["XDG_STATE_HOME"] = folder
+    config.add_cleanup(functools.partial(shutil.rmtree, folder, ignore_errors=True))
+
+
 @pytest.fixture(autouse=True)
 def _no_user_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No test reads the developer's own bulkscan config file or config variables."""
+    """No test reads the developer's own bulkscan config file or config variables, and each
+    keeps its state (sending locks) to itself: tests may run side by side."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
     for name in (
         "BULKSCAN_CONFIG",
         "BULKSCAN_CONFIG_PROFILE",
         "BULKSCAN_REGION",
+        "BULKSCAN_STATE_DIR",
         "HUAWEICLOUD_SDK_REGION",
     ):
         monkeypatch.delenv(name, raising=False)
