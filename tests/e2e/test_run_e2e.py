@@ -32,7 +32,7 @@ from bulkscan.plan import RowStatus
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal, TaskRecord
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
-from tests.e2e._cli import bulkscan, finish, start
+from tests.e2e._cli import bulkscan, finish, sim_env, start
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -270,7 +270,7 @@ async def test_a_wrong_secret_key_stops_the_run_after_one_request(tmp_path: Path
     async with Simulator() as sim:
         # without the asset-centre check, the first request is the first listing of the run
         args = run_args(inventory, sim, reports, "--no-remote-check")
-        done = await bulkscan(tmp_path, *args, secret_key=wrong)
+        done = await bulkscan(tmp_path, *args, env=sim_env(sk=wrong))
         stats = sim.stats
         assert sim.tasks == []
     assert done.code == 3
