@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -86,8 +87,14 @@ async def test_two_runs_at_once_send_each_task_once(tmp_path: Path) -> None:
         common = (str(inventory), "--endpoint", sim.url, "--concurrency", "1", "--rate", "3/s")
         first = await _start(tmp_path, state, *common, "--reports-dir", str(tmp_path / "r1"))
         holders = await _held_locks(state, first)
-        second = await _start(tmp_path, state, *common, "--reports-dir", str(tmp_path / "r2"))
-        code2, said2 = await _done(second)
+        # Hold the first run still while the second tries: it keeps its locks, and a loaded
+        # machine cannot let it finish before the second starts.
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = await _start(tmp_path, state, *common, "--reports-dir", str(tmp_path / "r2"))
+            code2, said2 = await _done(second)
+        finally:
+            first.send_signal(signal.SIGCONT)
         code1, said1 = await _done(first)
         no_duplicate(sim)
         assert len(sim.tasks) == 24
