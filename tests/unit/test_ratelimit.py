@@ -14,11 +14,18 @@ from bulkscan.run.ratelimit import AdaptiveRate, precise_sleep
 
 
 class FakeClock:
+    """A monotonic clock at 1000 s whose wall time is 20 s into a minute: these tests are
+    about episodes, not the clock-aligned windows (tests/unit/test_ratelimit_windows.py), so
+    no minute boundary falls within the few seconds they span, whenever they run."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
     def __call__(self) -> float:
         return self.now
+
+    def wall(self) -> float:
+        return self.now - 1000.0 + 1_700_000_000.0  # 1_700_000_000 is 20 s into a minute
 
 
 def _changes() -> tuple[list[tuple[float, float, str]], AdaptiveRate]:
@@ -28,6 +35,7 @@ def _changes() -> tuple[list[tuple[float, float, str]], AdaptiveRate]:
         10.0,
         floor=0.5,
         clock=clock,
+        wall=clock.wall,
         on_change=lambda old, new, why: seen.append((old, new, why)),
         recover_after=5,
         rng=random.Random(1),
@@ -110,7 +118,7 @@ def test_a_throttle_resets_the_success_streak() -> None:
 def test_retry_after_is_honoured_and_jitter_only_lengthens_it() -> None:
     for seed in range(50):
         clock = FakeClock()
-        limiter = AdaptiveRate(10.0, clock=clock, rng=random.Random(seed))
+        limiter = AdaptiveRate(10.0, clock=clock, wall=clock.wall, rng=random.Random(seed))
         until = limiter.on_throttle(retry_after=3.0)
         assert 3.0 <= until - clock.now <= 3.0 * 1.2
         assert limiter.paused_until == until
@@ -119,14 +127,14 @@ def test_retry_after_is_honoured_and_jitter_only_lengthens_it() -> None:
 
 def test_without_retry_after_the_pause_is_at_least_the_minimum_and_one_interval() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRate(1.0, clock=clock, min_pause_s=0.5, rng=random.Random(3))
+    limiter = AdaptiveRate(1.0, clock=clock, wall=clock.wall, min_pause_s=0.5, rng=random.Random(3))
     until = limiter.on_throttle()  # 0.5/s now: one interval is 2 s, longer than the minimum
     assert 2.0 <= until - clock.now <= 2.4
 
 
 def test_a_later_throttle_never_shortens_a_pause() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRate(10.0, clock=clock, rng=random.Random(2))
+    limiter = AdaptiveRate(10.0, clock=clock, wall=clock.wall, rng=random.Random(2))
     long_pause = limiter.on_throttle(retry_after=10.0)
     assert limiter.on_throttle(retry_after=1.0) == long_pause
 
@@ -137,7 +145,7 @@ async def test_each_interval_keeps_a_margin_so_n_plus_one_requests_span_over_a_s
     async def no_sleep(delay: float) -> None:
         clock.now += delay
 
-    limiter = AdaptiveRate(20.0, clock=clock, sleep=no_sleep)
+    limiter = AdaptiveRate(20.0, clock=clock, wall=clock.wall, sleep=no_sleep)
     first = await limiter.acquire()  # the first slot is free: no wait
     assert limiter.next_slot() == pytest.approx(first + 1.02 / 20)
     assert 20 * (limiter.next_slot() - first) > 1.0  # hence 21 requests span over 1 s
