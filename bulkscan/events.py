@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -21,12 +22,14 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Callable, Iterator
 
 __all__ = [
     "AttemptFinished",
     "AttemptStarted",
     "Event",
     "EventLog",
+    "Exchange",
     "LocalStamps",
     "LockTakenOver",
     "Observer",
@@ -41,6 +44,8 @@ __all__ = [
     "fan_out",
     "ignore",
     "local_now",
+    "watching_wire",
+    "wire_watcher",
 ]
 
 StopReason = Literal["done", "fatal", "interrupted"]
@@ -143,6 +148,43 @@ Event = (
     | Progress
     | LockTakenOver
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request and its answer (or its failure), for ``--debug``: the path without its
+    query, never a header or a body, the message with the credentials' values removed."""
+
+    method: str
+    path: str
+    status: int | None  # None: no answer (refused, reset, timed out)
+    elapsed_ms: float
+    request_id: str | None
+    verdict: str
+    code: str | None
+    message: str | None
+
+
+# The client is built by every entry point of the library; a context variable reaches each
+# of them (and the tasks and threads they start) without a knob on every signature.
+_WIRE: contextvars.ContextVar[Callable[[Exchange], None] | None] = contextvars.ContextVar(
+    "bulkscan_wire", default=None
+)
+
+
+@contextlib.contextmanager
+def watching_wire(watcher: Callable[[Exchange], None]) -> Iterator[None]:
+    """Within this block, every request any ``DscClient`` makes is told to ``watcher``."""
+    token = _WIRE.set(watcher)
+    try:
+        yield
+    finally:
+        _WIRE.reset(token)
+
+
+def wire_watcher() -> Callable[[Exchange], None] | None:
+    """The watcher set by ``watching_wire`` in this context, if any."""
+    return _WIRE.get()
 
 
 class Observer(Protocol):

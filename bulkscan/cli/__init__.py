@@ -7,11 +7,13 @@ Each command lives in its own module with ``register(subparsers)``, which adds a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING
 
 from bulkscan import __version__
+from bulkscan.cli._console import console
 from bulkscan.errors import BulkscanError, UsageError
 
 if TYPE_CHECKING:
@@ -63,15 +65,44 @@ def build_parser(defaults: Mapping[str, object] | None = None) -> argparse.Argum
         metavar="NAME",
         help="use the [profile.NAME] table of the config file (also $BULKSCAN_CONFIG_PROFILE)",
     )
+    _add_output_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import importlib
 
     for name in _command_modules():
         importlib.import_module(f"bulkscan.cli.{name}").register(sub)
-    if defaults:
-        for command in sub.choices.values():
+    for command in sub.choices.values():
+        _add_output_options(command)
+        if defaults:
             _apply_defaults(command, defaults)
     return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    """-q/-v/--debug, before or after the command name (SUPPRESS: a command's parser does
+    not undo what was typed before its name)."""
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print only errors and the final outcome; no progress bar",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="list every row of a repeated problem instead of a summary per cause",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="one line per request and answer on stderr (method, path, status, time, "
+        "request id, verdict, error), credentials removed",
+    )
 
 
 def _apply_defaults(parser: argparse.ArgumentParser, defaults: Mapping[str, object]) -> None:
@@ -104,13 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser, layered = _configured_parser(argv)
     except UsageError as exc:
-        print(f"bulkscan: error: {exc}", file=sys.stderr)
+        console.err(f"bulkscan: error: {exc}")
         return EXIT_INPUT
     args = parser.parse_args(argv)
     if args.command is None:  # a bare `bulkscan`: say what it can do
         parser.print_help()
         return EXIT_OK
     args.layered = layered
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    if quiet and verbose:
+        parser.error("-q/--quiet and -v/--verbose cannot be used together")
+    console.configure(quiet=quiet, verbose=verbose, debug=getattr(args, "debug", False))
     return _call(args)
 
 
@@ -118,15 +153,17 @@ def _call(args: argparse.Namespace) -> int:
     """The command's own exit code, or the one its error or interruption stands for; with
     ``--json``, one document on stdout whichever way it ended."""
     from bulkscan.cli._json import emit_missing
+    from bulkscan.events import watching_wire
 
     error: str | None = None
     try:
-        code: int = args.func(args)
+        with watching_wire(console.exchange) if console.level.debug else contextlib.nullcontext():
+            code: int = args.func(args)
     except BulkscanError as exc:  # UsageError included
-        print(f"bulkscan: error: {exc}", file=sys.stderr)
+        console.err(f"bulkscan: error: {exc}")
         code, error = EXIT_INPUT, str(exc)
     except KeyboardInterrupt:
-        print("bulkscan: interrupted", file=sys.stderr)
+        console.err("bulkscan: interrupted")
         code, error = EXIT_STOPPED, "interrupted"
     except BrokenPipeError:
         # the reader went away (e.g. `bulkscan plan --json | head`): stop quietly

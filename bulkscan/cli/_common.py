@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 import zoneinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED
+from bulkscan.cli._console import by_cause, console
 from bulkscan.config import (
     DispatchSettings,
     InputLimits,
@@ -17,13 +17,14 @@ from bulkscan.config import (
     parse_rate,
 )
 from bulkscan.errors import UsageError
+from bulkscan.models import one_line
 from bulkscan.plan import start_time_text as plan_start_text
 from bulkscan.plan import start_zones
 from bulkscan.runner import Status
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Mapping
+    from collections.abc import Callable, Hashable, Mapping
 
     from bulkscan.models import Issue, Profile, TaskRequest
 
@@ -169,12 +170,44 @@ def start_time_text(
 
 
 def print_issues(issues: tuple[Issue, ...], *, limit: int = 200) -> None:
-    """Errors first, then warnings, one line each, on stderr."""
+    """Errors first, then warnings, on stderr: one line per cause, naming the rows it is on
+    compactly when it is on several (``--verbose``: one line per row, as they are)."""
     ordered = sorted(issues, key=lambda i: i.severity != "error")
-    for issue in ordered[:limit]:
-        print(f"{issue.severity}: {issue}", file=sys.stderr)
-    if len(ordered) > limit:
-        print(f"... and {len(ordered) - limit} more", file=sys.stderr)
+    lines = (
+        [f"{issue.severity}: {issue}" for issue in ordered]
+        if console.verbose
+        else issue_lines(ordered)
+    )
+    for line in lines[:limit]:
+        console.err(line)
+    if len(lines) > limit:
+        console.err(f"... and {len(lines) - limit} more")
+
+
+def issue_lines(issues: list[Issue]) -> list[str]:
+    """One line per issue, except one cause on many rows of a sheet: said once, with its
+    rows (``rows 2-40, 45 (40 rows)``), where its first row stood."""
+    items: list[tuple[Hashable, int, str, Callable[[str], str]]] = []
+    for n, issue in enumerate(issues):
+        line = f"{issue.severity}: {issue}"
+        ref = issue.ref
+        if ref is None:  # a sheet or a file: stands alone
+            items.append(((n,), 0, line, _same(line)))
+            continue
+        column = f", column '{issue.column}'" if issue.column else ""
+        tail = one_line(f"{column}: {issue.message}" + (f" ({issue.hint})" if issue.hint else ""))
+        head = f"{issue.severity}: {ref.file}, sheet '{ref.sheet}', "
+        key = (issue.severity, ref.file, ref.sheet, tail)
+        items.append((key, ref.row, line, _around(head, tail)))
+    return by_cause(items)
+
+
+def _same(line: str) -> Callable[[str], str]:
+    return lambda _rows: line
+
+
+def _around(head: str, tail: str) -> Callable[[str], str]:
+    return lambda rows: f"{head}{rows}{tail}"
 
 
 def issue_json(issue: Issue) -> dict[str, Any]:
@@ -308,10 +341,9 @@ def connection_from(
     per_region = dict(_region_url(item) for item in args.endpoint_for)
     endpoints = Endpoints(override=args.endpoint, per_region=per_region)
     if args.insecure:
-        print(
+        console.err(
             "bulkscan: warning: TLS certificates are NOT verified (--insecure); "
-            "anyone on the network path can read and change the requests",
-            file=sys.stderr,
+            "anyone on the network path can read and change the requests"
         )
     tls = make_ssl_context(ca_bundle=args.ca_bundle, verify=not args.insecure)
     credentials = resolve_credentials(token_file=args.token_file, env=env)

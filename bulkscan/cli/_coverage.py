@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
+from bulkscan.cli._console import by_cause, console
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
-    from bulkscan.run.coverage import RemoteCheck
+    from bulkscan.run.coverage import CoveredRow, RemoteCheck
     from bulkscan.run.remote import Listed
     from bulkscan.runner import Prepared
 
@@ -42,15 +42,16 @@ def remote_check(
     """List the service's tasks for the plan (read only), through the run's ``limiter``."""
     from bulkscan.cli._common import dispatch_settings
 
-    return asyncio.run(
-        runner.check_remote(
-            prepared,
-            connection=connection,
-            simulator=simulator,
-            dispatch_settings=dispatch_settings(args),
-            limiter=limiter,
+    with console.counting_requests("listing tasks"):
+        return asyncio.run(
+            runner.check_remote(
+                prepared,
+                connection=connection,
+                simulator=simulator,
+                dispatch_settings=dispatch_settings(args),
+                limiter=limiter,
+            )
         )
-    )
 
 
 def for_run(
@@ -74,10 +75,9 @@ def for_run(
     if not check.covered:
         return prepared, check.listed
     if args.allow_duplicate_coverage:
-        print(
+        console.err(
             f"{len(check.covered)} row(s) already covered by other tasks are sent anyway "
-            "(--allow-duplicate-coverage)",
-            file=sys.stderr,
+            "(--allow-duplicate-coverage)"
         )
         return prepared, check.listed
     _say_covered(check)
@@ -86,25 +86,42 @@ def for_run(
 
 def _say_unlisted(check: RemoteCheck) -> None:
     for (project, region), error in check.unlisted.items():
-        print(
+        console.err(
             f"project {project} ({region}): its tasks could not be listed, so its rows were "
-            f"not checked for coverage ({error})",
-            file=sys.stderr,
+            f"not checked for coverage ({error})"
         )
 
 
 def _say_covered(check: RemoteCheck) -> None:
-    for row in check.covered[:_SHOWN]:
-        print(f"{row.ref}: {row.source.ins_id}: {row.message}", file=sys.stderr)
-    more = len(check.covered) - _SHOWN
+    lines = covered_lines(check)
+    shown = len(lines) if console.verbose else _SHOWN
+    for line in lines[:shown]:
+        console.err(line)
+    more = len(lines) - shown
     if more > 0:
-        print(f"... and {more} more (see the Rows sheet of the results)", file=sys.stderr)
+        console.err(f"... and {more} more (see the Rows sheet of the results)")
     partly = len(check.covered_tasks)
-    print(
+    console.err(
         f"{len(check.covered)} row(s) already covered by other tasks: not sent; "
-        f"{partly} planned task(s) concerned were planned again from their other rows",
-        file=sys.stderr,
+        f"{partly} planned task(s) concerned were planned again from their other rows"
     )
+
+
+def covered_lines(check: RemoteCheck, indent: str = "") -> list[str]:
+    """A line per covered row, or per task covering three rows or more of a sheet (``rows
+    2-40 (39 rows): already covered by task T``); ``--verbose``: a line per row."""
+    lines = [f"{indent}{row.ref}: {row.source.ins_id}: {row.message}" for row in check.covered]
+    if console.verbose:
+        return lines
+    return by_cause(
+        ((r.ref.file, r.ref.sheet, r.message), r.ref.row, line, _covered(indent, r))
+        for r, line in zip(check.covered, lines, strict=True)
+    )
+
+
+def _covered(indent: str, row: CoveredRow) -> Callable[[str], str]:
+    where = f"{indent}{row.ref.file}, sheet '{row.ref.sheet}', "
+    return lambda rows: f"{where}{rows}: {row.message}"
 
 
 def print_check(check: RemoteCheck, planned: int) -> None:
@@ -113,23 +130,23 @@ def print_check(check: RemoteCheck, planned: int) -> None:
     ``check`` is of the plan a run sends (``replanned``): ``planned`` tasks, covered rows out.
     """
     groups = len(check.listed)
-    print(
+    console.out(
         f"DSC holds {check.remote_tasks} task(s) in {groups} project/region group(s) "
         f"({check.requests} listing request(s); nothing was sent)"
     )
     for task, remote in check.exists:
-        print(f"  exists    {task.name} (id {remote.id}): a run finds it and sends nothing")
+        console.out(f"  exists    {task.name} (id {remote.id}): a run finds it and sends nothing")
     for task, remote in check.conflicts:
-        print(
+        console.out(
             f"  conflict  {task.name} (id {remote.id}): that name has other data sources; "
             "a run does not send it"
         )
-    for row in check.covered:
-        print(f"  covered   {row.ref}: {row.source.ins_id}: {row.message}")
+    for line in covered_lines(check, indent="  covered   "):
+        console.out(line)
     for (project, region), error in check.unlisted.items():
-        print(f"  unknown   project {project} ({region}): not listed: {error}")
+        console.out(f"  unknown   project {project} ({region}): not listed: {error}")
     new = planned - len(check.exists) - len(check.conflicts)
-    print(
+    console.out(
         f"{len(check.exists)} exist, {len(check.conflicts)} conflict, {len(check.covered)} "
         f"row(s) already covered by other tasks (left out); a run would create {new} "
         "task(s) now"

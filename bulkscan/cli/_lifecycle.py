@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_INPUT
 from bulkscan.cli._common import add_connection_options
+from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts
 from bulkscan.run.states import TaskState
 
@@ -46,22 +47,21 @@ def add_run_dir_options(parser: argparse.ArgumentParser, *, changes: bool = True
 def ask(args: argparse.Namespace, question: str, lines: Sequence[str]) -> bool:
     """Show what will change and ask; ``NotConfirmable`` without a terminal or --yes."""
     for line in lines[:SHOWN]:
-        print(f"  {line}", file=sys.stderr)
+        console.err(f"  {line}")
     if len(lines) > SHOWN:
-        print(f"  ... and {len(lines) - SHOWN} more", file=sys.stderr)
+        console.err(f"  ... and {len(lines) - SHOWN} more")
     if args.yes:
         return True
     if not sys.stdin.isatty():
         raise NotConfirmable
-    answer = input(f"{question} [y/N] ")
+    answer = console.ask(f"{question} [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 
 
 def not_confirmable(command: str) -> int:
-    print(
+    console.err(
         f"bulkscan: error: {command} changes tasks in DSC and there is no terminal to ask on: "
-        "add --yes to confirm",
-        file=sys.stderr,
+        "add --yes to confirm"
     )
     return EXIT_INPUT
 
@@ -85,12 +85,12 @@ def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[
         }
         return emit(args, code, fields | extra)
     if not outcome.confirmed:
-        print("nothing changed")
+        console.out("nothing changed")
         return code
     counts = ", ".join(f"{n} {state}" for state, n in sorted(report.counts().items()))
-    print(f"{report.kind}: {counts or 'nothing to do'} ({report.requests} request(s))")
+    console.out(f"{report.kind}: {counts or 'nothing to do'} ({report.requests} request(s))")
     for name, why in failed.items():
-        print(f"  {name}: {why}")
+        console.out(f"  {name}: {why}")
     return code
 
 
@@ -116,7 +116,7 @@ def update_on_conflict(
     def confirm(planned: Sequence[PlannedAction]) -> bool:
         lines = [f"update {p.task.name} (id {p.task_id}): {p.why}" for p in planned
                  if p.state is None]  # fmt: skip
-        print(f"{len(lines)} existing task(s) have other data sources", file=sys.stderr)
+        console.err(f"{len(lines)} existing task(s) have other data sources")
         return ask(args, f"Update {len(lines)} existing task(s)?", lines)
 
     try:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
 from bulkscan.cli._common import connection_from, dispatch_settings
+from bulkscan.cli._console import console
 from bulkscan.cli._lifecycle import (
     NotConfirmable,
     add_run_dir_options,
@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace, action: str) -> int:
     connection, simulator = connection_from(args)
 
     def confirm(names: Sequence[str]) -> bool:
-        print(f"{args.run_dir}: {_WHAT[action]} {len(names)} task(s)", file=sys.stderr)
+        console.err(f"{args.run_dir}: {_WHAT[action]} {len(names)} task(s)")
         return ask(args, f"{action.capitalize()} {len(names)} task(s)?", list(names))
 
     try:

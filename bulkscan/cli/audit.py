@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
@@ -20,6 +20,7 @@ from bulkscan.cli._common import (
     next_options,
     print_issues,
 )
+from bulkscan.cli._console import Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.errors import RunFatalError, ValidationFailed
 from bulkscan.events import RateChanged
@@ -80,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     if warnings and not args.json:
         print_issues(warnings, limit=20)
     connection, simulator = connection_from(args)
+    notes = _Notes(quiet=args.json)
     try:
         report = asyncio.run(
             runner.audit(
@@ -89,14 +91,16 @@ def _run(args: argparse.Namespace) -> int:
                 dispatch_settings=pace,
                 reports_dir=args.reports_dir,
                 run_options=next_options(args),
-                observer=_Notes(quiet=args.json),
+                observer=notes,
             )
         )
     except RunFatalError as exc:
-        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        console.err(f"bulkscan: stopped: {exc}")
         if args.json:
             emit(args, EXIT_STOPPED, {"file": args.file, "error": str(exc)})
         return EXIT_STOPPED
+    finally:
+        notes.close()
     code = exit_code(report.status)
     if args.json:
         emit(args, code, _summary_json(report), next_step=_next_step(report))
@@ -112,65 +116,79 @@ def _bad_input(args: argparse.Namespace, failed: ValidationFailed) -> int:
         emit(args, EXIT_INPUT, {"file": args.file, "errors": errors, "issues": issues})
     else:
         print_issues(failed.issues)
-        print(
-            f"nothing audited: {errors} error(s) in {args.file}; fix them and run again",
-            file=sys.stderr,
-        )
+        console.err(f"nothing audited: {errors} error(s) in {args.file}; fix them and run again")
     return EXIT_INPUT
 
 
 class _Notes:
-    """Tells the terminal (stderr) about listings that failed and rate changes."""
+    """Tells the terminal (stderr) about listings that failed and rate changes, and draws a
+    bar of the project/region pairs listed."""
 
     def __init__(self, *, quiet: bool) -> None:
         self.quiet = quiet
+        self.bar: Bar | None = None
+        self.started = time.monotonic()
 
     def __call__(self, event: AuditEvent) -> None:
         if self.quiet:
             return
+        if isinstance(event, GroupListed):
+            self._draw(event)
         if isinstance(event, GroupListed) and event.error:
-            print(
+            console.err(
                 f"warning: could not list the tasks of project {event.project_id} in "
-                f"{event.region}: {event.error}",
-                file=sys.stderr,
+                f"{event.region}: {event.error}"
             )
         elif isinstance(event, RateChanged):
-            print(
-                f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})",
-                file=sys.stderr,
-            )
+            console.err(f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})")
+
+    def _draw(self, event: GroupListed) -> None:
+        if self.bar is None:
+            self.bar = console.bar("listing", total=event.total)
+            if self.bar is None:  # not a terminal, or --quiet
+                return
+        spent = time.monotonic() - self.started
+        rate = event.done / spent if spent > 0 else None
+        eta = (event.total - event.done) / rate if rate else None
+        last = f"{event.region}: {event.tasks} task(s)"
+        self.bar.update(event.done, total=event.total, rate_per_s=rate, eta_s=eta, status=last)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _print_summary(report: AuditReport) -> None:
     result = report.result
     disabled = result.count(CoverageStatus.DISABLED)
     unknown = result.count(CoverageStatus.UNKNOWN)
-    print(
+    console.out(
         f"{result.inventory.book.path}: {len(result.coverage)} instance(s) in "
         f"{len(result.groups)} project/region pair(s): {result.covered} covered, "
         f"{len(result.uncovered)} not covered"
         + (f" ({disabled} only by disabled tasks)" if disabled else "")
         + (f", {unknown} unknown (project not listed)" if unknown else "")
     )
-    print(
+    console.detail(
         f"tasks found: {len(result.tasks)} ({result.orphans} orphan, "
         f"{result.disabled_tasks} disabled)"
     )
-    print(f"audit workbook: {report.workbook}")
+    console.detail(f"audit workbook: {report.workbook}")
     if report.uncovered is not None:
-        print(f"uncovered rows: {report.uncovered}")
+        console.detail(f"uncovered rows: {report.uncovered}")
     held = result.count(CoverageStatus.HELD)
     if report.resume_command is not None:  # the one next step: resume, then audit again
         runs = len(result.held_by)
-        print(
+        console.detail(
             f"{held} instance(s) are in tasks of {runs} unfinished run(s), not sent yet (left "
             "out of the uncovered workbook); resume first, then audit again: "
             f"{report.resume_command}"
         )
     elif report.uncovered is not None:
-        print(f"to close the gap, run: {report.run_command}")
+        console.detail(f"to close the gap, run: {report.run_command}")
     elif result.all_covered:
-        print("every instance is covered")
+        console.detail("every instance is covered")
 
 
 def _next_step(report: AuditReport) -> Next | None:

@@ -11,6 +11,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK
+from bulkscan.cli._console import console
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -43,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     from bulkscan.cli import build_parser
 
     commands = options_by_command(build_parser())
-    print(_SCRIPTS[args.shell](commands), end="")
+    console.data(_SCRIPTS[args.shell](commands))
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK
 from bulkscan.cli._common import local_timezone
+from bulkscan.cli._console import console
 from bulkscan.cli._json import emit
 from bulkscan.cli._settings import KEYS, LOCAL_NAME, Layered
 
@@ -56,12 +57,12 @@ def _run(args: argparse.Namespace) -> int:
         fields = {"files": [str(p) for p in layered.files], "profile": layered.profile}
         return emit(args, EXIT_OK, fields | {"settings": settings})
     files = ", ".join(str(p) for p in layered.files) or f"none (looked for ./{LOCAL_NAME})"
-    print(f"config files: {files}")
+    console.out(f"config files: {files}")
     if layered.profile:
-        print(f"config profile: {layered.profile}")
+        console.out(f"config profile: {layered.profile}")
     width = max(len(k.name) for k in KEYS)
     for key, value, source in rows:
-        print(f"  {key:<{width}}  {_shown(value):<40}  {source}")
+        console.out(f"  {key:<{width}}  {_shown(value):<40}  {source}")
     return EXIT_OK
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
@@ -12,6 +11,7 @@ from bulkscan.cli._common import (
     connection_from,
     dispatch_settings,
 )
+from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts
 from bulkscan.cli._lifecycle import NotConfirmable, ask, not_confirmable
 from bulkscan.run.lifecycle import ActionState
@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     connection, simulator = connection_from(args)
 
     def confirm(extras: Sequence[tuple[str, str, str, str]]) -> bool:
-        print(f"{args.workbook}: {len(extras)} extra copy(ies)", file=sys.stderr)
+        console.err(f"{args.workbook}: {len(extras)} extra copy(ies)")
         lines = [f"delete {name} (id {tid}) in {project}/{region}"
                  for project, region, tid, name in extras]  # fmt: skip
         return ask(args, f"Delete {len(extras)} task(s)?", lines)
@@ -79,10 +79,10 @@ def _run(args: argparse.Namespace) -> int:
         }  # fmt: skip
         return emit(args, result.exit_code, fields)
     if not result.confirmed:
-        print("nothing changed")
+        console.out("nothing changed")
         return 0
-    print(f"dedupe: {len(result.deleted)} deleted, {len(result.gone)} already gone, "
+    console.out(f"dedupe: {len(result.deleted)} deleted, {len(result.gone)} already gone, "
           f"{len(result.still_listed)} still listed ({result.requests} request(s))")  # fmt: skip
     for _, _, tid, name in result.still_listed:
-        print(f"  still listed: {name} (id {tid})")
+        console.out(f"  still listed: {name} (id {tid})")
     return result.exit_code

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import os
 import shlex
-import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
@@ -16,6 +15,7 @@ from bulkscan.cli._common import (
     dispatch_settings,
     next_options,
 )
+from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit
 from bulkscan.config import InputSettings
 from bulkscan.errors import UsageError, ValidationFailed
@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         groups = _groups(args)
     except ValidationFailed as failed:
-        print(f"bulkscan: error: {failed}", file=sys.stderr)
+        console.err(f"bulkscan: error: {failed}")
         if args.json:
             emit(args, 2, {"error": str(failed)})
         return 2
@@ -98,14 +98,14 @@ def _run(args: argparse.Namespace) -> int:
         return emit(args, 0 if report.ok else 1, {"checks": checks, "record": args.record},
                     next_step=step)  # fmt: skip
     for check in report.checks:
-        print(check)
+        console.out(str(check))
     if args.record:
-        print(f"raw answers saved to {args.record}")
+        console.out(f"raw answers saved to {args.record}")
     if report.ok:
         command = step.command if step else "bulkscan run FILE --limit 5"
-        print(f"a run can be trusted here: next, `{command}`")
+        console.out(f"a run can be trusted here: next, `{command}`")
         return 0
-    print(f"{len(report.failed)} check(s) failed: fix them before a real run")
+    console.out(f"{len(report.failed)} check(s) failed: fix them before a real run")
     return 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
@@ -17,6 +16,7 @@ from bulkscan.cli._common import (
     exit_code,
     next_options,
 )
+from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.errors import RunFatalError, UsageError
 from bulkscan.input.schema import REGIONS
@@ -66,7 +66,7 @@ def _projects(args: argparse.Namespace) -> list[str]:
     if not projects:
         raise UsageError("give --project (or set HUAWEICLOUD_SDK_PROJECT_ID)")
     if args.region not in REGIONS:
-        print(f"bulkscan: warning: region '{args.region}' is not a known region", file=sys.stderr)
+        console.err(f"bulkscan: warning: region '{args.region}' is not a known region")
     return projects
 
 
@@ -84,20 +84,20 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     except RunFatalError as exc:
-        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        console.err(f"bulkscan: stopped: {exc}")
         if args.json:
             emit(args, EXIT_STOPPED, {"error": str(exc)})
         return EXIT_STOPPED
     for (project, region), why in report.errors.items():
-        print(f"error: project {project} / region {region}: {why}", file=sys.stderr)
+        console.err(f"error: project {project} / region {region}: {why}")
     step = _next_step(args, report)
     if args.json:
         return emit(args, exit_code(report.status), _summary(report), next_step=step)
-    print(
+    console.out(
         f"{len(report.found)} instance(s), {report.uncovered} not covered by a task; "
         f"wrote {report.workbook}"
     )
-    print(f"next: {step.command}")
+    console.out(f"next: {step.command}")
     return exit_code(report.status)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from bulkscan.cli._common import (
     print_issues,
     start_time_text,
 )
+from bulkscan.cli._console import console
 from bulkscan.cli._coverage import check_json, print_check, remote_check
 from bulkscan.cli._json import emit
 from bulkscan.errors import UsageError, ValidationFailed
@@ -83,14 +83,14 @@ def _run(args: argparse.Namespace) -> int:
             emit(args, EXIT_INPUT, {"file": args.file, "ok": False, "issues": issues})
         else:
             print_issues(failed.issues)
-            print(f"{args.file}: not planned: fix the errors above", file=sys.stderr)
+            console.err(f"{args.file}: not planned: fix the errors above", kind="error")
         return EXIT_INPUT
     plan = prepared.plan
     summary = plan_summary(plan, rate_per_s=rate)
     check = _check_remote(args, prepared) if args.check_remote else None
     fatal = fatal_answer(check[0].listed) if check is not None else None
     if fatal is not None:
-        print(f"bulkscan: stopped: {fatal}", file=sys.stderr)
+        console.err(f"bulkscan: stopped: {fatal}")
         if args.json:
             emit(args, EXIT_STOPPED, {"file": args.file, "error": str(fatal)})
         return EXIT_STOPPED
@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     if check is not None:
         print_check(*check)
     if args.output:
-        print(f"wrote every request to {args.output}")
+        console.out(f"wrote every request to {args.output}")
     return EXIT_OK
 
 
@@ -135,30 +135,30 @@ def _print_tasks(
 ) -> None:
     """Every task, sorted by project, region and name, with its start time and zone."""
     header = f"{'task':<44} {'project':<34} {'region':<16} {'sources':>7}  start"
-    print(header)
-    print("-" * (len(header) + 24))
+    console.detail(header)
+    console.detail("-" * (len(header) + 24))
     for task in sorted(tasks, key=lambda t: (t.project_id, t.region, t.name)):
-        print(
+        console.detail(
             f"{task.name:<44} {task.project_id:<34} {task.region:<16} "
             f"{len(task.sources):>7}  {start_time_text(task, settings, profiles)}"
         )
     sources = sum(len(t.sources) for t in tasks)
-    print(f"{'total':<44} {len(tasks):>6} task(s){'':<28}{sources:>7}")
-    print()
+    console.detail(f"{'total':<44} {len(tasks):>6} task(s){'':<28}{sources:>7}")
+    console.detail()
 
 
 def _print_summary(path: str, summary: PlanSummary) -> None:
     header = f"{'project':<34} {'region':<16} {'profile':<16} {'tasks':>6} {'instances':>9}"
-    print(header)
-    print("-" * len(header))
+    console.detail(header)
+    console.detail("-" * len(header))
     for row in summary.rows:
-        print(
+        console.detail(
             f"{row.project_id:<34} {row.region:<16} {row.profile:<16} "
             f"{row.tasks:>6} {row.instances:>9}"
         )
-    print("-" * len(header))
+    console.detail("-" * len(header))
     minutes = summary.estimated_seconds / 60
-    print(
+    console.out(
         f"{path}: {summary.tasks} task(s) for {summary.instances} instance(s); "
         f"{summary.skipped} skipped, {summary.duplicates} duplicate(s), "
         f"{summary.warnings} warning(s). At {summary.rate_per_s:g}/s sending takes about "

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
 from bulkscan.cli import EXIT_OK
+from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
 
 if TYPE_CHECKING:
@@ -43,17 +44,17 @@ def _run(args: argparse.Namespace) -> int:
         }
         step = Next(rerun, "re-run the failures after fixing them") if rerun else None
         return emit(args, EXIT_OK, fields, next_step=step)
-    print(f"results: {report.results}")
+    console.out(f"results: {report.results}")
     if report.retry is not None:
-        print(
+        console.out(
             f"retry:   {report.retry} ({report.retry_rows} row(s) of "
             f"{report.retry_tasks} task(s) to fix and re-run)"
         )
-        print(f"re-run the failures with: {report.rerun_command}")
+        console.out(f"re-run the failures with: {report.rerun_command}")
     else:
-        print("retry:   none (no task failed, gave up or is unknown)")
+        console.out("retry:   none (no task failed, gave up or is unknown)")
     for outcome, n in counts.items():
         if n:
-            print(f"  {outcome:<14} {n:>7}")
-    print(f"  {'total':<14} {sum(counts.values()):>7}")
+            console.detail(f"  {outcome:<14} {n:>7}")
+    console.detail(f"  {'total':<14} {sum(counts.values()):>7}")
     return EXIT_OK

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
@@ -19,6 +18,7 @@ from bulkscan.cli._common import (
     issue_json,
     print_issues,
 )
+from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit
 from bulkscan.errors import RunFatalError
 
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     except RunFatalError as exc:
-        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        console.err(f"bulkscan: stopped: {exc}")
         if args.json:
             emit(args, EXIT_STOPPED, {"file": args.file, "error": str(exc)})
         return EXIT_STOPPED
@@ -83,11 +83,11 @@ def _run(args: argparse.Namespace) -> int:
     if report.issues:
         print_issues(report.issues)
     ok = len(report.rows) - report.failed
-    print(
+    console.out(
         f"resolved {ok} of {len(report.rows)} row(s) ({report.failed} not to be sent) "
         f"with {report.requests} asset-centre request(s); wrote {report.workbook}"
     )
-    print(f"next: {_next_step(report).command}")
+    console.out(f"next: {_next_step(report).command}")
     return code
 
 

@@ -24,6 +24,7 @@ from bulkscan.cli._common import (
     print_issues,
     start_time_text,
 )
+from bulkscan.cli._console import Bar, console, duration
 from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.cli._lifecycle import update_on_conflict
@@ -149,14 +150,13 @@ def _run(args: argparse.Namespace) -> int:
     if not args.json:
         _print_plan(prepared, dispatching.rate_per_s, args, sending)
     if sending and not args.yes and not sys.stdin.isatty():
-        print(
+        console.err(
             "nothing sent: standard input is not a terminal, so bulkscan cannot ask; "
-            "add --yes to create the tasks without asking",
-            file=sys.stderr,
+            "add --yes to create the tasks without asking"
         )
         return EXIT_INPUT
     if sending and not _confirmed(args, prepared, settings, sending):
-        print("nothing sent", file=sys.stderr)
+        console.err("nothing sent")
         return EXIT_OK
     try:
         result = _dispatch(
@@ -170,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
             limiter=limiter,
         )
     except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
-        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        console.err(f"bulkscan: stopped: {exc}")
         return EXIT_STOPPED
     updated = update_on_conflict(args, result, connection, dispatching, limiter=limiter)
     code = exit_code(result.status)
@@ -180,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             report = runner.write_report(result.run_dir)
         except ReportError as exc:  # the tasks are done; only the workbook is missing
-            print(f"bulkscan: error: {exc}", file=sys.stderr)
+            console.err(f"bulkscan: error: {exc}")
             if args.json:
                 emit(args, code, {"run_dir": str(result.run_dir), "error": str(exc)})
         else:
@@ -191,10 +191,7 @@ def _run(args: argparse.Namespace) -> int:
 def _invalid(args: argparse.Namespace, failed: ValidationFailed) -> int:
     print_issues(failed.issues)
     errors = sum(1 for i in failed.issues if i.severity == "error")
-    print(
-        f"nothing sent: {errors} error(s) in {args.file}; fix them and run again",
-        file=sys.stderr,
-    )
+    console.err(f"nothing sent: {errors} error(s) in {args.file}; fix them and run again")
     if args.json:
         issues = [issue_json(i) for i in failed.issues]
         emit(args, EXIT_INPUT, {"file": args.file, "errors": errors, "issues": issues})
@@ -212,11 +209,10 @@ def _prepared(args: argparse.Namespace, settings: InputSettings) -> tuple[Prepar
     for name in ("timezone", "region", "project_id", "encoding"):
         given, kept = getattr(args, name, None), getattr(planned, name)
         if given is not None and given != kept:
-            print(
+            console.err(
                 f"note: {args.file} is applied as it was planned, with --"
                 f"{name.replace('_', '-')} {kept!r}, not {given!r}; re-run bulkscan plan "
-                "to change it",
-                file=sys.stderr,
+                "to change it"
             )
     return runner.prepare_saved(saved, limits=settings.limits), planned
 
@@ -228,31 +224,31 @@ def _checked(
     an exit code (said why) when nothing may be sent: an answer that stops any run (3, as
     it would at the first create), or an asset centre that cannot be read (2)."""
     try:
-        found = asyncio.run(
-            runner.remote_check(
-                prepared.validated.instances,
-                connection=connection,
-                simulator=simulator,
-                dispatch_settings=dispatching,
-                limiter=limiter,
+        with console.counting_requests("asset check"):
+            found = asyncio.run(
+                runner.remote_check(
+                    prepared.validated.instances,
+                    connection=connection,
+                    simulator=simulator,
+                    dispatch_settings=dispatching,
+                    limiter=limiter,
+                )
             )
-        )
     except DscError as exc:  # the listing raises only what stops a whole run
-        print(f"bulkscan: stopped: {exc}", file=sys.stderr)
+        console.err(f"bulkscan: stopped: {exc}")
         return EXIT_STOPPED
     if found.unread:
         unread = "; ".join(f"project {p} / region {r}: {e}" for (p, r), e in found.unread.items())
-        print(
+        console.err(
             f"nothing sent: DSC's asset centre could not be read, so no row could be checked "
             f"({unread}); fix the access and run again, or add --no-remote-check to send "
-            "without the check",
-            file=sys.stderr,
+            "without the check"
         )
         return EXIT_INPUT
     if found.issues:
         print_issues(found.issues)
     if found.held:
-        print(f"{len(found.held)} row(s) held back: not sent", file=sys.stderr)
+        console.err(f"{len(found.held)} row(s) held back: not sent")
     return runner.without_held(prepared, found)
 
 
@@ -262,7 +258,7 @@ def _interrupts_deferred() -> Iterator[None]:
     written workbook, or a summary without its resume command, helps no one."""
 
     def _wait(_signum: int, _frame: object) -> None:
-        print("writing the results workbook from the journal; a moment", file=sys.stderr)
+        console.err("writing the results workbook from the journal; a moment")
 
     previous = signal.signal(signal.SIGINT, _wait)
     try:
@@ -280,11 +276,10 @@ def _print_plan(
         sending = f"resuming: {total} task(s) not yet done are sent to {target}"
     else:
         sending = f"sending {total} to {target}"
-    print(
+    console.err(
         f"{prepared.book.path}: {len(tasks)} task(s) for {prepared.plan.instance_count} "
         f"instance(s){_covered_text(len(prepared.covered))}; {sending} at up to {rate_per_s:g}/s "
-        f"(about {_duration(total / rate_per_s)} without retries)",
-        file=sys.stderr,
+        f"(about {duration(total / rate_per_s)} without retries)"
     )
 
 
@@ -301,7 +296,7 @@ def _confirmed(
     profiles = prepared.validated.profiles
     starts = sorted({start_time_text(t, settings, profiles) for t in prepared.plan.tasks})
     shown = ", ".join(starts[:3]) + (f" and {len(starts) - 3} more" if len(starts) > 3 else "")
-    answer = input(f"Create {sending} task(s), starting {shown}? [y/N] ")
+    answer = console.ask(f"Create {sending} task(s), starting {shown}? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 
 
@@ -316,7 +311,7 @@ def _dispatch(
     listed: Any = None,
     limiter: Any = None,
 ) -> RunResult:
-    renderer = _Renderer(enabled=not args.json and sys.stderr.isatty(), settle_s=args.settle)
+    renderer = _Renderer(enabled=not args.json, settle_s=args.settle)
     command = _command_line()
 
     async def _main() -> RunResult:
@@ -373,7 +368,8 @@ def _command_line() -> list[str]:
 
 
 class _Renderer:
-    """Draws a one-line progress display on a terminal; silent otherwise."""
+    """Draws a progress bar on a terminal (count, rate, ETA); notes above it; no bar
+    elsewhere or with --quiet."""
 
     #: Say "no answer" only after this long without any answer from the service.
     SILENT_S = 10.0
@@ -388,7 +384,7 @@ class _Renderer:
         self.settle_s = settle_s
         self.settling = 0  # the most tasks said to be settling since none were
         self.settling_noted = float("-inf")
-        self.drawn = False
+        self.bar: Bar | None = None
         self.clock = clock
         self.unreachable_noted = float("-inf")
         self.answered = clock()  # the last time any request got an answer (or the start)
@@ -396,16 +392,8 @@ class _Renderer:
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
             self._settling(event.settling)
-        if isinstance(event, Progress) and self.enabled:
-            eta = "" if event.eta_s is None else f" ETA {_duration(event.eta_s)}"
-            line = (
-                f"\r{event.settled}/{event.total} settled ({event.created} in DSC, "
-                f"{event.failed} failed), {event.sent} sent, {event.retrying} retrying, "
-                f"{event.rate_per_s:.2g}/s{eta}"
-            )
-            sys.stderr.write(line.ljust(78))
-            sys.stderr.flush()
-            self.drawn = True
+            if self.enabled:
+                self._draw(event)
         elif isinstance(event, RateChanged):
             self.note(f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})")
         elif isinstance(event, AttemptFinished):
@@ -418,6 +406,21 @@ class _Renderer:
             self.note(f"took over the lock of run {event.run_dir} left by pid {event.pid}, {why}")
         elif isinstance(event, RunStopped) and event.reason == "fatal":
             self.note(f"stopped: {event.message}")
+
+    def _draw(self, event: Progress) -> None:
+        if self.bar is None:
+            self.bar = console.bar("sending", total=event.total)
+            if self.bar is None:
+                self.enabled = False  # not a terminal, or --quiet
+                return
+        self.bar.update(
+            event.settled,
+            total=event.total,
+            rate_per_s=event.rate_per_s,
+            eta_s=event.eta_s,
+            status=f"{event.created} in DSC, {event.failed} failed, {event.retrying} retrying, "
+            f"{event.sent} sent",
+        )
 
     def _settling(self, count: int) -> None:
         """One line when tasks start being looked up after an ambiguous answer, again (at
@@ -452,13 +455,12 @@ class _Renderer:
         )
 
     def note(self, text: str) -> None:
-        self.close()
-        print(text, file=sys.stderr)
+        console.note(text)  # above the bar, which stays
 
     def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            self.drawn = False
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _finish(
@@ -466,31 +468,33 @@ def _finish(
 ) -> None:
     dispatched = result.dispatch
     for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+        console.err(f"note: {note}")
     if args.json:
         emit(args, code, _summary_json(result, report, held), next_step=_next_step(result, report))
         return
-    print(
+    console.out(
         f"run {result.run_dir.name}: {dispatched.requests} request(s), {_ending(result, report)}"
         + (f": {dispatched.message}" if dispatched.message else "")
     )
     for state, n in sorted(result.counts.items(), key=lambda kv: -kv[1]):
         if n:
-            print(f"  {state:<10} {n:>6}")
+            console.detail(f"  {state:<10} {n:>6}")
     if result.covered:
-        print(f"  {'covered':<10} {result.covered:>6} row(s) not sent: already in other tasks")
+        console.detail(
+            f"  {'covered':<10} {result.covered:>6} row(s) not sent: already in other tasks"
+        )
     for line in dispatched.duplicates:
-        print(f"duplicate: {line}")
+        console.detail(f"duplicate: {line}")
     if held:
-        print(
+        console.detail(
             f"  {'not sent':<10} {held:>6} row(s): DSC's asset centre says they cannot be scanned"
         )
     if report.error_codes:
-        print(f"errors by code ({report.tally.errors} task(s), as in the workbook):")
+        console.detail(f"errors by code ({report.tally.errors} task(s), as in the workbook):")
         for err, n in report.error_codes.items():
-            print(f"  {err:<24} {n:>6}")
-    print(f"results: {report.results}")
-    print(_next_text(_next_step(result, report), report))
+            console.detail(f"  {err:<24} {n:>6}")
+    console.detail(f"results: {report.results}")
+    console.detail(_next_text(_next_step(result, report), report))
 
 
 def _summary_json(result: RunResult, report: ReportPaths, held: int) -> dict[str, Any]:
@@ -549,12 +553,3 @@ def _next_text(step: Next | None, report: ReportPaths) -> str:
     if step.command == report.resume_command:
         return f"{step.why}; resume with: {step.command}"
     return f"{step.why}: {step.command}"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK
+from bulkscan.cli._console import console
 from bulkscan.config import parse_duration
 from bulkscan.errors import UsageError
 from bulkscan.sim._assets import Assets, generate_assets, load_assets
@@ -219,7 +220,7 @@ async def _serve(options: dict[str, Any]) -> int:
             await stop.wait()
         finally:
             await sim.stop()
-    print("DSC simulator stopped", flush=True)
+    console.out("DSC simulator stopped")
     return EXIT_OK
 
 
@@ -256,7 +257,7 @@ def _announce(sim: Simulator, options: dict[str, Any]) -> None:
         f"  state: {options['state_path'] or 'in memory'}; inspect {sim.url}/_sim/tasks",
         "  stop with Ctrl-C or SIGTERM",
     ]
-    print("\n".join(lines), flush=True)
+    console.out("\n".join(lines))
 
 
 def _quota_text(quota: tuple[int, float] | None, *, stated: bool) -> str:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
 from bulkscan.cli._common import connection_from, dispatch_settings
+from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options
+from bulkscan.run.lifecycle import ScanState
 
 if TYPE_CHECKING:
     import argparse
@@ -44,31 +46,55 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=_run)
 
 
-def _live(scans: Sequence[ScanRecord]) -> None:
-    counts: dict[str, int] = {}
-    for scan in scans:
-        counts[str(scan.state)] = counts.get(str(scan.state), 0) + 1
-    line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r{line}".ljust(78))
-        sys.stderr.flush()
+class _Live:
+    """While --wait polls: a bar of the scans that finished, on a terminal; else nothing."""
+
+    def __init__(self, *, waiting: bool) -> None:
+        self.waiting = waiting
+        self.bar: Bar | None = None
+        self.started = time.monotonic()
+
+    def __call__(self, scans: Sequence[ScanRecord]) -> None:
+        if not self.waiting:
+            return
+        counts: dict[str, int] = {}
+        for scan in scans:
+            counts[str(scan.state)] = counts.get(str(scan.state), 0) + 1
+        if self.bar is None:
+            self.bar = console.bar("scans", total=len(scans))
+            if self.bar is None:  # not a terminal, or --quiet
+                self.waiting = False
+                return
+        done = len(scans) - counts.get(str(ScanState.RUNNING), 0)
+        spent = time.monotonic() - self.started
+        rate = done / spent if spent > 0 and done else None
+        eta = (len(scans) - done) / rate if rate else None
+        line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        self.bar.update(done, total=len(scans), rate_per_s=rate, eta_s=eta, status=line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _run(args: argparse.Namespace) -> int:
     connection, simulator = connection_from(args)
-    result = asyncio.run(
-        runner.status(
-            args.run_dir,
-            connection=connection,
-            simulator=simulator,
-            dispatch_settings=dispatch_settings(args),
-            wait_s=args.timeout if args.wait else 0.0,
-            poll_s=args.poll,
-            observer=_live,
+    live = _Live(waiting=args.wait and not args.json)
+    try:
+        result = asyncio.run(
+            runner.status(
+                args.run_dir,
+                connection=connection,
+                simulator=simulator,
+                dispatch_settings=dispatch_settings(args),
+                wait_s=args.timeout if args.wait else 0.0,
+                poll_s=args.poll,
+                observer=live,
+            )
         )
-    )
-    if sys.stderr.isatty() and args.wait:
-        sys.stderr.write("\n")
+    finally:  # Ctrl-C too: the terminal gets its cursor back
+        live.close()
     if args.json:
         fields = {
             "run_dir": args.run_dir,
@@ -80,17 +106,16 @@ def _run(args: argparse.Namespace) -> int:
         }
         return emit(args, result.exit_code, fields, next_step=_next_step(result))
     for state, n in sorted(result.counts().items()):
-        print(f"  {state:<10} {n:>6}")
-    for scan in result.scans:
-        if str(scan.state) in ("failed", "unknown"):
-            print(f"  {scan.name}: {scan.state}: {scan.error or scan.status or ''}")
+        console.out(f"  {state:<10} {n:>6}")
+    for line in _failures(result.scans):
+        console.out(line)
     left = result.report.tally.unfinished
     if left:
-        print(
+        console.out(
             f"  {left} task(s) of this run not sent yet or of unknown outcome: no scan of "
             f"theirs can have run; resume with: {result.report.resume_command}"
         )
-    print(f"results: {result.report.results}")
+    console.out(f"results: {result.report.results}")
     return result.exit_code
 
 
@@ -100,6 +125,27 @@ def _next_step(result: runner.ScanStatus) -> Next | None:
     if not left or not command:
         return None
     return Next(command, f"{left} task(s) of this run not sent yet or of unknown outcome")
+
+
+_NAMED = 3  # tasks named on a line that says one cause for many
+
+
+def _failures(scans: Sequence[ScanRecord]) -> list[str]:
+    """A line per failed or unknown scan; one line per cause shared by several (its tasks
+    named up to ``_NAMED``); ``--verbose``: a line per scan."""
+    causes: dict[tuple[str, str], list[str]] = {}
+    for scan in scans:
+        if str(scan.state) in ("failed", "unknown"):
+            why = scan.error or scan.status or ""
+            causes.setdefault((str(scan.state), why), []).append(scan.name)
+    lines: list[str] = []
+    for (state, why), names in causes.items():
+        if console.verbose or len(names) < SUMMARISED_FROM:
+            lines += [f"  {name}: {state}: {why}" for name in names]
+            continue
+        more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
+        lines.append(f"  {len(names)} task(s) {state}: {why} ({', '.join(names[:_NAMED])}{more})")
+    return lines
 
 
 def _scan_json(scan: ScanRecord) -> dict[str, Any]:

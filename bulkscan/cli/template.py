@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK
+from bulkscan.cli._console import console
 from bulkscan.errors import UsageError
 from bulkscan.input.template import write_template
 
@@ -34,5 +35,5 @@ def _run(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         raise UsageError(f"{path} already exists; use --force to overwrite it")
     write_template(path)
-    print(f"wrote {path}: fill the 'instances' sheet, then run: bulkscan validate {path}")
+    console.out(f"wrote {path}: fill the 'instances' sheet, then run: bulkscan validate {path}")
     return EXIT_OK

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import runner
 from bulkscan.cli._common import connection_from, dispatch_settings
+from bulkscan.cli._console import console
 from bulkscan.cli._lifecycle import (
     NotConfirmable,
     add_run_dir_options,
@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
 
     def confirm(planned: Sequence[PlannedAction]) -> bool:
         count = sum(1 for p in planned if p.state is None)
-        print(f"{args.run_dir}: {count} task(s) to delete", file=sys.stderr)
+        console.err(f"{args.run_dir}: {count} task(s) to delete")
         return ask(args, f"Delete {count} task(s)?", _lines(planned))
 
     try:

@@ -18,6 +18,7 @@ from bulkscan.cli._common import (
     issue_json,
     print_issues,
 )
+from bulkscan.cli._console import console
 from bulkscan.cli._json import emit
 from bulkscan.report.errors import errors_path, write_errors_workbook
 
@@ -97,12 +98,12 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print_issues(issues)
         verdict = "OK" if errors == 0 else "NOT OK"
-        print(
+        console.out(
             f"{checked.book.path}: {verdict}: {len(validated.instances)} instance(s), "
             f"{len(validated.skipped)} skipped, {errors} error(s), {warnings} warning(s)"
         )
         if written is not None:
-            print(f"errors workbook: {written.path}")
+            console.out(f"errors workbook: {written.path}")
     return code
 
 

@@ -36,6 +36,7 @@ from bulkscan.dsc.credentials import AkSk, Credentials, Token
 from bulkscan.dsc.redact import Redactor
 from bulkscan.dsc.signing import canonical_query, sign_headers
 from bulkscan.errors import DscError, ProjectPermanentError, RunFatalError, UsageError
+from bulkscan.events import Exchange, wire_watcher
 from bulkscan.models import DataSource
 
 if TYPE_CHECKING:
@@ -798,20 +799,23 @@ class DscClient:
     def _record(
         self, method: str, path: str, started: float, answer: _Answer, verdict: Verdict
     ) -> None:
-        if self._on_attempt is None:
+        watcher = wire_watcher()
+        if self._on_attempt is None and watcher is None:
             return
-        self._on_attempt(
-            Attempt(
-                method=method,
-                path=path,
-                status=answer.status,
-                code=answer.code,
-                request_id=answer.request_id,
-                latency_s=time.monotonic() - started,
-                verdict=verdict,
-                detail=answer.message,
-            )
+        attempt = Attempt(
+            method=method,
+            path=path,
+            status=answer.status,
+            code=answer.code,
+            request_id=answer.request_id,
+            latency_s=time.monotonic() - started,
+            verdict=verdict,
+            detail=answer.message,
         )
+        if watcher is not None:
+            watcher(self._exchange_of(attempt))
+        if self._on_attempt is not None:
+            self._on_attempt(attempt)
 
     def _fail(
         self, method: str, path: str, started: float, exc: BaseException, *, idempotent: bool
@@ -819,11 +823,26 @@ class DscClient:
         sent = not failed_while_connecting(exc)
         verdict = classify_exception(exc, sent=sent, idempotent=idempotent)
         detail = _describe(exc, sent=sent)
+        attempt = Attempt(
+            method, path, None, None, None, time.monotonic() - started, verdict, detail
+        )
+        watcher = wire_watcher()
+        if watcher is not None:
+            watcher(self._exchange_of(attempt))
         if self._on_attempt is not None:
-            self._on_attempt(
-                Attempt(method, path, None, None, None, time.monotonic() - started, verdict, detail)
-            )
+            self._on_attempt(attempt)
         raise error_for(verdict, detail=detail) from exc
+
+    def _exchange_of(self, a: Attempt) -> Exchange:
+        """The attempt for the watcher of ``--debug`` (``events.watching_wire``), its message
+        cleaned of the credentials' values as answers are."""
+        message = a.detail
+        if message:
+            message = self._redactor.answer(message.encode(), {}).decode(errors="replace")
+        return Exchange(
+            a.method, a.path, a.status, a.latency_s * 1e3, a.request_id, str(a.verdict), a.code,
+            message,
+        )  # fmt: skip
 
 
 def _unusable_answer(answer: _Answer, status: str | None, task_id: str | None) -> str:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import pty
+import re
 import signal
 import sqlite3
+import struct
 import sys
+import termios
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _LIMIT_S = 60.0
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def _inventory(path: Path, ins_ids: list[str], *, start: str | None = None) -> Path:
@@ -54,8 +59,12 @@ async def _piped(cwd: Path, stdin: bytes, *args: str | Path, tz: str = "UTC") ->
 async def _on_a_terminal(
     cwd: Path, answer: bytes, *args: str | Path, tz: str = "UTC"
 ) -> tuple[int, str]:
-    """Run with stdin, stdout and stderr on a pseudo-terminal; type ``answer`` at the prompt."""
+    """Run with stdin, stdout and stderr on a pseudo-terminal; type ``answer`` at the prompt.
+
+    The terminal is wide enough that no line is wrapped; what it shows is returned without
+    its colour and cursor escapes."""
     controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 400, 0, 0))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bulkscan", *(str(a) for a in args),
         cwd=cwd, env=sim_env(TZ=tz), stdin=terminal, stdout=terminal, stderr=terminal,
@@ -81,7 +90,7 @@ async def _on_a_terminal(
         code = await asyncio.wait_for(proc.wait(), _LIMIT_S)
     finally:
         os.close(controller)
-    return code, shown.decode().replace("\r\n", "\n")
+    return code, _ESCAPES.sub("", shown.decode()).replace("\r\n", "\n")
 
 
 # --- confirmation --------------------------------------------------------------------------

@@ -1,0 +1,413 @@
+"""The one way the command line writes to a person: colour, wrapping, --quiet/--verbose/--debug,
+progress bars.
+
+Every line the CLI prints goes through ``console``.  Where it goes is as before: results on
+stdout, errors, warnings, notes and progress on stderr.  Not on a terminal, a line is written
+exactly as given (scripts and tests read these words).  On a terminal (or with
+``FORCE_COLOR``) rich draws it: wrapped to the terminal's width, a command to copy kept whole
+on a line of its own, outcome words coloured (unless ``NO_COLOR`` or ``TERM=dumb``).  rich is
+imported only then, so ``bulkscan --help`` and ``-V`` stay quick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+
+    from bulkscan.events import Exchange
+
+__all__ = [
+    "SUMMARISED_FROM",
+    "Bar",
+    "Console",
+    "by_cause",
+    "colour_wanted",
+    "compact_rows",
+    "console",
+    "duration",
+    "kind_of",
+    "rows_text",
+]
+
+Kind = Literal["error", "warning", "note", "info", "outcome"]
+
+# How each line is told apart, by its opening words (one rule for every command).
+_KIND_BY_PREFIX: tuple[tuple[str, Kind], ...] = (
+    ("bulkscan: error:", "error"),
+    ("bulkscan: stopped:", "error"),
+    ("bulkscan: interrupted", "error"),
+    ("error:", "error"),
+    ("bulkscan: warning:", "warning"),
+    ("warning:", "warning"),
+    ("note:", "note"),
+    # the one line of a command that stopped before doing anything
+    ("nothing sent:", "error"),
+    ("nothing audited:", "error"),
+)
+_STYLE: Mapping[Kind, str] = {
+    "error": "red",
+    "warning": "yellow",
+    "note": "dim",
+    "info": "",
+    "outcome": "bold",
+}
+# Outcome words as the tables and summaries print them, and their colour.
+_GOOD = ("created", "accepted", "exists", "enabled", "started", "succeeded", "finished")
+_BAD = ("failed", "gave_up", "conflict", "error", "errors", "not covered", "NOT OK")
+_UNSURE = (
+    "unknown",
+    "held",
+    "covered",
+    "pending",
+    "retrying",
+    "running",
+    "not sent",
+    "not finished",
+)
+_WORDS = re.compile(
+    r"(?<![\w-])(?P<good>" + "|".join(_GOOD) + r")(?![\w-])"
+    r"|(?<![\w-])(?P<bad>" + "|".join(_BAD) + r")(?![\w-])"
+    r"|(?<![\w-])(?P<unsure>" + "|".join(_UNSURE) + r")(?![\w-])"
+)
+_WORD_STYLE = {"good": "green", "bad": "red", "unsure": "yellow"}
+# ``prose: bulkscan run ...``: on a terminal the command goes on a line of its own, unwrapped,
+# so that copying it copies one line.
+_COMMAND = re.compile(r"^(?P<prose>.*?:) (?P<command>bulkscan \S.*)$")
+
+
+def colour_wanted(stream: TextIO, env: Mapping[str, str] = os.environ) -> bool:
+    """Colour on a terminal only; never with ``NO_COLOR`` (no-color.org) or ``TERM=dumb``;
+    ``FORCE_COLOR`` asks for it where there is no terminal."""
+    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
+        return False
+    return bool(env.get("FORCE_COLOR")) or _is_tty(stream)
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
+
+
+def kind_of(text: str) -> Kind:
+    for prefix, kind in _KIND_BY_PREFIX:
+        if text.startswith(prefix):
+            return kind
+    return "info"
+
+
+@dataclass(slots=True)
+class _Level:
+    quiet: bool = False
+    verbose: bool = False
+    debug: bool = False
+
+
+class Console:
+    """Writes lines to stdout (``out``) and stderr (``err``), draws progress bars."""
+
+    def __init__(self) -> None:
+        self.level = _Level()
+        self._rich: dict[int, Any] = {}  # one rich console per stream, made on first use
+        self._bar: Bar | None = None
+
+    def configure(self, *, quiet: bool = False, verbose: bool = False, debug: bool = False) -> None:
+        self.level = _Level(quiet=quiet, verbose=verbose, debug=debug)
+        self._rich.clear()  # streams may have changed (tests call main() many times)
+        self._bar = None
+
+    @property
+    def verbose(self) -> bool:
+        return self.level.verbose
+
+    @property
+    def quiet(self) -> bool:
+        return self.level.quiet
+
+    # -- lines --
+
+    def out(self, text: str = "", *, kind: Kind = "outcome") -> None:
+        """A result line on stdout; ``kind="info"`` for detail that ``--quiet`` leaves out."""
+        if self.level.quiet and kind == "info":
+            return
+        self._write(sys.stdout, text, kind_of(text))  # coloured as the words say
+
+    def detail(self, text: str = "") -> None:
+        """A line of a result's breakdown on stdout (left out by ``--quiet``)."""
+        self.out(text, kind="info")
+
+    def err(self, text: str = "", *, kind: Kind | None = None) -> None:
+        """A message on stderr, its kind told by its opening words unless given.  ``--quiet``
+        keeps errors and outcomes only."""
+        kind = kind or kind_of(text)
+        if self.level.quiet and kind not in ("error", "outcome"):
+            return
+        self._write(sys.stderr, text, kind)
+
+    def data(self, text: str) -> None:
+        """Text for a program (a completion script): written as given, whatever the level."""
+        sys.stdout.write(text)
+
+    def ask(self, question: str) -> str:
+        """A question on the terminal; its answer as typed."""
+        return input(question)
+
+    def note(self, text: str) -> None:
+        self.err(text, kind="note")
+
+    def exchange(self, ex: Exchange) -> None:
+        """``--debug``: one line per request and answer on stderr."""
+        if not self.level.debug:
+            return
+        parts = [
+            "debug:",
+            ex.method,
+            ex.path,
+            str(ex.status) if ex.status is not None else "no-answer",
+            f"{ex.elapsed_ms:.0f}ms",
+            f"request_id={ex.request_id or '-'}",
+            f"verdict={ex.verdict}",
+        ]
+        if ex.code:
+            parts.append(f"code={ex.code}")
+        if ex.message:
+            parts.append(f"message={' '.join(ex.message.split())[:300]}")
+        self._write(sys.stderr, " ".join(parts), "note", wrap=False)
+
+    def _write(self, stream: TextIO, text: str, kind: Kind, *, wrap: bool = True) -> None:
+        rich = self._rich_for(stream)
+        if rich is None:
+            print(text, file=stream, flush=True)  # a reader may wait for this line (simulate)
+            return
+        bar = self._bar
+        target = bar.rich_console if bar is not None and stream is sys.stderr else rich
+        for line in text.split("\n"):
+            self._print_rich(target, line, kind, wrap=wrap)
+
+    def _print_rich(self, rich: Any, line: str, kind: Kind, *, wrap: bool) -> None:
+        from rich.text import Text
+
+        match = _COMMAND.match(line) if wrap else None
+        if match and len(line) > rich.width:
+            self._print_rich(rich, match["prose"], kind, wrap=True)
+            rich.print(Text("  " + match["command"], style="bold"), soft_wrap=True)
+            return
+        if line and not line.strip("-"):  # a rule under a table: as wide as the terminal
+            line = line[: rich.width]
+        styled = Text(line, style=_STYLE[kind])
+        if kind in ("info", "outcome"):
+            for found in _WORDS.finditer(line):
+                group = found.lastgroup or "good"
+                styled.stylize(_WORD_STYLE[group], found.start(), found.end())
+        rich.print(styled, soft_wrap=not wrap, overflow="fold")
+
+    def _rich_for(self, stream: TextIO) -> Any:
+        """The rich console drawing on ``stream``, or None where lines are written as given."""
+        key = id(stream)
+        if key not in self._rich:
+            self._rich[key] = _make_rich(stream)
+        return self._rich[key]
+
+    # -- progress --
+
+    def bar(self, what: str, *, total: int | None = None, transient: bool = False) -> Bar | None:
+        """A progress bar on stderr (a terminal only, never with ``--quiet``), else None:
+        callers then say what they said before (a line now and then, or nothing)."""
+        if self.level.quiet or not _is_tty(sys.stderr) or os.environ.get("TERM") == "dumb":
+            return None
+        rich = self._rich_for(sys.stderr)
+        if rich is None:
+            return None
+        self._bar = Bar(rich, what, total=total, transient=transient, on_close=self._bar_closed)
+        return self._bar
+
+    @contextlib.contextmanager
+    def counting_requests(self, what: str) -> Iterator[None]:
+        """Around work whose length is not known beforehand (a listing of the service, the
+        asset centre): a spinner with the requests made so far and their rate, on a terminal
+        only; each request is still told to the ``--debug`` watcher."""
+        from bulkscan.events import watching_wire, wire_watcher
+
+        bar = self.bar(what, transient=True)  # a busy sign, gone once the work is done
+        if bar is None:
+            yield
+            return
+        before = wire_watcher()
+        started, count = time.monotonic(), 0
+
+        def _watch(exchange: Exchange) -> None:
+            nonlocal count
+            if before is not None:
+                before(exchange)
+            count += 1
+            rate = count / max(time.monotonic() - started, 1e-3)
+            bar.update(count, rate_per_s=rate, status=f"last answer: {exchange.status or 'none'}")
+
+        try:
+            with watching_wire(_watch):
+                yield
+        finally:
+            bar.close()
+
+    def _bar_closed(self) -> None:
+        self._bar = None
+
+
+def _make_rich(stream: TextIO) -> Any:
+    env = os.environ
+    forced = bool(env.get("FORCE_COLOR")) and not env.get("NO_COLOR")
+    if not (_is_tty(stream) or forced) or env.get("TERM") == "dumb":
+        return None
+    from rich.console import Console as RichConsole
+
+    colour = colour_wanted(stream)
+    return RichConsole(
+        file=stream,
+        force_terminal=True,
+        no_color=not colour,
+        color_system="auto" if colour else None,
+        highlight=False,
+        markup=False,
+        emoji=False,
+    )
+
+
+_BAR_WIDTH = 20
+
+
+class Bar:
+    """One rich progress bar: description, bar, count, rate, ETA and a short status."""
+
+    def __init__(
+        self, rich: Any, what: str, *, total: int | None, transient: bool, on_close: Any
+    ) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            SpinnerColumn,
+            TextColumn,
+        )
+
+        self.rich_console = rich
+        self._on_close = on_close
+        counted: tuple[ProgressColumn | str, ...] = (
+            (BarColumn(bar_width=_BAR_WIDTH), MofNCompleteColumn())
+            if total is not None
+            else (TextColumn("{task.completed} request(s)"),)  # a count with no end known
+        )
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            *counted,
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[status]}", style="dim"),
+            console=rich,
+            transient=transient,
+            refresh_per_second=8,
+        )
+        self._task = self._progress.add_task(what, total=total, rate="", eta="", status="")
+        self._progress.start()
+        self.rich_console = self._progress.console
+
+    def update(
+        self,
+        done: int,
+        *,
+        total: int | None = None,
+        rate_per_s: float | None = None,
+        eta_s: float | None = None,
+        status: str = "",
+    ) -> None:
+        self._progress.update(
+            self._task,
+            completed=done,
+            total=total,
+            rate="" if rate_per_s is None else f"{rate_per_s:.2g}/s",
+            eta="" if eta_s is None else f"ETA {duration(eta_s)}",
+            status=self._fitted(status),
+        )
+
+    def _fitted(self, status: str) -> str:
+        """``status`` cut to the room the other columns leave (at least 10 cells, else none)."""
+        room = self.rich_console.width - _BAR_WIDTH - 34
+        if room < 10:
+            return ""
+        return status if len(status) <= room else status[: room - 1] + "…"
+
+    def close(self) -> None:
+        self._progress.stop()
+        self._on_close()
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# -- one cause on many rows, said once --
+
+
+def compact_rows(rows: Iterable[int]) -> str:
+    """``2-40, 45, 50-99``: the rows in order, runs of consecutive rows as ranges."""
+    ordered = sorted(set(rows))
+    parts: list[str] = []
+    start = prev = None
+    for row in ordered:
+        if prev is not None and row == prev + 1:
+            prev = row
+            continue
+        if start is not None:
+            parts.append(_span(start, prev))
+        start = prev = row
+    if start is not None:
+        parts.append(_span(start, prev))
+    return ", ".join(parts)
+
+
+def _span(start: int, end: int | None) -> str:
+    return str(start) if end is None or end == start else f"{start}-{end}"
+
+
+SUMMARISED_FROM = 3  # rows with one cause before they are said once
+
+
+def by_cause(items: Iterable[tuple[Hashable, int, str, Callable[[str], str]]]) -> list[str]:
+    """``(cause, row, line, summary)`` items as lines: each item's own ``line``, except one
+    ``cause`` on ``SUMMARISED_FROM`` or more rows, said once where its first row stood, as
+    ``summary(rows_text(rows))`` (``--verbose`` callers print every line instead)."""
+    groups: dict[Hashable, list[tuple[int, str, Callable[[str], str]]]] = {}
+    for cause, row, line, summary in items:
+        groups.setdefault(cause, []).append((row, line, summary))
+    lines: list[str] = []
+    for group in groups.values():
+        if len(group) < SUMMARISED_FROM:
+            lines += [line for _, line, _ in group]
+        else:
+            lines.append(group[0][2](rows_text([row for row, _, _ in group])))
+    return lines
+
+
+def rows_text(rows: list[int]) -> str:
+    """``row 7`` or ``rows 2-40, 45 (40 rows)``."""
+    if len(rows) == 1:
+        return f"row {rows[0]}"
+    return f"rows {compact_rows(rows)} ({len(rows)} rows)"
+
+
+console = Console()

@@ -1,0 +1,222 @@
+"""What a person sees on a terminal: colour (never with NO_COLOR or through a pipe), lines that
+fit the terminal, a progress bar, --quiet and --debug.  Terminal runs go through a real pty."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from typing import TYPE_CHECKING
+
+from rich.cells import cell_len
+
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.conftest import MakeXlsx
+
+P1 = "0123456789abcdef0123456789abcdef"
+CN = "cn-north-4"
+_LIMIT_S = 120.0
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HUAWEICLOUD_", "BULKSCAN_"))
+        and k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "TERM")
+    }
+    env |= {"HUAWEICLOUD_SDK_AK": DEFAULT_AK, "HUAWEICLOUD_SDK_SK": DEFAULT_SK}
+    env |= {"TERM": "xterm-256color"}
+    return env | extra
+
+
+def _on_tty(cwd: Path, *args: str | Path, columns: int = 80, **env: str) -> tuple[int, str]:
+    """Run bulkscan with stdin, stdout and stderr on a pty ``columns`` wide; all it wrote."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulkscan", *(str(a) for a in args)],
+        cwd=cwd, env=_env(**env), stdin=slave, stdout=slave, stderr=slave,
+        start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + _LIMIT_S
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the pty
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+def _piped(cwd: Path, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bulkscan", *(str(a) for a in args)],
+        cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=_LIMIT_S,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+
+
+def _lines(screen: str) -> list[str]:
+    """The lines a person reads: escapes and carriage-return redraws removed."""
+    plain = _ANSI.sub("", screen).replace("\r\n", "\n")
+    return [line.rsplit("\r", 1)[-1] for line in plain.split("\n")]
+
+
+def _bad_inventory(make_xlsx: MakeXlsx) -> Path:
+    """Many rows with one long problem each (a blank project id), one row with another."""
+    rows: list[list[object]] = [["ins_id", "db_type", "project_id", "region", "task"]]
+    rows += [[f"id-{n}", "MySQL", "", CN, "t"] for n in range(40)]
+    rows.append(["id-x", "MySQL", "abc", CN, "t"])
+    return make_xlsx({"instances": rows}, name="bad.xlsx")
+
+
+def _good_inventory(make_xlsx: MakeXlsx, count: int = 12) -> Path:
+    rows: list[list[object]] = [["ins_id", "db_type", "project_id", "region", "task"]]
+    rows += [[f"id-{n}", "MySQL", P1, CN, f"t-{n}"] for n in range(count)]
+    return make_xlsx({"instances": rows}, name="good.xlsx")
+
+
+def test_colour_on_a_terminal_none_with_no_color_none_through_a_pipe(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    bad = _bad_inventory(make_xlsx)
+    code, screen = _on_tty(tmp_path, "validate", bad)
+    assert code == 2
+    assert "\x1b[31m" in screen  # errors in red
+    code, screen = _on_tty(tmp_path, "validate", bad, NO_COLOR="1")
+    assert code == 2 and "error" in screen
+    assert not _COLOUR.search(screen), screen[:400]
+    code, screen = _on_tty(tmp_path, "validate", bad, TERM="dumb")
+    assert code == 2 and not _COLOUR.search(screen)
+    piped = _piped(tmp_path, "validate", bad)
+    assert piped.returncode == 2
+    assert "\x1b" not in piped.stdout + piped.stderr
+    forced = _piped(tmp_path, "validate", bad, FORCE_COLOR="1")
+    assert "\x1b[31m" in forced.stderr
+
+
+def test_lines_fit_an_80_column_terminal_and_a_pipe_gets_them_whole(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    bad = _bad_inventory(make_xlsx)
+    piped = _piped(tmp_path, "validate", bad)
+    assert max(len(line) for line in piped.stderr.splitlines()) > 120  # long, as written
+    code, screen = _on_tty(tmp_path, "validate", bad, columns=80)
+    assert code == 2
+    lines = _lines(screen)
+    assert max(cell_len(line) for line in lines) <= 80, max(lines, key=cell_len)
+    assert "column 'project_id'" in screen and "project_id is blank" in _ANSI.sub("", screen)
+
+
+def test_one_cause_on_many_rows_is_said_once_and_verbose_lists_every_row(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    bad = _bad_inventory(make_xlsx)
+    summary = _piped(tmp_path, "validate", bad).stderr.splitlines()
+    blank = [line for line in summary if "project_id is blank" in line]
+    assert len(blank) == 1, summary
+    assert "rows 2-41 (40 rows), column 'project_id'" in blank[0]
+    assert any("row 42, column 'project_id'" in line for line in summary)
+    every = _piped(tmp_path, "validate", bad, "--verbose").stderr.splitlines()
+    assert sum("project_id is blank" in line for line in every) == 40
+    assert sum("project_id is blank" in line for line in _piped(
+        tmp_path, "-v", "validate", bad).stderr.splitlines()) == 40  # fmt: skip
+
+
+def test_a_run_on_a_terminal_draws_a_progress_bar_and_a_pipe_does_not(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    good = _good_inventory(make_xlsx)
+    code, screen = _on_tty(
+        tmp_path, "run", good, "--simulate", "--yes", "--rate", "40/s", "--reports-dir", "r1"
+    )
+    assert code == 0, screen
+    bar = [line for line in _lines(screen) if "sending" in line and "━" in line]
+    assert bar, screen
+    assert "12/12" in bar[-1] and "/s" in bar[-1]  # count and rate
+    assert "\x1b[32m" in screen  # 'created' in green
+    piped = _piped(
+        tmp_path, "run", good, "--simulate", "--yes", "--rate", "40/s", "--reports-dir", "r2"
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "━" not in piped.stderr and "\x1b" not in piped.stderr
+    assert "  created        12" in piped.stdout
+
+
+def test_quiet_prints_only_the_outcome(tmp_path: Path, make_xlsx: MakeXlsx) -> None:
+    good = _good_inventory(make_xlsx)
+    code, screen = _on_tty(
+        tmp_path, "run", good, "--simulate", "--yes", "-q", "--rate", "40/s", "--reports-dir", "r"
+    )
+    assert code == 0, screen
+    said = [line for line in _lines(screen) if line.strip()]
+    assert len(said) == 1, said
+    assert said[0].startswith("run good-") and said[0].endswith("finished")
+    bad = _bad_inventory(make_xlsx)
+    quiet = _piped(tmp_path, "--quiet", "validate", bad)
+    assert quiet.returncode == 2 and "NOT OK" in quiet.stdout
+    assert quiet.stderr.count("error:") == 2  # errors are kept
+
+
+def test_quiet_and_verbose_together_is_a_usage_error(tmp_path: Path) -> None:
+    done = _piped(tmp_path, "-q", "template", "t.xlsx", "-v")
+    assert done.returncode == 2 and "cannot be used together" in done.stderr
+    assert not (tmp_path / "t.xlsx").exists()
+
+
+async def test_debug_prints_one_line_per_request_without_a_secret(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    good = _good_inventory(make_xlsx, count=3)
+    async with Simulator() as sim:
+        done = await asyncio.to_thread(
+            _piped, tmp_path, "run", good, "--endpoint", sim.url, "--yes", "--debug",
+            "--no-remote-check", "--rate", "40/s", "--reports-dir", "r",
+        )  # fmt: skip
+        served = sum(sim.stats["requests"].values())
+    assert done.returncode == 0, done.stderr
+    debug = [line for line in done.stderr.splitlines() if line.startswith("debug: ")]
+    assert len(debug) == served, done.stderr
+    creates = [line for line in debug if line.startswith("debug: POST ")]
+    assert len(creates) == 3
+    for line in debug:
+        method, path, status, elapsed, rid, verdict = line.split()[1:7]
+        assert method in ("GET", "POST") and path.startswith("/v1/") and "?" not in path
+        assert status.isdigit() and elapsed.endswith("ms")
+        assert rid.startswith("request_id=") and verdict.startswith("verdict=")
+    for secret in (DEFAULT_AK, DEFAULT_SK):
+        assert secret not in done.stderr + done.stdout
+    plain = await asyncio.to_thread(
+        _piped, tmp_path, "run", good, "--simulate", "--yes", "--reports-dir", "r2"
+    )
+    assert "debug:" not in plain.stderr

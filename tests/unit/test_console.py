@@ -1,0 +1,122 @@
+"""The console's rules: when to colour, how a line is told apart, rows said compactly."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bulkscan.cli._common import issue_lines
+from bulkscan.cli._console import Console, colour_wanted, compact_rows, kind_of, rows_text
+from bulkscan.models import Issue, RowRef
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("tty", "env", "wanted"),
+    [
+        (True, {}, True),
+        (False, {}, False),
+        (True, {"NO_COLOR": "1"}, False),
+        (True, {"TERM": "dumb"}, False),
+        (False, {"FORCE_COLOR": "1"}, True),
+        (True, {"NO_COLOR": "1", "FORCE_COLOR": "1"}, False),  # NO_COLOR wins
+        (True, {"NO_COLOR": ""}, True),  # set but empty: not set (no-color.org)
+    ],
+)
+def test_colour_only_on_a_terminal_and_never_with_no_color(
+    tty: bool, env: dict[str, str], wanted: bool
+) -> None:
+    stream = _Tty() if tty else io.StringIO()
+    assert colour_wanted(stream, env) is wanted
+
+
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        ("bulkscan: error: no such file", "error"),
+        ("error: a.xlsx, sheet 'instances', row 2: bad", "error"),
+        ("bulkscan: stopped: credentials refused", "error"),
+        ("nothing sent: 3 error(s) in a.xlsx; fix them and run again", "error"),
+        ("warning: a guessed encoding", "warning"),
+        ("note: the plan is applied as it was made", "note"),
+        ("results: r/results.xlsx", "info"),
+    ],
+)
+def test_a_line_is_told_apart_by_its_opening_words(line: str, kind: str) -> None:
+    assert kind_of(line) == kind
+
+
+def test_rows_are_listed_as_ranges() -> None:
+    assert compact_rows([5, 2, 3, 4, 9, 11, 12, 3]) == "2-5, 9, 11-12"
+    assert rows_text([7]) == "row 7"
+    assert rows_text([2, 3, 4, 40]) == "rows 2-4, 40 (4 rows)"
+
+
+@given(st.sets(st.integers(min_value=1, max_value=300), min_size=1))
+def test_compact_rows_name_exactly_the_rows_given(rows: set[int]) -> None:
+    named: set[int] = set()
+    for part in compact_rows(rows).split(", "):
+        first, _, last = part.partition("-")
+        named.update(range(int(first), int(last or first) + 1))
+    assert named == rows
+
+
+def _issue(row: int, message: str, column: str = "project_id") -> Issue:
+    return Issue("error", message, ref=RowRef("a.xlsx", "instances", row), column=column)
+
+
+def test_one_cause_on_many_rows_is_one_line_where_its_first_row_stood() -> None:
+    issues = [_issue(2, "x is bad"), *(_issue(r, "is blank") for r in (3, 4, 5, 9)), _issue(7, "y")]
+    issues.append(Issue("error", "no sheet 'profiles'", file="a.xlsx"))
+    assert issue_lines(issues) == [
+        "error: a.xlsx, sheet 'instances', row 2, column 'project_id': x is bad",
+        "error: a.xlsx, sheet 'instances', rows 3-5, 9 (4 rows), column 'project_id': is blank",
+        "error: a.xlsx, sheet 'instances', row 7, column 'project_id': y",
+        "error: a.xlsx: no sheet 'profiles'",
+    ]
+
+
+def test_two_rows_with_one_cause_keep_a_line_each() -> None:
+    lines = issue_lines([_issue(2, "is blank"), _issue(3, "is blank")])
+    assert lines == [f"error: {_issue(r, 'is blank')}" for r in (2, 3)]
+
+
+def test_on_a_terminal_long_text_is_wrapped_and_a_command_kept_whole_on_its_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # draw as on a terminal, into the captured stream
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("TERM", raising=False)
+    shown = Console()
+    command = "bulkscan run inventory.xlsx --resume reports/inventory-20261130-101010"
+    shown.out(f"11 task(s) held back by --limit; resume with: {command}")
+    shown.err("error: " + "a long message that goes on " * 4)
+    out, err = capsys.readouterr()
+    lines = [line.rstrip() for line in _ESCAPES.sub("", out).splitlines()]
+    assert lines == ["11 task(s) held back by --limit; resume", "with:", f"  {command}"]
+    assert "\x1b[31m" in err  # an error in red
+    assert all(len(line) <= 40 for line in _ESCAPES.sub("", err).splitlines())
+
+
+def test_quiet_keeps_errors_and_the_outcome_only(capsys: pytest.CaptureFixture[str]) -> None:
+    shown = Console()
+    shown.configure(quiet=True)
+    shown.out("run r: 3 request(s), finished")
+    shown.detail("  created   3")
+    shown.err("warning: a guessed encoding")
+    shown.note("rate 5/s -> 2.5/s (throttled)")
+    shown.err("error: a.xlsx, sheet 'instances', row 2: bad")
+    out, err = capsys.readouterr()
+    assert out == "run r: 3 request(s), finished\n"
+    assert err == "error: a.xlsx, sheet 'instances', row 2: bad\n"
