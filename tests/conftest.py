@@ -49,6 +49,12 @@ def _no_user_config(
         "BULKSCAN_REGION",
         "BULKSCAN_STATE_DIR",
         "HUAWEICLOUD_SDK_REGION",
+        # the terminal's size and colour wishes come from each test's own pty or pipe, not
+        # from the runner (pytest-xdist's workers set COLUMNS=80 and LINES=24)
+        "COLUMNS",
+        "LINES",
+        "NO_COLOR",
+        "FORCE_COLOR",
     ):
         monkeypatch.delenv(name, raising=False)
 
