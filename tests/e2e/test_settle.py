@@ -137,9 +137,11 @@ async def test_lookups_throttled_after_a_504_leave_tasks_unknown_never_resent(
     async with Simulator(faults=late) as sim:
         args = (str(inventory), "--endpoint", sim.url, "--settle", "2", "--task-budget", "2")
         running = asyncio.create_task(_run(tmp_path, *args))
-        for _ in range(2000):  # the project was listed; the first create met its 504
-            if sim.stats["requests"].get("late_create") or running.done():
-                break
+        # the project was listed; the first create met its 504 (a loaded machine may take
+        # seconds to start the command, so the wait is bounded by time, not by a count)
+        deadline = asyncio.get_running_loop().time() + 60.0
+        while not (sim.stats["requests"].get("late_create") or running.done()):
+            assert asyncio.get_running_loop().time() < deadline, "no create within 60 s"
             await asyncio.sleep(0.002)
         sim.set_faults(dataclasses.replace(late, list_http429=1.0))  # every lookup now: 429
         code, said = await running
