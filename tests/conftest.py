@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 from hypothesis import settings
 
+from bulkscan.i18n import set_language
+
 # Shared, noisy machines: no per-example deadline (speed is measured in bench/, never here).
 # CI replays the same examples every run (derandomize) so that its verdict is reproducible;
 # local runs keep exploring new ones.
@@ -38,9 +40,10 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _no_user_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No test reads the developer's own bulkscan config file or config variables, and each
-    keeps its state (sending locks) to itself: tests may run side by side."""
+) -> Iterator[None]:
+    """No test reads the developer's own bulkscan config file, config variables or locale
+    (English unless a test asks for Chinese), each keeps its state (sending locks) to itself,
+    so tests may run side by side, and no test leaves its language to the next."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
     for name in (
@@ -55,12 +58,18 @@ def _no_user_config(
         "LINES",
         "NO_COLOR",
         "FORCE_COLOR",
+        "BULKSCAN_LANG",
+        "LC_ALL",
+        "LC_MESSAGES",
+        "LANG",
     ):
         monkeypatch.delenv(name, raising=False)
+    yield
+    set_language("en")
 
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from pathlib import Path
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from bulkscan import __version__
 from bulkscan.cli._console import console
 from bulkscan.errors import BulkscanError, UsageError
+from bulkscan.i18n import LANGUAGES, N_, _, choose_language, set_language
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -49,30 +50,42 @@ def build_parser(defaults: Mapping[str, object] | None = None) -> argparse.Argum
     built-in defaults of the options that have them, so a typed flag still wins."""
     parser = argparse.ArgumentParser(
         prog="bulkscan",
-        description="Onboard many databases into Huawei Cloud DSC metadata scan tasks at once.",
-        epilog="Settings typed once (region, endpoint, rate, ...) go in bulkscan.toml: "
-        "see `bulkscan config`.",
+        description=_("Onboard many databases into Huawei Cloud DSC metadata scan tasks at once."),
+        epilog=_(
+            "Settings typed once (region, endpoint, rate, ...) go in bulkscan.toml: "
+            "see `bulkscan config`."
+        ),
     )
-    parser.add_argument("-V", "--version", action="version", version=f"bulkscan {__version__}")
+    parser.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=f"bulkscan {__version__}",
+        help=_("show the version and exit"),
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="read settings from FILE only (default: ~/.config/bulkscan/config.toml, then "
-        "./bulkscan.toml; also $BULKSCAN_CONFIG)",
+        help=_(
+            "read settings from FILE only (default: ~/.config/bulkscan/config.toml, then "
+            "./bulkscan.toml; also $BULKSCAN_CONFIG)"
+        ),
     )
     parser.add_argument(
         "--config-profile",
         metavar="NAME",
-        help="use the [profile.NAME] table of the config file (also $BULKSCAN_CONFIG_PROFILE)",
+        help=_("use the [profile.NAME] table of the config file (also $BULKSCAN_CONFIG_PROFILE)"),
     )
     _add_output_options(parser)
+    _add_lang(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import importlib
 
     for name in _command_modules():
         importlib.import_module(f"bulkscan.cli.{name}").register(sub)
-    for command in sub.choices.values():
+    for command in sub.choices.values():  # --lang, -q/-v/--debug: before or after the command
         _add_output_options(command)
+        _add_lang(command)
         if defaults:
             _apply_defaults(command, defaults)
     return parser
@@ -105,6 +118,18 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_LANG_HELP = N_(
+    "language of messages, help and workbook headers: en or zh (also $BULKSCAN_LANG, the "
+    "config key language, else the locale: LANG=zh_CN.UTF-8 gives zh)"
+)
+
+
+def _add_lang(parser: argparse.ArgumentParser) -> None:
+    """``--lang``: read early by ``_preparse`` (it must be known before any help text is
+    built); declared on every parser so that it is accepted and shown in each help."""
+    parser.add_argument("--lang", choices=LANGUAGES, default=argparse.SUPPRESS, help=_(_LANG_HELP))
+
+
 def _apply_defaults(parser: argparse.ArgumentParser, defaults: Mapping[str, object]) -> None:
     """Set the defaults this command has an option for (others would only clutter it)."""
     known = {action.dest for action in parser._actions}  # argparse has no public listing
@@ -116,16 +141,27 @@ def _configured_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, La
     from bulkscan.cli import _settings
 
     early = _preparse(argv)
+    _choose_language(early.lang, os.environ.get("BULKSCAN_LANG"))  # errors below in it too
     layered = _settings.load(explicit=early.config, profile=early.config_profile)
+    configured = next((s.value for s in layered.settings if s.key == "language"), None)
+    _choose_language(early.lang, str(configured) if configured else None)
     return build_parser(layered.defaults()), layered
 
 
+def _choose_language(flag: str | None, configured: str | None) -> None:
+    try:
+        set_language(choose_language(flag, configured, os.environ))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _preparse(argv: Sequence[str]) -> argparse.Namespace:
-    """``--config`` and ``--config-profile``, read before the parser is built."""
+    """``--config``, ``--config-profile`` and ``--lang``, read before the parser is built."""
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--config")
     early.add_argument("--config-profile")
-    known, _ = early.parse_known_args(argv)
+    early.add_argument("--lang")
+    known, _rest = early.parse_known_args(argv)
     return known
 
 
@@ -135,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser, layered = _configured_parser(argv)
     except UsageError as exc:
-        console.err(f"bulkscan: error: {exc}")
+        console.err(_("bulkscan: error: {message}").format(message=exc), kind="error")
         return EXIT_INPUT
     args = parser.parse_args(argv)
     if args.command is None:  # a bare `bulkscan`: say what it can do
@@ -160,10 +196,10 @@ def _call(args: argparse.Namespace) -> int:
         with watching_wire(console.exchange) if console.level.debug else contextlib.nullcontext():
             code: int = args.func(args)
     except BulkscanError as exc:  # UsageError included
-        console.err(f"bulkscan: error: {exc}")
+        console.err(_("bulkscan: error: {message}").format(message=exc), kind="error")
         code, error = EXIT_INPUT, str(exc)
     except KeyboardInterrupt:
-        console.err("bulkscan: interrupted")
+        console.err(_("bulkscan: interrupted"), kind="error")
         code, error = EXIT_STOPPED, "interrupted"
     except BrokenPipeError:
         # the reader went away (e.g. `bulkscan plan --json | head`): stop quietly

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from bulkscan.config import parse_quota_windows, parse_rate
 from bulkscan.errors import UsageError
+from bulkscan.i18n import parse_language, unknown_language
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -141,6 +142,14 @@ def _endpoints(value: object, where: str) -> list[str]:
     return [f"{region}={_text(url, f'{where}.{region}')}" for region, url in value.items()]
 
 
+def _language(value: object, where: str) -> str:
+    text = _text(value, where)
+    language = parse_language(text)
+    if language is None:
+        raise UsageError(unknown_language(text, where))
+    return language
+
+
 KEYS: tuple[Key, ...] = (
     Key("region", "region", _text, ("BULKSCAN_REGION", "HUAWEICLOUD_SDK_REGION"),
         "region for rows that leave region blank"),
@@ -161,6 +170,8 @@ KEYS: tuple[Key, ...] = (
     Key("timezone", "timezone", _zone, (), "IANA zone of start times written without offset"),
     Key("token_file", "token_file", _text, (), "file holding an IAM token"),
     Key("ca_bundle", "ca_bundle", _text, (), "extra CA certificates (PEM) to trust"),
+    Key("language", "lang", _language, ("BULKSCAN_LANG",),
+        "language of messages, help and workbook headers: en or zh (default: from LANG)"),
 )  # fmt: skip
 _BY_NAME = {k.name: k for k in KEYS}
 

@@ -10,6 +10,7 @@ from bulkscan.cli._common import local_timezone
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit
 from bulkscan.cli._settings import KEYS, LOCAL_NAME, Layered
+from bulkscan.i18n import current_language
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -94,6 +95,9 @@ def _rows(layered: Layered, builtin: dict[str, object]) -> list[tuple[str, objec
         default = builtin.get(key.dest)
         if key.name == "timezone":  # read at run time from $TZ or /etc/localtime
             rows.append((key.name, local_timezone(), "default: this machine's zone"))
+            continue
+        if key.name == "language":  # --lang, else the locale (LC_ALL, LC_MESSAGES, LANG)
+            rows.append((key.name, current_language(), "default: --lang, else the locale"))
             continue
         rows.append((key.name, default if default != [] else None, _unset(key.env)))
     return rows
