@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -57,63 +58,67 @@ class Column:
 
 INSTANCE_COLUMNS: tuple[Column, ...] = (
     Column("ins_id", True, "DSC instance id of the database (text, as shown in the console).",
-           ("instance_id", "instance", "ins", "id", "db_instance_id")),
+           ("instance_id", "instance", "ins", "id", "db_instance_id", "实例ID", "数据库实例ID")),
     Column("ins_name", False,
            "Instance name as DSC's asset centre (and the RDS console) shows it; a row with a "
            "name but no ins_id is filled in by `bulkscan resolve`.",
-           ("instance_name", "name", "rds_name", "实例名称")),
+           ("instance_name", "name", "rds_name", "实例名称", "实例名", "数据库实例名称")),
     Column("db_type", True,
            "Database type: MySQL, TDSQL, PostgreSQL, Dameng, Kingbase, GaussDB, DWS, Hive or "
            "MRS_HIVE (any case, common spellings such as postgres or DM too).",
-           ("type", "engine", "database_type", "db_engine", "dbtype")),
+           ("type", "engine", "database_type", "db_engine", "dbtype", "数据库类型", "数据库引擎")),
     Column("dsc_db_type", False,
            "The db_type spelling to send to DSC for this row, when it must differ from "
-           "bulkscan's (sent as written, not checked).", ("wire_db_type",)),
+           "bulkscan's (sent as written, not checked).", ("wire_db_type", "DSC数据库类型")),
     Column("project_id", False,
            "32-character lowercase hex project id; blank uses --project-id "
-           "or HUAWEICLOUD_SDK_PROJECT_ID.", ("project", "projectid")),
+           "or HUAWEICLOUD_SDK_PROJECT_ID.", ("project", "projectid", "项目ID")),
     Column("region", False, "Region such as cn-north-4; blank uses --region.",
-           ("region_id", "region_name")),
+           ("region_id", "region_name", "区域", "区域ID", "地域")),
     Column("profile", False, "Name of a row of the profiles sheet; blank uses 'default'.",
-           ("scan_profile", "profile_name")),
+           ("scan_profile", "profile_name", "扫描配置")),
     Column("task", False,
            "Explicit task name; rows with the same task go into the same task request.",
-           ("task_name",)),
+           ("task_name", "任务名称", "任务名")),
     Column("enabled", False, "FALSE/no/0 skips the row (reported as skipped); blank means yes.",
-           ("enable", "active", "include")),
+           ("enable", "active", "include", "启用", "是否启用")),
 )  # fmt: skip
 
 PROFILE_COLUMNS: tuple[Column, ...] = (
     Column("profile", True, "Profile name, unique, referred to from the instances sheet.",
-           ("name", "profile_name")),
+           ("name", "profile_name", "扫描配置", "配置名称")),
     Column("schedule_type", False, "ONCE, DAY, WEEK or MONTH (default ONCE).",
-           ("schedule", "frequency")),
+           ("schedule", "frequency", "调度类型", "扫描周期")),
     Column("start_time", False,
            "Excel date-time, ISO-8601 text or epoch integer; blank means 0 (start now).",
-           ("start", "start_at")),
+           ("start", "start_at", "开始时间")),
     Column("timezone", False,
            "IANA time zone (e.g. Asia/Shanghai) of this profile's start_time when it has no "
            "offset; blank uses --timezone, else the machine's local zone.",
-           ("time_zone", "tz")),
-    Column("start_now", False, "Start the scan immediately (default TRUE).", ()),
-    Column("schedule_switch", False, "Scheduling on/off (default FALSE).", ("schedule_on",)),
-    Column("delete_failed_meta", False, "Delete metadata of failed scans (default FALSE).", ()),
-    Column("scan_column_constraints", False, "Scan column constraints (default TRUE).", ()),
-    Column("scan_comment", False, "Scan comments (default TRUE).", ()),
-    Column("scan_privileges", False, "Scan privileges (default FALSE).", ()),
-    Column("scan_system_db", False, "Scan system databases (default FALSE).", ()),
-    Column("scan_tables", False, "Scan tables (default TRUE).", ()),
-    Column("scan_views", False, "Scan views (default TRUE).", ()),
+           ("time_zone", "tz", "时区")),
+    Column("start_now", False, "Start the scan immediately (default TRUE).", ("立即扫描",)),
+    Column("schedule_switch", False, "Scheduling on/off (default FALSE).",
+           ("schedule_on", "定时扫描")),
+    Column("delete_failed_meta", False, "Delete metadata of failed scans (default FALSE).",
+           ("删除失败元数据",)),
+    Column("scan_column_constraints", False, "Scan column constraints (default TRUE).",
+           ("扫描列约束",)),
+    Column("scan_comment", False, "Scan comments (default TRUE).", ("扫描注释",)),
+    Column("scan_privileges", False, "Scan privileges (default FALSE).", ("扫描权限",)),
+    Column("scan_system_db", False, "Scan system databases (default FALSE).",
+           ("扫描系统库",)),
+    Column("scan_tables", False, "Scan tables (default TRUE).", ("扫描表",)),
+    Column("scan_views", False, "Scan views (default TRUE).", ("扫描视图",)),
     Column("task_description", False, "Task description, up to 1024 characters.",
-           ("description",)),
+           ("description", "任务描述")),
     Column("task_name", False,
            "Task name pattern: {profile}, {region}, {project}, {seq} (e.g. {seq:03}), "
            "{db_type}, {digest} (8 hex digits of project, region and the sorted data "
            "sources: the same databases get the same name in every wave); default "
            "bulkscan-{profile}-{region}-{digest}; at most 256 characters once filled.",
-           ("name_pattern", "task")),
+           ("name_pattern", "task", "任务名称", "任务名称模板")),
     Column("max_sources", False, "Most data sources in one task (1..500, default 50).",
-           ("max_data_sources", "batch_size")),
+           ("max_data_sources", "batch_size", "最大数据源数")),
 )  # fmt: skip
 
 #: Columns (of either sheet) that hold yes/no values.
@@ -123,11 +128,17 @@ BOOLEAN_COLUMNS = frozenset(
 )
 
 _NON_WORD = re.compile(r"[\s.\-/]+")
+_CJK = "\u3400-\u9fff\uf900-\ufaff"
+_CJK_GAP = re.compile(f"(?<=[{_CJK}])_|_(?=[{_CJK}])")
 
 
 def normalise_header(header: str) -> str:
-    """``' Instance ID '`` → ``'instance_id'``: lowercase, spaces, dots, hyphens as ``_``."""
-    return _NON_WORD.sub("_", header.strip().lower()).strip("_")
+    """``' Instance ID '`` → ``'instance_id'``: lowercase, spaces, dots, hyphens as ``_``.
+
+    Full-width forms read as their ASCII twins (NFKC), and a gap beside a
+    Chinese character is dropped, so ``实例 ID`` and ``实例ID`` are one header."""
+    text = unicodedata.normalize("NFKC", header).strip().lower()
+    return _CJK_GAP.sub("", _NON_WORD.sub("_", text).strip("_"))
 
 
 @dataclass(frozen=True, slots=True)

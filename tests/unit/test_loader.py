@@ -318,7 +318,8 @@ def test_csv_encodings(tmp_path: Path, encoding: str, prefix: bytes):
     book = load_input(path)
     assert book.fmt == "csv"
     assert book.instances.headers == ("实例ID", "db_type", "备注")
-    assert values(book) == [{"实例ID": "rds-01", "db_type": "MySQL", "备注": "支付系统 数据库"}]
+    # 实例ID is the Chinese header of ins_id; 备注 is carried as written
+    assert values(book) == [{"ins_id": "rds-01", "db_type": "MySQL", "备注": "支付系统 数据库"}]
     assert book.instances.rows[0].ref.sheet == "instances"
 
 
