@@ -99,7 +99,7 @@ def coverage(audit: AuditResult | runner.AuditReport | str | os.PathLike[str]) -
 def _read_coverage(path: Path) -> Table:
     from openpyxl import load_workbook
 
-    from bulkscan.report.cells import Table
+    from bulkscan.report.cells import Table, header_key
 
     book = load_workbook(path, read_only=True)
     try:
@@ -107,7 +107,7 @@ def _read_coverage(path: Path) -> Table:
             raise UsageError(f"{path} has no {_COVERAGE_SHEET} sheet: give a workbook that "
                              "bulkscan audit wrote")  # fmt: skip
         lines = book[_COVERAGE_SHEET].iter_rows(values_only=True)
-        headers = tuple(str(h) for h in next(lines, ()))
+        headers = tuple(header_key(h) for h in next(lines, ()))  # written in any language
         table = []
         for line in lines:
             if all(v is None for v in line):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.audit import CoverageStatus, epoch_to_datetime
 from bulkscan.errors import UsageError
+from bulkscan.i18n import N_, _
 from bulkscan.input import schema
 from bulkscan.input.validate import MAX_NAME
 from bulkscan.report.cells import (
@@ -28,7 +29,9 @@ from bulkscan.report.cells import (
     Table,
     count_table,
     fit_widths,
+    header_key,
     new_workbook,
+    own_headers,
     save_workbook,
     workbook_meta,
     write_table,
@@ -102,18 +105,42 @@ _TASK_TONES: Mapping[str, Tone] = MappingProxyType(
 _VERDICT_TONES: Mapping[str, Tone] = MappingProxyType(
     {"all covered": "good", "NOT all covered": "bad"}
 )
-COVERAGE_HEADERS = (
-    "input row", "ins_id", "db_type", "project_id", "region", "covered", "status", "tasks",
-    "task ids", "schedule type", "schedule switch", "last run start (UTC)",
-    "last run end (UTC)", "disabled tasks", "note",
-)  # fmt: skip
+COVERAGE_HEADERS = own_headers(
+    N_("input row"),
+    "ins_id",
+    "db_type",
+    "project_id",
+    "region",
+    N_("covered"),
+    N_("status"),
+    N_("tasks"),
+    N_("task ids"),
+    N_("schedule type"),
+    N_("schedule switch"),
+    N_("last run start (UTC)"),
+    N_("last run end (UTC)"),
+    N_("disabled tasks"),
+    N_("note"),
+)
 _COVERAGE_WIDTHS = (10, 36, 14, 34, 16, 9, 20, 40, 20, 14, 14, 20, 20, 30, 40)
-TASK_HEADERS = (
-    "project_id", "region", "task id", "task name", "status", "orphan", "disabled",
-    "schedule type", "schedule switch", "data sources", "inventory instances",
-    "not in inventory", "last run start (UTC)", "last run end (UTC)", "created (UTC)",
-    "created by",
-)  # fmt: skip
+TASK_HEADERS = own_headers(
+    "project_id",
+    "region",
+    N_("task id"),
+    N_("task name"),
+    N_("status"),
+    N_("orphan"),
+    N_("disabled"),
+    N_("schedule type"),
+    N_("schedule switch"),
+    N_("data sources"),
+    N_("inventory instances"),
+    N_("not in inventory"),
+    N_("last run start (UTC)"),
+    N_("last run end (UTC)"),
+    N_("created (UTC)"),
+    N_("created by"),
+)
 _TASK_WIDTHS = (34, 16, 12, 40, 13, 8, 9, 14, 14, 50, 12, 40, 20, 20, 20, 20)
 
 
@@ -225,7 +252,7 @@ def _uncovered_table(result: AuditResult) -> tuple[list[str], list[list[object]]
     pairs = _uncovered_pairs(result)
     own = [h for h in result.inventory.book.instances.headers if h != UNCOVERED_REASON]
     headers = list(own)
-    for _, row in pairs:
+    for _index, row in pairs:
         headers.extend(h for h in row if h not in headers)
     headers.append(UNCOVERED_REASON)
     lines: list[list[object]] = []
@@ -246,7 +273,7 @@ def resume_step(result: AuditResult) -> str | None:
 def _held_count(result: AuditResult) -> list[tuple[str, object]]:
     """The Summary's line for held instances, when there are any."""
     held = result.count(CoverageStatus.HELD)
-    return [("held by an unfinished run (resume it)", held)] if held else []
+    return [(N_("held by an unfinished run (resume it)"), held)] if held else []
 
 
 def _held_lines(result: AuditResult) -> list[str]:
@@ -383,9 +410,14 @@ def write_audit_workbook(
 
 
 DUPLICATES_SHEET = "Duplicates"
-DUPLICATE_HEADERS = (
-    "extra copy id", "project", "region", "task name", "data sources", "kept task id",
-)  # fmt: skip
+DUPLICATE_HEADERS = own_headers(
+    N_("extra copy id"),
+    N_("project"),
+    "region",
+    N_("task name"),
+    N_("data sources"),
+    N_("kept task id"),
+)
 
 
 def _write_duplicates(wb: Any, result: AuditResult) -> None:
@@ -417,7 +449,8 @@ def read_duplicates(path: str | os.PathLike[str]) -> list[tuple[str, str, str, s
                              "bulkscan audit wrote")  # fmt: skip
         rows = book[DUPLICATES_SHEET].iter_rows(values_only=True)
         header = next(rows, ())
-        if tuple(header[: len(DUPLICATE_HEADERS)]) != DUPLICATE_HEADERS:
+        names = tuple(header_key(h) for h in header[: len(DUPLICATE_HEADERS)])
+        if names != DUPLICATE_HEADERS:  # the English names, or their translation
             raise UsageError(f"{path}, sheet {DUPLICATES_SHEET}: not the columns bulkscan "
                              "audit writes")  # fmt: skip
         return [
@@ -511,35 +544,37 @@ def _write_summary(
     """The verdict and counts, both charts right under them (seen without scrolling), then
     the tables the charts draw, the audit's facts, settings and rules."""
     sheet = SummarySheet(wb, "Summary", widths=(34, 22, 12, 12, 12, 12))
-    workbook_meta(sheet, _counts(result, uncovered), heading="Coverage audit",
+    workbook_meta(sheet, _counts(result, uncovered), heading=N_("Coverage audit"),
                   tones=_VERDICT_TONES)  # fmt: skip
     sheet.blank()
     charts = sheet.row + 1
     sheet.blank(until=charts + CHART_ROWS)
-    notes(sheet, _close_gap_lines(result, uncovered, command), heading="Closing the gap")
+    notes(sheet, _close_gap_lines(result, uncovered, command), heading=N_("Closing the gap"))
     sheet.blank()
     charted_table(
-        sheet, ["status", "instances"], [[s.value, result.count(s)] for s in CoverageStatus],
-        heading="Instances by status", title="Instances by status",
+        sheet, [N_("status"), N_("instances")],
+        [[s.value, result.count(s)] for s in CoverageStatus],
+        heading=N_("Instances by status"), title=N_("Instances by status"),
         anchor=f"A{charts}", size=(10.5, 7.0), tones=_STATUS_TONES,
     )  # fmt: skip
     sheet.blank()
-    headers = ["instances", "covered", "not covered", "unknown", "% covered"]
-    for title, attribute in (("project", "project_id"), ("region", "region")):
+    headers = [N_("instances"), N_("covered"), N_("not covered"), N_("unknown"), N_("% covered")]
+    for title, attribute in ((N_("project"), "project_id"), (N_("region"), "region")):
         count_table(sheet, [title, *headers], _by(result, attribute),
-                    heading=f"Coverage by {title}", status_column=None)  # fmt: skip
+                    heading=_("Coverage by {what}").format(what=_(title)),
+                    status_column=None)  # fmt: skip
         sheet.blank()
     charted_table(
-        sheet, ["db_type", *headers], _by(result, "db_type"), heading="Coverage by db_type",
-        title="% covered by db_type", value_column=6, anchor=f"D{charts}", size=(12.5, 7.0),
-        axis_title="% covered", status_column=None,
+        sheet, ["db_type", *headers], _by(result, "db_type"), heading=N_("Coverage by db_type"),
+        title=N_("% covered by db_type"), value_column=6, anchor=f"D{charts}", size=(12.5, 7.0),
+        axis_title=N_("% covered"), status_column=None,
     )  # fmt: skip
     sheet.blank()
-    workbook_meta(sheet, _facts(result), heading="Audit")
+    workbook_meta(sheet, _facts(result), heading=N_("Audit"))
     sheet.blank()
-    workbook_meta(sheet, _settings(result), heading="Settings (no secrets are kept)")
+    workbook_meta(sheet, _settings(result), heading=N_("Settings (no secrets are kept)"))
     sheet.blank()
-    notes(sheet, (COVERAGE_RULE, ORPHAN_RULE, _MATCH_RULE), heading="Rules")
+    notes(sheet, (COVERAGE_RULE, ORPHAN_RULE, _MATCH_RULE), heading=N_("Rules"))
 
 
 def _by(result: AuditResult, attribute: str) -> list[list[object]]:
@@ -560,26 +595,28 @@ def _by(result: AuditResult, attribute: str) -> list[list[object]]:
 def _counts(result: AuditResult, uncovered: Path | None) -> list[tuple[str, object]]:
     duplicates = sum(len(c.rows) - 1 for c in result.coverage)
     return [
-        ("verdict", "all covered" if result.all_covered else "NOT all covered"),
-        ("instances audited", len(result.coverage)),
-        ("covered", result.covered),
-        ("not covered (no task)", result.count(CoverageStatus.MISSING)),
-        ("not covered (only disabled tasks)", result.count(CoverageStatus.DISABLED)),
-        ("unknown (project not listed)", result.count(CoverageStatus.UNKNOWN)),
+        (N_("verdict"), "all covered" if result.all_covered else "NOT all covered"),
+        (N_("instances audited"), len(result.coverage)),
+        (N_("covered"), result.covered),
+        (N_("not covered (no task)"), result.count(CoverageStatus.MISSING)),
+        (N_("not covered (only disabled tasks)"), result.count(CoverageStatus.DISABLED)),
+        (N_("unknown (project not listed)"), result.count(CoverageStatus.UNKNOWN)),
         *_held_count(result),
-        ("rows left out (enabled = FALSE)", len(result.inventory.skipped)),
-        ("rows repeating an instance", duplicates),
-        ("tasks found", len(result.tasks)),
-        ("orphan tasks", result.orphans),
-        ("disabled tasks", result.disabled_tasks),
-        ("uncovered workbook", uncovered.name if uncovered and result.uncovered else "(none)"),
+        (N_("rows left out (enabled = FALSE)"), len(result.inventory.skipped)),
+        (N_("rows repeating an instance"), duplicates),
+        (N_("tasks found"), len(result.tasks)),
+        (N_("orphan tasks"), result.orphans),
+        (N_("disabled tasks"), result.disabled_tasks),
+        (N_("uncovered workbook"), uncovered.name if uncovered and result.uncovered else "(none)"),
     ]
 
 
 def _facts(result: AuditResult) -> list[tuple[str, object]]:
     meta = result.meta
     failed = [g for g in result.groups if g.error]
-    listed = f"{len(result.groups) - len(failed)} of {len(result.groups)}"
+    listed = _("{listed} of {total}").format(
+        listed=len(result.groups) - len(failed), total=len(result.groups)
+    )
     return [
         *provenance_items(
             started=meta.started_at,
@@ -590,10 +627,18 @@ def _facts(result: AuditResult) -> list[tuple[str, object]]:
             input_path=meta.input_path,
             input_sha256=meta.input_sha256,
         ),
-        ("projects/regions listed", listed),
-        *((f"could not list {g.project_id} / {g.region}", g.error) for g in failed),
-        ("list requests", meta.requests),
-        ("rate learned (requests/s)", round(meta.learned_rate_per_s, 3)),
+        (N_("projects/regions listed"), listed),
+        *(
+            (
+                _("could not list {project} / {region}").format(
+                    project=g.project_id, region=g.region
+                ),
+                g.error,
+            )
+            for g in failed
+        ),
+        (N_("list requests"), meta.requests),
+        (N_("rate learned (requests/s)"), round(meta.learned_rate_per_s, 3)),
     ]
 
 

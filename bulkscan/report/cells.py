@@ -40,6 +40,8 @@ from openpyxl.drawing.text import CharacterProperties, Paragraph, ParagraphPrope
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from bulkscan.i18n import _, in_every_language
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
@@ -61,6 +63,9 @@ __all__ = [
     "clean_text",
     "count_table",
     "fit_widths",
+    "header_key",
+    "own_headers",
+    "shown_header",
     "is_risky",
     "new_workbook",
     "print_setup",
@@ -339,10 +344,40 @@ def _resolve(column: int | str | None, headers: Sequence[str]) -> int | None:
     return headers.index(column)
 
 
-def _header_cells(ws: Any, headers: Sequence[str]) -> list[Any]:
+# --- headers in the reader's language ---------------------------------------------------------
+
+_OWN_HEADERS: set[str] = set()
+
+
+def own_headers(*names: str) -> tuple[str, ...]:
+    """Declare bulkscan's own column headers (each marked with ``N_``): tables show them in
+    the chosen language; any other header (an input's own, as written) is shown unchanged.
+    Code keeps working with the English names (status and number-format columns, reading a
+    workbook back through ``header_key``)."""
+    _OWN_HEADERS.update(names)
+    return names
+
+
+def shown_header(name: str) -> str:
+    """``name`` as a table shows it: translated when it is one of bulkscan's own headers."""
+    return _(name) if name in _OWN_HEADERS else name
+
+
+def header_key(shown: object) -> str:
+    """The English name of a header read back from a workbook written in any language."""
+    text = "" if shown is None else str(shown)
+    for name in _OWN_HEADERS:
+        if text in in_every_language(name):
+            return name
+    return text
+
+
+def _header_cells(ws: Any, headers: Sequence[str], *, all_own: bool = False) -> list[Any]:
+    """Styled header cells; ``all_own`` (a summary's small tables) translates every header."""
     cells = []
     for header in headers:
-        cell = WriteOnlyCell(ws, value=cell_value(header))
+        shown = _(header) if all_own else shown_header(header)
+        cell = WriteOnlyCell(ws, value=cell_value(shown))
         if is_risky(cell.value):
             cell.data_type = "s"
             cell.quotePrefix = True
@@ -455,7 +490,8 @@ class SummarySheet:
         return self.row
 
     def heading(self, text: str) -> int:
-        cell = safe_cell(self.ws, text, bold=True)
+        """A bold heading: bulkscan's own words (marked ``N_``), in the chosen language."""
+        cell = safe_cell(self.ws, _(text), bold=True)
         cell.font = _HEADING_FONT
         return self.append_cells([cell])
 
@@ -475,14 +511,16 @@ def workbook_meta(
 ) -> Block:
     """A key/value block: bold keys in column A, values in B (long text overflows right).
 
-    ``tones`` colours a value cell whose text it names (e.g. a run status).
+    Keys are bulkscan's own labels (marked ``N_``) and are shown in the chosen language;
+    values are shown as given.  ``tones`` colours a value cell whose text it names (e.g. a
+    run status).
     """
     if heading:
         sheet.heading(heading)
     first = sheet.row + 1
     for key, value in items:
         tone = tones.get(value) if tones and isinstance(value, str) else None
-        key_cell = safe_cell(sheet.ws, key, bold=True)
+        key_cell = safe_cell(sheet.ws, _(key), bold=True)
         sheet.append_cells([key_cell, safe_cell(sheet.ws, value, tone=tone)])
     return Block(first, sheet.row)
 
@@ -496,10 +534,11 @@ def count_table(
     status_column: int | None = 0,
     tones: Mapping[str, Tone] = OUTCOME_TONES,
 ) -> Block:
-    """A small table (header row, then ``rows``) inside a summary sheet."""
+    """A small table (header row, then ``rows``) inside a summary sheet; its headers are
+    bulkscan's own words, shown in the chosen language."""
     if heading:
         sheet.heading(heading)
-    header_row = sheet.append_cells(_header_cells(sheet.ws, headers))
+    header_row = sheet.append_cells(_header_cells(sheet.ws, headers, all_own=True))
     for row in rows:
         sheet.append_cells(_row_cells(sheet.ws, row, status_column, tones, {}))
     return Block(header_row + 1, sheet.row, header_row)
@@ -526,7 +565,7 @@ def bar_chart(
     """
     chart = BarChart()
     chart.type = "bar"  # horizontal bars: outcome words stay readable
-    chart.title = title
+    chart.title = _(title)
     chart.legend = None
     chart.width, chart.height = size
     chart.x_axis.scaling.orientation = "maxMin"  # first table row at the top
@@ -538,7 +577,7 @@ def bar_chart(
     chart.y_axis.majorGridlines = None
     chart.gapWidth = 40
     if axis_title:
-        chart.y_axis.title = axis_title
+        chart.y_axis.title = _(axis_title)
     top = block.header_row or block.first_row
     data = Reference(sheet.ws, min_col=value_column, min_row=top, max_row=block.last_row)
     labels = Reference(

@@ -16,11 +16,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from bulkscan.i18n import N_, _
 from bulkscan.report.cells import (
     SEVERITY_TONES,
     SummarySheet,
     fit_widths,
     new_workbook,
+    own_headers,
     save_workbook,
     write_table,
 )
@@ -38,7 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["ERRORS_SUFFIX", "ISSUE_HEADERS", "ErrorsReport", "errors_path", "write_errors_workbook"]
 
 ERRORS_SUFFIX = "-errors.xlsx"
-ISSUE_HEADERS = ("row", "severity", "column", "value", "problem", "hint")
+ISSUE_HEADERS = own_headers(
+    N_("row"), N_("severity"), N_("column"), N_("value"), N_("problem"), N_("hint")
+)
 OK = "ok"
 _TONES: Mapping[str, Tone] = MappingProxyType({**SEVERITY_TONES, OK: "good"})
 _WIDTHS = (7, 10, 18, 24, 70, 44)
@@ -77,7 +81,7 @@ def write_errors_workbook(
     readme = SummarySheet(wb, "README", widths=(130,))
     lines = _readme(book, [s.name for s in sheets], errors=errors,
                     warnings=len(issues) - errors, rows=rows, command=command)  # fmt: skip
-    notes(readme, lines, heading=f"Problems found in {Path(book.path).name}")
+    notes(readme, lines, heading=_("Problems found in {file}").format(file=Path(book.path).name))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     return ErrorsReport(save_workbook(wb, target), errors, len(issues) - errors, rows)

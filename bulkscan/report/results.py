@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan import __version__
 from bulkscan.events import local_now
+from bulkscan.i18n import N_, _
 from bulkscan.input import schema
 from bulkscan.models import Outcome
 from bulkscan.plan import RowStatus, start_time_text
@@ -40,6 +41,7 @@ from bulkscan.report.cells import (
     count_table,
     fit_widths,
     new_workbook,
+    own_headers,
     save_workbook,
     utc_naive,
     workbook_meta,
@@ -363,13 +365,29 @@ def _write_results(run: _Run, path: Path, *, generated: dt.datetime, command: st
     save_workbook(wb, path)
 
 
-_TASK_HEADERS = (
-    "task name", "project", "region", "profile", "start time", "data sources", "input rows",
-    "outcome",
-    "DSC task id", "HTTP status", "error code", "message", "request id", "attempts",
-    "throttled", "first attempt (UTC)", "last attempt (UTC)", "last latency (s)",
-    "existing task id", "existing task's data sources", "task key",
-)  # fmt: skip
+_TASK_HEADERS = own_headers(
+    N_("task name"),
+    N_("project"),
+    N_("region"),
+    N_("profile"),
+    N_("start time"),
+    N_("data sources"),
+    N_("input rows"),
+    N_("outcome"),
+    N_("DSC task id"),
+    N_("HTTP status"),
+    N_("error code"),
+    N_("message"),
+    N_("request id"),
+    N_("attempts"),
+    N_("throttled"),
+    N_("first attempt (UTC)"),
+    N_("last attempt (UTC)"),
+    N_("last latency (s)"),
+    N_("existing task id"),
+    N_("existing task's data sources"),
+    N_("task key"),
+)
 _TASK_IDS = (
     "task name", "project", "DSC task id", "request id", "existing task id", "task key",
 )  # fmt: skip
@@ -406,8 +424,10 @@ def _write_tasks(wb: Workbook, run: _Run) -> None:
     )
 
 
-_ROW_PLACE = ("source file", "source sheet", "source row")
-_ROW_RESULT = ("outcome", "task name", "message", "DSC task id", "row status")
+_ROW_PLACE = own_headers(N_("source file"), N_("source sheet"), N_("source row"))
+_ROW_RESULT = own_headers(
+    N_("outcome"), N_("task name"), N_("message"), N_("DSC task id"), N_("row status")
+)
 _ROW_IDS = ("ins_id", "ins_name")  # canonical columns that name a row, shown after its place
 
 
@@ -492,8 +512,14 @@ def run_tables(run_dir: str | os.PathLike[str]) -> Mapping[str, Table]:
     }
 
 
+_ISSUE_HEADERS = own_headers(
+    N_("severity"), N_("file"), N_("sheet"), N_("row"), N_("column"), N_("value"), N_("message"),
+    N_("hint"),
+)  # fmt: skip
+
+
 def _write_issues(wb: Workbook, run: _Run) -> None:
-    headers = ("severity", "file", "sheet", "row", "column", "value", "message", "hint")
+    headers = _ISSUE_HEADERS
     write_table(
         wb,
         "Issues",
@@ -519,10 +545,19 @@ def _issue_line(issue: Issue) -> list[object]:
     ]
 
 
-_ATTEMPT_HEADERS = (
-    "time (UTC)", "task name", "attempt", "method", "path", "HTTP status", "error code",
-    "request id", "latency (s)", "outcome class", "message",
-)  # fmt: skip
+_ATTEMPT_HEADERS = own_headers(
+    N_("time (UTC)"),
+    N_("task name"),
+    N_("attempt"),
+    N_("method"),
+    N_("path"),
+    N_("HTTP status"),
+    N_("error code"),
+    N_("request id"),
+    N_("latency (s)"),
+    N_("outcome class"),
+    N_("message"),
+)
 
 
 def _write_attempts(wb: Workbook, run: _Run) -> None:
@@ -561,10 +596,10 @@ def _write_summary(
     sheet.blank()
     charted_table(
         sheet,
-        ("outcome", "tasks", "data sources", "input rows"),
+        (N_("outcome"), N_("tasks"), N_("data sources"), N_("input rows")),
         _outcome_lines(run),
-        heading="Tasks by outcome",
-        title="Tasks by outcome",
+        heading=N_("Tasks by outcome"),
+        title=N_("Tasks by outcome"),
         charted_rows=len(Outcome),  # not the total
     )
     _error_table(sheet, run)
@@ -572,17 +607,17 @@ def _write_summary(
     statuses = Counter(str(r.status) for r in run.rows)
     count_table(
         sheet,
-        ("row status", "input rows"),
+        (N_("row status"), N_("input rows")),
         [[str(s), statuses[str(s)]] for s in RowStatus],
-        heading="Input rows",
+        heading=N_("Input rows"),
         status_column=None,
     )
     sheet.blank()
-    workbook_meta(sheet, _throughput(run), heading="Throughput")
+    workbook_meta(sheet, _throughput(run), heading=N_("Throughput"))
     sheet.blank()
-    workbook_meta(sheet, _run_facts(run, generated), heading="Run")
+    workbook_meta(sheet, _run_facts(run, generated), heading=N_("Run"))
     sheet.blank()
-    workbook_meta(sheet, _settings(run), heading="Settings (no secrets are kept)")
+    workbook_meta(sheet, _settings(run), heading=N_("Settings (no secrets are kept)"))
     return sheet
 
 
@@ -604,14 +639,19 @@ def _status_tones(run: _Run) -> Mapping[str, Tone]:
 def _tasks_verdict(run: _Run) -> str:
     ok = run.tally.succeeded
     if ok == len(run.tasks):
-        return f"all {ok} task(s) succeeded"
-    return f"{len(run.tasks) - ok} of {len(run.tasks)} task(s) did not succeed"
+        return _("all {ok} task(s) succeeded").format(ok=ok)
+    return _("{failed} of {total} task(s) did not succeed").format(
+        failed=len(run.tasks) - ok, total=len(run.tasks)
+    )
 
 
 def _glance(run: _Run) -> list[tuple[str, object]]:
-    glance: list[tuple[str, object]] = [("status", _status(run)), ("tasks", _tasks_verdict(run))]
+    glance: list[tuple[str, object]] = [
+        (N_("status"), _status(run)),
+        (N_("tasks"), _tasks_verdict(run)),
+    ]
     if run.tally.unfinished:
-        glance.append(("tasks not sent or unknown", run.tally.unfinished))
+        glance.append((N_("tasks not sent or unknown"), run.tally.unfinished))
     return glance
 
 
@@ -619,27 +659,28 @@ def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
     counts = _task_counts(run.tasks)
     steps: list[tuple[str, object]] = []
     if command is not None:
-        steps.append(("re-run the failures", command))
+        steps.append((N_("re-run the failures"), command))
         steps.append(
-            ("retry.xlsx holds", f"the rows of {len(run.retry_tasks)} failed, gave-up or "
-             "unknown task(s), ready to fix and re-run")
+            (N_("retry.xlsx holds"), _("the rows of {count} failed, gave-up or unknown "
+             "task(s), ready to fix and re-run").format(count=len(run.retry_tasks)))
         )  # fmt: skip
     else:
         steps.append(
-            ("re-run the failures", "nothing to re-run: no task failed, gave up or is unknown "
-             "(no retry.xlsx)")
+            (N_("re-run the failures"), _("nothing to re-run: no task failed, gave up or is "
+             "unknown (no retry.xlsx)"))
         )  # fmt: skip
     if counts[Outcome.CONFLICT]:
         steps.append(
-            ("conflicts", f"{counts[Outcome.CONFLICT]} task(s) need a decision (not in "
-             "retry.xlsx): a task of that name exists with other data sources; rename the "
-             "task or delete the old one (see the Tasks sheet)")
+            (N_("conflicts"), _("{count} task(s) need a decision (not in retry.xlsx): a task "
+             "of that name exists with other data sources; rename the task or delete the old "
+             "one (see the Tasks sheet)").format(count=counts[Outcome.CONFLICT]))
         )  # fmt: skip
     if counts[Outcome.NOT_ATTEMPTED]:
         resume = resume_command(run.meta, run.run_dir)
         steps.append(
-            ("not sent yet", f"{counts[Outcome.NOT_ATTEMPTED]} task(s); resume with: {resume}")
-        )
+            (N_("not sent yet"), _("{count} task(s); resume with: {command}").format(
+                count=counts[Outcome.NOT_ATTEMPTED], command=resume))
+        )  # fmt: skip
     return steps
 
 
@@ -674,7 +715,7 @@ def _error_counts(run: _Run) -> Counter[tuple[str, int | None]]:
 def _by_code(counts: Mapping[tuple[str, int | None], int]) -> dict[str, int]:
     """Error counts by code alone (HTTP statuses merged), most frequent first."""
     merged: Counter[str] = Counter()
-    for (code, _), n in counts.items():
+    for (code, _status), n in counts.items():
         merged[code] += n
     return dict(merged.most_common())
 
@@ -688,12 +729,12 @@ def _error_table(sheet: SummarySheet, run: _Run) -> None:
     lines = [[code, status, counts[(code, status)], example[(code, status)]]
              for code, status in ordered]  # fmt: skip
     if not lines:
-        lines = [["(none)", None, 0, "no task ended with an error"]]
+        lines = [["(none)", None, 0, _("no task ended with an error")]]
     count_table(
         sheet,
-        ("error code", "HTTP status", "tasks", "first message"),
+        (N_("error code"), N_("HTTP status"), N_("tasks"), N_("first message")),
         lines,
-        heading="Errors by code",
+        heading=N_("Errors by code"),
         status_column=None,
     )
 
@@ -712,10 +753,10 @@ def _status(run: _Run) -> str:
 def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
     meta = run.meta
     return [
-        ("run id", meta.run_id),
-        ("stop message", meta.stop_message or None),
-        ("names found twice", "; ".join(meta.duplicates) or None),
-        ("journal created (UTC)", meta.created_at),
+        (N_("run id"), meta.run_id),
+        (N_("stop message"), meta.stop_message or None),
+        (N_("names found twice"), "; ".join(meta.duplicates) or None),
+        (N_("journal created (UTC)"), meta.created_at),
         *provenance_items(
             started=meta.started_at,
             ended=meta.ended_at,
@@ -725,21 +766,21 @@ def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
             input_path=meta.input_path,
             input_sha256=meta.input_sha256,
         ),
-        ("input format", meta.input_format),
-        ("plan hash", meta.plan_hash),
-        ("command", shlex.join(meta.command) if meta.command else None),
-        ("run directory", str(run.run_dir)),
-        ("report generated (UTC)", utc_naive(generated)),
-        ("report written by bulkscan", __version__),
+        (N_("input format"), meta.input_format),
+        (N_("plan hash"), meta.plan_hash),
+        (N_("command"), shlex.join(meta.command) if meta.command else None),
+        (N_("run directory"), str(run.run_dir)),
+        (N_("report generated (UTC)"), utc_naive(generated)),
+        (N_("report written by bulkscan"), __version__),
     ]
 
 
 def _settings(run: _Run) -> list[tuple[str, object]]:
     items = list(settings_items(run.meta.settings))
-    items.append(("projects", ", ".join(sorted({t.project_id for t in run.tasks}))))
-    items.append(("regions", ", ".join(sorted({t.region for t in run.tasks}))))
+    items.append((N_("projects"), ", ".join(sorted({t.project_id for t in run.tasks}))))
+    items.append((N_("regions"), ", ".join(sorted({t.region for t in run.tasks}))))
     learned = run.meta.learned_rate_per_s
-    items.append(("rate learned (requests/s)", round(learned, 3) if learned else None))
+    items.append((N_("rate learned (requests/s)"), round(learned, 3) if learned else None))
     return items
 
 
@@ -747,9 +788,9 @@ def _throughput(run: _Run) -> list[tuple[str, object]]:
     attempts = run.attempts
     creates = sum(1 for a in attempts if a.method == "POST")
     items: list[tuple[str, object]] = [
-        ("requests sent", len(attempts)),
-        ("create requests", creates),
-        ("listings and lookups", len(attempts) - creates),
+        (N_("requests sent"), len(attempts)),
+        (N_("create requests"), creates),
+        (N_("listings and lookups"), len(attempts) - creates),
     ]
     if len(attempts) < 2:
         return items
@@ -757,10 +798,10 @@ def _throughput(run: _Run) -> list[tuple[str, object]]:
     span = (last - first).total_seconds()
     finished = sum(1 for t in run.tasks if t.outcome is not Outcome.NOT_ATTEMPTED)
     items += [
-        ("first request (UTC)", first),
-        ("last request (UTC)", last),
-        ("requests per second", round(len(attempts) / span, 3) if span > 0 else None),
-        ("tasks finished per minute", round(finished * 60 / span, 1) if span > 0 else None),
+        (N_("first request (UTC)"), first),
+        (N_("last request (UTC)"), last),
+        (N_("requests per second"), round(len(attempts) / span, 3) if span > 0 else None),
+        (N_("tasks finished per minute"), round(finished * 60 / span, 1) if span > 0 else None),
     ]
     return items
 

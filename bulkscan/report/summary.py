@@ -14,6 +14,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.dsc.client import DEFAULT_HOST
+from bulkscan.i18n import N_
 from bulkscan.report.cells import (
     OUTCOME_TONES,
     Block,
@@ -79,15 +80,15 @@ def provenance_items(
     """Who ran bulkscan, where, when, for how long, and on which input (times shown in UTC)."""
     duration = duration_text(ended - started) if started and ended else None
     return [
-        ("started (UTC)", started),
-        ("ended (UTC)", ended),
-        ("time zone of the run", zone_text(started) if started else None),
-        ("duration (h:mm:ss)", duration),
-        ("operator", operator),
-        ("host", host),
-        ("bulkscan version of the run", version),
-        ("input file", input_path),
-        ("input SHA-256", input_sha256),
+        (N_("started (UTC)"), started),
+        (N_("ended (UTC)"), ended),
+        (N_("time zone of the run"), zone_text(started) if started else None),
+        (N_("duration (h:mm:ss)"), duration),
+        (N_("operator"), operator),
+        (N_("host"), host),
+        (N_("bulkscan version of the run"), version),
+        (N_("input file"), input_path),
+        (N_("input SHA-256"), input_sha256),
     ]
 
 

@@ -93,3 +93,38 @@ def test_every_column_has_a_chinese_alias_and_no_alias_means_two_columns(
         for alias in (column.name, *column.aliases):
             key = schema.normalise_header(alias)
             assert seen.setdefault(key, column.name) == column.name, alias
+
+
+# --- the template: one file for both languages ---------------------------------------------
+
+
+def _readme_lines(path: Path) -> list[str]:
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(path)["README"]
+    return [str(row[0].value) for row in sheet.iter_rows(max_col=1) if row[0].value]
+
+
+@pytest.mark.parametrize(("language", "first"), [("en", "How to fill"), ("zh", "填写说明")])
+def test_the_template_readme_is_in_both_languages_the_chosen_one_first(
+    tmp_path: Path, language: str, first: str
+) -> None:
+    from bulkscan.input.template import write_template
+
+    set_language(language)
+    path = tmp_path / "template.xlsx"
+    write_template(path)
+    lines = _readme_lines(path)
+    assert lines[0].startswith(first)
+    text = "\n".join(lines)
+    assert "How to fill this workbook" in text and "填写说明（中文）" in text
+    assert "工作表“instances”" in text and "Sheet 'instances'" in text
+    book = load_input(path)  # sheet names and headers stay the ones scripts use
+    assert book.instances.columns == tuple(c.name for c in schema.INSTANCE_COLUMNS)
+
+
+def test_every_column_is_explained_in_chinese() -> None:
+    from bulkscan.input.template import zh_help
+
+    for column in (*schema.INSTANCE_COLUMNS, *schema.PROFILE_COLUMNS):
+        assert zh_help(column).strip(), column.name

@@ -1,0 +1,70 @@
+"""bulkscan in Chinese, end to end: `--lang zh` (or LANG=zh_CN.UTF-8) gives Chinese messages,
+help and workbook headers, while sheet names, JSON and outcome codes stay English."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from bulkscan.report.audit import read_duplicates
+from tests.e2e.test_run_e2e import bulkscan
+
+pytestmark = pytest.mark.asyncio
+
+INPUTS = Path(__file__).resolve().parents[2] / "inputs"
+SAMPLE = INPUTS / "sample.xlsx"
+SIM = ("--simulate", "--reports-dir", "demo", "--rate", "200/s")
+
+
+def _book(folder: Path, name: str) -> openpyxl.Workbook:
+    found = sorted(folder.rglob(name))
+    assert found, f"no {name} under {folder}"
+    return openpyxl.load_workbook(found[-1])
+
+
+def _labels(ws: object) -> list[object]:
+    return [row[0].value for row in ws.iter_rows(max_col=1)]  # type: ignore[attr-defined]
+
+
+async def test_a_run_in_chinese_writes_chinese_headers_under_english_sheet_names(
+    tmp_path: Path,
+) -> None:
+    done = await bulkscan(tmp_path, "--lang", "zh", "run", SAMPLE, *SIM, "--yes", "--json")
+    assert done.code == 0, done.err
+    payload = json.loads(done.out)  # JSON stays English for scripts
+    assert "outcomes" in payload and "created" in payload["outcomes"]
+    book = _book(tmp_path / "demo", "results.xlsx")
+    assert {"Summary", "Tasks", "Rows", "Issues", "Attempts"} <= set(book.sheetnames)
+    tasks = [c.value for c in book["Tasks"][1]]
+    assert tasks[:3] == ["任务名称", "项目ID", "区域"]
+    assert "结果" in tasks and "DSC 任务ID" in tasks
+    assert {c.value for c in book["Tasks"]["H"][1:]} == {"created"}  # outcome codes: English
+    rows = [c.value for c in book["Rows"][1]]
+    assert rows[:3] == ["来源文件", "来源工作表", "来源行"]
+    labels = _labels(book["Summary"])
+    assert "状态" in labels and "按结果统计任务" in labels and "设置（不保存任何密钥）" in labels
+
+
+async def test_an_audit_in_chinese_reads_back_by_its_english_names(tmp_path: Path) -> None:
+    first = await bulkscan(tmp_path, "run", SAMPLE, *SIM, "--yes")
+    assert first.code == 0, first.err
+    audit = await bulkscan(tmp_path, "audit", SAMPLE, *SIM[:3], "--lang", "zh")
+    assert audit.code == 0, audit.err
+    found = sorted((tmp_path / "demo").rglob("*audit*.xlsx"))
+    assert found, audit.out
+    book = openpyxl.load_workbook(found[-1])
+    assert "Coverage" in book.sheetnames and "Duplicates" in book.sheetnames
+    assert [c.value for c in book["Coverage"][1]][:2] == ["输入行", "ins_id"]
+    assert "覆盖审计" in _labels(book["Summary"])
+    assert read_duplicates(found[-1]) == []  # the Chinese headers are known as its own
+
+
+async def test_english_stays_the_default(tmp_path: Path) -> None:
+    done = await bulkscan(tmp_path, "run", SAMPLE, *SIM, "--yes")
+    assert done.code == 0, done.err
+    book = _book(tmp_path / "demo", "results.xlsx")
+    assert [c.value for c in book["Tasks"][1]][:3] == ["task name", "project", "region"]
+    assert "状态" not in _labels(book["Summary"])
