@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bulkscan.errors import UsageError
+from bulkscan.i18n import _
 
 __all__ = [
     "DispatchSettings",
@@ -40,11 +41,17 @@ def parse_rate(text: str) -> float:
     """``'5/s'`` → 5.0, ``'30/min'`` → 0.5 (requests per second)."""
     m = _RATE.match(text)
     if not m:
-        raise UsageError(f"rate '{text}' is not of the form N/s or N/min (e.g. 5/s, 30/min)")
+        raise UsageError(
+            _("rate '{text}' is not of the form N/s or N/min (e.g. 5/s, 30/min)").format(text=text)
+        )
     value = float(m.group(1))
     per_s = value if m.group(2).lower().startswith("s") else value / 60.0
     if not 0 < per_s <= MAX_RATE_PER_S:
-        raise UsageError(f"rate '{text}' must be above 0 and at most {MAX_RATE_PER_S:g}/s")
+        raise UsageError(
+            _("rate '{text}' must be above 0 and at most {most}/s").format(
+                text=text, most=f"{MAX_RATE_PER_S:g}"
+            )
+        )
     return per_s
 
 
@@ -52,7 +59,7 @@ def parse_duration(text: str) -> float:
     """``'50ms'`` → 0.05, ``'2s'`` → 2.0, ``'1m'`` → 60.0, ``'3'`` → 3.0 (seconds)."""
     m = _DURATION.match(text)
     if not m:
-        raise UsageError(f"duration '{text}' is not of the form 50ms, 2s or 1m")
+        raise UsageError(_("duration '{text}' is not of the form 50ms, 2s or 1m").format(text=text))
     value = float(m.group(1))
     unit = (m.group(2) or "s").lower()
     return value / 1000.0 if unit == "ms" else value * 60.0 if unit in ("m", "min") else value
@@ -67,8 +74,10 @@ def parse_quota_windows(text: str) -> tuple[float, ...]:
         m = _WINDOW.match(item)
         if not m:
             raise UsageError(
-                f"quota window '{item.strip()}' is not of the form 10s, 1min or 1h "
-                "(a comma-separated list, or none)"
+                _(
+                    "quota window '{window}' is not of the form 10s, 1min or 1h "
+                    "(a comma-separated list, or none)"
+                ).format(window=item.strip())
             )
         windows.append(float(m.group(1) or 1) * _WINDOW_UNIT_S[m.group(2)[0].lower()])
     return tuple(windows)
@@ -76,7 +85,11 @@ def parse_quota_windows(text: str) -> tuple[float, ...]:
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
-        raise UsageError(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+        raise UsageError(
+            _("{name} must be between {low} and {high}, not {value}").format(
+                name=name, low=f"{low:g}", high=f"{high:g}", value=f"{value:g}"
+            )
+        )
 
 
 def check_retry(
@@ -102,7 +115,9 @@ def _check_encoding(name: str) -> None:
         known = False
     if not known:
         raise UsageError(
-            f"--encoding '{name}' is not a known text encoding (e.g. utf-8, cp1252, gb18030)"
+            _(
+                "--encoding '{name}' is not a known text encoding (e.g. utf-8, cp1252, gb18030)"
+            ).format(name=name)
         )
 
 
@@ -134,7 +149,11 @@ class InputSettings:
 
     def __post_init__(self) -> None:
         if self.project_id is not None and not _PROJECT_ID.match(self.project_id):
-            raise UsageError(f"--project-id '{self.project_id}' is not 32 lowercase hex characters")
+            raise UsageError(
+                _("--project-id '{value}' is not 32 lowercase hex characters").format(
+                    value=self.project_id
+                )
+            )
         if self.start_time_unit not in ("s", "ms"):
             raise UsageError(f"start time unit must be 's' or 'ms', not '{self.start_time_unit}'")
         if self.encoding is not None:
@@ -142,7 +161,9 @@ class InputSettings:
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise UsageError(f"--timezone '{self.timezone}' is not a known time zone") from exc
+            raise UsageError(
+                _("--timezone '{value}' is not a known time zone").format(value=self.timezone)
+            ) from exc
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

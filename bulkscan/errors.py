@@ -53,6 +53,7 @@ __all__ = [
 
 from typing import TYPE_CHECKING, ClassVar
 
+from bulkscan.i18n import _
 from bulkscan.models import Verdict, one_line
 
 if TYPE_CHECKING:
@@ -75,8 +76,12 @@ class InputError(BulkscanError):
     def __init__(self, message: str, *, file: str, sheet: str | None = None) -> None:
         self.file = file
         self.sheet = sheet
-        where = file if sheet is None else f"{file}, sheet '{sheet}'"
-        super().__init__(one_line(f"{where}: {message}"))  # cells and names may hold newlines
+        where = (
+            file if sheet is None else _("{file}, sheet '{sheet}'").format(file=file, sheet=sheet)
+        )
+        super().__init__(
+            one_line(_("{where}: {message}").format(where=where, message=message))
+        )  # cells and names may hold newlines
 
 
 class InputLimitError(InputError):
@@ -89,9 +94,13 @@ class ValidationFailed(BulkscanError):
     def __init__(self, issues: Sequence[Issue]) -> None:
         self.issues = tuple(issues)
         errors = [i for i in self.issues if i.severity == "error"]
-        first = f": {errors[0]}" if errors else ""
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(f"{len(errors)} error(s) in the input{first}{more}")
+        first = _(": {issue}").format(issue=errors[0]) if errors else ""
+        more = _(" (and {count} more)").format(count=len(errors) - 1) if len(errors) > 1 else ""
+        super().__init__(
+            _("{count} error(s) in the input{first}{more}").format(
+                count=len(errors), first=first, more=more
+            )
+        )
 
 
 class CredentialsError(BulkscanError):

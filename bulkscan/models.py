@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bulkscan.i18n import _
+
 __all__ = [
     "DataSource",
     "Instance",
@@ -47,7 +49,9 @@ class RowRef:
     row: int
 
     def __str__(self) -> str:
-        return f"{self.file}, sheet '{self.sheet}', row {self.row}"
+        return _("{file}, sheet '{sheet}', row {row}").format(
+            file=self.file, sheet=self.sheet, row=self.row
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +72,18 @@ class Issue:
         if self.ref is not None:
             base = str(self.ref)
         else:
-            base = self.file or "input"
+            base = self.file or _("input")
             if self.sheet:
-                base += f", sheet '{self.sheet}'"
+                base += _(", sheet '{sheet}'").format(sheet=self.sheet)
         if self.column:
-            base += f", column '{self.column}'"
+            base += _(", column '{column}'").format(column=self.column)
         return base
 
     def __str__(self) -> str:
-        hint = f" ({self.hint})" if self.hint else ""
-        return one_line(f"{self.where}: {self.message}{hint}")
+        hint = _(" ({hint})").format(hint=self.hint) if self.hint else ""
+        return one_line(_("{where}: {message}{hint}").format(
+            where=self.where, message=self.message, hint=hint
+        ))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

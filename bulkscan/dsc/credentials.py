@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bulkscan.errors import CredentialsError, UsageError
+from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -44,10 +45,16 @@ ENV_TOKEN = "BULKSCAN_AUTH_TOKEN"  # noqa: S105 - a variable name
 
 MAX_TOKEN_FILE_BYTES = 1024 * 1024  # IAM tokens are a few KiB; anything larger is not one
 _PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
-_HOW_TO = (
-    f"set {ENV_AK} and {ENV_SK} (plus {ENV_SECURITY_TOKEN} for temporary keys), "
-    f"or put an IAM token in {ENV_TOKEN} or in a token file"
+_HOW_TO = N_(
+    "set {ak} and {sk} (plus {security_token} for temporary keys), "
+    "or put an IAM token in {token} or in a token file"
 )
+
+
+def _how_to() -> str:
+    return _(_HOW_TO).format(
+        ak=ENV_AK, sk=ENV_SK, security_token=ENV_SECURITY_TOKEN, token=ENV_TOKEN
+    )
 
 
 def mask(access_key: str) -> str:
@@ -99,15 +106,22 @@ def _pair(ak: str | None, sk: str | None, token: str | None, where: str) -> AkSk
     if ak is None and sk is None:
         if token is not None:
             raise CredentialsError(
-                f"a security token was given {where} without an access key and secret key: "
-                f"{_HOW_TO}"
+                _(
+                    "a security token was given {where} without an access key and secret key: {how}"
+                ).format(where=_(where), how=_how_to())
             )
         return None
     if ak is None:
-        raise CredentialsError(f"a secret key was given {where} without its access key: {_HOW_TO}")
+        raise CredentialsError(
+            _("a secret key was given {where} without its access key: {how}").format(
+                where=_(where), how=_how_to()
+            )
+        )
     if sk is None:
         raise CredentialsError(
-            f"access key {mask(ak)} was given {where} without its secret key: {_HOW_TO}"
+            _("access key {ak} was given {where} without its secret key: {how}").format(
+                ak=mask(ak), where=_(where), how=_how_to()
+            )
         )
     return AkSk(ak, sk, token)
 
@@ -117,16 +131,26 @@ def _read_token_file(path: str) -> Token:
     try:
         size = p.stat().st_size
         if size > MAX_TOKEN_FILE_BYTES:
-            raise CredentialsError(f"token file {path} is {size} bytes: not an IAM token")
+            raise CredentialsError(
+                _("token file {path} is {size} bytes: not an IAM token").format(
+                    path=path, size=size
+                )
+            )
         text = p.read_text("utf-8")
     except FileNotFoundError:
-        raise CredentialsError(f"token file {path} does not exist: check the path") from None
+        raise CredentialsError(
+            _("token file {path} does not exist: check the path").format(path=path)
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise CredentialsError(f"token file {path} cannot be read ({reason})") from None
+        reason = exc.strerror if isinstance(exc, OSError) else _("not UTF-8 text")
+        raise CredentialsError(
+            _("token file {path} cannot be read ({reason})").format(path=path, reason=reason)
+        ) from None
     token = text.strip()
     if not token:
-        raise CredentialsError(f"token file {path} is empty: write the IAM token into it")
+        raise CredentialsError(
+            _("token file {path} is empty: write the IAM token into it").format(path=path)
+        )
     return Token(token)
 
 
@@ -140,9 +164,9 @@ def resolve_credentials(
 ) -> Credentials:
     """The credentials to use, in order: arguments, SDK env vars, token env var or file."""
     ak, sk, st = _clean(access_key), _clean(secret_key), _clean(security_token)
-    explicit = _pair(ak, sk, st, "explicitly")
+    explicit = _pair(ak, sk, st, N_("explicitly"))
     if explicit is not None and token_file is not None:
-        raise CredentialsError("give either an access key pair or a token file, not both")
+        raise CredentialsError(_("give either an access key pair or a token file, not both"))
     if explicit is not None:
         return explicit
     if token_file is not None:
@@ -151,21 +175,25 @@ def resolve_credentials(
         _clean(env.get(ENV_AK)),
         _clean(env.get(ENV_SK)),
         _clean(env.get(ENV_SECURITY_TOKEN)),
-        "in the environment",
+        N_("in the environment"),
     )
     if from_env is not None:
         return from_env
     token = _clean(env.get(ENV_TOKEN))
     if token is not None:
         return Token(token)
-    raise CredentialsError(f"no DSC credentials found: {_HOW_TO}")
+    raise CredentialsError(_("no DSC credentials found: {how}").format(how=_how_to()))
 
 
 def default_project_id(env: Mapping[str, str] = os.environ) -> str | None:
     """The project id from ``HUAWEICLOUD_SDK_PROJECT_ID``, or None when unset."""
     value = _clean(env.get(ENV_PROJECT_ID))
     if value is not None and not _PROJECT_ID.match(value):
-        raise UsageError(f"{ENV_PROJECT_ID} '{value}' is not 32 lowercase hex characters")
+        raise UsageError(
+            _("{variable} '{value}' is not 32 lowercase hex characters").format(
+                variable=ENV_PROJECT_ID, value=value
+            )
+        )
     return value
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bulkscan.errors import InputError, InputLimitError
+from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -46,7 +47,7 @@ __all__ = [
     "sheet_parts",
 ]
 
-CORRUPT = "not a valid .xlsx (corrupt?): open it in Excel and save it again as .xlsx"
+CORRUPT = N_("not a valid .xlsx (corrupt?): open it in Excel and save it again as .xlsx")
 
 _MB = 1024 * 1024
 _RATIO_MIN_BYTES = 16 * _MB  # members smaller than this are never called a zip bomb
@@ -101,15 +102,15 @@ def guard_archive(name: str, data: bytes, limits: InputLimits) -> None:
         struct.error,
         zlib.error,
     ):
-        raise InputError(CORRUPT, file=name) from None
+        raise InputError(_(CORRUPT), file=name) from None
 
 
 def _check_directory(name: str, infos: Sequence[zipfile.ZipInfo], limits: InputLimits) -> None:
     names = [info.filename for info in infos]
     if len(set(names)) != len(names) or any(info.flag_bits & 0x1 for info in infos):
-        raise InputError(CORRUPT, file=name)
+        raise InputError(_(CORRUPT), file=name)
     if "[Content_Types].xml" not in names:
-        raise InputError(CORRUPT, file=name)
+        raise InputError(_(CORRUPT), file=name)
     if any(n.lower().endswith("vbaproject.bin") for n in names):
         raise InputError("macro-enabled workbook: save it as .xlsx (Excel Workbook)", file=name)
     unpacked = sum(info.file_size for info in infos)
@@ -361,7 +362,7 @@ def _exact_extent(
     except _DtdFound:
         raise _dtd_error(name, where) from None
     except (xml.parsers.expat.ExpatError, ValueError):
-        raise InputError(f"{where} is not well-formed XML: {CORRUPT}", file=name) from None
+        raise InputError(f"{where} is not well-formed XML: {_(CORRUPT)}", file=name) from None
     return counter.extent
 
 

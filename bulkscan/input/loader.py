@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bulkscan.config import InputLimits
 from bulkscan.errors import InputError, InputLimitError
+from bulkscan.i18n import N_, _
 from bulkscan.input import schema
 from bulkscan.input.archive import (
     CORRUPT,
@@ -61,15 +62,15 @@ ACCEPTED_FORMATS = ".xlsx workbooks, or .csv/.tsv/.txt text files"
 _XLSX_SUFFIXES = frozenset({".xlsx"})
 _CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 _REFUSED_SUFFIXES: Mapping[str, str] = {
-    ".xlsm": "macro-enabled workbook: save it as .xlsx (Excel Workbook) and try again",
-    ".xltm": "macro-enabled template: save it as .xlsx (Excel Workbook) and try again",
-    ".xls": "legacy .xls workbook: save it as .xlsx (Excel Workbook) and try again",
-    ".xlsb": "binary .xlsb workbook: save it as .xlsx (Excel Workbook) and try again",
-    ".ods": "OpenDocument spreadsheet: save it as .xlsx (Excel Workbook) and try again",
+    ".xlsm": N_("macro-enabled workbook: save it as .xlsx (Excel Workbook) and try again"),
+    ".xltm": N_("macro-enabled template: save it as .xlsx (Excel Workbook) and try again"),
+    ".xls": N_("legacy .xls workbook: save it as .xlsx (Excel Workbook) and try again"),
+    ".xlsb": N_("binary .xlsb workbook: save it as .xlsx (Excel Workbook) and try again"),
+    ".ods": N_("OpenDocument spreadsheet: save it as .xlsx (Excel Workbook) and try again"),
 }
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGIC = b"PK\x03\x04"
-_PROTECTED = (
+_PROTECTED = N_(
     "password-protected or legacy .xls workbook: remove the password "
     "(File > Info > Protect Workbook) and save it as .xlsx"
 )
@@ -93,15 +94,17 @@ def load_input(
     if kind == "xlsx":
         if profiles_path is not None:
             raise InputError(
-                "a workbook carries its profiles in its 'profiles' sheet; "
-                "--profiles is for CSV input only",
+                _(
+                    "a workbook carries its profiles in its 'profiles' sheet; "
+                    "--profiles is for CSV input only"
+                ),
                 file=os.fspath(profiles_path),
             )
         return _load_xlsx(name, limits)
     profiles_name = None if profiles_path is None else os.fspath(profiles_path)
     if profiles_name is not None and _kind_of(profiles_name) != "csv":
         raise InputError(
-            "the profiles file of a CSV inventory must be CSV text too", file=profiles_name
+            _("the profiles file of a CSV inventory must be CSV text too"), file=profiles_name
         )
     return _load_csv(name, profiles_name, limits, encoding)
 
@@ -152,11 +155,16 @@ def _kind_of(name: str) -> Literal["xlsx", "csv"]:
     if suffix in _CSV_SUFFIXES:
         return "csv"
     if not Path(name).exists():
-        raise InputError("file not found", file=name)
+        raise InputError(_("file not found"), file=name)
     if suffix in _REFUSED_SUFFIXES:
-        raise InputError(_REFUSED_SUFFIXES[suffix], file=name)
-    shown = f"'{suffix}'" if suffix else "without an extension"
-    raise InputError(f"unsupported file type {shown}: bulkscan reads {ACCEPTED_FORMATS}", file=name)
+        raise InputError(_(_REFUSED_SUFFIXES[suffix]), file=name)
+    shown = f"'{suffix}'" if suffix else _("without an extension")
+    raise InputError(
+        _("unsupported file type {kind}: bulkscan reads {formats}").format(
+            kind=shown, formats=ACCEPTED_FORMATS
+        ),
+        file=name,
+    )
 
 
 def _read_file(name: str, limits: InputLimits) -> bytes:
@@ -164,17 +172,18 @@ def _read_file(name: str, limits: InputLimits) -> bytes:
     try:
         size = Path(name).stat().st_size
         if Path(name).is_dir():
-            raise InputError("is a folder, not a file", file=name)
+            raise InputError(_("is a folder, not a file"), file=name)
         if size > limits.max_file_bytes:
             raise _file_too_big(name, size, limits)
         with Path(name).open("rb") as handle:
             data = handle.read(limits.max_file_bytes + 1)
     except FileNotFoundError:
-        raise InputError("file not found", file=name) from None
+        raise InputError(_("file not found"), file=name) from None
     except PermissionError:
-        raise InputError("permission denied: cannot read the file", file=name) from None
+        raise InputError(_("permission denied: cannot read the file"), file=name) from None
     except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror or exc}", file=name) from None
+        message = _("cannot read the file: {error}").format(error=exc.strerror or exc)
+        raise InputError(message, file=name) from None
     if len(data) > limits.max_file_bytes:  # grew after stat
         raise _file_too_big(name, len(data), limits)
     return data
@@ -182,8 +191,10 @@ def _read_file(name: str, limits: InputLimits) -> bytes:
 
 def _file_too_big(name: str, size: int, limits: InputLimits) -> InputLimitError:
     return InputLimitError(
-        f"the file is {format_mb(size)}, above the {format_mb(limits.max_file_bytes)} cap "
-        "(raise it with --max-file-mb if the file is trusted)",
+        _(
+            "the file is {size}, above the {cap} cap "
+            "(raise it with --max-file-mb if the file is trusted)"
+        ).format(size=format_mb(size), cap=format_mb(limits.max_file_bytes)),
         file=name,
     )
 
@@ -195,9 +206,9 @@ def _load_xlsx(name: str, limits: InputLimits) -> InputBook:
     data = _read_file(name, limits)
     digest = hashlib.sha256(data).hexdigest()
     if data.startswith(_OLE2_MAGIC):
-        raise InputError(_PROTECTED, file=name)
+        raise InputError(_(_PROTECTED), file=name)
     if not data.startswith(_ZIP_MAGIC):
-        raise InputError(CORRUPT, file=name)
+        raise InputError(_(CORRUPT), file=name)
     guard_archive(name, data, limits)
     import python_calamine
 
@@ -215,12 +226,14 @@ def _load_xlsx(name: str, limits: InputLimits) -> InputBook:
     except InputError:
         raise
     except python_calamine.PasswordError:
-        raise InputError(_PROTECTED, file=name) from None
+        raise InputError(_(_PROTECTED), file=name) from None
     except BaseException as exc:  # the reader's errors, its conversions' and its panics
         if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
             raise  # KeyboardInterrupt, SystemExit
         raise InputError(
-            f"not a readable .xlsx ({_short(exc)}): open it in Excel and save it again as .xlsx",
+            _("not a readable .xlsx ({error}): open it in Excel and save it again as .xlsx").format(
+                error=_short(exc)
+            ),
             file=name,
         ) from None
     return InputBook(name, digest, instances, profiles, "xlsx")
@@ -264,12 +277,15 @@ def _pick_sheets(name: str, sheet_names: Sequence[str]) -> tuple[str, str | None
     for wanted in (schema.INSTANCES_SHEET, schema.PROFILES_SHEET):
         if len(found.get(wanted, ())) > 1:
             both = " and ".join(f"'{s}'" for s in found[wanted])
-            raise InputError(f"sheets {both} both mean '{wanted}': rename one", file=name)
+            message = _("sheets {both} both mean '{wanted}': rename one")
+            raise InputError(message.format(both=both, wanted=wanted), file=name)
     if schema.INSTANCES_SHEET not in found:
-        listed = ", ".join(f"'{s}'" for s in sheet_names) or "none"
+        listed = ", ".join(f"'{s}'" for s in sheet_names) or _("none")
         raise InputError(
-            f"no sheet named '{schema.INSTANCES_SHEET}' (sheets found: {listed}); "
-            f"name the sheet that lists the databases '{schema.INSTANCES_SHEET}'",
+            _(
+                "no sheet named '{sheet}' (sheets found: {listed}); "
+                "name the sheet that lists the databases '{sheet}'"
+            ).format(sheet=schema.INSTANCES_SHEET, listed=listed),
             file=name,
         )
     profiles = found.get(schema.PROFILES_SHEET)
@@ -336,7 +352,9 @@ def _read_csv_sheet(data: bytes, target: _Target, encoding: str | None) -> Sheet
     if data.startswith(_ZIP_MAGIC):
         raise InputError("is a workbook (zip), not CSV text: name it .xlsx", file=target.file)
     if data.startswith(_OLE2_MAGIC):
-        raise InputError(f"is not CSV text but a {_PROTECTED}", file=target.file)
+        raise InputError(
+            _("is not CSV text but a {what}").format(what=_(_PROTECTED)), file=target.file
+        )
     if encoding is not None:
         text, guessed = _decode_as(target.file, data, encoding), None
     else:
@@ -578,9 +596,9 @@ def _build_sheet(  # noqa: PLR0917 - the sheet, its grid and what is known about
 
 # --------------------------------------------------------------------------- what values hide
 
-_SAVE = "open and save the workbook in Excel, which saves the value of every formula"
-_UNMERGE = "unmerge the cells (Home > Merge & Center) and fill in every one"
-_RETYPE = "format the column as Text and type the value again"
+_SAVE = N_("open and save the workbook in Excel, which saves the value of every formula")
+_UNMERGE = N_("unmerge the cells (Home > Merge & Center) and fill in every one")
+_RETYPE = N_("format the column as Text and type the value again")
 _LISTED = 5  # hidden rows or columns named in a message
 
 
@@ -604,8 +622,8 @@ class _Columns:
 
     def cell(self, cell: tuple[int, int]) -> str:
         """``cell B3``, or ``row 3, cell B3`` when the issue cannot point at the row."""
-        ref = f"cell {_cell_ref(cell)}"
-        return ref if self.at(cell) else f"row {cell[0]}, {ref}"
+        ref = _("cell {cell}").format(cell=_cell_ref(cell))
+        return ref if self.at(cell) else _("row {row}, {cell}").format(row=cell[0], cell=ref)
 
     def name(self, col: int) -> str:
         index = col - 1 - self.left
@@ -644,8 +662,10 @@ def _mark_issues(  # noqa: PLR0917 - the sheet as read, and its marks
     issues = [
         target.issue(
             "error",
-            f"{cols.cell(cell)} holds a formula without a saved value, so it reads as blank",
-            hint=_SAVE,
+            _("{cell} holds a formula without a saved value, so it reads as blank").format(
+                cell=cols.cell(cell)
+            ),
+            hint=_(_SAVE),
             **cols.at(cell),
         )
         for cell in marks.no_value
@@ -653,10 +673,12 @@ def _mark_issues(  # noqa: PLR0917 - the sheet as read, and its marks
     issues.extend(
         target.issue(
             "error",
-            f"{cols.cell(cell)} holds the error value {text}, so it reads as blank",
+            _("{cell} holds the error value {value}, so it reads as blank").format(
+                cell=cols.cell(cell), value=text
+            ),
             value=text,
             **cols.at(cell),
-            hint="correct the formula, or type the value",
+            hint=_("correct the formula, or type the value"),
         )
         for cell, text in marks.errors.items()
     )
@@ -670,10 +692,11 @@ def _mark_issues(  # noqa: PLR0917 - the sheet as read, and its marks
     issues.extend(
         target.issue(
             "error" if cols.is_known(cell[1]) else "warning",
-            f"{cols.cell(cell)} shows '{shown}' but holds the number {int(shown)}, "
-            f"which is what is read",
+            _("{cell} shows '{shown}' but holds the number {number}, which is what is read").format(
+                cell=cols.cell(cell), shown=shown, number=int(shown)
+            ),
             value=shown,
-            hint=_RETYPE,
+            hint=_(_RETYPE),
             **cols.at(cell),
         )
         for cell, shown in marks.padded.items()
@@ -688,9 +711,11 @@ def _merged(
 ) -> Issue:
     return target.issue(
         "error",
-        f"cells {_cell_ref(first)}:{_cell_ref(last)} are merged: only {_cell_ref(first)} holds "
-        "the value, the other cells of the range read as blank",
-        hint=_UNMERGE,
+        _(
+            "cells {first}:{last} are merged: only {first} holds "
+            "the value, the other cells of the range read as blank"
+        ).format(first=_cell_ref(first), last=_cell_ref(last)),
+        hint=_(_UNMERGE),
         **cols.at(first),
     )
 
@@ -742,9 +767,16 @@ def _read_header(target: _Target, number: int, cells: Sequence[Any], left: int) 
         if key in seen:
             first = seen[key]
             raise target.error(
-                f"columns '{texts[first] or names[first]}' ({column_letter(left + first)}{number})"
-                f" and '{text or key}' ({column_letter(left + index)}{number}) both mean "
-                f"'{key}': delete or rename one of them"
+                _(
+                    "columns '{one}' ({one_cell}) and '{other}' ({other_cell}) both mean "
+                    "'{key}': delete or rename one of them"
+                ).format(
+                    one=texts[first] or names[first],
+                    one_cell=f"{column_letter(left + first)}{number}",
+                    other=text or key,
+                    other_cell=f"{column_letter(left + index)}{number}",
+                    key=key,
+                )
             )
         seen[key] = index
         texts.append(text)
@@ -835,8 +867,9 @@ def _slots_only(cls: type, names: tuple[str, ...]) -> bool:
 
 def _too_many_rows(target: _Target, number: int) -> InputLimitError:
     return InputLimitError(
-        f"more than {target.limits.max_rows:,} data rows (row {number} is one too many): "
-        "raise the cap with --max-rows",
+        _(
+            "more than {most} data rows (row {row} is one too many): raise the cap with --max-rows"
+        ).format(most=f"{target.limits.max_rows:,}", row=number),
         file=target.file,
         sheet=target.sheet,
     )

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bulkscan.errors import BulkscanError
+from bulkscan.i18n import N_, _
 from bulkscan.input import schema
 from bulkscan.input.template import EXAMPLE_INSTANCE, EXAMPLE_PROFILE
 from bulkscan.models import (
@@ -103,8 +104,8 @@ _SERIAL_MIN, _SERIAL_MAX = 25_569, 2_958_465
 _SERIAL_EPOCH = datetime(1899, 12, 30)
 _EXAMPLE_ID = str(EXAMPLE_INSTANCE["ins_id"])
 _EXAMPLE_DESCRIPTION = str(EXAMPLE_PROFILE["task_description"])
-_EXAMPLE = "example row still present: it is the template's example, not a database of yours"
-_EXAMPLE_HINT = "delete it (or replace its values with a real database's) before sending"
+_EXAMPLE = N_("example row still present: it is the template's example, not a database of yours")
+_EXAMPLE_HINT = N_("delete it (or replace its values with a real database's) before sending")
 _INT = re.compile(r"^[+-]?\d+$")
 _DIGITS = re.compile(r"^\d+$")
 _PROJECT = re.compile(r"^[0-9a-f]{32}$")
@@ -193,7 +194,7 @@ def did_you_mean(text: str, choices: Iterable[str]) -> str | None:
 
 def _suggest(text: str, choices: Iterable[str], *, fallback: str | None = None) -> str | None:
     close = did_you_mean(text, choices)
-    return f"did you mean '{close}'?" if close else fallback
+    return _("did you mean '{close}'?").format(close=close) if close else fallback
 
 
 def parse_bool(value: object) -> bool:
@@ -208,7 +209,10 @@ def parse_bool(value: object) -> bool:
             return True
         if word in schema.BOOL_FALSE:
             return False
-    raise CellError(f"{_q(value)} is not a yes/no value", hint="use TRUE or FALSE (or yes/no, 1/0)")
+    raise CellError(
+        _("{value} is not a yes/no value").format(value=_q(value)),
+        hint=_("use TRUE or FALSE (or yes/no, 1/0)"),
+    )
 
 
 def parse_int(value: object, *, low: int, high: int) -> int:
@@ -223,10 +227,14 @@ def parse_int(value: object, *, low: int, high: int) -> int:
     elif isinstance(value, str) and _INT.match(value.strip()):
         number = int(value.strip())
     if number is None:
-        raise CellError(f"{_q(value)} is not a whole number", hint=f"use {low} to {high}")
+        raise CellError(
+            _("{value} is not a whole number").format(value=_q(value)),
+            hint=_("use {low} to {high}").format(low=low, high=high),
+        )
     if not low <= number <= high:
         raise CellError(
-            f"{number} is out of range", hint=f"use a whole number from {low} to {high}"
+            _("{number} is out of range").format(number=number),
+            hint=_("use a whole number from {low} to {high}").format(low=low, high=high),
         )
     return number
 
@@ -242,16 +250,18 @@ def parse_text(value: object) -> str:
 
 def _text_caveat(value: object) -> tuple[str, str] | None:
     """Why an identifier typed in a non-text cell may not be what the user meant."""
-    retype = "format the column as Text and retype the value"
+    retype = _("format the column as Text and retype the value")
     if isinstance(value, bool):
-        return f"{_q(value)} is a yes/no cell, used as text", retype
-    if isinstance(value, date | time):
-        return f"{_q(value)} is a date cell: the spreadsheet may have converted it", retype
-    if isinstance(value, float) and not value.is_integer():
-        return f"{_q(value)} is a number with a fraction, used as text", retype
-    if isinstance(value, int | float) and abs(value) >= _EXACT_DIGITS:
-        return f"{_q(value)} is a number of 16+ digits: Excel keeps only 15 exactly", retype
-    return None
+        why = _("{value} is a yes/no cell, used as text")
+    elif isinstance(value, date | time):
+        why = _("{value} is a date cell: the spreadsheet may have converted it")
+    elif isinstance(value, float) and not value.is_integer():
+        why = _("{value} is a number with a fraction, used as text")
+    elif isinstance(value, int | float) and abs(value) >= _EXACT_DIGITS:
+        why = _("{value} is a number of 16+ digits: Excel keeps only 15 exactly")
+    else:
+        return None
+    return why.format(value=_q(value)), retype
 
 
 def parse_schedule_type(value: object) -> str:
@@ -260,8 +270,9 @@ def parse_schedule_type(value: object) -> str:
     if word in schema.SCHEDULE_TYPES:
         return word
     choices = ", ".join(schema.SCHEDULE_TYPES)
-    hint = _suggest(word, schema.SCHEDULE_TYPES, fallback=f"use one of {choices}")
-    raise CellError(f"{_q(value)} is not a schedule type", hint=hint)
+    fallback = _("use one of {choices}").format(choices=choices)
+    hint = _suggest(word, schema.SCHEDULE_TYPES, fallback=fallback)
+    raise CellError(_("{value} is not a schedule type").format(value=_q(value)), hint=hint)
 
 
 def parse_timezone(value: object) -> str:
@@ -271,9 +282,11 @@ def parse_timezone(value: object) -> str:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise CellError(
-            f"{_q(value)} is not a known time zone",
-            hint="give an IANA name such as Asia/Shanghai, Europe/Paris or UTC, or leave it "
-            "blank for --timezone",
+            _("{value} is not a known time zone").format(value=_q(value)),
+            hint=_(
+                "give an IANA name such as Asia/Shanghai, Europe/Paris or UTC, or leave it "
+                "blank for --timezone"
+            ),
         ) from None
     return name
 
@@ -288,17 +301,22 @@ def parse_start_time(value: object, *, tz: tzinfo, unit: Literal["s", "ms"]) -> 
         return 0
     millis = _start_millis(value, tz)
     if millis < 0:
-        raise CellError(f"{_q(value)} is before 1970", hint="use a later time, or 0 to start now")
+        raise CellError(
+            _("{value} is before 1970").format(value=_q(value)),
+            hint=_("use a later time, or 0 to start now"),
+        )
     if unit == "ms":
         if millis > _MAX_LONG:
-            raise CellError(f"{_q(value)} is too large for a start time")
+            raise CellError(_("{value} is too large for a start time").format(value=_q(value)))
         return millis
     seconds = millis // 1000
     if seconds > MAX_START_TIME_S:
         raise CellError(
-            f"{_q(value)} is after 2038-01-19 03:14:07 UTC, beyond the start_time range "
-            f"0..{MAX_START_TIME_S} in seconds",
-            hint="if the service takes milliseconds, run with --start-time-unit ms",
+            _(
+                "{value} is after 2038-01-19 03:14:07 UTC, beyond the start_time range "
+                "0..{most} in seconds"
+            ).format(value=_q(value), most=MAX_START_TIME_S),
+            hint=_("if the service takes milliseconds, run with --start-time-unit ms"),
         )
     return seconds
 
@@ -315,8 +333,8 @@ def _start_millis(value: object, tz: tzinfo) -> int:
     if isinstance(value, str):
         return _text_millis(value.strip(), tz)
     raise CellError(
-        f"{_q(value)} is not a start time",
-        hint="use a date-time cell, ISO-8601 text or epoch seconds",
+        _("{value} is not a start time").format(value=_q(value)),
+        hint=_("use a date-time cell, ISO-8601 text or epoch seconds"),
     )
 
 
@@ -332,10 +350,14 @@ def _refuse_serial(number: float) -> None:
         day = _SERIAL_EPOCH + timedelta(days=number)
         shown = day.isoformat(sep=" ", timespec="minutes").removesuffix(" 00:00")
         raise CellError(
-            f"{_q(number)} looks like an Excel date ({shown}) that lost its date format: as "
-            "epoch seconds it would be a time in January 1970",
-            hint="format the cell as a date (Format Cells > Date), or write ISO-8601 such as "
-            "2025-03-01T02:00:00+08:00",
+            _(
+                "{value} looks like an Excel date ({date}) that lost its date format: as "
+                "epoch seconds it would be a time in January 1970"
+            ).format(value=_q(number), date=shown),
+            hint=_(
+                "format the cell as a date (Format Cells > Date), or write ISO-8601 such as "
+                "2025-03-01T02:00:00+08:00"
+            ),
         )
 
 
@@ -351,8 +373,8 @@ def _text_millis(text: str, tz: tzinfo) -> int:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise CellError(
-            f"{_q(text)} is not a start time",
-            hint="use ISO-8601 such as 2025-03-01T02:00:00+08:00, or epoch seconds",
+            _("{value} is not a start time").format(value=_q(text)),
+            hint=_("use ISO-8601 such as 2025-03-01T02:00:00+08:00, or epoch seconds"),
         ) from None
     return _datetime_millis(moment, tz)
 
@@ -372,10 +394,10 @@ def _unseen_character(text: str, *, allowed: str = "") -> str | None:
     name = unicodedata.name(char, "").lower()
     code = f"U+{ord(char):04X}" + (f" {name}" if name else "")
     if char == "\x1b":
-        return f"holds an escape sequence ({code}), which no cell shows"
+        return _("holds an escape sequence ({code}), which no cell shows").format(code=code)
     if unicodedata.category(char) == "Cc":
-        return f"holds a control character ({code}), which no cell shows"
-    return f"holds an invisible character ({code})"
+        return _("holds a control character ({code}), which no cell shows").format(code=code)
+    return _("holds an invisible character ({code})").format(code=code)
 
 
 _UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
@@ -392,8 +414,9 @@ def _check_seen(text: str, *, allowed: str = "") -> str:
         return text
     raise CellError(
         f"{_q(text)} {problem}",
-        hint="retype the value: text pasted from a terminal or a web page can carry such "
-        "characters",
+        hint=_(
+            "retype the value: text pasted from a terminal or a web page can carry such characters"
+        ),
     )
 
 
@@ -401,8 +424,8 @@ def _description(value: object) -> str:
     text = _check_seen(parse_text(value), allowed="\n\r\t")
     if len(text) > MAX_DESCRIPTION:
         raise CellError(
-            f"the description is {len(text)} characters long",
-            hint=f"keep it to {MAX_DESCRIPTION} characters",
+            _("the description is {length} characters long").format(length=len(text)),
+            hint=_("keep it to {most} characters").format(most=MAX_DESCRIPTION),
         )
     return text
 
@@ -418,29 +441,34 @@ def check_name_pattern(value: object) -> str:
         parts = list(string.Formatter().parse(pattern))
     except ValueError as exc:
         raise CellError(
-            f"{_q(pattern)} is not a valid name pattern: {exc}",
-            hint="write a placeholder as {seq}; double a brace ({{ or }}) to keep it as text",
+            _("{value} is not a valid name pattern: {error}").format(value=_q(pattern), error=exc),
+            hint=_("write a placeholder as {seq}; double a brace ({{ or }}) to keep it as text"),
         ) from None
     for _literal, placeholder, spec, conversion in parts:
         if placeholder is None:
             continue
         if placeholder not in NAME_FIELDS:
-            fallback = f"use {allowed}"
+            fallback = _("use {allowed}").format(allowed=allowed)
             hint = _suggest(placeholder, NAME_FIELDS, fallback=fallback)
             raise CellError(
-                f"{_q(pattern)} uses an unknown placeholder {{{placeholder}}}", hint=hint
+                _("{value} uses an unknown placeholder {{{placeholder}}}").format(
+                    value=_q(pattern), placeholder=placeholder
+                ),
+                hint=hint,
             )
         if conversion is not None or "{" in (spec or ""):
             raise CellError(
-                f"{_q(pattern)} uses a conversion or nested placeholder in {{{placeholder}}}",
-                hint="only a plain format spec such as {seq:03} is allowed",
+                _("{value} uses a conversion or nested placeholder in {{{placeholder}}}").format(
+                    value=_q(pattern), placeholder=placeholder
+                ),
+                hint=_("only a plain format spec such as {seq:03} is allowed"),
             )
     try:
         pattern.format(**_SAMPLE)
     except (ValueError, TypeError) as exc:
         raise CellError(
-            f"{_q(pattern)} cannot be filled in: {exc}",
-            hint="number format specs such as :03 or :d fit {seq} only",
+            _("{value} cannot be filled in: {error}").format(value=_q(pattern), error=exc),
+            hint=_("number format specs such as :03 or :d fit {seq} only"),
         ) from None
     return pattern
 
@@ -456,7 +484,7 @@ def _profile_cell(profile: Profile, column: str) -> str:
     if column in _SCAN_FIELDS:
         return _plain(getattr(profile.scan, column))
     if column == "timezone" and profile.timezone is None:
-        return "(--timezone, else the local zone)"
+        return _("(--timezone, else the local zone)")
     return _plain(getattr(profile, column))
 
 
@@ -534,15 +562,15 @@ def _parsed(row: RawRow, column: str, parse: Callable[[object], T], default: T, 
 def _missing_columns(sheet: Sheet, required: Iterable[str], sink: _Sink) -> set[str]:
     """One sheet-level error per required column the sheet lacks."""
     missing = {name for name in required if name not in sheet.columns}
-    found = ", ".join(f"'{h}'" for h in sheet.headers) or "none"
+    found = ", ".join(f"'{h}'" for h in sheet.headers) or _("none")
     for name in sorted(missing):
         close = did_you_mean(name, sheet.headers)
-        hint = f"did you mean '{close}'? " if close else ""
+        hint = _("did you mean '{close}'? ").format(close=close) if close else ""
         sink.add(
             "error",
-            f"the required column '{name}' is missing",
+            _("the required column '{name}' is missing").format(name=name),
             column=name,
-            hint=f"{hint}headers found: {found}",
+            hint=hint + _("headers found: {found}").format(found=found),
         )
     return missing
 
@@ -573,14 +601,16 @@ def _validate_profiles(sheet: Sheet | None, settings: InputSettings) -> _Profile
         existing = index.get(profile.name.lower())
         if existing is not None:
             first = by_name[existing].ref
-            where = f"row {first.row}" if first else "another row"
+            where = _("row {row}").format(row=first.row) if first else _("another row")
             sink.add(
                 "error",
-                f"profile {_q(profile.name)} is already defined at {where}",
+                _("profile {name} is already defined at {where}").format(
+                    name=_q(profile.name), where=where
+                ),
                 ref=row.ref,
                 column="profile",
                 value=profile.name,
-                hint="give each profile a different name",
+                hint=_("give each profile a different name"),
             )
             continue
         by_name[profile.name] = profile
@@ -595,8 +625,9 @@ def _warn_unknown_profile_columns(sheet: Sheet, sink: _Sink) -> None:
     for header, column in zip(sheet.headers, sheet.columns, strict=False):
         if column in _PROFILE_NAMES:
             continue
-        hint = _suggest(header, _PROFILE_NAMES, fallback="it is not a profile setting")
-        sink.add("warning", f"column '{header}' is ignored", column=column, hint=hint)
+        hint = _suggest(header, _PROFILE_NAMES, fallback=_("it is not a profile setting"))
+        message = _("column '{header}' is ignored").format(header=header)
+        sink.add("warning", message, column=column, hint=hint)
 
 
 def _profile_row(
@@ -608,10 +639,10 @@ def _profile_row(
     if not name and named:
         sink.add(
             "error",
-            "the profile name is blank",
+            _("the profile name is blank"),
             ref=row.ref,
             column="profile",
-            hint="name the profile, or delete the row",
+            hint=_("name the profile, or delete the row"),
         )
     zone = _parsed(row, "timezone", parse_timezone, None, sink)
     start_time = _parsed(
@@ -644,7 +675,9 @@ def _profile_row(
         **flags,
     )
     if profile.task_description == _EXAMPLE_DESCRIPTION:
-        sink.add("error", _EXAMPLE, ref=row.ref, column="task_description", hint=_EXAMPLE_HINT)
+        sink.add(
+            "error", _(_EXAMPLE), ref=row.ref, column="task_description", hint=_(_EXAMPLE_HINT)
+        )
     if sink.errors == errors:
         _warn_odd_schedule(row, profile, sink)
     return profile if name else None
@@ -659,19 +692,23 @@ def _warn_odd_schedule(row: RawRow, profile: Profile, sink: _Sink) -> None:
     if profile.schedule_type != "ONCE" and not profile.schedule_switch:
         sink.add(
             "warning",
-            f"schedule_type is {profile.schedule_type} but schedule_switch is FALSE",
+            _("schedule_type is {schedule} but schedule_switch is FALSE").format(
+                schedule=profile.schedule_type
+            ),
             ref=row.ref,
             column="schedule_switch" if "schedule_switch" in sink.headers else "schedule_type",
-            hint="the schedule stays off; set schedule_switch to TRUE for a recurring scan",
+            hint=_("the schedule stays off; set schedule_switch to TRUE for a recurring scan"),
         )
     if profile.schedule_type == "ONCE" and not profile.start_now and profile.start_time == 0:
         sink.add(
             "warning",
-            "start_now is FALSE, schedule_type is ONCE and there is no start_time: "
-            "the task would never run",
+            _(
+                "start_now is FALSE, schedule_type is ONCE and there is no start_time: "
+                "the task would never run"
+            ),
             ref=row.ref,
             column="start_now",
-            hint="set start_now to TRUE or give a start_time",
+            hint=_("set start_now to TRUE or give a start_time"),
         )
 
 
@@ -774,7 +811,7 @@ def _validate_instances(
         if not shared.enabled:
             skipped.append(row.ref)
             continue
-        _, db_type, project_id, region, profile, task = shared
+        _enabled, db_type, project_id, region, profile, task = shared
         if sink.errors != errors or not (ins_id and db_type and project_id and region and profile):
             continue
         instance = _make_instance(
@@ -883,8 +920,8 @@ class _Extras:
     __slots__ = ("headers", "keys", "memo")
 
     def __init__(self, extras: tuple[tuple[str, str], ...]) -> None:
-        self.keys = tuple(key for key, _ in extras)
-        self.headers = tuple(header for _, header in extras)
+        self.keys = tuple(key for key, _header in extras)
+        self.headers = tuple(header for _key, header in extras)
         self.memo: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
 
     def of(self, get: Callable[[str], object]) -> tuple[tuple[str, str], ...]:
@@ -909,13 +946,16 @@ class _Extras:
 
 
 def _warn_duplicate(row: RawRow, instance: Instance, first: Instance, sink: _Sink) -> None:
-    hint = "it is sent once"
+    hint = _("it is sent once")
     if instance.db_type != first.db_type:
-        hint += f", as {first.db_type!r} from row {first.ref.row}"
+        hint = _("it is sent once, as {db_type} from row {row}").format(
+            db_type=repr(first.db_type), row=first.ref.row
+        )
     sink.add(
         "warning",
-        f"instance {_q(instance.ins_id)} repeats row {first.ref.row} "
-        f"(same project, region and profile)",
+        _("instance {ins_id} repeats row {row} (same project, region and profile)").format(
+            ins_id=_q(instance.ins_id), row=first.ref.row
+        ),
         ref=row.ref,
         column="ins_id",
         value=instance.ins_id,
@@ -938,20 +978,24 @@ def _blank_required(row: RawRow, column: str, sink: _Sink, context: _Context) ->
         if column == "ins_id":
             sink.add(
                 "error",
-                f"instance {_q(row.values['ins_name'])} has a name but no ins_id yet",
+                _("instance {name} has a name but no ins_id yet").format(
+                    name=_q(row.values["ins_name"])
+                ),
                 ref=row.ref,
                 column="ins_id",
-                hint=f"run `bulkscan resolve {row.ref.file}` to fill ins_id and db_type "
-                "from DSC's asset centre, then use the -resolved.xlsx it writes",
+                hint=_(
+                    "run `bulkscan resolve {file}` to fill ins_id and db_type "
+                    "from DSC's asset centre, then use the -resolved.xlsx it writes"
+                ).format(file=row.ref.file),
             )
         return
     if column not in context.missing:
         sink.add(
             "error",
-            f"{column} is blank",
+            _("{column} is blank").format(column=column),
             ref=row.ref,
             column=column,
-            hint="fill it in, or set enabled to FALSE to skip the row",
+            hint=_("fill it in, or set enabled to FALSE to skip the row"),
         )
 
 
@@ -975,11 +1019,15 @@ def _ins_id_text(text: str) -> str:
     """An instance id as typed, or ``CellError``: too long, an unseen character, the example."""
     if len(text) > MAX_INS_ID:
         raise CellError(
-            f"ins_id is {len(text):,} characters long, more than an instance id ever is",
-            hint=f"put the instance id alone in the cell (at most {MAX_INS_ID} characters)",
+            _("ins_id is {length} characters long, more than an instance id ever is").format(
+                length=f"{len(text):,}"
+            ),
+            hint=_("put the instance id alone in the cell (at most {most} characters)").format(
+                most=MAX_INS_ID
+            ),
         )
     if text == _EXAMPLE_ID:
-        raise CellError(_EXAMPLE, hint=_EXAMPLE_HINT)
+        raise CellError(_(_EXAMPLE), hint=_(_EXAMPLE_HINT))
     return _check_seen(text)
 
 
@@ -1004,17 +1052,20 @@ def _db_type(row: RawRow, sink: _Sink, context: _Context) -> str | None:
     strict = context.settings.strict_db_types
     known = ", ".join(schema.known_db_types())
     unsupported = schema.unsupported_db_type(text)
-    what = (
-        "a type DSC metadata tasks do not support" if unsupported else "not a known database type"
-    )
+    if unsupported:
+        what = _("{value} is a type DSC metadata tasks do not support")
+    else:
+        what = _("{value} is not a known database type")
+    then = _(" (--any-db-type sends it)") if strict else _("; it is sent as written")
     sink.add(
         "error" if strict else "warning",
-        f"{_q(text)} is {what}"
-        + (" (--any-db-type sends it)" if strict else "; it is sent as written"),
+        what.format(value=_q(text)) + then,
         ref=row.ref,
         column="db_type",
         value=value,
-        hint=_suggest(text, schema.known_db_types(), fallback=f"known types: {known}"),
+        hint=_suggest(
+            text, schema.known_db_types(), fallback=_("known types: {known}").format(known=known)
+        ),
     )
     return None if strict else text
 
@@ -1025,10 +1076,10 @@ def _project_id(row: RawRow, sink: _Sink, context: _Context) -> str | None:
         if context.settings.project_id is None:
             sink.add(
                 "error",
-                "project_id is blank and no --project-id or HUAWEICLOUD_SDK_PROJECT_ID is set",
+                _("project_id is blank and no --project-id or HUAWEICLOUD_SDK_PROJECT_ID is set"),
                 ref=row.ref,
                 column="project_id",
-                hint="fill the cell, or give a default with --project-id",
+                hint=_("fill the cell, or give a default with --project-id"),
             )
         return context.settings.project_id
     text = parse_text(value)
@@ -1037,7 +1088,7 @@ def _project_id(row: RawRow, sink: _Sink, context: _Context) -> str | None:
     if _HEX32.match(text):
         sink.add(
             "warning",
-            f"project_id {_q(text)} is in uppercase; it is sent lowercased",
+            _("project_id {value} is in uppercase; it is sent lowercased").format(value=_q(text)),
             ref=row.ref,
             column="project_id",
             value=value,
@@ -1045,11 +1096,13 @@ def _project_id(row: RawRow, sink: _Sink, context: _Context) -> str | None:
         return text.lower()
     sink.add(
         "error",
-        f"{_q(text)} is not 32 hex characters",
+        _("{value} is not 32 hex characters").format(value=_q(text)),
         ref=row.ref,
         column="project_id",
         value=value,
-        hint=f"it has {len(text)}; a project id looks like 0123456789abcdef0123456789abcdef",
+        hint=_("it has {length}; a project id looks like 0123456789abcdef0123456789abcdef").format(
+            length=len(text)
+        ),
     )
     return None
 
@@ -1059,15 +1112,17 @@ def _region_check(text: str) -> tuple[str, Severity | None, str, str | None]:
     region = text.strip().lower()
     if region in _REGIONS:
         return region, None, "", None
-    example = "use a region id such as cn-north-4"
+    example = _("use a region id such as cn-north-4")
     dashed = _SEPARATORS.sub("-", region)
+    not_an_id = _("{value} is not a region id").format(value=_q(text))
     if dashed in _REGIONS:
-        return region, "error", f"{_q(text)} is not a region id", f"did you mean '{dashed}'?"
+        return region, "error", not_an_id, _("did you mean '{close}'?").format(close=dashed)
     if not _REGION.match(region):
         hint = _suggest(region, schema.REGIONS, fallback=example)
-        return region, "error", f"{_q(text)} is not a region id", hint
-    hint = _suggest(region, schema.REGIONS, fallback="it is used as written")
-    return region, "warning", f"{_q(text)} is not a region bulkscan knows", hint
+        return region, "error", not_an_id, hint
+    hint = _suggest(region, schema.REGIONS, fallback=_("it is used as written"))
+    unknown = _("{value} is not a region bulkscan knows").format(value=_q(text))
+    return region, "warning", unknown, hint
 
 
 def _default_region(settings: InputSettings, sink: _Sink) -> str | None:
@@ -1085,10 +1140,10 @@ def _region(row: RawRow, sink: _Sink, context: _Context) -> str | None:
         if context.region is None:
             sink.add(
                 "error",
-                "region is blank and no --region is set",
+                _("region is blank and no --region is set"),
                 ref=row.ref,
                 column="region",
-                hint="fill the cell, or give a default with --region",
+                hint=_("fill the cell, or give a default with --region"),
             )
         return context.region
     region, severity, message, hint = _region_check(parse_text(value))
@@ -1106,10 +1161,12 @@ def _profile_name(row: RawRow, sink: _Sink, context: _Context) -> str | None:
         return found  # an unusable profiles sheet is already reported once
     known = ", ".join(f"'{n}'" for n in profiles.by_name)
     close = did_you_mean(name, profiles.by_name)
-    hint = (f"did you mean '{close}'? " if close else "") + f"known profiles: {known}"
+    hint = (_("did you mean '{close}'? ").format(close=close) if close else "") + _(
+        "known profiles: {known}"
+    ).format(known=known)
     sink.add(
         "error",
-        f"profile {_q(name)} is not defined",
+        _("profile {name} is not defined").format(name=_q(name)),
         ref=row.ref,
         column="profile",
         value=value,
@@ -1122,8 +1179,10 @@ def _task_name(value: object) -> str:
     text = _check_seen(parse_text(value))
     if len(text) > MAX_NAME:
         raise CellError(
-            f"the task name is {len(text)} characters long",
-            hint=f"keep task names to {MAX_NAME} characters, so they can be found again",
+            _("the task name is {length} characters long").format(length=len(text)),
+            hint=_("keep task names to {most} characters, so they can be found again").format(
+                most=MAX_NAME
+            ),
         )
     return text
 

@@ -68,3 +68,28 @@ async def test_english_stays_the_default(tmp_path: Path) -> None:
     book = _book(tmp_path / "demo", "results.xlsx")
     assert [c.value for c in book["Tasks"][1]][:3] == ["task name", "project", "region"]
     assert "状态" not in _labels(book["Summary"])
+
+
+async def test_validate_errors_in_chinese_with_lang_or_the_locale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = INPUTS / "sample-with-errors.xlsx"
+    flagged = await bulkscan(tmp_path, "validate", bad, "--lang", "zh")
+    assert flagged.code == 2
+    assert "工作表“instances”，第 2 行，列“DB Type”：'mysq' 不是已知的数据库类型" in flagged.err
+    assert "您是不是想输入“MySQL”？" in flagged.err
+    english = await bulkscan(tmp_path, "validate", bad)
+    assert "sheet 'instances', row 2, column 'DB Type': 'mysq' is not a known" in english.err
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    by_locale = await bulkscan(tmp_path, "validate", bad)
+    assert by_locale.err == flagged.err
+    missing = await bulkscan(tmp_path, "validate", tmp_path / "nope.xlsx")
+    assert missing.code == 2 and "bulkscan：错误：" in missing.err and "文件不存在" in missing.err
+    assert "Traceback" not in missing.err
+
+
+async def test_help_in_chinese(tmp_path: Path) -> None:
+    shown = await bulkscan(tmp_path, "--lang", "zh", "--help")
+    assert shown.code == 0
+    assert shown.out.startswith("用法：bulkscan")
+    assert "一次性将大量数据库纳入华为云数据安全中心" in shown.out
