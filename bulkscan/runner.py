@@ -46,6 +46,7 @@ from bulkscan.errors import (
     ValidationFailed,
 )
 from bulkscan.events import AttemptFinished, Event, EventLog, Observer, fan_out, ignore
+from bulkscan.i18n import _
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
 from bulkscan.plan import (
@@ -451,8 +452,10 @@ def _resume_dir(
     latest = find_latest_run(reports_dir, prepared.book.path)
     if latest is None:
         raise JournalError(
-            f"no earlier run of {prepared.book.path} in {reports_dir}: "
-            "give the run directory (--resume DIR), or run without --resume"
+            _(
+                "no earlier run of {file} in {reports_dir}: "
+                "give the run directory (--resume DIR), or run without --resume"
+            ).format(file=prepared.book.path, reports_dir=reports_dir)
         )
     return latest
 
@@ -892,7 +895,9 @@ def _reports_dir_ready(reports_dir: str | os.PathLike[str]) -> None:
         Path(reports_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(
-            f"--reports-dir {reports_dir}: cannot create it ({exc.strerror})"
+            _("--reports-dir {folder}: cannot create it ({error})").format(
+                folder=reports_dir, error=exc.strerror
+            )
         ) from None
 
 
@@ -1216,8 +1221,10 @@ def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:
     except OSError as exc:
         where = _workbook_named(exc) or Path(run_dir) / _report.RESULTS_FILE
         raise ReportError(
-            f"cannot write the result workbook {where}: {exc.strerror or exc}; make it "
-            f"writable (close it if it is open) and rebuild it with: bulkscan report {run_dir}"
+            _(
+                "cannot write the result workbook {where}: {error}; make it "
+                "writable (close it if it is open) and rebuild it with: bulkscan report {run_dir}"
+            ).format(where=where, error=exc.strerror or exc, run_dir=run_dir)
         ) from None
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from bulkscan.errors import JournalError
 from bulkscan.events import LockTakenOver
+from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -84,8 +85,9 @@ def create_run_dir(
                 return candidate
     except OSError as exc:
         raise JournalError(
-            f"cannot create a run directory in {parent}: {exc.strerror or exc}; "
-            "choose another --reports-dir"
+            _(
+                "cannot create a run directory in {parent}: {error}; choose another --reports-dir"
+            ).format(parent=parent, error=exc.strerror or exc)
         ) from None
     raise JournalError(f"{parent} already has 999 runs named {base}: clean up old runs")
 
@@ -123,8 +125,10 @@ def lock_run_dir(run_dir: Path) -> int:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
         raise JournalError(
-            f"run directory {run_dir} is in use by another bulkscan process (pid {holder}); "
-            "wait for it to finish, or stop it, before resuming"
+            _(
+                "run directory {run_dir} is in use by another bulkscan process (pid {pid}); "
+                "wait for it to finish, or stop it, before resuming"
+            ).format(run_dir=run_dir, pid=holder)
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.errors import JournalError, JournalWriteError
 from bulkscan.events import LocalStamps
+from bulkscan.i18n import _
 from bulkscan.models import DataSource, Issue, RowRef, TaskRequest
 from bulkscan.plan import ProfileRowRecord, RowRecord, RowStatus, RunInput, SheetLayout
 from bulkscan.run.rundir import JOURNAL_FILE, local_now, lock_run_dir
@@ -426,8 +427,10 @@ class Journal:
             target = run_dir / JOURNAL_FILE
             if target.exists():
                 raise JournalError(
-                    f"{run_dir} already has a journal: resume it with --resume {run_dir}, "
-                    "or start a new run"
+                    _(
+                        "{run_dir} already has a journal: resume it with --resume {run_dir}, "
+                        "or start a new run"
+                    ).format(run_dir=run_dir)
                 )
             tmp = run_dir / (JOURNAL_FILE + ".tmp")
             _write_new(
@@ -469,8 +472,10 @@ class Journal:
         path = run_dir / JOURNAL_FILE
         if not path.is_file():
             raise JournalError(
-                f"{run_dir} has no {JOURNAL_FILE}: it is not a bulkscan run directory "
-                "(give the directory that bulkscan run created under reports/)"
+                _(
+                    "{run_dir} has no {journal}: it is not a bulkscan run directory "
+                    "(give the directory that bulkscan run created under reports/)"
+                ).format(run_dir=run_dir, journal=JOURNAL_FILE)
             )
         lock_fd = None if readonly else lock_run_dir(run_dir)
         try:
@@ -575,17 +580,26 @@ class Journal:
         meta = self.meta()
         if meta.input_sha256 != sha256:
             raise JournalError(
-                f"{meta.input_path} has changed since run {meta.run_id} started "
-                f"(SHA-256 {meta.input_sha256[:12]}… then, {sha256[:12]}… now): restore the "
-                "original file to resume, or run without --resume to start a new run"
+                _(
+                    "{file} has changed since run {run} started "
+                    "(SHA-256 {then}… then, {now}… now): restore the "
+                    "original file to resume, or run without --resume to start a new run"
+                ).format(
+                    file=meta.input_path,
+                    run=meta.run_id,
+                    then=meta.input_sha256[:12],
+                    now=sha256[:12],
+                )
             )
         if meta.plan_hash != plan_hash:
-            shown = " ".join(meta.command) or "the original options"
+            shown = " ".join(meta.command) or _("the original options")
             raise JournalError(
-                f"the plan differs from run {meta.run_id}'s although {meta.input_path} is the "
-                "same file: options such as --region, --project-id or a profiles file changed "
-                f"what would be sent; resume with the options of the original run ({shown}), "
-                "or run without --resume to start a new run"
+                _(
+                    "the plan differs from run {run}'s although {file} is the "
+                    "same file: options such as --region, --project-id or a profiles file changed "
+                    "what would be sent; resume with the options of the original run ({command}), "
+                    "or run without --resume to start a new run"
+                ).format(run=meta.run_id, file=meta.input_path, command=shown)
             )
 
     # -- writing --
@@ -1134,13 +1148,17 @@ def _check_journal(conn: sqlite3.Connection, path: Path) -> None:
         raise _damaged(path, "no schema version")
     if version > SCHEMA_VERSION:
         raise JournalError(
-            f"{path} was written by a newer bulkscan (journal schema {version}; this bulkscan "
-            f"reads up to {SCHEMA_VERSION}): upgrade bulkscan to resume or report this run"
+            _(
+                "{path} was written by a newer bulkscan (journal schema {version}; this bulkscan "
+                "reads up to {most}): upgrade bulkscan to resume or report this run"
+            ).format(path=path, version=version, most=SCHEMA_VERSION)
         )
     if version < SCHEMA_VERSION:
         raise JournalError(
-            f"{path} has journal schema {version}, older than this bulkscan's "
-            f"{SCHEMA_VERSION}: report or resume it with the bulkscan that wrote it"
+            _(
+                "{path} has journal schema {version}, older than this bulkscan's "
+                "{ours}: report or resume it with the bulkscan that wrote it"
+            ).format(path=path, version=version, ours=SCHEMA_VERSION)
         )
     result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
     if result != ["ok"]:
