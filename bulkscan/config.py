@@ -160,7 +160,7 @@ class InputSettings:
             _check_encoding(self.encoding)
         try:
             zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise UsageError(
                 _("--timezone '{value}' is not a known time zone").format(value=self.timezone)
             ) from exc

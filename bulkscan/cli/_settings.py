@@ -126,7 +126,7 @@ def _zone(value: object, where: str) -> str:
     name = _text(value, where)
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise UsageError(
             f"{where}: '{name}' is not an IANA time zone (e.g. Asia/Shanghai)"
         ) from None

@@ -280,7 +280,7 @@ def parse_timezone(value: object) -> str:
     name = parse_text(value)
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise CellError(
             _("{value} is not a known time zone").format(value=_q(value)),
             hint=_(

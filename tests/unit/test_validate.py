@@ -899,3 +899,11 @@ def test_unlikely_schedules_are_warned() -> None:
     assert first.column == "schedule_switch"
     assert second.ref == RowRef(FILE, "profiles", 3) and "would never run" in second.message
     assert not result.has_errors
+
+
+def test_a_time_zone_name_too_long_for_a_path_is_a_cell_error() -> None:
+    """zoneinfo looks a name up as a file: one longer than a path may be is not a crash."""
+    from bulkscan.input.validate import parse_timezone
+
+    with pytest.raises(CellError, match="is not a known time zone"):
+        parse_timezone("x" * 1000)
