@@ -29,10 +29,12 @@ __all__ = [
     "choose_language",
     "current_language",
     "in_every_language",
+    "is_yes",
     "ngettext",
     "parse_language",
     "set_language",
     "unknown_language",
+    "yes_no",
 ]
 
 DOMAIN = "bulkscan"
@@ -115,6 +117,20 @@ def set_language(language: str) -> None:
     _state["language"] = language
     _state["catalog"] = catalog
     _bind_argparse()
+
+
+_YES = frozenset({"y", "yes", "是", "是的", "好", "确认", "确定"})
+
+
+def is_yes(answer: str) -> bool:
+    """Whether a typed answer to a yes/no question means yes: y or yes, and in Chinese 是
+    (是的, 好, 确认, 确定) too, whatever the language, so either keyboard layout works."""
+    return answer.strip().lower() in _YES
+
+
+def yes_no() -> str:
+    """The hint after a yes/no question whose default is no (``[y/N]`` in English)."""
+    return _("[y/N]")
 
 
 def in_every_language(message: str) -> frozenset[str]:

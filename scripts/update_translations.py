@@ -3,7 +3,8 @@
     python scripts/update_translations.py          # update the .po files and compile the .mo
     python scripts/update_translations.py --check  # exit 1 when a catalog is out of date
 
-Extraction reads every ``_()``, ``N_()`` and ``ngettext()`` in ``bulkscan/`` and the words
+Extraction reads every ``_()``, ``N_()`` and ``ngettext()`` in ``bulkscan/``, the help texts
+the command line declares (``help=``, ``description=``, ``epilog=``, group titles), and the words
 argparse itself asks gettext for ("usage: ", "error: ", "positional arguments"...), which
 bulkscan's catalog carries so that help and usage errors read in one language.  A new
 message arrives untranslated (empty msgstr); translate it in the .po and run this again.
@@ -13,6 +14,7 @@ Needs Babel (in the test extra).
 from __future__ import annotations
 
 import argparse
+import ast
 import io
 import sys
 from pathlib import Path
@@ -38,12 +40,39 @@ def template() -> Catalog:
     for filename, lineno, message, comments, context in found:
         where = [(f"bulkscan/{Path(filename).as_posix()}", lineno)]
         catalog.add(message, locations=where, auto_comments=comments, context=context)
+    for path, lineno, message in cli_help():
+        catalog.add(message, locations=[(path, lineno)])
     for lineno, message, comments, context in extract_from_file(
         "python", argparse.__file__, keywords={"_": None, "ngettext": (1, 2)}
     ):
         catalog.add(message, locations=[("argparse.py", lineno)], auto_comments=comments,
                     context=context)  # fmt: skip
     return catalog
+
+
+_HELP_KEYWORDS = ("help", "description", "epilog", "title")
+
+
+def cli_help() -> list[tuple[str, int, str]]:
+    """(file, line, text) of every help text the command line declares as a literal: the
+    ``help``, ``description`` and ``epilog`` of parsers and options and the titles of option
+    groups, which ``bulkscan.cli`` translates in one pass when it builds its parsers."""
+    found = []
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        where = f"bulkscan/cli/{path.name}"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            values = [k.value for k in node.keywords if k.arg in _HELP_KEYWORDS]
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+            if name == "add_argument_group":
+                values += node.args[:2]
+            for value in values:
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    text = value.value
+                    if text.strip() and text != "==SUPPRESS==":
+                        found.append((where, node.lineno, text))
+    return found
 
 
 def po_path(locale: str) -> Path:

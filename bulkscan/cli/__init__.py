@@ -88,6 +88,7 @@ def build_parser(defaults: Mapping[str, object] | None = None) -> argparse.Argum
         _add_lang(command)
         if defaults:
             _apply_defaults(command, defaults)
+    _in_language(parser)
     return parser
 
 
@@ -116,6 +117,28 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         help="one line per request and answer on stderr (method, path, status, time, "
         "request id, verdict, error), credentials removed",
     )
+
+
+def _in_language(parser: argparse.ArgumentParser) -> None:
+    """Every help text of ``parser`` and its commands in the chosen language.
+
+    The command modules write their help in English, as argparse takes it; this one pass
+    translates descriptions, epilogs, group titles and option helps (the extraction script
+    collects those literals into the catalog), so no command module calls gettext itself.
+    """
+    parser.description = _(parser.description) if parser.description else parser.description
+    parser.epilog = _(parser.epilog) if parser.epilog else parser.epilog
+    for group in parser._action_groups:  # argparse has no public listing of either
+        group.title = _(group.title) if group.title else group.title
+        group.description = _(group.description) if group.description else group.description
+    for action in parser._actions:
+        if action.help and action.help != argparse.SUPPRESS:
+            action.help = _(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = _(choice.help) if choice.help else choice.help
+            for command in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                _in_language(command)
 
 
 _LANG_HELP = N_(

@@ -15,6 +15,7 @@ from bulkscan.cli._lifecycle import (
     not_confirmable,
     print_outcome,
 )
+from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     import argparse
@@ -29,17 +30,30 @@ _WHAT = {
 }
 
 
+_HELP = {  # each command's one-line help, whole, so that it translates as one sentence
+    "START": N_("run now the tasks a run created or found (asks first)"),
+    "ENABLE": N_("enable the schedule of the tasks a run created or found (asks first)"),
+    "DISABLE": N_("disable the schedule of the tasks a run created or found (asks first)"),
+}
+
+
+def _lead(action: str) -> str:
+    """The one-line help as a description's first words: "Run now the tasks ..."."""
+    text = _(_HELP[action]).removesuffix(_(" (asks first)"))
+    return text[:1].upper() + text[1:]
+
+
 def register_action(sub: Any, action: str) -> None:
     name = action.lower()
-    what = _WHAT[action]
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
-        help=f"{what} the tasks a run created or found (asks first)",
-        description=f"{what.capitalize()} the tasks RUN_DIR's run created or found (or only "
-        "those named by --task): one request per task under the rate limit, each recorded in "
-        f"RUN_DIR/lifecycle.sqlite, so a killed `{name}` resumes without acting twice. Exit 0: "
-        "done for every task; 1: some failed or are no longer listed; 2: usage error, or no "
-        "terminal to ask on and no --yes.",
+        help=_HELP[action],
+        description=_(
+            "{what} (or only those named by --task): one request per task under the rate "
+            "limit, each recorded in RUN_DIR/lifecycle.sqlite, so a killed `{command}` resumes "
+            "without acting twice. Exit 0: done for every task; 1: some failed or are no longer "
+            "listed; 2: usage error, or no terminal to ask on and no --yes."
+        ).format(what=_lead(action), command=name),
     )
     add_run_dir_options(parser)
     parser.add_argument(

@@ -15,6 +15,7 @@ from bulkscan.cli import EXIT_OK
 from bulkscan.cli._console import console
 from bulkscan.config import parse_duration
 from bulkscan.errors import UsageError
+from bulkscan.i18n import _
 from bulkscan.sim._assets import Assets, generate_assets, load_assets
 from bulkscan.sim.server import (
     DEFAULT_AK,
@@ -57,7 +58,12 @@ def register(subparsers: Any) -> None:
         default=8080,
         help="port to listen on; 0 picks a free one (default: 8080)",
     )
-    add("--ak", help=f"access key the simulator accepts (default: {DEFAULT_AK}); needs --sk")
+    add(
+        "--ak",
+        help=_("access key the simulator accepts (default: {ak}); needs --sk").format(
+            ak=DEFAULT_AK
+        ),
+    )
     add("--sk", help="secret key that goes with --ak")
     add(
         "--token",

@@ -158,3 +158,39 @@ def test_the_checker_sees_a_new_message() -> None:
     pot.add("a message nobody translated yet")
     catalog = update_translations.merged("zh_CN", pot)
     assert not catalog["a message nobody translated yet"].string
+
+
+@pytest.mark.parametrize(
+    ("answer", "meant"),
+    [("y", True), ("YES", True), (" 是 ", True), ("是的", True), ("n", False), ("否", False),
+     ("", False), ("yep", False)],
+)  # fmt: skip
+def test_a_yes_may_be_typed_in_either_language(answer: str, meant: bool) -> None:
+    from bulkscan.i18n import is_yes
+
+    assert is_yes(answer) is meant
+
+
+def _command_helps() -> dict[str, list[str]]:
+    """Each command's one-line help and the help of each of its options, as built now."""
+    import argparse
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    one_line = {c.dest: c.help or "" for c in sub._choices_actions}
+    return {
+        name: [one_line[name], *(a.help or "" for a in parser._actions)]
+        for name, parser in sub.choices.items()
+    }
+
+
+def test_every_help_text_of_every_command_is_translated() -> None:
+    english = _command_helps()
+    set_language("zh")
+    chinese = _command_helps()
+    untranslated = [
+        (name, text)
+        for name, texts in english.items()
+        for text, shown in zip(texts, chinese[name], strict=True)
+        if text and text == shown and re.search(r"[a-z]{3,} [a-z]{3,}", text)
+    ]
+    assert untranslated == []
