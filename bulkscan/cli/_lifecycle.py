@@ -9,6 +9,7 @@ from bulkscan.cli import EXIT_INPUT
 from bulkscan.cli._common import add_connection_options
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts
+from bulkscan.i18n import _, is_yes, yes_no
 from bulkscan.run.states import TaskState
 
 if TYPE_CHECKING:
@@ -54,8 +55,7 @@ def ask(args: argparse.Namespace, question: str, lines: Sequence[str]) -> bool:
         return True
     if not sys.stdin.isatty():
         raise NotConfirmable
-    answer = console.ask(f"{question} [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
+    return is_yes(console.ask(f"{question} {yes_no()} "))
 
 
 def not_confirmable(command: str) -> int:
@@ -117,7 +117,7 @@ def update_on_conflict(
         lines = [f"update {p.task.name} (id {p.task_id}): {p.why}" for p in planned
                  if p.state is None]  # fmt: skip
         console.err(f"{len(lines)} existing task(s) have other data sources")
-        return ask(args, f"Update {len(lines)} existing task(s)?", lines)
+        return ask(args, _("Update {count} existing task(s)?").format(count=len(lines)), lines)
 
     try:
         outcome = asyncio.run(

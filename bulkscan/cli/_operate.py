@@ -30,6 +30,11 @@ _WHAT = {
 }
 
 
+_QUESTION = {
+    "START": N_("Start {count} task(s)?"),
+    "ENABLE": N_("Enable {count} task(s)?"),
+    "DISABLE": N_("Disable {count} task(s)?"),
+}
 _HELP = {  # each command's one-line help, whole, so that it translates as one sentence
     "START": N_("run now the tasks a run created or found (asks first)"),
     "ENABLE": N_("enable the schedule of the tasks a run created or found (asks first)"),
@@ -67,7 +72,7 @@ def _run(args: argparse.Namespace, action: str) -> int:
 
     def confirm(names: Sequence[str]) -> bool:
         console.err(f"{args.run_dir}: {_WHAT[action]} {len(names)} task(s)")
-        return ask(args, f"{action.capitalize()} {len(names)} task(s)?", list(names))
+        return ask(args, _(_QUESTION[action]).format(count=len(names)), list(names))
 
     try:
         outcome = asyncio.run(

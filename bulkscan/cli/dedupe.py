@@ -14,6 +14,7 @@ from bulkscan.cli._common import (
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts
 from bulkscan.cli._lifecycle import NotConfirmable, ask, not_confirmable
+from bulkscan.i18n import _
 from bulkscan.run.lifecycle import ActionState
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         console.err(f"{args.workbook}: {len(extras)} extra copy(ies)")
         lines = [f"delete {name} (id {tid}) in {project}/{region}"
                  for project, region, tid, name in extras]  # fmt: skip
-        return ask(args, f"Delete {len(extras)} task(s)?", lines)
+        return ask(args, _("Delete {count} task(s)?").format(count=len(extras)), lines)
 
     try:
         result = asyncio.run(
@@ -83,6 +84,6 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     console.out(f"dedupe: {len(result.deleted)} deleted, {len(result.gone)} already gone, "
           f"{len(result.still_listed)} still listed ({result.requests} request(s))")  # fmt: skip
-    for _, _, tid, name in result.still_listed:
+    for _project, _region, tid, name in result.still_listed:
         console.out(f"  still listed: {name} (id {tid})")
     return result.exit_code

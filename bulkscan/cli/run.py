@@ -37,6 +37,7 @@ from bulkscan.events import (
     RateChanged,
     RunStopped,
 )
+from bulkscan.i18n import _, is_yes, yes_no
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -296,8 +297,8 @@ def _confirmed(
     profiles = prepared.validated.profiles
     starts = sorted({start_time_text(t, settings, profiles) for t in prepared.plan.tasks})
     shown = ", ".join(starts[:3]) + (f" and {len(starts) - 3} more" if len(starts) > 3 else "")
-    answer = console.ask(f"Create {sending} task(s), starting {shown}? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
+    question = _("Create {count} task(s), starting {start}?").format(count=sending, start=shown)
+    return is_yes(console.ask(f"{question} {yes_no()} "))
 
 
 def _dispatch(

@@ -15,6 +15,7 @@ from bulkscan.cli._lifecycle import (
     not_confirmable,
     print_outcome,
 )
+from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     import argparse
@@ -57,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     def confirm(planned: Sequence[PlannedAction]) -> bool:
         count = sum(1 for p in planned if p.state is None)
         console.err(f"{args.run_dir}: {count} task(s) to delete")
-        return ask(args, f"Delete {count} task(s)?", _lines(planned))
+        return ask(args, _("Delete {count} task(s)?").format(count=count), _lines(planned))
 
     try:
         outcome = asyncio.run(

@@ -194,3 +194,22 @@ def test_every_help_text_of_every_command_is_translated() -> None:
         if text and text == shown and re.search(r"[a-z]{3,} [a-z]{3,}", text)
     ]
     assert untranslated == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"), [("是", True), ("y", True), ("否", False), ("", False)]
+)
+def test_the_confirmation_takes_a_chinese_yes(
+    monkeypatch: pytest.MonkeyPatch, typed: str, meant: bool
+) -> None:
+    import argparse
+
+    from bulkscan.cli._lifecycle import ask
+
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or typed)
+    set_language("zh")
+    question = _("Delete {count} task(s)?").format(count=2)
+    assert ask(argparse.Namespace(yes=False), question, []) is meant
+    assert asked == ["删除 2 个任务？ [y/N，输入“是”或 y 确认] "]
