@@ -20,6 +20,7 @@ from bulkscan.cli._common import (
 )
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit
+from bulkscan.i18n import _
 from bulkscan.report.errors import errors_path, write_errors_workbook
 
 if TYPE_CHECKING:
@@ -97,13 +98,18 @@ def _run(args: argparse.Namespace) -> int:
         )
     else:
         print_issues(issues)
-        verdict = "OK" if errors == 0 else "NOT OK"
+        verdict = _("OK") if errors == 0 else _("NOT OK")
         console.out(
-            f"{checked.book.path}: {verdict}: {len(validated.instances)} instance(s), "
-            f"{len(validated.skipped)} skipped, {errors} error(s), {warnings} warning(s)"
-        )
+            _(
+                "{file}: {verdict}: {instances} instance(s), {skipped} skipped, "
+                "{errors} error(s), {warnings} warning(s)"
+            ).format(
+                file=checked.book.path, verdict=verdict, instances=len(validated.instances),
+                skipped=len(validated.skipped), errors=errors, warnings=warnings,
+            )
+        )  # fmt: skip
         if written is not None:
-            console.out(f"errors workbook: {written.path}")
+            console.out(_("errors workbook: {path}").format(path=written.path))
     return code
 
 

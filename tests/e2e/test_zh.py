@@ -78,6 +78,7 @@ async def test_validate_errors_in_chinese_with_lang_or_the_locale(
     assert flagged.code == 2
     assert "工作表“instances”，第 2 行，列“DB Type”：'mysq' 不是已知的数据库类型" in flagged.err
     assert "您是不是想输入“MySQL”？" in flagged.err
+    assert "：未通过：7 个实例，跳过 0 行，10 个错误，2 个警告" in flagged.out
     english = await bulkscan(tmp_path, "validate", bad)
     assert "sheet 'instances', row 2, column 'DB Type': 'mysq' is not a known" in english.err
     monkeypatch.setenv("LANG", "zh_CN.UTF-8")
