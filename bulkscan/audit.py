@@ -43,8 +43,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from bulkscan import __version__
-from bulkscan.config import DispatchSettings
-from bulkscan.dsc.client import DEFAULT_PAGE_SIZE
+from bulkscan.config import DEFAULT_PAGE_SIZE, DispatchSettings
 from bulkscan.errors import BulkscanError, DscError, ValidationFailed
 from bulkscan.events import Event, RateChanged, local_now
 from bulkscan.input.validate import validate

@@ -16,6 +16,9 @@ from bulkscan.errors import UsageError
 from bulkscan.i18n import _
 
 __all__ = [
+    "SIMULATOR_AK",
+    "SIMULATOR_SK",
+    "DEFAULT_PAGE_SIZE",
     "DispatchSettings",
     "InputLimits",
     "InputSettings",
@@ -25,6 +28,17 @@ __all__ = [
     "parse_rate",
     "settle_offsets",
 ]
+
+# The first page of a DSC list asked for; a short answer is asked again as large as total_num,
+# so most projects still take one request (documented range is 0..2147483647). Here, not in
+# dsc.client, so that what reads it does not load the HTTP client.
+DEFAULT_PAGE_SIZE = 100
+
+# The one key pair the local simulator accepts unless told others (not a secret: it opens
+# nothing but the simulator). Here so that `bulkscan simulate --help` can name it without
+# loading the simulator.
+SIMULATOR_AK = "BULKSCANSIMULATORAK0"
+SIMULATOR_SK = "bulkscan-simulator-sk-not-a-real-secret0"
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute)\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$", re.IGNORECASE)

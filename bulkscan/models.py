@@ -13,6 +13,7 @@ from typing import Any, Literal
 from bulkscan.i18n import _
 
 __all__ = [
+    "Status",
     "DataSource",
     "Instance",
     "InputBook",
@@ -31,6 +32,15 @@ __all__ = [
 ]
 
 Severity = Literal["error", "warning"]
+
+
+class Status(enum.StrEnum):
+    """How a piece of work ended, decided here; the CLI turns it into its exit code."""
+
+    OK = "ok"  # every task created or there, every instance covered, the input valid
+    INCOMPLETE = "incomplete"  # some task failed, or some instance is not (known to be) covered
+    INVALID = "invalid"  # the input has errors: nothing was done
+    STOPPED = "stopped"  # a fatal error or an interruption, or work left nobody held back
 
 
 def one_line(text: str) -> str:

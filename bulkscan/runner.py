@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import hashlib
 import json
 import logging
@@ -26,9 +25,8 @@ import aiohttp
 
 from bulkscan import __version__
 from bulkscan import audit as _audit
-from bulkscan.config import DispatchSettings, InputLimits, InputSettings
+from bulkscan.config import DEFAULT_PAGE_SIZE, DispatchSettings, InputLimits, InputSettings
 from bulkscan.dsc.client import (
-    DEFAULT_PAGE_SIZE,
     Attempt,
     DscClient,
     Endpoints,
@@ -49,6 +47,7 @@ from bulkscan.events import AttemptFinished, Event, EventLog, Observer, fan_out,
 from bulkscan.i18n import _
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
+from bulkscan.models import Status
 from bulkscan.plan import (
     PLAN_FORMAT,
     PlanSource,
@@ -142,15 +141,6 @@ __all__ = [
 ]
 
 EVENTS_FILE = "events.jsonl"
-
-
-class Status(enum.StrEnum):
-    """How a piece of work ended, decided here; the CLI turns it into its exit code."""
-
-    OK = "ok"  # every task created or there, every instance covered, the input valid
-    INCOMPLETE = "incomplete"  # some task failed, or some instance is not (known to be) covered
-    INVALID = "invalid"  # the input has errors: nothing was done
-    STOPPED = "stopped"  # a fatal error or an interruption, or work left nobody held back
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from bulkscan.i18n import LANGUAGES, N_, _, choose_language, set_language
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from types import ModuleType
 
     from bulkscan.cli._settings import Layered
 
@@ -28,6 +30,24 @@ EXIT_OK = 0  # everything done (or only warnings)
 EXIT_FAILED = 1  # some tasks failed / something is not covered
 EXIT_INPUT = 2  # bad input or usage
 EXIT_STOPPED = 3  # stopped by a fatal error or interrupted
+
+
+def lazy_module(name: str) -> ModuleType:
+    """``name``, loaded on its first attribute read: a command module says
+    ``runner = lazy_module("bulkscan.runner")`` so that building the parser (``--help``,
+    completion, any other command) does not load the HTTP client and the workbook writer."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    parent, _dot, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
+    return module
 
 
 # The commands in the order a person uses them; ``bulkscan --help`` lists them so.

@@ -17,10 +17,9 @@ from bulkscan.config import (
     parse_rate,
 )
 from bulkscan.errors import UsageError
-from bulkscan.models import one_line
+from bulkscan.models import Status, one_line
 from bulkscan.plan import start_time_text as plan_start_text
 from bulkscan.plan import start_zones
-from bulkscan.runner import Status
 
 if TYPE_CHECKING:
     import argparse

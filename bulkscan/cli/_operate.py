@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
+from bulkscan.cli import lazy_module
 from bulkscan.cli._common import connection_from, dispatch_settings
 from bulkscan.cli._console import console
 from bulkscan.cli._lifecycle import (
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
+    from bulkscan import runner
+else:
+    runner = lazy_module("bulkscan.runner")
 __all__ = ["register_action"]
 
 _WHAT = {

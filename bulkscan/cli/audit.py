@@ -6,9 +6,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
 from bulkscan.audit import CoverageStatus, GroupListed
-from bulkscan.cli import EXIT_INPUT, EXIT_STOPPED
+from bulkscan.cli import EXIT_INPUT, EXIT_STOPPED, lazy_module
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
@@ -28,8 +27,11 @@ from bulkscan.events import RateChanged
 if TYPE_CHECKING:
     import argparse
 
+    from bulkscan import runner
     from bulkscan.audit import AuditEvent
     from bulkscan.runner import AuditReport
+else:
+    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 

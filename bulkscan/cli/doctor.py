@@ -8,7 +8,7 @@ import os
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
+from bulkscan.cli import lazy_module
 from bulkscan.cli._common import (
     add_connection_options,
     connection_from,
@@ -23,7 +23,10 @@ from bulkscan.errors import UsageError, ValidationFailed
 if TYPE_CHECKING:
     import argparse
 
+    from bulkscan import runner
     from bulkscan.run.doctor import Check
+else:
+    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 

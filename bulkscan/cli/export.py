@@ -7,8 +7,7 @@ import os
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
-from bulkscan.cli import EXIT_STOPPED
+from bulkscan.cli import EXIT_STOPPED, lazy_module
 from bulkscan.cli._common import (
     add_connection_options,
     connection_from,
@@ -24,6 +23,9 @@ from bulkscan.input.schema import REGIONS
 if TYPE_CHECKING:
     import argparse
 
+    from bulkscan import runner
+else:
+    runner = lazy_module("bulkscan.runner")
 __all__ = ["register"]
 
 DESCRIPTION = """\

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
-from bulkscan.cli import EXIT_INPUT, EXIT_OK, EXIT_STOPPED
+from bulkscan.cli import EXIT_INPUT, EXIT_OK, EXIT_STOPPED, lazy_module
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
@@ -30,11 +29,14 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping, Sequence
 
+    from bulkscan import runner
     from bulkscan.config import InputSettings
     from bulkscan.models import Profile, TaskRequest
     from bulkscan.plan import PlanSummary
     from bulkscan.run.coverage import RemoteCheck
     from bulkscan.runner import Prepared
+else:
+    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
-from bulkscan.cli import EXIT_OK
+from bulkscan.cli import EXIT_OK, lazy_module
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
 
 if TYPE_CHECKING:
     import argparse
 
+    from bulkscan import runner
+else:
+    runner = lazy_module("bulkscan.runner")
 __all__ = ["register"]
 
 

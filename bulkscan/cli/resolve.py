@@ -6,8 +6,7 @@ import asyncio
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
-from bulkscan.cli import EXIT_STOPPED
+from bulkscan.cli import EXIT_STOPPED, lazy_module
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
@@ -25,6 +24,9 @@ from bulkscan.errors import RunFatalError
 if TYPE_CHECKING:
     import argparse
 
+    from bulkscan import runner
+else:
+    runner = lazy_module("bulkscan.runner")
 __all__ = ["register"]
 
 DESCRIPTION = """\

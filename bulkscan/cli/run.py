@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
-from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED
+from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED, lazy_module
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
@@ -42,9 +41,12 @@ from bulkscan.i18n import _, is_yes, yes_no
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from bulkscan import runner
     from bulkscan.config import InputSettings
     from bulkscan.report.results import ReportPaths
     from bulkscan.runner import Prepared, RunResult
+else:
+    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 

@@ -13,24 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK
 from bulkscan.cli._console import console
+from bulkscan.config import SIMULATOR_AK as DEFAULT_AK
+from bulkscan.config import SIMULATOR_SK as DEFAULT_SK
 from bulkscan.config import parse_duration
 from bulkscan.errors import UsageError
 from bulkscan.i18n import _
-from bulkscan.sim._assets import Assets, generate_assets, load_assets
-from bulkscan.sim.server import (
-    DEFAULT_AK,
-    DEFAULT_SK,
-    Faults,
-    ListShape,
-    Simulator,
-    parse_faults,
-    parse_list_shape,
-    parse_quota,
-)
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterator
+
+    from bulkscan.sim._assets import Assets
+    from bulkscan.sim.server import Faults, Simulator
 
 __all__ = ["register"]
 
@@ -150,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
 
 def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
     """``Simulator`` keyword arguments from the options; ``UsageError`` for bad values."""
+    from bulkscan.sim.server import Faults, ListShape, parse_faults, parse_list_shape, parse_quota
+
     if (args.ak is None) != (args.sk is None):
         raise UsageError("--ak and --sk go together: give both or neither")
     if not 0 <= args.port <= 65535:
@@ -184,6 +180,8 @@ def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _assets(args: argparse.Namespace) -> Assets | None:
+    from bulkscan.sim._assets import generate_assets, load_assets
+
     if args.assets is not None and args.assets_per_project is not None:
         raise UsageError("--assets and --assets-per-project exclude each other: give one")
     if args.assets is not None:
@@ -211,6 +209,8 @@ def _tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
 
 
 async def _serve(options: dict[str, Any]) -> int:
+    from bulkscan.sim.server import Simulator
+
     stop = asyncio.Event()
     with _stop_on_signals(stop):
         sim = Simulator(**options)
@@ -273,5 +273,7 @@ def _quota_text(quota: tuple[int, float] | None, *, stated: bool) -> str:
 
 
 def _faults_text(faults: Faults) -> str:
+    from bulkscan.sim.server import Faults
+
     changed = {k: v for k, v in faults.as_dict().items() if v != getattr(Faults(), k)}
     return ", ".join(f"{k}={v:g}" for k, v in changed.items()) or "none"

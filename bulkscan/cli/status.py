@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
+from bulkscan.cli import lazy_module
 from bulkscan.cli._common import connection_from, dispatch_settings
 from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
+    from bulkscan import runner
     from bulkscan.run.lifecycle import ScanRecord
+else:
+    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 

@@ -6,8 +6,7 @@ import asyncio
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from bulkscan import runner
-from bulkscan.cli import EXIT_INPUT
+from bulkscan.cli import EXIT_INPUT, lazy_module
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
@@ -21,14 +20,16 @@ from bulkscan.cli._common import (
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit
 from bulkscan.i18n import _
-from bulkscan.report.errors import errors_path, write_errors_workbook
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
+    from bulkscan import runner
     from bulkscan.models import Issue
     from bulkscan.report.errors import ErrorsReport
+else:
+    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 
@@ -116,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
 def _write_report(
     args: argparse.Namespace, checked: runner.Checked, issues: Sequence[Issue]
 ) -> ErrorsReport:
+    from bulkscan.report.errors import errors_path, write_errors_workbook
+
     path = args.report or errors_path(args.reports_dir, checked.book.path)
     again = ["bulkscan", "validate", checked.book.path, "--report"]
     if args.report:

@@ -23,6 +23,7 @@ import aiohttp
 import yarl
 
 from bulkscan import __version__
+from bulkscan.config import DEFAULT_PAGE_SIZE
 from bulkscan.dsc.classify import (
     Verdict,
     classify_create_answer,
@@ -73,8 +74,6 @@ CREATE_PATH = "/v1/{project_id}/metadata/task-templates"  # create (POST) and li
 DEFAULT_HOST = "https://sdg.{region}.myhuaweicloud.com"
 MAX_ANSWER_BYTES = 32 * 1024 * 1024  # no DSC answer is near this; a larger one is not DSC
 MAX_PAGES = 10_000
-DEFAULT_PAGE_SIZE = 100  # the first page asked for; a short answer is asked again as large as
-# total_num, so most projects still take one request (documented range is 0..2147483647)
 MAX_PAGE_SIZE = 100_000  # the largest page asked for (a page as large as total_num)
 _REGION = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
 _PROJECT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

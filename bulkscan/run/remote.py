@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bulkscan.dsc.client import DEFAULT_PAGE_SIZE
+from bulkscan.config import DEFAULT_PAGE_SIZE
 from bulkscan.errors import BulkscanError, DscError, ThrottledError
 from bulkscan.events import local_now
 from bulkscan.input.schema import canonical_db_type

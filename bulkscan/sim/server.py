@@ -75,6 +75,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bulkscan.config import SIMULATOR_AK, SIMULATOR_SK
 from bulkscan.errors import UsageError
 from bulkscan.sim._api import (
     BadRequest,
@@ -116,8 +117,8 @@ __all__ = [
     "region_endpoint",
 ]
 
-DEFAULT_AK = "BULKSCANSIMULATORAK0"
-DEFAULT_SK = "bulkscan-simulator-sk-not-a-real-secret0"
+DEFAULT_AK = SIMULATOR_AK
+DEFAULT_SK = SIMULATOR_SK
 REQUEST_ID = "X-Request-Id"
 _API_PATH = re.compile(r"^/v1/([^/]+)/metadata/task-templates$")
 Route = LifecycleRoute | AssetRoute  # what a request asks for, told apart by its type
