@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from bulkscan import __version__
 from bulkscan.cli._console import console
+from bulkscan.cli._help import use_cell_width
 from bulkscan.errors import BulkscanError, UsageError
 from bulkscan.i18n import LANGUAGES, N_, _, choose_language, set_language
 
@@ -146,6 +147,7 @@ def _in_language(parser: argparse.ArgumentParser) -> None:
     translates descriptions, epilogs, group titles and option helps (the extraction script
     collects those literals into the catalog), so no command module calls gettext itself.
     """
+    use_cell_width(parser)
     parser.description = _(parser.description) if parser.description else parser.description
     parser.epilog = _(parser.epilog) if parser.epilog else parser.epilog
     for group in parser._action_groups:  # argparse has no public listing of either
