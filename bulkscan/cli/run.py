@@ -36,7 +36,7 @@ from bulkscan.events import (
     RateChanged,
     RunStopped,
 )
-from bulkscan.i18n import _, is_yes, yes_no
+from bulkscan.i18n import N_, _, is_yes, yes_no
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -50,7 +50,13 @@ else:
 
 __all__ = ["register"]
 
-_ENDINGS = {"done": "finished", "fatal": "stopped by a fatal error", "interrupted": "interrupted"}
+_RERUN_WHY = N_("re-run the failures after fixing them")
+
+_ENDINGS = {
+    "done": N_("finished"),
+    "fatal": N_("stopped by a fatal error"),
+    "interrupted": N_("interrupted"),
+}
 
 
 def register(sub: Any) -> None:
@@ -154,12 +160,15 @@ def _run(args: argparse.Namespace) -> int:
         _print_plan(prepared, dispatching.rate_per_s, args, sending)
     if sending and not args.yes and not sys.stdin.isatty():
         console.err(
-            "nothing sent: standard input is not a terminal, so bulkscan cannot ask; "
-            "add --yes to create the tasks without asking"
+            _(
+                "nothing sent: standard input is not a terminal, so bulkscan cannot ask; "
+                "add --yes to create the tasks without asking"
+            ),
+            kind="error",
         )
         return EXIT_INPUT
     if sending and not _confirmed(args, prepared, settings, sending):
-        console.err("nothing sent")
+        console.err(_("nothing sent"))
         return EXIT_OK
     try:
         result = _dispatch(
@@ -173,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
             limiter=limiter,
         )
     except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
-        console.err(f"bulkscan: stopped: {exc}")
+        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
         return EXIT_STOPPED
     updated = update_on_conflict(args, result, connection, dispatching, limiter=limiter)
     code = exit_code(result.status)
@@ -183,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             report = runner.write_report(result.run_dir)
         except ReportError as exc:  # the tasks are done; only the workbook is missing
-            console.err(f"bulkscan: error: {exc}")
+            console.err(_("bulkscan: error: {message}").format(message=exc), kind="error")
             if args.json:
                 emit(args, code, {"run_dir": str(result.run_dir), "error": str(exc)})
         else:
@@ -194,7 +203,12 @@ def _run(args: argparse.Namespace) -> int:
 def _invalid(args: argparse.Namespace, failed: ValidationFailed) -> int:
     print_issues(failed.issues)
     errors = sum(1 for i in failed.issues if i.severity == "error")
-    console.err(f"nothing sent: {errors} error(s) in {args.file}; fix them and run again")
+    console.err(
+        _("nothing sent: {errors} error(s) in {file}; fix them and run again").format(
+            errors=errors, file=args.file
+        ),
+        kind="error",
+    )
     if args.json:
         issues = [issue_json(i) for i in failed.issues]
         emit(args, EXIT_INPUT, {"file": args.file, "errors": errors, "issues": issues})
@@ -238,20 +252,26 @@ def _checked(
                 )
             )
     except DscError as exc:  # the listing raises only what stops a whole run
-        console.err(f"bulkscan: stopped: {exc}")
+        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
         return EXIT_STOPPED
     if found.unread:
-        unread = "; ".join(f"project {p} / region {r}: {e}" for (p, r), e in found.unread.items())
+        unread = "; ".join(
+            _("project {project} / region {region}: {error}").format(project=p, region=r, error=e)
+            for (p, r), e in found.unread.items()
+        )
         console.err(
-            f"nothing sent: DSC's asset centre could not be read, so no row could be checked "
-            f"({unread}); fix the access and run again, or add --no-remote-check to send "
-            "without the check"
+            _(
+                "nothing sent: DSC's asset centre could not be read, so no row could be checked "
+                "({unread}); fix the access and run again, or add --no-remote-check to send "
+                "without the check"
+            ).format(unread=unread),
+            kind="error",
         )
         return EXIT_INPUT
     if found.issues:
         print_issues(found.issues)
     if found.held:
-        console.err(f"{len(found.held)} row(s) held back: not sent")
+        console.err(_("{count} row(s) held back: not sent").format(count=len(found.held)))
     return runner.without_held(prepared, found)
 
 
@@ -261,7 +281,7 @@ def _interrupts_deferred() -> Iterator[None]:
     written workbook, or a summary without its resume command, helps no one."""
 
     def _wait(_signum: int, _frame: object) -> None:
-        console.err("writing the results workbook from the journal; a moment")
+        console.err(_("writing the results workbook from the journal; a moment"))
 
     previous = signal.signal(signal.SIGINT, _wait)
     try:
@@ -274,20 +294,31 @@ def _print_plan(
     prepared: Prepared, rate_per_s: float, args: argparse.Namespace, total: int
 ) -> None:
     tasks = prepared.plan.tasks
-    target = "the embedded simulator" if args.simulate else (args.endpoint or "DSC")
+    target = _("the embedded simulator") if args.simulate else (args.endpoint or "DSC")
     if args.resume:
-        sending = f"resuming: {total} task(s) not yet done are sent to {target}"
+        sending = _("resuming: {count} task(s) not yet done are sent to {target}")
     else:
-        sending = f"sending {total} to {target}"
+        sending = _("sending {count} to {target}")
     console.err(
-        f"{prepared.book.path}: {len(tasks)} task(s) for {prepared.plan.instance_count} "
-        f"instance(s){_covered_text(len(prepared.covered))}; {sending} at up to {rate_per_s:g}/s "
-        f"(about {duration(total / rate_per_s)} without retries)"
+        _(
+            "{file}: {tasks} task(s) for {instances} instance(s){covered}; {sending} at up to "
+            "{rate}/s (about {duration} without retries)"
+        ).format(
+            file=prepared.book.path,
+            tasks=len(tasks),
+            instances=prepared.plan.instance_count,
+            covered=_covered_text(len(prepared.covered)),
+            sending=sending.format(count=total, target=target),
+            rate=f"{rate_per_s:g}",
+            duration=duration(total / rate_per_s),
+        )
     )
 
 
 def _covered_text(covered: int) -> str:
-    return f" ({covered} row(s) already covered by other tasks left out)" if covered else ""
+    if not covered:
+        return ""
+    return _(" ({count} row(s) already covered by other tasks left out)").format(count=covered)
 
 
 def _confirmed(
@@ -298,7 +329,8 @@ def _confirmed(
         return True
     profiles = prepared.validated.profiles
     starts = sorted({start_time_text(t, settings, profiles) for t in prepared.plan.tasks})
-    shown = ", ".join(starts[:3]) + (f" and {len(starts) - 3} more" if len(starts) > 3 else "")
+    more = _(" and {count} more").format(count=len(starts) - 3) if len(starts) > 3 else ""
+    shown = ", ".join(starts[:3]) + more
     question = _("Create {count} task(s), starting {start}?").format(count=sending, start=shown)
     return is_yes(console.ask(f"{question} {yes_no()} "))
 
@@ -324,12 +356,14 @@ def _dispatch(
 
         def _interrupt() -> None:
             if stop.is_set():
-                renderer.note("abandoning requests in flight; they will be checked on resume")
+                renderer.note(_("abandoning requests in flight; they will be checked on resume"))
                 if main_task is not None:
                     main_task.cancel()
                 return
             stop.set()
-            renderer.note("stopping: letting requests in flight finish (Ctrl-C again to abandon)")
+            renderer.note(
+                _("stopping: letting requests in flight finish (Ctrl-C again to abandon)")
+            )
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _interrupt)
@@ -398,21 +432,29 @@ class _Renderer:
             if self.enabled:
                 self._draw(event)
         elif isinstance(event, RateChanged):
-            self.note(f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})")
+            self.note(
+                _("rate {old}/s -> {new}/s ({reason})").format(
+                    old=f"{event.old_per_s:.3g}", new=f"{event.new_per_s:.3g}", reason=event.reason
+                )
+            )
         elif isinstance(event, AttemptFinished):
             if event.status is not None:
                 self.answered = self.clock()
             elif event.verdict == "transient":  # no answer (refused, reset, timed out)
                 self._unreachable()
         elif isinstance(event, LockTakenOver):
-            why = "which is gone" if event.gone else "which no longer holds it"
-            self.note(f"took over the lock of run {event.run_dir} left by pid {event.pid}, {why}")
+            why = _("which is gone") if event.gone else _("which no longer holds it")
+            self.note(
+                _("took over the lock of run {run_dir} left by pid {pid}, {why}").format(
+                    run_dir=event.run_dir, pid=event.pid, why=why
+                )
+            )
         elif isinstance(event, RunStopped) and event.reason == "fatal":
-            self.note(f"stopped: {event.message}")
+            self.note(_("stopped: {message}").format(message=event.message))
 
     def _draw(self, event: Progress) -> None:
         if self.bar is None:
-            self.bar = console.bar("sending", total=event.total)
+            self.bar = console.bar(_("sending"), total=event.total)
             if self.bar is None:
                 self.enabled = False  # not a terminal, or --quiet
                 return
@@ -421,8 +463,9 @@ class _Renderer:
             total=event.total,
             rate_per_s=event.rate_per_s,
             eta_s=event.eta_s,
-            status=f"{event.created} in DSC, {event.failed} failed, {event.retrying} retrying, "
-            f"{event.sent} sent",
+            status=_("{created} in DSC, {failed} failed, {retrying} retrying, {sent} sent").format(
+                created=event.created, failed=event.failed, retrying=event.retrying, sent=event.sent
+            ),
         )
 
     def _settling(self, count: int) -> None:
@@ -437,8 +480,10 @@ class _Renderer:
             return
         self.settling, self.settling_noted = count, now
         self.note(
-            f"{count} task(s) unknown after an ambiguous answer (e.g. a 504): looking them up "
-            f"for up to {self.settle_s:g} s before any resend"
+            _(
+                "{count} task(s) unknown after an ambiguous answer (e.g. a 504): looking them "
+                "up for up to {seconds} s before any resend"
+            ).format(count=count, seconds=f"{self.settle_s:g}")
         )
 
     def _unreachable(self) -> None:
@@ -453,8 +498,10 @@ class _Renderer:
             return
         self.unreachable_noted = now
         self.note(
-            f"no answer from DSC for {silent:.0f}s: retrying within each task's time budget "
-            "(--task-budget); check --endpoint and the network, or Ctrl-C and --resume later"
+            _(
+                "no answer from DSC for {seconds}s: retrying within each task's time budget "
+                "(--task-budget); check --endpoint and the network, or Ctrl-C and --resume later"
+            ).format(seconds=f"{silent:.0f}")
         )
 
     def note(self, text: str) -> None:
@@ -471,12 +518,14 @@ def _finish(
 ) -> None:
     dispatched = result.dispatch
     for note in result.notes:
-        console.err(f"note: {note}")
+        console.err(_("note: {note}").format(note=note), kind="note")
     if args.json:
         emit(args, code, _summary_json(result, report, held), next_step=_next_step(result, report))
         return
     console.out(
-        f"run {result.run_dir.name}: {dispatched.requests} request(s), {_ending(result, report)}"
+        _("run {run}: {requests} request(s), {ending}").format(
+            run=result.run_dir.name, requests=dispatched.requests, ending=_ending(result, report)
+        )
         + (f": {dispatched.message}" if dispatched.message else "")
     )
     for state, n in sorted(result.counts.items(), key=lambda kv: -kv[1]):
@@ -484,20 +533,28 @@ def _finish(
             console.detail(f"  {state:<10} {n:>6}")
     if result.covered:
         console.detail(
-            f"  {'covered':<10} {result.covered:>6} row(s) not sent: already in other tasks"
+            _("  {label} {count} row(s) not sent: already in other tasks").format(
+                label=f"{'covered':<10}", count=f"{result.covered:>6}"
+            )
         )
     for line in dispatched.duplicates:
-        console.detail(f"duplicate: {line}")
+        console.detail(_("duplicate: {line}").format(line=line))
     if held:
         console.detail(
-            f"  {'not sent':<10} {held:>6} row(s): DSC's asset centre says they cannot be scanned"
+            _("  {label} {count} row(s): DSC's asset centre says they cannot be scanned").format(
+                label=f"{'not sent':<10}", count=f"{held:>6}"
+            )
         )
     if report.error_codes:
-        console.detail(f"errors by code ({report.tally.errors} task(s), as in the workbook):")
+        console.detail(
+            _("errors by code ({count} task(s), as in the workbook):").format(
+                count=report.tally.errors
+            )
+        )
         for err, n in report.error_codes.items():
             console.detail(f"  {err:<24} {n:>6}")
-    console.detail(f"results: {report.results}")
-    console.detail(_next_text(_next_step(result, report), report))
+    console.detail(_("results: {path}").format(path=report.results))
+    console.detail(_next_text(_next_step(result, report), result, report))
 
 
 def _summary_json(result: RunResult, report: ReportPaths, held: int) -> dict[str, Any]:
@@ -526,18 +583,21 @@ def _ending(result: RunResult, report: ReportPaths) -> str:
     """How the run ended, in words that never say "finished" while tasks are left."""
     reason = result.dispatch.stop_reason
     if reason != "done" or not report.tally.unfinished:
-        return _ENDINGS[reason]
-    return _left_text(result, report)
+        return _(_ENDINGS[reason])
+    return _left_text(result, report, say=_)
 
 
-def _left_text(result: RunResult, report: ReportPaths) -> str:
-    """The tasks a resume works on, those ``--limit`` held back named as such."""
+def _left_text(result: RunResult, report: ReportPaths, *, say: Callable[[str], str] = str) -> str:
+    """The tasks a resume works on, those ``--limit`` held back named as such; English
+    unless ``say`` translates (the JSON's ``why`` stays English)."""
     left, held = report.tally.unfinished, min(result.dispatch.held_back, report.tally.unfinished)
     if held == left:
-        return f"{held} task(s) held back by --limit"
+        return say(N_("{held} task(s) held back by --limit")).format(held=held)
     if held:
-        return f"{left} task(s) not finished ({held} held back by --limit)"
-    return f"{left} task(s) not finished"
+        return say(N_("{left} task(s) not finished ({held} held back by --limit)")).format(
+            left=left, held=held
+        )
+    return say(N_("{left} task(s) not finished")).format(left=left)
 
 
 def _next_step(result: RunResult, report: ReportPaths) -> Next | None:
@@ -546,13 +606,14 @@ def _next_step(result: RunResult, report: ReportPaths) -> Next | None:
     if report.tally.unfinished and report.resume_command:
         return Next(report.resume_command, _left_text(result, report))
     if report.rerun_command:
-        return Next(report.rerun_command, "re-run the failures after fixing them")
+        return Next(report.rerun_command, _RERUN_WHY)
     return None
 
 
-def _next_text(step: Next | None, report: ReportPaths) -> str:
+def _next_text(step: Next | None, result: RunResult, report: ReportPaths) -> str:
     if step is None:
-        return "nothing left to do"
+        return _("nothing left to do")
     if step.command == report.resume_command:
-        return f"{step.why}; resume with: {step.command}"
-    return f"{step.why}: {step.command}"
+        why = _left_text(result, report, say=_)
+        return _("{why}; resume with: {command}").format(why=why, command=step.command)
+    return _("{why}: {command}").format(why=_(step.why), command=step.command)

@@ -222,13 +222,13 @@ def resume_command(meta: RunMeta, run_dir: Path) -> str:
 
 
 def _global_args(meta: RunMeta) -> list[str]:
-    """The options typed before ``run`` (``--config``, ``--config-profile``): the next command
-    reads the same settings."""
+    """The options typed before ``run`` (``--config``, ``--config-profile``, ``--lang``): the
+    next command reads the same settings (and speaks the same language)."""
     args, out = list(meta.command), []
     i = 1
     while i < len(args) and args[i].startswith("-"):
         out.append(args[i])
-        takes_value = "=" not in args[i] and args[i] in ("--config", "--config-profile")
+        takes_value = "=" not in args[i] and args[i] in ("--config", "--config-profile", "--lang")
         if takes_value and i + 1 < len(args):
             out.append(args[i + 1])
         i += 2 if takes_value else 1

@@ -94,3 +94,30 @@ async def test_help_in_chinese(tmp_path: Path) -> None:
     assert shown.code == 0
     assert shown.out.startswith("用法：bulkscan")
     assert "一次性将大量数据库纳入华为云数据安全中心" in shown.out
+
+
+async def test_a_run_prints_its_plan_progress_and_summary_in_chinese(tmp_path: Path) -> None:
+    canary = (*SIM, "--yes", "--limit", "2")
+    done = await bulkscan(tmp_path, "--lang", "zh", "run", SAMPLE, *canary)
+    assert done.code == 0, done.err
+    assert "16 个扫描任务，涵盖 148 个实例；将 2 个发送到 内置模拟器" in done.err
+    assert "个请求，14 个扫描任务因 --limit 被保留" in done.out
+    assert "结果：demo" in done.out
+    # the command to copy stays as it is, in the same language
+    assert "；继续运行：bulkscan --lang zh run " in done.out
+    assert "task(s)" not in done.out + done.err
+    english = await bulkscan(tmp_path, "run", SAMPLE, *canary)
+    assert english.code == 0, english.err
+    assert "16 task(s) for 148 instance(s); sending 2 to the embedded simulator" in english.err
+    assert "request(s), 14 task(s) held back by --limit" in english.out
+    assert "14 task(s) held back by --limit; resume with: bulkscan run " in english.out
+    assert "results: demo" in english.out
+
+
+async def test_a_chinese_run_refused_without_a_terminal_keeps_its_error_under_quiet(
+    tmp_path: Path,
+) -> None:
+    refused = await bulkscan(tmp_path, "--lang", "zh", "-q", "run", SAMPLE, *SIM)
+    assert refused.code == 2
+    assert "未发送任何内容：标准输入不是终端" in refused.err  # an error: --quiet keeps it
+    assert "涵盖" not in refused.err  # the plan line is detail: --quiet leaves it out
