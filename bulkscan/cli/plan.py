@@ -21,6 +21,7 @@ from bulkscan.cli._console import console
 from bulkscan.cli._coverage import check_json, print_check, remote_check
 from bulkscan.cli._json import emit
 from bulkscan.errors import UsageError, ValidationFailed
+from bulkscan.i18n import _
 from bulkscan.plan import plan_hash, plan_summary, plan_to_json
 from bulkscan.run.coverage import replanned
 from bulkscan.run.remote import fatal_answer
@@ -85,14 +86,17 @@ def _run(args: argparse.Namespace) -> int:
             emit(args, EXIT_INPUT, {"file": args.file, "ok": False, "issues": issues})
         else:
             print_issues(failed.issues)
-            console.err(f"{args.file}: not planned: fix the errors above", kind="error")
+            console.err(
+                _("{file}: not planned: fix the errors above").format(file=args.file),
+                kind="error",
+            )
         return EXIT_INPUT
     plan = prepared.plan
     summary = plan_summary(plan, rate_per_s=rate)
     check = _check_remote(args, prepared) if args.check_remote else None
     fatal = fatal_answer(check[0].listed) if check is not None else None
     if fatal is not None:
-        console.err(f"bulkscan: stopped: {fatal}")
+        console.err(_("bulkscan: stopped: {error}").format(error=fatal), kind="error")
         if args.json:
             emit(args, EXIT_STOPPED, {"file": args.file, "error": str(fatal)})
         return EXIT_STOPPED
@@ -109,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     if check is not None:
         print_check(*check)
     if args.output:
-        console.out(f"wrote every request to {args.output}")
+        console.out(_("wrote every request to {path}").format(path=args.output))
     return EXIT_OK
 
 
@@ -136,36 +140,72 @@ def _print_tasks(
     tasks: Sequence[TaskRequest], settings: InputSettings, profiles: Mapping[str, Profile]
 ) -> None:
     """Every task, sorted by project, region and name, with its start time and zone."""
-    header = f"{'task':<44} {'project':<34} {'region':<16} {'sources':>7}  start"
+    name, project, region, sources, start = (
+        _("task"), _("project"), _("region"), _("sources"), _("start")
+    )  # fmt: skip
+    header = (
+        f"{_pad(name, 44)} {_pad(project, 34)} {_pad(region, 16)} "
+        f"{_pad(sources, 7, right=True)}  {start}"
+    )
     console.detail(header)
-    console.detail("-" * (len(header) + 24))
+    console.detail("-" * (_width(header) + 24))
     for task in sorted(tasks, key=lambda t: (t.project_id, t.region, t.name)):
         console.detail(
             f"{task.name:<44} {task.project_id:<34} {task.region:<16} "
             f"{len(task.sources):>7}  {start_time_text(task, settings, profiles)}"
         )
-    sources = sum(len(t.sources) for t in tasks)
-    console.detail(f"{'total':<44} {len(tasks):>6} task(s){'':<28}{sources:>7}")
+    all_sources = sum(len(t.sources) for t in tasks)
+    total, count = _("total"), _("{count} task(s)").format(count=f"{len(tasks):>6}")
+    console.detail(f"{_pad(total, 44)} {_pad(count, 42)}{all_sources:>7}")
     console.detail()
 
 
 def _print_summary(path: str, summary: PlanSummary) -> None:
-    header = f"{'project':<34} {'region':<16} {'profile':<16} {'tasks':>6} {'instances':>9}"
+    project, region, profile, tasks, instances = (
+        _("project"), _("region"), _("profile"), _("tasks"), _("instances")
+    )  # fmt: skip
+    header = (
+        f"{_pad(project, 34)} {_pad(region, 16)} {_pad(profile, 16)} "
+        f"{_pad(tasks, 6, right=True)} {_pad(instances, 9, right=True)}"
+    )
     console.detail(header)
-    console.detail("-" * len(header))
+    console.detail("-" * _width(header))
     for row in summary.rows:
         console.detail(
             f"{row.project_id:<34} {row.region:<16} {row.profile:<16} "
             f"{row.tasks:>6} {row.instances:>9}"
         )
-    console.detail("-" * len(header))
+    console.detail("-" * _width(header))
     minutes = summary.estimated_seconds / 60
     console.out(
-        f"{path}: {summary.tasks} task(s) for {summary.instances} instance(s); "
-        f"{summary.skipped} skipped, {summary.duplicates} duplicate(s), "
-        f"{summary.warnings} warning(s). At {summary.rate_per_s:g}/s sending takes about "
-        f"{minutes:.1f} min (more if retries are needed). Nothing was sent."
+        _(
+            "{path}: {tasks} task(s) for {instances} instance(s); {skipped} skipped, "
+            "{duplicates} duplicate(s), {warnings} warning(s). At {rate}/s sending takes about "
+            "{minutes} min (more if retries are needed). Nothing was sent."
+        ).format(
+            path=path,
+            tasks=summary.tasks,
+            instances=summary.instances,
+            skipped=summary.skipped,
+            duplicates=summary.duplicates,
+            warnings=summary.warnings,
+            rate=f"{summary.rate_per_s:g}",
+            minutes=f"{minutes:.1f}",
+        )
     )
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: a Chinese character takes two."""
+    import unicodedata  # only a table needs it
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int, *, right: bool = False) -> str:
+    """``text`` padded to ``width`` columns (right-aligned with ``right``)."""
+    fill = " " * max(0, width - _width(text))
+    return fill + text if right else text + fill
 
 
 def _summary_json(summary: PlanSummary, digest: str, output: str | None) -> dict[str, Any]:
