@@ -11,6 +11,7 @@ from bulkscan.cli._common import connection_from, dispatch_settings
 from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options
+from bulkscan.i18n import _
 from bulkscan.run.lifecycle import ScanState
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class _Live:
         for scan in scans:
             counts[str(scan.state)] = counts.get(str(scan.state), 0) + 1
         if self.bar is None:
-            self.bar = console.bar("scans", total=len(scans))
+            self.bar = console.bar(_("scans"), total=len(scans))
             if self.bar is None:  # not a terminal, or --quiet
                 self.waiting = False
                 return
@@ -115,10 +116,12 @@ def _run(args: argparse.Namespace) -> int:
     left = result.report.tally.unfinished
     if left:
         console.out(
-            f"  {left} task(s) of this run not sent yet or of unknown outcome: no scan of "
-            f"theirs can have run; resume with: {result.report.resume_command}"
+            _(
+                "  {count} task(s) of this run not sent yet or of unknown outcome: no scan of "
+                "theirs can have run; resume with: {command}"
+            ).format(count=left, command=result.report.resume_command)
         )
-    console.out(f"results: {result.report.results}")
+    console.out(_("results: {path}").format(path=result.report.results))
     return result.exit_code
 
 
@@ -146,8 +149,14 @@ def _failures(scans: Sequence[ScanRecord]) -> list[str]:
         if console.verbose or len(names) < SUMMARISED_FROM:
             lines += [f"  {name}: {state}: {why}" for name in names]
             continue
-        more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
-        lines.append(f"  {len(names)} task(s) {state}: {why} ({', '.join(names[:_NAMED])}{more})")
+        more = (
+            _(" and {count} more").format(count=len(names) - _NAMED) if len(names) > _NAMED else ""
+        )
+        lines.append(
+            _("  {count} task(s) {state}: {why} ({names}{more})").format(
+                count=len(names), state=state, why=why, names=", ".join(names[:_NAMED]), more=more
+            )
+        )
     return lines
 
 

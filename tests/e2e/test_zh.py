@@ -106,6 +106,10 @@ async def test_a_run_prints_its_plan_progress_and_summary_in_chinese(tmp_path: P
     # the command to copy stays as it is, in the same language
     assert "；继续运行：bulkscan --lang zh run " in done.out
     assert "task(s)" not in done.out + done.err
+    run_dir = next((tmp_path / "demo").iterdir())
+    status = await bulkscan(tmp_path, "--lang", "zh", "status", run_dir, "--simulate")
+    assert "本次运行有 14 个扫描任务尚未发送或结果未知" in status.out, status.err
+    assert "结果：" in status.out
     english = await bulkscan(tmp_path, "run", SAMPLE, *canary)
     assert english.code == 0, english.err
     assert "16 task(s) for 148 instance(s); sending 2 to the embedded simulator" in english.err
@@ -121,3 +125,16 @@ async def test_a_chinese_run_refused_without_a_terminal_keeps_its_error_under_qu
     assert refused.code == 2
     assert "未发送任何内容：标准输入不是终端" in refused.err  # an error: --quiet keeps it
     assert "涵盖" not in refused.err  # the plan line is detail: --quiet leaves it out
+
+
+async def test_plan_prints_its_tables_and_summary_in_chinese(tmp_path: Path) -> None:
+    chinese = await bulkscan(tmp_path, "--lang", "zh", "plan", SAMPLE)
+    assert chinese.code == 0, chinese.err
+    assert chinese.out.startswith("扫描任务 ")
+    assert "16 个扫描任务，涵盖 148 个实例；跳过 2 行" in chinese.out
+    assert "未发送任何内容。" in chinese.out
+    english = await bulkscan(tmp_path, "plan", SAMPLE)
+    assert english.code == 0, english.err
+    assert english.out.startswith("task ")
+    assert "16 task(s) for 148 instance(s); 2 skipped, 0 duplicate(s)" in english.out
+    assert english.out.rstrip().endswith("Nothing was sent.")
