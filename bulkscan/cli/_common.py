@@ -17,6 +17,7 @@ from bulkscan.config import (
     parse_rate,
 )
 from bulkscan.errors import UsageError
+from bulkscan.i18n import _
 from bulkscan.models import Status, one_line
 from bulkscan.plan import start_time_text as plan_start_text
 from bulkscan.plan import start_zones
@@ -178,9 +179,20 @@ def print_issues(issues: tuple[Issue, ...], *, limit: int = 200) -> None:
         else issue_lines(ordered)
     )
     for line in lines[:limit]:
-        console.err(line)
+        _print_issue_line(line)
     if len(lines) > limit:
-        console.err(f"... and {len(lines) - limit} more")
+        console.err(_("... and {count} more").format(count=len(lines) - limit))
+
+
+def _print_issue_line(line: str) -> None:
+    """``line`` with its ``error:``/``warning:`` prefix in the current language, of the kind
+    the English prefix tells (coloured and kept by ``--quiet`` alike in every language)."""
+    if line.startswith("error: "):
+        console.err(_("error: {message}").format(message=line[7:]), kind="error")
+    elif line.startswith("warning: "):
+        console.err(_("warning: {message}").format(message=line[9:]), kind="warning")
+    else:
+        console.err(line)
 
 
 def issue_lines(issues: list[Issue]) -> list[str]:

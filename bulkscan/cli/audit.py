@@ -23,6 +23,7 @@ from bulkscan.cli._console import Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.errors import RunFatalError, ValidationFailed
 from bulkscan.events import RateChanged
+from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     import argparse
@@ -97,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     except RunFatalError as exc:
-        console.err(f"bulkscan: stopped: {exc}")
+        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
         if args.json:
             emit(args, EXIT_STOPPED, {"file": args.file, "error": str(exc)})
         return EXIT_STOPPED
@@ -118,7 +119,12 @@ def _bad_input(args: argparse.Namespace, failed: ValidationFailed) -> int:
         emit(args, EXIT_INPUT, {"file": args.file, "errors": errors, "issues": issues})
     else:
         print_issues(failed.issues)
-        console.err(f"nothing audited: {errors} error(s) in {args.file}; fix them and run again")
+        console.err(
+            _("nothing audited: {errors} error(s) in {file}; fix them and run again").format(
+                errors=errors, file=args.file
+            ),
+            kind="error",
+        )
     return EXIT_INPUT
 
 
@@ -138,11 +144,17 @@ class _Notes:
             self._draw(event)
         if isinstance(event, GroupListed) and event.error:
             console.err(
-                f"warning: could not list the tasks of project {event.project_id} in "
-                f"{event.region}: {event.error}"
+                _(
+                    "warning: could not list the tasks of project {project} in {region}: {error}"
+                ).format(project=event.project_id, region=event.region, error=event.error),
+                kind="warning",
             )
         elif isinstance(event, RateChanged):
-            console.err(f"rate {event.old_per_s:.3g}/s -> {event.new_per_s:.3g}/s ({event.reason})")
+            console.err(
+                _("rate {old}/s -> {new}/s ({reason})").format(
+                    old=f"{event.old_per_s:.3g}", new=f"{event.new_per_s:.3g}", reason=event.reason
+                )
+            )
 
     def _draw(self, event: GroupListed) -> None:
         if self.bar is None:
@@ -166,31 +178,40 @@ def _print_summary(report: AuditReport) -> None:
     disabled = result.count(CoverageStatus.DISABLED)
     unknown = result.count(CoverageStatus.UNKNOWN)
     console.out(
-        f"{result.inventory.book.path}: {len(result.coverage)} instance(s) in "
-        f"{len(result.groups)} project/region pair(s): {result.covered} covered, "
-        f"{len(result.uncovered)} not covered"
-        + (f" ({disabled} only by disabled tasks)" if disabled else "")
-        + (f", {unknown} unknown (project not listed)" if unknown else "")
+        _(
+            "{file}: {instances} instance(s) in {pairs} project/region pair(s): {covered} "
+            "covered, {uncovered} not covered"
+        ).format(
+            file=result.inventory.book.path,
+            instances=len(result.coverage),
+            pairs=len(result.groups),
+            covered=result.covered,
+            uncovered=len(result.uncovered),
+        )
+        + (_(" ({count} only by disabled tasks)").format(count=disabled) if disabled else "")
+        + (_(", {count} unknown (project not listed)").format(count=unknown) if unknown else "")
     )
     console.detail(
-        f"tasks found: {len(result.tasks)} ({result.orphans} orphan, "
-        f"{result.disabled_tasks} disabled)"
+        _("tasks found: {tasks} ({orphans} orphan, {disabled} disabled)").format(
+            tasks=len(result.tasks), orphans=result.orphans, disabled=result.disabled_tasks
+        )
     )
-    console.detail(f"audit workbook: {report.workbook}")
+    console.detail(_("audit workbook: {path}").format(path=report.workbook))
     if report.uncovered is not None:
-        console.detail(f"uncovered rows: {report.uncovered}")
+        console.detail(_("uncovered rows: {path}").format(path=report.uncovered))
     held = result.count(CoverageStatus.HELD)
     if report.resume_command is not None:  # the one next step: resume, then audit again
         runs = len(result.held_by)
         console.detail(
-            f"{held} instance(s) are in tasks of {runs} unfinished run(s), not sent yet (left "
-            "out of the uncovered workbook); resume first, then audit again: "
-            f"{report.resume_command}"
+            _(
+                "{held} instance(s) are in tasks of {runs} unfinished run(s), not sent yet (left "
+                "out of the uncovered workbook); resume first, then audit again: {command}"
+            ).format(held=held, runs=runs, command=report.resume_command)
         )
     elif report.uncovered is not None:
-        console.detail(f"to close the gap, run: {report.run_command}")
+        console.detail(_("to close the gap, run: {command}").format(command=report.run_command))
     elif result.all_covered:
-        console.detail("every instance is covered")
+        console.detail(_("every instance is covered"))
 
 
 def _next_step(report: AuditReport) -> Next | None:

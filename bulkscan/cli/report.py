@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from bulkscan.cli import EXIT_OK, lazy_module
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
+from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     import argparse
@@ -46,15 +47,16 @@ def _run(args: argparse.Namespace) -> int:
         }
         step = Next(rerun, "re-run the failures after fixing them") if rerun else None
         return emit(args, EXIT_OK, fields, next_step=step)
-    console.out(f"results: {report.results}")
+    console.out(_("results: {path}").format(path=report.results))
     if report.retry is not None:
         console.out(
-            f"retry:   {report.retry} ({report.retry_rows} row(s) of "
-            f"{report.retry_tasks} task(s) to fix and re-run)"
+            _("retry:   {path} ({rows} row(s) of {tasks} task(s) to fix and re-run)").format(
+                path=report.retry, rows=report.retry_rows, tasks=report.retry_tasks
+            )
         )
-        console.out(f"re-run the failures with: {report.rerun_command}")
+        console.out(_("re-run the failures with: {command}").format(command=report.rerun_command))
     else:
-        console.out("retry:   none (no task failed, gave up or is unknown)")
+        console.out(_("retry:   none (no task failed, gave up or is unknown)"))
     for outcome, n in counts.items():
         if n:
             console.detail(f"  {outcome:<14} {n:>7}")

@@ -53,6 +53,7 @@ async def test_an_audit_in_chinese_reads_back_by_its_english_names(tmp_path: Pat
     assert first.code == 0, first.err
     audit = await bulkscan(tmp_path, "audit", SAMPLE, *SIM[:3], "--lang", "zh")
     assert audit.code == 0, audit.err
+    assert "个实例：已覆盖 " in audit.out and "审计工作簿：" in audit.out
     found = sorted((tmp_path / "demo").rglob("*audit*.xlsx"))
     assert found, audit.out
     book = openpyxl.load_workbook(found[-1])
@@ -78,6 +79,7 @@ async def test_validate_errors_in_chinese_with_lang_or_the_locale(
     assert flagged.code == 2
     assert "工作表“instances”，第 2 行，列“DB Type”：'mysq' 不是已知的数据库类型" in flagged.err
     assert "您是不是想输入“MySQL”？" in flagged.err
+    assert flagged.err.startswith("错误：") and "\nerror:" not in flagged.err
     assert "：未通过：7 个实例，跳过 0 行，10 个错误，2 个警告" in flagged.out
     english = await bulkscan(tmp_path, "validate", bad)
     assert "sheet 'instances', row 2, column 'DB Type': 'mysq' is not a known" in english.err
@@ -106,10 +108,12 @@ async def test_a_run_prints_its_plan_progress_and_summary_in_chinese(tmp_path: P
     # the command to copy stays as it is, in the same language
     assert "；继续运行：bulkscan --lang zh run " in done.out
     assert "task(s)" not in done.out + done.err
-    run_dir = next((tmp_path / "demo").iterdir())
+    run_dir = next(p for p in (tmp_path / "demo").iterdir() if p.is_dir())
     status = await bulkscan(tmp_path, "--lang", "zh", "status", run_dir, "--simulate")
     assert "本次运行有 14 个扫描任务尚未发送或结果未知" in status.out, status.err
     assert "结果：" in status.out
+    rebuilt = await bulkscan(tmp_path, "--lang", "zh", "report", run_dir)
+    assert rebuilt.out.startswith("结果：") and "重试：  无" in rebuilt.out, rebuilt.err
     english = await bulkscan(tmp_path, "run", SAMPLE, *canary)
     assert english.code == 0, english.err
     assert "16 task(s) for 148 instance(s); sending 2 to the embedded simulator" in english.err
