@@ -251,8 +251,9 @@ async def test_a_run_killed_at_random_moments_then_resumed_creates_each_task_onc
             if kills == 6:
                 break
         assert kills >= 5
-        # the kills hit requests in flight, some of them already applied by the service
-        assert left_sending > created_unrecorded > 0
+        # the kills hit requests in flight, some of them already applied by the service (on a
+        # loaded machine every one in flight may have been applied before its kill landed)
+        assert left_sending >= created_unrecorded > 0
         assert len(sim.tasks) < len(prepared.plan.tasks)  # the kills did leave work to resume
         final = await bulkscan(tmp_path, *args, "--resume")
         assert final.code == 0, final.err
