@@ -10,7 +10,7 @@ from bulkscan.cli._common import local_timezone
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit
 from bulkscan.cli._settings import KEYS, LOCAL_NAME, Layered
-from bulkscan.i18n import current_language
+from bulkscan.i18n import _, current_language
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -57,10 +57,12 @@ def _run(args: argparse.Namespace) -> int:
         settings = [{"key": k, "value": v, "source": s} for k, v, s in rows]
         fields = {"files": [str(p) for p in layered.files], "profile": layered.profile}
         return emit(args, EXIT_OK, fields | {"settings": settings})
-    files = ", ".join(str(p) for p in layered.files) or f"none (looked for ./{LOCAL_NAME})"
-    console.out(f"config files: {files}")
+    files = ", ".join(str(p) for p in layered.files) or _("none (looked for ./{name})").format(
+        name=LOCAL_NAME
+    )
+    console.out(_("config files: {files}").format(files=files))
     if layered.profile:
-        console.out(f"config profile: {layered.profile}")
+        console.out(_("config profile: {profile}").format(profile=layered.profile))
     width = max(len(k.name) for k in KEYS)
     for key, value, source in rows:
         console.out(f"  {key:<{width}}  {_shown(value):<40}  {source}")

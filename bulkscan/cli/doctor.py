@@ -19,6 +19,7 @@ from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit
 from bulkscan.config import InputSettings
 from bulkscan.errors import UsageError, ValidationFailed
+from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     import argparse
@@ -81,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         groups = _groups(args)
     except ValidationFailed as failed:
-        console.err(f"bulkscan: error: {failed}")
+        console.err(_("bulkscan: error: {message}").format(message=failed), kind="error")
         if args.json:
             emit(args, 2, {"error": str(failed)})
         return 2
@@ -103,12 +104,14 @@ def _run(args: argparse.Namespace) -> int:
     for check in report.checks:
         console.out(str(check))
     if args.record:
-        console.out(f"raw answers saved to {args.record}")
+        console.out(_("raw answers saved to {path}").format(path=args.record))
     if report.ok:
         command = step.command if step else "bulkscan run FILE --limit 5"
-        console.out(f"a run can be trusted here: next, `{command}`")
+        console.out(_("a run can be trusted here: next, `{command}`").format(command=command))
         return 0
-    console.out(f"{len(report.failed)} check(s) failed: fix them before a real run")
+    console.out(
+        _("{count} check(s) failed: fix them before a real run").format(count=len(report.failed))
+    )
     return 1
 
 

@@ -18,6 +18,7 @@ from bulkscan.cli._common import (
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.errors import RunFatalError, UsageError
+from bulkscan.i18n import _
 from bulkscan.input.schema import REGIONS
 
 if TYPE_CHECKING:
@@ -68,7 +69,12 @@ def _projects(args: argparse.Namespace) -> list[str]:
     if not projects:
         raise UsageError("give --project (or set HUAWEICLOUD_SDK_PROJECT_ID)")
     if args.region not in REGIONS:
-        console.err(f"bulkscan: warning: region '{args.region}' is not a known region")
+        console.err(
+            _("bulkscan: warning: region '{region}' is not a known region").format(
+                region=args.region
+            ),
+            kind="warning",
+        )
     return projects
 
 
@@ -86,20 +92,26 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     except RunFatalError as exc:
-        console.err(f"bulkscan: stopped: {exc}")
+        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
         if args.json:
             emit(args, EXIT_STOPPED, {"error": str(exc)})
         return EXIT_STOPPED
     for (project, region), why in report.errors.items():
-        console.err(f"error: project {project} / region {region}: {why}")
+        console.err(
+            _("error: project {project} / region {region}: {error}").format(
+                project=project, region=region, error=why
+            ),
+            kind="error",
+        )
     step = _next_step(args, report)
     if args.json:
         return emit(args, exit_code(report.status), _summary(report), next_step=step)
     console.out(
-        f"{len(report.found)} instance(s), {report.uncovered} not covered by a task; "
-        f"wrote {report.workbook}"
+        _("{found} instance(s), {uncovered} not covered by a task; wrote {workbook}").format(
+            found=len(report.found), uncovered=report.uncovered, workbook=report.workbook
+        )
     )
-    console.out(f"next: {step.command}")
+    console.out(_("next: {command}").format(command=step.command))
     return exit_code(report.status)
 
 

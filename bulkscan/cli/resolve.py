@@ -20,6 +20,7 @@ from bulkscan.cli._common import (
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit
 from bulkscan.errors import RunFatalError
+from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     import argparse
@@ -75,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     except RunFatalError as exc:
-        console.err(f"bulkscan: stopped: {exc}")
+        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
         if args.json:
             emit(args, EXIT_STOPPED, {"file": args.file, "error": str(exc)})
         return EXIT_STOPPED
@@ -86,10 +87,15 @@ def _run(args: argparse.Namespace) -> int:
         print_issues(report.issues)
     ok = len(report.rows) - report.failed
     console.out(
-        f"resolved {ok} of {len(report.rows)} row(s) ({report.failed} not to be sent) "
-        f"with {report.requests} asset-centre request(s); wrote {report.workbook}"
-    )
-    console.out(f"next: {_next_step(report).command}")
+        _(
+            "resolved {ok} of {rows} row(s) ({failed} not to be sent) with {requests} "
+            "asset-centre request(s); wrote {workbook}"
+        ).format(
+            ok=ok, rows=len(report.rows), failed=report.failed, requests=report.requests,
+            workbook=report.workbook,
+        )
+    )  # fmt: skip
+    console.out(_("next: {command}").format(command=_next_step(report).command))
     return code
 
 

@@ -323,7 +323,7 @@ def write_uncovered_workbook(
                     widths=fit_widths(profiles.headers, lines, cap=40))  # fmt: skip
     readme = SummarySheet(wb, "README", widths=(130,))
     notes(readme, _readme_lines(result, Path(path), run_command),
-          heading="Instances without an enabled scan task")  # fmt: skip
+          heading=_("Instances without an enabled scan task"))  # fmt: skip
     return save_workbook(wb, path)
 
 
@@ -332,26 +332,38 @@ def _readme_lines(result: AuditResult, path: Path, command: str | None) -> list[
     missing = result.count(CoverageStatus.MISSING)
     disabled = result.count(CoverageStatus.DISABLED)
     return [
-        f"Found by the coverage audit of {meta.input_path} started "
-        f"{meta.started_at.isoformat(timespec='seconds')}: {missing} instance(s) that no task "
-        f"names, {disabled} named only by disabled tasks. Each row says why in its last "
-        f"column, '{UNCOVERED_REASON}'.",
+        _(
+            "Found by the coverage audit of {input} started {started}: {missing} instance(s) "
+            "that no task names, {disabled} named only by disabled tasks. Each row says why in "
+            "its last column, '{reason}'."
+        ).format(
+            input=meta.input_path, started=meta.started_at.isoformat(timespec="seconds"),
+            missing=missing, disabled=disabled, reason=UNCOVERED_REASON,
+        ),
         "",
-        "What to fix: nothing, for a row that should simply be scanned. Delete the rows you do "
-        "not want scanned (e.g. a decommissioned database; then remove it from the inventory "
-        "too). For an instance named only by disabled tasks, you may enable one in the console "
-        "instead, and delete its row here.",
-        f"Create the missing tasks with: {command or f'bulkscan run {path}'}",
-        "Then audit again: every instance should be covered.",
+        _(
+            "What to fix: nothing, for a row that should simply be scanned. Delete the rows you "
+            "do not want scanned (e.g. a decommissioned database; then remove it from the "
+            "inventory too). For an instance named only by disabled tasks, you may enable one "
+            "in the console instead, and delete its row here."
+        ),
+        _("Create the missing tasks with: {command}").format(
+            command=command or f"bulkscan run {path}"
+        ),
+        _("Then audit again: every instance should be covered."),
         "",
-        "The 'instances' sheet holds the rows of every uncovered instance with the input's "
-        "own columns; the 'profiles' sheet (if any) is the inventory's, unchanged.",
-        "Each row's 'task' cell is a new task name, so that the new tasks never collide with "
-        "existing ones (a disabled task keeps its name); blank project_id and region cells "
-        f"hold the values the audit used. The '{UNCOVERED_REASON}' column is carried, never "
-        "sent.",
+        _(
+            "The 'instances' sheet holds the rows of every uncovered instance with the input's "
+            "own columns; the 'profiles' sheet (if any) is the inventory's, unchanged."
+        ),
+        _(
+            "Each row's 'task' cell is a new task name, so that the new tasks never collide "
+            "with existing ones (a disabled task keeps its name); blank project_id and region "
+            "cells hold the values the audit used. The '{reason}' column is carried, never "
+            "sent."
+        ).format(reason=UNCOVERED_REASON),
         COVERAGE_RULE,
-    ]
+    ]  # fmt: skip
 
 
 # --- the audit workbook ----------------------------------------------------------------------

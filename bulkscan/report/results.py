@@ -849,7 +849,7 @@ def _write_retry(run: _Run, path: Path, keys: set[str], command: str | None = No
         used = {run.by_key[k].profile.lower() for k in keys}
         _write_retry_profiles(wb, profiles, run.profile_rows, used)
     readme = SummarySheet(wb, "README", widths=(130,))
-    notes(readme, _retry_readme(run, keys, len(rows), command), heading="Rows to run again")
+    notes(readme, _retry_readme(run, keys, len(rows), command), heading=_("Rows to run again"))
     save_workbook(wb, path)
     return len(rows)
 
@@ -872,36 +872,52 @@ def retry_reason(task: TaskRecord) -> str:
 def _retry_readme(run: _Run, keys: set[str], rows: int, command: str | None) -> list[str]:
     counts = Counter(run.by_key[k].outcome for k in keys)
     lines = [
-        f"This workbook holds the {rows} input row(s) of the {len(keys)} task(s) of run "
-        f"{run.meta.run_id} (input {run.meta.input_path}) that need another run. Each row "
-        f"says why in its last column, '{RETRY_REASON}'.",
+        _(
+            "This workbook holds the {rows} input row(s) of the {tasks} task(s) of run {run} "
+            "(input {input}) that need another run. Each row says why in its last column, "
+            "'{reason}'."
+        ).format(
+            rows=rows, tasks=len(keys), run=run.meta.run_id, input=run.meta.input_path,
+            reason=RETRY_REASON,
+        ),
         "",
-    ]
+    ]  # fmt: skip
     what = {
-        Outcome.FAILED: "failed: DSC refused the task; the reason names the HTTP status, the "
-        "error code and the message. Fix what it names (a project id, region, instance id or "
-        "type, or the profile's settings) in this workbook first: unchanged, the row fails "
-        "again.",
-        Outcome.GAVE_UP: "gave up: DSC kept failing for a while (throttling, server errors, "
-        "time-outs). Nothing to fix: re-run as is, later or with a lower --rate.",
-        Outcome.UNKNOWN: "unknown: the request may have reached DSC before the answer was "
-        "lost. Re-run as is: bulkscan lists the project's tasks first and creates only what "
-        "is missing.",
+        Outcome.FAILED: _(
+            "{count} task(s) failed: DSC refused the task; the reason names the HTTP status, "
+            "the error code and the message. Fix what it names (a project id, region, instance "
+            "id or type, or the profile's settings) in this workbook first: unchanged, the row "
+            "fails again."
+        ),
+        Outcome.GAVE_UP: _(
+            "{count} task(s) gave up: DSC kept failing for a while (throttling, server errors, "
+            "time-outs). Nothing to fix: re-run as is, later or with a lower --rate."
+        ),
+        Outcome.UNKNOWN: _(
+            "{count} task(s) unknown: the request may have reached DSC before the answer was "
+            "lost. Re-run as is: bulkscan lists the project's tasks first and creates only what "
+            "is missing."
+        ),
     }
-    lines += [f"{counts[o]} task(s) {what[o]}" for o in (Outcome.FAILED, Outcome.GAVE_UP,
+    lines += [what[o].format(count=counts[o]) for o in (Outcome.FAILED, Outcome.GAVE_UP,
               Outcome.UNKNOWN) if counts[o]]  # fmt: skip
     lines += [
         "",
-        f"Then run: {command or 'bulkscan run THIS_WORKBOOK'}",
-        "Keep the 'task' column as it is: it names each row's task, so the re-run plans the "
-        "same tasks under the same names and finds any that was in fact created. The "
-        f"'{RETRY_REASON}' column is carried, never sent. Delete a row to leave it out.",
+        _("Then run: {command}").format(command=command or "bulkscan run THIS_WORKBOOK"),
+        _(
+            "Keep the 'task' column as it is: it names each row's task, so the re-run plans the "
+            "same tasks under the same names and finds any that was in fact created. The "
+            "'{reason}' column is carried, never sent. Delete a row to leave it out."
+        ).format(reason=RETRY_REASON),
     ]
     conflicts = sum(1 for t in run.tasks if t.outcome is Outcome.CONFLICT)
     if conflicts:
         lines.append(
-            f"Not here: {conflicts} conflict task(s) (a task of that name exists with other "
-            "data sources); rename the task or delete the old one (results.xlsx, sheet Tasks)."
+            _(
+                "Not here: {count} conflict task(s) (a task of that name exists with other "
+                "data sources); rename the task or delete the old one (results.xlsx, sheet "
+                "Tasks)."
+            ).format(count=conflicts)
         )
     return lines
 

@@ -142,3 +142,17 @@ async def test_plan_prints_its_tables_and_summary_in_chinese(tmp_path: Path) -> 
     assert english.out.startswith("task ")
     assert "16 task(s) for 148 instance(s); 2 skipped, 0 duplicate(s)" in english.out
     assert english.out.rstrip().endswith("Nothing was sent.")
+
+
+async def test_the_uncovered_workbook_and_config_speak_chinese(tmp_path: Path) -> None:
+    audit = await bulkscan(tmp_path, "--lang", "zh", "audit", SAMPLE, *SIM[:3])
+    assert audit.code == 1, audit.err  # nothing was created: every instance is uncovered
+    found = sorted((tmp_path / "demo").rglob("*uncovered*.xlsx"))
+    assert found, audit.out
+    book = openpyxl.load_workbook(found[-1])
+    readme = [c for c in _labels(book["README"]) if c]
+    assert readme[0] == "没有已启用扫描任务的实例"
+    assert any(str(line).startswith("用以下命令创建缺失的任务：bulkscan") for line in readme)
+    assert "instances" in book.sheetnames  # the sheet bulkscan run reads keeps its name
+    config = await bulkscan(tmp_path, "config", "--lang", "zh")
+    assert config.code == 0 and config.out.startswith("配置文件："), config.err
