@@ -15,7 +15,6 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 import aiohttp
-import openpyxl
 import pytest
 
 from bulkscan.config import DispatchSettings, settle_offsets
@@ -24,26 +23,11 @@ from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
 from bulkscan.sim.server import Faults, Simulator
 from tests.e2e._cli import bulkscan, sim_env
+from tests.e2e.test_run_messages import P1
+from tests.e2e.test_run_messages import write_inventory as _inventory
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-P1 = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
-
-
-def _inventory(path: Path, n: int) -> Path:
-    book = openpyxl.Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = "instances"
-    sheet.append(["ins_id", "db_type", "project_id", "region", "profile"])
-    for i in range(n):
-        sheet.append([f"ins-{i:04}", "MySQL", P1, "cn-north-4", "one"])
-    profiles = book.create_sheet("profiles")
-    profiles.append(["profile", "schedule_type", "start_now", "task_name", "max_sources"])
-    profiles.append(["one", "ONCE", True, "scan-{seq:04}", 1])
-    book.save(path)
-    return path
 
 
 async def _run(tmp_path: Path, *args: str) -> tuple[int, str]:
