@@ -35,7 +35,7 @@ from bulkscan.dsc.classify import (
 )
 from bulkscan.dsc.credentials import AkSk, Credentials, Token
 from bulkscan.dsc.redact import Redactor
-from bulkscan.dsc.signing import canonical_query, sign_headers
+from bulkscan.dsc.signing import Signer, canonical_query, format_sdk_date, sign_headers
 from bulkscan.errors import DscError, ProjectPermanentError, RunFatalError, UsageError
 from bulkscan.events import Exchange, wire_watcher
 from bulkscan.models import DataSource
@@ -476,6 +476,9 @@ def _retry_after(value: str | None) -> float | None:
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    length = response.content_length
+    if length is not None and length <= MAX_ANSWER_BYTES:  # aiohttp reads no more than that
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
@@ -496,6 +499,23 @@ def _decode(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return payload if isinstance(payload, dict) else None
+
+
+class _SdkDates:
+    """``format_sdk_date(now)`` of the current time, formatted once a second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._text = format_sdk_date(dt.datetime.fromtimestamp(second, dt.UTC))
+        return self._text
 
 
 class DscClient:
@@ -528,7 +548,10 @@ class DscClient:
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         self._user_agent = user_agent
-        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._clock = clock
+        self._sdk_dates = _SdkDates()
+        # (method, URL, header count) → its signer, for the calls without a query
+        self._signers: dict[tuple[str, str, int], Signer] = {}
         self._on_attempt = on_attempt
         self._ssl = ssl_context
         #: the shape each (project, region) was last listed in
@@ -709,18 +732,36 @@ class DscClient:
             headers["X-Auth-Token"] = creds.token
             return headers
         assert isinstance(creds, AkSk)
-        return sign_headers(
-            method,
-            url,
-            headers,
-            body,
-            access_key=creds.access_key,
-            secret_key=creds.secret_key,
-            project_id=project_id,
-            security_token=creds.security_token,
-            now=self._clock(),
-            query=query,
-        )
+        if self._clock is not None:
+            sdk_date = format_sdk_date(self._clock())
+        else:
+            sdk_date = self._sdk_dates.now()
+        if query:
+            headers["X-Sdk-Date"] = sdk_date
+            return sign_headers(
+                method,
+                url,
+                headers,
+                body,
+                access_key=creds.access_key,
+                secret_key=creds.secret_key,
+                project_id=project_id,
+                security_token=creds.security_token,
+                query=query,
+            )
+        key = (method, url, len(headers))  # the headers differ only by Content-Type
+        signer = self._signers.get(key)
+        if signer is None:
+            signer = self._signers[key] = Signer(
+                method,
+                url,
+                headers,
+                access_key=creds.access_key,
+                secret_key=creds.secret_key,
+                project_id=project_id,
+                security_token=creds.security_token,
+            )
+        return signer.sign(body, sdk_date)
 
     async def _exchange(
         self,

@@ -22,6 +22,7 @@ __all__ = [
     "canonical_request",
     "format_sdk_date",
     "parse_authorization",
+    "Signer",
     "sign_headers",
     "signature",
     "string_to_sign",
@@ -123,6 +124,72 @@ def sign_headers(
         f"{ALGORITHM} Access={access_key}, SignedHeaders={signed}, Signature={sig}"
     )
     return out
+
+
+class Signer:
+    """``sign_headers`` for one method, URL, query and set of headers, with every part that
+    does not change between requests worked out once: each call then hashes the body and
+    signs, nothing more.  The result is exactly ``sign_headers``' (tests compare the two).
+
+    ``headers`` must not hold ``X-Sdk-Date``: each call gives the date.
+    """
+
+    __slots__ = ("_head", "_headers", "_prefix", "_secret", "_tail")
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        access_key: str,
+        secret_key: str,
+        project_id: str | None = None,
+        security_token: str | None = None,
+        query: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        if any(k.lower() == "x-sdk-date" for k in headers):
+            raise ValueError("a Signer's headers must not hold X-Sdk-Date: each call gives it")
+        template = sign_headers(
+            method,
+            url,
+            headers,
+            b"",
+            access_key=access_key,
+            secret_key=secret_key,
+            project_id=project_id,
+            security_token=security_token,
+            now=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+            query=query,
+        )
+        del template["Authorization"]
+        signable = _signable(template)
+        names = sorted(signable)
+        before = [n for n in names if n < "x-sdk-date"]
+        after = [n for n in names if n > "x-sdk-date"]
+        parts = urlsplit(url)
+        self._prefix = "\n".join(
+            [method.upper(), canonical_path(parts.path or "/"), canonical_query(query), ""]
+        ) + "".join(f"{n}:{signable[n]}\n" for n in before)
+        self._tail = "".join(f"{n}:{signable[n]}\n" for n in after) + "\n" + ";".join(names)
+        self._tail += "\n"
+        self._headers = template
+        self._secret = secret_key.encode("utf-8")
+        signed = ";".join(names)
+        self._head = f"{ALGORITHM} Access={access_key}, SignedHeaders={signed}, Signature="
+
+    def sign(self, body: bytes, sdk_date: str) -> dict[str, str]:
+        """The headers to send with ``body`` at ``sdk_date`` (``format_sdk_date``)."""
+        canonical = (
+            f"{self._prefix}x-sdk-date:{sdk_date}\n{self._tail}{hashlib.sha256(body).hexdigest()}"
+        )
+        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        to_sign = f"{ALGORITHM}\n{sdk_date}\n{digest}"
+        sig = hmac.new(self._secret, to_sign.encode("utf-8"), "sha256").hexdigest()
+        out = dict(self._headers)
+        out["X-Sdk-Date"] = sdk_date
+        out["Authorization"] = self._head + sig
+        return out
 
 
 def parse_authorization(value: str) -> tuple[str, list[str], str] | None:

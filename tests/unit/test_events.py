@@ -35,6 +35,7 @@ EVENTS: list[Event] = [
     Reconciled("k", "n", TaskState.UNKNOWN, TaskState.PENDING),
     RateChanged(1.5, float("inf"), "throttled"),
     RunStopped("done"),
+    RunStopped("fatal", "100% %s %(x)s {}"),
     Progress(
         settled=True, total=2, created=1, failed=0, retrying=0, sent=1, rate_per_s=1e300, eta_s=None
     ),
