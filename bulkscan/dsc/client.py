@@ -953,7 +953,8 @@ class _ListReader:
         self._region = region
         self._task_name = task_name
         self._before_page = before_page
-        self._found: dict[str, Mapping[str, Any]] = {}
+        self._found: dict[str, Mapping[str, Any]] = {}  # by id, as listed
+        self._tasks: dict[str, RemoteTask] = {}  # by id, the same tasks as read
         self._total: int | None = None
         self._cap: int | None = None
         self._paging = "one page"
@@ -1020,14 +1021,15 @@ class _ListReader:
         objects = [i for i in items if isinstance(i, dict)]
         if len(objects) != len(items):
             self._untrusted(f"{len(items) - len(objects)} listed item(s) are not objects")
-        problem = _unreadable(objects)
-        if problem is not None:
-            self._untrusted(problem)
+        parsed = [parse_remote_task(item) for item in objects]  # each item read once
+        if None in parsed:
+            self._untrusted(_unreadable(objects) or "listed tasks cannot be read")
         added = 0
-        for item in objects:
-            task_id = str(_str_or_none(item.get("id")))
-            if task_id not in self._found:
-                self._found[task_id] = item
+        for item, task in zip(objects, parsed, strict=True):
+            assert task is not None
+            if task.id not in self._found:
+                self._found[task.id] = item
+                self._tasks[task.id] = task
                 added += 1
         return added
 
@@ -1047,10 +1049,6 @@ class _ListReader:
         self._total = total
         return items
 
-    def _tasks(self) -> list[RemoteTask]:
-        tasks = (parse_remote_task(item) for item in self._found.values())
-        return [t for t in tasks if t is not None]
-
     def _listing(self) -> Listing:
         items = list(self._found.values())
         if self._total is not None and len(items) < self._total:
@@ -1068,7 +1066,7 @@ class _ListReader:
             total_num=self._total,
             page_cap=self._cap,
         )
-        return Listing(tuple(self._tasks()), shape)
+        return Listing(tuple(self._tasks.values()), shape)
 
     def _error(self, detail: str) -> DscError:
         what = f"project {self._project} / region {self._region}: the task list cannot be trusted"
@@ -1082,7 +1080,7 @@ class _ListReader:
             f"{detail} (paging: {self._paging}; pages capped at {self._cap or 'unknown'}); "
             "delete old tasks, or give the tasks a name prefix that narrows the list"
         )
-        raise _ShortListing(self._error(advice), self._tasks())
+        raise _ShortListing(self._error(advice), tuple(self._tasks.values()))
 
 
 # --- after creation: update, batch delete, operate, runs (dsc-api-family.md) ----------------

@@ -70,11 +70,29 @@ class Redactor:
 
     def answer(self, raw: bytes, headers: Mapping[str, str]) -> bytes:
         """``raw`` less every secret of the credentials and of the request's ``headers``."""
-        if any(form in raw for form in self._fixed) or any(
-            form.encode() in raw for form in _forms(_header_values(headers))
-        ):
+        if any(form in raw for form in self._fixed) or self._echoes(raw, headers):
             return redact_answer(raw, secrets_of(self._credentials, headers))
         return raw
+
+    def _echoes(self, raw: bytes, headers: Mapping[str, str]) -> bool:
+        """Whether ``raw`` may hold a secret header's value or part (``_header_values``), by
+        the fewest searches: an echo of a signed ``Authorization`` holds its signature, and
+        its access key is a credential, searched for already."""
+        for name, value in headers.items():
+            if name.lower() not in _SECRET_HEADERS:
+                continue
+            signature = value.rpartition("Signature=")[2].split(",")[0].strip()
+            access = value.partition("Access=")[2].split(",")[0].strip()
+            if (
+                "Signature=" in value
+                and len(signature) >= _MIN_LEN
+                and (len(access) < _MIN_LEN or access.encode() in self._fixed)
+            ):
+                if signature.encode() in raw:
+                    return True
+            elif any(form.encode() in raw for form in _forms(_header_values({name: value}))):
+                return True
+        return False
 
 
 def redact_answer(raw: bytes, secrets: Iterable[str]) -> bytes:

@@ -55,3 +55,23 @@ def test_the_redactor_cleans_an_answer_as_redact_answer_does() -> None:
     echoed = json.dumps({"error_msg": token.token}).replace("/", "\\/").encode()
     assert Redactor(token).answer(echoed, {}) == redact_answer(echoed, secrets_of(token, {}))
     assert REDACTED.encode() in Redactor(token).answer(echoed, {})
+
+
+def test_the_redactor_finds_every_part_of_headers_it_was_not_built_with() -> None:
+    """An answer is searched for each secret header's value and parts, whoever signed it: an
+    access key other than the credentials', an unsigned value, a short signature."""
+    creds = AkSk("AKEXAMPLE0123", "secret-key-value-0123")
+    redactor = Redactor(creds)
+    other = AUTH.replace("AKEXAMPLE0123", "AKOTHER456789")
+    short = "SDK-HMAC-SHA256 Access=AKEXAMPLE0123, SignedHeaders=host, Signature=abc"
+    cases = [
+        ({"Authorization": other}, b"you sent AKOTHER456789"),
+        ({"Authorization": other}, other.encode()),
+        ({"authorization": short}, f"echo: {short}".encode()),
+        ({"X-Auth-Token": "tok/en/value/0123"}, b'{"t": "tok\\/en\\/value\\/0123"}'),
+        ({"Authorization": AUTH}, json.dumps({"m": AUTH}).encode()),
+    ]
+    for headers, body in cases:
+        cleaned = redactor.answer(body, headers)
+        assert cleaned == redact_answer(body, secrets_of(creds, headers))
+        assert REDACTED.encode() in cleaned, (headers, body)
