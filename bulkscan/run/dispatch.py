@@ -529,7 +529,8 @@ class _Run:
         if budget is None:  # the task's budget starts at its first send in this dispatch
             budget = self.budget[key] = self.policy.start(rng=self.rng)
         self.journal.mark_sending(key)
-        await self.journal.committed()  # the mark is durable before the request leaves
+        # the mark is durable before the request leaves; the busy workers' marks share commits
+        await self.journal.committed(expect=len(self.busy))
         self._note(key, TaskState.SENDING)
         n = self.attempts[key] + 1
         self.sent.add(key)

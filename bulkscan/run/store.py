@@ -9,9 +9,10 @@ Crash safety.  A state change is committed before the next step depends on it: a
 *sending* before its request leaves, and its outcome is stored when it returns.  Within
 ``Journal.grouped()`` (a dispatch), changes are **group-committed**: the changes of several
 tasks wait a few milliseconds (``COMMIT_WINDOW_S``) and share one transaction; a request's
-*sending* mark is committed at once, with whatever waits, and the request leaves only once
-that commit is done (``await Journal.committed()``).  Every read commits what waits first,
-so a reader always sees every change made.  The journal runs in WAL mode with
+*sending* mark is committed with whatever waits, at once or, when other workers are about to
+mark theirs, within ``MARK_WINDOW_S`` (1 ms) so that they share the commit; the request
+leaves only once that commit is done (``await Journal.committed()``).  Every read commits
+what waits first, so a reader always sees every change made.  The journal runs in WAL mode with
 ``synchronous=NORMAL``:
 
 * a process crash (SIGKILL, a second Ctrl-C, out of memory) loses nothing that was committed:
@@ -72,6 +73,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 COMMIT_WINDOW_S = 0.005  # how long a change may wait to share a commit with others
+MARK_WINDOW_S = 0.001  # how long a sending mark may wait for other workers' marks
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -370,7 +372,8 @@ class Journal:
 
     Task changes made within ``grouped()`` in an event loop are group-committed (module
     docstring): they share a transaction at most ``COMMIT_WINDOW_S`` later; ``await
-    committed()`` commits at once and returns when every change made so far is durable.
+    committed()`` commits soon (``MARK_WINDOW_S`` at most) and returns when every change made
+    so far is durable.
     Elsewhere each change is its own transaction, committed when the call returns.
     """
 
@@ -647,15 +650,27 @@ class Journal:
                 if self._failure is None:
                     self._flush()
 
-    async def committed(self) -> None:
-        """Commit every change made so far now (with others that wait) and return when done."""
+    async def committed(self, *, expect: int = 1) -> None:
+        """Commit every change made so far (with others that wait) and return when done.
+
+        ``expect``: how many callers, this one included, may ask for a commit at about the
+        same time (a dispatch's busy workers).  Alone, the commit is made as soon as the event
+        loop turns; with others, it waits up to ``MARK_WINDOW_S`` for them to share it, and
+        is made at once when the last of them asks.
+        """
         self._raise_failure()
         if not self._pending:
             return
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._waiters.append(future)
-        if len(self._waiters) == 1:  # the first waiter asks for the commit; later ones share it
-            self._timer = asyncio.get_running_loop().call_soon(self._flush_quietly)
+        if 1 < expect <= len(self._waiters):
+            self._flush_quietly()  # every expected caller waits: nothing more will join
+        elif len(self._waiters) == 1:  # the first waiter asks for the commit; later ones share it
+            if expect > 1:
+                self._timer = loop.call_at(loop.time() + MARK_WINDOW_S, self._flush_quietly)
+            else:
+                self._timer = loop.call_soon(self._flush_quietly)
         await future
 
     def record_attempt(

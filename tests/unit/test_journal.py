@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 import subprocess
@@ -252,6 +253,31 @@ async def test_grouped_changes_share_a_commit_that_sending_waits_for(run_dir: Pa
         assert reader.states()[second] is TaskState.FAILED  # the group's end commits the rest
         journal.set_state(second, TaskState.PENDING)  # not grouped: committed on return
         assert reader.states()[second] is TaskState.PENDING
+
+
+async def test_marks_of_busy_workers_share_one_commit(run_dir: Path) -> None:
+    """A mark whose commit expects another worker's waits for it (the window at most) and
+    both are committed together when it asks; a caller whose company never comes is still
+    committed within the window."""
+    with _create(run_dir) as journal, Journal.open(run_dir, readonly=True) as reader:
+        first, second = (t.key for t in journal.tasks())
+        with journal.grouped():
+            journal.mark_sending(first)
+            waiting = asyncio.ensure_future(journal.committed(expect=2))
+            await asyncio.sleep(0)  # the loop turns: alone, it would have been committed
+            assert not waiting.done()
+            assert reader.states_and_attempts()[first] == (TaskState.PENDING, 0)
+            journal.mark_sending(second)
+            await journal.committed(expect=2)  # the second of two: at once, for both
+            await asyncio.sleep(0)  # the first wakes at the next turn, its commit made
+            assert waiting.done()
+            assert reader.states_and_attempts() == {
+                first: (TaskState.SENDING, 0),
+                second: (TaskState.SENDING, 0),
+            }
+            journal.set_state(first, TaskState.UNKNOWN)
+            await asyncio.wait_for(journal.committed(expect=8), timeout=5)  # none joins
+            assert reader.states()[first] is TaskState.UNKNOWN
 
 
 async def test_a_grouped_change_to_an_unknown_task_fails_its_commit(run_dir: Path) -> None:
