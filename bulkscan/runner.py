@@ -27,7 +27,6 @@ from bulkscan import __version__
 from bulkscan import audit as _audit
 from bulkscan.config import DEFAULT_PAGE_SIZE, DispatchSettings, InputLimits, InputSettings
 from bulkscan.dsc.client import (
-    Attempt,
     DscClient,
     Endpoints,
     LifecycleCalls,
@@ -43,7 +42,7 @@ from bulkscan.errors import (
     UsageError,
     ValidationFailed,
 )
-from bulkscan.events import AttemptFinished, Event, EventLog, Observer, fan_out, ignore
+from bulkscan.events import AttemptFinished, Event, EventLog, Exchange, Observer, fan_out, ignore
 from bulkscan.i18n import _
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
@@ -719,7 +718,7 @@ async def _client(
     conn: Connection,
     settings: DispatchSettings,
     *,
-    on_attempt: Callable[[Attempt], None] | None = None,
+    on_attempt: Callable[[Exchange], None] | None = None,
     on_answer: Callable[[RawAnswer], None] | None = None,
 ) -> AsyncIterator[DscClient]:
     """A DSC client over a session this function owns, sized to the concurrency."""
@@ -858,9 +857,9 @@ async def audit(
     seen: _audit.AuditObserver = observer or (lambda event: None)
     await asyncio.to_thread(_reports_dir_ready, reports_dir)  # before any request is spent
 
-    def on_attempt(a: Attempt) -> None:
-        seen(AttemptFinished(None, None, 0, a.method, a.status, a.code, str(a.verdict),
-                             a.latency_s, a.request_id))  # fmt: skip
+    def on_attempt(a: Exchange) -> None:
+        seen(AttemptFinished(None, None, 0, a.method, a.status, a.code, a.verdict,
+                             a.elapsed_ms / 1e3, a.request_id))  # fmt: skip
 
     async with (
         _connected(connection, simulator) as conn,

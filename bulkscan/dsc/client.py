@@ -50,7 +50,6 @@ __all__ = [
     "DEFAULT_HOST",
     "MAX_ANSWER_BYTES",
     "AssetInstance",
-    "Attempt",
     "ActionResult",
     "AuthorisedDatabase",
     "CreateResult",
@@ -155,20 +154,6 @@ def make_ssl_context(*, ca_bundle: str | None = None, verify: bool = True) -> ss
 
 
 # --- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One HTTP attempt, for the journal: never headers, signatures or bodies."""
-
-    method: str
-    path: str
-    status: int | None
-    code: str | None
-    request_id: str | None
-    latency_s: float
-    verdict: Verdict
-    detail: str | None = None  # the service's error_msg, or the network failure's kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,7 +516,7 @@ class DscClient:
         read_timeout_s: float = 30.0,
         user_agent: str = f"bulkscan/{__version__}",
         clock: Callable[[], dt.datetime] | None = None,
-        on_attempt: Callable[[Attempt], None] | None = None,
+        on_attempt: Callable[[Exchange], None] | None = None,
         ssl_context: ssl.SSLContext | bool = True,
         on_answer: Callable[[RawAnswer], None] | None = None,
     ) -> None:
@@ -839,23 +824,8 @@ class DscClient:
     def _record(
         self, method: str, path: str, started: float, answer: _Answer, verdict: Verdict
     ) -> None:
-        watcher = wire_watcher()
-        if self._on_attempt is None and watcher is None:
-            return
-        attempt = Attempt(
-            method=method,
-            path=path,
-            status=answer.status,
-            code=answer.code,
-            request_id=answer.request_id,
-            latency_s=time.monotonic() - started,
-            verdict=verdict,
-            detail=answer.message,
-        )
-        if watcher is not None:
-            watcher(self._exchange_of(attempt))
-        if self._on_attempt is not None:
-            self._on_attempt(attempt)
+        self._report(method, path, started, verdict, status=answer.status, code=answer.code,
+                     request_id=answer.request_id, message=answer.message)  # fmt: skip
 
     def _fail(
         self, method: str, path: str, started: float, exc: BaseException, *, idempotent: bool
@@ -863,26 +833,36 @@ class DscClient:
         sent = not failed_while_connecting(exc)
         verdict = classify_exception(exc, sent=sent, idempotent=idempotent)
         detail = _describe(exc, sent=sent)
-        attempt = Attempt(
-            method, path, None, None, None, time.monotonic() - started, verdict, detail
-        )
-        watcher = wire_watcher()
-        if watcher is not None:
-            watcher(self._exchange_of(attempt))
-        if self._on_attempt is not None:
-            self._on_attempt(attempt)
+        self._report(method, path, started, verdict, message=detail)
         raise error_for(verdict, detail=detail) from exc
 
-    def _exchange_of(self, a: Attempt) -> Exchange:
-        """The attempt for the watcher of ``--debug`` (``events.watching_wire``), its message
-        cleaned of the credentials' values as answers are."""
-        message = a.detail
+    def _report(
+        self,
+        method: str,
+        path: str,
+        started: float,
+        verdict: Verdict,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """One HTTP attempt, to ``on_attempt`` and the watcher of ``--debug``
+        (``events.watching_wire``): never a header or a body, the message cleaned of the
+        credentials' values as answers are."""
+        watcher = wire_watcher()
+        if self._on_attempt is None and watcher is None:
+            return
         if message:
             message = self._redactor.answer(message.encode(), {}).decode(errors="replace")
-        return Exchange(
-            a.method, a.path, a.status, a.latency_s * 1e3, a.request_id, str(a.verdict), a.code,
-            message,
-        )  # fmt: skip
+        elapsed_ms = (time.monotonic() - started) * 1e3
+        exchange = Exchange(method, path, status, elapsed_ms, request_id, str(verdict), code,
+                            message)  # fmt: skip
+        if watcher is not None:
+            watcher(exchange)
+        if self._on_attempt is not None:
+            self._on_attempt(exchange)
 
 
 def _unusable_answer(answer: _Answer, status: str | None, task_id: str | None) -> str:
