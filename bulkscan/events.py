@@ -13,11 +13,10 @@ import contextvars
 import dataclasses
 import json
 import math
-import operator
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -208,24 +207,30 @@ def fan_out(*observers: Observer) -> Observer:
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _STR = json.encoder.encode_basestring  # a JSON string, as _ENCODER writes it
-# Each event class: its line as a %-template with the "at" stamp and without it, and a getter
-# of its field values in order (one C call for all of them)
-_SHAPES: dict[type, tuple[str, str, Callable[[object], tuple[object, ...]]]] = {}
+# Each event class's line maker, compiled once (as dataclasses compiles __init__): the line's
+# %-template filled with every field as JSON, strings by the C encoder without a call of ours
+_LINES: dict[type, Callable[[object, str | None], str]] = {}
 
 
-def _shape(kind: type) -> tuple[str, str, Callable[[object], tuple[object, ...]]]:
-    shape = _SHAPES.get(kind)
-    if shape is None:
-        names = tuple(f.name for f in dataclasses.fields(kind))
-        fields = "".join("," + _STR(name).replace("%", "%%") + ":%s" for name in names)
-        head = '{"event":' + _STR(kind.__name__).replace("%", "%%")
-        if len(names) == 1:
-            one = operator.attrgetter(names[0])
-            get: Callable[[object], tuple[object, ...]] = lambda event: (one(event),)  # noqa: E731
-        else:
-            get = operator.attrgetter(*names) if names else (lambda event: ())
-        shape = _SHAPES[kind] = (head + ',"at":%s' + fields + "}", head + fields + "}", get)
-    return shape
+def _line_maker(kind: type) -> Callable[[object, str | None], str]:
+    names = [f.name for f in dataclasses.fields(kind)]
+    head = '{"event":' + _STR(kind.__name__).replace("%", "%%")
+    fields = "".join("," + _STR(name).replace("%", "%%") + ":%s" for name in names)
+    values = "".join(f"(S(x) if (x := e.{name}).__class__ is str else J(x))," for name in names)
+    source = (
+        "def line(e, at):\n"
+        f"    if at is None:\n        return PLAIN % ({values})\n"
+        f"    return WITH_AT % (S(at), {values})\n"
+    )
+    scope: dict[str, object] = {
+        "S": _STR,
+        "J": _json_value,
+        "PLAIN": head + fields + "}",
+        "WITH_AT": head + ',"at":%s' + fields + "}",
+    }
+    exec(source, scope)  # noqa: S102 - our own field names, checked identifiers
+    maker: Callable[[object, str | None], str] = scope["line"]  # type: ignore[assignment]
+    return maker
 
 
 def _json_value(value: object) -> str:
@@ -242,11 +247,10 @@ def _json_value(value: object) -> str:
 
 
 def _line(event: Event, at: str | None) -> str:
-    with_at, plain, get = _shape(type(event))
-    values = tuple(map(_json_value, get(event)))
-    if at is None:
-        return plain % values
-    return with_at % (_STR(at), *values)
+    maker = _LINES.get(type(event))
+    if maker is None:
+        maker = _LINES[type(event)] = _line_maker(type(event))
+    return maker(event, at)
 
 
 def event_to_json(event: Event, *, at: datetime | None = None) -> str:
@@ -321,7 +325,8 @@ class EventLog:
         mono = time.monotonic()
         line = _line(event, self._stamps.millis())
         with self._lock:
-            self._raise_failure()
+            if self._failure is not None:
+                self._raise_failure()
             if self._file.closed:
                 return
             if not self._lines:
@@ -390,6 +395,18 @@ class EventLog:
         self._file.flush()
 
 
+_ZONE: tuple[int, tzinfo | None] = (-1, None)  # (second, the local zone's offset then)
+
+
 def local_now() -> datetime:
-    """Now, in the local time zone (aware): the one clock for journal, events and workbooks."""
-    return datetime.now().astimezone()
+    """Now, in the local time zone (aware): the one clock for journal, events and workbooks.
+
+    ``datetime.now().astimezone()``, with the zone's offset looked up once a second (a change
+    of offset falls on a whole second, so the result is the same)."""
+    global _ZONE  # noqa: PLW0603 - a cache: the same value whichever thread sets it
+    now = time.time()
+    second, zone = _ZONE
+    if int(now) != second or zone is None:
+        zone = datetime.fromtimestamp(int(now)).astimezone().tzinfo
+        _ZONE = (int(now), zone)
+    return datetime.fromtimestamp(now, zone)

@@ -79,7 +79,7 @@ class Redactor:
         the fewest searches: an echo of a signed ``Authorization`` holds its signature, and
         its access key is a credential, searched for already."""
         for name, value in headers.items():
-            if name.lower() not in _SECRET_HEADERS:
+            if not _is_secret_header(name):
                 continue
             signature = value.rpartition("Signature=")[2].split(",")[0].strip()
             access = value.partition("Access=")[2].split(",")[0].strip()
@@ -93,6 +93,18 @@ class Redactor:
             elif any(form.encode() in raw for form in _forms(_header_values({name: value}))):
                 return True
         return False
+
+
+_SECRET_NAMES: dict[str, bool] = {}  # a header name as written -> whether it carries a secret
+
+
+def _is_secret_header(name: str) -> bool:
+    secret = _SECRET_NAMES.get(name)
+    if secret is None:
+        secret = name.lower() in _SECRET_HEADERS
+        if len(_SECRET_NAMES) < 256:  # the names a client writes are few
+            _SECRET_NAMES[name] = secret
+    return secret
 
 
 def redact_answer(raw: bytes, secrets: Iterable[str]) -> bytes:

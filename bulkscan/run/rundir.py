@@ -17,7 +17,6 @@ This cannot stop two machines, or two users with different state directories.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import hashlib
 import json
@@ -28,10 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bulkscan.errors import JournalError
-from bulkscan.events import LockTakenOver
+from bulkscan.events import LockTakenOver, local_now
 from bulkscan.i18n import _
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Callable, Iterable, Iterator
 
     from bulkscan.events import Observer
@@ -45,7 +45,6 @@ __all__ = [
     "SendTarget",
     "create_run_dir",
     "find_latest_run",
-    "local_now",
     "lock_run_dir",
     "lock_sending",
     "state_dir",
@@ -55,11 +54,6 @@ JOURNAL_FILE = "journal.sqlite"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = ".lock"
 STATE_DIR_ENV = "BULKSCAN_STATE_DIR"
-
-
-def local_now() -> dt.datetime:
-    """The local time, with its offset."""
-    return dt.datetime.now().astimezone()
 
 
 def _stem(input_path: str | os.PathLike[str]) -> str:

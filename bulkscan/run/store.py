@@ -51,11 +51,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.errors import JournalError, JournalWriteError
-from bulkscan.events import LocalStamps
+from bulkscan.events import LocalStamps, local_now
 from bulkscan.i18n import _
 from bulkscan.models import DataSource, Issue, RowRef, TaskRequest
 from bulkscan.plan import ProfileRowRecord, RowRecord, RowStatus, RunInput, SheetLayout
-from bulkscan.run.rundir import JOURNAL_FILE, local_now, lock_run_dir
+from bulkscan.run.rundir import JOURNAL_FILE, lock_run_dir
 from bulkscan.run.states import TaskState, outcome_of
 
 if TYPE_CHECKING:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +58,22 @@ def test_a_line_is_what_the_json_encoder_writes(event: Event) -> None:
     assert event_to_json(event, at=at) == expected
     del record["at"]
     assert event_to_json(event) == json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Asia/Shanghai", "America/St_Johns"])
+def test_local_now_is_now_in_the_local_zone(zone: str) -> None:
+    """The cached offset gives what ``datetime.now().astimezone()`` gives, in any zone."""
+    code = (
+        "import datetime as dt; from bulkscan.events import local_now; "
+        "a = local_now(); b = dt.datetime.now().astimezone(); "
+        "print(a.tzinfo == b.tzinfo, a.utcoffset() == b.utcoffset(), a.tzname() == b.tzname(), "
+        "abs((b - a).total_seconds()) < 5)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "TZ": zone}, capture_output=True,
+        text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.split() == ["True"] * 4
 
 
 def test_stamps_have_the_form_and_offset_of_local_now() -> None:
