@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # seen by mypy and IDEs; at run time the names resolve on first use
     from bulkscan.config import DispatchSettings, InputLimits, InputSettings
-    from bulkscan.dsc.client import Endpoints
     from bulkscan.dsc.credentials import AkSk, Token, resolve_credentials
+    from bulkscan.dsc.endpoints import Endpoints
     from bulkscan.errors import (
         AmbiguousError,
         BulkscanError,
@@ -87,7 +87,7 @@ _LAZY: dict[str, str] = {
     "DispatchSettings": "bulkscan.config",
     "InputLimits": "bulkscan.config",
     "InputSettings": "bulkscan.config",
-    "Endpoints": "bulkscan.dsc.client",
+    "Endpoints": "bulkscan.dsc.endpoints",
     "AkSk": "bulkscan.dsc.credentials",
     "Token": "bulkscan.dsc.credentials",
     "resolve_credentials": "bulkscan.dsc.credentials",

@@ -21,18 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from bulkscan import __version__
 from bulkscan import audit as _audit
 from bulkscan.config import DEFAULT_PAGE_SIZE, DispatchSettings, InputLimits, InputSettings
-from bulkscan.dsc.client import (
-    DscClient,
-    Endpoints,
-    LifecycleCalls,
-    RawAnswer,
-)
 from bulkscan.dsc.credentials import AkSk, auth_method, credential_identity
+from bulkscan.dsc.endpoints import Endpoints
 from bulkscan.errors import (
     DscError,
     InputError,
@@ -58,12 +51,8 @@ from bulkscan.plan import (
     read_saved_plan,
 )
 from bulkscan.report import audit as _audit_report
-from bulkscan.report import resolved as _resolved
 from bulkscan.report import results as _report
-from bulkscan.run import assets as _assets
 from bulkscan.run import coverage as _coverage
-from bulkscan.run.dispatch import DispatchResult, dispatch
-from bulkscan.run.doctor import DoctorReport, check_groups, write_record
 from bulkscan.run.lifecycle import (
     ActionReport,
     Lifecycle,
@@ -83,11 +72,14 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from bulkscan.dsc.client import RemoteTask
+    from bulkscan.dsc.client import DscClient, RawAnswer, RemoteTask
     from bulkscan.dsc.credentials import Credentials
     from bulkscan.input.validate import Validated
     from bulkscan.models import InputBook, Instance, Issue, Plan, RowRef
+    from bulkscan.run import assets as _assets
     from bulkscan.run.assets import ResolvedRow
+    from bulkscan.run.dispatch import DispatchResult
+    from bulkscan.run.doctor import DoctorReport
     from bulkscan.run.remote import Listed
     from bulkscan.run.states import TaskState
     from bulkscan.sim.server import Faults
@@ -639,6 +631,8 @@ def _abandoned(journal: Journal, requests: int) -> DispatchResult:
 
     Tasks left *sending* stay so in the journal; a resume looks them up before sending.
     """
+    from bulkscan.run.dispatch import DispatchResult
+
     task = asyncio.current_task()
     if task is not None:
         task.uncancel()
@@ -722,6 +716,10 @@ async def _client(
     on_answer: Callable[[RawAnswer], None] | None = None,
 ) -> AsyncIterator[DscClient]:
     """A DSC client over a session this function owns, sized to the concurrency."""
+    import aiohttp
+
+    from bulkscan.dsc.client import DscClient
+
     connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=conn.ssl)
     async with aiohttp.ClientSession(connector=connector) as session:
         yield DscClient(
@@ -748,6 +746,8 @@ async def _send(
     listed: Mapping[tuple[str, str], Listed] | None = None,
     limiter: AdaptiveRate | None = None,
 ) -> DispatchResult:
+    from bulkscan.run.dispatch import dispatch
+
     async with _client(conn, settings) as client:
         try:
             return await dispatch(
@@ -789,6 +789,8 @@ async def doctor(
 ) -> DoctorReport:
     """Read-only checks of each (project, region) a run would touch; ``record`` saves the raw
     answers (headers and bodies, no credential) to that file."""
+    from bulkscan.run.doctor import check_groups, write_record
+
     settings = dispatch_settings or DispatchSettings()
     answers: list[RawAnswer] = []
     keep = answers.append if record is not None else None
@@ -956,6 +958,9 @@ async def resolve(
     """List DSC's asset centre for every project and region ``path`` names, fill each row's
     ins_id and db_type from it (by ins_name, or check the ins_id given), and write
     ``output`` (default ``<stem>-resolved.xlsx`` beside the input)."""
+    from bulkscan.report import resolved as _resolved
+    from bulkscan.run import assets as _assets
+
     settings = settings or InputSettings()
     pace = dispatch_settings or DispatchSettings()
     book = load_input(
@@ -980,6 +985,8 @@ async def _read_catalog(
     limiter: AdaptiveRate | None = None,
 ) -> _assets.Catalog:
     """The asset centre of ``scopes``, read over a connection and client owned here."""
+    from bulkscan.run import assets as _assets
+
     async with (
         _connected(connection, simulator) as conn,
         _client(conn, pace) as client,
@@ -1085,6 +1092,8 @@ async def remote_check(
     authorised to reach it, its type can carry a metadata task.  With ``simulator`` and no
     asset file, the embedded simulator's asset centre holds exactly these instances.
     ``limiter``: the run's (``rate_limiter``), when a run follows."""
+    from bulkscan.run import assets as _assets
+
     pace = dispatch_settings or DispatchSettings()
     if simulator is not None and simulator.assets is None:
         simulator = dataclasses.replace(simulator, cover=tuple(instances))
@@ -1099,6 +1108,8 @@ def without_held(prepared: Prepared, checked: _assets.InstanceCheck) -> Prepared
     the asset centre's spelling of its type, the check's issues carried into the plan (so
     the journal and the workbook say why a row was not sent); ``ValidationFailed`` if the
     plan then fails."""
+    from bulkscan.run import assets as _assets
+
     validated = prepared.validated
     kept = tuple(
         _assets.with_asset_types(i, checked.wire_types)
@@ -1122,6 +1133,8 @@ def as_planned_before(
     """``prepared`` narrowed as the run being resumed planned it, from its journal alone: the
     rows its asset-centre check held back stay out, the others carry the types it sent.  A
     resume finishes that plan without reading the asset centre again."""
+    from bulkscan.run import assets as _assets
+
     run_dir = _resume_dir(prepared, reports_dir, resume)
     with Journal.open(run_dir, readonly=True) as journal:
         tasks = journal.tasks()
@@ -1164,6 +1177,9 @@ async def export(
 ) -> ExportReport:
     """Write an input workbook of every database instance of the asset centre in ``scopes``
     ((project, region) pairs), each with the tasks that cover it today."""
+    from bulkscan.report import resolved as _resolved
+    from bulkscan.run import assets as _assets
+
     pace = dispatch_settings or DispatchSettings()
     limiter = rate_limiter(pace)
     policy = RetryPolicy.from_settings(pace)
@@ -1266,6 +1282,8 @@ async def _lifecycle(
     limiter: AdaptiveRate | None = None,
 ) -> AsyncIterator[Lifecycle]:
     """The run's journal (holding its lock) and a client over a session owned here."""
+    from bulkscan.dsc.client import LifecycleCalls
+
     with Journal.open(run_dir) as journal:
         async with _connected(connection, simulator) as conn, _client(conn, settings) as client:
             calls = LifecycleCalls(client)
@@ -1405,6 +1423,8 @@ async def dedupe(
 ) -> DedupeResult:
     """Delete the extra copies an audit workbook's Duplicates sheet lists (after ``confirm``
     saw them): only those still listed are sent, then each project is listed to verify."""
+    from bulkscan.dsc.client import LifecycleCalls
+
     extras = await asyncio.to_thread(_audit_report.read_duplicates, audit_workbook)
     settings = dispatch_settings or DispatchSettings()
     if not extras or not confirm(extras):

@@ -331,8 +331,8 @@ def connection_from(
     args: argparse.Namespace, env: Mapping[str, str] = os.environ
 ) -> tuple[Any, Any]:
     """``(Connection, None)`` for a real service, ``(None, SimulatorOptions)`` with --simulate."""
-    from bulkscan.dsc.client import Endpoints, make_ssl_context
     from bulkscan.dsc.credentials import resolve_credentials
+    from bulkscan.dsc.endpoints import Endpoints, make_ssl_context
     from bulkscan.runner import Connection, SimulatorOptions
 
     if args.simulate:

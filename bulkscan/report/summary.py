@@ -13,7 +13,7 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.dsc.client import DEFAULT_HOST
+from bulkscan.dsc.endpoints import DEFAULT_HOST
 from bulkscan.i18n import N_
 from bulkscan.report.cells import (
     OUTCOME_TONES,
