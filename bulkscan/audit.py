@@ -31,7 +31,6 @@ Rules worth knowing (also stated on the workbook):
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import getpass
 import random
 import socket
@@ -59,8 +58,7 @@ from bulkscan.run.remote import (
 )
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.rundir import JOURNAL_FILE
-from bulkscan.run.states import UNFINISHED_STATES
-from bulkscan.run.store import Journal
+from bulkscan.run.states import UNFINISHED_STATES, CoverageStatus
 
 if TYPE_CHECKING:
     import os
@@ -102,16 +100,6 @@ _Key = tuple[str, str, str]  # (project_id, region, ins_id)
 
 
 # --------------------------------------------------------------------------- value types
-
-
-class CoverageStatus(enum.StrEnum):
-    """Whether an inventory instance is scanned by some task."""
-
-    COVERED = "covered"
-    DISABLED = "only disabled tasks"  # matched, but every matching task is disabled
-    MISSING = "not covered"  # no task names it
-    UNKNOWN = "unknown"  # its project's tasks could not be listed
-    HELD = "held by an unfinished run"  # not covered yet; resuming that run sends it
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +469,8 @@ def unfinished_runs(reports_dir: str | os.PathLike[str]) -> tuple[UnfinishedRun,
 
 
 def _unfinished(run_dir: Path) -> UnfinishedRun | None:
+    from bulkscan.run.store import Journal  # here: ``--help`` loads this module, not the store
+
     try:
         with Journal.open(run_dir, readonly=True) as journal:
             tasks = [t for t in journal.tasks() if t.state in UNFINISHED_STATES]

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.audit import CoverageStatus
 from bulkscan.cli._common import status_of
 from bulkscan.models import Outcome
-from bulkscan.run.lifecycle import ActionState, ScanState
-from bulkscan.run.states import TaskState, outcome_of
+from bulkscan.run.states import ActionState, CoverageStatus, ScanState, TaskState, outcome_of
 
 if TYPE_CHECKING:
     import argparse

@@ -15,7 +15,7 @@ from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts
 from bulkscan.cli._lifecycle import NotConfirmable, ask, not_confirmable
 from bulkscan.i18n import _
-from bulkscan.run.lifecycle import ActionState
+from bulkscan.run.states import ActionState
 
 if TYPE_CHECKING:
     import argparse

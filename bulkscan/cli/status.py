@@ -12,7 +12,7 @@ from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options
 from bulkscan.i18n import _
-from bulkscan.run.lifecycle import ScanState
+from bulkscan.run.states import ScanState
 
 if TYPE_CHECKING:
     import argparse

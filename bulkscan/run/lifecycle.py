@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import enum
 import functools
 import json
 import random
@@ -41,7 +40,7 @@ from bulkscan.models import Verdict
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import Lister, same_sources, slow_down
 from bulkscan.run.retry import RETRIED_READS, RetryPolicy
-from bulkscan.run.states import TaskState
+from bulkscan.run.states import ActionState, ScanState, TaskState
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -90,25 +89,7 @@ CREATE TABLE IF NOT EXISTS scans (
 _UNDO_BATCH = 0  # undo is one set of actions for the run, however often it is resumed
 
 
-class ActionState(enum.StrEnum):
-    SENDING = "sending"
-    DONE = "done"
-    GONE = "gone"  # the service no longer has the task: nothing to do
-    KEPT = "kept"  # changed since the run: not deleted without --force
-    FAILED = "failed"
-
-
 _FINAL = frozenset({ActionState.DONE, ActionState.GONE})
-
-
-class ScanState(enum.StrEnum):
-    """The latest run of a task, in our words (the service's are not documented)."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    NEVER_RAN = "never ran"
-    UNKNOWN = "unknown"  # a status word we do not know, or the runs could not be read
 
 
 _RUNNING_WORDS = ("run", "wait", "pend", "init", "queue", "scan", "start", "process")

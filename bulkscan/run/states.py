@@ -1,4 +1,5 @@
-"""A planned task's states in the journal, and each set of them, defined once.
+"""Every set of states bulkscan names, defined once: a planned task's in the journal (and
+each set of them), a task's latest scan, a lifecycle action's, and an instance's coverage.
 
 ::
 
@@ -6,6 +7,8 @@
 
 ``unknown`` is an ambiguous outcome not yet looked up (a *sending* task found at a crash is
 unknown too); a resumed run looks every such task up by name before anything is re-sent.
+
+A light module (no journal, no client): ``--json``'s vocabulary is read from here at start-up.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 __all__ = [
+    "ActionState",
     "BAD_STATES",
+    "CoverageStatus",
     "OPEN_STATES",
+    "ScanState",
     "SUCCEEDED_STATES",
     "UNFINISHED_STATES",
     "Tally",
@@ -71,6 +77,36 @@ _OUTCOMES = {
 def outcome_of(state: TaskState) -> Outcome:
     """How the report names a task in ``state``."""
     return _OUTCOMES[state]
+
+
+class ScanState(enum.StrEnum):
+    """The latest run of a task, in our words (the service's are not documented)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    NEVER_RAN = "never ran"
+    UNKNOWN = "unknown"  # a status word we do not know, or the runs could not be read
+
+
+class ActionState(enum.StrEnum):
+    """A lifecycle action (start, enable, disable, update, delete) on one task."""
+
+    SENDING = "sending"
+    DONE = "done"
+    GONE = "gone"  # the service no longer has the task: nothing to do
+    KEPT = "kept"  # changed since the run: not deleted without --force
+    FAILED = "failed"
+
+
+class CoverageStatus(enum.StrEnum):
+    """Whether an inventory instance is scanned by some task."""
+
+    COVERED = "covered"
+    DISABLED = "only disabled tasks"  # matched, but every matching task is disabled
+    MISSING = "not covered"  # no task names it
+    UNKNOWN = "unknown"  # its project's tasks could not be listed
+    HELD = "held by an unfinished run"  # not covered yet; resuming that run sends it
 
 
 @dataclass(frozen=True, slots=True)
