@@ -35,6 +35,7 @@ __all__ = [
     "AmbiguousError",
     "BulkscanError",
     "CredentialsError",
+    "DscContext",
     "DscError",
     "InputError",
     "InputLimitError",
@@ -51,7 +52,7 @@ __all__ = [
     "ValidationFailed",
 ]
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypedDict, Unpack
 
 from bulkscan.i18n import _
 from bulkscan.models import Verdict, one_line
@@ -119,6 +120,18 @@ class JournalWriteError(JournalError):
     """The journal could not store a step (disk full, read-only): stop, and resume later."""
 
 
+class DscContext(TypedDict, total=False):
+    """What a ``DscError`` carries besides its message (each absent one is None)."""
+
+    status: int | None  # the HTTP status, when there was an answer
+    code: str | None  # the service's or the gateway's error code
+    request_id: str | None
+    task: str | None  # the task name the request was about
+    retry_after: float | None  # seconds the service asked us to wait
+    verdict: Verdict | None  # None: the class's default_verdict
+    uses_attempt: bool | None  # None: every verdict but THROTTLED uses one
+
+
 class DscError(BulkscanError):
     """A classified answer from DSC (or from the network on the way to it).
 
@@ -129,26 +142,17 @@ class DscError(BulkscanError):
 
     default_verdict: ClassVar[Verdict] = Verdict.AMBIGUOUS  # when raised by the class itself
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        request_id: str | None = None,
-        task: str | None = None,
-        retry_after: float | None = None,
-        verdict: Verdict | None = None,
-        uses_attempt: bool | None = None,
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.task = task
-        self.retry_after = retry_after
+    def __init__(self, message: str, **context: Unpack[DscContext]) -> None:
+        self.status = context.get("status")
+        self.code = context.get("code")
+        self.request_id = context.get("request_id")
+        self.task = context.get("task")
+        self.retry_after = context.get("retry_after")
+        verdict = context.get("verdict")
         self.verdict: Verdict = verdict if verdict is not None else self.default_verdict
         if self.verdict.ok:
             raise ValueError(f"verdict {self.verdict} is a success, not an error")
+        uses_attempt = context.get("uses_attempt")
         if uses_attempt is None:
             uses_attempt = self.verdict is not Verdict.THROTTLED
         self.uses_attempt = uses_attempt
@@ -167,29 +171,10 @@ class ThrottledError(TransientError):
     default_verdict = Verdict.THROTTLED
 
     def __init__(
-        self,
-        message: str,
-        *,
-        limit_per_s: float | None = None,
-        status: int | None = 429,
-        code: str | None = None,
-        request_id: str | None = None,
-        task: str | None = None,
-        retry_after: float | None = None,
-        verdict: Verdict | None = None,
-        uses_attempt: bool | None = None,
+        self, message: str, *, limit_per_s: float | None = None, **context: Unpack[DscContext]
     ) -> None:
         self.limit_per_s = limit_per_s
-        super().__init__(
-            message,
-            status=status,
-            code=code,
-            request_id=request_id,
-            task=task,
-            retry_after=retry_after,
-            verdict=verdict,
-            uses_attempt=uses_attempt,
-        )
+        super().__init__(message, **({"status": 429} | context))
 
 
 class AmbiguousError(DscError):

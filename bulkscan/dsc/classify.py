@@ -25,6 +25,7 @@ import aiohttp
 
 from bulkscan.errors import (
     AmbiguousError,
+    DscContext,
     DscError,
     ProjectPermanentError,
     RunFatalError,
@@ -293,26 +294,15 @@ def error_for(
     message = f"{prefix}{head}{rid}; {_advice(verdict, status, gateway_code(code))}"
     if reached is None:
         reached = status is not None or verdict is not Verdict.TRANSIENT
-    attempt = uses_attempt(verdict, reached=reached)
+    context: DscContext = {
+        "status": status,
+        "code": code,
+        "request_id": request_id,
+        "task": task,
+        "retry_after": retry_after,
+        "verdict": verdict,
+        "uses_attempt": uses_attempt(verdict, reached=reached),
+    }
     if verdict is Verdict.THROTTLED:
-        return ThrottledError(
-            message,
-            limit_per_s=parse_throttle_limit(detail),
-            status=status,
-            code=code,
-            request_id=request_id,
-            task=task,
-            retry_after=retry_after,
-            verdict=verdict,
-            uses_attempt=attempt,
-        )
-    return _CLASSES[verdict](
-        message,
-        status=status,
-        code=code,
-        request_id=request_id,
-        task=task,
-        retry_after=retry_after,
-        verdict=verdict,
-        uses_attempt=attempt,
-    )
+        return ThrottledError(message, limit_per_s=parse_throttle_limit(detail), **context)
+    return _CLASSES[verdict](message, **context)

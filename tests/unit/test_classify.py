@@ -306,6 +306,12 @@ def test_an_error_raised_by_its_class_carries_that_verdict(
     assert (err.verdict, err.uses_attempt) == (verdict, uses)
 
 
+def test_a_throttled_error_is_a_429_unless_told_otherwise() -> None:
+    assert ThrottledError("slow down").status == 429
+    assert ThrottledError("slow down", status=None, code="APIG.0308").status is None
+    assert error_for(V.THROTTLED, code="APIG.0308").status is None  # no answer: no status
+
+
 def test_an_error_cannot_carry_a_success() -> None:
     with pytest.raises(ValueError, match="success"):
         DscError("fine", verdict=V.CREATED)
