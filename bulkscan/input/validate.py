@@ -1070,18 +1070,39 @@ def _db_type(row: RawRow, sink: _Sink, context: _Context) -> str | None:
     return None if strict else text
 
 
+def _default_for_blank(
+    row: RawRow,
+    sink: _Sink,
+    column: str,
+    default: str | None,
+    *,
+    option: str,
+    variable: str | None = None,
+) -> str | None:
+    """What a blank ``column`` stands for: ``default`` (from ``option`` or the environment
+    ``variable``), or an error when none is set."""
+    if default is None:
+        unset = option
+        if variable is not None:
+            unset = _("{option} or {variable}").format(option=option, variable=variable)
+        sink.add(
+            "error",
+            _("{column} is blank and no {unset} is set").format(column=column, unset=unset),
+            ref=row.ref,
+            column=column,
+            hint=_("fill the cell, or give a default with {option}").format(option=option),
+        )
+    return default
+
+
 def _project_id(row: RawRow, sink: _Sink, context: _Context) -> str | None:
     value = row.values.get("project_id")
     if _is_blank(value):
-        if context.settings.project_id is None:
-            sink.add(
-                "error",
-                _("project_id is blank and no --project-id or HUAWEICLOUD_SDK_PROJECT_ID is set"),
-                ref=row.ref,
-                column="project_id",
-                hint=_("fill the cell, or give a default with --project-id"),
-            )
-        return context.settings.project_id
+        default = context.settings.project_id
+        variable = "HUAWEICLOUD_SDK_PROJECT_ID"
+        return _default_for_blank(
+            row, sink, "project_id", default, option="--project-id", variable=variable
+        )
     text = parse_text(value)
     if _PROJECT.match(text):
         return text
@@ -1137,15 +1158,7 @@ def _default_region(settings: InputSettings, sink: _Sink) -> str | None:
 def _region(row: RawRow, sink: _Sink, context: _Context) -> str | None:
     value = row.values.get("region")
     if _is_blank(value):
-        if context.region is None:
-            sink.add(
-                "error",
-                _("region is blank and no --region is set"),
-                ref=row.ref,
-                column="region",
-                hint=_("fill the cell, or give a default with --region"),
-            )
-        return context.region
+        return _default_for_blank(row, sink, "region", context.region, option="--region")
     region, severity, message, hint = _region_check(parse_text(value))
     if severity is not None:
         sink.add(severity, message, ref=row.ref, column="region", value=value, hint=hint)

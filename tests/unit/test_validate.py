@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bulkscan.config import InputSettings
+from bulkscan.i18n import set_language
 from bulkscan.input import schema
 from bulkscan.input import validate as validate_module
 from bulkscan.input.validate import (
@@ -523,6 +524,21 @@ def test_region_defaults_normalises_and_suggests() -> None:
 def test_blank_region_without_a_default_is_an_error() -> None:
     issue = only(run([row()], cfg=settings(region=None)).issues)
     assert issue.severity == "error" and issue.message == "region is blank and no --region is set"
+
+
+def test_a_blank_project_id_takes_the_default_or_names_where_one_comes_from() -> None:
+    pid = "0123456789abcdef0123456789abcdef"
+    result = run([row()], cfg=settings(project_id=pid))
+    assert [i.project_id for i in result.instances] == [pid] and not result.issues
+    issue = only(run([row()], cfg=settings(project_id=None)).issues)
+    assert issue.message == (
+        "project_id is blank and no --project-id or HUAWEICLOUD_SDK_PROJECT_ID is set"
+    )
+    assert issue.hint == "fill the cell, or give a default with --project-id"
+    set_language("zh")  # the conftest sets English back after each test
+    issue = only(run([row()], cfg=settings(region=None)).issues)
+    assert issue.message == "region 为空，且未设置 --region"
+    assert issue.hint == "请填写该单元格，或用 --region 给出默认值"
 
 
 def test_an_unknown_default_region_is_reported_once() -> None:
