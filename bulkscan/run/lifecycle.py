@@ -602,6 +602,14 @@ class Lifecycle(Wire):
             functools.partial(self.calls.update_task, task.project_id, task_id, body,
                               region=task.region)
         )  # fmt: skip
+        self._settle_answer(batch, kind, task, task_id, answer=answer, report=report)
+
+    def _settle_answer(
+        self, batch: int, kind: str, task: TaskRecord, task_id: str, *, answer: object,
+        report: ActionReport,
+    ) -> None:  # fmt: skip
+        """One request's ``answer`` for ``task``, in the report and the store: done, or
+        failed with the error's message."""
         state, detail = ActionState.DONE, None
         if isinstance(answer, DscError):
             state, detail = ActionState.FAILED, str(answer)
@@ -710,12 +718,7 @@ class Lifecycle(Wire):
         answer = await self._send(
             functools.partial(self._operate_call, action, task, task_id, runs_before)
         )
-        result, detail = ActionState.DONE, None
-        if isinstance(answer, DscError):
-            result, detail = ActionState.FAILED, str(answer)
-            report.messages[task.key] = detail
-        report.results[task.key] = result
-        self.store.settle(batch, kind, task, task_id, state=result, detail=detail)
+        self._settle_answer(batch, kind, task, task_id, answer=answer, report=report)
 
     async def _operate_call(
         self, action: str, task: TaskRecord, task_id: str, runs_before: int | None
