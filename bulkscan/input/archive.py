@@ -44,6 +44,7 @@ __all__ = [
     "format_mb",
     "guard_archive",
     "member_chunks",
+    "parse_member",
     "sheet_parts",
 ]
 
@@ -231,6 +232,16 @@ def member_chunks(
         yield carry
 
 
+def parse_member(
+    parser: xml.parsers.expat.XMLParserType, archive: zipfile.ZipFile, info: zipfile.ZipInfo
+) -> None:
+    """Stream the member through an expat ``parser`` (its handlers set), then end it; expat
+    raises ``ExpatError`` (or ``ValueError``) on XML that is not well-formed."""
+    for chunk in member_chunks(archive, info):
+        parser.Parse(chunk, False)
+    parser.Parse(b"", True)
+
+
 def _fast_extent(
     name: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, limits: InputLimits
 ) -> _Extent | None:
@@ -356,9 +367,7 @@ def _exact_extent(
     parser.EntityDeclHandler = counter.refuse
     parser.StartElementHandler = counter.start
     try:
-        for chunk in member_chunks(archive, info):
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
+        parse_member(parser, archive, info)
     except _DtdFound:
         raise _dtd_error(name, where) from None
     except (xml.parsers.expat.ExpatError, ValueError):

@@ -18,6 +18,7 @@ bounded size), so parsing it is safe.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
@@ -26,7 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import unescape
 
-from bulkscan.input.archive import PREFIXED_ROOT, column_index, member_chunks, sheet_parts
+from bulkscan.input.archive import (
+    PREFIXED_ROOT,
+    column_index,
+    member_chunks,
+    parse_member,
+    sheet_parts,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -208,12 +215,9 @@ def _parse(archive: zipfile.ZipFile, info: zipfile.ZipInfo, padded: Mapping[str,
     parser.StartElementHandler = reader.start
     parser.EndElementHandler = reader.end
     parser.CharacterDataHandler = reader.text
-    try:
-        for chunk in member_chunks(archive, info):
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
-    except (xml.parsers.expat.ExpatError, ValueError):
-        pass  # the xlsx reader has its own say on a broken sheet; keep what was found
+    # the xlsx reader has its own say on a broken sheet; keep what was found
+    with contextlib.suppress(xml.parsers.expat.ExpatError, ValueError):
+        parse_member(parser, archive, info)
     return reader.marks
 
 

@@ -814,3 +814,24 @@ def test_a_far_cell_hidden_in_a_tag_longer_than_a_chunk_is_still_found(
     path = make_raw_xlsx({"instances": body})
     with pytest.raises(InputLimitError):
         load_input(path, limits=InputLimits(max_rows=1000))
+
+
+def test_parse_member_streams_a_member_through_expat_and_ends_it(tmp_path: Path) -> None:
+    import xml.parsers.expat
+
+    from bulkscan.input.archive import parse_member
+
+    rows = 20_000
+    body = b"<rows>" + b"<r>x</r>" * rows + b"</rows>"
+    path = tmp_path / "member.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("good.xml", body)
+        archive.writestr("cut.xml", body[: len(body) // 2])
+    seen: list[str] = []
+    with zipfile.ZipFile(path) as archive:
+        parser = xml.parsers.expat.ParserCreate()
+        parser.StartElementHandler = lambda name, _attrs: seen.append(name)
+        parse_member(parser, archive, archive.getinfo("good.xml"))
+        assert len(seen) == rows + 1
+        with pytest.raises(xml.parsers.expat.ExpatError):
+            parse_member(xml.parsers.expat.ParserCreate(), archive, archive.getinfo("cut.xml"))
