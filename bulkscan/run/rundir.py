@@ -54,6 +54,7 @@ JOURNAL_FILE = "journal.sqlite"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = ".lock"
 STATE_DIR_ENV = "BULKSCAN_STATE_DIR"
+_NOTE_BYTES = 4096  # the most of a lock file's note that is read
 
 
 def _stem(input_path: str | os.PathLike[str]) -> str:
@@ -110,23 +111,47 @@ def lock_run_dir(run_dir: Path) -> int:
     """An exclusive, non-blocking flock on ``run_dir/.lock``; the fd holds it until closed."""
     path = run_dir / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise JournalError(f"cannot open {path}: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
+        fd = _flock(path, 0o644, what="")
+    except _Held as held:
+        holder = held.note[:32].decode("ascii", "replace").strip() or "unknown"
         raise JournalError(
             _(
                 "run directory {run_dir} is in use by another bulkscan process (pid {pid}); "
                 "wait for it to finish, or stop it, before resuming"
             ).format(run_dir=run_dir, pid=holder)
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    _rewrite(fd, f"{os.getpid()}\n".encode("ascii"))
     return fd
+
+
+class _Held(Exception):
+    """Another process holds the lock; ``note`` is what it wrote in the lock file."""
+
+    def __init__(self, note: bytes) -> None:
+        super().__init__()
+        self.note = note
+
+
+def _flock(path: Path, mode: int, *, what: str) -> int:
+    """An fd holding an exclusive, non-blocking flock on ``path`` (made with ``mode``), until
+    closed; ``_Held`` when another process holds it, ``JournalError`` when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    except OSError as exc:
+        raise JournalError(f"cannot open {what}{path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        note = os.pread(fd, _NOTE_BYTES, 0)
+        os.close(fd)
+        raise _Held(note) from None
+    return fd
+
+
+def _rewrite(fd: int, note: bytes) -> None:
+    """Replace the note in a lock file held through ``fd``."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, note, 0)
 
 
 # --- the sending lock: one run at a time per service account and project --------------------
@@ -193,9 +218,8 @@ def lock_sending(
 
 def _record(held: list[int], run_dir: Path) -> None:
     for fd in held:
-        mine = json.loads(os.pread(fd, 4096, 0) or b"{}") | {"run_dir": str(run_dir)}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(mine).encode(), 0)
+        mine = json.loads(os.pread(fd, _NOTE_BYTES, 0) or b"{}") | {"run_dir": str(run_dir)}
+        _rewrite(fd, json.dumps(mine).encode())
 
 
 def _alive(pid: str) -> bool:
@@ -211,32 +235,25 @@ def _alive(pid: str) -> bool:
 
 def _take(path: Path, target: SendTarget, left: dict[tuple[str, str], list[str]]) -> int:
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise JournalError(f"cannot open the lock {path}: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _holder(fd)
-        os.close(fd)
+        fd = _flock(path, 0o600, what="the lock ")
+    except _Held as held:
+        holder = _holder(held.note)
         raise RunLockedError(
             f"another bulkscan run (pid {holder.get('pid', 'unknown')}, run directory "
             f"{holder.get('run_dir', 'unknown')}) is sending to project {target.project_id} "
             f"at {target.endpoint} with the same credentials; nothing was sent: wait for it "
             "to finish, then run again or --resume"
         ) from None
-    holder = _holder(fd)
+    holder = _holder(os.pread(fd, _NOTE_BYTES, 0))
     if holder:
         owner = (str(holder.get("run_dir", "unknown")), str(holder.get("pid", "unknown")))
         left.setdefault(owner, []).append(target.project_id)
-    mine = {"pid": os.getpid(), "project_id": target.project_id}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(mine).encode(), 0)
+    _rewrite(fd, json.dumps({"pid": os.getpid(), "project_id": target.project_id}).encode())
     return fd
 
 
-def _holder(fd: int) -> dict[str, object]:
-    raw = os.pread(fd, 4096, 0)
+def _holder(raw: bytes) -> dict[str, object]:
+    """Who a sending lock's note names (a note that is not JSON is taken for a pid)."""
     try:
         found = json.loads(raw) if raw.strip() else {}
     except ValueError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +27,14 @@ from bulkscan.models import (
     TaskRequest,
 )
 from bulkscan.plan import RowStatus, RunInput, plan_hash, serialise_body, task_key
-from bulkscan.run.rundir import JOURNAL_FILE, create_run_dir, find_latest_run
+from bulkscan.run.rundir import (
+    JOURNAL_FILE,
+    RunLockedError,
+    SendTarget,
+    create_run_dir,
+    find_latest_run,
+    lock_sending,
+)
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import SCHEMA_VERSION, AttemptRecord, Journal
 
@@ -424,6 +432,24 @@ def test_a_writer_in_another_process_is_named_by_its_pid(run_dir: Path) -> None:
     finally:
         proc.communicate("", timeout=10)
     Journal.open(run_dir).close()  # the lock went with the process
+
+
+def test_a_second_sender_to_the_same_project_is_refused_naming_the_first(tmp_path: Path) -> None:
+    target = SendTarget("https://dsc.example", "p1", "id-hash")
+    other = SendTarget("https://dsc.example", "p2", "id-hash")
+    events: list[object] = []
+    with lock_sending([target], events.append) as record:
+        record(tmp_path / "first-run")
+        with (
+            pytest.raises(RunLockedError, match=rf"pid {os.getpid()}, run directory \S*first-run"),
+            lock_sending([other, target], events.append),
+        ):
+            pass  # pragma: no cover
+        with lock_sending([other], events.append):
+            pass  # another project is free
+    with lock_sending([target], events.append):
+        pass  # released on leaving
+    assert events == []  # nothing was held by a dead process
 
 
 # --- refusing journals that cannot be trusted ------------------------------------------------
