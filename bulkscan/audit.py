@@ -194,7 +194,7 @@ class AuditMeta:
     ended_at: dt.datetime
     operator: str
     host: str
-    version: str
+    bulkscan_version: str
     input_path: str
     input_sha256: str
     rate_per_s: float
@@ -582,7 +582,7 @@ async def audit(
         ended_at=now(),
         operator=_operator(),
         host=socket.gethostname(),
-        version=__version__,
+        bulkscan_version=__version__,
         input_path=inventory.book.path,
         input_sha256=inventory.book.sha256,
         rate_per_s=settings.rate_per_s,

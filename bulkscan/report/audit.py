@@ -630,15 +630,7 @@ def _facts(result: AuditResult) -> list[tuple[str, object]]:
         listed=len(result.groups) - len(failed), total=len(result.groups)
     )
     return [
-        *provenance_items(
-            started=meta.started_at,
-            ended=meta.ended_at,
-            operator=meta.operator,
-            host=meta.host,
-            version=meta.version,
-            input_path=meta.input_path,
-            input_sha256=meta.input_sha256,
-        ),
+        *provenance_items(meta),
         (N_("projects/regions listed"), listed),
         *(
             (

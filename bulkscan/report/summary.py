@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bulkscan.dsc.endpoints import DEFAULT_HOST
 from bulkscan.i18n import N_
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHART_ROWS",
+    "Provenance",
     "charted_table",
     "duration_text",
     "notes",
@@ -67,28 +68,39 @@ def sources_text(sources: Iterable[DataSource]) -> str:
     return "; ".join(f"{s.db_type}:{s.ins_id}" if s.db_type else s.ins_id for s in sources)
 
 
-def provenance_items(
-    *,
-    started: dt.datetime | None,
-    ended: dt.datetime | None,
-    operator: str,
-    host: str,
-    version: str,
-    input_path: str,
-    input_sha256: str,
-) -> list[tuple[str, object]]:
+class Provenance(Protocol):
+    """What a run's (or an audit's) record says of who ran it, where, when and on what."""
+
+    @property
+    def started_at(self) -> dt.datetime | None: ...
+    @property
+    def ended_at(self) -> dt.datetime | None: ...
+    @property
+    def operator(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def bulkscan_version(self) -> str: ...
+    @property
+    def input_path(self) -> str: ...
+    @property
+    def input_sha256(self) -> str: ...
+
+
+def provenance_items(meta: Provenance) -> list[tuple[str, object]]:
     """Who ran bulkscan, where, when, for how long, and on which input (times shown in UTC)."""
+    started, ended = meta.started_at, meta.ended_at
     duration = duration_text(ended - started) if started and ended else None
     return [
         (N_("started (UTC)"), started),
         (N_("ended (UTC)"), ended),
         (N_("time zone of the run"), zone_text(started) if started else None),
         (N_("duration (h:mm:ss)"), duration),
-        (N_("operator"), operator),
-        (N_("host"), host),
-        (N_("bulkscan version of the run"), version),
-        (N_("input file"), input_path),
-        (N_("input SHA-256"), input_sha256),
+        (N_("operator"), meta.operator),
+        (N_("host"), meta.host),
+        (N_("bulkscan version of the run"), meta.bulkscan_version),
+        (N_("input file"), meta.input_path),
+        (N_("input SHA-256"), meta.input_sha256),
     ]
 
 

@@ -77,7 +77,7 @@ def _result() -> AuditResult:
         ended_at=STARTED + dt.timedelta(seconds=75),
         operator="ops",
         host="box",
-        version="0.1.0",
+        bulkscan_version="0.1.0",
         input_path="dbs.xlsx",
         input_sha256="0" * 64,
         rate_per_s=5.0,
