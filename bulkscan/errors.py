@@ -35,7 +35,6 @@ __all__ = [
     "AmbiguousError",
     "BulkscanError",
     "CredentialsError",
-    "DscContext",
     "DscError",
     "InputError",
     "InputLimitError",
