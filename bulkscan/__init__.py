@@ -37,17 +37,16 @@ if TYPE_CHECKING:  # seen by mypy and IDEs; at run time the names resolve on fir
         check,
         prepare,
         read_audit_inventory,
-        run,
         write_report,
     )
 
 __all__ = [
     "__version__",
-    # entry points (the audit is runner.audit: bulkscan.audit is its module)
+    # entry points (the run is runner.run and the audit runner.audit: bulkscan.run and
+    # bulkscan.audit are the run layer's package and the audit's module)
     "check",
     "prepare",
     "read_audit_inventory",
-    "run",
     "write_report",
     # settings and connection
     "AkSk",
@@ -114,7 +113,6 @@ _LAZY: dict[str, str] = {
     "check": "bulkscan.runner",
     "prepare": "bulkscan.runner",
     "read_audit_inventory": "bulkscan.runner",
-    "run": "bulkscan.runner",
     "write_report": "bulkscan.runner",
 }
 

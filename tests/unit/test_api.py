@@ -9,7 +9,6 @@ EXPECTED = {
     "check",
     "prepare",
     "read_audit_inventory",
-    "run",
     "write_report",
     "AkSk",
     "Connection",
@@ -53,3 +52,18 @@ def test_every_exported_error_is_a_bulkscan_error() -> None:
     assert errors
     for error in errors:
         assert issubclass(error, bulkscan.BulkscanError), error
+
+
+def test_no_exported_name_is_shadowed_by_a_module() -> None:
+    """Importing a subpackage sets it as an attribute of ``bulkscan``: no public name may be
+    one (``bulkscan.run`` is the run layer's package, so the run is ``runner.run``)."""
+    import importlib
+    import pkgutil
+    import types
+
+    for found in pkgutil.walk_packages(bulkscan.__path__, "bulkscan."):
+        if found.name.count(".") == 1:
+            assert found.name.split(".")[1] not in bulkscan.__all__, found.name
+    importlib.import_module("bulkscan.runner")  # imports the run layer
+    for name in bulkscan.__all__:
+        assert not isinstance(getattr(bulkscan, name), types.ModuleType), name
