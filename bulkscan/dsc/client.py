@@ -36,13 +36,13 @@ from bulkscan.dsc.classify import (
 from bulkscan.dsc.credentials import AkSk, Credentials, Token
 from bulkscan.dsc.endpoints import DEFAULT_HOST, Endpoints, make_ssl_context
 from bulkscan.dsc.redact import Redactor
-from bulkscan.dsc.signing import Signer, canonical_query, format_sdk_date, sign_headers
+from bulkscan.dsc.signing import Signer, canonical_query, format_sdk_date
 from bulkscan.errors import DscError, ProjectPermanentError, RunFatalError, UsageError
 from bulkscan.events import Exchange, wire_watcher
 from bulkscan.models import DataSource
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 __all__ = [
     "ASSET_INSTANCES_PATH",
@@ -631,7 +631,7 @@ class DscClient:
         method: str,
         url: str,
         project_id: str,
-        query: Iterable[tuple[str, str]],
+        query: Sequence[tuple[str, str]],
         body: bytes,
     ) -> dict[str, str]:
         headers = {"User-Agent": self._user_agent, "Accept": "application/json"}
@@ -646,31 +646,21 @@ class DscClient:
             sdk_date = format_sdk_date(self._clock())
         else:
             sdk_date = self._sdk_dates.now()
-        if query:
-            headers["X-Sdk-Date"] = sdk_date
-            return sign_headers(
+        key = (method, url, len(headers))  # the headers differ only by Content-Type
+        signer = None if query else self._signers.get(key)  # queries vary: not kept
+        if signer is None:
+            signer = Signer(
                 method,
                 url,
                 headers,
-                body,
                 access_key=creds.access_key,
                 secret_key=creds.secret_key,
                 project_id=project_id,
                 security_token=creds.security_token,
                 query=query,
             )
-        key = (method, url, len(headers))  # the headers differ only by Content-Type
-        signer = self._signers.get(key)
-        if signer is None:
-            signer = self._signers[key] = Signer(
-                method,
-                url,
-                headers,
-                access_key=creds.access_key,
-                secret_key=creds.secret_key,
-                project_id=project_id,
-                security_token=creds.security_token,
-            )
+            if not query:
+                self._signers[key] = signer
         return signer.sign(body, sdk_date)
 
     async def _exchange(
