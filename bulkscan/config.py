@@ -19,6 +19,7 @@ __all__ = [
     "SIMULATOR_AK",
     "SIMULATOR_SK",
     "DEFAULT_PAGE_SIZE",
+    "SETTINGS_OPTIONS",
     "DispatchSettings",
     "InputLimits",
     "InputSettings",
@@ -28,6 +29,10 @@ __all__ = [
     "parse_rate",
     "settle_offsets",
 ]
+
+# The command-line options that choose which settings a command reads (config file, profile)
+# and the language it speaks: every command printed for a person to run next repeats them.
+SETTINGS_OPTIONS = ("--config", "--config-profile", "--lang")
 
 # The first page of a DSC list asked for; a short answer is asked again as large as total_num,
 # so most projects still take one request (documented range is 0..2147483647). Here, not in

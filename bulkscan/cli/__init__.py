@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from bulkscan import __version__
 from bulkscan.cli._console import console
 from bulkscan.cli._help import use_cell_width
+from bulkscan.config import SETTINGS_OPTIONS
 from bulkscan.errors import BulkscanError, UsageError
 from bulkscan.i18n import LANGUAGES, N_, _, choose_language, set_language
 
@@ -25,12 +26,37 @@ if TYPE_CHECKING:
 
     from bulkscan.cli._settings import Layered
 
-__all__ = ["EXIT_FAILED", "EXIT_INPUT", "EXIT_OK", "EXIT_STOPPED", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_INPUT", "EXIT_OK", "EXIT_STOPPED", "Refused", "main"]
 
 EXIT_OK = 0  # everything done (or only warnings)
 EXIT_FAILED = 1  # some tasks failed / something is not covered
 EXIT_INPUT = 2  # bad input or usage
 EXIT_STOPPED = 3  # stopped by a fatal error or interrupted
+
+
+class Refused(Exception):
+    """A command that ends before its work, with the one line it says why on stderr: with
+    ``--json`` the envelope carries ``error`` (the message without the line's opening words)
+    and ``fields`` besides, and the exit code is ``code``."""
+
+    def __init__(
+        self,
+        line: str,
+        *,
+        code: int = EXIT_INPUT,
+        error: str | None = None,
+        fields: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(line)
+        self.code = code
+        self.error = line if error is None else error
+        self.fields = dict(fields or {})
+
+    @classmethod
+    def stopped(cls, error: object, **fields: object) -> Refused:
+        """Stopped by ``error`` (e.g. credentials refused): exit 3."""
+        line = _("bulkscan: stopped: {error}").format(error=error)
+        return cls(line, code=EXIT_STOPPED, error=str(error), fields=fields)
 
 
 def lazy_module(name: str) -> ModuleType:
@@ -84,9 +110,33 @@ def build_parser(defaults: Mapping[str, object] | None = None) -> argparse.Argum
         version=f"bulkscan {__version__}",
         help=_("show the version and exit"),
     )
+    _add_config_options(parser)
+    _add_output_options(parser)
+    _add_lang(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import importlib
+
+    for name in _command_modules():
+        importlib.import_module(f"bulkscan.cli.{name}").register(sub)
+    for command in sub.choices.values():  # these options: before or after the command
+        _add_output_options(command)
+        _add_lang(command)
+        _add_config_options(command, command=True)
+        if defaults:
+            _apply_defaults(command, defaults)
+    _in_language(parser)
+    return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser, *, command: bool = False) -> None:
+    """--config and --config-profile, read early by ``_preparse``: before the command name or
+    after it (``command``: SUPPRESS, so that a command's parser does not undo what was typed
+    before its name), as a next command a person is shown may carry them."""
+    unset = argparse.SUPPRESS if command else None
     parser.add_argument(
         "--config",
         metavar="FILE",
+        default=unset,
         help=_(
             "read settings from FILE only (default: ~/.config/bulkscan/config.toml, then "
             "./bulkscan.toml; also $BULKSCAN_CONFIG)"
@@ -95,22 +145,9 @@ def build_parser(defaults: Mapping[str, object] | None = None) -> argparse.Argum
     parser.add_argument(
         "--config-profile",
         metavar="NAME",
+        default=unset,
         help=_("use the [profile.NAME] table of the config file (also $BULKSCAN_CONFIG_PROFILE)"),
     )
-    _add_output_options(parser)
-    _add_lang(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import importlib
-
-    for name in _command_modules():
-        importlib.import_module(f"bulkscan.cli.{name}").register(sub)
-    for command in sub.choices.values():  # --lang, -q/-v/--debug: before or after the command
-        _add_output_options(command)
-        _add_lang(command)
-        if defaults:
-            _apply_defaults(command, defaults)
-    _in_language(parser)
-    return parser
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -203,9 +240,8 @@ def _choose_language(flag: str | None, configured: str | None) -> None:
 def _preparse(argv: Sequence[str]) -> argparse.Namespace:
     """``--config``, ``--config-profile`` and ``--lang``, read before the parser is built."""
     early = argparse.ArgumentParser(add_help=False)
-    early.add_argument("--config")
-    early.add_argument("--config-profile")
-    early.add_argument("--lang")
+    for option in SETTINGS_OPTIONS:
+        early.add_argument(option)
     known, _rest = early.parse_known_args(argv)
     return known
 
@@ -237,9 +273,13 @@ def _call(args: argparse.Namespace) -> int:
     from bulkscan.events import watching_wire
 
     error: str | None = None
+    fields: Mapping[str, object] = {}
     try:
         with watching_wire(console.exchange) if console.level.debug else contextlib.nullcontext():
             code: int = args.func(args)
+    except Refused as refused:
+        console.err(str(refused), kind="error")
+        code, error, fields = refused.code, refused.error, refused.fields
     except BulkscanError as exc:  # UsageError included
         console.err(_("bulkscan: error: {message}").format(message=exc), kind="error")
         code, error = EXIT_INPUT, str(exc)
@@ -251,5 +291,5 @@ def _call(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
-    emit_missing(args, code, error)
+    emit_missing(args, code, error, fields)
     return code

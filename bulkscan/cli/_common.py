@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED
 from bulkscan.cli._console import by_cause, console
 from bulkscan.config import (
+    SETTINGS_OPTIONS,
     DispatchSettings,
     InputLimits,
     InputSettings,
@@ -39,6 +40,7 @@ __all__ = [
     "local_timezone",
     "next_options",
     "print_issues",
+    "settings_options",
     "simulate_options",
     "simulator_state",
     "start_time_text",
@@ -381,9 +383,10 @@ def simulate_options(args: argparse.Namespace) -> list[str]:
 
 
 def next_options(args: argparse.Namespace) -> list[str]:
-    """The connection (and reading) options of this command to repeat in the ``bulkscan run``
-    command it prints next, so that the run reaches the same service, simulated or not."""
-    options = simulate_options(args)
+    """The options of this command to repeat in the ``bulkscan run`` command it prints next,
+    so that the run reads the same settings and rows and reaches the same service, simulated
+    or not: the settings options (as a run's resume command repeats them), then these."""
+    options = settings_options(args) + simulate_options(args)
     reports = getattr(args, "reports_dir", "reports")
     if reports != "reports":  # the run's directory beside this one's (and the simulator's)
         options += ["--reports-dir", reports]
@@ -401,6 +404,16 @@ def next_options(args: argparse.Namespace) -> list[str]:
         options += ["--timezone", args.timezone]
     if getattr(args, "start_time_unit", "s") != "s":
         options += ["--start-time-unit", args.start_time_unit]
+    return options
+
+
+def settings_options(args: argparse.Namespace) -> list[str]:
+    """``--config``, ``--config-profile`` and ``--lang`` as given, wherever they were typed."""
+    options: list[str] = []
+    for option in SETTINGS_OPTIONS:
+        value = getattr(args, option.removeprefix("--").replace("-", "_"), None)
+        if value:
+            options += [option, str(value)]
     return options
 
 

@@ -153,6 +153,11 @@ class Console:
             return
         self._write(sys.stderr, text, kind)
 
+    def before_question(self, text: str = "") -> None:
+        """A line on stderr that says what the question after it is about: ``--quiet`` keeps
+        it (a question is not progress chatter, and must not come alone)."""
+        self._write(sys.stderr, text, kind_of(text))
+
     def data(self, text: str) -> None:
         """Text for a program (a completion script): written as given, whatever the level."""
         sys.stdout.write(text)

@@ -100,8 +100,13 @@ def emit(
     return code
 
 
-def emit_missing(args: argparse.Namespace, code: int, error: str | None = None) -> None:
+def emit_missing(
+    args: argparse.Namespace,
+    code: int,
+    error: str | None = None,
+    fields: Mapping[str, Any] | None = None,
+) -> None:
     """A command asked for ``--json`` that ended before it printed its document (refused,
-    stopped, interrupted): the envelope alone, with the error when there is one."""
+    stopped, interrupted): the envelope, ``fields`` and the error (null when there is none)."""
     if getattr(args, "json", False) and not getattr(args, "json_done", False):
-        emit(args, code, {"error": error})
+        emit(args, code, {**(fields or {}), "error": error})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import EXIT_INPUT
+from bulkscan.cli import Refused
 from bulkscan.cli._common import add_connection_options
 from bulkscan.cli._console import console
-from bulkscan.cli._json import emit, outcome_counts
+from bulkscan.cli._json import emit, outcome_counts, term
 from bulkscan.i18n import _, is_yes, yes_no
 from bulkscan.run.states import TaskState
 
@@ -17,22 +18,18 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from bulkscan.run.lifecycle import PlannedAction
-    from bulkscan.runner import ActionOutcome, Connection, RunResult
+    from bulkscan.runner import ActionOutcome, Connection, RunResult, SimulatorOptions
 
 __all__ = [
-    "NotConfirmable",
+    "Updated",
     "add_run_dir_options",
     "ask",
-    "not_confirmable",
     "print_outcome",
     "update_on_conflict",
+    "updates_json",
 ]
 
 SHOWN = 50  # names listed before asking; the rest are counted
-
-
-class NotConfirmable(Exception):
-    """No terminal to ask on and no --yes: nothing may change."""
 
 
 def add_run_dir_options(parser: argparse.ArgumentParser, *, changes: bool = True) -> None:
@@ -45,25 +42,32 @@ def add_run_dir_options(parser: argparse.ArgumentParser, *, changes: bool = True
     add_connection_options(parser)
 
 
-def ask(args: argparse.Namespace, question: str, lines: Sequence[str]) -> bool:
-    """Show what will change and ask; ``NotConfirmable`` without a terminal or --yes."""
+def ask(args: argparse.Namespace, question: str, lines: Sequence[str], *, about: str = "") -> bool:
+    """Say what will change (``about``, then ``lines``) and ask; ``Refused`` without a
+    terminal or --yes.  When a question follows, what it is about is said under --quiet too."""
+    asking = not args.yes and sys.stdin.isatty()
+    say = console.before_question if asking else console.err
+    if about:
+        say(about)
     for line in lines[:SHOWN]:
-        console.err(f"  {line}")
+        say(f"  {line}")
     if len(lines) > SHOWN:
-        console.err(f"  ... and {len(lines) - SHOWN} more")
+        say(f"  ... and {len(lines) - SHOWN} more")
     if args.yes:
         return True
-    if not sys.stdin.isatty():
-        raise NotConfirmable
+    if not asking:
+        why = (
+            f"{_command_of(args)} changes tasks in DSC and there is no terminal to ask on: "
+            "add --yes to confirm"
+        )
+        raise Refused(f"bulkscan: error: {why}", error=why)
     return is_yes(console.ask(f"{question} {yes_no()} "))
 
 
-def not_confirmable(command: str) -> int:
-    console.err(
-        f"bulkscan: error: {command} changes tasks in DSC and there is no terminal to ask on: "
-        "add --yes to confirm"
-    )
-    return EXIT_INPUT
+def _command_of(args: argparse.Namespace) -> str:
+    if getattr(args, "command", None) == "run":
+        return "run --on-conflict update"
+    return str(getattr(args, "command", "bulkscan"))
 
 
 def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[str, Any]) -> int:
@@ -94,30 +98,39 @@ def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[
     return code
 
 
+@dataclass(frozen=True, slots=True)
+class Updated:
+    """What ``run --on-conflict update`` did: its outcome (None: refused before asking) and
+    the exit code it adds to the run's."""
+
+    outcome: ActionOutcome | None
+    code: int
+
+
 def update_on_conflict(
     args: argparse.Namespace,
     result: RunResult,
     connection: Connection | None,
+    simulator: SimulatorOptions | None,
     settings: Any,
     *,
     limiter: Any = None,
-) -> int | None:
-    """``run --on-conflict update``: show each difference, ask, PUT; the exit code, or None
-    when there was nothing to update."""
+) -> Updated | None:
+    """``run --on-conflict update``: show each difference, ask, PUT; None when there was
+    nothing to update."""
     import asyncio
 
     from bulkscan import runner
 
     if args.on_conflict != "update" or not result.counts.get(TaskState.CONFLICT):
         return None
-    if connection is None:
-        return None  # an embedded simulator starts empty: it holds no task to update
 
     def confirm(planned: Sequence[PlannedAction]) -> bool:
         lines = [f"update {p.task.name} (id {p.task_id}): {p.why}" for p in planned
                  if p.state is None]  # fmt: skip
-        console.err(f"{len(lines)} existing task(s) have other data sources")
-        return ask(args, _("Update {count} existing task(s)?").format(count=len(lines)), lines)
+        about = f"{len(lines)} existing task(s) have other data sources"
+        question = _("Update {count} existing task(s)?").format(count=len(lines))
+        return ask(args, question, lines, about=about)
 
     try:
         outcome = asyncio.run(
@@ -125,12 +138,34 @@ def update_on_conflict(
                 result.run_dir,
                 confirm=confirm,
                 connection=connection,
+                simulator=simulator,
                 dispatch_settings=settings,
                 limiter=limiter,
             )
         )
-    except NotConfirmable:
-        return not_confirmable("run --on-conflict update")
+    except Refused as refused:  # the run is done: its workbook and summary still follow
+        console.err(str(refused), kind="error")
+        return Updated(None, refused.code)
     if not args.json:
         print_outcome(args, outcome, {})
-    return outcome.exit_code if outcome.confirmed else 0
+    return Updated(outcome, outcome.exit_code if outcome.confirmed else 0)
+
+
+def updates_json(updated: Updated | None) -> list[dict[str, Any]]:
+    """``run``'s ``updates``: each existing task of a planned name with other data sources,
+    what was done to it (``outcome`` null: not sent) and why."""
+    if updated is None or updated.outcome is None:
+        return []
+    report = updated.outcome.report
+    return [
+        {
+            "task": p.task.name,
+            "task_id": p.task_id,
+            "project_id": p.task.project_id,
+            "region": p.task.region,
+            "outcome": term(state) if (state := report.results.get(p.task.key)) else None,
+            "change": p.why,
+            "message": report.messages.get(p.task.key),
+        }
+        for p in report.planned
+    ]

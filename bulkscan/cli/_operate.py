@@ -7,14 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import lazy_module
 from bulkscan.cli._common import connection_from, dispatch_settings
-from bulkscan.cli._console import console
-from bulkscan.cli._lifecycle import (
-    NotConfirmable,
-    add_run_dir_options,
-    ask,
-    not_confirmable,
-    print_outcome,
-)
+from bulkscan.cli._lifecycle import add_run_dir_options, ask, print_outcome
 from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
@@ -74,21 +67,18 @@ def _run(args: argparse.Namespace, action: str) -> int:
     connection, simulator = connection_from(args)
 
     def confirm(names: Sequence[str]) -> bool:
-        console.err(f"{args.run_dir}: {_WHAT[action]} {len(names)} task(s)")
-        return ask(args, _(_QUESTION[action]).format(count=len(names)), list(names))
+        about = f"{args.run_dir}: {_WHAT[action]} {len(names)} task(s)"
+        return ask(args, _(_QUESTION[action]).format(count=len(names)), list(names), about=about)
 
-    try:
-        outcome = asyncio.run(
-            runner.operate(
-                args.run_dir,
-                action,
-                confirm=confirm,
-                names=args.task,
-                connection=connection,
-                simulator=simulator,
-                dispatch_settings=dispatch_settings(args),
-            )
+    outcome = asyncio.run(
+        runner.operate(
+            args.run_dir,
+            action,
+            confirm=confirm,
+            names=args.task,
+            connection=connection,
+            simulator=simulator,
+            dispatch_settings=dispatch_settings(args),
         )
-    except NotConfirmable:
-        return not_confirmable(action.lower())
+    )
     return print_outcome(args, outcome, {"run_dir": args.run_dir})

@@ -13,7 +13,7 @@ from bulkscan.cli._common import (
 )
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts
-from bulkscan.cli._lifecycle import NotConfirmable, ask, not_confirmable
+from bulkscan.cli._lifecycle import ask
 from bulkscan.i18n import _
 from bulkscan.run.states import ActionState
 
@@ -53,23 +53,21 @@ def _run(args: argparse.Namespace) -> int:
     connection, simulator = connection_from(args)
 
     def confirm(extras: Sequence[tuple[str, str, str, str]]) -> bool:
-        console.err(f"{args.workbook}: {len(extras)} extra copy(ies)")
+        about = f"{args.workbook}: {len(extras)} extra copy(ies)"
         lines = [f"delete {name} (id {tid}) in {project}/{region}"
                  for project, region, tid, name in extras]  # fmt: skip
-        return ask(args, _("Delete {count} task(s)?").format(count=len(extras)), lines)
+        question = _("Delete {count} task(s)?").format(count=len(extras))
+        return ask(args, question, lines, about=about)
 
-    try:
-        result = asyncio.run(
-            runner.dedupe(
-                args.workbook,
-                confirm=confirm,
-                connection=connection,
-                simulator=simulator,
-                dispatch_settings=dispatch_settings(args),
-            )
+    result = asyncio.run(
+        runner.dedupe(
+            args.workbook,
+            confirm=confirm,
+            connection=connection,
+            simulator=simulator,
+            dispatch_settings=dispatch_settings(args),
         )
-    except NotConfirmable:
-        return not_confirmable("dedupe")
+    )
     if args.json:
         fields = {
             "confirmed": result.confirmed,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED, lazy_module
+from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, Refused, lazy_module
 from bulkscan.cli._common import (
     add_connection_options,
     add_input_options,
@@ -26,7 +26,7 @@ from bulkscan.cli._common import (
 from bulkscan.cli._console import Bar, console, duration
 from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._json import Next, emit, outcome_counts
-from bulkscan.cli._lifecycle import update_on_conflict
+from bulkscan.cli._lifecycle import update_on_conflict, updates_json
 from bulkscan.errors import DscError, JournalWriteError, ReportError, ValidationFailed
 from bulkscan.events import (
     AttemptFinished,
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from bulkscan import runner
+    from bulkscan.cli._lifecycle import Updated
     from bulkscan.config import InputSettings
     from bulkscan.report.results import ReportPaths
     from bulkscan.runner import Prepared, RunResult
@@ -147,26 +148,23 @@ def _run(args: argparse.Namespace) -> int:
             prepared, reports_dir=args.reports_dir, resume=args.resume
         )
     elif args.remote_check:
-        checked = _checked(prepared, connection, simulator, dispatching, limiter)
-        if isinstance(checked, int):
-            return checked
-        prepared = checked
+        prepared = _checked(prepared, connection, simulator, dispatching, limiter)
     prepared, listed = for_run(args, prepared, connection, simulator, limiter=limiter)
     held = instances - len(prepared.validated.instances) - len(prepared.covered)
     sending = runner.to_send(
         prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
     )
-    if not args.json:
-        _print_plan(prepared, dispatching.rate_per_s, args, sending)
+    asking = bool(sending) and not args.yes and sys.stdin.isatty()
+    if asking or not args.json:  # a question comes with what it is about, even with -q
+        say = console.before_question if asking else console.err
+        say(_plan_line(prepared, dispatching.rate_per_s, args, sending))
     if sending and not args.yes and not sys.stdin.isatty():
-        console.err(
+        raise Refused(
             _(
                 "nothing sent: standard input is not a terminal, so bulkscan cannot ask; "
                 "add --yes to create the tasks without asking"
-            ),
-            kind="error",
+            )
         )
-        return EXIT_INPUT
     if sending and not _confirmed(args, prepared, settings, sending):
         console.err(_("nothing sent"))
         return EXIT_OK
@@ -182,12 +180,11 @@ def _run(args: argparse.Namespace) -> int:
             limiter=limiter,
         )
     except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
-        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
-        return EXIT_STOPPED
-    updated = update_on_conflict(args, result, connection, dispatching, limiter=limiter)
+        raise Refused.stopped(exc) from None
+    updated = update_on_conflict(args, result, connection, simulator, dispatching, limiter=limiter)
     code = exit_code(result.status)
     code = max(code, EXIT_FAILED) if held else code
-    code = code if updated is None else max(code, updated)
+    code = code if updated is None else max(code, updated.code)
     with _interrupts_deferred():
         try:
             report = runner.write_report(result.run_dir)
@@ -196,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
             if args.json:
                 emit(args, code, {"run_dir": str(result.run_dir), "error": str(exc)})
         else:
-            _finish(args, result, report, held, code)
+            _finish(args, result, report, held, code, updated=updated)
     return code
 
 
@@ -236,10 +233,10 @@ def _prepared(args: argparse.Namespace, settings: InputSettings) -> tuple[Prepar
 
 def _checked(
     prepared: Prepared, connection: Any, simulator: Any, dispatching: Any, limiter: Any
-) -> Prepared | int:
+) -> Prepared:
     """``prepared`` without the rows DSC's asset centre says cannot be scanned (reported);
-    an exit code (said why) when nothing may be sent: an answer that stops any run (3, as
-    it would at the first create), or an asset centre that cannot be read (2)."""
+    ``Refused`` when nothing may be sent: an answer that stops any run (3, as it would at
+    the first create), or an asset centre that cannot be read (2)."""
     try:
         with console.counting_requests("asset check"):
             found = asyncio.run(
@@ -252,22 +249,19 @@ def _checked(
                 )
             )
     except DscError as exc:  # the listing raises only what stops a whole run
-        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
-        return EXIT_STOPPED
+        raise Refused.stopped(exc) from None
     if found.unread:
         unread = "; ".join(
             _("project {project} / region {region}: {error}").format(project=p, region=r, error=e)
             for (p, r), e in found.unread.items()
         )
-        console.err(
+        raise Refused(
             _(
                 "nothing sent: DSC's asset centre could not be read, so no row could be checked "
                 "({unread}); fix the access and run again, or add --no-remote-check to send "
                 "without the check"
-            ).format(unread=unread),
-            kind="error",
+            ).format(unread=unread)
         )
-        return EXIT_INPUT
     if found.issues:
         print_issues(found.issues)
     if found.held:
@@ -290,28 +284,25 @@ def _interrupts_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _print_plan(
-    prepared: Prepared, rate_per_s: float, args: argparse.Namespace, total: int
-) -> None:
+def _plan_line(prepared: Prepared, rate_per_s: float, args: argparse.Namespace, total: int) -> str:
+    """What a run is about to send, where, at what pace."""
     tasks = prepared.plan.tasks
     target = _("the embedded simulator") if args.simulate else (args.endpoint or "DSC")
     if args.resume:
         sending = _("resuming: {count} task(s) not yet done are sent to {target}")
     else:
         sending = _("sending {count} to {target}")
-    console.err(
-        _(
-            "{file}: {tasks} task(s) for {instances} instance(s){covered}; {sending} at up to "
-            "{rate}/s (about {duration} without retries)"
-        ).format(
-            file=prepared.book.path,
-            tasks=len(tasks),
-            instances=prepared.plan.instance_count,
-            covered=_covered_text(len(prepared.covered)),
-            sending=sending.format(count=total, target=target),
-            rate=f"{rate_per_s:g}",
-            duration=duration(total / rate_per_s),
-        )
+    return _(
+        "{file}: {tasks} task(s) for {instances} instance(s){covered}; {sending} at up to "
+        "{rate}/s (about {duration} without retries)"
+    ).format(
+        file=prepared.book.path,
+        tasks=len(tasks),
+        instances=prepared.plan.instance_count,
+        covered=_covered_text(len(prepared.covered)),
+        sending=sending.format(count=total, target=target),
+        rate=f"{rate_per_s:g}",
+        duration=duration(total / rate_per_s),
     )
 
 
@@ -514,13 +505,20 @@ class _Renderer:
 
 
 def _finish(
-    args: argparse.Namespace, result: RunResult, report: ReportPaths, held: int, code: int
+    args: argparse.Namespace,
+    result: RunResult,
+    report: ReportPaths,
+    held: int,
+    code: int,
+    *,
+    updated: Updated | None = None,
 ) -> None:
     dispatched = result.dispatch
     for note in result.notes:
         console.err(_("note: {note}").format(note=note), kind="note")
     if args.json:
-        emit(args, code, _summary_json(result, report, held), next_step=_next_step(result, report))
+        fields = _summary_json(result, report, held) | {"updates": updates_json(updated)}
+        emit(args, code, fields, next_step=_next_step(result, report))
         return
     console.out(
         _("run {run}: {requests} request(s), {ending}").format(

@@ -7,14 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import lazy_module
 from bulkscan.cli._common import connection_from, dispatch_settings
-from bulkscan.cli._console import console
-from bulkscan.cli._lifecycle import (
-    NotConfirmable,
-    add_run_dir_options,
-    ask,
-    not_confirmable,
-    print_outcome,
-)
+from bulkscan.cli._lifecycle import add_run_dir_options, ask, print_outcome
 from bulkscan.i18n import _
 
 if TYPE_CHECKING:
@@ -60,20 +53,18 @@ def _run(args: argparse.Namespace) -> int:
 
     def confirm(planned: Sequence[PlannedAction]) -> bool:
         count = sum(1 for p in planned if p.state is None)
-        console.err(f"{args.run_dir}: {count} task(s) to delete")
-        return ask(args, _("Delete {count} task(s)?").format(count=count), _lines(planned))
+        about = f"{args.run_dir}: {count} task(s) to delete"
+        question = _("Delete {count} task(s)?").format(count=count)
+        return ask(args, question, _lines(planned), about=about)
 
-    try:
-        outcome = asyncio.run(
-            runner.undo(
-                args.run_dir,
-                confirm=confirm,
-                force=args.force,
-                connection=connection,
-                simulator=simulator,
-                dispatch_settings=dispatch_settings(args),
-            )
+    outcome = asyncio.run(
+        runner.undo(
+            args.run_dir,
+            confirm=confirm,
+            force=args.force,
+            connection=connection,
+            simulator=simulator,
+            dispatch_settings=dispatch_settings(args),
         )
-    except NotConfirmable:
-        return not_confirmable("undo")
+    )
     return print_outcome(args, outcome, {"run_dir": args.run_dir})

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan import __version__
+from bulkscan.config import SETTINGS_OPTIONS
 from bulkscan.events import local_now
 from bulkscan.i18n import N_, _
 from bulkscan.input import schema
@@ -228,7 +229,7 @@ def _global_args(meta: RunMeta) -> list[str]:
     i = 1
     while i < len(args) and args[i].startswith("-"):
         out.append(args[i])
-        takes_value = "=" not in args[i] and args[i] in ("--config", "--config-profile", "--lang")
+        takes_value = "=" not in args[i] and args[i] in SETTINGS_OPTIONS
         if takes_value and i + 1 < len(args):
             out.append(args[i + 1])
         i += 2 if takes_value else 1

@@ -1,0 +1,187 @@
+"""What the command line answers around its work: refusals in ``--json``, the updates of
+``run --on-conflict update``, the ``bulkscan run`` that ``audit`` names, and the line that
+says what a question is about, under ``--quiet`` too.
+
+In process (``main``, with ``sys.argv`` as the console script has it) against the embedded
+simulator, whose tasks stay in the reports folder from one command to the next; a child
+process against a simulator with an unreadable asset centre."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from bulkscan.cli import build_parser, main
+from bulkscan.sim.server import Simulator
+from tests.e2e._cli import bulkscan, sim_env
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.conftest import MakeXlsx
+
+P1 = "0123456789abcdef0123456789abcdef"
+CN = "cn-north-4"
+SIM = ("--simulate", "--rate", "200/s")
+HEADERS = ["ins_id", "db_type", "project_id", "region", "task"]
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder of its own, no credential or bulkscan setting, no terminal on stdin."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-home"))
+    for name in ("HUAWEICLOUD_SDK_PROJECT_ID", "BULKSCAN_CONFIG", "BULKSCAN_CONFIG_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    return tmp_path
+
+
+def _bulkscan(*argv: str) -> tuple[int, str, str]:
+    """``bulkscan ARGV`` in process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        mp.setattr(sys, "argv", ["bulkscan", *argv])
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _answer(*argv: str) -> tuple[int, dict[str, Any]]:
+    code, out, _err = _bulkscan(*argv, "--json")
+    return code, json.loads(out)
+
+
+def _one_task(make_xlsx: MakeXlsx, name: str, ins_id: str) -> Path:
+    """An inventory of one row in a task named ``shared``."""
+    return make_xlsx({"instances": [HEADERS, [ins_id, "MySQL", P1, CN, "shared"]]}, name=name)
+
+
+def test_run_json_lists_the_updates_of_on_conflict_update(here: Path, make_xlsx: MakeXlsx) -> None:
+    first = _one_task(make_xlsx, "first.xlsx", "ins-ours")
+    assert _answer("run", str(first), *SIM, "--yes")[0] == 0
+    second = _one_task(make_xlsx, "second.xlsx", "ins-new")  # the same name, another instance
+    code, doc = _answer("run", str(second), *SIM, "--yes", "--on-conflict", "update")
+    assert doc["outcomes"] == {"conflict": 1} and code == doc["exit_code"]
+    (update,) = doc["updates"]
+    assert update["task"] == "shared" and update["task_id"]
+    assert (update["project_id"], update["region"]) == (P1, CN)
+    assert update["outcome"] == "done" and update["message"] is None
+    assert "adds ins-new" in update["change"] and "removes ins-ours" in update["change"]
+    again = _answer("run", str(second), *SIM, "--yes", "--on-conflict", "update")[1]
+    assert (again["outcomes"], again["updates"]) == ({"exists": 1}, [])  # updated before
+    back = _answer("run", str(first), *SIM, "--yes")[1]  # a conflict again, not to update
+    assert (back["outcomes"], back["updates"]) == ({"conflict": 1}, [])
+
+
+def test_run_without_a_terminal_or_yes_says_why_in_the_json_error(
+    here: Path, make_xlsx: MakeXlsx
+) -> None:
+    inventory = _one_task(make_xlsx, "dbs.xlsx", "ins-1")
+    code, out, err = _bulkscan("run", str(inventory), *SIM, "--json")
+    doc = json.loads(out)
+    assert code == doc["exit_code"] == 2 and doc["status"] == "invalid"
+    assert doc["error"] and "--yes" in doc["error"]
+    assert doc["error"] in err  # the same words as on stderr
+    assert not [p for p in (here / "reports").iterdir() if p.is_dir()]  # no run was started
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)])
+async def test_run_refused_by_an_unreadable_asset_centre_says_why_in_the_json_error(
+    tmp_path: Path, make_xlsx: MakeXlsx, json_flag: tuple[str, ...]
+) -> None:
+    inventory = _one_task(make_xlsx, "dbs.xlsx", "ins-1")
+    async with Simulator(asset_fault="forbidden") as sim:
+        code, out, err = await bulkscan(
+            tmp_path, "run", inventory, "--endpoint", sim.url, "--yes", "--attempts", "2",
+            *json_flag, env=sim_env(state=tmp_path / "state"), limit_s=60.0,
+        )  # fmt: skip
+        assert not sim.tasks
+    assert code == 2, err
+    line = err.strip()
+    assert line.startswith("nothing sent: DSC's asset centre could not be read"), err
+    if json_flag:
+        doc = json.loads(out)
+        assert (doc["exit_code"], doc["status"], doc["error"]) == (2, "invalid", line)
+
+
+def test_lifecycle_refusal_without_a_terminal_says_why_in_the_json_error(
+    here: Path, make_xlsx: MakeXlsx
+) -> None:
+    inventory = _one_task(make_xlsx, "dbs.xlsx", "ins-1")
+    run_dir = _answer("run", str(inventory), *SIM, "--yes")[1]["run_dir"]
+    code, doc = _answer("undo", run_dir, *SIM)
+    assert code == doc["exit_code"] == 2
+    assert "undo changes tasks in DSC" in doc["error"] and "--yes" in doc["error"]
+
+
+def test_audit_names_a_run_with_the_config_profile_it_read(here: Path, make_xlsx: MakeXlsx) -> None:
+    (here / "bulkscan.toml").write_text('[profile.fast]\nrate = "200/s"\n', encoding="utf-8")
+    inventory = _one_task(make_xlsx, "dbs.xlsx", "ins-1")
+    code, doc = _answer("--config-profile", "fast", "--lang", "en", "audit", str(inventory),
+                        "--simulate")  # fmt: skip
+    assert code == 1 and doc["next"]["argv"] == doc["run_command"].split()
+    argv = doc["next"]["argv"]
+    assert argv[:2] == ["bulkscan", "run"] and "--simulate" in argv
+    assert argv[argv.index("--config-profile") + 1] == "fast"
+    assert argv[argv.index("--lang") + 1] == "en"
+    assert build_parser().parse_args(argv[1:]).config_profile == "fast"
+    code, run = _answer(*argv[1:], "--yes")  # the command as printed closes the gap
+    assert (code, run["outcomes"]) == (0, {"created": 1})
+    code, after = _answer("--config-profile", "fast", "audit", str(inventory), "--simulate")
+    assert (code, after["all_covered"]) == (0, True)
+
+
+def test_audit_names_a_run_with_the_config_file_it_read(here: Path, make_xlsx: MakeXlsx) -> None:
+    config = here / "elsewhere.toml"
+    config.write_text('rate = "200/s"\n', encoding="utf-8")
+    inventory = _one_task(make_xlsx, "dbs.xlsx", "ins-1")
+    code, out, _err = _bulkscan("audit", str(inventory), "--simulate", "--config", str(config))
+    assert code == 1
+    hint = next(line for line in out.splitlines() if line.startswith("to close the gap"))
+    assert f"--config {config}" in hint
+
+
+@pytest.mark.parametrize("command", ["undo", "start"])
+def test_quiet_keeps_what_a_question_is_about(
+    here: Path, make_xlsx: MakeXlsx, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    inventory = _one_task(make_xlsx, "dbs.xlsx", "ins-1")
+    run_dir = _answer("run", str(inventory), *SIM, "--yes")[1]["run_dir"]
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "n")
+    code, out, err = _bulkscan(command, run_dir, *SIM, "-q")
+    assert len(asked) == 1 and code == 0
+    assert f"{run_dir}: " in err and "1 task(s)" in err  # what the question is about
+    assert "shared" in err  # and the tasks it names
+    assert out.strip() == "nothing changed"
+
+
+def test_quiet_with_yes_asks_nothing_and_says_nothing_before(
+    here: Path, make_xlsx: MakeXlsx
+) -> None:
+    inventory = _one_task(make_xlsx, "dbs.xlsx", "ins-1")
+    run_dir = _answer("run", str(inventory), *SIM, "--yes")[1]["run_dir"]
+    code, _out, err = _bulkscan("start", run_dir, *SIM, "-q", "--yes")
+    assert code == 0 and err == ""  # no question: no line about one
+
+
+def test_quiet_keeps_what_a_run_asks_about(
+    here: Path, make_xlsx: MakeXlsx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inventory = _one_task(make_xlsx, "dbs.xlsx", "ins-1")
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "n")
+    code, _out, err = _bulkscan("run", str(inventory), *SIM, "-q")
+    assert len(asked) == 1 and code == 0
+    assert "sending 1 to the embedded simulator" in err  # where the tasks would go
