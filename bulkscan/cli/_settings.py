@@ -106,17 +106,18 @@ def _rate(value: object, where: str) -> str:
     text = f"{value}/s" if isinstance(value, int | float) and not isinstance(value, bool) else value
     if not isinstance(text, str):
         raise UsageError(f"{where}: expected a rate such as 5/s or 300/min, got {_shown(value)}")
-    try:
-        parse_rate(text)
-    except UsageError as exc:
-        raise UsageError(f"{where}: {exc}") from None
-    return text
+    return _parsed(text, where, parse_rate)
 
 
 def _windows(value: object, where: str) -> str:
-    text = _text(value, where)
+    return _parsed(_text(value, where), where, parse_quota_windows)
+
+
+def _parsed(text: str, where: str, parse: Callable[[str], object]) -> str:
+    """``text`` as given, once ``parse`` (the option's own parser) takes it; its refusal
+    names ``where``."""
     try:
-        parse_quota_windows(text)
+        parse(text)
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
     return text
