@@ -60,9 +60,9 @@ class Refused(Exception):
 
 
 def lazy_module(name: str) -> ModuleType:
-    """``name``, loaded on its first attribute read: a command module says
-    ``runner = lazy_module("bulkscan.runner")`` so that building the parser (``--help``,
-    completion, any other command) does not load the HTTP client and the workbook writer."""
+    """``name``, loaded on its first attribute read: ``runner`` below is so, so that building
+    the parser (``--help``, completion, any other command) does not load the HTTP client and
+    the workbook writer."""
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.find_spec(name)
@@ -75,6 +75,12 @@ def lazy_module(name: str) -> ModuleType:
     parent, _dot, child = name.rpartition(".")
     setattr(sys.modules[parent], child, module)
     return module
+
+
+if TYPE_CHECKING:
+    from bulkscan import runner as runner
+else:  # the library's entry points, loaded when a command first calls one
+    runner = lazy_module("bulkscan.runner")
 
 
 # The commands in the order a person uses them; ``bulkscan --help`` lists them so.

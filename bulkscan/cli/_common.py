@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import zoneinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED
+from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED, Refused
 from bulkscan.cli._console import by_cause, console
 from bulkscan.config import (
     SETTINGS_OPTIONS,
@@ -18,7 +18,7 @@ from bulkscan.config import (
     parse_rate,
 )
 from bulkscan.errors import UsageError
-from bulkscan.i18n import _
+from bulkscan.i18n import N_, _
 from bulkscan.models import Status, one_line
 from bulkscan.plan import start_time_text as plan_start_text
 from bulkscan.plan import start_zones
@@ -27,19 +27,28 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Hashable, Mapping
 
+    from bulkscan.errors import ValidationFailed
     from bulkscan.models import Issue, Profile, TaskRequest
+    from bulkscan.runner import Connection, SimulatorOptions
 
 __all__ = [
+    "Inventory",
+    "Service",
     "add_connection_options",
     "add_input_options",
+    "add_json_option",
+    "add_reports_dir_option",
     "connection_from",
     "dispatch_settings",
     "exit_code",
     "input_settings",
+    "invalid_input",
+    "inventory",
     "issue_json",
     "local_timezone",
     "next_options",
     "print_issues",
+    "service",
     "settings_options",
     "simulate_options",
     "simulator_state",
@@ -119,6 +128,7 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="an unsupported db_type is an error (the default; kept for older scripts)",
     )
+    parser.set_defaults(reads_inventory=True)  # next_options repeats how its rows are read
     caps = parser.add_argument_group("safety caps on input files")
     caps.add_argument("--max-file-mb", type=int, default=100, help="largest input file (100)")
     caps.add_argument(
@@ -145,6 +155,34 @@ def input_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ
     )
 
 
+class Inventory(TypedDict):
+    """The inventory options read back, as ``runner``'s entry points take them."""
+
+    path: str
+    profiles_path: str | None
+    settings: InputSettings
+
+
+def inventory(args: argparse.Namespace) -> Inventory:
+    """FILE, --profiles and the settings of ``add_input_options``, in one value."""
+    return {"path": args.file, "profiles_path": args.profiles, "settings": input_settings(args)}
+
+
+_JSON_HELP = N_("print one JSON summary on stdout")
+REPORTS = "reports"  # --reports-dir by default
+
+
+def add_reports_dir_option(container: Any, *, help: str) -> None:
+    """--reports-dir: where run directories, audits and errors workbooks go (``help`` says
+    which this command writes)."""
+    container.add_argument("--reports-dir", default=REPORTS, metavar="DIR", help=help)
+
+
+def add_json_option(container: Any, *, help: str = _JSON_HELP) -> None:
+    """--json: one document on stdout however the command ends (``_json.emit``)."""
+    container.add_argument("--json", action="store_true", help=help)
+
+
 def local_timezone(env: Mapping[str, str] = os.environ) -> str:
     """This machine's IANA zone name: ``$TZ``, else where /etc/localtime points, else UTC."""
     named = env.get("TZ", "").removeprefix(":")
@@ -169,6 +207,19 @@ def start_time_text(
     """A task's start time as a person reads it: in its profile's zone, with the offset."""
     zone = start_zones(profiles, settings.timezone).get(task.profile, settings.timezone)
     return plan_start_text(task.body_bytes, zone=zone, unit=settings.start_time_unit)
+
+
+def invalid_input(
+    args: argparse.Namespace, failed: ValidationFailed, line: str, **fields: object
+) -> Refused:
+    """What stops a command whose input has errors, to raise: every issue on stderr, then
+    ``line`` (its ``{file}`` and ``{errors}`` filled in); with --json the file, ``fields``,
+    the count of errors and every issue."""
+    print_issues(failed.issues)
+    errors = sum(1 for i in failed.issues if i.severity == "error")
+    issues = [issue_json(i) for i in failed.issues]
+    document = {"file": args.file, **fields, "errors": errors, "issues": issues}
+    return Refused(line.format(file=args.file, errors=errors), fields=document)
 
 
 def print_issues(issues: tuple[Issue, ...], *, limit: int = 200) -> None:
@@ -316,6 +367,25 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class Service(TypedDict):
+    """The service options read back, as ``runner``'s entry points take them."""
+
+    connection: Connection | None
+    simulator: SimulatorOptions | None
+    dispatch_settings: DispatchSettings
+
+
+def service(args: argparse.Namespace) -> Service:
+    """Where DSC is (or the embedded simulator), how to trust it and how hard to push it: the
+    options of ``add_connection_options``, in one value."""
+    connection, simulator = connection_from(args)
+    return {
+        "connection": connection,
+        "simulator": simulator,
+        "dispatch_settings": dispatch_settings(args),
+    }
+
+
 def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
     return DispatchSettings(
         rate_per_s=parse_rate(args.rate),
@@ -331,7 +401,7 @@ def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
 
 def connection_from(
     args: argparse.Namespace, env: Mapping[str, str] = os.environ
-) -> tuple[Any, Any]:
+) -> tuple[Connection | None, SimulatorOptions | None]:
     """``(Connection, None)`` for a real service, ``(None, SimulatorOptions)`` with --simulate."""
     from bulkscan.dsc.credentials import resolve_credentials
     from bulkscan.dsc.endpoints import Endpoints, make_ssl_context
@@ -385,25 +455,47 @@ def simulate_options(args: argparse.Namespace) -> list[str]:
 def next_options(args: argparse.Namespace) -> list[str]:
     """The options of this command to repeat in the ``bulkscan run`` command it prints next,
     so that the run reads the same settings and rows and reaches the same service, simulated
-    or not: the settings options (as a run's resume command repeats them), then these."""
+    or not: the settings options (as a run's resume command repeats them), the simulator's,
+    the reports folder, where the service is and, for a command that read an inventory, how
+    its rows are read (pace and retries are left to the run's own settings)."""
     options = settings_options(args) + simulate_options(args)
-    reports = getattr(args, "reports_dir", "reports")
-    if reports != "reports":  # the run's directory beside this one's (and the simulator's)
+    reports = getattr(args, "reports_dir", REPORTS)
+    if reports != REPORTS:  # the run's directory beside this one's (and the simulator's)
         options += ["--reports-dir", reports]
-    if args.endpoint:
-        options += ["--endpoint", args.endpoint]
-    for item in args.endpoint_for:
-        options += ["--endpoint-for", item]
-    if args.token_file:
-        options += ["--token-file", args.token_file]
-    if args.ca_bundle:
-        options += ["--ca-bundle", args.ca_bundle]
-    if args.insecure:
-        options.append("--insecure")
-    if getattr(args, "timezone", None):
-        options += ["--timezone", args.timezone]
-    if getattr(args, "start_time_unit", "s") != "s":
-        options += ["--start-time-unit", args.start_time_unit]
+    options += _given(args, _WHERE)
+    if getattr(args, "reads_inventory", False):
+        options += _given(args, _READING)
+        options += [] if args.strict_db_types else ["--any-db-type"]
+    return options
+
+
+# (option, dest, the value not worth repeating) of the service's place and of reading rows.
+_WHERE: tuple[tuple[str, str, object], ...] = (
+    ("--endpoint", "endpoint", None),
+    ("--endpoint-for", "endpoint_for", None),
+    ("--token-file", "token_file", None),
+    ("--ca-bundle", "ca_bundle", None),
+    ("--insecure", "insecure", False),
+)
+_READING: tuple[tuple[str, str, object], ...] = (
+    ("--project-id", "project_id", None),
+    ("--region", "region", None),
+    ("--timezone", "timezone", None),
+    ("--start-time-unit", "start_time_unit", "s"),
+)
+
+
+def _given(args: argparse.Namespace, table: tuple[tuple[str, str, object], ...]) -> list[str]:
+    """The options of ``table`` whose values are worth repeating, as typed."""
+    options: list[str] = []
+    for option, dest, unsaid in table:
+        value = getattr(args, dest, unsaid)
+        if value is True:
+            options.append(option)
+        elif isinstance(value, list):
+            options += [part for item in value for part in (option, str(item))]
+        elif value and value != unsaid:
+            options += [option, str(value)]
     return options
 
 
@@ -423,7 +515,7 @@ def simulator_state(args: argparse.Namespace) -> Path:
     service.  Delete the file to start from an empty one.  Written only once the simulator
     starts, so a command refused before that leaves no folder behind."""
     run_dir = getattr(args, "run_dir", None)
-    folder = Path(run_dir).parent if run_dir else Path(getattr(args, "reports_dir", "reports"))
+    folder = Path(run_dir).parent if run_dir else Path(getattr(args, "reports_dir", REPORTS))
     return folder / SIMULATOR_STATE
 
 

@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import lazy_module
+from bulkscan.cli import runner
 from bulkscan.cli._console import by_cause, console
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Mapping
 
-    from bulkscan import runner
     from bulkscan.run.coverage import CoveredRow, RemoteCheck
     from bulkscan.run.remote import Listed
     from bulkscan.runner import Prepared
-else:
-    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["add_coverage_option", "check_json", "for_run", "print_check", "remote_check"]
 

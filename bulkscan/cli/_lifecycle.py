@@ -6,8 +6,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import Refused
-from bulkscan.cli._common import add_connection_options
+from bulkscan.cli import Refused, runner
+from bulkscan.cli._common import add_connection_options, add_json_option, service
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts, term
 from bulkscan.i18n import _, is_yes, yes_no
@@ -15,13 +15,14 @@ from bulkscan.run.states import TaskState
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Coroutine, Sequence
 
     from bulkscan.run.lifecycle import PlannedAction
     from bulkscan.runner import ActionOutcome, Connection, RunResult, SimulatorOptions
 
 __all__ = [
     "Updated",
+    "act",
     "add_run_dir_options",
     "ask",
     "print_outcome",
@@ -38,7 +39,7 @@ def add_run_dir_options(parser: argparse.ArgumentParser, *, changes: bool = True
         parser.add_argument(
             "--yes", "-y", action="store_true", help="do not ask before changing anything"
         )
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_json_option(parser, help="print one JSON document on stdout")
     add_connection_options(parser)
 
 
@@ -68,6 +69,20 @@ def _command_of(args: argparse.Namespace) -> str:
     if getattr(args, "command", None) == "run":
         return "run --on-conflict update"
     return str(getattr(args, "command", "bulkscan"))
+
+
+def act(
+    args: argparse.Namespace,
+    entry: Callable[..., Coroutine[Any, Any, ActionOutcome]],
+    confirm: Callable[[Any], bool],
+    **options: object,
+) -> int:
+    """An action on RUN_DIR's tasks (``runner.undo``, ``runner.operate``) through the service
+    the options name, ``confirm`` asking first; its outcome printed, its exit code returned."""
+    import asyncio
+
+    outcome = asyncio.run(entry(args.run_dir, confirm=confirm, **service(args), **options))
+    return print_outcome(args, outcome, {"run_dir": args.run_dir})
 
 
 def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[str, Any]) -> int:
@@ -119,8 +134,6 @@ def update_on_conflict(
     """``run --on-conflict update``: show each difference, ask, PUT; None when there was
     nothing to update."""
     import asyncio
-
-    from bulkscan import runner
 
     if args.on_conflict != "update" or not result.counts.get(TaskState.CONFLICT):
         return None

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import lazy_module
-from bulkscan.cli._common import connection_from, dispatch_settings
-from bulkscan.cli._lifecycle import add_run_dir_options, ask, print_outcome
+from bulkscan.cli import runner
+from bulkscan.cli._lifecycle import act, add_run_dir_options, ask
 from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from bulkscan import runner
-else:
-    runner = lazy_module("bulkscan.runner")
 __all__ = ["register_action"]
 
 _WHAT = {
@@ -64,21 +59,8 @@ def register_action(sub: Any, action: str) -> None:
 
 
 def _run(args: argparse.Namespace, action: str) -> int:
-    connection, simulator = connection_from(args)
-
     def confirm(names: Sequence[str]) -> bool:
         about = f"{args.run_dir}: {_WHAT[action]} {len(names)} task(s)"
         return ask(args, _(_QUESTION[action]).format(count=len(names)), list(names), about=about)
 
-    outcome = asyncio.run(
-        runner.operate(
-            args.run_dir,
-            action,
-            confirm=confirm,
-            names=args.task,
-            connection=connection,
-            simulator=simulator,
-            dispatch_settings=dispatch_settings(args),
-        )
-    )
-    return print_outcome(args, outcome, {"run_dir": args.run_dir})
+    return act(args, runner.operate, confirm, action=action, names=args.task)

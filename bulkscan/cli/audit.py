@@ -7,18 +7,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.audit import CoverageStatus, GroupListed
-from bulkscan.cli import EXIT_INPUT, EXIT_STOPPED, lazy_module
-from bulkscan.cli._common import (
-    add_connection_options,
-    add_input_options,
-    connection_from,
-    dispatch_settings,
-    exit_code,
-    input_settings,
-    issue_json,
-    next_options,
-    print_issues,
-)
+from bulkscan.cli import Refused, runner
+from bulkscan.cli import _common as common
 from bulkscan.cli._console import Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.errors import RunFatalError, ValidationFailed
@@ -28,11 +18,8 @@ from bulkscan.i18n import _
 if TYPE_CHECKING:
     import argparse
 
-    from bulkscan import runner
     from bulkscan.audit import AuditEvent
     from bulkscan.runner import AuditReport
-else:
-    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 
@@ -56,76 +43,44 @@ def register(sub: Any) -> None:
         help="check which inventory databases are covered by a scan task (a workbook)",
         description=DESCRIPTION,
     )
-    add_input_options(parser)
-    add_connection_options(parser)
+    common.add_input_options(parser)
+    common.add_connection_options(parser)
     group = parser.add_argument_group("the audit")
-    group.add_argument(
-        "--reports-dir",
-        default="reports",
-        metavar="DIR",
-        help="folder for the audit workbooks (default: reports)",
-    )
-    group.add_argument(
-        "--json", action="store_true", help="print one JSON summary on stdout at the end"
-    )
+    common.add_reports_dir_option(group, help="folder for the audit workbooks (default: reports)")
+    common.add_json_option(group, help="print one JSON summary on stdout at the end")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = input_settings(args)
-    pace = dispatch_settings(args)
     try:
-        inventory = runner.read_audit_inventory(
-            args.file, profiles_path=args.profiles, settings=settings
-        )
+        inventory = runner.read_audit_inventory(**common.inventory(args))
     except ValidationFailed as failed:
-        return _bad_input(args, failed)
+        line = _("nothing audited: {errors} error(s) in {file}; fix them and run again")
+        raise common.invalid_input(args, failed, line) from None
     warnings = tuple(i for i in inventory.issues if i.severity == "warning")
     if warnings and not args.json:
-        print_issues(warnings, limit=20)
-    connection, simulator = connection_from(args)
+        common.print_issues(warnings, limit=20)
     notes = _Notes(quiet=args.json)
     try:
         report = asyncio.run(
             runner.audit(
                 inventory,
-                connection=connection,
-                simulator=simulator,
-                dispatch_settings=pace,
+                **common.service(args),
                 reports_dir=args.reports_dir,
-                run_options=next_options(args),
+                run_options=common.next_options(args),
                 observer=notes,
             )
         )
     except RunFatalError as exc:
-        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
-        if args.json:
-            emit(args, EXIT_STOPPED, {"file": args.file, "error": str(exc)})
-        return EXIT_STOPPED
+        raise Refused.stopped(exc, file=args.file) from None
     finally:
         notes.close()
-    code = exit_code(report.status)
+    code = common.exit_code(report.status)
     if args.json:
         emit(args, code, _summary_json(report), next_step=_next_step(report))
     else:
         _print_summary(report)
     return code
-
-
-def _bad_input(args: argparse.Namespace, failed: ValidationFailed) -> int:
-    errors = sum(1 for i in failed.issues if i.severity == "error")
-    if args.json:
-        issues = [issue_json(i) for i in failed.issues]
-        emit(args, EXIT_INPUT, {"file": args.file, "errors": errors, "issues": issues})
-    else:
-        print_issues(failed.issues)
-        console.err(
-            _("nothing audited: {errors} error(s) in {file}; fix them and run again").format(
-                errors=errors, file=args.file
-            ),
-            kind="error",
-        )
-    return EXIT_INPUT
 
 
 class _Notes:

@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import lazy_module
-from bulkscan.cli._common import (
-    add_connection_options,
-    connection_from,
-    dispatch_settings,
-)
+from bulkscan.cli import runner
+from bulkscan.cli._common import add_connection_options, add_json_option, service
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts
 from bulkscan.cli._lifecycle import ask
@@ -21,9 +17,6 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from bulkscan import runner
-else:
-    runner = lazy_module("bulkscan.runner")
 __all__ = ["register"]
 
 DESCRIPTION = """\
@@ -44,14 +37,12 @@ def register(sub: Any) -> None:
         "workbook", metavar="AUDIT_WORKBOOK", help="a workbook bulkscan audit wrote"
     )
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask before deleting")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_json_option(parser, help="print one JSON document on stdout")
     add_connection_options(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    connection, simulator = connection_from(args)
-
     def confirm(extras: Sequence[tuple[str, str, str, str]]) -> bool:
         about = f"{args.workbook}: {len(extras)} extra copy(ies)"
         lines = [f"delete {name} (id {tid}) in {project}/{region}"
@@ -59,15 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         question = _("Delete {count} task(s)?").format(count=len(extras))
         return ask(args, question, lines, about=about)
 
-    result = asyncio.run(
-        runner.dedupe(
-            args.workbook,
-            confirm=confirm,
-            connection=connection,
-            simulator=simulator,
-            dispatch_settings=dispatch_settings(args),
-        )
-    )
+    result = asyncio.run(runner.dedupe(args.workbook, confirm=confirm, **service(args)))
     if args.json:
         fields = {
             "confirmed": result.confirmed,

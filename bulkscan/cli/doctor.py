@@ -8,13 +8,8 @@ import os
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import lazy_module
-from bulkscan.cli._common import (
-    add_connection_options,
-    connection_from,
-    dispatch_settings,
-    next_options,
-)
+from bulkscan.cli import EXIT_INPUT, Refused, runner
+from bulkscan.cli import _common as common
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit
 from bulkscan.config import InputSettings
@@ -24,10 +19,7 @@ from bulkscan.i18n import _
 if TYPE_CHECKING:
     import argparse
 
-    from bulkscan import runner
     from bulkscan.run.doctor import Check
-else:
-    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 
@@ -55,8 +47,8 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--record", metavar="FILE", help="save the raw answers (no secret) to this JSON file"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    add_connection_options(parser)
+    common.add_json_option(parser)
+    common.add_connection_options(parser)
     parser.set_defaults(func=_run)
 
 
@@ -82,20 +74,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         groups = _groups(args)
     except ValidationFailed as failed:
-        console.err(_("bulkscan: error: {message}").format(message=failed), kind="error")
-        if args.json:
-            emit(args, 2, {"error": str(failed)})
-        return 2
-    connection, simulator = connection_from(args)
-    report = asyncio.run(
-        runner.doctor(
-            groups,
-            connection=connection,
-            simulator=simulator,
-            dispatch_settings=dispatch_settings(args),
-            record=args.record,
-        )
-    )
+        line = _("bulkscan: error: {message}").format(message=failed)
+        raise Refused(line, code=EXIT_INPUT, error=str(failed)) from None
+    report = asyncio.run(runner.doctor(groups, **common.service(args), record=args.record))
     step = _next_step(args) if report.ok else None
     if args.json:
         checks = [_check_json(c) for c in report.checks]
@@ -119,7 +100,7 @@ def _next_step(args: argparse.Namespace) -> Next | None:
     """A canary run of FILE, through the service just checked; None without FILE."""
     if args.file is None:
         return None
-    command = ["bulkscan", "run", args.file, "--limit", "5", *next_options(args)]
+    command = ["bulkscan", "run", args.file, "--limit", "5", *common.next_options(args)]
     return Next(shlex.join(command), "a run can be trusted here: start with a canary")
 
 

@@ -7,14 +7,8 @@ import os
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import EXIT_STOPPED, lazy_module
-from bulkscan.cli._common import (
-    add_connection_options,
-    connection_from,
-    dispatch_settings,
-    exit_code,
-    next_options,
-)
+from bulkscan.cli import Refused, runner
+from bulkscan.cli import _common as common
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.errors import RunFatalError, UsageError
@@ -24,9 +18,6 @@ from bulkscan.input.schema import REGIONS
 if TYPE_CHECKING:
     import argparse
 
-    from bulkscan import runner
-else:
-    runner = lazy_module("bulkscan.runner")
 __all__ = ["register"]
 
 DESCRIPTION = """\
@@ -58,8 +49,8 @@ def register(sub: Any) -> None:
     group.add_argument(
         "--output", default="dsc-export.xlsx", metavar="PATH", help="(default: dsc-export.xlsx)"
     )
-    group.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    add_connection_options(parser)
+    common.add_json_option(group)
+    common.add_connection_options(parser)
     parser.set_defaults(func=_run)
 
 
@@ -80,22 +71,11 @@ def _projects(args: argparse.Namespace) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     scopes = [(p, args.region) for p in _projects(args)]
-    connection, simulator = connection_from(args)
+    service = common.service(args)
     try:
-        report = asyncio.run(
-            runner.export(
-                scopes,
-                args.output,
-                connection=connection,
-                simulator=simulator,
-                dispatch_settings=dispatch_settings(args),
-            )
-        )
+        report = asyncio.run(runner.export(scopes, args.output, **service))
     except RunFatalError as exc:
-        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
-        if args.json:
-            emit(args, EXIT_STOPPED, {"error": str(exc)})
-        return EXIT_STOPPED
+        raise Refused.stopped(exc) from None
     for (project, region), why in report.errors.items():
         console.err(
             _("error: project {project} / region {region}: {error}").format(
@@ -105,18 +85,18 @@ def _run(args: argparse.Namespace) -> int:
         )
     step = _next_step(args, report)
     if args.json:
-        return emit(args, exit_code(report.status), _summary(report), next_step=step)
+        return emit(args, common.exit_code(report.status), _summary(report), next_step=step)
     console.out(
         _("{found} instance(s), {uncovered} not covered by a task; wrote {workbook}").format(
             found=len(report.found), uncovered=report.uncovered, workbook=report.workbook
         )
     )
     console.out(_("next: {command}").format(command=step.command))
-    return exit_code(report.status)
+    return common.exit_code(report.status)
 
 
 def _next_step(args: argparse.Namespace, report: runner.ExportReport) -> Next:
-    command = shlex.join(["bulkscan", "run", str(report.workbook), *next_options(args)])
+    command = shlex.join(["bulkscan", "run", str(report.workbook), *common.next_options(args)])
     return Next(command, "create the tasks of the rows not covered (the covered ones exist)")
 
 

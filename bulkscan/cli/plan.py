@@ -6,17 +6,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import EXIT_INPUT, EXIT_OK, EXIT_STOPPED, lazy_module
-from bulkscan.cli._common import (
-    add_connection_options,
-    add_input_options,
-    connection_from,
-    dispatch_settings,
-    input_settings,
-    issue_json,
-    print_issues,
-    start_time_text,
-)
+from bulkscan.cli import EXIT_OK, Refused, runner
+from bulkscan.cli import _common as common
 from bulkscan.cli._console import console
 from bulkscan.cli._coverage import check_json, print_check, remote_check
 from bulkscan.cli._json import emit
@@ -30,14 +21,11 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping, Sequence
 
-    from bulkscan import runner
     from bulkscan.config import InputSettings
     from bulkscan.models import Profile, TaskRequest
     from bulkscan.plan import PlanSummary
     from bulkscan.run.coverage import RemoteCheck
     from bulkscan.runner import Prepared
-else:
-    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 
@@ -55,8 +43,8 @@ def register(sub: Any) -> None:
         "conflict and which rows other tasks already cover. Nothing is ever sent. Exit 0; 2 "
         "on input errors; 3 when the service refused the credentials (--check-remote).",
     )
-    add_input_options(parser)
-    add_connection_options(parser)  # its --rate is the rate of the time estimate too
+    common.add_input_options(parser)
+    common.add_connection_options(parser)  # its --rate is the rate of the time estimate too
     parser.add_argument(
         "--check-remote",
         action="store_true",
@@ -71,35 +59,25 @@ def register(sub: Any) -> None:
         help="write every request to this JSON file, with the inventory's hash: "
         "`bulkscan run PLAN.json` applies it as it is, and refuses it once the inventory changed",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    common.add_json_option(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    rate = dispatch_settings(args).rate_per_s
-    settings = input_settings(args)
+    rate = common.dispatch_settings(args).rate_per_s
+    inventory = common.inventory(args)
+    settings = inventory["settings"]
     try:
-        prepared = runner.prepare(args.file, profiles_path=args.profiles, settings=settings)
+        prepared = runner.prepare(**inventory)
     except ValidationFailed as failed:
-        if args.json:
-            issues = [issue_json(i) for i in failed.issues]
-            emit(args, EXIT_INPUT, {"file": args.file, "ok": False, "issues": issues})
-        else:
-            print_issues(failed.issues)
-            console.err(
-                _("{file}: not planned: fix the errors above").format(file=args.file),
-                kind="error",
-            )
-        return EXIT_INPUT
+        line = _("{file}: not planned: fix the errors above")
+        raise common.invalid_input(args, failed, line, ok=False) from None
     plan = prepared.plan
     summary = plan_summary(plan, rate_per_s=rate)
     check = _check_remote(args, prepared) if args.check_remote else None
     fatal = fatal_answer(check[0].listed) if check is not None else None
     if fatal is not None:
-        console.err(_("bulkscan: stopped: {error}").format(error=fatal), kind="error")
-        if args.json:
-            emit(args, EXIT_STOPPED, {"file": args.file, "error": str(fatal)})
-        return EXIT_STOPPED
+        raise Refused.stopped(fatal, file=args.file)
     if args.output:
         _write(Path(args.output), plan_to_json(plan, runner.plan_source(prepared, settings)))
     if args.json:
@@ -107,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
         if check is not None:
             document["remote"] = check_json(check[0]) | {"would_create": check[1]}
         return emit(args, EXIT_OK, document)
-    print_issues(plan.issues)
+    common.print_issues(plan.issues)
     _print_tasks(plan.tasks, settings, prepared.validated.profiles)
     _print_summary(prepared.book.path, summary)
     if check is not None:
@@ -120,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_remote(args: argparse.Namespace, prepared: Prepared) -> tuple[RemoteCheck, int]:
     """The service's tasks against the plan a run would send (covered rows left out), and
     how many tasks that run would create."""
-    connection, simulator = connection_from(args)
+    connection, simulator = common.connection_from(args)
     found = remote_check(args, prepared, connection, simulator)
     sent = runner.without_covered(prepared, found.covered).plan.tasks
     check = replanned(found, sent)
@@ -136,45 +114,33 @@ def _write(path: Path, document: dict[str, Any]) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+# Column widths of plan's two tables; a negative width right-aligns (a count).
+_TASKS = (44, 34, 16, -7, 0, 0)  # task, project, region, sources, "", start (two spaces before)
+_TOTAL = (44, 34 + 1 + 16, -7)  # "total", the count of tasks, the sources under their column
+_GROUPS = (34, 16, 16, -6, -9)  # project, region, profile, tasks, instances
+
+
 def _print_tasks(
     tasks: Sequence[TaskRequest], settings: InputSettings, profiles: Mapping[str, Profile]
 ) -> None:
     """Every task, sorted by project, region and name, with its start time and zone."""
-    name, project, region, sources, start = (
-        _("task"), _("project"), _("region"), _("sources"), _("start")
-    )  # fmt: skip
-    header = (
-        f"{_pad(name, 44)} {_pad(project, 34)} {_pad(region, 16)} "
-        f"{_pad(sources, 7, right=True)}  {start}"
-    )
-    console.detail(header)
-    console.detail("-" * (_width(header) + 24))
-    for task in sorted(tasks, key=lambda t: (t.project_id, t.region, t.name)):
-        console.detail(
-            f"{task.name:<44} {task.project_id:<34} {task.region:<16} "
-            f"{len(task.sources):>7}  {start_time_text(task, settings, profiles)}"
-        )
-    all_sources = sum(len(t.sources) for t in tasks)
-    total, count = _("total"), _("{count} task(s)").format(count=f"{len(tasks):>6}")
-    console.detail(f"{_pad(total, 44)} {_pad(count, 42)}{all_sources:>7}")
+    titles = (_("task"), _("project"), _("region"), _("sources"), "", _("start"))
+    rows = [
+        (task.name, task.project_id, task.region, len(task.sources), "",
+         common.start_time_text(task, settings, profiles))
+        for task in sorted(tasks, key=lambda t: (t.project_id, t.region, t.name))
+    ]  # fmt: skip
+    _print_table(titles, rows, _TASKS, rule_extra=24)
+    count = _("{count} task(s)").format(count=f"{len(tasks):>6}")
+    sources = sum(len(t.sources) for t in tasks)  # under the sources column
+    console.detail(_cells((_("total"), count, sources), _TOTAL))
     console.detail()
 
 
 def _print_summary(path: str, summary: PlanSummary) -> None:
-    project, region, profile, tasks, instances = (
-        _("project"), _("region"), _("profile"), _("tasks"), _("instances")
-    )  # fmt: skip
-    header = (
-        f"{_pad(project, 34)} {_pad(region, 16)} {_pad(profile, 16)} "
-        f"{_pad(tasks, 6, right=True)} {_pad(instances, 9, right=True)}"
-    )
-    console.detail(header)
-    console.detail("-" * _width(header))
-    for row in summary.rows:
-        console.detail(
-            f"{row.project_id:<34} {row.region:<16} {row.profile:<16} "
-            f"{row.tasks:>6} {row.instances:>9}"
-        )
+    titles = (_("project"), _("region"), _("profile"), _("tasks"), _("instances"))
+    rows = [(r.project_id, r.region, r.profile, r.tasks, r.instances) for r in summary.rows]
+    header = _print_table(titles, rows, _GROUPS)
     console.detail("-" * _width(header))
     minutes = summary.estimated_seconds / 60
     console.out(
@@ -193,6 +159,31 @@ def _print_summary(path: str, summary: PlanSummary) -> None:
             minutes=f"{minutes:.1f}",
         )
     )
+
+
+def _print_table(
+    titles: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    widths: Sequence[int],
+    *,
+    rule_extra: int = 0,
+) -> str:
+    """``titles``, a rule under them and ``rows``, each cell padded to its column; returns
+    the header line."""
+    header = _cells(titles, widths)
+    console.detail(header)
+    console.detail("-" * (_width(header) + rule_extra))
+    for row in rows:
+        console.detail(_cells(row, widths))
+    return header
+
+
+def _cells(values: Sequence[object], widths: Sequence[int]) -> str:
+    """``values`` padded to ``widths`` columns (a negative width right-aligns), one space
+    apart."""
+    return " ".join(
+        _pad(str(v), abs(w), right=w < 0) for v, w in zip(values, widths, strict=True)
+    ).rstrip()
 
 
 def _width(text: str) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import EXIT_OK, lazy_module
+from bulkscan.cli import EXIT_OK, runner
+from bulkscan.cli._common import add_json_option
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.i18n import _
@@ -12,9 +13,6 @@ from bulkscan.i18n import _
 if TYPE_CHECKING:
     import argparse
 
-    from bulkscan import runner
-else:
-    runner = lazy_module("bulkscan.runner")
 __all__ = ["register"]
 
 
@@ -27,7 +25,7 @@ def register(sub: Any) -> None:
         "alone. Works while the run is going on and after a crash; sends nothing. Exit 0.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory under reports/")
-    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    add_json_option(parser)
     parser.set_defaults(func=_run)
 
 

@@ -6,17 +6,8 @@ import asyncio
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import EXIT_STOPPED, lazy_module
-from bulkscan.cli._common import (
-    add_connection_options,
-    add_input_options,
-    connection_from,
-    dispatch_settings,
-    exit_code,
-    input_settings,
-    issue_json,
-    print_issues,
-)
+from bulkscan.cli import Refused, runner
+from bulkscan.cli import _common as common
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit
 from bulkscan.errors import RunFatalError
@@ -25,9 +16,6 @@ from bulkscan.i18n import _
 if TYPE_CHECKING:
     import argparse
 
-    from bulkscan import runner
-else:
-    runner = lazy_module("bulkscan.runner")
 __all__ = ["register"]
 
 DESCRIPTION = """\
@@ -49,42 +37,29 @@ def register(sub: Any) -> None:
         help="fill ins_id and db_type from DSC's asset centre, by instance name (a workbook)",
         description=DESCRIPTION,
     )
-    add_input_options(parser)
-    add_connection_options(parser)
+    common.add_input_options(parser)
+    common.add_connection_options(parser)
     group = parser.add_argument_group("the resolution")
     group.add_argument(
         "--output", metavar="PATH", help="workbook to write (default: <FILE stem>-resolved.xlsx)"
     )
-    group.add_argument(
-        "--json", action="store_true", help="print one JSON summary on stdout at the end"
-    )
+    common.add_json_option(group, help="print one JSON summary on stdout at the end")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    connection, simulator = connection_from(args)
+    service = common.service(args)
     try:
         report = asyncio.run(
-            runner.resolve(
-                args.file,
-                profiles_path=args.profiles,
-                settings=input_settings(args),
-                connection=connection,
-                simulator=simulator,
-                dispatch_settings=dispatch_settings(args),
-                output=args.output,
-            )
+            runner.resolve(**common.inventory(args), **service, output=args.output)
         )
     except RunFatalError as exc:
-        console.err(_("bulkscan: stopped: {error}").format(error=exc), kind="error")
-        if args.json:
-            emit(args, EXIT_STOPPED, {"file": args.file, "error": str(exc)})
-        return EXIT_STOPPED
-    code = exit_code(report.status)
+        raise Refused.stopped(exc, file=args.file) from None
+    code = common.exit_code(report.status)
     if args.json:
         return emit(args, code, _summary(report), next_step=_next_step(report))
     if report.issues:
-        print_issues(report.issues)
+        common.print_issues(report.issues)
     ok = len(report.rows) - report.failed
     console.out(
         _(
@@ -111,5 +86,5 @@ def _summary(report: runner.ResolveReport) -> dict[str, Any]:
         "rows": len(report.rows),
         "failed": report.failed,
         "requests": report.requests,
-        "issues": [issue_json(i) for i in report.issues],
+        "issues": [common.issue_json(i) for i in report.issues],
     }

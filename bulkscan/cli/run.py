@@ -11,18 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, Refused, lazy_module
-from bulkscan.cli._common import (
-    add_connection_options,
-    add_input_options,
-    connection_from,
-    dispatch_settings,
-    exit_code,
-    input_settings,
-    issue_json,
-    print_issues,
-    start_time_text,
-)
+from bulkscan.cli import EXIT_FAILED, EXIT_OK, Refused, runner
+from bulkscan.cli import _common as common
 from bulkscan.cli._console import Bar, console, duration
 from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._json import Next, emit, outcome_counts
@@ -41,13 +31,10 @@ from bulkscan.i18n import N_, _, is_yes, yes_no
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from bulkscan import runner
     from bulkscan.cli._lifecycle import Updated
     from bulkscan.config import InputSettings
     from bulkscan.report.results import ReportPaths
     from bulkscan.runner import Prepared, RunResult
-else:
-    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 
@@ -75,15 +62,10 @@ def register(sub: Any) -> None:
         "failed, or rows were held back by the check; 2: input or usage error, or an asset "
         "centre that cannot be read (nothing sent); 3: stopped (fatal error or Ctrl-C).",
     )
-    add_input_options(parser)
-    add_connection_options(parser)
+    common.add_input_options(parser)
+    common.add_connection_options(parser)
     group = parser.add_argument_group("the run")
-    group.add_argument(
-        "--reports-dir",
-        default="reports",
-        metavar="DIR",
-        help="parent of run directories (default: reports)",
-    )
+    common.add_reports_dir_option(group, help="parent of run directories (default: reports)")
     group.add_argument(
         "--resume",
         nargs="?",
@@ -124,23 +106,22 @@ def register(sub: Any) -> None:
         "first run's check",
     )
     add_coverage_option(group)
-    group.add_argument(
-        "--json", action="store_true", help="print one JSON summary on stdout at the end"
-    )
+    common.add_json_option(group, help="print one JSON summary on stdout at the end")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = input_settings(args)
-    dispatching = dispatch_settings(args)
+    inventory = common.inventory(args)
+    dispatching = common.dispatch_settings(args)
     try:
-        prepared, settings = _prepared(args, settings)
+        prepared, settings = _prepared(args, inventory)
     except ValidationFailed as failed:
-        return _invalid(args, failed)
+        line = _("nothing sent: {errors} error(s) in {file}; fix them and run again")
+        raise common.invalid_input(args, failed, line) from None
     warnings = [i for i in prepared.plan.issues if i.severity == "warning"]
     if warnings:
-        print_issues(tuple(warnings), limit=20)
-    connection, simulator = connection_from(args)
+        common.print_issues(tuple(warnings), limit=20)
+    connection, simulator = common.connection_from(args)
     instances = len(prepared.validated.instances)
     limiter = runner.rate_limiter(dispatching)  # the checks' requests count as the run's
     if args.resume:
@@ -182,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
         raise Refused.stopped(exc) from None
     updated = update_on_conflict(args, result, connection, simulator, dispatching, limiter=limiter)
-    code = exit_code(result.status)
+    code = common.exit_code(result.status)
     code = max(code, EXIT_FAILED) if held else code
     code = code if updated is None else max(code, updated.code)
     with _interrupts_deferred():
@@ -197,28 +178,13 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-def _invalid(args: argparse.Namespace, failed: ValidationFailed) -> int:
-    print_issues(failed.issues)
-    errors = sum(1 for i in failed.issues if i.severity == "error")
-    console.err(
-        _("nothing sent: {errors} error(s) in {file}; fix them and run again").format(
-            errors=errors, file=args.file
-        ),
-        kind="error",
-    )
-    if args.json:
-        issues = [issue_json(i) for i in failed.issues]
-        emit(args, EXIT_INPUT, {"file": args.file, "errors": errors, "issues": issues})
-    return EXIT_INPUT
-
-
-def _prepared(args: argparse.Namespace, settings: InputSettings) -> tuple[Prepared, Any]:
+def _prepared(args: argparse.Namespace, inventory: common.Inventory) -> tuple[Prepared, Any]:
     """The inventory planned, or the plan file (``plan --output``) FILE is, made again; a
     plan keeps the settings it was made with (other ones given are named, not used)."""
-    saved = runner.saved_plan(args.file)
+    settings = inventory["settings"]
+    saved = runner.saved_plan(inventory["path"])
     if saved is None:
-        prepared = runner.prepare(args.file, profiles_path=args.profiles, settings=settings)
-        return prepared, settings
+        return runner.prepare(**inventory), settings
     planned = runner.input_settings_of(saved, limits=settings.limits)
     for name in ("timezone", "region", "project_id", "encoding"):
         given, kept = getattr(args, name, None), getattr(planned, name)
@@ -263,7 +229,7 @@ def _checked(
             ).format(unread=unread)
         )
     if found.issues:
-        print_issues(found.issues)
+        common.print_issues(found.issues)
     if found.held:
         console.err(_("{count} row(s) held back: not sent").format(count=len(found.held)))
     return runner.without_held(prepared, found)
@@ -319,7 +285,7 @@ def _confirmed(
     if args.yes:
         return True
     profiles = prepared.validated.profiles
-    starts = sorted({start_time_text(t, settings, profiles) for t in prepared.plan.tasks})
+    starts = sorted({common.start_time_text(t, settings, profiles) for t in prepared.plan.tasks})
     more = _(" and {count} more").format(count=len(starts) - 3) if len(starts) > 3 else ""
     shown = ", ".join(starts[:3]) + more
     question = _("Create {count} task(s), starting {start}?").format(count=sending, start=shown)

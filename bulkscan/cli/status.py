@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import lazy_module
-from bulkscan.cli._common import connection_from, dispatch_settings
+from bulkscan.cli import runner
+from bulkscan.cli._common import service
 from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options
@@ -18,10 +18,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from bulkscan import runner
     from bulkscan.run.lifecycle import ScanRecord
-else:
-    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 
@@ -83,15 +80,13 @@ class _Live:
 
 
 def _run(args: argparse.Namespace) -> int:
-    connection, simulator = connection_from(args)
+    where = service(args)
     live = _Live(waiting=args.wait and not args.json)
     try:
         result = asyncio.run(
             runner.status(
                 args.run_dir,
-                connection=connection,
-                simulator=simulator,
-                dispatch_settings=dispatch_settings(args),
+                **where,
                 wait_s=args.timeout if args.wait else 0.0,
                 poll_s=args.poll,
                 observer=live,

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import lazy_module
-from bulkscan.cli._common import connection_from, dispatch_settings
-from bulkscan.cli._lifecycle import add_run_dir_options, ask, print_outcome
+from bulkscan.cli import runner
+from bulkscan.cli._lifecycle import act, add_run_dir_options, ask
 from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from bulkscan import runner
     from bulkscan.run.lifecycle import PlannedAction
-else:
-    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 
@@ -49,22 +44,10 @@ def _lines(planned: Sequence[PlannedAction]) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    connection, simulator = connection_from(args)
-
     def confirm(planned: Sequence[PlannedAction]) -> bool:
         count = sum(1 for p in planned if p.state is None)
         about = f"{args.run_dir}: {count} task(s) to delete"
         question = _("Delete {count} task(s)?").format(count=count)
         return ask(args, question, _lines(planned), about=about)
 
-    outcome = asyncio.run(
-        runner.undo(
-            args.run_dir,
-            confirm=confirm,
-            force=args.force,
-            connection=connection,
-            simulator=simulator,
-            dispatch_settings=dispatch_settings(args),
-        )
-    )
-    return print_outcome(args, outcome, {"run_dir": args.run_dir})
+    return act(args, runner.undo, confirm, force=args.force)

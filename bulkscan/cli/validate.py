@@ -6,17 +6,8 @@ import asyncio
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import EXIT_INPUT, lazy_module
-from bulkscan.cli._common import (
-    add_connection_options,
-    add_input_options,
-    connection_from,
-    dispatch_settings,
-    exit_code,
-    input_settings,
-    issue_json,
-    print_issues,
-)
+from bulkscan.cli import EXIT_INPUT, runner
+from bulkscan.cli import _common as common
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit
 from bulkscan.i18n import _
@@ -25,11 +16,8 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from bulkscan import runner
     from bulkscan.models import Issue
     from bulkscan.report.errors import ErrorsReport
-else:
-    runner = lazy_module("bulkscan.runner")
 
 __all__ = ["register"]
 
@@ -46,8 +34,8 @@ def register(sub: Any) -> None:
         "also write an errors workbook: every row of the input in its order, its problems "
         "beside it.",
     )
-    add_input_options(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    common.add_input_options(parser)
+    common.add_json_option(parser)
     parser.add_argument(
         "--remote",
         action="store_true",
@@ -61,18 +49,15 @@ def register(sub: Any) -> None:
         help="write an errors workbook: the input's rows with their problems beside them "
         "(default: REPORTS/<input>-errors.xlsx; give the input first: FILE --report)",
     )
-    parser.add_argument(
-        "--reports-dir",
-        default="reports",
-        metavar="DIR",
-        help="folder for the errors workbook when --report names none (default: reports)",
+    common.add_reports_dir_option(
+        parser, help="folder for the errors workbook when --report names none (default: reports)"
     )
-    add_connection_options(parser)
+    common.add_connection_options(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    checked = runner.check(args.file, profiles_path=args.profiles, settings=input_settings(args))
+    checked = runner.check(**common.inventory(args))
     issues = checked.issues
     if args.remote and not checked.has_errors:
         issues += _remote_issues(args, checked)
@@ -80,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     warnings = len(issues) - errors
     validated = checked.validated
     written = _write_report(args, checked, issues) if args.report is not None else None
-    code = EXIT_INPUT if errors else exit_code(checked.status)
+    code = EXIT_INPUT if errors else common.exit_code(checked.status)
     if args.json:
         emit(
             args,
@@ -93,12 +78,12 @@ def _run(args: argparse.Namespace) -> int:
                 "instances": len(validated.instances),
                 "skipped": len(validated.skipped),
                 "duplicates": len(validated.duplicates),
-                "issues": [issue_json(i) for i in issues],
+                "issues": [common.issue_json(i) for i in issues],
                 **({"report": str(written.path)} if written else {}),
             },
         )
     else:
-        print_issues(issues)
+        common.print_issues(issues)
         verdict = _("OK") if errors == 0 else _("NOT OK")
         console.out(
             _(
@@ -128,13 +113,5 @@ def _write_report(
 
 
 def _remote_issues(args: argparse.Namespace, checked: runner.Checked) -> tuple[Issue, ...]:
-    connection, simulator = connection_from(args)
-    found = asyncio.run(
-        runner.remote_check(
-            checked.validated.instances,
-            connection=connection,
-            simulator=simulator,
-            dispatch_settings=dispatch_settings(args),
-        )
-    )
+    found = asyncio.run(runner.remote_check(checked.validated.instances, **common.service(args)))
     return found.issues

@@ -150,6 +150,22 @@ def test_audit_names_a_run_with_the_config_file_it_read(here: Path, make_xlsx: M
     assert f"--config {config}" in hint
 
 
+def test_audit_names_a_run_that_reads_the_rows_as_it_did(here: Path, make_xlsx: MakeXlsx) -> None:
+    """Rows that leave project and region blank, of a type DSC does not document: the run
+    audit names fills the blanks and takes the type as the audit did."""
+    rows = [HEADERS, ["ins-1", "NewDB", "", "", "shared"]]
+    inventory = make_xlsx({"instances": rows}, name="dbs.xlsx")
+    reading = ("--project-id", P1, "--region", CN, "--any-db-type", "--start-time-unit", "ms")
+    code, doc = _answer("audit", str(inventory), *reading, "--simulate")
+    assert code == 1, doc
+    argv = doc["next"]["argv"]
+    for option in ("--project-id", "--region", "--start-time-unit"):
+        assert argv[argv.index(option) + 1] == reading[reading.index(option) + 1]
+    assert "--any-db-type" in argv and "--profiles" not in argv
+    code, run = _answer(*argv[1:], "--yes", "--no-remote-check")
+    assert (code, run["outcomes"]) == (0, {"created": 1}), run
+
+
 @pytest.mark.parametrize("command", ["undo", "start"])
 def test_quiet_keeps_what_a_question_is_about(
     here: Path, make_xlsx: MakeXlsx, monkeypatch: pytest.MonkeyPatch, command: str
