@@ -135,19 +135,8 @@ def _run(args: argparse.Namespace) -> int:
     sending = runner.to_send(
         prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
     )
-    asking = bool(sending) and not args.yes and sys.stdin.isatty()
-    if asking or not args.json:  # a question comes with what it is about, even with -q
-        say = console.before_question if asking else console.err
-        say(_plan_line(prepared, dispatching.rate_per_s, args, sending))
-    if sending and not args.yes and not sys.stdin.isatty():
-        raise Refused(
-            _(
-                "nothing sent: standard input is not a terminal, so bulkscan cannot ask; "
-                "add --yes to create the tasks without asking"
-            )
-        )
-    if sending and not _confirmed(args, prepared, settings, sending):
-        console.err(_("nothing sent"))
+    if not _go_ahead(args, prepared, settings, dispatching.rate_per_s, sending):
+        console.err(_("nothing sent"), kind="outcome")  # the answer to its question, even -q
         return EXIT_OK
     try:
         result = _dispatch(
@@ -278,12 +267,34 @@ def _covered_text(covered: int) -> str:
     return _(" ({count} row(s) already covered by other tasks left out)").format(count=covered)
 
 
-def _confirmed(
-    args: argparse.Namespace, prepared: Prepared, settings: InputSettings, sending: int
+def _go_ahead(
+    args: argparse.Namespace,
+    prepared: Prepared,
+    settings: InputSettings,
+    rate_per_s: float,
+    sending: int,
 ) -> bool:
-    """Ask on the terminal; ``--yes`` answers for the person (the only way without one)."""
-    if args.yes:
+    """Say what is about to be sent, and ask: False when the person says no; ``Refused``
+    without a terminal to ask on (``--yes`` answers for the person, the only way then).
+    A question comes with what it is about, under --quiet too."""
+    asking = bool(sending) and not args.yes and sys.stdin.isatty()
+    if asking or not args.json:
+        say = console.before_question if asking else console.err
+        say(_plan_line(prepared, rate_per_s, args, sending))
+    if not sending or args.yes:
         return True
+    if not asking:
+        raise Refused(
+            _(
+                "nothing sent: standard input is not a terminal, so bulkscan cannot ask; "
+                "add --yes to create the tasks without asking"
+            )
+        )
+    return _confirmed(prepared, settings, sending)
+
+
+def _confirmed(prepared: Prepared, settings: InputSettings, sending: int) -> bool:
+    """Ask on the terminal, naming the start times."""
     profiles = prepared.validated.profiles
     starts = sorted({common.start_time_text(t, settings, profiles) for t in prepared.plan.tasks})
     more = _(" and {count} more").format(count=len(starts) - 3) if len(starts) > 3 else ""

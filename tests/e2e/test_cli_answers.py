@@ -201,3 +201,4 @@ def test_quiet_keeps_what_a_run_asks_about(
     code, _out, err = _bulkscan("run", str(inventory), *SIM, "-q")
     assert len(asked) == 1 and code == 0
     assert "sending 1 to the embedded simulator" in err  # where the tasks would go
+    assert err.rstrip().endswith("nothing sent")  # and the outcome of the answer
