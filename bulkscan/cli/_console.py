@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 
     from bulkscan.events import Exchange
 
@@ -157,6 +157,72 @@ class Console:
         """A line on stderr that says what the question after it is about: ``--quiet`` keeps
         it (a question is not progress chatter, and must not come alone)."""
         self._write(sys.stderr, text, kind_of(text))
+
+    def table(
+        self,
+        titles: Sequence[str],
+        rows: Sequence[Sequence[object] | None],
+        *,
+        right: Sequence[bool],
+        lines: Sequence[str],
+    ) -> None:
+        """A table on stdout (left out by ``--quiet``).  On a terminal wide enough rich draws
+        it; on a narrower one each row is said as a record (its first cell, then each other
+        cell after its title), so that no row breaks across the screen and no cell is cut.
+        Elsewhere ``lines`` (the table as padded text) are written as given.  ``rows`` may
+        hold ``None`` for a rule before the rows after it (a total)."""
+        if self.level.quiet:
+            return
+        rich = self._rich_for(sys.stdout)
+        if rich is None:
+            for line in lines:
+                print(line, flush=True)
+            return
+        from rich import box
+        from rich.cells import cell_len
+        from rich.table import Table
+        from rich.text import Text
+
+        cells = [[str(value) for value in row] for row in rows if row is not None]
+        widths = [
+            max([cell_len(title)] + [cell_len(row[i]) for row in cells])
+            for i, title in enumerate(titles)
+        ]
+        if sum(widths) + 3 * (len(widths) - 1) > rich.width:
+            import textwrap
+
+            after_rule = False
+            for row in rows:
+                if row is None:
+                    after_rule = True
+                    continue
+                values = [str(value) for value in row]
+                if after_rule:  # a total: its first cells as they stand, the others titled
+                    titled = zip(titles[2:], values[2:], strict=True)
+                    said = [*values[:2], *(f"{t} {v}" for t, v in titled if v)]
+                    rich.print(Text("  ".join(v for v in said if v), style="bold"))
+                    continue
+                rich.print(Text(values[0], style="bold"), overflow="fold")
+                pairs = [
+                    f"{t}\u00a0{v}".replace(" ", "\u00a0")  # a pair is never split
+                    for t, v in zip(titles[1:], values[1:], strict=True)
+                    if v
+                ]
+                for line in textwrap.wrap(
+                    " · ".join(pairs), width=max(20, rich.width), initial_indent="    ",
+                    subsequent_indent="    ", break_long_words=True, break_on_hyphens=False,
+                ):  # fmt: skip
+                    rich.print(Text(line.replace("\u00a0", " ")), overflow="fold")
+            return
+        drawn = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for title, at_right in zip(titles, right, strict=True):
+            drawn.add_column(title, justify="right" if at_right else "left", no_wrap=True)
+        for row in rows:
+            if row is None:
+                drawn.add_section()
+            else:
+                drawn.add_row(*(str(value) for value in row))
+        rich.print(drawn)
 
     def data(self, text: str) -> None:
         """Text for a program (a completion script): written as given, whatever the level."""

@@ -130,18 +130,26 @@ def _print_tasks(
          common.start_time_text(task, settings, profiles))
         for task in sorted(tasks, key=lambda t: (t.project_id, t.region, t.name))
     ]  # fmt: skip
-    _print_table(titles, rows, _TASKS, rule_extra=24)
     count = _("{count} task(s)").format(count=f"{len(tasks):>6}")
     sources = sum(len(t.sources) for t in tasks)  # under the sources column
-    console.detail(_cells((_("total"), count, sources), _TOTAL))
+    lines = _table_lines(titles, rows, _TASKS, rule_extra=24)
+    lines += [_cells((_("total"), count, sources), _TOTAL), ""]
+    # on a terminal, without the spacer column the padded text needs
+    shown = [(name, project, region, n, start) for name, project, region, n, _gap, start in rows]
+    total = (_("total"), count.strip(), "", sources, "")
+    console.table(
+        (*titles[:4], titles[5]), [*shown, None, total], right=(False, False, False, True, False),
+        lines=lines,
+    )  # fmt: skip
     console.detail()
 
 
 def _print_summary(path: str, summary: PlanSummary) -> None:
     titles = (_("project"), _("region"), _("profile"), _("tasks"), _("instances"))
     rows = [(r.project_id, r.region, r.profile, r.tasks, r.instances) for r in summary.rows]
-    header = _print_table(titles, rows, _GROUPS)
-    console.detail("-" * _width(header))
+    lines = _table_lines(titles, rows, _GROUPS)
+    lines.append("-" * _width(lines[0]))
+    console.table(titles, rows, right=[w < 0 for w in _GROUPS], lines=lines)
     minutes = summary.estimated_seconds / 60
     console.out(
         _(
@@ -161,21 +169,16 @@ def _print_summary(path: str, summary: PlanSummary) -> None:
     )
 
 
-def _print_table(
+def _table_lines(
     titles: Sequence[str],
     rows: Sequence[Sequence[object]],
     widths: Sequence[int],
     *,
     rule_extra: int = 0,
-) -> str:
-    """``titles``, a rule under them and ``rows``, each cell padded to its column; returns
-    the header line."""
+) -> list[str]:
+    """``titles``, a rule under them and ``rows``, each cell padded to its column."""
     header = _cells(titles, widths)
-    console.detail(header)
-    console.detail("-" * (_width(header) + rule_extra))
-    for row in rows:
-        console.detail(_cells(row, widths))
-    return header
+    return [header, "-" * (_width(header) + rule_extra), *(_cells(row, widths) for row in rows)]
 
 
 def _cells(values: Sequence[object], widths: Sequence[int]) -> str:

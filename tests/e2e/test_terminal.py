@@ -13,6 +13,7 @@ import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
@@ -20,8 +21,6 @@ from rich.cells import cell_len
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from tests.conftest import MakeXlsx
 
 P1 = "0123456789abcdef0123456789abcdef"
@@ -139,6 +138,27 @@ def test_lines_fit_an_80_column_terminal_and_a_pipe_gets_them_whole(
     # long, so where the wrap falls depends on the directory the test runs in)
     flat = re.sub(r"\s+", " ", _ANSI.sub("", screen))
     assert "column 'project_id'" in flat and "project_id is blank" in flat
+
+
+def test_plan_tables_fit_the_terminal_and_never_cut_a_cell(tmp_path: Path) -> None:
+    """On 80 columns plan's task table is said as records (no row breaks across the screen),
+    on 160 it is a table, one row per task; through a pipe it is the padded text."""
+    sample = Path(__file__).parents[2] / "inputs" / "sample.xlsx"
+    piped = _piped(tmp_path, "plan", sample)
+    names = [line.split()[0] for line in piped.stdout.splitlines() if "-00" in line]
+    assert len(names) == 16, piped.stdout
+    for columns in (80, 160):
+        code, screen = _on_tty(tmp_path, "plan", sample, columns=columns)
+        assert code == 0, screen
+        lines = [_ANSI.sub("", line) for line in _lines(screen)]
+        assert max(cell_len(line) for line in lines) <= columns, max(lines, key=cell_len)
+        for name in names:
+            rows = [line for line in lines if line.split()[:1] == [name]]
+            assert len(rows) == 1, (columns, name)
+            projects = ("0a1b2c3d4e5f60718293a4b5c6d7e8f9", "5e4d3c2b1a0f9e8d7c6b5a4938271605")
+            # a table row holds the task's project; a record's first line the name alone
+            assert any(p in rows[0] for p in projects) is (columns == 160), rows[0]
+        assert any(line.split()[:1] == ["total"] for line in lines)
 
 
 def test_one_cause_on_many_rows_is_said_once_and_verbose_lists_every_row(
