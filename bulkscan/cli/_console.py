@@ -208,8 +208,10 @@ class Console:
                     for t, v in zip(titles[1:], values[1:], strict=True)
                     if v
                 ]
+                record = " · ".join(pairs)
+                wide = cell_len(record) - len(record)  # cells beyond one a character (Chinese)
                 for line in textwrap.wrap(
-                    " · ".join(pairs), width=max(20, rich.width), initial_indent="    ",
+                    record, width=max(20, rich.width - wide), initial_indent="    ",
                     subsequent_indent="    ", break_long_words=True, break_on_hyphens=False,
                 ):  # fmt: skip
                     rich.print(Text(line.replace("\u00a0", " ")), overflow="fold")
