@@ -69,7 +69,7 @@ from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import Lister, same_sources, slow_down
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.states import OPEN_STATES, Tally, TaskState, tally
-from bulkscan.run.store import AttemptRecord
+from bulkscan.run.store import MARK_WINDOW_S, AttemptRecord
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -529,8 +529,10 @@ class _Run:
         if budget is None:  # the task's budget starts at its first send in this dispatch
             budget = self.budget[key] = self.policy.start(rng=self.rng)
         self.journal.mark_sending(key)
-        # the mark is durable before the request leaves; the busy workers' marks share commits
-        await self.journal.committed(expect=len(self.busy))
+        # the mark is durable before the request leaves; the busy workers' marks share a
+        # commit when the limiter lets them come at once (not when it spaces them out)
+        together = self.limiter.wait_s() <= MARK_WINDOW_S
+        await self.journal.committed(expect=len(self.busy) if together else 1)
         self._note(key, TaskState.SENDING)
         n = self.attempts[key] + 1
         self.sent.add(key)

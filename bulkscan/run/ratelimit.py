@@ -243,6 +243,10 @@ class AdaptiveRate:
         spaced = max(self._paused_until, self._last_slot + self.period * _MARGIN)
         return max(spaced, self._window_gate(spaced))
 
+    def wait_s(self) -> float:
+        """Seconds from now until the next request may start (0: it may start now)."""
+        return max(0.0, self.next_slot() - self._clock())
+
     # --- acquiring -------------------------------------------------------------------------
 
     async def acquire(self) -> float:

@@ -149,6 +149,9 @@ async def test_each_interval_keeps_a_margin_so_n_plus_one_requests_span_over_a_s
     first = await limiter.acquire()  # the first slot is free: no wait
     assert limiter.next_slot() == pytest.approx(first + 1.02 / 20)
     assert 20 * (limiter.next_slot() - first) > 1.0  # hence 21 requests span over 1 s
+    assert limiter.wait_s() == pytest.approx(1.02 / 20)  # seconds from now
+    clock.now += 1.0
+    assert limiter.wait_s() == 0.0  # the slot is past: no wait, never negative
 
 
 def test_nonsense_rates_are_refused() -> None:
