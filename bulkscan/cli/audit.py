@@ -6,7 +6,6 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.audit import CoverageStatus, GroupListed
 from bulkscan.cli import Refused, runner
 from bulkscan.cli import _common as common
 from bulkscan.cli._console import Bar, console
@@ -14,11 +13,12 @@ from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.errors import RunFatalError, ValidationFailed
 from bulkscan.events import RateChanged
 from bulkscan.i18n import _
+from bulkscan.run.states import CoverageStatus
 
 if TYPE_CHECKING:
     import argparse
 
-    from bulkscan.audit import AuditEvent
+    from bulkscan.audit import AuditEvent, GroupListed
     from bulkscan.runner import AuditReport
 
 __all__ = ["register"]
@@ -95,6 +95,8 @@ class _Notes:
     def __call__(self, event: AuditEvent) -> None:
         if self.quiet:
             return
+        from bulkscan.audit import GroupListed  # loaded by the audit itself: --help needs none
+
         if isinstance(event, GroupListed):
             self._draw(event)
         if isinstance(event, GroupListed) and event.error:

@@ -14,8 +14,6 @@ from bulkscan.cli._json import emit
 from bulkscan.errors import UsageError, ValidationFailed
 from bulkscan.i18n import _
 from bulkscan.plan import plan_hash, plan_summary, plan_to_json
-from bulkscan.run.coverage import replanned
-from bulkscan.run.remote import fatal_answer
 
 if TYPE_CHECKING:
     import argparse
@@ -75,9 +73,12 @@ def _run(args: argparse.Namespace) -> int:
     plan = prepared.plan
     summary = plan_summary(plan, rate_per_s=rate)
     check = _check_remote(args, prepared) if args.check_remote else None
-    fatal = fatal_answer(check[0].listed) if check is not None else None
-    if fatal is not None:
-        raise Refused.stopped(fatal, file=args.file)
+    if check is not None:
+        from bulkscan.run.remote import fatal_answer  # only with --check-remote
+
+        fatal = fatal_answer(check[0].listed)
+        if fatal is not None:
+            raise Refused.stopped(fatal, file=args.file)
     if args.output:
         _write(Path(args.output), plan_to_json(plan, runner.plan_source(prepared, settings)))
     if args.json:
@@ -101,6 +102,8 @@ def _check_remote(args: argparse.Namespace, prepared: Prepared) -> tuple[RemoteC
     connection, simulator = common.connection_from(args)
     found = remote_check(args, prepared, connection, simulator)
     sent = runner.without_covered(prepared, found.covered).plan.tasks
+    from bulkscan.run.coverage import replanned  # only plan --check-remote needs it
+
     check = replanned(found, sent)
     return check, len(sent)
 

@@ -22,6 +22,9 @@ HEAVY = (
     "bulkscan.sim",
     "bulkscan.dsc.client",
     "bulkscan.run.store",
+    "bulkscan.audit",
+    "bulkscan.run.remote",
+    "bulkscan.run.coverage",
 )
 HTTP = ("aiohttp", "bulkscan.dsc.client")
 PROJECT = "0123456789abcdef0123456789abcdef"
