@@ -178,53 +178,17 @@ class Console:
             for line in lines:
                 print(line, flush=True)
             return
-        from rich import box
         from rich.cells import cell_len
-        from rich.table import Table
-        from rich.text import Text
 
-        cells = [[str(value) for value in row] for row in rows if row is not None]
+        shown = [None if row is None else [str(value) for value in row] for row in rows]
         widths = [
-            max([cell_len(title)] + [cell_len(row[i]) for row in cells])
+            max([cell_len(title)] + [cell_len(row[i]) for row in shown if row is not None])
             for i, title in enumerate(titles)
         ]
         if sum(widths) + 3 * (len(widths) - 1) > rich.width:
-            import textwrap
-
-            after_rule = False
-            for row in rows:
-                if row is None:
-                    after_rule = True
-                    continue
-                values = [str(value) for value in row]
-                if after_rule:  # a total: its first cells as they stand, the others titled
-                    titled = zip(titles[2:], values[2:], strict=True)
-                    said = [*values[:2], *(f"{t} {v}" for t, v in titled if v)]
-                    rich.print(Text("  ".join(v for v in said if v), style="bold"))
-                    continue
-                rich.print(Text(values[0], style="bold"), overflow="fold")
-                pairs = [
-                    f"{t}\u00a0{v}".replace(" ", "\u00a0")  # a pair is never split
-                    for t, v in zip(titles[1:], values[1:], strict=True)
-                    if v
-                ]
-                record = " · ".join(pairs)
-                wide = cell_len(record) - len(record)  # cells beyond one a character (Chinese)
-                for line in textwrap.wrap(
-                    record, width=max(20, rich.width - wide), initial_indent="    ",
-                    subsequent_indent="    ", break_long_words=True, break_on_hyphens=False,
-                ):  # fmt: skip
-                    rich.print(Text(line.replace("\u00a0", " ")), overflow="fold")
-            return
-        drawn = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        for title, at_right in zip(titles, right, strict=True):
-            drawn.add_column(title, justify="right" if at_right else "left", no_wrap=True)
-        for row in rows:
-            if row is None:
-                drawn.add_section()
-            else:
-                drawn.add_row(*(str(value) for value in row))
-        rich.print(drawn)
+            _print_records(rich, titles, shown)
+        else:
+            _print_drawn(rich, titles, shown, right)
 
     def data(self, text: str) -> None:
         """Text for a program (a completion script): written as given, whatever the level."""
@@ -355,6 +319,57 @@ def _make_rich(stream: TextIO) -> Any:
 
 
 _BAR_WIDTH = 20
+
+
+def _print_records(rich: Any, titles: Sequence[str], rows: Sequence[list[str] | None]) -> None:
+    """Each row as a record: its first cell, then the others after their titles, wrapped
+    whole (a title and its value never split); the rows after a rule (a total) on one line."""
+    import textwrap
+
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    after_rule = False
+    for row in rows:
+        if row is None:
+            after_rule = True
+            continue
+        if after_rule:  # a total: its first cells as they stand, the others titled
+            titled = zip(titles[2:], row[2:], strict=True)
+            said = [*row[:2], *(f"{t} {v}" for t, v in titled if v)]
+            rich.print(Text("  ".join(v for v in said if v), style="bold"))
+            continue
+        rich.print(Text(row[0], style="bold"), overflow="fold")
+        pairs = [
+            f"{t}\u00a0{v}".replace(" ", "\u00a0")  # a pair is never split
+            for t, v in zip(titles[1:], row[1:], strict=True)
+            if v
+        ]
+        record = " · ".join(pairs)
+        wide = cell_len(record) - len(record)  # cells beyond one a character (Chinese)
+        for line in textwrap.wrap(
+            record, width=max(20, rich.width - wide), initial_indent="    ",
+            subsequent_indent="    ", break_long_words=True, break_on_hyphens=False,
+        ):  # fmt: skip
+            rich.print(Text(line.replace("\u00a0", " ")), overflow="fold")
+
+
+def _print_drawn(
+    rich: Any, titles: Sequence[str], rows: Sequence[list[str] | None], right: Sequence[bool]
+) -> None:
+    """The rows as a table rich draws, a rule before the rows after a ``None``."""
+    from rich import box
+    from rich.table import Table
+
+    drawn = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for title, at_right in zip(titles, right, strict=True):
+        drawn.add_column(title, justify="right" if at_right else "left", no_wrap=True)
+    for row in rows:
+        if row is None:
+            drawn.add_section()
+        else:
+            drawn.add_row(*row)
+    rich.print(drawn)
 
 
 class Bar:
