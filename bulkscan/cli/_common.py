@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import zoneinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED, Refused
 from bulkscan.cli._console import by_cause, console
@@ -130,11 +130,33 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.set_defaults(reads_inventory=True)  # next_options repeats how its rows are read
     caps = parser.add_argument_group("safety caps on input files")
-    caps.add_argument("--max-file-mb", type=int, default=100, help="largest input file (100)")
     caps.add_argument(
-        "--max-unpacked-mb", type=int, default=1024, help="largest unpacked xlsx (1024)"
+        "--max-file-mb",
+        type=int,
+        default=_CAPS.max_file_mb,
+        help="largest input file (%(default)s)",
     )
-    caps.add_argument("--max-rows", type=int, default=1_000_000, help="most rows (1000000)")
+    caps.add_argument(
+        "--max-unpacked-mb",
+        type=int,
+        default=_CAPS.max_unpacked_mb,
+        help="largest unpacked xlsx (%(default)s)",
+    )
+    caps.add_argument(
+        "--max-rows", type=int, default=_CAPS.max_rows, help="most rows (%(default)s)"
+    )
+
+
+class _Caps(NamedTuple):
+    """The safety caps' defaults as the options write them (from ``InputLimits``)."""
+
+    max_file_mb: int
+    max_unpacked_mb: int
+    max_rows: int
+
+
+_LIMITS = InputLimits()
+_CAPS = _Caps(_LIMITS.max_file_bytes // _MB, _LIMITS.max_unpacked_bytes // _MB, _LIMITS.max_rows)
 
 
 def input_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> InputSettings:
@@ -452,19 +474,22 @@ def simulate_options(args: argparse.Namespace) -> list[str]:
     return options
 
 
-def next_options(args: argparse.Namespace) -> list[str]:
+def next_options(args: argparse.Namespace, *, same_file: bool = True) -> list[str]:
     """The options of this command to repeat in the ``bulkscan run`` command it prints next,
     so that the run reads the same settings and rows and reaches the same service, simulated
     or not: the settings options (as a run's resume command repeats them), the simulator's,
     the reports folder, where the service is and, for a command that read an inventory, how
-    its rows are read (pace and retries are left to the run's own settings)."""
+    its rows are read, safety caps included (pace and retries are left to the run's own
+    settings).  ``same_file`` False: the run reads a workbook this command wrote (the audit's
+    uncovered rows, profiles sheet included), so what only describes the user's file
+    (``--profiles``, ``--encoding``) is left out."""
     options = settings_options(args) + simulate_options(args)
     reports = getattr(args, "reports_dir", REPORTS)
     if reports != REPORTS:  # the run's directory beside this one's (and the simulator's)
         options += ["--reports-dir", reports]
     options += _given(args, _WHERE)
     if getattr(args, "reads_inventory", False):
-        options += _given(args, _READING)
+        options += _given(args, _READING + (_THE_FILE if same_file else ()))
         options += [] if args.strict_db_types else ["--any-db-type"]
     return options
 
@@ -482,6 +507,14 @@ _READING: tuple[tuple[str, str, object], ...] = (
     ("--region", "region", None),
     ("--timezone", "timezone", None),
     ("--start-time-unit", "start_time_unit", "s"),
+    ("--max-file-mb", "max_file_mb", _CAPS.max_file_mb),
+    ("--max-unpacked-mb", "max_unpacked_mb", _CAPS.max_unpacked_mb),
+    ("--max-rows", "max_rows", _CAPS.max_rows),
+)
+# what describes the user's own file only
+_THE_FILE: tuple[tuple[str, str, object], ...] = (
+    ("--profiles", "profiles", None),
+    ("--encoding", "encoding", None),
 )
 
 

@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
                 inventory,
                 **common.service(args),
                 reports_dir=args.reports_dir,
-                run_options=common.next_options(args),
+                run_options=common.next_options(args, same_file=False),
                 observer=notes,
             )
         )

@@ -100,7 +100,14 @@ def _next_step(args: argparse.Namespace) -> Next | None:
     """A canary run of FILE, through the service just checked; None without FILE."""
     if args.file is None:
         return None
-    command = ["bulkscan", "run", args.file, "--limit", "5", *common.next_options(args)]
+    reading = []  # how the checks read FILE, as the run's options say it
+    if args.profiles:
+        reading += ["--profiles", args.profiles]
+    if args.project:
+        reading += ["--project-id", args.project[0]]
+    if args.region:
+        reading += ["--region", args.region[0]]
+    command = ["bulkscan", "run", args.file, *reading, "--limit", "5", *common.next_options(args)]
     return Next(shlex.join(command), "a run can be trusted here: start with a canary")
 
 

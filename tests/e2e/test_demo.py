@@ -52,3 +52,40 @@ async def test_the_audits_next_command_keeps_simulate_and_the_folder(tmp_path: P
     assert done.code == 0, done.err
     closed = await bulkscan(tmp_path, "audit", SAMPLE, "--simulate", "--reports-dir", "demo")
     assert closed.code == 0 and "every instance is covered" in closed.out
+
+
+CSV = SAMPLE.with_name("sample-instances.csv")
+PROFILES = SAMPLE.with_name("sample-profiles.csv")
+
+
+def _suggested(out: str, prefix: str) -> list[str]:
+    line = next(x for x in out.splitlines() if prefix in x)
+    return shlex.split(line.split(prefix, 1)[1].strip("`"))
+
+
+async def test_the_doctors_canary_reads_the_csv_with_its_profiles(tmp_path: Path) -> None:
+    doctor = await bulkscan(tmp_path, "doctor", CSV, "--profiles", PROFILES, "--simulate")
+    assert doctor.code == 0, doctor.err
+    argv = _suggested(doctor.out, "next, ")
+    assert argv[:3] == ["bulkscan", "run", str(CSV)]
+    assert argv[3:] == ["--profiles", str(PROFILES), "--limit", "5", "--simulate"]
+    canary = await bulkscan(tmp_path, *argv[1:], "--yes", "--json")
+    assert canary.code == 0, canary.err
+    assert json.loads(canary.out)["outcomes"]["created"] == 5  # the rest held back
+
+
+async def test_the_audits_next_run_keeps_the_caps_and_not_the_csvs_own_options(
+    tmp_path: Path,
+) -> None:
+    """The uncovered rows are a workbook with its profiles sheet: --profiles and --encoding
+    describe the user's CSV only, while a raised cap still applies to the run."""
+    read = ("--profiles", PROFILES, "--encoding", "utf-8", "--max-rows", "5000")
+    audit = await bulkscan(tmp_path, "audit", CSV, *read, "--simulate")
+    assert audit.code == 1, audit.err
+    argv = _suggested(audit.out, "to close the gap, run: ")
+    assert argv[:2] == ["bulkscan", "run"] and argv[2].endswith(".xlsx")
+    assert argv[3:] == ["--simulate", "--max-rows", "5000"]
+    done = await bulkscan(tmp_path, *argv[1:], "--yes", "--rate", "200/s")
+    assert done.code == 0, done.err
+    closed = await bulkscan(tmp_path, "audit", CSV, "--profiles", PROFILES, "--simulate")
+    assert closed.code == 0 and "every instance is covered" in closed.out
