@@ -95,6 +95,23 @@ class Issue:
             where=self.where, message=self.message, hint=hint
         ))  # fmt: skip
 
+    def to_json(self) -> dict[str, Any]:
+        """The one JSON form of an issue (``--json`` answers, plan files): where it is, what
+        was found, and the line a user reads (``text``)."""
+        ref = self.ref
+        return {
+            "severity": self.severity,
+            "file": ref.file if ref else self.file,
+            "sheet": ref.sheet if ref else self.sheet,
+            "row": ref.row if ref else None,
+            "column": self.column,
+            "value": self.value,
+            "message": self.message,
+            "hint": self.hint,
+            "where": self.where,
+            "text": str(self),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class RawRow:

@@ -413,17 +413,6 @@ def _ref_json(ref: RowRef) -> dict[str, Any]:
     return {"file": ref.file, "sheet": ref.sheet, "row": ref.row}
 
 
-def _issue_json(issue: Issue) -> dict[str, Any]:
-    return {
-        "severity": issue.severity,
-        "where": issue.where,
-        "message": issue.message,
-        "column": issue.column,
-        "value": issue.value,
-        "hint": issue.hint,
-    }
-
-
 def _task_json(task: TaskRequest) -> dict[str, Any]:
     return {
         "name": task.name,
@@ -501,7 +490,7 @@ def plan_to_json(plan: Plan, source: PlanSource | None = None) -> dict[str, Any]
         "tasks": [_task_json(t) for t in plan.tasks],
         "skipped": [_ref_json(r) for r in plan.skipped],
         "duplicates": [{"row": _ref_json(d), "first": _ref_json(f)} for d, f in plan.duplicates],
-        "issues": [_issue_json(i) for i in plan.issues],
+        "issues": [i.to_json() for i in plan.issues],
     }
 
 

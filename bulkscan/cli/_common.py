@@ -44,7 +44,6 @@ __all__ = [
     "input_settings",
     "invalid_input",
     "inventory",
-    "issue_json",
     "local_timezone",
     "next_options",
     "print_issues",
@@ -239,7 +238,7 @@ def invalid_input(
     the count of errors and every issue."""
     print_issues(failed.issues)
     errors = sum(1 for i in failed.issues if i.severity == "error")
-    issues = [issue_json(i) for i in failed.issues]
+    issues = [i.to_json() for i in failed.issues]
     document = {"file": args.file, **fields, "errors": errors, "issues": issues}
     return Refused(line.format(file=args.file, errors=errors), fields=document)
 
@@ -294,21 +293,6 @@ def _same(line: str) -> Callable[[str], str]:
 
 def _around(head: str, tail: str) -> Callable[[str], str]:
     return lambda rows: f"{head}{rows}{tail}"
-
-
-def issue_json(issue: Issue) -> dict[str, Any]:
-    ref = issue.ref
-    return {
-        "severity": issue.severity,
-        "file": ref.file if ref else issue.file,
-        "sheet": ref.sheet if ref else issue.sheet,
-        "row": ref.row if ref else None,
-        "column": issue.column,
-        "value": issue.value,
-        "message": issue.message,
-        "hint": issue.hint,
-        "text": str(issue),
-    }
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:

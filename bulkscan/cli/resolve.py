@@ -86,5 +86,5 @@ def _summary(report: runner.ResolveReport) -> dict[str, Any]:
         "rows": len(report.rows),
         "failed": report.failed,
         "requests": report.requests,
-        "issues": [common.issue_json(i) for i in report.issues],
+        "issues": [i.to_json() for i in report.issues],
     }

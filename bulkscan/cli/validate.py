@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
                 "instances": len(validated.instances),
                 "skipped": len(validated.skipped),
                 "duplicates": len(validated.duplicates),
-                "issues": [common.issue_json(i) for i in issues],
+                "issues": [i.to_json() for i in issues],
                 **({"report": str(written.path)} if written else {}),
             },
         )

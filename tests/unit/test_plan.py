@@ -362,6 +362,12 @@ def test_plan_to_json_shows_every_request_as_sent() -> None:
         }
     ]
     assert [i["severity"] for i in doc["issues"]] == ["warning", "warning"]
+    # an issue has the form of a --json answer's: where as fields and as text, and the line
+    for issue, said in zip(plan.issues, doc["issues"], strict=True):
+        assert issue.ref is not None
+        assert (said["file"], said["sheet"], said["row"]) == (FILE, "instances", issue.ref.row)
+        assert said["text"] == str(issue) and said["where"] in said["text"]
+        assert (said["message"], said["column"]) == (issue.message, issue.column)
     json.dumps(doc)  # serialisable as is
 
 
