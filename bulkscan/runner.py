@@ -695,7 +695,7 @@ def _make_folder(folder: Path) -> None:
 
 def _simulated_assets(simulator: SimulatorOptions) -> Any:
     """The embedded simulator's asset centre: the file given, else one covering ``cover``."""
-    from bulkscan.sim._assets import AssetInstance, Assets, load_assets
+    from bulkscan.sim.server import AssetInstance, Assets, load_assets
 
     if simulator.assets:
         return load_assets(Path(simulator.assets))

@@ -23,8 +23,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterator
 
-    from bulkscan.sim._assets import Assets
-    from bulkscan.sim.server import Faults, Simulator
+    from bulkscan.sim.server import Assets, Faults, Simulator
 
 __all__ = ["register"]
 
@@ -180,7 +179,7 @@ def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _assets(args: argparse.Namespace) -> Assets | None:
-    from bulkscan.sim._assets import generate_assets, load_assets
+    from bulkscan.sim.server import generate_assets, load_assets
 
     if args.assets is not None and args.assets_per_project is not None:
         raise UsageError("--assets and --assets-per-project exclude each other: give one")

@@ -24,6 +24,7 @@ import yarl
 
 from bulkscan import __version__
 from bulkscan.config import DEFAULT_PAGE_SIZE
+from bulkscan.dsc._redact import Redactor
 from bulkscan.dsc.classify import (
     Verdict,
     classify_create_answer,
@@ -35,7 +36,6 @@ from bulkscan.dsc.classify import (
 )
 from bulkscan.dsc.credentials import AkSk, Credentials, Token
 from bulkscan.dsc.endpoints import DEFAULT_HOST, Endpoints, make_ssl_context
-from bulkscan.dsc.redact import Redactor
 from bulkscan.dsc.signing import Signer, canonical_query, format_sdk_date
 from bulkscan.errors import DscError, ProjectPermanentError, RunFatalError, UsageError
 from bulkscan.events import Exchange, wire_watcher

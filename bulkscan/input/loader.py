@@ -35,14 +35,14 @@ from bulkscan.config import InputLimits
 from bulkscan.errors import InputError, InputLimitError
 from bulkscan.i18n import N_, _
 from bulkscan.input import schema
-from bulkscan.input.archive import (
+from bulkscan.input._archive import (
     CORRUPT,
     above_pattern,
     column_letter,
     format_mb,
     guard_archive,
 )
-from bulkscan.input.sheetxml import Marks, read_marks
+from bulkscan.input._sheetxml import Marks, read_marks
 from bulkscan.models import InputBook, Issue, RawRow, RowRef, Severity, Sheet
 
 if TYPE_CHECKING:

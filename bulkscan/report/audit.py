@@ -24,6 +24,14 @@ from bulkscan.errors import UsageError
 from bulkscan.i18n import N_, _
 from bulkscan.input import schema
 from bulkscan.input.validate import MAX_NAME
+from bulkscan.report._summary import (
+    CHART_ROWS,
+    charted_table,
+    notes,
+    provenance_items,
+    settings_items,
+    sources_text,
+)
 from bulkscan.report.cells import (
     SummarySheet,
     Table,
@@ -37,14 +45,6 @@ from bulkscan.report.cells import (
     write_table,
 )
 from bulkscan.report.results import resume_command
-from bulkscan.report.summary import (
-    CHART_ROWS,
-    charted_table,
-    notes,
-    provenance_items,
-    settings_items,
-    sources_text,
-)
 
 if TYPE_CHECKING:
     import datetime as dt

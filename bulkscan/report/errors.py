@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from bulkscan.i18n import N_, _
+from bulkscan.report._summary import notes
 from bulkscan.report.cells import (
     SEVERITY_TONES,
     SummarySheet,
@@ -26,7 +27,6 @@ from bulkscan.report.cells import (
     save_workbook,
     write_table,
 )
-from bulkscan.report.summary import notes
 
 if TYPE_CHECKING:
     import os

@@ -34,6 +34,14 @@ from bulkscan.i18n import N_, _
 from bulkscan.input import schema
 from bulkscan.models import Outcome
 from bulkscan.plan import RowStatus, start_time_text
+from bulkscan.report._scans import scan_chart, write_actions, write_scans
+from bulkscan.report._summary import (
+    charted_table,
+    notes,
+    provenance_items,
+    settings_items,
+    sources_text,
+)
 from bulkscan.report.cells import (
     SEVERITY_TONES,
     VERDICT_TONES,
@@ -47,14 +55,6 @@ from bulkscan.report.cells import (
     utc_naive,
     workbook_meta,
     write_table,
-)
-from bulkscan.report.scans import scan_chart, write_actions, write_scans
-from bulkscan.report.summary import (
-    charted_table,
-    notes,
-    provenance_items,
-    settings_items,
-    sources_text,
 )
 from bulkscan.run.coverage import COVERED_PREFIX
 from bulkscan.run.lifecycle import read_actions, read_scans

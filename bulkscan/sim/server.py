@@ -86,10 +86,13 @@ from bulkscan.sim._api import (
 )
 from bulkscan.sim._assets import (
     ASSET_FAULTS,
+    AssetInstance,
     AssetListingFault,
     AssetRoute,
     Assets,
     faulty_answer,
+    generate_assets,
+    load_assets,
 )
 from bulkscan.sim._config import Faults, parse_faults, parse_quota
 from bulkscan.sim._control import control_routes
@@ -108,9 +111,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_AK",
     "DEFAULT_SK",
+    "AssetInstance",
+    "Assets",
     "Faults",
     "ListShape",
     "Simulator",
+    "generate_assets",
+    "load_assets",
     "parse_faults",
     "parse_list_shape",
     "parse_quota",

@@ -402,7 +402,7 @@ _MARKED = (
 def test_the_fast_reader_finds_what_the_exact_parser_finds(make_raw_xlsx: MakeRawXlsx):
     import zipfile
 
-    from bulkscan.input import sheetxml
+    from bulkscan.input import _sheetxml as sheetxml
 
     path = make_raw_xlsx(
         {"instances": _MARKED}, shared=["x"], extra={"xl/styles.xml": _STYLES.encode()}

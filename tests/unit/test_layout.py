@@ -4,7 +4,8 @@ Data flows one way: input → plan → run → report, with ``audit`` beside run
 in report (every workbook is written there), ``dsc`` as the wire layer under ``run``, the
 simulator apart, and ``cli`` on top.  These tests read every
 module's imports (module level and inside functions) and fail on an import that crosses a
-layer the wrong way, so the layout in the README's Development section cannot rot.
+layer the wrong way, or that reaches into another package's private (underscored) module or
+name, so the layout in the README's Development section cannot rot.
 """
 
 from __future__ import annotations
@@ -142,3 +143,58 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     found = _imports(probe)
     assert ("bulkscan.cli", 2, True) in found
     assert ("bulkscan.sim", 5, False) in found
+
+
+def _imported_names(path: Path) -> list[tuple[str, int]]:
+    """Every bulkscan name ``path`` imports, in full (``from a import b`` is ``a.b``)."""
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.extend((a.name, node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.extend((f"{node.module}.{a.name}", node.lineno) for a in node.names)
+    return [(name, line) for name, line in found if name.split(".")[0] == "bulkscan"]
+
+
+def _private_owner(name: str) -> str | None:
+    """The package a private name belongs to: a ``_module`` (or a ``_name`` in a module) is
+    for the modules of the package that holds it; None for a name that is not private."""
+    parts = name.split(".")
+    at = next((i for i, p in enumerate(parts) if p.startswith("_") and not p.startswith("__")), 0)
+    if not at:
+        return None
+    prefix = parts[:at]
+    is_module = PACKAGE.parent.joinpath(*prefix).with_suffix(".py").is_file()
+    return ".".join(prefix[:-1] if is_module else prefix)
+
+
+def _privacy_violations(package: Path) -> list[str]:
+    bad = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package.parent).with_suffix("")
+        me = ".".join(rel.parts).removesuffix(".__init__")
+        for name, line in _imported_names(path):
+            owner = _private_owner(name)
+            if owner is not None and me != owner and not me.startswith(owner + "."):
+                bad.append(f"{rel}.py:{line} imports {name}, private to {owner}")
+    return bad
+
+
+def test_private_modules_and_names_stay_in_their_package() -> None:
+    """A module (or name) with a leading underscore is for its own package alone: the layers
+    meet through the modules without one (``bulkscan.sim.server`` is the simulator's door)."""
+    assert _privacy_violations(PACKAGE) == []
+
+
+def test_the_privacy_checker_sees_a_violation(tmp_path: Path) -> None:
+    package = tmp_path / "bulkscan"
+    (package / "cli").mkdir(parents=True)
+    (package / "cli" / "run.py").write_text(
+        "from bulkscan.sim import _assets\nfrom bulkscan.cli._common import x\n"
+    )
+    assert _private_owner("bulkscan.sim._assets.Assets") == "bulkscan.sim"
+    assert _private_owner("bulkscan.dsc.client._str_or_none") == "bulkscan.dsc"
+    assert _private_owner("bulkscan.run.store.Journal") is None
+    assert _privacy_violations(package) == [
+        "bulkscan/cli/run.py:1 imports bulkscan.sim._assets, private to bulkscan.sim"
+    ]

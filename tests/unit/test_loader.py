@@ -819,7 +819,7 @@ def test_a_far_cell_hidden_in_a_tag_longer_than_a_chunk_is_still_found(
 def test_parse_member_streams_a_member_through_expat_and_ends_it(tmp_path: Path) -> None:
     import xml.parsers.expat
 
-    from bulkscan.input.archive import parse_member
+    from bulkscan.input._archive import parse_member
 
     rows = 20_000
     body = b"<rows>" + b"<r>x</r>" * rows + b"</rows>"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from bulkscan.dsc._redact import REDACTED, Redactor, redact_answer, secrets_of
 from bulkscan.dsc.credentials import AkSk, Token
-from bulkscan.dsc.redact import REDACTED, Redactor, redact_answer, secrets_of
 
 AUTH = (
     "SDK-HMAC-SHA256 Access=AKEXAMPLE0123, SignedHeaders=content-type;host;x-sdk-date, "

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import unescape
 
-from bulkscan.input.archive import (
+from bulkscan.input._archive import (
     PREFIXED_ROOT,
     column_index,
     member_chunks,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bulkscan.report._summary import charted_table
 from bulkscan.report.cells import write_table
-from bulkscan.report.summary import charted_table
 from bulkscan.run.lifecycle import ScanState
 
 if TYPE_CHECKING:
