@@ -11,9 +11,12 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 __all__ = [
     "BOOLEAN_COLUMNS",
+    "EXAMPLE_INSTANCE",
+    "EXAMPLE_PROFILE",
     "BOOL_FALSE",
     "BOOL_TRUE",
     "INSTANCE_COLUMNS",
@@ -180,3 +183,33 @@ def canonical_db_type(value: str) -> str | None:
 def unsupported_db_type(value: str) -> bool:
     """True for a type DSC knows but cannot create metadata tasks for (e.g. Oracle)."""
     return value.strip().lower() in _db_types()[2]
+
+
+# The template's example rows (``bulkscan template``); validation refuses them when they are
+# left in an inventory, so they live here, where both read them.
+EXAMPLE_INSTANCE: dict[str, Any] = {
+    "ins_id": "0123456789abcdef0123456789abcdefin01",
+    "db_type": "MySQL",
+    "project_id": "0123456789abcdef0123456789abcdef",
+    "region": "cn-north-4",
+    "profile": "nightly",
+    "enabled": True,
+}
+EXAMPLE_PROFILE: dict[str, Any] = {
+    "profile": "nightly",
+    "schedule_type": "DAY",
+    "start_time": "2025-03-01T02:00:00+08:00",
+    "timezone": "Asia/Shanghai",
+    "start_now": False,
+    "schedule_switch": True,
+    "delete_failed_meta": False,
+    "scan_column_constraints": True,
+    "scan_comment": True,
+    "scan_privileges": False,
+    "scan_system_db": False,
+    "scan_tables": True,
+    "scan_views": True,
+    "task_description": "Example row: delete it, or give the profile a description of yours",
+    "task_name": "{profile}-{region}-{digest}",
+    "max_sources": 50,
+}

@@ -24,38 +24,11 @@ if TYPE_CHECKING:
 
     from openpyxl.worksheet.worksheet import Worksheet
 
-__all__ = ["EXAMPLE_INSTANCE", "EXAMPLE_PROFILE", "write_template"]
+__all__ = ["write_template"]
 
 _INLINE_LIMIT = 255  # Excel refuses an inline list formula longer than this
 _LAST_ROW = 5000  # drop-downs cover this many rows under the header
 _BOOLEANS = ("TRUE", "FALSE")
-
-EXAMPLE_INSTANCE: dict[str, Any] = {
-    "ins_id": "0123456789abcdef0123456789abcdefin01",
-    "db_type": "MySQL",
-    "project_id": "0123456789abcdef0123456789abcdef",
-    "region": "cn-north-4",
-    "profile": "nightly",
-    "enabled": True,
-}
-EXAMPLE_PROFILE: dict[str, Any] = {
-    "profile": "nightly",
-    "schedule_type": "DAY",
-    "start_time": "2025-03-01T02:00:00+08:00",
-    "timezone": "Asia/Shanghai",
-    "start_now": False,
-    "schedule_switch": True,
-    "delete_failed_meta": False,
-    "scan_column_constraints": True,
-    "scan_comment": True,
-    "scan_privileges": False,
-    "scan_system_db": False,
-    "scan_tables": True,
-    "scan_views": True,
-    "task_description": "Example row: delete it, or give the profile a description of yours",
-    "task_name": "{profile}-{region}-{digest}",
-    "max_sources": 50,
-}
 
 _README = (
     "How to fill this workbook",
@@ -171,8 +144,8 @@ def write_template(path: str | os.PathLike[str]) -> None:
     readme = book.create_sheet("README")
     lists = book.create_sheet("lists")
     lists.sheet_state = "hidden"
-    _fill_sheet(instances, schema.INSTANCE_COLUMNS, EXAMPLE_INSTANCE, lists)
-    _fill_sheet(profiles, schema.PROFILE_COLUMNS, EXAMPLE_PROFILE, lists)
+    _fill_sheet(instances, schema.INSTANCE_COLUMNS, schema.EXAMPLE_INSTANCE, lists)
+    _fill_sheet(profiles, schema.PROFILE_COLUMNS, schema.EXAMPLE_PROFILE, lists)
     _fill_readme(readme)
     if lists.max_column == 1 and lists["A1"].value is None:
         book.remove(lists)

@@ -20,7 +20,7 @@ Decisions worth knowing:
   direction marks.  An ins_id longer than ``MAX_INS_ID`` is an error.
 * A start time that is an Excel date serial (45717, a date that lost its date format) is an
   error, not a moment of January 1970.
-* The template's example rows (``template.EXAMPLE_INSTANCE``'s ins_id, ``EXAMPLE_PROFILE``'s
+* The template's example rows (``schema.EXAMPLE_INSTANCE``'s ins_id, ``EXAMPLE_PROFILE``'s
   task_description) are errors: "example row still present".
 * Carried (non-schema) columns become ``Instance.extras``: every such column in sheet order,
   ``''`` for a blank cell, numbers without a spurious ``.0``, date-times in ISO-8601.
@@ -41,7 +41,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bulkscan.errors import BulkscanError
 from bulkscan.i18n import N_, _
 from bulkscan.input import schema
-from bulkscan.input.template import EXAMPLE_INSTANCE, EXAMPLE_PROFILE
 from bulkscan.models import (
     InputBook,
     Instance,
@@ -102,8 +101,8 @@ _EXACT_DIGITS = 10**15  # Excel keeps 15 significant digits of a number
 # lost its format.
 _SERIAL_MIN, _SERIAL_MAX = 25_569, 2_958_465
 _SERIAL_EPOCH = datetime(1899, 12, 30)
-_EXAMPLE_ID = str(EXAMPLE_INSTANCE["ins_id"])
-_EXAMPLE_DESCRIPTION = str(EXAMPLE_PROFILE["task_description"])
+_EXAMPLE_ID = str(schema.EXAMPLE_INSTANCE["ins_id"])
+_EXAMPLE_DESCRIPTION = str(schema.EXAMPLE_PROFILE["task_description"])
 _EXAMPLE = N_("example row still present: it is the template's example, not a database of yours")
 _EXAMPLE_HINT = N_("delete it (or replace its values with a real database's) before sending")
 _INT = re.compile(r"^[+-]?\d+$")

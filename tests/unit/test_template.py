@@ -10,7 +10,8 @@ import pytest
 from bulkscan.errors import UsageError
 from bulkscan.input import schema
 from bulkscan.input.loader import load_input
-from bulkscan.input.template import EXAMPLE_INSTANCE, EXAMPLE_PROFILE, _list_formula, write_template
+from bulkscan.input.schema import EXAMPLE_INSTANCE, EXAMPLE_PROFILE
+from bulkscan.input.template import _list_formula, write_template
 from bulkscan.runner import check
 
 if TYPE_CHECKING:
