@@ -276,22 +276,20 @@ class LocalStamps:
     def millis(self) -> str:
         """``2026-11-30T07:55:29.123+01:00``"""
         now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._turn(second)
-        return f"{self._head}.{int((now - second) * 1e3):03d}{self._tail}"
+        return f"{self._head_of(now)}.{int(now % 1 * 1e3):03d}{self._tail}"
 
     def micros(self) -> str:
         """``2026-11-30T07:55:29.123456+01:00``"""
         now = time.time()
+        return f"{self._head_of(now)}.{int(now % 1 * 1e6):06d}{self._tail}"
+
+    def _head_of(self, now: float) -> str:
+        """The date and time of day of ``now``'s second; its UTC offset is then ``_tail``."""
         second = int(now)
         if second != self._second:
-            self._turn(second)
-        return f"{self._head}.{int((now - second) * 1e6):06d}{self._tail}"
-
-    def _turn(self, second: int) -> None:
-        text = datetime.fromtimestamp(second).astimezone().isoformat()
-        self._second, self._head, self._tail = second, text[:19], text[19:]
+            text = datetime.fromtimestamp(second).astimezone().isoformat()
+            self._second, self._head, self._tail = second, text[:19], text[19:]
+        return self._head
 
 
 class EventLog:
