@@ -167,15 +167,14 @@ class Signer:
         names = sorted(signable)
         before = [n for n in names if n < "x-sdk-date"]
         after = [n for n in names if n > "x-sdk-date"]
+        signed = ";".join(names)
         parts = urlsplit(url)
         self._prefix = "\n".join(
             [method.upper(), canonical_path(parts.path or "/"), canonical_query(query), ""]
         ) + "".join(f"{n}:{signable[n]}\n" for n in before)
-        self._tail = "".join(f"{n}:{signable[n]}\n" for n in after) + "\n" + ";".join(names)
-        self._tail += "\n"
+        self._tail = "".join(f"{n}:{signable[n]}\n" for n in after) + f"\n{signed}\n"
         self._headers = template
         self._secret = secret_key.encode("utf-8")
-        signed = ";".join(names)
         self._head = f"{ALGORITHM} Access={access_key}, SignedHeaders={signed}, Signature="
 
     def sign(self, body: bytes, sdk_date: str) -> dict[str, str]:
