@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bulkscan.cli._common import issue_lines
-from bulkscan.cli._console import Console, colour_wanted, compact_rows, kind_of, rows_text
+from bulkscan.cli._console import Bar, Console, colour_wanted, compact_rows, kind_of, rows_text
 from bulkscan.models import Issue, RowRef
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -120,3 +120,50 @@ def test_quiet_keeps_errors_and_the_outcome_only(capsys: pytest.CaptureFixture[s
     out, err = capsys.readouterr()
     assert out == "run r: 3 request(s), finished\n"
     assert err == "error: a.xlsx, sheet 'instances', row 2: bad\n"
+
+
+def _last_frame(width: int, *, colour: bool, total: int | None, done: int, status: str) -> str:
+    """The progress line as a terminal of ``width`` columns shows it once the bar is closed."""
+    from rich.console import Console as RichConsole
+
+    stream = _Tty()
+    rich = RichConsole(
+        file=stream,
+        force_terminal=True,
+        width=width,
+        no_color=not colour,
+        color_system="standard" if colour else None,
+    )
+    bar = Bar(rich, "sending", total=total, transient=False, on_close=lambda: None)
+    bar.update(done, total=total, rate_per_s=199.7, eta_s=61.0, status=status)
+    bar.close()
+    frames = stream.getvalue().replace("\r", "\n").split("\n")
+    return [_ESCAPES.sub("", frame) for frame in frames if _ESCAPES.sub("", frame).strip()][-1]
+
+
+@pytest.mark.parametrize("colour", [True, False])
+def test_the_progress_line_shows_bar_count_rate_eta_and_status(colour: bool) -> None:
+    status = "777 in DSC, 0 failed, 2 retrying, 779 sent"
+    line = _last_frame(100, colour=colour, total=2000, done=777, status=status)
+    # 777 of 2000 is 7.77 of the bar's 20 cells: 7 whole, one half
+    assert re.search(r" sending ━{7}╸", line), line
+    # the count right-aligned to the total's width, so that the bar does not move as it grows
+    tail = "  777/2000 2e+02/s ETA 61s " + status
+    assert line.endswith(tail), line
+    assert len(line) == len("⠋ sending ") + 20 + len(tail)
+
+
+def test_without_a_total_the_progress_line_counts_requests() -> None:
+    line = _last_frame(100, colour=True, total=None, done=42, status="last answer: 200")
+    assert line.endswith(" sending 42 request(s) 2e+02/s ETA 61s last answer: 200"), line
+    assert "━" not in line
+
+
+@pytest.mark.parametrize("width", [30, 50, 60, 80])
+def test_the_progress_line_never_outgrows_the_terminal(width: int) -> None:
+    status = "1999 in DSC, 0 failed, 0 retrying, 2000 sent"
+    line = _last_frame(width, colour=True, total=2000, done=2000, status=status)
+    assert len(line) <= width, line
+    assert "sending" in line
+    if width >= 80:  # room for everything but the status, which is cut to the room left
+        assert "2000/2000" in line and "ETA 61s" in line
