@@ -13,12 +13,14 @@ child of this one, and its CPU (user + system) comes from ``os.wait4`` when it e
 Two figures per path.  *While sending*: the child's CPU (sampled from ``/proc/PID/stat``
 every 20 ms) between the first and the last request's arrival at the simulator, over the
 requests in between: the cost per request plus the run's cost per second, as a user sees it
-in ``top``.  *Marginal*: each runs with ``--small`` and with ``--requests`` tasks; the
-difference of their CPU over the difference of their requests (start-up cancels out; loading,
-planning and the result workbook per row do not).  The goal: bulkscan while sending at most
-2x the bare loop.  The best of the rounds on each path gives the ratio; as the machine's speed
-drifts between rounds (the bare loop's figure moved from 0.56 to 0.92 ms in a day), the
-ratio of each round's two big runs, made back to back, and their median are printed too.
+in ``top``; of it, the CPU of threads other than the main one (``/proc/PID/task``: the
+progress line's redraws, the event loop's executor).  *Marginal*: each runs with ``--small``
+and with ``--requests`` tasks; the difference of their CPU over the difference of their
+requests (start-up cancels out; loading, planning and the result workbook per row do not).
+The goal: bulkscan while sending at most 2x the bare loop.  The best of the rounds on each
+path gives the ratio; as the machine's speed drifts between rounds (the bare loop's figure
+moved from 0.56 to 0.92 ms in a day), the ratio of each round's two big runs, made back to
+back, and their median are printed too.
 
 Prints figures and the ratios; asserts nothing.
 """
@@ -68,26 +70,47 @@ _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 class Usage:
     cpu_s: float  # user + system of the whole process
     wall_s: float
-    samples: list[tuple[float, float]]  # (time.time(), CPU so far)
+    # (time.time(), CPU so far, of it the CPU of threads other than the main one)
+    samples: list[tuple[float, float, float]]
 
     def cpu_at(self, when: float) -> float:
         """The CPU used by ``when`` (linear between samples)."""
-        times = [t for t, _ in self.samples]
+        return self._at(when, 1)
+
+    def others_at(self, when: float) -> float:
+        """The CPU that threads other than the main one (the progress line's redraws, the
+        loop's executor) had used by ``when``, as far as the threads were still there."""
+        return self._at(when, 2)
+
+    def _at(self, when: float, field: int) -> float:
+        times = [sample[0] for sample in self.samples]
         i = bisect.bisect_left(times, when)
         if i == 0:
-            return self.samples[0][1]
+            return self.samples[0][field]
         if i >= len(times):
-            return self.samples[-1][1]
-        (t0, c0), (t1, c1) = self.samples[i - 1], self.samples[i]
+            return self.samples[-1][field]
+        before, after = self.samples[i - 1], self.samples[i]
+        t0, t1, c0, c1 = before[0], after[0], before[field], after[field]
         return c0 + (c1 - c0) * (when - t0) / (t1 - t0) if t1 > t0 else c1
 
 
-def _sample(pid: int, samples: list[tuple[float, float]], done: threading.Event) -> None:
-    stat = Path(f"/proc/{pid}/stat")
+def _ticks(stat: Path) -> int:
+    """User + system clock ticks from a ``/proc/.../stat`` file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _sample(pid: int, samples: list[tuple[float, float, float]], done: threading.Event) -> None:
+    process = Path(f"/proc/{pid}")
     while not done.wait(0.02):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            samples.append((time.time(), (int(fields[11]) + int(fields[12])) * _TICK_S))
+            total = _ticks(process / "stat")
+            others = 0
+            for thread in (process / "task").iterdir():
+                if thread.name != str(pid):
+                    with contextlib.suppress(OSError, IndexError, ValueError):
+                        others += _ticks(thread / "stat")
+            samples.append((time.time(), total * _TICK_S, others * _TICK_S))
 
 
 def _cpu_of(argv: Sequence[str], *, tty: bool) -> Usage:
@@ -102,7 +125,7 @@ def _cpu_of(argv: Sequence[str], *, tty: bool) -> Usage:
         stderr=slave if tty else subprocess.DEVNULL,
         env=env,
     )
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, float, float]] = []
     done = threading.Event()
     sampler = threading.Thread(target=_sample, args=(child.pid, samples, done), daemon=True)
     sampler.start()
@@ -122,7 +145,8 @@ def _cpu_of(argv: Sequence[str], *, tty: bool) -> Usage:
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {child.returncode}")
     cpu = usage.ru_utime + usage.ru_stime
-    return Usage(cpu, wall, [*samples, (time.time(), cpu)])
+    others = samples[-1][2] if samples else 0.0
+    return Usage(cpu, wall, [*samples, (time.time(), cpu, others)])
 
 
 def _bulkscan(url: str, inventory: Path, rate: float, reports: Path) -> Usage:
@@ -186,6 +210,7 @@ async def _measure(args: argparse.Namespace, work: Path) -> None:
         write_inventory(book, n)
     cpu: dict[tuple[str, int], float] = {}
     sending: dict[str, float] = {}
+    others: dict[str, float] = {}  # of ``sending``, threads other than the main one
     pairs: list[dict[str, float]] = []  # each round's big runs, back to back
     async with simulator() as sim:
         for _ in range(args.rounds):
@@ -201,19 +226,21 @@ async def _measure(args: argparse.Namespace, work: Path) -> None:
                         measure = _bulkscan
                         used = await asyncio.to_thread(measure, sim.url, book, args.rate, reports)
                     arrivals = await sim.arrivals()
-                    per = (used.cpu_at(arrivals[-1]) - used.cpu_at(arrivals[0])) / (
-                        len(arrivals) - 1
-                    )
+                    first, last, between = arrivals[0], arrivals[-1], len(arrivals) - 1
+                    per = (used.cpu_at(last) - used.cpu_at(first)) / between
+                    per_others = max(0.0, used.others_at(last) - used.others_at(first)) / between
                     key = (name, n)
                     cpu[key] = min(cpu.get(key, float("inf")), used.cpu_s)
                     if n == args.requests:
-                        sending[name] = min(sending.get(name, float("inf")), per)
+                        if per < sending.get(name, float("inf")):
+                            sending[name], others[name] = per, per_others
                         pairs[-1][name] = per
                     print(
                         f"    {name:<9} {n:>6} requests: CPU {used.cpu_s:6.2f} s, "
                         f"wall {used.wall_s:5.1f} s, {per * 1e3:.3f} ms per request while sending"
+                        f" ({per_others * 1e3:.3f} in other threads)"
                     )
-    _report(cpu, sending, sizes, args.rate, args.rounds)
+    _report(cpu, sending, others, sizes, rate=args.rate, rounds=args.rounds)
     ratios = sorted(p["bulkscan"] / p["bare"] for p in pairs)
     print(
         f"    ratio per round, the two runs back to back: {', '.join(f'{r:.2f}' for r in ratios)}"
@@ -225,7 +252,9 @@ async def _measure(args: argparse.Namespace, work: Path) -> None:
 def _report(
     cpu: dict[tuple[str, int], float],
     sending: dict[str, float],
+    others: dict[str, float],
     sizes: tuple[int, int],
+    *,
     rate: float,
     rounds: int,
 ) -> None:
@@ -236,7 +265,8 @@ def _report(
         marginal[name] = (cpu[(name, big)] - cpu[(name, small)]) / (big - small)
         print(
             f"    {name:<9} while sending {sending[name] * 1e3:6.3f} ms "
-            f"({sending[name] * rate * 100:4.1f}% of a core); marginal "
+            f"({sending[name] * rate * 100:4.1f}% of a core; other threads "
+            f"{others[name] * 1e3:.3f} ms); marginal "
             f"{marginal[name] * 1e3:6.3f} ms ({big} - {small} requests, whole process)"
         )
     print(
