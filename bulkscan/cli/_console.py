@@ -195,8 +195,16 @@ class Console:
         sys.stdout.write(text)
 
     def ask(self, question: str) -> str:
-        """A question on the terminal; its answer as typed."""
-        return input(question)
+        """A question on the terminal; its answer as typed.  A progress line showing then is
+        taken off the screen while the question waits, and drawn again after."""
+        bar = self._bar
+        if bar is None:
+            return input(question)
+        bar.pause()
+        try:
+            return input(question)
+        finally:
+            bar.resume()
 
     def note(self, text: str) -> None:
         self.err(text, kind="note")
@@ -286,7 +294,7 @@ class Console:
             if before is not None:
                 before(exchange)
             count += 1
-            rate = count / max(time.monotonic() - started, 1e-3)
+            rate = count / max(time.monotonic() - started - bar.paused_s, 1e-3)
             bar.update(count, rate_per_s=rate, status=f"last answer: {exchange.status or 'none'}")
 
         try:
@@ -392,6 +400,8 @@ class Bar:
         self._what = what
         self._on_close = on_close
         self.rich_console = rich
+        self.paused_s = 0.0  # how long the line was off the screen for questions
+        self._paused_at = 0.0
         self._spinner = Spinner("dots", style="progress.spinner")
         # what the line shows, replaced as a whole: the redrawing thread reads one consistent set
         self._shown: tuple[int, int | None, str, str, str] = (0, total, "", "", "")
@@ -448,6 +458,15 @@ class Bar:
             line.append(" ")
             line.append(status, "dim")
         return line
+
+    def pause(self) -> None:
+        """Take the line off the screen (a question follows); ``resume`` draws it again."""
+        self._live.stop()
+        self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        self.paused_s += time.monotonic() - self._paused_at
+        self._live.start()
 
     def close(self) -> None:
         self._live.stop()

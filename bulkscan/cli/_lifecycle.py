@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,8 +82,17 @@ def act(
     the options name, ``confirm`` asking first; its outcome printed, its exit code returned."""
     import asyncio
 
-    outcome = asyncio.run(entry(args.run_dir, confirm=confirm, **service(args), **options))
+    with _counting(args):
+        outcome = asyncio.run(entry(args.run_dir, confirm=confirm, **service(args), **options))
     return print_outcome(args, outcome, {"run_dir": args.run_dir})
+
+
+def _counting(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """A spinner counting the requests an action makes, on a terminal (one per task at the
+    rate limit: a minute for 300 tasks at 5/s); off the screen while its question waits."""
+    if args.json:
+        return contextlib.nullcontext()
+    return console.counting_requests(_command_of(args))
 
 
 def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[str, Any]) -> int:
@@ -146,16 +156,17 @@ def update_on_conflict(
         return ask(args, question, lines, about=about)
 
     try:
-        outcome = asyncio.run(
-            runner.update_conflicts(
-                result.run_dir,
-                confirm=confirm,
-                connection=connection,
-                simulator=simulator,
-                dispatch_settings=settings,
-                limiter=limiter,
+        with _counting(args):
+            outcome = asyncio.run(
+                runner.update_conflicts(
+                    result.run_dir,
+                    confirm=confirm,
+                    connection=connection,
+                    simulator=simulator,
+                    dispatch_settings=settings,
+                    limiter=limiter,
+                )
             )
-        )
     except Refused as refused:  # the run is done: its workbook and summary still follow
         console.err(str(refused), kind="error")
         return Updated(None, refused.code)

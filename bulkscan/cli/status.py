@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -82,16 +83,24 @@ class _Live:
 def _run(args: argparse.Namespace) -> int:
     where = service(args)
     live = _Live(waiting=args.wait and not args.json)
+    # one request per task at the rate limit (a minute for 300 tasks at 5/s): without --wait,
+    # a spinner counts them on a terminal; with it, the bar of finished scans
+    reading = (
+        console.counting_requests(_("scans"))
+        if not (args.wait or args.json)
+        else contextlib.nullcontext()
+    )
     try:
-        result = asyncio.run(
-            runner.status(
-                args.run_dir,
-                **where,
-                wait_s=args.timeout if args.wait else 0.0,
-                poll_s=args.poll,
-                observer=live,
+        with reading:
+            result = asyncio.run(
+                runner.status(
+                    args.run_dir,
+                    **where,
+                    wait_s=args.timeout if args.wait else 0.0,
+                    poll_s=args.poll,
+                    observer=live,
+                )
             )
-        )
     finally:  # Ctrl-C too: the terminal gets its cursor back
         live.close()
     if args.json:

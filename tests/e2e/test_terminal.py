@@ -42,8 +42,16 @@ def _env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
-def _on_tty(cwd: Path, *args: str | Path, columns: int = 80, **env: str) -> tuple[int, str]:
-    """Run bulkscan with stdin, stdout and stderr on a pty ``columns`` wide; all it wrote."""
+def _on_tty(
+    cwd: Path,
+    *args: str | Path,
+    columns: int = 80,
+    answers: dict[str, str] | None = None,
+    **env: str,
+) -> tuple[int, str]:
+    """Run bulkscan with stdin, stdout and stderr on a pty ``columns`` wide; all it wrote.
+    ``answers``: typed once each, when the text before it (a question) has appeared."""
+    waiting = dict(answers or {})
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     proc = subprocess.Popen(
@@ -68,6 +76,9 @@ def _on_tty(cwd: Path, *args: str | Path, columns: int = 80, **env: str) -> tupl
             if not chunk:
                 break
             chunks.append(chunk)
+            seen = b"".join(chunks).decode(errors="replace")
+            for question in [q for q in waiting if q in seen]:
+                os.write(master, waiting.pop(question).encode() + b"\r")
         code = proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
@@ -243,3 +254,35 @@ async def test_debug_prints_one_line_per_request_without_a_secret(
         _piped, tmp_path, "run", good, "--simulate", "--yes", "--reports-dir", "r2"
     )
     assert "debug:" not in plain.stderr
+
+
+async def test_reading_scans_and_acting_on_tasks_show_a_spinner_that_a_question_clears(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    """One request per task at the rate limit can take minutes: on a terminal a spinner counts
+    them, and is off the screen while a question waits for its answer."""
+    good = _good_inventory(make_xlsx, count=3)
+    async with Simulator() as sim:
+        done = await asyncio.to_thread(
+            _piped, tmp_path, "run", good, "--endpoint", sim.url, "--yes", "--no-remote-check",
+            "--rate", "40/s", "--reports-dir", "r",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        (run_dir,) = (tmp_path / "r").iterdir()
+        code, status = await asyncio.to_thread(
+            _on_tty, tmp_path, "status", run_dir, "--endpoint", sim.url, "--rate", "40/s"
+        )
+        code_off, disable = await asyncio.to_thread(
+            _on_tty, tmp_path, "disable", run_dir, "--endpoint", sim.url, "--rate", "40/s",
+            answers={"[y/N]": "y"},
+        )  # fmt: skip
+    assert code == 0, status
+    plain = _ANSI.sub("", status)
+    assert re.search(r"scans \d+ request\(s\)", plain), status
+    assert "succeeded       3" in plain
+    assert code_off == 0, disable
+    # the answer is echoed right after the question: no spinner was drawn while it waited
+    assert "Disable 3 task(s)? [y/N] y" in _ANSI.sub("", disable), disable
+    after = disable[disable.index("[y/N]") :]
+    assert re.search(r"disable \d+ request\(s\)", _ANSI.sub("", after)), disable
+    assert "disable: 3 done" in _ANSI.sub("", disable)
