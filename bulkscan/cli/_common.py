@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zoneinfo
 from pathlib import Path
@@ -390,6 +391,15 @@ def service(args: argparse.Namespace) -> Service:
         "simulator": simulator,
         "dispatch_settings": dispatch_settings(args),
     }
+
+
+def counting(args: argparse.Namespace, what: str) -> contextlib.AbstractContextManager[None]:
+    """Around a command's requests to DSC: a spinner counting them on a terminal (none with
+    ``--json``), for work whose requests are many or not known ahead (one per task at the rate
+    limit is a minute for 300 tasks at 5/s); a question takes it off the screen meanwhile."""
+    if getattr(args, "json", False):
+        return contextlib.nullcontext()
+    return console.counting_requests(what)
 
 
 def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:

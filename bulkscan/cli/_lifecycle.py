@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import Refused, runner
-from bulkscan.cli._common import add_connection_options, add_json_option, service
+from bulkscan.cli._common import add_connection_options, add_json_option, counting, service
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts, term
 from bulkscan.i18n import _, is_yes, yes_no
@@ -82,17 +81,9 @@ def act(
     the options name, ``confirm`` asking first; its outcome printed, its exit code returned."""
     import asyncio
 
-    with _counting(args):
+    with counting(args, _command_of(args)):
         outcome = asyncio.run(entry(args.run_dir, confirm=confirm, **service(args), **options))
     return print_outcome(args, outcome, {"run_dir": args.run_dir})
-
-
-def _counting(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
-    """A spinner counting the requests an action makes, on a terminal (one per task at the
-    rate limit: a minute for 300 tasks at 5/s); off the screen while its question waits."""
-    if args.json:
-        return contextlib.nullcontext()
-    return console.counting_requests(_command_of(args))
 
 
 def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[str, Any]) -> int:
@@ -156,7 +147,7 @@ def update_on_conflict(
         return ask(args, question, lines, about=about)
 
     try:
-        with _counting(args):
+        with counting(args, _command_of(args)):
             outcome = asyncio.run(
                 runner.update_conflicts(
                     result.run_dir,

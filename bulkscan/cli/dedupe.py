@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import runner
-from bulkscan.cli._common import add_connection_options, add_json_option, service
+from bulkscan.cli._common import add_connection_options, add_json_option, counting, service
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts
 from bulkscan.cli._lifecycle import ask
@@ -50,7 +50,8 @@ def _run(args: argparse.Namespace) -> int:
         question = _("Delete {count} task(s)?").format(count=len(extras))
         return ask(args, question, lines, about=about)
 
-    result = asyncio.run(runner.dedupe(args.workbook, confirm=confirm, **service(args)))
+    with counting(args, "dedupe"):
+        result = asyncio.run(runner.dedupe(args.workbook, confirm=confirm, **service(args)))
     if args.json:
         fields = {
             "confirmed": result.confirmed,

@@ -73,7 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     scopes = [(p, args.region) for p in _projects(args)]
     service = common.service(args)
     try:
-        report = asyncio.run(runner.export(scopes, args.output, **service))
+        with common.counting(args, "export"):
+            report = asyncio.run(runner.export(scopes, args.output, **service))
     except RunFatalError as exc:
         raise Refused.stopped(exc) from None
     for (project, region), why in report.errors.items():

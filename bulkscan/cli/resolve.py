@@ -50,9 +50,10 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     service = common.service(args)
     try:
-        report = asyncio.run(
-            runner.resolve(**common.inventory(args), **service, output=args.output)
-        )
+        with common.counting(args, "resolve"):
+            report = asyncio.run(
+                runner.resolve(**common.inventory(args), **service, output=args.output)
+            )
     except RunFatalError as exc:
         raise Refused.stopped(exc, file=args.file) from None
     code = common.exit_code(report.status)

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import runner
-from bulkscan.cli._common import service
+from bulkscan.cli._common import counting, service
 from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options
@@ -85,11 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     live = _Live(waiting=args.wait and not args.json)
     # one request per task at the rate limit (a minute for 300 tasks at 5/s): without --wait,
     # a spinner counts them on a terminal; with it, the bar of finished scans
-    reading = (
-        console.counting_requests(_("scans"))
-        if not (args.wait or args.json)
-        else contextlib.nullcontext()
-    )
+    reading = counting(args, _("scans")) if not args.wait else contextlib.nullcontext()
     try:
         with reading:
             result = asyncio.run(

@@ -113,5 +113,8 @@ def _write_report(
 
 
 def _remote_issues(args: argparse.Namespace, checked: runner.Checked) -> tuple[Issue, ...]:
-    found = asyncio.run(runner.remote_check(checked.validated.instances, **common.service(args)))
+    with common.counting(args, "asset check"):
+        found = asyncio.run(
+            runner.remote_check(checked.validated.instances, **common.service(args))
+        )
     return found.issues
