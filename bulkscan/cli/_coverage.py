@@ -40,9 +40,9 @@ def remote_check(
     limiter: Any = None,
 ) -> RemoteCheck:
     """List the service's tasks for the plan (read only), through the run's ``limiter``."""
-    from bulkscan.cli._common import dispatch_settings
+    from bulkscan.cli._common import counting, dispatch_settings
 
-    with console.counting_requests("listing tasks"):
+    with counting(args, "listing tasks"):
         return asyncio.run(
             runner.check_remote(
                 prepared,

@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
             prepared, reports_dir=args.reports_dir, resume=args.resume
         )
     elif args.remote_check:
-        prepared = _checked(prepared, connection, simulator, dispatching, limiter)
+        prepared = _checked(args, prepared, connection, simulator, dispatching, limiter)
     prepared, listed = for_run(args, prepared, connection, simulator, limiter=limiter)
     held = instances - len(prepared.validated.instances) - len(prepared.covered)
     sending = runner.to_send(
@@ -186,14 +186,19 @@ def _prepared(args: argparse.Namespace, inventory: common.Inventory) -> tuple[Pr
     return runner.prepare_saved(saved, limits=settings.limits), planned
 
 
-def _checked(
-    prepared: Prepared, connection: Any, simulator: Any, dispatching: Any, limiter: Any
+def _checked(  # noqa: PLR0917 - the run's own values, passed on as they are
+    args: argparse.Namespace,
+    prepared: Prepared,
+    connection: Any,
+    simulator: Any,
+    dispatching: Any,
+    limiter: Any,
 ) -> Prepared:
     """``prepared`` without the rows DSC's asset centre says cannot be scanned (reported);
     ``Refused`` when nothing may be sent: an answer that stops any run (3, as it would at
     the first create), or an asset centre that cannot be read (2)."""
     try:
-        with console.counting_requests("asset check"):
+        with common.counting(args, "asset check"):
             found = asyncio.run(
                 runner.remote_check(
                     prepared.validated.instances,
