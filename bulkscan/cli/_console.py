@@ -385,7 +385,7 @@ class Bar:
 
     Redrawn ``REDRAWS_PER_S`` times a second by rich's ``Live`` as one ``Text`` made here.
     rich's ``Progress`` lays its columns out as a table at each redraw: about 1.8 ms against
-    0.35 ms for the line, a cost that a run at 200 requests a second pays every second it sends
+    0.47 ms for the line, a cost that a run at 200 requests a second pays every second it sends
     (``bench/bench_cli_cpu.py``).  The line is cut to the terminal's width with an ellipsis.
     """
 

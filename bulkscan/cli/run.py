@@ -129,7 +129,14 @@ def _run(args: argparse.Namespace) -> int:
             prepared, reports_dir=args.reports_dir, resume=args.resume
         )
     elif args.remote_check:
-        prepared = _checked(args, prepared, connection, simulator, dispatching, limiter)
+        prepared = _checked(
+            args,
+            prepared,
+            connection=connection,
+            simulator=simulator,
+            dispatching=dispatching,
+            limiter=limiter,
+        )
     prepared, listed = for_run(args, prepared, connection, simulator, limiter=limiter)
     held = instances - len(prepared.validated.instances) - len(prepared.covered)
     sending = runner.to_send(
@@ -186,9 +193,10 @@ def _prepared(args: argparse.Namespace, inventory: common.Inventory) -> tuple[Pr
     return runner.prepare_saved(saved, limits=settings.limits), planned
 
 
-def _checked(  # noqa: PLR0917 - the run's own values, passed on as they are
+def _checked(
     args: argparse.Namespace,
     prepared: Prepared,
+    *,
     connection: Any,
     simulator: Any,
     dispatching: Any,
