@@ -264,16 +264,39 @@ class Console:
 
     # -- progress --
 
-    def bar(self, what: str, *, total: int | None = None, transient: bool = False) -> Bar | None:
+    def bar(
+        self,
+        what: str,
+        *,
+        total: int | None = None,
+        transient: bool = False,
+        counted: bool = True,
+    ) -> Bar | None:
         """A progress bar on stderr (a terminal only, never with ``--quiet``), else None:
-        callers then say what they said before (a line now and then, or nothing)."""
+        callers then say what they said before (a line now and then, or nothing).
+        ``counted`` False: no count is shown (work whose steps are not told)."""
         if self.level.quiet or not _is_tty(sys.stderr) or os.environ.get("TERM") == "dumb":
             return None
         rich = self._rich_for(sys.stderr)
         if rich is None:
             return None
-        self._bar = Bar(rich, what, total=total, transient=transient, on_close=self._bar_closed)
+        self._bar = Bar(
+            rich, what, total=total, transient=transient, on_close=self._bar_closed,
+            counted=counted,
+        )  # fmt: skip
         return self._bar
+
+    @contextlib.contextmanager
+    def working(self, what: str, *, shown: bool = True) -> Iterator[None]:
+        """Around work of a few seconds or more that tells no steps (writing a large result
+        workbook): a spinner saying what is being done, on a terminal only (and when
+        ``shown``: not with ``--json``), gone after."""
+        bar = self.bar(what, transient=True, counted=False) if shown else None
+        try:
+            yield
+        finally:
+            if bar is not None:
+                bar.close()
 
     @contextlib.contextmanager
     def counting_requests(self, what: str) -> Iterator[None]:
@@ -392,12 +415,20 @@ class Bar:
     REDRAWS_PER_S = 8
 
     def __init__(
-        self, rich: Any, what: str, *, total: int | None, transient: bool, on_close: Any
+        self,
+        rich: Any,
+        what: str,
+        *,
+        total: int | None,
+        transient: bool,
+        on_close: Any,
+        counted: bool = True,
     ) -> None:
         from rich.live import Live
         from rich.spinner import Spinner
 
         self._what = what
+        self._counted = counted
         self._on_close = on_close
         self.rich_console = rich
         self.paused_s = 0.0  # how long the line was off the screen for questions
@@ -442,13 +473,18 @@ class Bar:
 
         done, total, rate, eta, status = self._shown
         line = Text(no_wrap=True, overflow="ellipsis", end="")
-        frame = self._spinner.render(time.monotonic())
-        if isinstance(frame, Text):
-            line.append_text(frame)
-        line.append(f" {self._what} ")
-        if total is None:
-            line.append(f"{done} request(s)")
+        if total is not None and done >= total:
+            line.append(" ")  # finished: the spinner stops
         else:
+            frame = self._spinner.render(time.monotonic())
+            if isinstance(frame, Text):
+                line.append_text(frame)
+        line.append(f" {self._what}")
+        if total is None:
+            if self._counted:
+                line.append(f" {done} request(s)")
+        else:
+            line.append(" ")
             _draw_bar(line, done, total, self.rich_console)
             line.append(f" {done:{len(str(total))}d}/{total}", "progress.download")
         for part in (rate, eta):

@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = runner.write_report(args.run_dir)
+    with console.working(_("writing the result workbook"), shown=not args.json):
+        report = runner.write_report(args.run_dir)
     counts = {str(outcome): n for outcome, n in report.counts.items()}
     if args.json:
         rerun = report.rerun_command

@@ -286,3 +286,20 @@ async def test_reading_scans_and_acting_on_tasks_show_a_spinner_that_a_question_
     after = disable[disable.index("[y/N]") :]
     assert re.search(r"disable \d+ request\(s\)", _ANSI.sub("", after)), disable
     assert "disable: 3 done" in _ANSI.sub("", disable)
+
+
+def test_writing_the_result_workbook_shows_what_is_being_done_then_clears_it(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    good = _good_inventory(make_xlsx, count=3)
+    done = _piped(tmp_path, "run", good, "--simulate", "--yes", "--reports-dir", "r")
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (d for d in (tmp_path / "r").iterdir() if d.is_dir())
+    code, screen = _on_tty(tmp_path, "report", run_dir)
+    assert code == 0, screen
+    assert "writing the result workbook" in _ANSI.sub("", screen), screen  # while it worked
+    # then erased (the line cleared) before the outcome is written in its place
+    after = screen[screen.rindex("writing the result workbook") :]
+    assert "\x1b[2K" in after[: after.index("results:")], screen
+    piped = _piped(tmp_path, "report", run_dir)
+    assert "writing the result workbook" not in piped.stderr + piped.stdout

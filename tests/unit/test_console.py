@@ -164,6 +164,7 @@ def test_the_progress_line_never_outgrows_the_terminal(width: int) -> None:
     status = "1999 in DSC, 0 failed, 0 retrying, 2000 sent"
     line = _last_frame(width, colour=True, total=2000, done=2000, status=status)
     assert len(line) <= width, line
+    assert line.startswith("  sending"), line  # finished: no spinner frame
     assert "sending" in line
     if width >= 80:  # room for everything but the status, which is cut to the room left
         assert "2000/2000" in line and "ETA 61s" in line
