@@ -274,12 +274,15 @@ class Console:
     ) -> Bar | None:
         """A progress bar on stderr (a terminal only, never with ``--quiet``), else None:
         callers then say what they said before (a line now and then, or nothing).
-        ``counted`` False: no count is shown (work whose steps are not told)."""
+        ``counted`` False: no count is shown (work whose steps are not told).  One line at a
+        time: a new bar takes the place of the one showing (a request counter, say)."""
         if self.level.quiet or not _is_tty(sys.stderr) or os.environ.get("TERM") == "dumb":
             return None
         rich = self._rich_for(sys.stderr)
         if rich is None:
             return None
+        if self._bar is not None:
+            self._bar.close()
         self._bar = Bar(
             rich, what, total=total, transient=transient, on_close=self._bar_closed,
             counted=counted,
@@ -326,8 +329,9 @@ class Console:
         finally:
             bar.close()
 
-    def _bar_closed(self) -> None:
-        self._bar = None
+    def _bar_closed(self, bar: Bar) -> None:
+        if self._bar is bar:
+            self._bar = None
 
 
 def _make_rich(stream: TextIO) -> Any:
@@ -505,8 +509,9 @@ class Bar:
         self._live.start()
 
     def close(self) -> None:
+        """Stop drawing (a transient line is erased); closing again does nothing."""
         self._live.stop()
-        self._on_close()
+        self._on_close(self)
 
 
 def _draw_bar(line: Any, done: int, total: int, rich: Any) -> None:

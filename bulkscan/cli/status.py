@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -83,11 +82,10 @@ class _Live:
 def _run(args: argparse.Namespace) -> int:
     where = service(args)
     live = _Live(waiting=args.wait and not args.json)
-    # one request per task at the rate limit (a minute for 300 tasks at 5/s): without --wait,
-    # a spinner counts them on a terminal; with it, the bar of finished scans
-    reading = counting(args, _("scans")) if not args.wait else contextlib.nullcontext()
+    # one request per task at the rate limit (a minute for 300 tasks at 5/s): a spinner counts
+    # them on a terminal; with --wait, the bar of finished scans takes its place after a read
     try:
-        with reading:
+        with counting(args, _("scans")):
             result = asyncio.run(
                 runner.status(
                     args.run_dir,

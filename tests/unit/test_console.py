@@ -134,7 +134,7 @@ def _last_frame(width: int, *, colour: bool, total: int | None, done: int, statu
         no_color=not colour,
         color_system="standard" if colour else None,
     )
-    bar = Bar(rich, "sending", total=total, transient=False, on_close=lambda: None)
+    bar = Bar(rich, "sending", total=total, transient=False, on_close=lambda _bar: None)
     bar.update(done, total=total, rate_per_s=199.7, eta_s=61.0, status=status)
     bar.close()
     frames = stream.getvalue().replace("\r", "\n").split("\n")
@@ -168,3 +168,27 @@ def test_the_progress_line_never_outgrows_the_terminal(width: int) -> None:
     assert "sending" in line
     if width >= 80:  # room for everything but the status, which is cut to the room left
         assert "2000/2000" in line and "ETA 61s" in line
+
+
+def test_one_progress_line_at_a_time_a_new_one_takes_the_place_of_the_one_showing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stderr = _Tty()
+    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.delenv("TERM", raising=False)
+    shown = Console()
+    counter = shown.bar("scans", transient=True)
+    assert counter is not None
+    bar = shown.bar("scans", total=3)  # e.g. status --wait, after its first read
+    assert bar is not None
+    counter.close()  # the counter's own end comes later: it leaves the new line alone
+    shown.err("note: a line printed while the bar shows")
+    monkeypatch.setattr("builtins.input", lambda question: "y")
+    assert shown.ask("Go on? ") == "y"
+    assert bar.paused_s > 0  # the line showing was taken off the screen for the question
+    bar.update(3, total=3)
+    bar.close()
+    counter.close()
+    lines = [_ESCAPES.sub("", part) for part in stderr.getvalue().replace("\r", "\n").split("\n")]
+    assert "note: a line printed while the bar shows" in lines
+    assert any("3/3" in line for line in lines), lines
