@@ -303,9 +303,10 @@ class Console:
 
     @contextlib.contextmanager
     def counting_requests(self, what: str) -> Iterator[None]:
-        """Around work whose length is not known beforehand (a listing of the service, the
-        asset centre): a spinner with the requests made so far and their rate, on a terminal
-        only; each request is still told to the ``--debug`` watcher."""
+        """Around work whose requests are not known beforehand (a listing of the service, the
+        asset centre) or are many at the rate limit (one per task): a spinner with the
+        requests made so far and their rate, on a terminal only; each request is still told
+        to the ``--debug`` watcher."""
         from bulkscan.events import watching_wire, wire_watcher
 
         bar = self.bar(what, transient=True)  # a busy sign, gone once the work is done
