@@ -303,3 +303,26 @@ def test_writing_the_result_workbook_shows_what_is_being_done_then_clears_it(
     assert "\x1b[2K" in after[: after.index("results:")], screen
     piped = _piped(tmp_path, "report", run_dir)
     assert "writing the result workbook" not in piped.stderr + piped.stdout
+
+
+async def test_status_wait_counts_its_first_read_then_draws_the_bar_of_finished_scans(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    good = _good_inventory(make_xlsx, count=3)
+    async with Simulator(scan_s=60.0) as sim:  # the scans outlast the wait
+        done = await asyncio.to_thread(
+            _piped, tmp_path, "run", good, "--endpoint", sim.url, "--yes", "--no-remote-check",
+            "--rate", "40/s", "--reports-dir", "r",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        (run_dir,) = (d for d in (tmp_path / "r").iterdir() if d.is_dir())
+        code, screen = await asyncio.to_thread(
+            _on_tty, tmp_path, "status", run_dir, "--endpoint", sim.url, "--rate", "40/s",
+            "--wait", "--poll", "1", "--timeout", "2",
+        )  # fmt: skip
+    assert code == 4, screen  # still running when the wait ended
+    plain = _ANSI.sub("", screen)
+    counted = re.search(r"scans \d+ request\(s\)", plain)
+    drawn = re.search(r"scans ━+ +0/3 .*3 running", plain)
+    assert counted and drawn and counted.start() < drawn.start(), screen
+    assert "running         3" in plain
