@@ -1,6 +1,7 @@
 """Dispatch against the DSC simulator on 127.0.0.1: rate accuracy, overhead and adaptation.
 
     python bench/bench_dispatch.py [--requests 2000] [--rate 100] [--quota 20] [--quota-tasks 600]
+                                   [--latency S]
 
 The simulator runs in its own process (``python -m bulkscan simulate --port 0``), so that the
 client's figures are the client's; arrival times come from the simulator (``/_sim/stats``).
@@ -14,7 +15,9 @@ client's figures are the client's; arrival times come from the simulator (``/_si
     through a bare ``aiohttp`` + ``asyncio.Semaphore`` loop that signs and posts the same
     bodies, both at the same concurrency.  The run's rate is capped at 200/s, which would
     make the comparison meaningless: bulkscan is given a limiter of 100,000/s here, for the
-    benchmark only.  Best of three rounds each; the goal is a ratio of at least 0.7.  Also
+    benchmark only.  Best of three rounds each; the goal is a ratio of at least 0.7.  With
+    ``--latency S``, (b) runs once more against a simulator that answers after S seconds, as
+    a service does: the same comparison where the client is not the bottleneck.  Also
     shown: bulkscan with its journal on /dev/shm, which tells the journal's fsyncs apart, and
     the client process's CPU per request on each path (``time.process_time``, journal creation
     included): the client is CPU-bound here, so throughput follows it, and on a shared machine
@@ -93,9 +96,10 @@ class Sim:
 
 
 @contextlib.asynccontextmanager
-async def simulator() -> AsyncIterator[Sim]:
+async def simulator(*options: str) -> AsyncIterator[Sim]:
+    """``bulkscan simulate --port 0 [options]`` in a process of its own, until the block ends."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkscan", "simulate", "--port", "0",
+        sys.executable, "-m", "bulkscan", "simulate", "--port", "0", *options,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -235,7 +239,9 @@ async def bare_pass(sim: Sim, tasks: Sequence[TaskRequest]) -> float:
     return len(tasks) / wall
 
 
-async def bench_overhead(sim: Sim, prepared: runner.Prepared, work: Path) -> None:
+async def bench_overhead(
+    sim: Sim, prepared: runner.Prepared, work: Path, *, latency_s: float = 0.0
+) -> None:
     """Best of ``_ROUNDS`` for each path, interleaved so that drift hits all alike."""
     ram = scratch_dir()
     await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
@@ -257,7 +263,8 @@ async def bench_overhead(sim: Sim, prepared: runner.Prepared, work: Path) -> Non
                     values.append(await bulkscan_pass(sim, prepared, Path(tmp)))
             cpu[name].append((time.process_time() - started) / n)
     bare = max(figures["bare"])
-    print(f"(b) overhead: {n} creates, concurrency {CONCURRENCY}, zero-latency simulator")
+    answers = f"answers after {latency_s * 1e3:g} ms" if latency_s else "zero-latency simulator"
+    print(f"(b) overhead: {n} creates, concurrency {CONCURRENCY}, {answers}")
     for name, values in figures.items():
         if values:
             print(
@@ -318,6 +325,9 @@ async def main_async(args: argparse.Namespace) -> None:
             await bench_rate(sim, many, args.rate, work / "a")
             await bench_overhead(sim, many, work / "b")
             await bench_quota(sim, few, args.quota, work / "c")
+        if args.latency:
+            async with simulator("--latency", f"{args.latency * 1e3:g}ms") as slow:
+                await bench_overhead(slow, many, work / "b-latency", latency_s=args.latency)
 
 
 def main() -> None:
@@ -327,6 +337,14 @@ def main() -> None:
     parser.add_argument("--quota", type=int, default=20, help="unknown quota for (c), per s (20)")
     parser.add_argument("--quota-tasks", type=int, default=600, help="creates for (c) (600)")
     parser.add_argument("--work", help="folder for inventories and journals (default: temp)")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="also run (b) against a simulator answering after S seconds, as a service does "
+        "(off: 0)",
+    )
     args = parser.parse_args()
     print(heading("bench_dispatch", ("aiohttp",)))
     started = time.perf_counter()
