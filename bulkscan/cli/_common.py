@@ -40,6 +40,7 @@ __all__ = [
     "add_json_option",
     "add_reports_dir_option",
     "connection_from",
+    "counting",
     "dispatch_settings",
     "exit_code",
     "input_settings",
@@ -54,6 +55,7 @@ __all__ = [
     "simulator_state",
     "start_time_text",
     "status_of",
+    "working",
 ]
 
 _MB = 1024 * 1024
@@ -397,9 +399,18 @@ def counting(args: argparse.Namespace, what: str) -> contextlib.AbstractContextM
     """Around a command's requests to DSC: a spinner counting them on a terminal (none with
     ``--json``), for work whose requests are many or not known ahead (one per task at the rate
     limit is a minute for 300 tasks at 5/s); a question takes it off the screen meanwhile."""
-    if getattr(args, "json", False):
-        return contextlib.nullcontext()
-    return console.counting_requests(what)
+    return console.counting_requests(what) if _draws(args) else contextlib.nullcontext()
+
+
+def working(args: argparse.Namespace, what: str) -> contextlib.AbstractContextManager[None]:
+    """Around seconds of work that tells no steps (writing the result workbook): a spinner
+    saying what is being done, on a terminal (none with ``--json``)."""
+    return console.working(what) if _draws(args) else contextlib.nullcontext()
+
+
+def _draws(args: argparse.Namespace) -> bool:
+    """Whether a command may draw progress on the terminal: not when it answers in JSON."""
+    return not getattr(args, "json", False)
 
 
 def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:

@@ -290,11 +290,10 @@ class Console:
         return self._bar
 
     @contextlib.contextmanager
-    def working(self, what: str, *, shown: bool = True) -> Iterator[None]:
+    def working(self, what: str) -> Iterator[None]:
         """Around work of a few seconds or more that tells no steps (writing a large result
-        workbook): a spinner saying what is being done, on a terminal only (and when
-        ``shown``: not with ``--json``), gone after."""
-        bar = self.bar(what, transient=True, counted=False) if shown else None
+        workbook): a spinner saying what is being done, on a terminal only, gone after."""
+        bar = self.bar(what, transient=True, counted=False)
         try:
             yield
         finally:

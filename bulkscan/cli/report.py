@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK, runner
-from bulkscan.cli._common import add_json_option
+from bulkscan.cli._common import add_json_option, working
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.i18n import _
@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    with console.working(_("writing the result workbook"), shown=not args.json):
+    with working(args, _("writing the result workbook")):
         report = runner.write_report(args.run_dir)
     counts = {str(outcome): n for outcome, n in report.counts.items()}
     if args.json:

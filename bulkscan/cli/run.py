@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     code = code if updated is None else max(code, updated.code)
     with _interrupts_deferred():
         try:
-            with console.working(_("writing the result workbook"), shown=not args.json):
+            with common.working(args, _("writing the result workbook")):
                 report = runner.write_report(result.run_dir)
         except ReportError as exc:  # the tasks are done; only the workbook is missing
             console.err(_("bulkscan: error: {message}").format(message=exc), kind="error")
