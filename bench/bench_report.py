@@ -69,11 +69,11 @@ _UNAVAILABLE = (503, "APIG.0613", "transient", "HTTP 503 APIG.0613: IAM service 
 
 
 def _attempt(task: Any, n: int, k: int, at: dt.datetime, answer: tuple[Any, ...]) -> Any:
-    from bulkscan.run.store import AttemptRecord
+    from bulkscan.events import Attempt
 
     status, code, verdict, message = answer
     path = f"/v1/{task.project_id}/metadata/task-templates"
-    return AttemptRecord(
+    return Attempt(
         at, task.key, k, "POST", path, status, code, f"req-{n}-{k}", 0.05, verdict, message
     )
 

@@ -25,11 +25,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 __all__ = [
+    "Attempt",
     "AttemptFinished",
     "AttemptStarted",
     "Event",
     "EventLog",
-    "Exchange",
     "LocalStamps",
     "LockTakenOver",
     "Observer",
@@ -68,16 +68,32 @@ class AttemptStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptFinished:
-    key: str | None  # None for a listing request
-    name: str | None
-    attempt: int
+class Attempt:
+    """One HTTP request and its answer (or its failure): the one record of an attempt, as the
+    journal keeps it (``attempts`` table), as ``--debug`` shows it (``watching_wire``) and as
+    ``AttemptFinished`` carries it.  The path without its query, never a header, a signature or
+    a body; the message cleaned of the credentials' values.  ``n`` 0: a request that is not a
+    create (a listing, a lifecycle call; a lookup by name names the task it looks up);
+    ``task_key`` None: a request that is no task's."""
+
+    at: datetime
+    task_key: str | None
+    n: int  # the task's attempt number; 0 for any other request
     method: str
-    status: int | None
+    path: str
+    status: int | None  # None: no answer (refused, reset, timed out)
     code: str | None
-    verdict: str
+    request_id: str | None
     latency_s: float
-    request_id: str | None = None
+    verdict: str
+    message: str | None = None
+    id: int | None = None  # the journal's row id, once stored
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    attempt: Attempt
+    name: str | None  # the task's name; None when ``attempt.task_key`` is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,30 +166,15 @@ Event = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """One request and its answer (or its failure), for ``--debug``: the path without its
-    query, never a header or a body, the message with the credentials' values removed."""
-
-    method: str
-    path: str
-    status: int | None  # None: no answer (refused, reset, timed out)
-    elapsed_ms: float
-    request_id: str | None
-    verdict: str
-    code: str | None
-    message: str | None
-
-
 # The client is built by every entry point of the library; a context variable reaches each
 # of them (and the tasks and threads they start) without a knob on every signature.
-_WIRE: contextvars.ContextVar[Callable[[Exchange], None] | None] = contextvars.ContextVar(
+_WIRE: contextvars.ContextVar[Callable[[Attempt], None] | None] = contextvars.ContextVar(
     "bulkscan_wire", default=None
 )
 
 
 @contextlib.contextmanager
-def watching_wire(watcher: Callable[[Exchange], None]) -> Iterator[None]:
+def watching_wire(watcher: Callable[[Attempt], None]) -> Iterator[None]:
     """Within this block, every request any ``DscClient`` makes is told to ``watcher``."""
     token = _WIRE.set(watcher)
     try:
@@ -182,7 +183,7 @@ def watching_wire(watcher: Callable[[Exchange], None]) -> Iterator[None]:
         _WIRE.reset(token)
 
 
-def wire_watcher() -> Callable[[Exchange], None] | None:
+def wire_watcher() -> Callable[[Attempt], None] | None:
     """The watcher set by ``watching_wire`` in this context, if any."""
     return _WIRE.get()
 
@@ -212,11 +213,28 @@ _STR = json.encoder.encode_basestring  # a JSON string, as _ENCODER writes it
 _LINES: dict[type, Callable[[object, str | None], str]] = {}
 
 
+# An event whose line is not its fields one by one: (name in the line, attribute path).
+# ``AttemptFinished`` writes the line it always wrote, its attempt's fields flattened.
+_LINE_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {
+    AttemptFinished: (
+        ("key", "attempt.task_key"),
+        ("name", "name"),
+        ("attempt", "attempt.n"),
+        ("method", "attempt.method"),
+        ("status", "attempt.status"),
+        ("code", "attempt.code"),
+        ("verdict", "attempt.verdict"),
+        ("latency_s", "attempt.latency_s"),
+        ("request_id", "attempt.request_id"),
+    ),
+}
+
+
 def _line_maker(kind: type) -> Callable[[object, str | None], str]:
-    names = [f.name for f in dataclasses.fields(kind)]
+    pairs = _LINE_FIELDS.get(kind) or tuple((f.name, f.name) for f in dataclasses.fields(kind))
     head = '{"event":' + _STR(kind.__name__).replace("%", "%%")
-    fields = "".join("," + _STR(name).replace("%", "%%") + ":%s" for name in names)
-    values = "".join(f"(S(x) if (x := e.{name}).__class__ is str else J(x))," for name in names)
+    fields = "".join("," + _STR(name).replace("%", "%%") + ":%s" for name, _ in pairs)
+    values = "".join(f"(S(x) if (x := e.{path}).__class__ is str else J(x))," for _, path in pairs)
     source = (
         "def line(e, at):\n"
         f"    if at is None:\n        return PLAIN % ({values})\n"

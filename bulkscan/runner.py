@@ -35,7 +35,15 @@ from bulkscan.errors import (
     UsageError,
     ValidationFailed,
 )
-from bulkscan.events import AttemptFinished, Event, EventLog, Exchange, Observer, fan_out, ignore
+from bulkscan.events import (
+    Attempt,
+    AttemptFinished,
+    Event,
+    EventLog,
+    Observer,
+    fan_out,
+    ignore,
+)
 from bulkscan.i18n import _
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
@@ -712,7 +720,7 @@ async def _client(
     conn: Connection,
     settings: DispatchSettings,
     *,
-    on_attempt: Callable[[Exchange], None] | None = None,
+    on_attempt: Callable[[Attempt], None] | None = None,
     on_answer: Callable[[RawAnswer], None] | None = None,
 ) -> AsyncIterator[DscClient]:
     """A DSC client over a session this function owns, sized to the concurrency."""
@@ -859,9 +867,8 @@ async def audit(
     seen: _audit.AuditObserver = observer or (lambda event: None)
     await asyncio.to_thread(_reports_dir_ready, reports_dir)  # before any request is spent
 
-    def on_attempt(a: Exchange) -> None:
-        seen(AttemptFinished(None, None, 0, a.method, a.status, a.code, a.verdict,
-                             a.elapsed_ms / 1e3, a.request_id))  # fmt: skip
+    def on_attempt(attempt: Attempt) -> None:
+        seen(AttemptFinished(attempt, None))
 
     async with (
         _connected(connection, simulator) as conn,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 
-    from bulkscan.events import Exchange
+    from bulkscan.events import Attempt
 
 __all__ = [
     "SUMMARISED_FROM",
@@ -209,23 +209,23 @@ class Console:
     def note(self, text: str) -> None:
         self.err(text, kind="note")
 
-    def exchange(self, ex: Exchange) -> None:
+    def exchange(self, attempt: Attempt) -> None:
         """``--debug``: one line per request and answer on stderr."""
         if not self.level.debug:
             return
         parts = [
             "debug:",
-            ex.method,
-            ex.path,
-            str(ex.status) if ex.status is not None else "no-answer",
-            f"{ex.elapsed_ms:.0f}ms",
-            f"request_id={ex.request_id or '-'}",
-            f"verdict={ex.verdict}",
+            attempt.method,
+            attempt.path,
+            str(attempt.status) if attempt.status is not None else "no-answer",
+            f"{attempt.latency_s * 1e3:.0f}ms",
+            f"request_id={attempt.request_id or '-'}",
+            f"verdict={attempt.verdict}",
         ]
-        if ex.code:
-            parts.append(f"code={ex.code}")
-        if ex.message:
-            parts.append(f"message={' '.join(ex.message.split())[:300]}")
+        if attempt.code:
+            parts.append(f"code={attempt.code}")
+        if attempt.message:
+            parts.append(f"message={' '.join(attempt.message.split())[:300]}")
         self._write(sys.stderr, " ".join(parts), "note", wrap=False)
 
     def _write(self, stream: TextIO, text: str, kind: Kind, *, wrap: bool = True) -> None:
@@ -315,13 +315,13 @@ class Console:
         before = wire_watcher()
         started, count = time.monotonic(), 0
 
-        def _watch(exchange: Exchange) -> None:
+        def _watch(attempt: Attempt) -> None:
             nonlocal count
             if before is not None:
-                before(exchange)
+                before(attempt)
             count += 1
             rate = count / max(time.monotonic() - started - bar.paused_s, 1e-3)
-            bar.update(count, rate_per_s=rate, status=f"last answer: {exchange.status or 'none'}")
+            bar.update(count, rate_per_s=rate, status=f"last answer: {attempt.status or 'none'}")
 
         try:
             with watching_wire(_watch):

@@ -420,9 +420,9 @@ class _Renderer:
                 )
             )
         elif isinstance(event, AttemptFinished):
-            if event.status is not None:
+            if event.attempt.status is not None:
                 self.answered = self.clock()
-            elif event.verdict == "transient":  # no answer (refused, reset, timed out)
+            elif event.attempt.verdict == "transient":  # no answer (refused, reset, timed out)
                 self._unreachable()
         elif isinstance(event, LockTakenOver):
             why = _("which is gone") if event.gone else _("which no longer holds it")

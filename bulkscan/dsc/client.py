@@ -38,7 +38,7 @@ from bulkscan.dsc.credentials import AkSk, Credentials, Token
 from bulkscan.dsc.endpoints import DEFAULT_HOST, Endpoints, make_ssl_context
 from bulkscan.dsc.signing import Signer, canonical_query, format_sdk_date
 from bulkscan.errors import DscError, ProjectPermanentError, RunFatalError, UsageError
-from bulkscan.events import Exchange, wire_watcher
+from bulkscan.events import Attempt, local_now, wire_watcher
 from bulkscan.models import DataSource
 
 if TYPE_CHECKING:
@@ -441,7 +441,7 @@ class DscClient:
         read_timeout_s: float = 30.0,
         user_agent: str = f"bulkscan/{__version__}",
         clock: Callable[[], dt.datetime] | None = None,
-        on_attempt: Callable[[Exchange], None] | None = None,
+        on_attempt: Callable[[Attempt], None] | None = None,
         ssl_context: ssl.SSLContext | bool = True,
         on_answer: Callable[[RawAnswer], None] | None = None,
     ) -> None:
@@ -771,13 +771,14 @@ class DscClient:
             return
         if message:
             message = self._redactor.answer(message.encode(), {}).decode(errors="replace")
-        elapsed_ms = (time.monotonic() - started) * 1e3
-        exchange = Exchange(method, path, status, elapsed_ms, request_id, str(verdict), code,
-                            message)  # fmt: skip
+        latency_s = time.monotonic() - started
+        at = local_now() - dt.timedelta(seconds=latency_s)
+        attempt = Attempt(at, None, 0, method, path, status, code, request_id, latency_s,
+                          str(verdict), message)  # fmt: skip
         if watcher is not None:
-            watcher(exchange)
+            watcher(attempt)
         if self._on_attempt is not None:
-            self._on_attempt(exchange)
+            self._on_attempt(attempt)
 
 
 def _unusable_answer(answer: _Answer, status: str | None, task_id: str | None) -> str:

@@ -68,10 +68,11 @@ if TYPE_CHECKING:
 
     from openpyxl import Workbook
 
+    from bulkscan.events import Attempt
     from bulkscan.models import Issue, RowRef
     from bulkscan.plan import ProfileRowRecord, RowRecord, SheetLayout
     from bulkscan.report.cells import Tone
-    from bulkscan.run.store import AttemptRecord, RunMeta, TaskRecord
+    from bulkscan.run.store import RunMeta, TaskRecord
 
 __all__ = [
     "RESULTS_FILE",
@@ -128,7 +129,7 @@ class _Run:
     meta: RunMeta
     tasks: tuple[TaskRecord, ...]
     rows: tuple[RowRecord, ...]
-    attempts: tuple[AttemptRecord, ...]
+    attempts: tuple[Attempt, ...]
     issues: tuple[Issue, ...]
     profile_rows: tuple[ProfileRowRecord, ...]
     by_key: Mapping[str, TaskRecord]
@@ -574,7 +575,7 @@ def _write_attempts(wb: Workbook, run: _Run) -> None:
     )
 
 
-def _attempt_line(a: AttemptRecord, by_key: Mapping[str, TaskRecord]) -> list[object]:
+def _attempt_line(a: Attempt, by_key: Mapping[str, TaskRecord]) -> list[object]:
     task = by_key.get(a.task_key) if a.task_key else None
     name = task.name if task is not None else "(listing of the project's tasks)"
     return [

@@ -52,6 +52,7 @@ from bulkscan.config import settle_offsets
 from bulkscan.dsc.client import CREATE_PATH
 from bulkscan.errors import BulkscanError, DscError
 from bulkscan.events import (
+    Attempt,
     AttemptFinished,
     AttemptStarted,
     Progress,
@@ -69,7 +70,7 @@ from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import Lister, same_sources, slow_down
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.states import OPEN_STATES, Tally, TaskState, tally
-from bulkscan.run.store import MARK_WINDOW_S, AttemptRecord
+from bulkscan.run.store import MARK_WINDOW_S
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -555,16 +556,14 @@ class _Run:
 
     # -- outcomes --
 
-    def _on_created(
-        self, key: str, attempt: AttemptRecord, result: CreateResult, granted: float
-    ) -> None:
+    def _on_created(self, key: str, attempt: Attempt, result: CreateResult, granted: float) -> None:
         state = TaskState.CREATED if result.verdict is Verdict.CREATED else TaskState.ACCEPTED
         self._record(attempt, state, task_id=result.task_id)
         self.limiter.on_success(sent_at=granted)
         self._settle(key)
 
     async def _on_error(
-        self, key: str, attempt: AttemptRecord, exc: DscError, budget: RetryBudget, granted: float
+        self, key: str, attempt: Attempt, exc: DscError, budget: RetryBudget, granted: float
     ) -> None:
         verdict, message = exc.verdict, str(exc)
         if verdict is Verdict.THROTTLED:
@@ -750,11 +749,11 @@ class _Run:
         *,
         result: CreateResult | None = None,
         exc: DscError | None = None,
-    ) -> AttemptRecord:
+    ) -> Attempt:
         latency = time.monotonic() - started
         path = CREATE_PATH.format(project_id=task.project_id)
         if result is not None:
-            return AttemptRecord(
+            return Attempt(
                 at,
                 task.key,
                 n,
@@ -768,7 +767,7 @@ class _Run:
                 result.msg,
             )
         assert exc is not None
-        return AttemptRecord(
+        return Attempt(
             at,
             task.key,
             n,
@@ -784,7 +783,7 @@ class _Run:
 
     def _record(
         self,
-        attempt: AttemptRecord,
+        attempt: Attempt,
         state: TaskState,
         *,
         task_id: str | None = None,
@@ -798,19 +797,7 @@ class _Run:
         )
         self._note(key, state)
         self.attempts[key] += 1
-        self.observer(
-            AttemptFinished(
-                key,
-                self.tasks[key].name,
-                attempt.n,
-                attempt.method,
-                attempt.status,
-                attempt.code,
-                attempt.verdict,
-                attempt.latency_s,
-                attempt.request_id,
-            )
-        )
+        self.observer(AttemptFinished(attempt, self.tasks[key].name))
         if state not in OPEN_STATES or state is TaskState.GAVE_UP:
             self.observer(TaskFinished(key, self.tasks[key].name, state, task_id, error_msg))
 
@@ -825,14 +812,12 @@ class _Run:
             status, code, rid = exc.status, exc.code, exc.request_id
             verdict, msg = str(exc.verdict), str(exc)
         latency = listing.latency_s
-        attempt = AttemptRecord(
+        attempt = Attempt(
             listing.at, task_key, 0, "GET", path, status, code, rid, latency, verdict, msg
         )
         self.journal.record_attempt(attempt, counted=False)
         name = self.tasks[task_key].name if task_key else None
-        self.observer(
-            AttemptFinished(task_key, name, 0, "GET", status, code, verdict, latency, rid)
-        )
+        self.observer(AttemptFinished(attempt, name))
 
     def _set(
         self,

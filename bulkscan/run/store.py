@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.errors import JournalError, JournalWriteError
-from bulkscan.events import LocalStamps, local_now
+from bulkscan.events import Attempt, LocalStamps, local_now
 from bulkscan.i18n import _
 from bulkscan.models import DataSource, Issue, RowRef, TaskRequest
 from bulkscan.plan import ProfileRowRecord, RowRecord, RowStatus, RunInput, SheetLayout
@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
-    "AttemptRecord",
     "Journal",
     "RunMeta",
     "TaskRecord",
@@ -143,24 +142,6 @@ class TaskRecord:
             rows=self.rows,
             body_bytes=self.body_bytes,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One HTTP attempt: never headers, signatures or bodies.  ``task_key`` None: a listing."""
-
-    at: dt.datetime
-    task_key: str | None
-    n: int
-    method: str
-    path: str
-    status: int | None
-    code: str | None
-    request_id: str | None
-    latency_s: float
-    verdict: str
-    message: str | None = None
-    id: int | None = None
 
 
 # --- schema --------------------------------------------------------------------------------
@@ -548,7 +529,7 @@ class Journal:
             raise KeyError(key)
         return _task(rows[0])
 
-    def attempts(self) -> tuple[AttemptRecord, ...]:
+    def attempts(self) -> tuple[Attempt, ...]:
         return tuple(_attempt(r) for r in self._query(f"{_select('attempts')} ORDER BY id"))
 
     def rows(self) -> tuple[RowRecord, ...]:
@@ -675,7 +656,7 @@ class Journal:
 
     def record_attempt(
         self,
-        attempt: AttemptRecord,
+        attempt: Attempt,
         *,
         state: TaskState | None = None,
         task_id: str | None = None,
@@ -902,7 +883,7 @@ class Journal:
             raise _damaged(self.path, str(exc)) from None
 
 
-def _attempt_row(a: AttemptRecord) -> tuple[object, ...]:
+def _attempt_row(a: Attempt) -> tuple[object, ...]:
     return (
         _time(a.at),
         a.task_key,
@@ -1252,10 +1233,10 @@ def _task(r: sqlite3.Row) -> TaskRecord:
     )
 
 
-def _attempt(r: sqlite3.Row) -> AttemptRecord:
+def _attempt(r: sqlite3.Row) -> Attempt:
     at = _parse_time(r["at"])
     assert at is not None
-    return AttemptRecord(
+    return Attempt(
         id=r["id"],
         at=at,
         task_key=r["task_key"],

@@ -34,7 +34,7 @@ from bulkscan.config import DispatchSettings, InputSettings
 from bulkscan.dsc.client import DscClient, Endpoints, RemoteTask
 from bulkscan.dsc.credentials import AkSk
 from bulkscan.errors import ProjectPermanentError, ValidationFailed
-from bulkscan.events import Exchange, RateChanged
+from bulkscan.events import Attempt, RateChanged
 from bulkscan.input.loader import load_input
 from bulkscan.models import DataSource, InputBook, Instance, RowRef, Sheet
 from bulkscan.plan import serialise_body
@@ -559,7 +559,7 @@ async def test_a_503_a_throttled_page_and_a_missing_project_are_survived(tmp_pat
         await _create(sim.url, P1, CN, [*bodies, _body("a", [("MySQL", "ins-a")])])
         sim.set_faults(Faults(http503=1.0))
 
-        def script(attempt: Exchange) -> None:
+        def script(attempt: Attempt) -> None:
             """First listing: 503; then the second page is throttled once."""
             if attempt.status == 503:
                 sim.set_faults(Faults())

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
 
-    from bulkscan.events import Exchange
+    from bulkscan.events import Attempt
 
 PID = "0123456789abcdef0123456789abcdef"
 OTHER_PID = "fedcba9876543210fedcba9876543210"
@@ -236,7 +236,7 @@ async def _raises(
 
 
 async def test_create_and_list_round_trip(sim: Simulator, session: aiohttp.ClientSession) -> None:
-    attempts: list[Exchange] = []
+    attempts: list[Attempt] = []
     client = _client(session, sim.url, on_attempt=attempts.append)
     result = await client.create_task(PID, _body("round-trip"), region=REGION)
     assert result.verdict is Verdict.CREATED and result.http_status == 200
@@ -257,7 +257,7 @@ async def test_create_and_list_round_trip(sim: Simulator, session: aiohttp.Clien
         ("POST", path, 200, Verdict.CREATED),
         ("GET", path, 200, Verdict.CREATED),
     ]
-    assert all(a.request_id and a.elapsed_ms >= 0 for a in attempts)
+    assert all(a.request_id and a.latency_s >= 0 for a in attempts)
 
 
 async def test_list_follows_pages_to_the_end(
@@ -266,7 +266,7 @@ async def test_list_follows_pages_to_the_end(
     client = _client(session, sim.url)
     made = [await client.create_task(PID, _body(f"paged-{i:02}"), region=REGION) for i in range(7)]
     await client.create_task(PID, _body("other-name"), region=REGION)
-    pages: list[Exchange] = []
+    pages: list[Attempt] = []
     lister = _client(session, sim.url, on_attempt=pages.append)
     listed = await lister.list_tasks(PID, region=REGION, task_name="paged-", page_size=3)
     assert sorted(t.id for t in listed) == sorted(str(r.task_id) for r in made)
@@ -391,7 +391,7 @@ async def test_unknown_project_is_project_permanent(
 async def test_malformed_project_id_is_refused_before_sending(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
-    attempts: list[Exchange] = []
+    attempts: list[Attempt] = []
     client = _client(session, sim.url, on_attempt=attempts.append)
     with pytest.raises(ProjectPermanentError, match="not a valid project id"):
         await client.create_task("../../v2/other", _body(), region=REGION)
@@ -426,7 +426,7 @@ async def test_faults_are_classified(
     case: tuple[str, type[DscError], type[DscError] | None, bool],
 ) -> None:
     fault, create_cls, list_cls, leaves_task = case
-    attempts: list[Exchange] = []
+    attempts: list[Attempt] = []
     client = _client(session, sim.url, on_attempt=attempts.append)
     sim.set_faults(Faults(**{fault: 1.0}))
     await _raises(create_cls, lambda: client.create_task(PID, _body("f"), region=REGION))
@@ -443,7 +443,7 @@ async def test_faults_are_classified(
 
 
 async def test_stall_becomes_a_read_timeout(sim: Simulator, session: aiohttp.ClientSession) -> None:
-    attempts: list[Exchange] = []
+    attempts: list[Attempt] = []
     client = _client(session, sim.url, read_timeout_s=0.2, on_attempt=attempts.append)
     sim.set_faults(Faults(stall=1.0, stall_s=2.0))
     err = await _raises(AmbiguousError, lambda: client.create_task(PID, _body(), region=REGION))

@@ -153,14 +153,14 @@ async def test_the_lookup_after_an_ambiguous_create(
             seen.append(event)
             if isinstance(event, AttemptStarted):
                 sim.set_faults(Faults(stall=1.0, stall_s=1.0))
-            elif isinstance(event, AttemptFinished) and event.method == "POST":
+            elif isinstance(event, AttemptFinished) and event.attempt.method == "POST":
                 sim.set_faults(Faults())
 
         with _journal(tmp_path / "run", plan) as journal:
             await _dispatch(plan, journal, _client(session, sim, read=0.3), stall_the_create)
             task = journal.task(plan.tasks[0].key)
         remote = {t["name"]: t["id"] for t in sim.tasks}
-    verdicts = [e.verdict for e in seen if isinstance(e, AttemptFinished)]
+    verdicts = [e.attempt.verdict for e in seen if isinstance(e, AttemptFinished)]
     assert verdicts == ["listed", "ambiguous", "listed", "listed"]  # reconcile, create, lookup, end
     assert list(remote) == [NAME] and task.attempts == 1  # looked up, never re-sent
     if same:

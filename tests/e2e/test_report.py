@@ -26,7 +26,7 @@ from bulkscan.cli import main
 from bulkscan.config import DispatchSettings, InputSettings
 from bulkscan.dsc.client import DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk
-from bulkscan.events import AttemptStarted, Event
+from bulkscan.events import Attempt, AttemptStarted, Event
 from bulkscan.input.loader import load_input
 from bulkscan.input.validate import validate
 from bulkscan.models import Outcome
@@ -42,7 +42,7 @@ from bulkscan.report.results import (
 from bulkscan.run.dispatch import dispatch
 from bulkscan.run.rundir import create_run_dir
 from bulkscan.run.states import TaskState
-from bulkscan.run.store import AttemptRecord, Journal
+from bulkscan.run.store import Journal
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ async def test_rows_sheet_links_rows_to_tasks_by_key(mixed: Mixed) -> None:
 async def test_input_and_service_text_is_inert(mixed: Mixed) -> None:
     with Journal.open(mixed.run_dir) as journal:
         task = journal.tasks()[0]
-        attempt = AttemptRecord(
+        attempt = Attempt(
             dt.datetime.now().astimezone(), task.key, task.attempts + 1, "POST", "/v1/x", 400,
             "dsc.40000011", "=rid", 0.1, "task-permanent", "=cmd|' /C calc'!A0",
         )  # fmt: skip

@@ -15,6 +15,7 @@ import pytest
 
 from bulkscan import __version__
 from bulkscan.errors import JournalError
+from bulkscan.events import Attempt
 from bulkscan.models import (
     DataSource,
     InputBook,
@@ -36,7 +37,7 @@ from bulkscan.run.rundir import (
     lock_sending,
 )
 from bulkscan.run.states import TaskState
-from bulkscan.run.store import SCHEMA_VERSION, AttemptRecord, Journal
+from bulkscan.run.store import SCHEMA_VERSION, Journal
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -115,9 +116,9 @@ def run_dir(tmp_path: Path) -> Path:
     return create_run_dir(tmp_path / "reports", FILE, dt.datetime(2024, 6, 1, 12, 0, 0))
 
 
-def _attempt(key: str, n: int, status: int | None, verdict: str) -> AttemptRecord:
+def _attempt(key: str, n: int, status: int | None, verdict: str) -> Attempt:
     at = dt.datetime.now().astimezone()
-    return AttemptRecord(at, key, n, "POST", f"/v1/{PID}/metadata/task-templates", status,
+    return Attempt(at, key, n, "POST", f"/v1/{PID}/metadata/task-templates", status,
                          None, "req-1", 0.25, verdict)  # fmt: skip
 
 

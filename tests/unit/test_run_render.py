@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bulkscan.cli.run import _Renderer
-from bulkscan.events import AttemptFinished, Progress
+from bulkscan.events import Attempt, AttemptFinished, Progress, local_now
 
 if TYPE_CHECKING:
     import pytest
@@ -20,7 +20,8 @@ class Clock:
 
 
 def _attempt(status: int | None, verdict: str) -> AttemptFinished:
-    return AttemptFinished("k", "task", 1, "POST", status, None, verdict, 0.1)
+    attempt = Attempt(local_now(), "k", 1, "POST", "/v1/p/x", status, None, None, 0.1, verdict)
+    return AttemptFinished(attempt, "task")
 
 
 def test_no_outage_line_while_other_requests_are_answered(
