@@ -72,7 +72,13 @@ from bulkscan.run.lifecycle import (
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import Lister, list_groups
 from bulkscan.run.retry import RetryPolicy
-from bulkscan.run.rundir import SendTarget, create_run_dir, find_latest_run, lock_sending
+from bulkscan.run.rundir import (
+    EVENTS_FILE,
+    SendTarget,
+    create_run_dir,
+    find_latest_run,
+    lock_sending,
+)
 from bulkscan.run.states import UNFINISHED_STATES
 from bulkscan.run.store import Journal
 
@@ -138,8 +144,6 @@ __all__ = [
     "ScanStatus",
     "ActionOutcome",
 ]
-
-EVENTS_FILE = "events.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
