@@ -3,18 +3,49 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from bulkscan.errors import UsageError
 from bulkscan.sim._config import Faults, parse_quota
-from bulkscan.sim._shape import parse_list_shape
+from bulkscan.sim._shape import ListShape, parse_list_shape
 
-if TYPE_CHECKING:
-    from bulkscan.sim.server import Simulator
+__all__ = ["Controlled", "control_routes"]
 
-__all__ = ["control_routes"]
+
+class Controlled(Protocol):
+    """What the routes drive: the simulator's introspection and control (``Simulator``)."""
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]: ...
+    @property
+    def stats(self) -> dict[str, Any]: ...
+    @property
+    def faults(self) -> Faults: ...
+    @property
+    def list_shape(self) -> ListShape: ...
+    @property
+    def quota(self) -> tuple[int, float] | None: ...
+    def set_faults(self, faults: Faults) -> None: ...
+    def set_list_shape(self, shape: ListShape) -> None: ...
+    def set_quota(
+        self,
+        quota: tuple[int, float] | None,
+        *,
+        retry_after: bool | None = None,
+        stated: bool | None = None,
+    ) -> None: ...
+    def add_task(self, project_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    def delete_task(self, task_id: str | int) -> bool: ...
+    def update_task(
+        self,
+        task_id: str | int,
+        *,
+        enabled: bool | None = None,
+        schedule_switch: bool | None = None,
+    ) -> dict[str, Any] | None: ...
+    def reset(self) -> None: ...
 
 
 class _BadControl(ValueError):
@@ -50,7 +81,7 @@ def _flags(data: dict[str, Any]) -> dict[str, bool]:
     return flags
 
 
-def control_routes(sim: Simulator) -> list[web.RouteDef]:
+def control_routes(sim: Controlled) -> list[web.RouteDef]:
     """The ``/_sim/...`` routes bound to ``sim``; every answer is JSON."""
     control = _Control(sim)
     return [
@@ -69,7 +100,7 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
 
 
 class _Control:
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Controlled) -> None:
         self._sim = sim
 
     async def tasks(self, _: web.Request) -> web.Response:
