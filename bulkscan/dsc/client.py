@@ -9,6 +9,7 @@ Requests are signed with SDK-HMAC-SHA256 over the exact bytes sent, or carry an 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -344,6 +345,7 @@ class _Answer:
     code: str | None
     message: str | None
     retry_after: float | None
+    verdict: Verdict | None = None  # a 2xx read with its body (``_call``'s ``decide``)
 
 
 def _project_path(project_id: str, region: str, template: str = CREATE_PATH) -> str:
@@ -478,11 +480,14 @@ class DscClient:
         A 200 without a task id or with a status other than success raises ``AmbiguousError``
         (the task may exist: look it up by name), see ``classify_create_answer``.
         """
-        answer = await self._call("POST", project_id, region, [], body, idempotent=False)
+        answer = await self._call(
+            "POST", project_id, region, [], body, idempotent=False, decide=_create_verdict
+        )
         payload = answer.payload or {}
         task_id = _str_or_none(payload.get("id"))
         status = _str_or_none(payload.get("status"))
-        verdict = classify_create_answer(answer.status, status, task_id)
+        verdict = answer.verdict
+        assert verdict is not None
         if not verdict.ok:
             raise error_for(
                 verdict,
@@ -577,7 +582,13 @@ class DscClient:
         idempotent: bool,
         suffix: str = "",
         template: str = CREATE_PATH,
+        decide: Callable[[_Answer], Verdict] | None = None,
     ) -> _Answer:
+        """One request, classified: an answer that is not a 2xx is raised as its ``DscError``.
+
+        ``decide`` reads a 2xx with its body (a create: ``classify_create_answer``); its
+        verdict is the answer's ``verdict`` and the one told to ``on_attempt`` and ``--debug``,
+        where any other 2xx is told as "ok"."""
         url, path, target = self._place(project_id, region, query, suffix, template)
         headers = self._headers(method, url, project_id, query, body)
         started = time.monotonic()
@@ -586,7 +597,13 @@ class DscClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._fail(method, path, started, exc, idempotent=idempotent)
         verdict = classify_response(answer.status, answer.code, idempotent=idempotent)
-        self._record(method, path, started, answer, verdict)
+        told = str(verdict)
+        if verdict.ok:  # on the wire a 2xx is "ok", unless the caller reads it with its body
+            told = "ok"
+            if decide is not None:
+                decided = decide(answer)
+                answer, told = dataclasses.replace(answer, verdict=decided), str(decided)
+        self._record(method, path, started, answer, told)
         if not verdict.ok:
             detail = answer.message
             if dsc_not_enabled(answer.status, answer.code):
@@ -737,7 +754,7 @@ class DscClient:
             )
 
     def _record(
-        self, method: str, path: str, started: float, answer: _Answer, verdict: Verdict
+        self, method: str, path: str, started: float, answer: _Answer, verdict: str
     ) -> None:
         self._report(method, path, started, verdict, status=answer.status, code=answer.code,
                      request_id=answer.request_id, message=answer.message)  # fmt: skip
@@ -748,7 +765,7 @@ class DscClient:
         sent = not failed_while_connecting(exc)
         verdict = classify_exception(exc, sent=sent, idempotent=idempotent)
         detail = _describe(exc, sent=sent)
-        self._report(method, path, started, verdict, message=detail)
+        self._report(method, path, started, str(verdict), message=detail)
         raise error_for(verdict, detail=detail) from exc
 
     def _report(
@@ -756,7 +773,7 @@ class DscClient:
         method: str,
         path: str,
         started: float,
-        verdict: Verdict,
+        verdict: str,
         *,
         status: int | None = None,
         code: str | None = None,
@@ -774,11 +791,18 @@ class DscClient:
         latency_s = time.monotonic() - started
         at = local_now() - dt.timedelta(seconds=latency_s)
         attempt = Attempt(at, None, 0, method, path, status, code, request_id, latency_s,
-                          str(verdict), message)  # fmt: skip
+                          verdict, message)  # fmt: skip
         if watcher is not None:
             watcher(attempt)
         if self._on_attempt is not None:
             self._on_attempt(attempt)
+
+
+def _create_verdict(answer: _Answer) -> Verdict:
+    """A create's 2xx read with its body (``classify_create_answer``)."""
+    payload = answer.payload or {}
+    status, task_id = _str_or_none(payload.get("status")), _str_or_none(payload.get("id"))
+    return classify_create_answer(answer.status, status, task_id)
 
 
 def _unusable_answer(answer: _Answer, status: str | None, task_id: str | None) -> str:

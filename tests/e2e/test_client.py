@@ -39,7 +39,7 @@ from bulkscan.errors import (
     UsageError,
 )
 from bulkscan.models import DataSource
-from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, parse_list_shape
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -254,10 +254,22 @@ async def test_create_and_list_round_trip(sim: Simulator, session: aiohttp.Clien
 
     path = CREATE_PATH.format(project_id=PID)
     assert [(a.method, a.path, a.status, a.verdict) for a in attempts] == [
-        ("POST", path, 200, Verdict.CREATED),
-        ("GET", path, 200, Verdict.CREATED),
+        ("POST", path, 200, "created"),
+        ("GET", path, 200, "ok"),  # a 2xx that is not a create is no "created"
     ]
     assert all(a.request_id and a.latency_s >= 0 for a in attempts)
+
+
+async def test_a_create_is_told_with_the_verdict_its_body_gives(
+    sim: Simulator, session: aiohttp.ClientSession
+) -> None:
+    """A 200 without a task id is an ambiguous create: --debug and ``on_attempt`` say so,
+    not "created" as the status alone would."""
+    sim.set_list_shape(parse_list_shape("create=no-id"))
+    attempts: list[Attempt] = []
+    client = _client(session, sim.url, on_attempt=attempts.append)
+    await _raises(AmbiguousError, lambda: client.create_task(PID, _body("no-id"), region=REGION))
+    assert [(a.method, a.status, a.verdict) for a in attempts] == [("POST", 200, "ambiguous")]
 
 
 async def test_list_follows_pages_to_the_end(
