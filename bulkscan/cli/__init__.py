@@ -254,7 +254,23 @@ def _preparse(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from bulkscan.cli._streams import StreamFailed, guarded_streams
+
+    try:
+        with guarded_streams():
+            return _main(list(sys.argv[1:] if argv is None else argv))
+    except StreamFailed as failed:
+        with contextlib.suppress(OSError):
+            console.err(
+                _("bulkscan: error: cannot write to standard output ({reason})").format(
+                    reason=failed.reason
+                ),
+                kind="error",
+            )
+        return EXIT_FAILED
+
+
+def _main(argv: list[str]) -> int:
     try:
         parser, layered = _configured_parser(argv)
     except UsageError as exc:

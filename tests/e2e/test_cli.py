@@ -23,6 +23,7 @@ from bulkscan.cli import build_parser, main
 from bulkscan.plan import plan_to_json
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
+from tests.e2e._cli import Done
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -564,3 +565,52 @@ def test_a_reader_that_goes_away_gets_no_traceback() -> None:
         )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
+
+
+_FULL = Path("/dev/full")  # every write fails with ENOSPC: a full disk behind "> out.txt"
+
+
+def _to_full(*args: str | Path, stdout: bool, env: dict[str, str] | None = None) -> Done:
+    """A command whose stdout (or stderr) is the full device; the other stream is read."""
+    with _FULL.open("w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "bulkscan", *map(str, args)],
+            stdout=full if stdout else subprocess.PIPE,
+            stderr=subprocess.PIPE if stdout else full,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+    return Done(done.returncode, done.stdout or "", done.stderr or "")
+
+
+@pytest.mark.skipif(not _FULL.exists(), reason="no /dev/full here")
+@pytest.mark.parametrize(
+    "args",
+    [("validate", SAMPLE), ("validate", SAMPLE, "--json"), ("plan", SAMPLE), ("--help",)],
+    ids=["text", "json", "plan", "help"],
+)
+def test_results_that_cannot_be_written_are_one_error_not_a_traceback(
+    args: tuple[str | Path, ...],
+) -> None:
+    done = _to_full(*args, stdout=True)
+    assert done.code == 1
+    assert done.err.strip().splitlines()[-1] == (
+        "bulkscan: error: cannot write to standard output (No space left on device)"
+    )
+    _no_traceback(done.err)
+    assert "Exception ignored" not in done.err
+
+
+@pytest.mark.skipif(not _FULL.exists(), reason="no /dev/full here")
+def test_a_run_whose_messages_cannot_be_written_still_sends_everything(tmp_path: Path) -> None:
+    """stderr on a full disk: the run goes on (the journal is what counts), its results on
+    stdout as usual."""
+    reports = tmp_path / "reports"
+    done = _to_full("run", SAMPLE, "--simulate", "--yes", "--reports-dir", reports, stdout=False)
+    assert done.code == 0, done.out
+    assert "results:" in done.out
+    (run_dir,) = (d for d in reports.iterdir() if d.is_dir())
+    with Journal.open(run_dir, readonly=True) as journal:
+        assert {s: n for s, n in journal.counts().items() if n} == {TaskState.CREATED: 16}
