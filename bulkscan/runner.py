@@ -78,6 +78,7 @@ from bulkscan.run.rundir import (
     create_run_dir,
     find_latest_run,
     lock_sending,
+    remove_unused_run_dir,
 )
 from bulkscan.run.states import UNFINISHED_STATES
 from bulkscan.run.store import Journal
@@ -402,15 +403,19 @@ def open_run(
         prepared.plan.issues + covered,
         covered=[i.ref for i in covered if i.ref is not None],
     )
-    journal = Journal.create(
-        run_dir,
-        run_input=run_input,
-        plan=prepared.plan,
-        plan_hash=digest,
-        settings=settings or {},
-        version=__version__,
-        command=command,
-    )
+    try:
+        journal = Journal.create(
+            run_dir,
+            run_input=run_input,
+            plan=prepared.plan,
+            plan_hash=digest,
+            settings=settings or {},
+            version=__version__,
+            command=command,
+        )
+    except BaseException:
+        remove_unused_run_dir(run_dir)
+        raise
     return journal, False
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "find_latest_run",
     "lock_run_dir",
     "lock_sending",
+    "remove_unused_run_dir",
     "state_dir",
 ]
 
@@ -85,6 +86,16 @@ def create_run_dir(
             ).format(parent=parent, error=exc.strerror or exc)
         ) from None
     raise JournalError(f"{parent} already has 999 runs named {base}: clean up old runs")
+
+
+def remove_unused_run_dir(run_dir: Path) -> None:
+    """Remove ``run_dir`` if it holds nothing but its lock (a run whose journal could not be
+    created): left behind, it would be one more run to wonder about.  Anything else in it
+    keeps it where it is."""
+    with contextlib.suppress(OSError):
+        if {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
+            run_dir.rmdir()
 
 
 def find_latest_run(

@@ -433,9 +433,14 @@ class Journal:
             return cls(run_dir, _connect(target, readonly=False), lock_fd, now=now)
         except (sqlite3.Error, OSError) as exc:
             os.close(lock_fd)
-            with contextlib.suppress(OSError):
-                (run_dir / (JOURNAL_FILE + ".tmp")).unlink()
-            raise _write_failed(run_dir / JOURNAL_FILE, exc) from None
+            _remove_journal_files(run_dir / (JOURNAL_FILE + ".tmp"), run_dir / JOURNAL_FILE)
+            raise JournalWriteError(
+                _(
+                    "cannot create {path} ({error}): is the disk full or the folder read-only? "
+                    "Nothing was sent; make room (or choose another --reports-dir) and run "
+                    "again"
+                ).format(path=run_dir / JOURNAL_FILE, error=exc)
+            ) from None
         except BaseException:
             os.close(lock_fd)
             raise
@@ -948,6 +953,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _remove_journal_files(*paths: Path) -> None:
+    """A journal that could not be made whole, with its SQLite side files: nothing was sent
+    with it, and one left half-written would look like a run to resume."""
+    for path in paths:
+        for side in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                Path(f"{path}{side}").unlink()
+
+
 def _write_new(
     tmp: Path,
     *,
@@ -960,11 +974,15 @@ def _write_new(
     command: Sequence[str],
     now: Callable[[], dt.datetime],
 ) -> None:
-    for leftover in ("", "-wal", "-shm", "-journal"):  # from a create that crashed here
-        Path(f"{tmp}{leftover}").unlink(missing_ok=True)
+    _remove_journal_files(tmp)  # from a create that crashed here
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
+        # A rollback journal, not WAL: COMMIT writes every row into the file itself (and
+        # fails on a full disk).  In WAL the rows would wait in the -wal file for the
+        # checkpoint that closing makes, and a close cannot say that its checkpoint failed:
+        # on a full disk the file renamed below would hold the tables without their rows.
+        # The journal switches to WAL when it is opened (``_connect``).
+        conn.execute("PRAGMA journal_mode = DELETE")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("BEGIN")
         for statement in _create_statements():

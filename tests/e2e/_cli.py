@@ -52,6 +52,17 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+# The same with every file it writes capped in size, as a disk that fills would stop it
+# (SIGXFSZ ignored: the write fails with EFBIG instead of killing the process).
+_FILE_CAPPED = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({cap}, {cap}))
+from bulkscan.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 class Done(NamedTuple):
     """A finished command: exit code, stdout, stderr."""
 
@@ -81,13 +92,17 @@ def cli(
     cwd: Path | None = None,
     timeout: float = 60,
     memory_cap: int | None = None,
+    file_size_cap: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``bulkscan ARGS`` in a child process, to its end (``env`` defaults to ``clean_env()``)."""
+    """``bulkscan ARGS`` in a child process, to its end (``env`` defaults to ``clean_env()``);
+    ``memory_cap`` caps its address space, ``file_size_cap`` the size of each file it writes."""
     argv = [str(a) for a in args]
-    if memory_cap is None:
-        command = [sys.executable, "-m", "bulkscan", *argv]
-    else:
+    if memory_cap is not None:
         command = [sys.executable, "-c", _CAPPED.format(cap=memory_cap), *argv]
+    elif file_size_cap is not None:
+        command = [sys.executable, "-c", _FILE_CAPPED.format(cap=file_size_cap), *argv]
+    else:
+        command = [sys.executable, "-m", "bulkscan", *argv]
     return subprocess.run(
         command,
         capture_output=True,
