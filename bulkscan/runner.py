@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -1241,11 +1242,15 @@ def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:
         return _report.build_report(run_dir)
     except OSError as exc:
         where = _workbook_named(exc) or Path(run_dir) / _report.RESULTS_FILE
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            fix = _("make room on its disk")
+        else:
+            fix = _("make it writable (close it if it is open)")
         raise ReportError(
             _(
-                "cannot write the result workbook {where}: {error}; make it "
-                "writable (close it if it is open) and rebuild it with: bulkscan report {run_dir}"
-            ).format(where=where, error=exc.strerror or exc, run_dir=run_dir)
+                "cannot write the result workbook {where}: {error}; {fix} and rebuild it "
+                "with: bulkscan report {run_dir}"
+            ).format(where=where, error=exc.strerror or exc, fix=fix, run_dir=run_dir)
         ) from None
 
 

@@ -254,10 +254,10 @@ def _preparse(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
-    from bulkscan.cli._streams import StreamFailed, guarded_streams
+    from bulkscan.cli._streams import StreamFailed, cleanup_unsaid, guarded_streams
 
     try:
-        with guarded_streams():
+        with guarded_streams(), cleanup_unsaid(say=lambda: console.level.debug):
             return _main(list(sys.argv[1:] if argv is None else argv))
     except StreamFailed as failed:
         with contextlib.suppress(OSError):

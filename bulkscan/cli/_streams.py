@@ -8,19 +8,25 @@ what count, and a run stopped halfway by its log would do more harm than the los
 Either way the stream's descriptor is pointed at the null device, so that what Python still
 holds for it is not written again at exit.  A closed pipe (``| head``) is not a failure:
 ``BrokenPipeError`` goes through as before, and the CLI stops quietly.
+
+What a failed write leaves behind is closed later by the garbage collector, and Python says
+each failure to close it as "Exception ignored in ..." with a traceback (openpyxl's sheet
+streams after a workbook could not be written, say): ``cleanup_unsaid`` keeps those for
+``--debug``, since the failure itself has been said already.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["StreamFailed", "guarded_streams"]
+__all__ = ["StreamFailed", "cleanup_unsaid", "guarded_streams"]
 
 
 class StreamFailed(Exception):
@@ -99,3 +105,23 @@ def guarded_streams() -> Iterator[None]:
             sys.stdout.flush()  # a failure here, even after --help, is still StreamFailed
         finally:
             sys.stdout, sys.stderr = out, err
+
+
+@contextlib.contextmanager
+def cleanup_unsaid(*, say: Callable[[], bool]) -> Iterator[None]:
+    """Within this block (and for what it leaves to collect at its end), an exception raised
+    while an object is cleaned up is said only when ``say()`` (``--debug``)."""
+    hook = sys.unraisablehook
+
+    def unraisable(failure: Any) -> None:
+        if say():
+            hook(failure)
+
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        try:
+            gc.collect()  # what the command left behind is collected while the hook holds
+        finally:
+            sys.unraisablehook = hook

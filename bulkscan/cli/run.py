@@ -168,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
                 report = runner.write_report(result.run_dir)
         except ReportError as exc:  # the tasks are done; only the workbook is missing
             console.err(_("bulkscan: error: {message}").format(message=exc), kind="error")
+            code = max(code, EXIT_FAILED)  # a script must not take the workbook for written
             if args.json:
                 emit(args, code, {"run_dir": str(result.run_dir), "error": str(exc)})
         else:

@@ -480,7 +480,7 @@ class Journal:
         except sqlite3.Error as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
-            raise _damaged(path, str(exc)) from None
+            raise _unreadable(path, exc) from None
         except BaseException:
             if lock_fd is not None:
                 os.close(lock_fd)
@@ -885,7 +885,7 @@ class Journal:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise _damaged(self.path, str(exc)) from None
+            raise _unreadable(self.path, exc) from None
 
 
 def _attempt_row(a: Attempt) -> tuple[object, ...]:
@@ -1140,6 +1140,25 @@ def _write_failed(path: Path, exc: sqlite3.Error | OSError) -> JournalWriteError
     return JournalWriteError(
         f"cannot write {path} ({exc}): is the disk full or the file read-only? "
         "Nothing after the last stored step was lost; fix it, then resume"
+    )
+
+
+# Errors of the disk or the folder, not of the file: reading a journal in WAL mode writes its
+# -shm file, which a full disk or a read-only folder refuses.
+_NOT_THE_FILE = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")
+
+
+def _unreadable(path: Path, exc: sqlite3.Error) -> JournalError:
+    """Why ``path`` could not be read: the disk or the folder, or else a damaged file."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if not name.startswith(_NOT_THE_FILE):
+        return _damaged(path, str(exc))
+    return JournalError(
+        _(
+            "cannot read {path} ({error}): is the disk full, or the folder read-only? Reading "
+            "a journal writes its -shm file next to it. The journal itself was not found "
+            "damaged: make room (or copy the run directory somewhere writable) and try again"
+        ).format(path=path, error=exc)
     )
 
 

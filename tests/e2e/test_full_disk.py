@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from bulkscan.run.states import TaskState
@@ -19,6 +20,7 @@ from bulkscan.run.store import Journal
 from tests.e2e._cli import cli, sim_env, simulator_process
 
 SAMPLE = Path(__file__).resolve().parents[2] / "inputs" / "sample.xlsx"
+PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 
 
 def _no_traceback(*texts: str) -> None:
@@ -95,3 +97,77 @@ def test_a_disk_that_fills_as_the_journal_is_made_leaves_it_whole(tmp_path: Path
     (run_dir,) = (p for p in (tmp_path / "kept").iterdir() if p.is_dir())
     with Journal.open(run_dir, readonly=True) as journal:
         assert {s: n for s, n in journal.counts().items() if n} == {TaskState.CREATED: 16}
+
+
+@pytest.fixture(scope="module")
+def larger_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of 300 tasks: its result workbook (about 95 KB) is larger than a
+    journal's -shm file (32 KiB), so a size cap between the two fails the workbook alone."""
+    folder = tmp_path_factory.mktemp("larger")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "project_id", "region", "profile"])
+    for i in range(300):
+        sheet.append([f"ins-{i:04}", "MySQL", PROJECT, "cn-north-4", "single"])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "schedule_type", "start_now", "task_name", "max_sources"])
+    profiles.append(["single", "ONCE", True, "{profile}-{seq:04}", 1])
+    book.save(folder / "larger.xlsx")
+    reports = folder / "reports"
+    done = cli(
+        "run", folder / "larger.xlsx", "--simulate", "--yes", "--rate", "200/s",
+        "--reports-dir", reports, env=sim_env(), cwd=folder, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (p for p in reports.iterdir() if p.is_dir())
+    assert (run_dir / "results.xlsx").stat().st_size > 60_000
+    return run_dir
+
+
+def test_a_workbook_that_cannot_be_written_is_one_line(larger_run: Path) -> None:
+    """The disk fills while the workbook is written: one error naming it and what to do,
+    not Python's "Exception ignored" tracebacks of openpyxl's half-written sheets."""
+    before = (larger_run / "results.xlsx").read_bytes()
+    done = cli("report", larger_run, env=sim_env(), file_size_cap=60_000)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"bulkscan: error: cannot write the result workbook {larger_run / 'results.xlsx'}: "
+        f"File too large; make room on its disk and rebuild it with: bulkscan report {larger_run}"
+    ]
+    assert (larger_run / "results.xlsx").read_bytes() == before  # the last one stays whole
+    assert not list(larger_run.glob(".*.tmp"))
+
+
+def test_a_journal_that_cannot_be_read_for_the_disk_is_not_called_damaged(
+    larger_run: Path,
+) -> None:
+    """Reading a journal writes its -shm file (32 KiB): refused by the disk, that is the
+    disk's fault, said so, and the journal is not called damaged."""
+    (larger_run / "journal.sqlite-shm").unlink(missing_ok=True)
+    done = cli("report", larger_run, env=sim_env(), file_size_cap=16_000)
+    assert done.returncode == 2, done.stderr
+    _no_traceback(done.stderr)
+    assert "is the disk full, or the folder read-only?" in done.stderr, done.stderr
+    assert "damaged and cannot be used" not in done.stderr
+
+
+def test_a_run_whose_workbook_cannot_be_written_does_not_exit_0(tmp_path: Path) -> None:
+    """Every task is created, but results.xlsx could not be written: exit 1, so that a
+    script does not take the workbook for written, and the command to rebuild it."""
+    reports = tmp_path / "reports"
+    first = cli(
+        "run", SAMPLE, "--simulate", "--yes", "--reports-dir", reports, env=sim_env(), cwd=tmp_path
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (p for p in reports.iterdir() if p.is_dir())
+    (run_dir / "results.xlsx").unlink()
+    (run_dir / "results.xlsx").mkdir()  # where the workbook goes, something it cannot replace
+    again = cli(
+        "run", SAMPLE, "--simulate", "--yes", "--reports-dir", reports, "--resume",
+        env=sim_env(), cwd=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 1, again.stderr
+    _no_traceback(again.stdout, again.stderr)
+    assert f"rebuild it with: bulkscan report {run_dir}" in again.stderr
