@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shlex
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ from bulkscan.plan import (
     read_saved_plan,
 )
 from bulkscan.report import audit as _audit_report
+from bulkscan.report import errors as _errors_report
 from bulkscan.report import results as _report
 from bulkscan.run import coverage as _coverage
 from bulkscan.run.lifecycle import (
@@ -86,7 +88,7 @@ from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
     from bulkscan.dsc.client import DscClient, RawAnswer, RemoteTask
     from bulkscan.dsc.credentials import Credentials
@@ -136,6 +138,7 @@ __all__ = [
     "write_audit",
     "without_held",
     "without_covered",
+    "write_errors",
     "write_report",
     "status",
     "undo",
@@ -922,10 +925,12 @@ def write_audit(
     if result.uncovered:
         uncovered = files.uncovered
         command = shlex.join(["bulkscan", "run", str(uncovered), *run_options])
-        _audit_report.write_uncovered_workbook(result, uncovered, run_command=command)
-    _audit_report.write_audit_workbook(
-        result, files.audit, uncovered_path=uncovered, run_command=command
-    )
+        with _workbook_written(uncovered):
+            _audit_report.write_uncovered_workbook(result, uncovered, run_command=command)
+    with _workbook_written(files.audit):
+        _audit_report.write_audit_workbook(
+            result, files.audit, uncovered_path=uncovered, run_command=command
+        )
     resume = _audit_report.resume_step(result)
     return AuditReport(result, files.audit, uncovered, command, resume)
 
@@ -989,7 +994,8 @@ async def resolve(
     resolved = tuple(_assets.resolve_rows(rows, catalog, settings))
     target = Path(output) if output is not None else _resolved.resolved_path(book.path)
     issues = tuple(i for r in resolved for i in r.issues)
-    written = await asyncio.to_thread(_resolved.write_resolved, book, resolved, issues, target)
+    with _workbook_written(target):
+        written = await asyncio.to_thread(_resolved.write_resolved, book, resolved, issues, target)
     return ResolveReport(book, resolved, written, catalog.requests)
 
 
@@ -1215,7 +1221,8 @@ async def export(
             else:
                 listed[scope] = answer
     found = tuple(_assets.coverage(catalog, listed))
-    written = await asyncio.to_thread(_resolved.write_export, found, output)
+    with _workbook_written(Path(output)):
+        written = await asyncio.to_thread(_resolved.write_export, found, output)
     return ExportReport(found, written, errors)
 
 
@@ -1232,26 +1239,51 @@ def _workbook_named(exc: OSError) -> Path | None:
     return path.with_name(match.group(1)) if match else path
 
 
+@contextlib.contextmanager
+def _workbook_written(where: Path, *, again: str | None = None) -> Iterator[None]:
+    """Making the workbook ``where``: an ``OSError`` (a full disk, a file open in Excel) is a
+    ``ReportError`` naming the workbook, what to do, and ``again``, the command that writes it
+    again (else: run the command again).  The one message of every workbook bulkscan writes.
+    """
+    try:
+        yield
+    except OSError as exc:
+        named = _workbook_named(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            # openpyxl writes each sheet to a temporary file first, then the workbook
+            fix = _("make room on its disk and in {temp}").format(temp=tempfile.gettempdir())
+        else:
+            fix = _("make it writable (close it if it is open)")
+        values = {"where": named or where, "error": exc.strerror or exc, "fix": fix}
+        if again is None:
+            message = _(
+                "cannot write the workbook {where}: {error}; {fix} and run the command again"
+            )
+        else:
+            message = _(
+                "cannot write the workbook {where}: {error}; {fix} and write it again with: {again}"
+            )
+            values["again"] = again
+        raise ReportError(message.format(**values)) from None
+
+
 def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:
     """Rebuild ``results.xlsx`` (and ``retry.xlsx`` when tasks need a re-run) from the journal.
 
     Reads the journal read-only: works during a run, after a crash, and on a copied run dir.
     Raises ``ReportError`` naming the file when a workbook cannot be written.
     """
-    try:
+    where = Path(run_dir) / _report.RESULTS_FILE
+    with _workbook_written(where, again=f"bulkscan report {shlex.quote(os.fspath(run_dir))}"):
         return _report.build_report(run_dir)
-    except OSError as exc:
-        where = _workbook_named(exc) or Path(run_dir) / _report.RESULTS_FILE
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            fix = _("make room on its disk")
-        else:
-            fix = _("make it writable (close it if it is open)")
-        raise ReportError(
-            _(
-                "cannot write the result workbook {where}: {error}; {fix} and rebuild it "
-                "with: bulkscan report {run_dir}"
-            ).format(where=where, error=exc.strerror or exc, fix=fix, run_dir=run_dir)
-        ) from None
+
+
+def write_errors(
+    book: InputBook, issues: Sequence[Issue], path: str | os.PathLike[str], *, command: str
+) -> _errors_report.ErrorsReport:
+    """The errors workbook of ``validate --report`` (``ReportError`` when it cannot be written)."""
+    with _workbook_written(Path(path), again=command):
+        return _errors_report.write_errors_workbook(book, issues, path, command=command)
 
 
 # --- after creation (``bulkscan status``, ``start``/``enable``/``disable``, ``undo``) --------

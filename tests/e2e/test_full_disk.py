@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import openpyxl
@@ -133,8 +134,9 @@ def test_a_workbook_that_cannot_be_written_is_one_line(larger_run: Path) -> None
     done = cli("report", larger_run, env=sim_env(), file_size_cap=60_000)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        f"bulkscan: error: cannot write the result workbook {larger_run / 'results.xlsx'}: "
-        f"File too large; make room on its disk and rebuild it with: bulkscan report {larger_run}"
+        f"bulkscan: error: cannot write the workbook {larger_run / 'results.xlsx'}: "
+        f"File too large; make room on its disk and in {tempfile.gettempdir()} and write it "
+        f"again with: bulkscan report {larger_run}"
     ]
     assert (larger_run / "results.xlsx").read_bytes() == before  # the last one stays whole
     assert not list(larger_run.glob(".*.tmp"))
@@ -170,4 +172,51 @@ def test_a_run_whose_workbook_cannot_be_written_does_not_exit_0(tmp_path: Path) 
     )  # fmt: skip
     assert again.returncode == 1, again.stderr
     _no_traceback(again.stdout, again.stderr)
-    assert f"rebuild it with: bulkscan report {run_dir}" in again.stderr
+    assert f"write it again with: bulkscan report {run_dir}" in again.stderr
+
+
+def test_an_audit_whose_workbook_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """The audit writes two workbooks; either failing is one error naming it."""
+    done = cli(
+        "audit", SAMPLE, "--simulate", "--reports-dir", tmp_path / "audit",
+        env=sim_env(), cwd=tmp_path, file_size_cap=8_000,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    _no_traceback(done.stdout, done.stderr)
+    assert "Exception ignored" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()[-1:]
+    assert line.startswith("bulkscan: error: cannot write the workbook "), line
+    assert line.endswith("and run the command again"), line
+
+
+def test_an_errors_workbook_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """``validate --report PATH`` where PATH cannot be replaced (a folder)."""
+    target = tmp_path / "errors.xlsx"
+    target.mkdir()
+    done = cli("validate", SAMPLE, "--report", target, env=sim_env(), cwd=tmp_path)
+    _no_traceback(done.stdout, done.stderr)
+    assert done.returncode == 2, done.stderr
+    assert f"cannot write the workbook {target}: " in done.stderr
+    assert "make it writable (close it if it is open) and write it again with: " in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("export", "--region", "cn-north-4", "--project", PROJECT, "--simulate"),
+        ("resolve", SAMPLE, "--simulate"),
+    ],
+    ids=["export", "resolve"],
+)
+def test_an_output_workbook_that_cannot_be_written_is_one_line(
+    tmp_path: Path, command: tuple[str | Path, ...]
+) -> None:
+    target = tmp_path / "out.xlsx"
+    target.mkdir()  # where the workbook goes, something it cannot replace
+    done = cli(*command, "--output", target, env=sim_env(), cwd=tmp_path)
+    _no_traceback(done.stdout, done.stderr)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"bulkscan: error: cannot write the workbook {target}: Is a directory; make it "
+        "writable (close it if it is open) and run the command again"
+    )

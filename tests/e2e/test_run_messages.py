@@ -97,7 +97,8 @@ async def test_credentials_echoed_by_the_service_are_in_no_output(tmp_path: Path
 
 
 async def test_a_result_workbook_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
-    """Every task created, results.xlsx not writable: one line naming it, exit 0 (the run's)."""
+    """Every task created, results.xlsx not writable: one line naming it and the command
+    that writes it again; exit 1, so that a script does not take the workbook for written."""
     inventory = write_inventory(tmp_path / "dbs.xlsx", 8)
     reports = tmp_path / "r"
     async with Simulator() as sim:
@@ -111,7 +112,7 @@ async def test_a_result_workbook_that_cannot_be_written_is_one_line(tmp_path: Pa
         (run_dir / "results.xlsx").mkdir()  # the workbook's name is taken: it cannot be written
         code, out, err = await running
         assert len(sim.tasks) == 8
-    assert code == 0 and "Traceback" not in err, out + err
+    assert code == 1 and "Traceback" not in err, out + err
     (line,) = [x for x in err.splitlines() if x.startswith("bulkscan: error:")]
     assert str(run_dir / "results.xlsx") in line and f"bulkscan report {run_dir}" in line
 
