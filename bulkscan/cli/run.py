@@ -256,20 +256,21 @@ def _interrupts_deferred() -> Iterator[None]:
 
 def _plan_line(prepared: Prepared, rate_per_s: float, args: argparse.Namespace, total: int) -> str:
     """What a run is about to send, where, at what pace."""
-    tasks = prepared.plan.tasks
+    head = _("{file}: {tasks} task(s) for {instances} instance(s){covered}").format(
+        file=prepared.book.path,
+        tasks=len(prepared.plan.tasks),
+        instances=prepared.plan.instance_count,
+        covered=_covered_text(len(prepared.covered)),
+    )
+    if total == 0:  # a finished run resumed, or every row held back: no pace to tell
+        return _("{head}; nothing to send").format(head=head)
     target = _("the embedded simulator") if args.simulate else (args.endpoint or "DSC")
     if args.resume:
         sending = _("resuming: {count} task(s) not yet done are sent to {target}")
     else:
         sending = _("sending {count} to {target}")
-    return _(
-        "{file}: {tasks} task(s) for {instances} instance(s){covered}; {sending} at up to "
-        "{rate}/s (about {duration} without retries)"
-    ).format(
-        file=prepared.book.path,
-        tasks=len(tasks),
-        instances=prepared.plan.instance_count,
-        covered=_covered_text(len(prepared.covered)),
+    return _("{head}; {sending} at up to {rate}/s (about {duration} without retries)").format(
+        head=head,
         sending=sending.format(count=total, target=target),
         rate=f"{rate_per_s:g}",
         duration=duration(total / rate_per_s),
@@ -437,6 +438,8 @@ class _Renderer:
 
     def _draw(self, event: Progress) -> None:
         if self.bar is None:
+            if event.total == 0:  # nothing to send: no bar stuck at 0/0
+                return
             self.bar = console.bar(_("sending"), total=event.total)
             if self.bar is None:
                 self.enabled = False  # not a terminal, or --quiet

@@ -189,7 +189,7 @@ async def test_a_resumed_run_asks_only_for_the_tasks_that_remain(tmp_path: Path)
         assert len(sim.tasks) == 3
         again = await _piped(tmp_path, b"", *run, "--resume")  # nothing left: nothing to ask
         assert again.code == 0, again.err
-        assert "resuming: 0 task(s)" in again.err and len(sim.tasks) == 3
+        assert "3 instance(s); nothing to send" in again.err and len(sim.tasks) == 3
 
 
 # --- Ctrl-C twice --------------------------------------------------------------------------

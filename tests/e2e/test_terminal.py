@@ -207,6 +207,23 @@ def test_a_run_on_a_terminal_draws_a_progress_bar_and_a_pipe_does_not(
     assert "  created        12" in piped.stdout
 
 
+def test_a_resume_with_nothing_left_says_so_and_draws_no_bar(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    """A finished run resumed: "nothing to send", without a pace, an ETA or a bar at 0/0."""
+    good = _good_inventory(make_xlsx, count=3)
+    done = _piped(tmp_path, "run", good, "--simulate", "--yes", "--reports-dir", "r")
+    assert done.returncode == 0, done.stderr
+    args = ("run", good, "--simulate", "--yes", "--reports-dir", "r", "--resume")
+    code, screen = _on_tty(tmp_path, *args)
+    assert code == 0, screen
+    shown = _ANSI.sub("", screen)
+    assert "3 task(s) for 3 instance(s); nothing to send" in shown, screen
+    assert "━" not in shown and "0/0" not in shown and "without retries" not in shown, screen
+    piped = _piped(tmp_path, *args)
+    assert "; nothing to send" in piped.stderr, piped.stderr
+
+
 def test_quiet_prints_only_the_outcome(tmp_path: Path, make_xlsx: MakeXlsx) -> None:
     good = _good_inventory(make_xlsx)
     code, screen = _on_tty(
