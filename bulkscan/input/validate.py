@@ -6,6 +6,9 @@ value parsers are public and raise ``CellError`` (message and hint, no location)
 
 Decisions worth knowing:
 
+* A sheet with headers and no row is an error (an export that came out empty: a run of it
+  would report success having done nothing); one whose every row is switched off
+  (``enabled``) is a warning.
 * A 32-character project id written in uppercase hex is accepted, lowercased, with a warning.
 * A region is lowercased; one bulkscan does not know is a warning (its endpoint may be set by
   hand), one that cannot be a host name part is an error.
@@ -558,6 +561,26 @@ def _parsed(row: RawRow, column: str, parse: Callable[[object], T], default: T, 
         return default
 
 
+def _nothing_to_scan(sheet: Sheet, skipped: int, sink: _Sink) -> None:
+    """A sheet without one instance to scan, and nothing else wrong with it: an export that
+    came out empty (an error: a run of it would report success having done nothing), or
+    every row switched off (a warning: that may be meant)."""
+    if not skipped:
+        sink.add(
+            "error",
+            _("the sheet has no instance rows, only its headers: nothing to scan"),
+            hint=_("is this the file you meant? an export that came out empty looks like this"),
+        )
+    else:
+        sink.add(
+            "warning",
+            _(
+                "every row is switched off ({count} row(s) say no in '{column}'): nothing to scan"
+            ).format(count=skipped, column=sink.headers.get("enabled", "enabled")),
+            column="enabled",
+        )
+
+
 def _missing_columns(sheet: Sheet, required: Iterable[str], sink: _Sink) -> set[str]:
     """One sheet-level error per required column the sheet lacks."""
     missing = {name for name in required if name not in sheet.columns}
@@ -742,6 +765,8 @@ def validate(book: InputBook, settings: InputSettings) -> Validated:
         known_types={},
     )
     instances, skipped, duplicates = _validate_instances(sheet, sink, context)
+    if not instances and not sink.errors:
+        _nothing_to_scan(sheet, len(skipped), sink)
     return Validated(
         instances=tuple(instances),
         profiles=MappingProxyType(dict(profiles.by_name)),

@@ -562,6 +562,29 @@ def test_enabled_false_rows_are_skipped_unchecked() -> None:
     assert [i.ins_id for i in result.instances] == ["d"]
 
 
+def test_a_sheet_with_headers_only_is_an_error_naming_the_sheet() -> None:
+    """An export that came out empty: a run of it would report success having done nothing."""
+    issue = only(run([]).issues)
+    assert issue.severity == "error" and (issue.file, issue.sheet) == (FILE, "instances")
+    assert issue.message == "the sheet has no instance rows, only its headers: nothing to scan"
+
+
+def test_every_row_switched_off_is_a_warning_naming_the_column() -> None:
+    result = run([row("a", enabled=False), row("b", enabled="no")])
+    issue = only(result.issues)
+    assert (issue.severity, issue.column) == ("warning", "enabled")
+    assert issue.message == (
+        "every row is switched off (2 row(s) say no in 'enabled'): nothing to scan"
+    )
+
+
+def test_rows_with_errors_only_say_their_errors() -> None:
+    """No instance because every row is wrong: the rows' errors say it, nothing more."""
+    result = run([row(None)])
+    assert any(i.severity == "error" for i in result.issues)
+    assert [i.message for i in result.issues if "nothing to scan" in i.message] == []
+
+
 def test_a_bad_enabled_value_is_an_error_and_the_row_is_still_checked() -> None:
     result = run([row("a", "mysq", enabled="maybe")], cfg=settings(strict_db_types=False))
     assert [(i.severity, i.column) for i in result.issues] == [
