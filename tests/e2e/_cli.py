@@ -34,6 +34,7 @@ __all__ = [
     "clean_env",
     "cli",
     "finish",
+    "no_traceback",
     "sim_env",
     "simulator_process",
     "start",
@@ -69,6 +70,13 @@ class Done(NamedTuple):
     code: int
     out: str
     err: str
+
+
+def no_traceback(*texts: str) -> None:
+    """What a command wrote holds no Python traceback (nor an "Exception ignored" one)."""
+    for text in texts:
+        assert "Traceback" not in text, text
+        assert 'File "' not in text, text
 
 
 def clean_env(**values: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from bulkscan.cli import build_parser, main
 from bulkscan.plan import plan_to_json
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
-from tests.e2e._cli import Done
+from tests.e2e._cli import Done, no_traceback
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -44,12 +44,6 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, st
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def _no_traceback(*texts: str) -> None:
-    for text in texts:
-        assert "Traceback" not in text
-        assert 'File "' not in text
 
 
 @pytest.fixture(autouse=True)
@@ -117,7 +111,7 @@ def test_no_command_prints_the_help_in_workflow_order(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "usage: bulkscan" in out
     assert out.index("template") < out.index("validate") < out.index(" run ") < out.index("audit")
-    _no_traceback(out)
+    no_traceback(out)
 
 
 def test_python_dash_m_bulkscan_prints_the_version() -> None:
@@ -140,7 +134,7 @@ def test_validate_the_sample_exits_0(capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0
     assert "OK" in out and "NOT OK" not in out
     assert "0 error(s)" in out
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 def test_validate_the_sample_with_errors_names_sheet_row_and_column_of_each(
@@ -159,7 +153,7 @@ def test_validate_the_sample_with_errors_names_sheet_row_and_column_of_each(
     assert any("row 3, column 'project_id'" in line and "'abc'" in line for line in errors)
     assert any("'nighly'" in line and "did you mean 'nightly'" in line for line in errors)
     assert any("'HOURLY'" in line for line in errors)
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 def test_validate_json_lists_every_issue_with_its_cell(capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,13 +182,13 @@ def test_validate_a_csv_pair(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _cli(capsys, "validate", CSV_INSTANCES, "--profiles", CSV_PROFILES)
     assert code == 0, err
     assert "0 error(s)" in out
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 def test_a_profiles_file_with_an_xlsx_input_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _cli(capsys, "validate", SAMPLE, "--profiles", CSV_PROFILES)
     assert code == 2
-    _no_traceback(out, err)
+    no_traceback(out, err)
     assert err.strip()
 
 
@@ -210,7 +204,7 @@ def test_a_missing_file_is_one_line_without_traceback(
     assert err.count("\n") == 1
     assert "nope.xlsx" in err and "not found" in err
     assert out == ""
-    _no_traceback(err)
+    no_traceback(err)
 
 
 @pytest.mark.parametrize(
@@ -231,7 +225,7 @@ def test_a_wrong_kind_of_file_is_one_line_without_traceback(
     assert code == 2
     assert expected in err
     assert err.count("\n") == 1
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 def test_a_directory_is_refused_without_traceback(
@@ -240,7 +234,7 @@ def test_a_directory_is_refused_without_traceback(
     code, out, err = _cli(capsys, "validate", tmp_path)
     assert code == 2
     assert err.startswith("bulkscan: error: ")
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 @pytest.mark.parametrize(
@@ -257,7 +251,7 @@ def test_nonsense_options_are_usage_errors(
     code, out, err = _cli(capsys, "validate", SAMPLE, *options)
     assert code == 2
     assert err.startswith("bulkscan: error: ")
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -271,7 +265,7 @@ def test_plan_prints_a_summary_and_sends_nothing(capsys: pytest.CaptureFixture[s
     assert "At 2/s" in out and "Nothing was sent." in out
     for task in plan.tasks:
         assert task.project_id in out
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 def test_plan_output_is_every_request_as_plan_to_json_gives_it(
@@ -304,7 +298,7 @@ def test_plan_of_a_bad_input_exits_2_with_every_issue(capsys: pytest.CaptureFixt
     assert code == 2
     assert "not planned" in err
     assert err.count("error: ") >= 9
-    _no_traceback(out, err)
+    no_traceback(out, err)
     code, out, _ = _cli(capsys, "plan", WITH_ERRORS, "--json")
     assert code == 2
     assert json.loads(out)["ok"] is False
@@ -314,7 +308,7 @@ def test_plan_with_a_bad_rate_is_a_usage_error(capsys: pytest.CaptureFixture[str
     code, out, err = _cli(capsys, "plan", SAMPLE, "--rate", "fast")
     assert code == 2
     assert "N/s or N/min" in err
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 # --- template --------------------------------------------------------------------------------
@@ -358,7 +352,7 @@ def test_template_wants_an_xlsx_name(
     assert code == 2
     assert ".xlsx" in err
     assert not (tmp_path / name).exists()
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 # --- run, report and audit (against the embedded simulator) ------------------------------------
@@ -379,7 +373,7 @@ def test_run_simulated_creates_every_task_and_writes_the_results(
     assert "the embedded simulator" in err
     with Journal.open(run_dir, readonly=True) as journal:
         assert [t.state for t in journal.tasks()] == [TaskState.CREATED] * len(plan.tasks)
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 def test_run_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -403,7 +397,7 @@ def test_run_of_a_bad_input_sends_nothing_and_exits_2(
     assert code == 2
     assert "nothing sent" in err
     assert list(tmp_path.iterdir()) == []
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 @pytest.mark.parametrize(
@@ -424,7 +418,7 @@ def test_run_refuses_nonsense_options_before_sending(
     assert code == 2
     assert needle in err
     assert err.splitlines()[-1].startswith("bulkscan: error: ")
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 def test_run_without_credentials_says_where_they_come_from(
@@ -437,7 +431,7 @@ def test_run_without_credentials_says_where_they_come_from(
     assert code == 2
     assert "HUAWEICLOUD_SDK_AK" in err
     assert list(tmp_path.iterdir()) == []
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 @pytest.fixture
@@ -492,7 +486,7 @@ def test_report_of_a_directory_without_journal_exits_2(
     code, out, err = _cli(capsys, "report", tmp_path)
     assert code == 2
     assert "not a bulkscan run directory" in err
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 def test_audit_against_an_empty_simulator_finds_nothing_covered(
@@ -509,7 +503,7 @@ def test_audit_against_an_empty_simulator_finds_nothing_covered(
     code, out, err = _cli(capsys, "audit", SAMPLE, "--simulate", "--reports-dir", tmp_path)
     assert code == 1
     assert "0 covered, 148 not covered" in out
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 # --- simulate ----------------------------------------------------------------------------------
@@ -519,7 +513,7 @@ def test_simulate_refuses_half_credentials(capsys: pytest.CaptureFixture[str]) -
     code, out, err = _cli(capsys, "simulate", "--port", "0", "--ak", "ONLYAK")
     assert code == 2
     assert "--ak and --sk go together" in err
-    _no_traceback(out, err)
+    no_traceback(out, err)
 
 
 def test_simulate_serves_until_sigterm(tmp_path: Path) -> None:
@@ -547,10 +541,10 @@ def test_simulate_serves_until_sigterm(tmp_path: Path) -> None:
     assert child.returncode == 0, err
     assert "DSC simulator stopped" in out
     assert state.is_file()
-    _no_traceback(err)
+    no_traceback(err)
 
 
-def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+def test_a_reader_that_goes_away_getsno_traceback() -> None:
     """``bulkscan plan --json | head -1``: the closed pipe ends the command quietly."""
     reader, writer = os.pipe()
     os.close(reader)  # nobody reads: the first write fails with EPIPE
@@ -599,7 +593,7 @@ def test_results_that_cannot_be_written_are_one_error_not_a_traceback(
     assert done.err.strip().splitlines()[-1] == (
         "bulkscan: error: cannot write to standard output (No space left on device)"
     )
-    _no_traceback(done.err)
+    no_traceback(done.err)
     assert "Exception ignored" not in done.err
 
 

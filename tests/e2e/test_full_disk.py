@@ -18,15 +18,10 @@ import pytest
 
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
-from tests.e2e._cli import cli, sim_env, simulator_process
+from tests.e2e._cli import cli, no_traceback, sim_env, simulator_process
 
 SAMPLE = Path(__file__).resolve().parents[2] / "inputs" / "sample.xlsx"
 PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
-
-
-def _no_traceback(*texts: str) -> None:
-    for text in texts:
-        assert "Traceback" not in text, text
 
 
 def test_a_journal_that_cannot_be_created_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -38,7 +33,7 @@ def test_a_journal_that_cannot_be_created_leaves_nothing_behind(tmp_path: Path) 
         env=sim_env(), cwd=tmp_path, file_size_cap=64 * 1024,
     )  # fmt: skip
     assert done.returncode == 3, done.stderr
-    _no_traceback(done.stdout, done.stderr)
+    no_traceback(done.stdout, done.stderr)
     assert "Nothing was sent" in done.stderr and "run again" in done.stderr
     assert "resume" not in done.stderr.replace("--resume", "")
     assert [p for p in reports.iterdir() if p.is_dir()] == []
@@ -90,7 +85,7 @@ def test_a_disk_that_fills_as_the_journal_is_made_leaves_it_whole(tmp_path: Path
         )
         done = _in_small_tmpfs(disk, script)
     first_err = (tmp_path / "first.err").read_text()
-    _no_traceback(first_err, done.stdout, done.stderr)
+    no_traceback(first_err, done.stdout, done.stderr)
     assert (tmp_path / "rc").read_text().strip() == "3", first_err
     assert "is the disk full" in first_err, first_err
     assert done.returncode == 0, done.stderr
@@ -150,7 +145,7 @@ def test_a_journal_that_cannot_be_read_for_the_disk_is_not_called_damaged(
     (larger_run / "journal.sqlite-shm").unlink(missing_ok=True)
     done = cli("report", larger_run, env=sim_env(), file_size_cap=16_000)
     assert done.returncode == 2, done.stderr
-    _no_traceback(done.stderr)
+    no_traceback(done.stderr)
     assert "is the disk full, or the folder read-only?" in done.stderr, done.stderr
     assert "damaged and cannot be used" not in done.stderr
 
@@ -171,7 +166,7 @@ def test_a_run_whose_workbook_cannot_be_written_does_not_exit_0(tmp_path: Path) 
         env=sim_env(), cwd=tmp_path,
     )  # fmt: skip
     assert again.returncode == 1, again.stderr
-    _no_traceback(again.stdout, again.stderr)
+    no_traceback(again.stdout, again.stderr)
     assert f"write it again with: bulkscan report {run_dir}" in again.stderr
 
 
@@ -182,7 +177,7 @@ def test_an_audit_whose_workbook_cannot_be_written_is_one_line(tmp_path: Path) -
         env=sim_env(), cwd=tmp_path, file_size_cap=8_000,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
-    _no_traceback(done.stdout, done.stderr)
+    no_traceback(done.stdout, done.stderr)
     assert "Exception ignored" not in done.stderr
     (line,) = done.stderr.strip().splitlines()[-1:]
     assert line.startswith("bulkscan: error: cannot write the workbook "), line
@@ -194,7 +189,7 @@ def test_an_errors_workbook_that_cannot_be_written_is_one_line(tmp_path: Path) -
     target = tmp_path / "errors.xlsx"
     target.mkdir()
     done = cli("validate", SAMPLE, "--report", target, env=sim_env(), cwd=tmp_path)
-    _no_traceback(done.stdout, done.stderr)
+    no_traceback(done.stdout, done.stderr)
     assert done.returncode == 2, done.stderr
     assert f"cannot write the workbook {target}: " in done.stderr
     assert "make it writable (close it if it is open) and write it again with: " in done.stderr
@@ -214,7 +209,7 @@ def test_an_output_workbook_that_cannot_be_written_is_one_line(
     target = tmp_path / "out.xlsx"
     target.mkdir()  # where the workbook goes, something it cannot replace
     done = cli(*command, "--output", target, env=sim_env(), cwd=tmp_path)
-    _no_traceback(done.stdout, done.stderr)
+    no_traceback(done.stdout, done.stderr)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         f"bulkscan: error: cannot write the workbook {target}: Is a directory; make it "

@@ -116,6 +116,16 @@ def _good_inventory(make_xlsx: MakeXlsx, count: int = 12) -> Path:
     return make_xlsx({"instances": rows}, name="good.xlsx")
 
 
+def _finished_run(tmp_path: Path, make_xlsx: MakeXlsx) -> tuple[Path, Path]:
+    """A run of three tasks sent to its end through a pipe: (its inventory, its run folder),
+    reports under ``r``."""
+    good = _good_inventory(make_xlsx, count=3)
+    done = _piped(tmp_path, "run", good, "--simulate", "--yes", "--reports-dir", "r")
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (d for d in (tmp_path / "r").iterdir() if d.is_dir())
+    return good, run_dir
+
+
 def test_colour_on_a_terminal_none_with_no_color_none_through_a_pipe(
     tmp_path: Path, make_xlsx: MakeXlsx
 ) -> None:
@@ -211,9 +221,7 @@ def test_a_resume_with_nothing_left_says_so_and_draws_no_bar(
     tmp_path: Path, make_xlsx: MakeXlsx
 ) -> None:
     """A finished run resumed: "nothing to send", without a pace, an ETA or a bar at 0/0."""
-    good = _good_inventory(make_xlsx, count=3)
-    done = _piped(tmp_path, "run", good, "--simulate", "--yes", "--reports-dir", "r")
-    assert done.returncode == 0, done.stderr
+    good, _ = _finished_run(tmp_path, make_xlsx)
     args = ("run", good, "--simulate", "--yes", "--reports-dir", "r", "--resume")
     code, screen = _on_tty(tmp_path, *args)
     assert code == 0, screen
@@ -308,10 +316,7 @@ async def test_reading_scans_and_acting_on_tasks_show_a_spinner_that_a_question_
 def test_writing_the_result_workbook_shows_what_is_being_done_then_clears_it(
     tmp_path: Path, make_xlsx: MakeXlsx
 ) -> None:
-    good = _good_inventory(make_xlsx, count=3)
-    done = _piped(tmp_path, "run", good, "--simulate", "--yes", "--reports-dir", "r")
-    assert done.returncode == 0, done.stderr
-    (run_dir,) = (d for d in (tmp_path / "r").iterdir() if d.is_dir())
+    _, run_dir = _finished_run(tmp_path, make_xlsx)
     code, screen = _on_tty(tmp_path, "report", run_dir)
     assert code == 0, screen
     assert "writing the result workbook" in _ANSI.sub("", screen), screen  # while it worked
