@@ -407,8 +407,9 @@ class Journal:
         run_dir = Path(run_dir)
         _check_no_secrets(settings)
         lock_fd = lock_run_dir(run_dir)
+        target, tmp = run_dir / JOURNAL_FILE, run_dir / (JOURNAL_FILE + ".tmp")
+        writing = False  # from here on, what is in the folder is this create's to remove
         try:
-            target = run_dir / JOURNAL_FILE
             if target.exists():
                 raise JournalError(
                     _(
@@ -416,7 +417,7 @@ class Journal:
                         "or start a new run"
                     ).format(run_dir=run_dir)
                 )
-            tmp = run_dir / (JOURNAL_FILE + ".tmp")
+            writing = True
             _write_new(
                 tmp,
                 run_id=run_dir.name,
@@ -433,7 +434,8 @@ class Journal:
             return cls(run_dir, _connect(target, readonly=False), lock_fd, now=now)
         except (sqlite3.Error, OSError) as exc:
             os.close(lock_fd)
-            _remove_journal_files(run_dir / (JOURNAL_FILE + ".tmp"), run_dir / JOURNAL_FILE)
+            if writing:
+                _remove_journal_files(tmp, target)
             raise JournalWriteError(
                 _(
                     "cannot create {path} ({error}): is the disk full or the folder read-only? "
@@ -441,8 +443,10 @@ class Journal:
                     "again"
                 ).format(path=run_dir / JOURNAL_FILE, error=exc)
             ) from None
-        except BaseException:
+        except BaseException:  # Ctrl-C while writing: no half-made journal is left behind
             os.close(lock_fd)
+            if writing:
+                _remove_journal_files(tmp, target)
             raise
 
     @classmethod

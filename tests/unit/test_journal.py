@@ -30,6 +30,7 @@ from bulkscan.models import (
 from bulkscan.plan import RowStatus, RunInput, plan_hash, serialise_body, task_key
 from bulkscan.run.rundir import (
     JOURNAL_FILE,
+    LOCK_FILE,
     RunLockedError,
     SendTarget,
     create_run_dir,
@@ -359,8 +360,10 @@ def test_settings_that_look_like_secrets_are_refused(run_dir: Path) -> None:
 
 def test_a_run_directory_with_a_journal_is_never_overwritten(run_dir: Path) -> None:
     _create(run_dir).close()
+    before = (run_dir / JOURNAL_FILE).read_bytes()
     with pytest.raises(JournalError, match="already has a journal"):
         _create(run_dir)
+    assert (run_dir / JOURNAL_FILE).read_bytes() == before  # refused, not removed either
 
 
 def test_a_read_only_journal_refuses_writes(run_dir: Path) -> None:
@@ -514,6 +517,18 @@ def test_a_half_written_journal_is_not_a_journal(run_dir: Path) -> None:
         Journal.open(run_dir)
     _create(run_dir).close()  # and a new journal can still be written there
     assert not (run_dir / (JOURNAL_FILE + ".tmp")).exists()
+
+
+def test_an_interrupted_create_leaves_nothing_half_written(run_dir: Path) -> None:
+    """Ctrl-C while the journal is written: no temporary file, no journal, lock released."""
+
+    def interrupted() -> dt.datetime:  # asked for the creation time, inside the write
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _create(run_dir, now=interrupted)
+    assert {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}
+    _create(run_dir).close()  # the folder is free: the lock went with the interrupt
 
 
 def test_a_real_workbook_is_journaled_row_by_row_under_its_own_headers(tmp_path: Path) -> None:
