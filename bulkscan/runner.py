@@ -1279,9 +1279,17 @@ def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:
 
 
 def write_errors(
-    book: InputBook, issues: Sequence[Issue], path: str | os.PathLike[str], *, command: str
+    book: InputBook,
+    issues: Sequence[Issue],
+    path: str | os.PathLike[str] | None,
+    *,
+    command: str,
+    reports_dir: str | os.PathLike[str] = "reports",
 ) -> _errors_report.ErrorsReport:
-    """The errors workbook of ``validate --report`` (``ReportError`` when it cannot be written)."""
+    """The errors workbook of ``validate --report`` (``ReportError`` when it cannot be written);
+    ``path`` None: its usual place under ``reports_dir``, named after the input."""
+    if path is None:
+        path = _errors_report.errors_path(reports_dir, book.path)
     with _workbook_written(Path(path), again=command):
         return _errors_report.write_errors_workbook(book, issues, path, command=command)
 

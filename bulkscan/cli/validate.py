@@ -102,14 +102,13 @@ def _run(args: argparse.Namespace) -> int:
 def _write_report(
     args: argparse.Namespace, checked: runner.Checked, issues: Sequence[Issue]
 ) -> ErrorsReport:
-    from bulkscan.report.errors import errors_path
-
-    path = args.report or errors_path(args.reports_dir, checked.book.path)
     again = ["bulkscan", "validate", checked.book.path, "--report"]
     if args.report:
         again.append(args.report)
     command = shlex.join(again)
-    return runner.write_errors(checked.book, issues, path, command=command)
+    return runner.write_errors(
+        checked.book, issues, args.report or None, command=command, reports_dir=args.reports_dir
+    )
 
 
 def _remote_issues(args: argparse.Namespace, checked: runner.Checked) -> tuple[Issue, ...]:
