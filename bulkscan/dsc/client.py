@@ -484,8 +484,7 @@ class DscClient:
             "POST", project_id, region, [], body, idempotent=False, decide=_create_verdict
         )
         payload = answer.payload or {}
-        task_id = _str_or_none(payload.get("id"))
-        status = _str_or_none(payload.get("status"))
+        status, task_id = _create_fields(answer)
         verdict = answer.verdict
         assert verdict is not None
         if not verdict.ok:
@@ -798,11 +797,15 @@ class DscClient:
             self._on_attempt(attempt)
 
 
+def _create_fields(answer: _Answer) -> tuple[str | None, str | None]:
+    """A create answer's body ``status`` and task ``id`` (None: absent, or not text)."""
+    payload = answer.payload or {}
+    return _str_or_none(payload.get("status")), _str_or_none(payload.get("id"))
+
+
 def _create_verdict(answer: _Answer) -> Verdict:
     """A create's 2xx read with its body (``classify_create_answer``)."""
-    payload = answer.payload or {}
-    status, task_id = _str_or_none(payload.get("status")), _str_or_none(payload.get("id"))
-    return classify_create_answer(answer.status, status, task_id)
+    return classify_create_answer(answer.status, *_create_fields(answer))
 
 
 def _unusable_answer(answer: _Answer, status: str | None, task_id: str | None) -> str:
