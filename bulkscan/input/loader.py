@@ -149,6 +149,15 @@ def _rows_sheet(
 
 
 def _kind_of(name: str) -> Literal["xlsx", "csv"]:
+    if name == "-":
+        raise InputError(
+            _(
+                "bulkscan reads a file, not standard input: save the inventory as .xlsx or "
+                ".csv and give its path (a run reads it again to resume, and checks that it "
+                "did not change)"
+            ),
+            file=name,
+        )
     suffix = Path(name).suffix.lower()
     if suffix in _XLSX_SUFFIXES:
         return "xlsx"

@@ -418,6 +418,13 @@ def test_missing_file(tmp_path: Path):
         assert str(caught.value) == f"{tmp_path / name}: file not found"
 
 
+def test_standard_input_is_refused_with_what_to_do_instead():
+    """``bulkscan validate -`` is what a shell user tries first; a run must read its input
+    again to resume, so it takes a file, and says so rather than "file not found"."""
+    with pytest.raises(InputError, match="not standard input: save the inventory"):
+        load_input("-")
+
+
 def test_a_folder_is_not_a_file(tmp_path: Path):
     folder = tmp_path / "dir.xlsx"
     folder.mkdir()
