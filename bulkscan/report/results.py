@@ -226,7 +226,7 @@ def resume_command(meta: RunMeta, run_dir: Path) -> str:
 def _global_args(meta: RunMeta) -> list[str]:
     """The options typed before ``run`` (``--config``, ``--config-profile``, ``--lang``): the
     next command reads the same settings (and speaks the same language)."""
-    args, out = list(meta.command), []
+    args, out = list(meta.last_command), []
     i = 1
     while i < len(args) and args[i].startswith("-"):
         out.append(args[i])
@@ -238,8 +238,9 @@ def _global_args(meta: RunMeta) -> list[str]:
 
 
 def _command_args(meta: RunMeta, new_input: str, *, drop: Sequence[str]) -> list[str]:
-    """The arguments after ``run`` with the input replaced, ``--resume`` and ``drop`` removed."""
-    args = list(meta.command)
+    """The arguments after ``run`` of the run's last command (a resume's options are the
+    latest the user chose) with the input replaced, ``--resume`` and ``drop`` removed."""
+    args = list(meta.last_command)
     given = str(meta.settings.get("plan_file") or meta.input_path)  # what the command named
     rest = args[args.index("run") + 1 :] if "run" in args else []
     out: list[str] = []
@@ -763,10 +764,17 @@ def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
         (N_("input format"), meta.input_format),
         (N_("plan hash"), meta.plan_hash),
         (N_("command"), shlex.join(meta.command) if meta.command else None),
+        (N_("last resumed with"), _resumed_with(meta)),
         (N_("run directory"), str(run.run_dir)),
         (N_("report generated (UTC)"), utc_naive(generated)),
         (N_("report written by bulkscan"), __version__),
     ]
+
+
+def _resumed_with(meta: RunMeta) -> str | None:
+    """The last resume's command, where it is not the run's first."""
+    last = meta.last_command
+    return shlex.join(last) if last and last != meta.command else None
 
 
 def _settings(run: _Run) -> list[tuple[str, object]]:

@@ -98,6 +98,8 @@ class RunMeta:
     stop_message: str | None
     learned_rate_per_s: float | None
     duplicates: tuple[str, ...] = ()  # planned names the run's last listing found twice
+    # the command of the last run of it (a resume's, with its own options), else ``command``
+    last_command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,11 +599,14 @@ class Journal:
 
     # -- writing --
 
-    def mark_started(self, *, command: Sequence[str] | None = None) -> None:
+    def mark_resumed(self, command: Sequence[str]) -> None:
+        """Record the command that resumes the run: its next command repeats this one."""
+        if command:
+            self.set_meta(last_command=list(command))
+
+    def mark_started(self) -> None:
         """Record that sending begins (again, on resume); clears a previous stop reason."""
         values: dict[str, object] = {"started_at": self._stamp()}
-        if command is not None:
-            values["last_command"] = list(command)
         self._flush()
         with self._tx() as cur:
             _put_meta(cur, values)
@@ -1241,6 +1246,7 @@ def _run_meta(v: Mapping[str, Any]) -> RunMeta:
         stop_message=v.get("stop_message"),
         learned_rate_per_s=float(learned) if learned is not None else None,
         duplicates=tuple(v.get("duplicates") or ()),
+        last_command=tuple(v.get("last_command") or v["command"]),
     )
 
 

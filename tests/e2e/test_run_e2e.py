@@ -475,3 +475,41 @@ async def test_ctrl_c_stops_cleanly_and_resume_completes_without_duplicates(
         assert resumed.code == 0, resumed.err
         assert_exactly_once(sim, prepared)
         assert_journal_matches(run_dir, sim)
+
+
+# --- the next command after a resume -------------------------------------------------------
+
+
+async def test_a_resume_prints_its_own_options_in_the_next_resume_command(tmp_path: Path) -> None:
+    """An operator who resumed with other options (a lower rate after throttling) is told to
+    resume with those, not the first run's; the Summary keeps both commands."""
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 6)
+    prepared = planned(inventory)
+    reports = tmp_path / "reports"
+
+    def next_resume(out: str) -> list[str]:
+        (resume,) = re.findall(r"resume with: (.+)$", out, re.MULTILINE)
+        return shlex.split(resume)
+
+    async with Simulator() as sim:
+        first = run_args(inventory, sim, reports, "--rate", "20/s", "--limit", "2")
+        canary = await bulkscan(tmp_path, *first)
+        assert canary.code == 0, canary.err
+        run_dir = only_run_dir(reports)
+        assert next_resume(canary.out) == [
+            "bulkscan", *map(str, first[:-2]), "--resume", str(run_dir)
+        ]  # fmt: skip
+        again = [*run_args(inventory, sim, reports, "--rate", "8/s", "--limit", "2"),
+                 "--resume", run_dir]  # fmt: skip
+        resumed = await bulkscan(tmp_path, *again)
+        assert resumed.code == 0, resumed.err
+        told = next_resume(resumed.out)
+        assert told == ["bulkscan", *map(str, again[:-4]), "--resume", str(run_dir)]
+        assert "8/s" in told and "20/s" not in told and "--limit" not in told
+        summary = openpyxl.load_workbook(run_dir / "results.xlsx", read_only=True)["Summary"]
+        facts = {r[0]: r[1] for r in summary.iter_rows(max_col=2, values_only=True) if r[0]}
+        assert facts["command"] == shlex.join(["bulkscan", *map(str, first)])
+        assert facts["last resumed with"] == shlex.join(["bulkscan", *map(str, again)])
+        done = await bulkscan(tmp_path, *told[1:])  # the command exactly as printed
+        assert done.code == 0, done.err
+        assert_exactly_once(sim, prepared)
