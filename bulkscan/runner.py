@@ -395,7 +395,7 @@ def open_run(
         journal = Journal.open(run_dir)
         try:
             journal.check_same_input(prepared.book.sha256, digest)
-            journal.mark_resumed(command)
+            journal.mark_resumed(command, settings or {})
         except BaseException:
             journal.close()
             raise

@@ -764,26 +764,54 @@ def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
         (N_("input format"), meta.input_format),
         (N_("plan hash"), meta.plan_hash),
         (N_("command"), shlex.join(meta.command) if meta.command else None),
-        (N_("last resumed with"), _resumed_with(meta)),
+        *_resumed(meta),
         (N_("run directory"), str(run.run_dir)),
         (N_("report generated (UTC)"), utc_naive(generated)),
         (N_("report written by bulkscan"), __version__),
     ]
 
 
-def _resumed_with(meta: RunMeta) -> str | None:
-    """The last resume's command, where it is not the run's first."""
-    last = meta.last_command
-    return shlex.join(last) if last and last != meta.command else None
+def _resumed(meta: RunMeta) -> list[tuple[str, object]]:
+    """Who resumed the run last and with which command (nothing for a run never resumed)."""
+    last = meta.last_resume
+    if last is None:
+        return []
+    by = _("{operator} on {host}").format(operator=last.operator, host=last.host)
+    return [
+        (N_("last resumed by"), by),
+        (N_("last resumed with"), shlex.join(last.command) if last.command else None),
+    ]
 
 
 def _settings(run: _Run) -> list[tuple[str, object]]:
     items = list(settings_items(run.meta.settings))
+    last = run.meta.last_resume
+    if last is not None:  # a setting the last resume changed shows both values
+        then = dict(settings_items(last.settings))
+        items = [
+            (key, value if then.get(key, value) == value else _changed(value, then[key]))
+            for key, value in items
+        ]
     items.append((N_("projects"), ", ".join(sorted({t.project_id for t in run.tasks}))))
     items.append((N_("regions"), ", ".join(sorted({t.region for t in run.tasks}))))
     learned = run.meta.learned_rate_per_s
     items.append((N_("rate learned (requests/s)"), round(learned, 3) if learned else None))
     return items
+
+
+def _changed(first: object, last: object) -> str:
+    return _("{first} at the start; {last} at the last resume").format(
+        first=_shown(first), last=_shown(last)
+    )
+
+
+def _shown(value: object) -> str:
+    """A setting's value as its cell shows it (20, not 20.0; TRUE as Excel writes it)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).upper()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _throughput(run: _Run) -> list[tuple[str, object]]:

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "Journal",
+    "Resume",
     "RunMeta",
     "TaskRecord",
 ]
@@ -98,8 +99,23 @@ class RunMeta:
     stop_message: str | None
     learned_rate_per_s: float | None
     duplicates: tuple[str, ...] = ()  # planned names the run's last listing found twice
-    # the command of the last run of it (a resume's, with its own options), else ``command``
-    last_command: tuple[str, ...] = ()
+    last_resume: Resume | None = None  # None: never resumed
+
+    @property
+    def last_command(self) -> tuple[str, ...]:
+        """The command that last ran this run: the last resume's (with the options it chose),
+        else the one that started it."""
+        return self.last_resume.command if self.last_resume else self.command
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Who resumed a run last, where, with which command and settings (no secret in them)."""
+
+    operator: str
+    host: str
+    command: tuple[str, ...]
+    settings: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,10 +615,14 @@ class Journal:
 
     # -- writing --
 
-    def mark_resumed(self, command: Sequence[str]) -> None:
-        """Record the command that resumes the run: its next command repeats this one."""
-        if command:
-            self.set_meta(last_command=list(command))
+    def mark_resumed(self, command: Sequence[str], settings: Mapping[str, object]) -> None:
+        """Record who resumes the run, with which command and settings (the next command
+        printed repeats this one; the report shows what changed).  ``settings`` must hold no
+        secret."""
+        _check_no_secrets(settings)
+        resume = {"operator": _operator(), "host": socket.gethostname(),
+                  "command": list(command), "settings": dict(settings)}  # fmt: skip
+        self.set_meta(last_resume=resume)
 
     def mark_started(self) -> None:
         """Record that sending begins (again, on resume); clears a previous stop reason."""
@@ -1246,7 +1266,18 @@ def _run_meta(v: Mapping[str, Any]) -> RunMeta:
         stop_message=v.get("stop_message"),
         learned_rate_per_s=float(learned) if learned is not None else None,
         duplicates=tuple(v.get("duplicates") or ()),
-        last_command=tuple(v.get("last_command") or v["command"]),
+        last_resume=_resume(v.get("last_resume")),
+    )
+
+
+def _resume(value: Mapping[str, Any] | None) -> Resume | None:
+    if value is None:
+        return None
+    return Resume(
+        operator=str(value["operator"]),
+        host=str(value["host"]),
+        command=tuple(value["command"]),
+        settings=dict(value["settings"]),
     )
 
 

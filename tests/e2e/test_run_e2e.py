@@ -16,6 +16,7 @@ import random
 import re
 import shlex
 import signal
+import socket
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -510,6 +511,9 @@ async def test_a_resume_prints_its_own_options_in_the_next_resume_command(tmp_pa
         facts = {r[0]: r[1] for r in summary.iter_rows(max_col=2, values_only=True) if r[0]}
         assert facts["command"] == shlex.join(["bulkscan", *map(str, first)])
         assert facts["last resumed with"] == shlex.join(["bulkscan", *map(str, again)])
+        assert facts["last resumed by"].endswith(f" on {socket.gethostname()}")
+        assert facts["dispatch.rate_per_s"] == "20 at the start; 8 at the last resume"
+        assert facts["dispatch.concurrency"] == 8  # unchanged: shown once, as a number
         done = await bulkscan(tmp_path, *told[1:])  # the command exactly as printed
         assert done.code == 0, done.err
         assert_exactly_once(sim, prepared)

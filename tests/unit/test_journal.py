@@ -358,6 +358,21 @@ def test_settings_that_look_like_secrets_are_refused(run_dir: Path) -> None:
     assert not (run_dir / JOURNAL_FILE).exists()
 
 
+def test_a_resume_is_recorded_without_secrets(run_dir: Path) -> None:
+    _create(run_dir).close()
+    with Journal.open(run_dir) as journal:
+        assert journal.meta().last_resume is None
+        assert journal.meta().last_command == ("bulkscan", "run", FILE)
+        with pytest.raises(ValueError, match="secret"):
+            journal.mark_resumed(["bulkscan", "run", FILE], {"token": "x"})
+        assert journal.meta().last_resume is None  # refused: nothing written
+        journal.mark_resumed(["bulkscan", "run", FILE, "--resume"], {"rate_per_s": 2.0})
+    meta = Journal.open(run_dir, readonly=True).meta()
+    assert meta.last_command == ("bulkscan", "run", FILE, "--resume")
+    assert meta.command == ("bulkscan", "run", FILE)  # the run's first command stays
+    assert meta.last_resume is not None and meta.last_resume.settings == {"rate_per_s": 2.0}
+
+
 def test_a_run_directory_with_a_journal_is_never_overwritten(run_dir: Path) -> None:
     _create(run_dir).close()
     before = (run_dir / JOURNAL_FILE).read_bytes()
