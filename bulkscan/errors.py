@@ -129,6 +129,7 @@ class DscContext(TypedDict, total=False):
     retry_after: float | None  # seconds the service asked us to wait
     verdict: Verdict | None  # None: the class's default_verdict
     uses_attempt: bool | None  # None: every verdict but THROTTLED uses one
+    what: str | None  # what happened, without the advice (None: the whole message)
 
 
 class DscError(BulkscanError):
@@ -155,6 +156,8 @@ class DscError(BulkscanError):
         if uses_attempt is None:
             uses_attempt = self.verdict is not Verdict.THROTTLED
         self.uses_attempt = uses_attempt
+        # what happened, for a caller that gives its own advice (the message ends with ours)
+        self.what: str = context.get("what") or message
         super().__init__(message)
 
 

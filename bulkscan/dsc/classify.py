@@ -291,7 +291,8 @@ def error_for(
     head = ": ".join(parts) if parts else "no answer"
     rid = f" (request id {request_id})" if request_id else ""
     prefix = f"task '{task}': " if task else ""
-    message = f"{prefix}{head}{rid}; {_advice(verdict, status, gateway_code(code))}"
+    what = f"{prefix}{head}{rid}"
+    message = f"{what}; {_advice(verdict, status, gateway_code(code))}"
     if reached is None:
         reached = status is not None or verdict is not Verdict.TRANSIENT
     context: DscContext = {
@@ -302,6 +303,7 @@ def error_for(
         "retry_after": retry_after,
         "verdict": verdict,
         "uses_attempt": uses_attempt(verdict, reached=reached),
+        "what": what,
     }
     if verdict is Verdict.THROTTLED:
         return ThrottledError(message, limit_per_s=parse_throttle_limit(detail), **context)

@@ -223,7 +223,7 @@ class _Run:
         self.untrusted: list[tuple[int, str]] = []  # (tasks, error) per untrusted listing
         self.duplicates: tuple[str, ...] = ()
         self.unlisted_groups: set[_Group] = set()  # not listed at reconcile: nothing sent
-        self.unchecked = ""  # the projects whose last listing failed, with the error
+        self.unchecked = ""  # the groups whose last listing failed: the first error, and why
 
     # -- the whole run ----------------------------------------------------------------------
 
@@ -329,18 +329,18 @@ class _Run:
             if group not in self.failed_groups and group not in self.unlisted_groups:
                 names[group].add(task.name)
         lines: list[str] = []
-        unchecked: list[str] = []
+        unchecked: list[tuple[_Group, DscError]] = []
         for group, planned in names.items():
             try:
                 remote = await self._list_remote(group, None, task_key=None)
             except _Halt:
                 break
             if isinstance(remote, DscError):
-                unchecked.append(f"project {group[0]} ({remote})")
+                unchecked.append((group, remote))
                 continue
             lines.extend(_duplicate_lines(group, planned, remote))
         if unchecked:
-            self.unchecked = "; ".join(unchecked)
+            self.unchecked = _unchecked_text(unchecked)
         self.duplicates = tuple(lines)
         self.journal.set_meta(duplicates=list(lines))
 
@@ -893,6 +893,20 @@ def _duplicate_lines(group: _Group, planned: set[str], remote: Sequence[RemoteTa
         for name, found in sorted(ids.items())
         if len(found) > 1
     ]
+
+
+def _unchecked_text(failed: Sequence[tuple[_Group, DscError]]) -> str:
+    """Why the closing listing could not look for names created twice: the first group's
+    error (its own advice is about sending, which is over) and how many groups failed."""
+    (project, region), first = failed[0]
+    where = f"project {project} / region {region}"
+    what = first.what if first.what.startswith(where) else f"{where}: {first.what}"
+    more = f"; {len(failed) - 1} other project/region group(s) too" if len(failed) > 1 else ""
+    if first.verdict is Verdict.UNTRUSTED:
+        advice = "run 'bulkscan doctor --record FILE' and report the answer it saved"
+    else:
+        advice = "'bulkscan audit' lists the tasks again once the service answers"
+    return f"{what}{more}; {advice}"
 
 
 def _conflict_message(task: TaskRequest, other: RemoteTask) -> str:

@@ -342,3 +342,13 @@ def test_verdict_values_are_stable() -> None:
         "run-fatal",
         "untrusted-listing",
     ]
+
+
+def test_what_happened_is_kept_apart_from_the_advice() -> None:
+    """A caller in another context (the closing listing, after sending) gives its own advice."""
+    exc = error_for(Verdict.UNTRUSTED, detail="project p / region r: the list is odd")
+    assert exc.what == "project p / region r: the list is odd"
+    assert str(exc).startswith(exc.what + "; ") and "nothing is sent" in str(exc)
+    served = error_for(Verdict.TRANSIENT, status=500, code="dsc.5", detail="x", request_id="r1")
+    assert served.what == "HTTP 500 dsc.5: x (request id r1)"
+    assert DscError("raised as is").what == "raised as is"  # no advice: the whole message
