@@ -124,11 +124,13 @@ def _covered(indent: str, row: CoveredRow) -> Callable[[str], str]:
     return lambda rows: f"{where}{rows}: {row.message}"
 
 
-def print_check(check: RemoteCheck, planned: int) -> None:
+def print_check(check: RemoteCheck) -> None:
     """``plan --check-remote`` as text: what exists, conflicts, is covered; what is new.
 
-    ``check`` is of the plan a run sends (``replanned``): ``planned`` tasks, covered rows out.
+    ``check`` is of the plan a run sends (``replanned``), covered rows out.
     """
+    from bulkscan.run.remote import group_text  # loaded by the check itself
+
     groups = len(check.listed)
     console.out(
         f"DSC holds {check.remote_tasks} task(s) in {groups} project/region group(s) "
@@ -144,12 +146,17 @@ def print_check(check: RemoteCheck, planned: int) -> None:
     for line in covered_lines(check, indent="  covered   "):
         console.out(line)
     for (project, region), error in check.unlisted.items():
-        console.out(f"  unknown   project {project} ({region}): not listed: {error}")
-    new = planned - len(check.exists) - len(check.conflicts)
+        console.out(f"  unknown   not listed: {group_text(project, region, error)}")
+    waiting = ""
+    if check.waiting:
+        waiting = (
+            f"; {check.waiting} task(s) of {len(check.unlisted)} project/region group(s) not "
+            "listed: a run lists them again and sends none to a group it cannot list"
+        )
     console.out(
         f"{len(check.exists)} exist, {len(check.conflicts)} conflict, {len(check.covered)} "
-        f"row(s) already covered by other tasks (left out); a run would create {new} "
-        "task(s) now"
+        f"row(s) already covered by other tasks (left out); a run would create {check.new} "
+        f"task(s) now{waiting}"
     )
 
 
@@ -181,4 +188,6 @@ def check_json(check: RemoteCheck) -> dict[str, Any]:
         "unlisted": [
             {"project_id": p, "region": r, "error": e} for (p, r), e in check.unlisted.items()
         ],
+        "would_create": check.new,
+        "unlisted_tasks": check.waiting,
     }

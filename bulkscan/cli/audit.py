@@ -100,11 +100,11 @@ class _Notes:
         if isinstance(event, GroupListed):
             self._draw(event)
         if isinstance(event, GroupListed) and event.error:
+            from bulkscan.run.remote import group_text
+
+            said = group_text(event.project_id, event.region, event.error)
             console.err(
-                _(
-                    "warning: could not list the tasks of project {project} in {region}: {error}"
-                ).format(project=event.project_id, region=event.region, error=event.error),
-                kind="warning",
+                _("warning: could not list the tasks: {error}").format(error=said), kind="warning"
             )
         elif isinstance(event, RateChanged):
             console.err(

@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     if check is not None:
         from bulkscan.run.remote import fatal_answer  # only with --check-remote
 
-        fatal = fatal_answer(check[0].listed)
+        fatal = fatal_answer(check.listed)
         if fatal is not None:
             raise Refused.stopped(fatal, file=args.file)
     if args.output:
@@ -84,28 +84,26 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         document = _summary_json(summary, plan_hash(plan), args.output)
         if check is not None:
-            document["remote"] = check_json(check[0]) | {"would_create": check[1]}
+            document["remote"] = check_json(check)
         return emit(args, EXIT_OK, document)
     common.print_issues(plan.issues)
     _print_tasks(plan.tasks, settings, prepared.validated.profiles)
     _print_summary(prepared.book.path, summary)
     if check is not None:
-        print_check(*check)
+        print_check(check)
     if args.output:
         console.out(_("wrote every request to {path}").format(path=args.output))
     return EXIT_OK
 
 
-def _check_remote(args: argparse.Namespace, prepared: Prepared) -> tuple[RemoteCheck, int]:
-    """The service's tasks against the plan a run would send (covered rows left out), and
-    how many tasks that run would create."""
+def _check_remote(args: argparse.Namespace, prepared: Prepared) -> RemoteCheck:
+    """The service's tasks against the plan a run would send (covered rows left out)."""
     connection, simulator = common.connection_from(args)
     found = remote_check(args, prepared, connection, simulator)
     sent = runner.without_covered(prepared, found.covered).plan.tasks
     from bulkscan.run.coverage import replanned  # only plan --check-remote needs it
 
-    check = replanned(found, sent)
-    return check, len(sent)
+    return replanned(found, sent)
 
 
 def _write(path: Path, document: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ instead of finding its own task (exists).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -72,6 +73,10 @@ class RemoteCheck:
     conflicts: tuple[tuple[TaskRequest, RemoteTask], ...]
     covered: tuple[CoveredRow, ...]
     requests: int
+    new: int = 0  # planned tasks in a listed group, neither existing nor conflicting
+    # planned tasks of a group not listed: a run lists it again, and sends none to a group
+    # it cannot list
+    waiting: int = 0
 
     @property
     def unlisted(self) -> dict[_Group, str]:
@@ -104,28 +109,33 @@ def check_plan(
     conflicts: list[tuple[TaskRequest, RemoteTask]] = []
     covered: list[CoveredRow] = []
     indexes: dict[_Group, _Index] = {}
+    new = waiting = 0
     for task in tasks:
         group = (task.project_id, task.region)
         answer = listed.get(group)
         if answer is None or not _ok(answer):
+            waiting += 1
             continue
         named = [r for r in answer.tasks if r.name == task.name]
         if named:
             same = [r for r in named if same_sources(task.sources, r.data_sources)]
             (exists if same else conflicts).append((task, (same or named)[0]))
             continue
+        new += 1
         index = indexes.get(group)
         if index is None:
             index = indexes[group] = _index(answer.tasks)
         covered.extend(_covered_rows(task, index))
-    return RemoteCheck(listed, tuple(exists), tuple(conflicts), tuple(covered), requests)
+    return RemoteCheck(
+        listed, tuple(exists), tuple(conflicts), tuple(covered), requests, new, waiting
+    )
 
 
 def replanned(check: RemoteCheck, tasks: Sequence[TaskRequest]) -> RemoteCheck:
     """``check`` for ``tasks``, the plan once the covered rows are left out (no request):
     which of them exist or conflict; the covered rows stay those of the first check."""
     again = check_plan(tasks, check.listed, requests=check.requests)
-    return RemoteCheck(check.listed, again.exists, again.conflicts, check.covered, check.requests)
+    return dataclasses.replace(again, covered=check.covered)
 
 
 def _index(remote: Iterable[RemoteTask]) -> _Index:

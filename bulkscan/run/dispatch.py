@@ -67,7 +67,7 @@ from bulkscan.events import (
 )
 from bulkscan.models import Verdict
 from bulkscan.run.ratelimit import AdaptiveRate
-from bulkscan.run.remote import Lister, same_sources, slow_down
+from bulkscan.run.remote import Lister, group_text, same_sources, slow_down
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.states import OPEN_STATES, Tally, TaskState, tally
 from bulkscan.run.store import MARK_WINDOW_S
@@ -899,8 +899,7 @@ def _unchecked_text(failed: Sequence[tuple[_Group, DscError]]) -> str:
     """Why the closing listing could not look for names created twice: the first group's
     error (its own advice is about sending, which is over) and how many groups failed."""
     (project, region), first = failed[0]
-    where = f"project {project} / region {region}"
-    what = first.what if first.what.startswith(where) else f"{where}: {first.what}"
+    what = group_text(project, region, first.what)
     more = f"; {len(failed) - 1} other project/region group(s) too" if len(failed) > 1 else ""
     if first.verdict is Verdict.UNTRUSTED:
         advice = "run 'bulkscan doctor --record FILE' and report the answer it saved"

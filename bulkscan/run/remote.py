@@ -40,6 +40,7 @@ __all__ = [
     "Lister",
     "ListingAttempt",
     "fatal_answer",
+    "group_text",
     "list_groups",
     "same_sources",
     "slow_down",
@@ -282,6 +283,13 @@ async def list_groups(
     except* BulkscanError as failed:
         raise failed.exceptions[0] from None
     return {group: found[group] for group in order if group in found}
+
+
+def group_text(project_id: str, region: str, text: str) -> str:
+    """``text`` (a listing's error) said of its project and region, named once: a refusal
+    of the listing's shape names them already."""
+    where = f"project {project_id} / region {region}"
+    return text if text.startswith(where) else f"{where}: {text}"
 
 
 def fatal_answer(listed: Mapping[_Group, Listed]) -> DscError | None:

@@ -176,6 +176,32 @@ async def test_refused_project_makes_the_cli_exit_non_zero(tmp_path: Path) -> No
     assert "cannot be trusted" in done[1] + done[2] and "Traceback" not in done[2]
 
 
+async def test_plan_check_remote_counts_no_task_of_a_group_it_cannot_list(
+    tmp_path: Path,
+) -> None:
+    """A dry run does not promise creates where the run would refuse: tasks of a group whose
+    list cannot be trusted are counted apart, and each group is named once."""
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 4)
+    more = write_inventory(tmp_path / "more.xlsx", 6)  # 2 more tasks, same two projects
+    async with Simulator(list_shape=parse_list_shape("name=none")) as sim:
+        await run(sim, inventory, tmp_path / "r1")
+        args = ["plan", str(more), "--endpoint", sim.url, "--check-remote"]
+        text = await _cli(tmp_path, *args)
+        document = await _cli(tmp_path, *args, "--json")
+        assert len(sim.tasks) == 4  # nothing sent
+    code, out, err = text
+    assert code == 0, err
+    assert (
+        "a run would create 0 task(s) now; 6 task(s) of 2 project/region group(s) not "
+        "listed: a run lists them again and sends none to a group it cannot list" in out
+    )
+    for project in (P1, P2):
+        line = f"  unknown   not listed: project {project} / region {REGION}: the task list"
+        assert line in out and out.count(f"project {project}") == 1, out
+    remote = json.loads(document[1])["remote"]
+    assert remote["would_create"] == 0 and remote["unlisted_tasks"] == 6
+
+
 async def _cli(cwd: Path, *args: str) -> tuple[int, str, str]:
     return await bulkscan(cwd, *args, limit_s=90)
 

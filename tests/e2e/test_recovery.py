@@ -153,7 +153,12 @@ async def test_plan_check_remote_lists_and_sends_nothing(tmp_path: Path) -> None
         remote = json.loads(done.out)["remote"]
         assert [e["name"] for e in remote["exists"]] == [sim.tasks[0]["name"]]
         assert remote["conflicts"] == [] and remote["covered"] == []
-        assert remote["would_create"] == 2 and remote["remote_tasks"] == 3
+        # of the 2 planned tasks one exists: a run creates 1, as the text says
+        assert remote["would_create"] == 1 and remote["unlisted_tasks"] == 0
+        assert remote["remote_tasks"] == 3
+        said = await _piped(tmp_path, b"", "plan", wave2, "--endpoint", sim.url,
+                            "--check-remote")  # fmt: skip
+        assert "; a run would create 1 task(s) now\n" in said.out, said.out
         # wave 1 in other pairs: every row is already covered by another task
         shuffled = _wave(tmp_path / "shuffled.xlsx", ["ins-a", "ins-c", "ins-b"], per_task=3)
         text = await _piped(tmp_path, b"", "plan", shuffled, "--endpoint", sim.url,
