@@ -55,6 +55,7 @@ __all__ = [
     "load_input",
     "load_rows",
     "paused_gc",
+    "read_sheet",
 ]
 
 ACCEPTED_FORMATS = ".xlsx workbooks, or .csv/.tsv/.txt text files"
@@ -165,6 +166,8 @@ def _kind_of(name: str) -> Literal["xlsx", "csv"]:
         return "csv"
     if not Path(name).exists():
         raise InputError(_("file not found"), file=name)
+    if Path(name).is_dir():
+        raise InputError(_("is a folder, not a file"), file=name)
     if suffix in _REFUSED_SUFFIXES:
         raise InputError(_(_REFUSED_SUFFIXES[suffix]), file=name)
     shown = f"'{suffix}'" if suffix else _("without an extension")
@@ -212,31 +215,67 @@ def _file_too_big(name: str, size: int, limits: InputLimits) -> InputLimitError:
 
 
 def _load_xlsx(name: str, limits: InputLimits) -> InputBook:
-    data = _read_file(name, limits)
+    data = _checked_xlsx(name, limits)
     digest = hashlib.sha256(data).hexdigest()
+    with _reading_xlsx(name) as open_book, paused_gc(), open_book(data) as book:
+        sheets = _pick_sheets(name, list(book.sheet_names))
+        marks = _read_marks(data, sheets)
+        hidden = _hidden_sheets(book)
+        target = _Target(name, sheets[0], schema.INSTANCE_COLUMNS, limits)
+        instances = _read_xlsx_sheet(book, target, marks, hidden)
+        profiles = None
+        if sheets[1] is not None:
+            target = _Target(name, sheets[1], schema.PROFILE_COLUMNS, limits)
+            profiles = _read_xlsx_sheet(book, target, marks, hidden)
+    return InputBook(name, digest, instances, profiles, "xlsx")
+
+
+def read_sheet(
+    path: str | os.PathLike[str],
+    sheet: str,
+    *,
+    limits: InputLimits = InputLimits(),  # noqa: B008 - frozen, shared default is safe
+) -> list[list[Any]] | None:
+    """The cells of ``sheet`` of an .xlsx workbook, row by row (None: the workbook has no
+    such sheet), read with the inventory's checks: for a workbook bulkscan wrote and reads
+    back, which may still be any file a user names.  Raises ``InputError`` naming the file."""
+    name = os.fspath(path)
+    if _kind_of(name) != "xlsx":
+        raise InputError(_("not an .xlsx workbook"), file=name)
+    data = _checked_xlsx(name, limits)
+    with _reading_xlsx(name) as open_book, open_book(data) as book:
+        if sheet not in book.sheet_names:
+            return None
+        return [list(row) for row in book.get_sheet_by_name(sheet).to_python()]
+
+
+def _checked_xlsx(name: str, limits: InputLimits) -> bytes:
+    """The file's bytes, refused unless they are a workbook within the archive caps."""
+    data = _read_file(name, limits)
     if data.startswith(_OLE2_MAGIC):
         raise InputError(_(_PROTECTED), file=name)
     if not data.startswith(_ZIP_MAGIC):
         raise InputError(_(CORRUPT), file=name)
     guard_archive(name, data, limits)
+    return data
+
+
+@contextlib.contextmanager
+def _reading_xlsx(name: str) -> Iterator[Callable[[bytes], Any]]:
+    """Gives the function that opens a workbook's bytes; whatever the reader raises inside
+    the block (its errors, its conversions', its panics) becomes an ``InputError``."""
     import python_calamine
 
+    def open_book(data: bytes) -> Any:
+        return python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+
     try:
-        with paused_gc(), python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data)) as book:
-            sheets = _pick_sheets(name, list(book.sheet_names))
-            marks = _read_marks(data, sheets)
-            hidden = _hidden_sheets(book)
-            target = _Target(name, sheets[0], schema.INSTANCE_COLUMNS, limits)
-            instances = _read_xlsx_sheet(book, target, marks, hidden)
-            profiles = None
-            if sheets[1] is not None:
-                target = _Target(name, sheets[1], schema.PROFILE_COLUMNS, limits)
-                profiles = _read_xlsx_sheet(book, target, marks, hidden)
+        yield open_book
     except InputError:
         raise
     except python_calamine.PasswordError:
         raise InputError(_(_PROTECTED), file=name) from None
-    except BaseException as exc:  # the reader's errors, its conversions' and its panics
+    except BaseException as exc:
         if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
             raise  # KeyboardInterrupt, SystemExit
         raise InputError(
@@ -245,7 +284,6 @@ def _load_xlsx(name: str, limits: InputLimits) -> InputBook:
             ),
             file=name,
         ) from None
-    return InputBook(name, digest, instances, profiles, "xlsx")
 
 
 @contextlib.contextmanager

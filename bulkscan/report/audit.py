@@ -20,9 +20,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.audit import CoverageStatus, epoch_to_datetime
-from bulkscan.errors import UsageError
+from bulkscan.errors import InputError, UsageError
 from bulkscan.i18n import N_, _
 from bulkscan.input import schema
+from bulkscan.input.loader import read_sheet
 from bulkscan.input.validate import MAX_NAME
 from bulkscan.report._summary import (
     CHART_ROWS,
@@ -451,27 +452,37 @@ def _write_duplicates(wb: Any, result: AuditResult) -> None:
 
 
 def read_duplicates(path: str | os.PathLike[str]) -> list[tuple[str, str, str, str]]:
-    """(project, region, task id, task name) of each extra copy an audit workbook lists."""
-    from openpyxl import load_workbook
+    """(project, region, task id, task name) of each extra copy an audit workbook lists.
 
-    book = load_workbook(path, read_only=True, data_only=True)
+    The workbook is any file a user names, so it is read with the inventory's checks
+    (size, archive, format): ``UsageError`` for what is not an audit workbook."""
+    hint = "give the workbook bulkscan audit wrote (reports/INVENTORY-audit-TIME.xlsx)"
     try:
-        if DUPLICATES_SHEET not in book.sheetnames:
-            raise UsageError(f"{path} has no {DUPLICATES_SHEET} sheet: give a workbook that "
-                             "bulkscan audit wrote")  # fmt: skip
-        rows = book[DUPLICATES_SHEET].iter_rows(values_only=True)
-        header = next(rows, ())
-        names = tuple(header_key(h) for h in header[: len(DUPLICATE_HEADERS)])
-        if names != DUPLICATE_HEADERS:  # the English names, or their translation
-            raise UsageError(f"{path}, sheet {DUPLICATES_SHEET}: not the columns bulkscan "
-                             "audit writes")  # fmt: skip
-        return [
-            (str(r[1]), str(r[2]), str(r[0]), str(r[3]))
-            for r in rows
-            if len(r) > 3 and r[0] is not None and r[1] is not None
-        ]
-    finally:
-        book.close()
+        grid = read_sheet(path, DUPLICATES_SHEET)
+    except InputError as exc:
+        raise UsageError(f"{exc}; {hint}") from None
+    if grid is None:
+        raise UsageError(f"{path} has no {DUPLICATES_SHEET} sheet: {hint}")
+    header = grid[0] if grid else []
+    names = tuple(header_key(h) for h in header[: len(DUPLICATE_HEADERS)])
+    if names != DUPLICATE_HEADERS:  # the English names, or their translation
+        raise UsageError(f"{path}, sheet {DUPLICATES_SHEET}: not the columns bulkscan audit "
+                         f"writes; {hint}")  # fmt: skip
+    found = []
+    for row in grid[1:]:
+        task_id, project, region, name = (_cell_text(v) for v in (*row, None, None, None)[:4])
+        if task_id and project and region:  # a note under the table has its text in A only
+            found.append((project, region, task_id, name))
+    return found
+
+
+def _cell_text(value: object) -> str:
+    """A cell as text ("" for an empty one); a whole number without its ".0"."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
 
 
 def _yes(flag: bool) -> str:

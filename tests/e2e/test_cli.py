@@ -233,7 +233,31 @@ def test_a_directory_is_refused_without_traceback(
 ) -> None:
     code, out, err = _cli(capsys, "validate", tmp_path)
     assert code == 2
-    assert err.startswith("bulkscan: error: ")
+    assert err == f"bulkscan: error: {tmp_path}: is a folder, not a file\n"
+    no_traceback(out, err)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("run-dir", "is a folder, not a file; give the workbook bulkscan audit wrote"),
+        ("nope.xlsx", "nope.xlsx: file not found; give the workbook bulkscan audit wrote"),
+        ("sample.xlsx", "has no Duplicates sheet: give the workbook bulkscan audit wrote"),
+        ("sample-instances.csv", "not an .xlsx workbook; give the workbook"),
+        ("broken.xlsx", "not a valid .xlsx (corrupt?)"),
+    ],
+)
+def test_dedupe_of_anything_but_an_audit_workbook_is_one_line(
+    given: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dedupe deletes tasks, so it reads only a workbook bulkscan audit wrote; what else a
+    user names (the run directory, the inventory) is said in one line, and nothing is sent."""
+    (tmp_path / "run-dir").mkdir()
+    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not a zip")
+    path = INPUTS / given if (INPUTS / given).exists() else tmp_path / given
+    code, out, err = _cli(capsys, "dedupe", path, "--simulate", "--yes")
+    assert code == 2, err
+    assert expected in err and err.count("\n") == 1, err
     no_traceback(out, err)
 
 
