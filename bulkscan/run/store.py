@@ -482,11 +482,16 @@ class Journal:
         run_dir = Path(run_dir)
         path = run_dir / JOURNAL_FILE
         if not path.is_file():
+            if not run_dir.exists():
+                why = _("{run_dir} not found")
+            elif not run_dir.is_dir():
+                why = _("{run_dir} is a file, not a run directory")
+            else:
+                why = _("{run_dir} has no {journal}: it is not a bulkscan run directory")
             raise JournalError(
-                _(
-                    "{run_dir} has no {journal}: it is not a bulkscan run directory "
-                    "(give the directory that bulkscan run created under reports/)"
-                ).format(run_dir=run_dir, journal=JOURNAL_FILE)
+                _("{why} (give the directory that bulkscan run created under reports/)").format(
+                    why=why.format(run_dir=run_dir, journal=JOURNAL_FILE)
+                )
             )
         lock_fd = None if readonly else lock_run_dir(run_dir)
         try:

@@ -479,6 +479,18 @@ def test_a_directory_without_a_journal_is_refused(tmp_path: Path) -> None:
         Journal.open(tmp_path)
 
 
+def test_a_missing_path_or_a_file_is_named_as_such(tmp_path: Path) -> None:
+    """``bulkscan status inventory.xlsx`` (the input, not its run) says what was given."""
+    where = "(give the directory that bulkscan run created under reports/)"
+    with pytest.raises(JournalError) as missing:
+        Journal.open(tmp_path / "gone")
+    assert str(missing.value) == f"{tmp_path / 'gone'} not found {where}"
+    (tmp_path / "dbs.xlsx").write_bytes(b"")
+    with pytest.raises(JournalError) as a_file:
+        Journal.open(tmp_path / "dbs.xlsx")
+    assert str(a_file.value) == f"{tmp_path / 'dbs.xlsx'} is a file, not a run directory {where}"
+
+
 def test_a_journal_from_a_newer_bulkscan_is_refused(run_dir: Path) -> None:
     _create(run_dir).close()
     with sqlite3.connect(run_dir / JOURNAL_FILE) as conn:
