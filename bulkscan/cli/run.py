@@ -27,6 +27,7 @@ from bulkscan.events import (
     RunStopped,
 )
 from bulkscan.i18n import N_, _, is_yes, yes_no
+from bulkscan.models import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -547,7 +548,14 @@ def _finish(
         for err, n in report.error_codes.items():
             console.detail(f"  {err:<24} {n:>6}")
     console.detail(_("results: {path}").format(path=report.results))
-    console.detail(_next_text(_next_step(result, report), result, report))
+    step = _next_step(result, report)
+    conflicts = report.counts.get(Outcome.CONFLICT, 0)
+    if conflicts:  # a decision no command makes for the user: said, even when nothing is next
+        from bulkscan.report.results import CONFLICTS_ADVICE  # loaded by the report already
+
+        console.detail(_(CONFLICTS_ADVICE).format(count=conflicts))
+    if step is not None or not conflicts:
+        console.detail(_next_text(step, result, report))
 
 
 def _summary_json(result: RunResult, report: ReportPaths, held: int) -> dict[str, Any]:

@@ -658,6 +658,14 @@ def _glance(run: _Run) -> list[tuple[str, object]]:
     return glance
 
 
+# What a conflict asks of the user: in the Summary and under the run's outcome on the terminal
+CONFLICTS_ADVICE = N_(
+    "{count} task(s) need a decision (not in retry.xlsx): a task of that name exists with "
+    "other data sources; rename the task, delete the old one, or replace its data sources "
+    "with run --on-conflict update (see the Tasks sheet)"
+)
+
+
 def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
     counts = _task_counts(run.tasks)
     steps: list[tuple[str, object]] = []
@@ -673,11 +681,8 @@ def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
              "unknown (no retry.xlsx)"))
         )  # fmt: skip
     if counts[Outcome.CONFLICT]:
-        steps.append(
-            (N_("conflicts"), _("{count} task(s) need a decision (not in retry.xlsx): a task "
-             "of that name exists with other data sources; rename the task or delete the old "
-             "one (see the Tasks sheet)").format(count=counts[Outcome.CONFLICT]))
-        )  # fmt: skip
+        conflicts = _(CONFLICTS_ADVICE).format(count=counts[Outcome.CONFLICT])
+        steps.append((N_("conflicts"), conflicts))
     if counts[Outcome.NOT_ATTEMPTED]:
         resume = resume_command(run.meta, run.run_dir)
         steps.append(

@@ -221,3 +221,20 @@ async def test_after_a_canary_the_audit_says_resume_and_leaves_the_held_rows_out
         ]
         final = await _piped(tmp_path, b"", "audit", everything, *where, "--json")
         assert final.code == 0, final.err
+
+
+async def test_a_run_that_meets_a_conflict_says_what_to_decide(tmp_path: Path) -> None:
+    """A conflict is not 'nothing left to do': the terminal says the decision the Summary
+    asks for, and the run exits 1; no task is sent under the name."""
+    named = _wave(tmp_path / "named.xlsx", ["ins-y"], per_task=1, task="team-x")
+    other = _wave(tmp_path / "other.xlsx", ["ins-x"], per_task=1, task="team-x")
+    async with Simulator(projects=[P1]) as sim:
+        where = ["--endpoint", sim.url, "--reports-dir", tmp_path / "r", "--yes"]
+        made = await _piped(tmp_path, b"", "run", named, *where)
+        assert made.code == 0, made.err
+        clashed = await _piped(tmp_path, b"", "run", other, *where)
+        assert len(sim.tasks) == 1
+    assert clashed.code == 1, clashed.err
+    last = clashed.out.strip().splitlines()[-1]
+    assert last.startswith("1 task(s) need a decision (not in retry.xlsx): a task of that name")
+    assert "--on-conflict update" in last and "nothing left to do" not in clashed.out
