@@ -55,6 +55,7 @@ from bulkscan.run.remote import (
     same_sources,
     source_matches,
     task_enabled,
+    tells_enabled,
 )
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.rundir import JOURNAL_FILE
@@ -245,6 +246,12 @@ class AuditResult:
     @property
     def disabled_tasks(self) -> int:
         return sum(1 for t in self.tasks if not t.enabled)
+
+    @property
+    def enabled_untold(self) -> int:
+        """Tasks listed without an enabled state (the documented list has none): each counts
+        as coverage, although it may be disabled."""
+        return sum(1 for t in self.tasks if not tells_enabled(t.task))
 
     @property
     def multiply_covered(self) -> tuple[InstanceCoverage, ...]:

@@ -153,6 +153,14 @@ def _print_summary(report: AuditReport) -> None:
             tasks=len(result.tasks), orphans=result.orphans, disabled=result.disabled_tasks
         )
     )
+    if result.enabled_untold:
+        console.detail(
+            _(
+                "note: DSC's task list does not say whether {count} of these task(s) are "
+                "enabled; each counts as coverage, so check in the DSC console any task that "
+                "may have been disabled"
+            ).format(count=result.enabled_untold)
+        )
     console.detail(_("audit workbook: {path}").format(path=report.workbook))
     if report.uncovered is not None:
         console.detail(_("uncovered rows: {path}").format(path=report.uncovered))
@@ -194,6 +202,7 @@ def _summary_json(report: AuditReport) -> dict[str, Any]:
         "tasks": len(result.tasks),
         "orphan_tasks": result.orphans,
         "disabled_tasks": result.disabled_tasks,
+        "enabled_untold_tasks": result.enabled_untold,
         "requests": result.meta.requests,
         "workbook": str(report.workbook),
         "uncovered_workbook": str(report.uncovered) if report.uncovered else None,

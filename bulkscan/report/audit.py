@@ -630,6 +630,7 @@ def _counts(result: AuditResult, uncovered: Path | None) -> list[tuple[str, obje
         (N_("tasks found"), len(result.tasks)),
         (N_("orphan tasks"), result.orphans),
         (N_("disabled tasks"), result.disabled_tasks),
+        (N_("tasks listed without an enabled state (counted as enabled)"), result.enabled_untold),
         (N_("uncovered workbook"), uncovered.name if uncovered and result.uncovered else "(none)"),
     ]
 

@@ -46,6 +46,7 @@ __all__ = [
     "slow_down",
     "source_matches",
     "task_enabled",
+    "tells_enabled",
 ]
 
 
@@ -95,11 +96,21 @@ def same_sources(ours: Iterable[DataSource], theirs: Iterable[DataSource]) -> bo
 
 def task_enabled(task: RemoteTask) -> bool:
     """False only when the service says the task is disabled (``enabled`` false): a disabled
-    task covers nothing it names."""
-    value = task.raw.get("enabled")
+    task covers nothing it names.  Whether the listing says it at all: ``tells_enabled``."""
+    value = task.raw.get(_ENABLED_KEY)
     if isinstance(value, str):
         return value.strip().lower() not in ("false", "0", "no", "off")
     return value is not False and value != 0
+
+
+def tells_enabled(task: RemoteTask) -> bool:
+    """Whether the listing says if ``task`` is enabled.  The documented TaskDetail has no such
+    key, so a task listed without one is taken as enabled: a caller that counts coverage
+    says so."""
+    return _ENABLED_KEY in task.raw
+
+
+_ENABLED_KEY = "enabled"  # not documented: read where the service sends it
 
 
 # --------------------------------------------------------------------------- the listing path

@@ -473,6 +473,35 @@ def _check_covered(
         assert f"also listed in row(s) {', '.join(map(str, rows[1:]))}" in row["note"]
 
 
+def test_a_list_that_does_not_say_enabled_is_counted_as_enabled_and_said(
+    served: SimThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The documented TaskDetail has no enabled state: a task disabled in DSC still counts as
+    coverage, and the audit says so instead of claiming it silently."""
+    inventory = _write_inventory(tmp_path / "inventory.xlsx")
+    reports = tmp_path / "reports"
+    _run_cli(capsys, inventory, served.url, reports, "--region", CN)
+    (payments,) = _task_of(served, "ins-d")
+    served.call(lambda: served.sim.update_task(payments["id"], enabled=False))
+    listed = len(served.call(lambda: served.sim.tasks))
+    code, out, err = _audit_cli(capsys, inventory, served.url, reports, "--json")
+    assert code == 0, err  # counted as covered: the list cannot tell
+    assert json.loads(out)["enabled_untold_tasks"] == listed
+    code, out, err = _audit_cli(capsys, inventory, served.url, reports)
+    assert (
+        f"note: DSC's task list does not say whether {listed} of these task(s) are "
+        "enabled; each counts as coverage" in out
+    )
+    (book, *_) = sorted(reports.glob("inventory-audit-*.xlsx"))
+    summary = {r[0].value: r[1].value for r in load_workbook(book)["Summary"].iter_rows(max_col=2)}
+    assert summary["tasks listed without an enabled state (counted as enabled)"] == listed
+    # where the service says it, the disabled task is seen and nothing is noted
+    served.call(lambda: served.sim.set_list_shape(parse_list_shape("extras=yes")))
+    code, out, err = _audit_cli(capsys, inventory, served.url, reports)
+    assert code == 1 and "note: DSC's task list" not in out, out
+    assert "only by disabled tasks" in out
+
+
 def test_injected_text_stays_inert_and_no_secret_is_written(
     served: SimThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

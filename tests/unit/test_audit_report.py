@@ -130,6 +130,7 @@ def test_the_summary_shares_the_result_workbook_blocks(tmp_path: Path) -> None:
     assert facts["not covered (only disabled tasks)"] == 1
     assert facts["unknown (project not listed)"] == 1
     assert (facts["tasks found"], facts["orphan tasks"], facts["disabled tasks"]) == (3, 1, 1)
+    assert facts["tasks listed without an enabled state (counted as enabled)"] == 0  # all say
     # the provenance and settings blocks of the result workbook, same keys and rules
     assert facts["started (UTC)"] == dt.datetime(2025, 3, 1, 2, 0)
     assert facts["time zone of the run"] == "UTC+08:00"
@@ -143,7 +144,7 @@ def test_the_summary_shares_the_result_workbook_blocks(tmp_path: Path) -> None:
     assert len(summary._charts) == 2  # by status, and % covered by db_type
     # both charts sit right under the verdict block, seen without scrolling
     rows = [chart.anchor._from.row + 1 for chart in summary._charts]
-    assert rows == [15, 15], rows
+    assert rows == [16, 16], rows
     assert facts["verdict"] and all(row < 20 for row in rows)
 
 
