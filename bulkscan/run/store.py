@@ -105,7 +105,8 @@ class RunMeta:
     def last_command(self) -> tuple[str, ...]:
         """The command that last ran this run: the last resume's (with the options it chose),
         else the one that started it."""
-        return self.last_resume.command if self.last_resume else self.command
+        last = self.last_resume
+        return last.command if last is not None and last.command else self.command
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,6 +369,9 @@ def test_a_resume_is_recorded_without_secrets(run_dir: Path) -> None:
         journal.mark_resumed(["bulkscan", "run", FILE, "--resume"], {"rate_per_s": 2.0})
     meta = Journal.open(run_dir, readonly=True).meta()
     assert meta.last_command == ("bulkscan", "run", FILE, "--resume")
+    with Journal.open(run_dir) as journal:  # resumed through the library: no command to keep
+        journal.mark_resumed([], {"rate_per_s": 2.0})
+        assert journal.meta().last_command == ("bulkscan", "run", FILE)
     assert meta.command == ("bulkscan", "run", FILE)  # the run's first command stays
     assert meta.last_resume is not None and meta.last_resume.settings == {"rate_per_s": 2.0}
 
