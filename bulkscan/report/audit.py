@@ -78,7 +78,8 @@ __all__ = [
 COVERAGE_RULE = (
     "Rule: an instance is covered when a task whose data sources name it (same ins_id; same "
     "db_type, ignoring case, when the service gives one) is not disabled. A disabled task "
-    "does not count. The schedule switch is shown but does not decide coverage (a ONCE task "
+    "does not count; a task listed without an enabled state (the documented list has none) "
+    "counts as enabled. The schedule switch is shown but does not decide coverage (a ONCE task "
     "runs without it). 'unknown': the tasks of its project could not be listed."
 )
 ORPHAN_RULE = (
@@ -630,7 +631,7 @@ def _counts(result: AuditResult, uncovered: Path | None) -> list[tuple[str, obje
         (N_("tasks found"), len(result.tasks)),
         (N_("orphan tasks"), result.orphans),
         (N_("disabled tasks"), result.disabled_tasks),
-        (N_("tasks listed without an enabled state (counted as enabled)"), result.enabled_untold),
+        (N_("tasks with enabled state unknown"), result.enabled_untold),
         (N_("uncovered workbook"), uncovered.name if uncovered and result.uncovered else "(none)"),
     ]
 

@@ -494,7 +494,7 @@ def test_a_list_that_does_not_say_enabled_is_counted_as_enabled_and_said(
     )
     (book, *_) = sorted(reports.glob("inventory-audit-*.xlsx"))
     summary = {r[0].value: r[1].value for r in load_workbook(book)["Summary"].iter_rows(max_col=2)}
-    assert summary["tasks listed without an enabled state (counted as enabled)"] == listed
+    assert summary["tasks with enabled state unknown"] == listed
     # where the service says it, the disabled task is seen and nothing is noted
     served.call(lambda: served.sim.set_list_shape(parse_list_shape("extras=yes")))
     code, out, err = _audit_cli(capsys, inventory, served.url, reports)

@@ -130,7 +130,7 @@ def test_the_summary_shares_the_result_workbook_blocks(tmp_path: Path) -> None:
     assert facts["not covered (only disabled tasks)"] == 1
     assert facts["unknown (project not listed)"] == 1
     assert (facts["tasks found"], facts["orphan tasks"], facts["disabled tasks"]) == (3, 1, 1)
-    assert facts["tasks listed without an enabled state (counted as enabled)"] == 0  # all say
+    assert facts["tasks with enabled state unknown"] == 0  # all say
     # the provenance and settings blocks of the result workbook, same keys and rules
     assert facts["started (UTC)"] == dt.datetime(2025, 3, 1, 2, 0)
     assert facts["time zone of the run"] == "UTC+08:00"
