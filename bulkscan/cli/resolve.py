@@ -71,11 +71,23 @@ def _run(args: argparse.Namespace) -> int:
             workbook=report.workbook,
         )
     )  # fmt: skip
-    console.out(_("next: {command}").format(command=_next_step(report).command))
+    step = _next_step(report)
+    if step is None:
+        console.out(
+            _(
+                "no row resolved: correct the names or ids in {file} (each row's reason is in "
+                "{workbook}), then resolve again"
+            ).format(file=report.book.path, workbook=report.workbook)
+        )
+    else:
+        console.out(_("next: {command}").format(command=step.command))
     return code
 
 
-def _next_step(report: runner.ResolveReport) -> Next:
+def _next_step(report: runner.ResolveReport) -> Next | None:
+    """Check the resolved workbook before a run; nothing to check when no row resolved."""
+    if report.rows and report.failed >= len(report.rows):
+        return None
     command = shlex.join(["bulkscan", "validate", str(report.workbook)])
     return Next(command, "check the resolved workbook before a run")
 

@@ -105,6 +105,23 @@ async def test_names_resolve_validate_and_run_to_tasks_with_every_bad_row_held_b
         assert len([s for t in sim.tasks for s in t["body"]["data_sources"]]) == 2
 
 
+async def test_nothing_resolved_says_what_to_correct_not_to_validate(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    """Validating a workbook whose every row failed would only repeat the failures: the next
+    step is to correct the names and resolve again (and --json has no next command)."""
+    inventory = make_xlsx({"instances": [ROWS[0], ["no-such-db", "ops"]]}, name="names.xlsx")
+    where = ["--project-id", P1, "--region", CN]
+    async with Simulator(assets=Assets(INSTANCES)) as sim:
+        args = ["resolve", inventory, *where, "--endpoint", sim.url, "--rate", "100/s"]
+        code, out, err = await _bulkscan(tmp_path, *args)
+        assert code == 1, err
+        assert f"no row resolved: correct the names or ids in {inventory}" in out
+        assert "next: bulkscan validate" not in out
+        code, out, err = await _bulkscan(tmp_path, *args, "--json")
+    assert code == 1 and json.loads(out)["next"] is None, out
+
+
 async def test_an_ins_id_that_disagrees_with_the_name_is_an_error(
     tmp_path: Path, make_xlsx: MakeXlsx
 ) -> None:
