@@ -11,6 +11,7 @@ from bulkscan.cli._common import add_connection_options, add_json_option, counti
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts, term
 from bulkscan.i18n import _, is_yes, yes_no
+from bulkscan.run.rundir import journal_of
 from bulkscan.run.states import TaskState
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ def act(
     the options name, ``confirm`` asking first; its outcome printed, its exit code returned."""
     import asyncio
 
+    journal_of(args.run_dir)  # a wrong RUN_DIR is said before credentials are looked for
     with counting(args, _command_of(args)):
         outcome = asyncio.run(entry(args.run_dir, confirm=confirm, **service(args), **options))
     return print_outcome(args, outcome, {"run_dir": args.run_dir})

@@ -12,6 +12,7 @@ from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options
 from bulkscan.i18n import _
+from bulkscan.run.rundir import journal_of
 from bulkscan.run.states import ScanState
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class _Live:
 
 
 def _run(args: argparse.Namespace) -> int:
+    journal_of(args.run_dir)  # a wrong RUN_DIR is said before credentials are looked for
     where = service(args)
     live = _Live(waiting=args.wait and not args.json)
     # one request per task at the rate limit (a minute for 300 tasks at 5/s): a spinner counts

@@ -45,6 +45,7 @@ __all__ = [
     "SendTarget",
     "create_run_dir",
     "find_latest_run",
+    "journal_of",
     "lock_run_dir",
     "lock_sending",
     "remove_unused_run_dir",
@@ -96,6 +97,26 @@ def remove_unused_run_dir(run_dir: Path) -> None:
         if {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
             (run_dir / LOCK_FILE).unlink(missing_ok=True)
             run_dir.rmdir()
+
+
+def journal_of(run_dir: str | os.PathLike[str]) -> Path:
+    """The journal of ``run_dir``; a ``JournalError`` saying what was given instead (nothing
+    there, a file such as the inventory, a folder without a journal)."""
+    run_dir = Path(run_dir)
+    path = run_dir / JOURNAL_FILE
+    if path.is_file():
+        return path
+    if not run_dir.exists():
+        why = _("{run_dir} not found")
+    elif not run_dir.is_dir():
+        why = _("{run_dir} is a file, not a run directory")
+    else:
+        why = _("{run_dir} has no {journal}: it is not a bulkscan run directory")
+    raise JournalError(
+        _("{why} (give the directory that bulkscan run created under reports/)").format(
+            why=why.format(run_dir=run_dir, journal=JOURNAL_FILE)
+        )
+    )
 
 
 def find_latest_run(

@@ -55,7 +55,7 @@ from bulkscan.events import Attempt, LocalStamps, local_now
 from bulkscan.i18n import _
 from bulkscan.models import DataSource, Issue, RowRef, TaskRequest
 from bulkscan.plan import ProfileRowRecord, RowRecord, RowStatus, RunInput, SheetLayout
-from bulkscan.run.rundir import JOURNAL_FILE, lock_run_dir
+from bulkscan.run.rundir import JOURNAL_FILE, journal_of, lock_run_dir
 from bulkscan.run.states import TaskState, outcome_of
 
 if TYPE_CHECKING:
@@ -481,19 +481,7 @@ class Journal:
         ``readonly`` (for reports) takes no lock and never writes.
         """
         run_dir = Path(run_dir)
-        path = run_dir / JOURNAL_FILE
-        if not path.is_file():
-            if not run_dir.exists():
-                why = _("{run_dir} not found")
-            elif not run_dir.is_dir():
-                why = _("{run_dir} is a file, not a run directory")
-            else:
-                why = _("{run_dir} has no {journal}: it is not a bulkscan run directory")
-            raise JournalError(
-                _("{why} (give the directory that bulkscan run created under reports/)").format(
-                    why=why.format(run_dir=run_dir, journal=JOURNAL_FILE)
-                )
-            )
+        path = journal_of(run_dir)
         lock_fd = None if readonly else lock_run_dir(run_dir)
         try:
             conn = _connect(path, readonly=True)

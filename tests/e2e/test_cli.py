@@ -237,6 +237,22 @@ def test_a_directory_is_refused_without_traceback(
     no_traceback(out, err)
 
 
+@pytest.mark.parametrize("command", ["status", "start", "enable", "disable", "undo"])
+def test_a_wrong_run_dir_is_said_before_missing_credentials(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The inventory given where its run directory belongs: that is the mistake to tell, even
+    on a machine without credentials (this test has none)."""
+    yes = [] if command == "status" else ["--yes"]
+    code, out, err = _cli(capsys, command, SAMPLE, *yes)
+    assert code == 2, err
+    assert err == (
+        f"bulkscan: error: {SAMPLE} is a file, not a run directory (give the directory that "
+        "bulkscan run created under reports/)\n"
+    )
+    no_traceback(out, err)
+
+
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
