@@ -87,15 +87,24 @@ class Provenance(Protocol):
     def input_sha256(self) -> str: ...
 
 
-def provenance_items(meta: Provenance) -> list[tuple[str, object]]:
-    """Who ran bulkscan, where, when, for how long, and on which input (times shown in UTC)."""
+def provenance_items(meta: Provenance, *, resumed: bool = False) -> list[tuple[str, object]]:
+    """Who ran bulkscan, where, when, for how long, and on which input (times shown in UTC).
+
+    ``resumed``: the times are those of the last session (each start of a resumed run sets
+    them), and say so; the operator and host are the first session's."""
     started, ended = meta.started_at, meta.ended_at
     duration = duration_text(ended - started) if started and ended else None
+    times = (
+        (N_("last session started (UTC)"), N_("last session ended (UTC)"),
+         N_("last session's duration (h:mm:ss)"))
+        if resumed
+        else (N_("started (UTC)"), N_("ended (UTC)"), N_("duration (h:mm:ss)"))
+    )  # fmt: skip
     return [
-        (N_("started (UTC)"), started),
-        (N_("ended (UTC)"), ended),
+        (times[0], started),
+        (times[1], ended),
         (N_("time zone of the run"), zone_text(started) if started else None),
-        (N_("duration (h:mm:ss)"), duration),
+        (times[2], duration),
         (N_("operator"), meta.operator),
         (N_("host"), meta.host),
         (N_("bulkscan version of the run"), meta.bulkscan_version),

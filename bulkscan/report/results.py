@@ -765,7 +765,7 @@ def _run_facts(run: _Run, generated: dt.datetime) -> list[tuple[str, object]]:
         (N_("stop message"), meta.stop_message or None),
         (N_("names found twice"), "; ".join(meta.duplicates) or None),
         (N_("journal created (UTC)"), meta.created_at),
-        *provenance_items(meta),
+        *provenance_items(meta, resumed=meta.last_resume is not None),
         (N_("input format"), meta.input_format),
         (N_("plan hash"), meta.plan_hash),
         (N_("command"), shlex.join(meta.command) if meta.command else None),

@@ -514,6 +514,9 @@ async def test_a_resume_prints_its_own_options_in_the_next_resume_command(tmp_pa
         assert facts["last resumed by"].endswith(f" on {socket.gethostname()}")
         assert facts["dispatch.rate_per_s"] == "20 at the start; 8 at the last resume"
         assert facts["dispatch.concurrency"] == 8  # unchanged: shown once, as a number
+        # the times are the last session's, and say so; the journal's creation is the first's
+        assert "started (UTC)" not in facts and facts["last session started (UTC)"] is not None
+        assert facts["last session started (UTC)"] > facts["journal created (UTC)"]
         done = await bulkscan(tmp_path, *told[1:])  # the command exactly as printed
         assert done.code == 0, done.err
         assert_exactly_once(sim, prepared)
