@@ -93,7 +93,7 @@ if TYPE_CHECKING:
     from bulkscan.dsc.client import DscClient, RawAnswer, RemoteTask
     from bulkscan.dsc.credentials import Credentials
     from bulkscan.input.validate import Validated
-    from bulkscan.models import InputBook, Instance, Issue, Plan, RowRef
+    from bulkscan.models import InputBook, Instance, Issue, Plan, RawRow, RowRef
     from bulkscan.run import assets as _assets
     from bulkscan.run.assets import ResolvedRow
     from bulkscan.run.dispatch import DispatchResult
@@ -991,6 +991,8 @@ async def resolve(
     )
     rows = book.instances.rows
     scopes = [s for s in (_assets.row_scope(r, settings) for r in rows) if s is not None]
+    if simulator is not None and simulator.assets is None:  # as the check of a run has it
+        simulator = dataclasses.replace(simulator, cover=_row_cover(rows, settings))
     catalog = await _read_catalog(scopes, connection, simulator, pace)
     resolved = tuple(_assets.resolve_rows(rows, catalog, settings))
     target = Path(output) if output is not None else _resolved.resolved_path(book.path)
@@ -998,6 +1000,25 @@ async def resolve(
     with _workbook_written(target):
         written = await asyncio.to_thread(_resolved.write_resolved, book, resolved, issues, target)
     return ResolveReport(book, resolved, written, catalog.requests)
+
+
+def _row_cover(rows: Sequence[RawRow], settings: InputSettings) -> tuple[Instance, ...]:
+    """The rows that name an ins_id and a db_type, as instances: what the embedded simulator's
+    asset centre holds for ``resolve --simulate``, as it holds a run's instances for the
+    run's check (a name-only row is not in it: there is no id to give it)."""
+    from bulkscan.input.schema import canonical_db_type
+    from bulkscan.models import Instance
+    from bulkscan.run import assets as _assets
+
+    cover = []
+    for row in rows:
+        scope = _assets.row_scope(row, settings)
+        ins_id = str(row.values.get("ins_id") or "").strip()
+        db_type = str(row.values.get("db_type") or "").strip()
+        if scope is not None and ins_id and db_type:
+            wire = canonical_db_type(db_type) or db_type
+            cover.append(Instance(row.ref, ins_id, wire, scope[0], scope[1], profile=""))
+    return tuple(cover)
 
 
 async def _read_catalog(

@@ -105,6 +105,19 @@ async def test_names_resolve_validate_and_run_to_tasks_with_every_bad_row_held_b
         assert len([s for t in sim.tasks for s in t["body"]["data_sources"]]) == 2
 
 
+async def test_resolve_simulate_finds_the_rows_a_simulated_run_checks(tmp_path: Path) -> None:
+    """The embedded simulator's asset centre holds the rows that name an ins_id, as it holds a
+    simulated run's instances for its check: the demo resolves, then validates."""
+    out_path = tmp_path / "resolved.xlsx"
+    code, out, err = await _bulkscan(tmp_path, "resolve", SAMPLE, "--simulate", "--output",
+                                     out_path)  # fmt: skip
+    assert code == 0, err
+    assert "resolved 150 of 150 row(s) (0 not to be sent)" in out
+    assert f"next: bulkscan validate {out_path}" in out
+    code, out, err = await _bulkscan(tmp_path, "validate", out_path)
+    assert code == 0, err
+
+
 async def test_nothing_resolved_says_what_to_correct_not_to_validate(
     tmp_path: Path, make_xlsx: MakeXlsx
 ) -> None:
