@@ -561,7 +561,7 @@ def _parsed(row: RawRow, column: str, parse: Callable[[object], T], default: T, 
         return default
 
 
-def _nothing_to_scan(sheet: Sheet, skipped: int, sink: _Sink) -> None:
+def _nothing_to_scan(skipped: int, sink: _Sink) -> None:
     """A sheet without one instance to scan, and nothing else wrong with it: an export that
     came out empty (an error: a run of it would report success having done nothing), or
     every row switched off (a warning: that may be meant)."""
@@ -766,7 +766,7 @@ def validate(book: InputBook, settings: InputSettings) -> Validated:
     )
     instances, skipped, duplicates = _validate_instances(sheet, sink, context)
     if not instances and not sink.errors:
-        _nothing_to_scan(sheet, len(skipped), sink)
+        _nothing_to_scan(len(skipped), sink)
     return Validated(
         instances=tuple(instances),
         profiles=MappingProxyType(dict(profiles.by_name)),

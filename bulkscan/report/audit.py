@@ -24,7 +24,7 @@ from bulkscan.errors import InputError, UsageError
 from bulkscan.i18n import N_, _
 from bulkscan.input import schema
 from bulkscan.input.loader import read_sheet
-from bulkscan.input.validate import MAX_NAME
+from bulkscan.input.validate import MAX_NAME, parse_text
 from bulkscan.report._summary import (
     CHART_ROWS,
     charted_table,
@@ -478,12 +478,8 @@ def read_duplicates(path: str | os.PathLike[str]) -> list[tuple[str, str, str, s
 
 
 def _cell_text(value: object) -> str:
-    """A cell as text ("" for an empty one); a whole number without its ".0"."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
+    """A cell as text, as the inventory's cells are read ("" for an empty one)."""
+    return "" if value is None else parse_text(value)
 
 
 def _yes(flag: bool) -> str:

@@ -32,6 +32,7 @@ from bulkscan.config import SETTINGS_OPTIONS
 from bulkscan.events import local_now
 from bulkscan.i18n import N_, _
 from bulkscan.input import schema
+from bulkscan.input.validate import parse_text
 from bulkscan.models import Outcome
 from bulkscan.plan import RowStatus, start_time_text
 from bulkscan.report._scans import scan_chart, write_actions, write_scans
@@ -812,11 +813,7 @@ def _changed(first: object, last: object) -> str:
 
 def _shown(value: object) -> str:
     """A setting's value as its cell shows it (20, not 20.0; TRUE as Excel writes it)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).upper()
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return "" if value is None else parse_text(value)
 
 
 def _throughput(run: _Run) -> list[tuple[str, object]]:

@@ -73,10 +73,10 @@ class RemoteCheck:
     conflicts: tuple[tuple[TaskRequest, RemoteTask], ...]
     covered: tuple[CoveredRow, ...]
     requests: int
-    new: int = 0  # planned tasks in a listed group, neither existing nor conflicting
+    new: int  # planned tasks in a listed group, neither existing nor conflicting
     # planned tasks of a group not listed: a run lists it again, and sends none to a group
     # it cannot list
-    waiting: int = 0
+    waiting: int
 
     @property
     def unlisted(self) -> dict[_Group, str]:

@@ -367,7 +367,8 @@ def test_a_resume_is_recorded_without_secrets(run_dir: Path) -> None:
             journal.mark_resumed(["bulkscan", "run", FILE], {"token": "x"})
         assert journal.meta().last_resume is None  # refused: nothing written
         journal.mark_resumed(["bulkscan", "run", FILE, "--resume"], {"rate_per_s": 2.0})
-    meta = Journal.open(run_dir, readonly=True).meta()
+    with Journal.open(run_dir, readonly=True) as journal:
+        meta = journal.meta()
     assert meta.last_command == ("bulkscan", "run", FILE, "--resume")
     with Journal.open(run_dir) as journal:  # resumed through the library: no command to keep
         journal.mark_resumed([], {"rate_per_s": 2.0})
