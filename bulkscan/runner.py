@@ -517,7 +517,7 @@ async def run(
     input_settings = input_settings or InputSettings()
     notes: list[str] = []
     async with _connected(connection, simulator) as conn:
-        described = conn.describe() | {"simulated": simulator is not None}
+        described = _described(conn, simulator)
         settings = run_settings(dispatch_settings, input_settings, described, limit=limit)
         settings |= _input_facts(prepared)
         with contextlib.ExitStack() as stack:
@@ -708,6 +708,18 @@ async def _connected(
         yield Connection(credentials=AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=endpoints)
 
 
+def _described(conn: Connection, simulator: SimulatorOptions | None) -> dict[str, Any]:
+    """The connection as a journal or report records it.
+
+    The embedded simulator listens on a new port each time: its URL would read as a setting
+    changed by every resume, so none is recorded (the report names the simulator instead).
+    """
+    described = conn.describe() | {"simulated": simulator is not None}
+    if simulator is not None:
+        described["endpoint"] = None
+    return described
+
+
 def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -888,7 +900,7 @@ async def audit(
         _connected(connection, simulator) as conn,
         _client(conn, settings, on_attempt=on_attempt) as client,
     ):
-        described = conn.describe() | {"simulated": simulator is not None}
+        described = _described(conn, simulator)
         result = await _audit.audit(
             inventory,
             client=client,

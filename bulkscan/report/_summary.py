@@ -14,7 +14,7 @@ import re
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bulkscan.dsc.endpoints import DEFAULT_HOST
-from bulkscan.i18n import N_
+from bulkscan.i18n import N_, _
 from bulkscan.report.cells import (
     OUTCOME_TONES,
     Block,
@@ -124,6 +124,8 @@ def settings_items(settings: Mapping[str, Any], prefix: str = "") -> Iterator[tu
             continue
         if isinstance(value, dict):
             yield from settings_items(value, f"{prefix}{key}.")
+        elif key == "endpoint" and settings.get("simulated"):  # its port changes each session
+            yield f"{prefix}{key}", _("the embedded simulator")
         elif key == "endpoint" and not value:
             yield f"{prefix}{key}", f"per region ({DEFAULT_HOST})"
         else:

@@ -813,7 +813,7 @@ def _changed(first: object, last: object) -> str:
 
 def _shown(value: object) -> str:
     """A setting's value as its cell shows it (20, not 20.0; TRUE as Excel writes it)."""
-    return "" if value is None else parse_text(value)
+    return _("not set") if value in (None, "") else parse_text(value)
 
 
 def _throughput(run: _Run) -> list[tuple[str, object]]:

@@ -416,6 +416,23 @@ def test_run_simulated_creates_every_task_and_writes_the_results(
     no_traceback(out, err)
 
 
+def test_a_simulated_run_resumed_without_its_limit_shows_what_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The embedded simulator's new port is no changed setting; a limit dropped reads so."""
+    reports = tmp_path / "reports"
+    canary = ("run", SAMPLE, "--simulate", "--yes", "--rate", "200/s", "--reports-dir", reports)
+    code, _, err = _cli(capsys, *canary, "--limit", "2")
+    assert code == 0, err
+    (run_dir,) = (p for p in reports.iterdir() if p.is_dir())
+    code, _, err = _cli(capsys, *canary, "--resume", run_dir)
+    assert code == 0, err
+    summary = openpyxl.load_workbook(run_dir / "results.xlsx", read_only=True)["Summary"]
+    facts = {r[0]: r[1] for r in summary.iter_rows(max_col=2, values_only=True) if r[0]}
+    assert facts["endpoint"] == "the embedded simulator"
+    assert facts["limit"] == "2 at the start; not set at the last resume"
+
+
 def test_run_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _cli(
         capsys, "run", SAMPLE, "--simulate", "--json", "--yes", "--rate", "200/s",
