@@ -124,7 +124,12 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="generate N seeded asset-centre instances in each --project instead of --assets",
     )
-    add("--seed", type=int, help="random seed, so faults repeat from run to run")
+    add(
+        "--seed",
+        type=int,
+        help="random seed, so faults repeat from run to run (a restart that keeps its --state "
+        "draws on: the next faults, not the same ones again)",
+    )
     add("--scan-seconds", type=float, default=1.0, metavar="S",
         help="how long each scan (task run) stays RUNNING (1)")  # fmt: skip
     add("--scan-failure", type=float, default=0.0, metavar="P",

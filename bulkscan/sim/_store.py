@@ -67,6 +67,8 @@ class TaskStore:
         self._tasks: dict[int, StoredTask] = {}
         self._next_id = 1
         self._each = save_each_change
+        # how many simulators kept their tasks in this file before this one
+        self.earlier_sessions = 0
         if path is None:
             return
         if path.exists():
@@ -133,6 +135,7 @@ class TaskStore:
                 raise ValueError("not a simulator state file of this version")
             tasks = [StoredTask.from_json(item) for item in data["tasks"]]
             next_id = int(data["next_id"])
+            sessions = int(data.get("sessions", 0))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(
                 f"cannot be read as simulator state ({exc}); remove it to start empty",
@@ -140,6 +143,7 @@ class TaskStore:
             ) from None
         self._tasks = {task.id: task for task in tasks}
         self._next_id = max([next_id, *(task.id + 1 for task in tasks)])
+        self.earlier_sessions = sessions
 
     def _changed(self) -> None:
         if self._each:
@@ -153,6 +157,7 @@ class TaskStore:
             "format": _FORMAT,
             "version": _VERSION,
             "next_id": self._next_id,
+            "sessions": self.earlier_sessions + 1,
             "tasks": [task.to_json() for task in self._tasks.values()],
         }
         try:

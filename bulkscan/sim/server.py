@@ -219,9 +219,12 @@ class Simulator:
         self._quota: FixedWindowQuota | None = None
         self.set_quota(quota)
         self._faults = faults
-        self._rng = random.Random(seed)
         self._store = TaskStore(state_path, save_each_change=save_each_change)
-        self._runs = Runs(random.Random(seed), scan_s=scan_s, scan_failure=scan_failure)
+        # a simulator continuing a state file draws on from its seed instead of meeting a
+        # resumed run with the very faults the last session met, in the same order
+        seed_now = _session_seed(seed, self._store.earlier_sessions)
+        self._rng = random.Random(seed_now)
+        self._runs = Runs(random.Random(seed_now), scan_s=scan_s, scan_failure=scan_failure)
         self._lifecycle = Lifecycle(self._store, self._runs)
         self._clock = clock
         self._ssl = ssl_context
@@ -584,6 +587,14 @@ class Simulator:
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _session_seed(seed: int | None, earlier_sessions: int) -> int | str | None:
+    """The seed of this session: ``seed`` itself for the first, then one per session after it
+    (the same for the same seed and session, so a demo stays reproducible)."""
+    if seed is None or earlier_sessions == 0:
+        return seed
+    return f"{seed}/{earlier_sessions}"
 
 
 def _refusal(exc: BadRequest | TemplateNotFound | AssetListingFault) -> Denial:

@@ -609,6 +609,22 @@ async def test_faults_repeat_with_the_same_seed(session: aiohttp.ClientSession) 
     assert {200, 500, 503} <= set(runs[0])
 
 
+async def test_a_restart_that_keeps_its_state_draws_on_from_the_seed(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A resumed demo must not meet the faults its last session met, in the same order (it
+    could stay "unknown" for ever); the same seed and state still give the same faults."""
+    faults = Faults(http500=0.3, http503=0.3)
+
+    async def session_of(state: Path) -> list[int]:
+        async with Simulator(faults=faults, seed=42, state_path=state) as sim:
+            return [(await create(session, sim, f"t{i}")).status for i in range(20)]
+
+    runs = {name: [await session_of(tmp_path / name) for _ in range(3)] for name in ("a", "b")}
+    assert runs["a"] == runs["b"]  # reproducible, session by session
+    assert len({tuple(session) for session in runs["a"]}) == 3  # each session draws on
+
+
 def test_parse_faults_and_quota() -> None:
     spec = "http500=0.05, reset_after=0.02,stall=0.01,latency=50ms,stall_s=2s,jitter_s=10ms"
     assert parse_faults(spec) == Faults(
