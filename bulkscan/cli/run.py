@@ -27,10 +27,10 @@ from bulkscan.events import (
     RunStopped,
 )
 from bulkscan.i18n import N_, _, is_yes, yes_no
-from bulkscan.models import Outcome
+from bulkscan.models import Outcome, Verdict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from bulkscan.cli._lifecycle import Updated
     from bulkscan.config import InputSettings
@@ -222,22 +222,30 @@ def _checked(
     except DscError as exc:  # the listing raises only what stops a whole run
         raise Refused.stopped(exc) from None
     if found.unread:
-        unread = "; ".join(
-            _("project {project} / region {region}: {error}").format(project=p, region=r, error=e)
-            for (p, r), e in found.unread.items()
-        )
-        raise Refused(
-            _(
-                "nothing sent: DSC's asset centre could not be read, so no row could be checked "
-                "({unread}); fix the access and run again, or add --no-remote-check to send "
-                "without the check"
-            ).format(unread=unread)
-        )
+        raise Refused(_unread_text(sorted(found.unread.items())))
     if found.issues:
         common.print_issues(found.issues)
     if found.held:
         console.err(_("{count} row(s) held back: not sent").format(count=len(found.held)))
     return runner.without_held(prepared, found)
+
+
+def _unread_text(unread: Sequence[tuple[tuple[str, str], DscError]]) -> str:
+    """Why nothing was sent when the asset centre could not be read, with the advice that
+    fits the first failure: wait for a service that did not answer, fix refused access."""
+    from bulkscan.run.remote import groups_text  # loaded by the check itself
+
+    verdict = unread[0][1].verdict
+    if verdict in (Verdict.TRANSIENT, Verdict.THROTTLED, Verdict.AMBIGUOUS):
+        advice = _("run again once DSC answers")
+    elif verdict is Verdict.UNTRUSTED:
+        advice = _("run 'bulkscan doctor --record FILE' and report the answer it saved")
+    else:
+        advice = _("fix the access and run again")
+    return _(
+        "nothing sent: DSC's asset centre could not be read, so no row could be checked "
+        "({unread}); {advice}, or add --no-remote-check to send without the check"
+    ).format(unread=groups_text(unread), advice=advice)
 
 
 @contextlib.contextmanager

@@ -22,8 +22,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bulkscan.errors import DscError
 from bulkscan.models import Issue
-from bulkscan.run.remote import same_sources, source_matches, task_enabled
+from bulkscan.run.remote import listing_error, same_sources, source_matches, task_enabled
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -81,7 +82,11 @@ class RemoteCheck:
     @property
     def unlisted(self) -> dict[_Group, str]:
         """Each (project, region) whose tasks could not be listed → why."""
-        return {g: str(v.answer) for g, v in self.listed.items() if not _ok(v)}
+        return {
+            g: listing_error(v.answer)
+            for g, v in self.listed.items()
+            if isinstance(v.answer, DscError)
+        }
 
     @property
     def remote_tasks(self) -> int:

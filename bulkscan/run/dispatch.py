@@ -67,7 +67,7 @@ from bulkscan.events import (
 )
 from bulkscan.models import Verdict
 from bulkscan.run.ratelimit import AdaptiveRate
-from bulkscan.run.remote import Lister, group_text, same_sources, slow_down
+from bulkscan.run.remote import Lister, groups_text, listing_error, same_sources, slow_down
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.states import OPEN_STATES, Tally, TaskState, tally
 from bulkscan.run.store import MARK_WINDOW_S
@@ -383,13 +383,14 @@ class _Run:
             self._fail_group(group, remote)
             return
         if isinstance(remote, DscError):
+            said = listing_error(remote)
             note = f"not sent: the existing tasks of project {group[0]} could not be listed"
             for key in keys:
-                self.journal.set_state(key, self.state[key], error_msg=f"{note} ({remote})")
+                self.journal.set_state(key, self.state[key], error_msg=f"{note} ({said})")
             self.finished.update(keys)
             self.unlisted_groups.add(group)
             untrusted = remote.verdict is Verdict.UNTRUSTED
-            (self.untrusted if untrusted else self.unlisted).append((len(keys), str(remote)))
+            (self.untrusted if untrusted else self.unlisted).append((len(keys), said))
             return
         shape = self.client.shapes.get(group)
         if shape is not None:  # which undocumented choices the service made, for the record
@@ -898,14 +899,11 @@ def _duplicate_lines(group: _Group, planned: set[str], remote: Sequence[RemoteTa
 def _unchecked_text(failed: Sequence[tuple[_Group, DscError]]) -> str:
     """Why the closing listing could not look for names created twice: the first group's
     error (its own advice is about sending, which is over) and how many groups failed."""
-    (project, region), first = failed[0]
-    what = group_text(project, region, first.what)
-    more = f"; {len(failed) - 1} other project/region group(s) too" if len(failed) > 1 else ""
-    if first.verdict is Verdict.UNTRUSTED:
+    if failed[0][1].verdict is Verdict.UNTRUSTED:
         advice = "run 'bulkscan doctor --record FILE' and report the answer it saved"
     else:
         advice = "'bulkscan audit' lists the tasks again once the service answers"
-    return f"{what}{more}; {advice}"
+    return f"{groups_text(failed)}; {advice}"
 
 
 def _conflict_message(task: TaskRequest, other: RemoteTask) -> str:

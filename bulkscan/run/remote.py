@@ -28,7 +28,7 @@ from bulkscan.models import Verdict
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Awaitable, Callable, Iterable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from bulkscan.dsc.client import DscClient, RemoteTask
     from bulkscan.models import DataSource
@@ -41,6 +41,8 @@ __all__ = [
     "ListingAttempt",
     "fatal_answer",
     "group_text",
+    "groups_text",
+    "listing_error",
     "list_groups",
     "same_sources",
     "slow_down",
@@ -301,6 +303,21 @@ def group_text(project_id: str, region: str, text: str) -> str:
     of the listing's shape names them already."""
     where = f"project {project_id} / region {region}"
     return text if text.startswith(where) else f"{where}: {text}"
+
+
+def listing_error(error: DscError) -> str:
+    """A failed listing's error as said to the user: what happened, without the advice its
+    message gives a create ("safe to send again after a wait"); a listing whose shape cannot
+    be trusted keeps its own advice (record the answer with ``doctor``)."""
+    return str(error) if error.verdict is Verdict.UNTRUSTED else error.what
+
+
+def groups_text(failed: Sequence[tuple[_Group, DscError]]) -> str:
+    """Why listings failed, in one line: the first group's error without its advice (the
+    caller's advice fits its moment), and how many other groups failed too."""
+    (project, region), first = failed[0]
+    more = f"; {len(failed) - 1} other project/region group(s) too" if len(failed) > 1 else ""
+    return f"{group_text(project, region, first.what)}{more}"
 
 
 def fatal_answer(listed: Mapping[_Group, Listed]) -> DscError | None:

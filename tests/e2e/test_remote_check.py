@@ -113,15 +113,15 @@ async def test_no_remote_check_sends_every_row_without_reading_the_asset_centre(
 
 
 @pytest.mark.parametrize(
-    ("fault", "said"),
+    ("fault", "said", "advice"),
     [
-        ("forbidden", "403"),
-        ("broken", "500"),
-        ("undocumented", "no 'instance_list' array"),
+        ("forbidden", "403", "fix the access and run again"),
+        ("broken", "500", "run again once DSC answers"),
+        ("undocumented", "no 'instance_list' array", "bulkscan doctor --record FILE"),
     ],
 )
 async def test_an_asset_centre_that_cannot_be_read_sends_nothing(
-    tmp_path: Path, make_xlsx: MakeXlsx, fault: str, said: str
+    tmp_path: Path, make_xlsx: MakeXlsx, fault: str, said: str, advice: str
 ) -> None:
     inventory = make_xlsx({"instances": ROWS[:3]}, name="ids.xlsx")
     async with Simulator(assets=ASSETS, asset_fault=fault) as sim:
@@ -134,7 +134,8 @@ async def test_an_asset_centre_that_cannot_be_read_sends_nothing(
         assert len(lines) == 1, err
         assert lines[0].startswith("nothing sent: DSC's asset centre could not be read")
         assert f"project {P1} / region {CN}" in lines[0] and said in lines[0]
-        assert "--no-remote-check" in lines[0]
+        assert "--no-remote-check" in lines[0] and advice in lines[0]
+        assert "send again" not in lines[0] and lines[0].count(advice) == 1
         assert not sim.tasks and not out
         assert not (tmp_path / "reports").exists()  # no run was started
 

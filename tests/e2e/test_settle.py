@@ -95,12 +95,20 @@ async def test_a_window_shorter_than_the_backend_leaves_tasks_unknown_for_a_resu
     assert _states(tmp_path) == {TaskState.CREATED: 3}
 
 
-async def test_listings_throttled_every_time_leave_every_task_pending_for_a_resume(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("fault", "more"),
+    [  # a 500 answers the asset centre too, which the second case does not ask
+        (Faults(list_http429=1.0), ()),
+        (Faults(http500=1.0), ("--no-remote-check",)),
+    ],
+)
+async def test_listings_refused_every_time_leave_every_task_pending_for_a_resume(
+    tmp_path: Path, fault: Faults, more: tuple[str, ...]
 ) -> None:
     inventory = _inventory(tmp_path / "dbs.xlsx", 3)
-    async with Simulator(faults=Faults(list_http429=1.0)) as sim:
+    async with Simulator(faults=fault) as sim:
         args = (str(inventory), "--endpoint", sim.url, "--settle", "1", "--task-budget", "2")
+        args += more
         code, said = await _run(tmp_path, *args)
         assert sim.tasks == []  # nothing is sent before its project could be listed
         assert _states(tmp_path) == {TaskState.PENDING: 3}
@@ -109,6 +117,7 @@ async def test_listings_throttled_every_time_leave_every_task_pending_for_a_resu
         names = _names(sim)
     assert code == 3 and "Traceback" not in said
     assert "could not be listed" in said and "resume with: bulkscan run" in said
+    assert "safe to send again" not in said, said  # a create's advice, not a listing's
     assert again == 0, said_again
     assert names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
 
