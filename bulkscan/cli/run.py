@@ -476,8 +476,9 @@ class _Renderer:
         self.settling, self.settling_noted = count, now
         self.note(
             _(
-                "{count} task(s) unknown after an ambiguous answer (e.g. a 504): looking them "
-                "up for up to {seconds} s before any resend"
+                "{count} task(s) unknown after an answer that may or may not have created them "
+                "(a 504, a timeout, a 200 without a task id): looking them up for up to "
+                "{seconds} s before any resend"
             ).format(count=count, seconds=f"{self.settle_s:g}")
         )
 

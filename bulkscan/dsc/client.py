@@ -346,6 +346,7 @@ class _Answer:
     message: str | None
     retry_after: float | None
     verdict: Verdict | None = None  # a 2xx read with its body (``_call``'s ``decide``)
+    media: str | None = None  # the content type of a body that is not JSON
 
 
 def _project_path(project_id: str, region: str, template: str = CREATE_PATH) -> str:
@@ -750,6 +751,7 @@ class DscClient:
                 code=code,
                 message=message,
                 retry_after=_retry_after(response.headers.get("Retry-After")),
+                media=response.content_type if payload is None else None,
             )
 
     def _record(
@@ -810,8 +812,15 @@ def _create_verdict(answer: _Answer) -> Verdict:
 
 def _unusable_answer(answer: _Answer, status: str | None, task_id: str | None) -> str:
     """Why a 200 to a create does not prove the task was created (no secret in it)."""
+    if answer.payload is None and answer.media == "text/html":
+        return (
+            "the service answered 200 with an HTML page, not DSC's JSON, so no task id (a web "
+            "page answers where DSC's API should: is the endpoint DSC's, or a portal's or "
+            "proxy's?)"
+        )
     if answer.payload is None:
-        return "the service answered 200 with a body that is not JSON, so no task id"
+        media = answer.media or "no content type"
+        return f"the service answered 200 with a body that is not JSON ({media}), so no task id"
     said = f"status '{status[:40]}'" if status else "no status"
     got = f"task id {task_id}" if task_id else "no task id"
     keys = ", ".join(sorted(str(k)[:40] for k in answer.payload)[:20]) or "none"

@@ -543,7 +543,7 @@ async def test_body_is_sent_byte_identical_and_odd_answers(
         body = _body("bytes ✓", task_description="  spaced  ")
         err = await _raises(AmbiguousError, lambda: client.create_task(PID, body, region=REGION))
         assert received == [body]
-        assert err.status == 200 and "not JSON" in str(err)
+        assert err.status == 200 and "not JSON (text/plain)" in str(err)
         err = await _raises(
             RunFatalError, lambda: client.create_task(OTHER_PID, body, region=REGION)
         )

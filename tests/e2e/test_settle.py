@@ -148,7 +148,7 @@ async def test_lookups_throttled_after_a_504_leave_tasks_unknown_never_resent(
     assert code == 3 and "Traceback" not in said, said
     assert states == {TaskState.UNKNOWN: 3}
     assert posts == 3  # each sent once: a lookup that could not be done is no "absent"
-    assert "task(s) unknown after an ambiguous answer" in said
+    assert "task(s) unknown after an answer that may or may not have created them" in said
     assert "resume with: bulkscan run" in said
     assert again == 0, said_again
     assert created == 0 and names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}

@@ -67,12 +67,12 @@ def test_one_line_says_how_many_tasks_are_being_settled(
         render(_progress(n))
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
-        "1 task(s) unknown after an ambiguous answer (e.g. a 504): looking them up for up to "
-        "30 s before any resend"
+        "1 task(s) unknown after an answer that may or may not have created them (a 504, a "
+        "timeout, a 200 without a task id): looking them up for up to 30 s before any resend"
     ]
     clock.now += 6
     render(_progress(3))  # more joined a while later: said again with the new count
-    assert capsys.readouterr().err.startswith("3 task(s) unknown after an ambiguous answer")
+    assert capsys.readouterr().err.startswith("3 task(s) unknown after an answer that may")
     render(_progress(0))
     render(_progress(2))  # a new ambiguous answer after all were settled
     assert capsys.readouterr().err.startswith("2 task(s) unknown")
