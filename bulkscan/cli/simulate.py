@@ -92,7 +92,8 @@ def register(subparsers: Any) -> None:
         "--faults",
         metavar="SPEC",
         help="fault probabilities, e.g. http500=0.05,http502=0.02,http503=0.02,http504=0.01,"
-        "reset_before=0.02,reset_after=0.02,stall=0.01 (also jitter=20ms, stall_s=30s)",
+        "reset_before=0.02,reset_after=0.02,stall=0.01 (also jitter=20ms, stall_s=30s; "
+        "lists_answered=N: the next N task listings answered, later ones 503)",
     )
     add(
         "--list-shape",

@@ -21,6 +21,9 @@ FAULT_KINDS = (
 )  # fmt: skip
 # Drawn on their own, for the requests they name only, so that they add to the faults above.
 _SEPARATE = ("list_http429",)
+# Counts, not draws: ``lists_answered`` is how many listings of tasks are answered before
+# every later one is refused 503 (a service that goes away in the middle of a run).
+_COUNTS = ("lists_answered",)
 _DURATIONS = ("latency_s", "jitter_s", "stall_s", "retry_after_s", "drip_s", "late_create_s")
 _ALIASES = {
     "latency": "latency_s", "jitter": "jitter_s", "retry_after": "retry_after_s",
@@ -55,6 +58,7 @@ class Faults:
     retry_after_s: float = 0.0  # when set, an ``http429`` fault says ``Retry-After`` this long
     drip_s: float = 1.0  # the pause before each byte of a ``drip`` answer's body
     late_create_s: float = 2.0  # how long after its 504 a ``late_create`` task appears
+    lists_answered: int | None = None  # None: every listing; N: the next N, then 503s
 
     def __post_init__(self) -> None:
         for name in FAULT_KINDS:
@@ -63,6 +67,10 @@ class Faults:
             _check_number(name, getattr(self, name), 1.0)
         for name in _DURATIONS:
             _check_number(name, getattr(self, name), _MAX_DURATION_S)
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise UsageError(f"fault setting '{name}' must be a whole number, not {value!r}")
         total = sum(getattr(self, name) for name in FAULT_KINDS)
         if total > 1.0 + 1e-9:
             raise UsageError(f"fault probabilities add up to {total:g}; they must total at most 1")
@@ -89,14 +97,17 @@ def _check_number(name: str, value: Any, high: float) -> None:
 
 def parse_faults(spec: str) -> Faults:
     """``'http500=0.05,reset_after=0.02,stall=0.01,latency=50ms'`` → ``Faults``."""
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, sep, text = (s.strip() for s in item.partition("="))
         name = _ALIASES.get(key, key)
         if not sep or name not in Faults.__dataclass_fields__:
-            known = ", ".join([*FAULT_KINDS, *_SEPARATE, *_DURATIONS, *_ALIASES])
+            known = ", ".join([*FAULT_KINDS, *_SEPARATE, *_COUNTS, *_DURATIONS, *_ALIASES])
             raise UsageError(f"faults: '{item}' is not NAME=VALUE with NAME one of {known}")
-        values[name] = parse_duration(text) if name in _DURATIONS else _probability(item, text)
+        if name in _COUNTS:
+            values[name] = _count(item, text)
+        else:
+            values[name] = parse_duration(text) if name in _DURATIONS else _probability(item, text)
     return Faults(**values)
 
 
@@ -105,6 +116,12 @@ def _probability(item: str, text: str) -> float:
         return float(text)
     except ValueError:
         raise UsageError(f"faults: '{item}' needs a probability between 0 and 1") from None
+
+
+def _count(item: str, text: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"faults: '{item}' needs a whole number, 0 or more")
+    return int(text)
 
 
 def parse_quota(text: str) -> tuple[int, float]:

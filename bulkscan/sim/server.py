@@ -40,7 +40,9 @@ Choices where the real service is undocumented:
   answers a create 504 at once and creates the task ``late_create_s`` later (a backend
   that finishes after its gateway gave up; ``late_create=1``: every attempt).
   ``list_http429`` answers a listing of tasks 429, drawn on its own before the faults above
-  (so a run can meet throttled listings and faulty creates at once).
+  (so a run can meet throttled listings and faulty creates at once).  ``lists_answered=N``
+  is no draw: the next N listings of tasks (each page a listing) are answered, every later
+  one is refused 503, as a service that goes away in the middle of a run.
 - The list filter ``task_name`` matches names containing it; ``schedule_types`` (repeated)
   and ``id`` match exactly.  Results are newest first.  The answer is
   ``{result: [...], total_num}``.  Paging by ``page_size`` only (default 20), as documented.
@@ -219,6 +221,7 @@ class Simulator:
         self._quota: FixedWindowQuota | None = None
         self.set_quota(quota)
         self._faults = faults
+        self._lists_served = 0
         self._store = TaskStore(state_path, save_each_change=save_each_change)
         # a simulator continuing a state file draws on from its seed instead of meeting a
         # resumed run with the very faults the last session met, in the same order
@@ -312,6 +315,7 @@ class Simulator:
 
     def set_faults(self, faults: Faults) -> None:
         self._faults = faults
+        self._lists_served = 0  # ``lists_answered`` counts from the faults' setting
 
     @property
     def quota_stated(self) -> bool:
@@ -422,8 +426,12 @@ class Simulator:
     ) -> web.StreamResponse:
         project = route.project
         creating = route.kind == "create"
-        throttled = self._list_throttled(route, faults)
-        fault = "http429" if throttled else faults.pick(self._rng.random())
+        if self._listing_refused(route, faults):
+            fault: str | None = "http503"
+        elif self._list_throttled(route, faults):
+            fault = "http429"
+        else:
+            fault = faults.pick(self._rng.random())
         if fault == "late_create" and not creating:
             fault = None
         if fault in ("late_create", "reset_before"):
@@ -450,6 +458,13 @@ class Simulator:
         self._stats.count(outcome, project)
         answer = self._answer(payload, creating=creating)
         return await self._drip(request, answer, faults) if outcome == "dripped" else answer
+
+    def _listing_refused(self, route: Route, faults: Faults) -> bool:
+        """The ``lists_answered`` fault: a listing of tasks past the count answered 503."""
+        if faults.lists_answered is None or isinstance(route, AssetRoute) or route.kind != "list":
+            return False
+        self._lists_served += 1
+        return self._lists_served > faults.lists_answered
 
     def _list_throttled(self, route: Route, faults: Faults) -> bool:
         """The ``list_http429`` fault: a listing of tasks (not of assets) refused 429."""

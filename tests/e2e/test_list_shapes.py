@@ -127,6 +127,23 @@ def recorded_shapes(result: runner.RunResult) -> dict[str, dict[str, object]]:
         return {k: json.loads(v) for k, v in rows}
 
 
+async def test_a_closing_listing_the_service_no_longer_answers_says_to_audit_later(
+    tmp_path: Path,
+) -> None:
+    """The service goes away after the creates: every task is created, and the run says that
+    names created twice were not looked for, and how to look later (not how to send)."""
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 4)  # two project groups
+    async with Simulator(faults=Faults(lists_answered=2)) as sim:  # one listing per group
+        result = await run(sim, inventory, tmp_path / "r")
+        assert states(result) == {TaskState.CREATED: 4}
+        no_duplicate(sim)
+    said = result.dispatch.message
+    assert said.startswith("names created twice not checked: the last listing failed (project ")
+    assert "HTTP 503" in said and "1 other project/region group(s) too" in said
+    assert said.endswith("'bulkscan audit' lists the tasks again once the service answers)")
+    assert "send again" not in said and "bulkscan doctor" not in said
+
+
 # --- reconcile: a second run of the same inventory ---------------------------------------------
 
 

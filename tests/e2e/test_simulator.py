@@ -639,9 +639,30 @@ def test_parse_faults_and_quota() -> None:
         Faults().http500 = 1.0  # type: ignore[misc]
 
 
+async def test_lists_answered_refuses_every_listing_past_the_count(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A service that goes away mid-run: N listings answered, then 503s (creates untouched);
+    setting the faults again counts afresh."""
+    assert parse_faults("lists_answered=2") == Faults(lists_answered=2)
+    async with Simulator(faults=Faults(lists_answered=2)) as sim:
+
+        async def listed() -> int:
+            return (await call(session, sim, "GET")).status
+
+        assert [await listed() for _ in range(4)] == [200, 200, 503, 503]
+        assert (await create(session, sim, "t1")).status == 200
+        sim.set_faults(Faults(lists_answered=1))
+        assert [await listed() for _ in range(2)] == [200, 503]
+
+
 @pytest.mark.parametrize(
-    "spec", ["http500", "http418=0.1", "http500=lots", "http500=1.5", "http500=0.6,http502=0.6"]
-)
+    "spec",
+    [
+        "http500", "http418=0.1", "http500=lots", "http500=1.5", "http500=0.6,http502=0.6",
+        "lists_answered=-1", "lists_answered=1.5", "lists_answered=some",
+    ],
+)  # fmt: skip
 def test_bad_fault_specs_are_usage_errors(spec: str) -> None:
     with pytest.raises(UsageError):
         parse_faults(spec)
