@@ -175,6 +175,8 @@ def _print_summary(report: AuditReport) -> None:
         )
     elif report.uncovered is not None:
         console.detail(_("to close the gap, run: {command}").format(command=report.run_command))
+    elif result.all_covered and result.enabled_untold:
+        console.detail(_("every instance is covered, if the tasks are enabled (see the note)"))
     elif result.all_covered:
         console.detail(_("every instance is covered"))
 

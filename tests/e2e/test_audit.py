@@ -492,9 +492,16 @@ def test_a_list_that_does_not_say_enabled_is_counted_as_enabled_and_said(
         f"note: DSC's task list does not say whether {listed} of these task(s) are "
         "enabled; each counts as coverage" in out
     )
+    assert out.rstrip().endswith(
+        "every instance is covered, if the tasks are enabled (see the note)"
+    )
     (book, *_) = sorted(reports.glob("inventory-audit-*.xlsx"))
     summary = {r[0].value: r[1].value for r in load_workbook(book)["Summary"].iter_rows(max_col=2)}
     assert summary["tasks with enabled state unknown"] == listed
+    assert summary["verdict"] == "all covered, if the tasks are enabled"  # not a plain green
+    sheet = load_workbook(book)["Summary"]
+    (verdict,) = (r[1] for r in sheet.iter_rows(max_col=2) if r[0].value == "verdict")
+    assert verdict.fill.fgColor.rgb.endswith("FFE0B2")  # amber, as a warning
     # where the service says it, the disabled task is seen and nothing is noted
     served.call(lambda: served.sim.set_list_shape(parse_list_shape("extras=yes")))
     code, out, err = _audit_cli(capsys, inventory, served.url, reports)
