@@ -58,6 +58,7 @@ from bulkscan.models import Verdict, one_line
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from bulkscan.models import Issue
 
@@ -116,7 +117,13 @@ class ReportError(BulkscanError):
 
 
 class JournalWriteError(JournalError):
-    """The journal could not store a step (disk full, read-only): stop, and resume later."""
+    """The journal could not store a step (disk full, read-only): stop, and resume later.
+
+    ``run_dir``: the run whose journal it is (None when the run cannot be resumed)."""
+
+    def __init__(self, message: str, *, run_dir: Path | None = None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
 
 
 class DscContext(TypedDict, total=False):

@@ -1312,6 +1312,17 @@ def write_report(run_dir: str | os.PathLike[str]) -> _report.ReportPaths:
         return _report.build_report(run_dir)
 
 
+def resume_command_of(run_dir: str | os.PathLike[str]) -> str | None:
+    """The command that resumes ``run_dir``, as its journal on disk holds the run (after a
+    run stopped by its journal, e.g. a full disk); None when the journal cannot be read."""
+    try:
+        with Journal.open(Path(run_dir), readonly=True) as journal:
+            meta = journal.meta()
+    except JournalError:
+        return None
+    return _report.resume_command(meta, Path(run_dir))
+
+
 def write_errors(
     book: InputBook,
     issues: Sequence[Issue],

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import ModuleType
 
+    from bulkscan.cli._json import Next
     from bulkscan.cli._settings import Layered
 
 __all__ = ["EXIT_FAILED", "EXIT_INPUT", "EXIT_OK", "EXIT_STOPPED", "Refused", "main"]
@@ -46,17 +47,19 @@ class Refused(Exception):
         code: int = EXIT_INPUT,
         error: str | None = None,
         fields: Mapping[str, object] | None = None,
+        next_step: Next | None = None,
     ) -> None:
         super().__init__(line)
         self.code = code
         self.error = line if error is None else error
         self.fields = dict(fields or {})
+        self.next_step = next_step
 
     @classmethod
-    def stopped(cls, error: object, **fields: object) -> Refused:
+    def stopped(cls, error: object, *, next_step: Next | None = None, **fields: object) -> Refused:
         """Stopped by ``error`` (e.g. credentials refused): exit 3."""
         line = _("bulkscan: stopped: {error}").format(error=error)
-        return cls(line, code=EXIT_STOPPED, error=str(error), fields=fields)
+        return cls(line, code=EXIT_STOPPED, error=str(error), fields=fields, next_step=next_step)
 
 
 def lazy_module(name: str) -> ModuleType:
@@ -296,12 +299,14 @@ def _call(args: argparse.Namespace) -> int:
 
     error: str | None = None
     fields: Mapping[str, object] = {}
+    next_step: Next | None = None
     try:
         with watching_wire(console.exchange) if console.level.debug else contextlib.nullcontext():
             code: int = args.func(args)
     except Refused as refused:
         console.err(str(refused), kind="error")
         code, error, fields = refused.code, refused.error, refused.fields
+        next_step = refused.next_step
     except BulkscanError as exc:  # UsageError included
         console.err(_("bulkscan: error: {message}").format(message=exc), kind="error")
         code, error = EXIT_INPUT, str(exc)
@@ -313,5 +318,5 @@ def _call(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
-    emit_missing(args, code, error, fields)
+    emit_missing(args, code, error, fields, next_step=next_step)
     return code

@@ -105,8 +105,11 @@ def emit_missing(
     code: int,
     error: str | None = None,
     fields: Mapping[str, Any] | None = None,
+    *,
+    next_step: Next | None = None,
 ) -> None:
     """A command asked for ``--json`` that ended before it printed its document (refused,
-    stopped, interrupted): the envelope, ``fields`` and the error (null when there is none)."""
+    stopped, interrupted): the envelope, ``fields``, the error (null when there is none) and
+    the next step, if there is one (a run stopped by a full disk: its resume command)."""
     if getattr(args, "json", False) and not getattr(args, "json_done", False):
-        emit(args, code, {**(fields or {}), "error": error})
+        emit(args, code, {**(fields or {}), "error": error}, next_step=next_step)

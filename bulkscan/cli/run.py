@@ -158,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
             limiter=limiter,
         )
     except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
-        raise Refused.stopped(exc) from None
+        raise _journal_stopped(exc) from None
     updated = update_on_conflict(args, result, connection, simulator, dispatching, limiter=limiter)
     code = common.exit_code(result.status)
     code = max(code, EXIT_FAILED) if held else code
@@ -228,6 +228,17 @@ def _checked(
     if found.held:
         console.err(_("{count} row(s) held back: not sent").format(count=len(found.held)))
     return runner.without_held(prepared, found)
+
+
+def _journal_stopped(exc: JournalWriteError) -> Refused:
+    """A run its journal stopped (a full disk): the command that resumes it, once the
+    cause is fixed, as a stopped run's summary would give it."""
+    command = runner.resume_command_of(exc.run_dir) if exc.run_dir is not None else None
+    if command is None:
+        return Refused.stopped(exc)
+    said = _("{error} with: {command}").format(error=exc, command=command)
+    why = _("the run stopped before its end; resume it once the journal can be written")
+    return Refused.stopped(said, next_step=Next(command, why), run_dir=str(exc.run_dir))
 
 
 def _unread_text(unread: Sequence[tuple[tuple[str, str], DscError]]) -> str:

@@ -896,7 +896,7 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.rollback()
             if isinstance(exc, sqlite3.Error):
-                raise _write_failed(self.path, exc) from None
+                raise _write_failed(self._run_dir, exc) from None
             raise
         finally:
             cur.close()
@@ -1159,10 +1159,11 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def _write_failed(path: Path, exc: sqlite3.Error | OSError) -> JournalWriteError:
+def _write_failed(run_dir: Path, exc: sqlite3.Error | OSError) -> JournalWriteError:
     return JournalWriteError(
-        f"cannot write {path} ({exc}): is the disk full or the file read-only? "
-        "Nothing after the last stored step was lost; fix it, then resume"
+        f"cannot write {run_dir / JOURNAL_FILE} ({exc}): is the disk full or the file "
+        "read-only? Nothing after the last stored step was lost; fix it, then resume",
+        run_dir=run_dir,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import shutil
 import subprocess
@@ -139,13 +140,17 @@ async def test_a_full_disk_while_sending_stops_with_one_line_and_resumes(tmp_pat
     async with Simulator() as sim:
         args = ["run", str(inventory), "--endpoint", sim.url, "--yes", "--rate", "200/s"]
         with small_tmpfs(tmp_path / "full", "1200k") as full:
-            code, out, err = await run_cli(tmp_path, *args, "--reports-dir", str(full))
+            code, out, err = await run_cli(tmp_path, *args, "--reports-dir", str(full), "--json")
             (run_dir,) = full.iterdir()
             copy = shutil.copytree(run_dir, tmp_path / "r" / run_dir.name)
         sent = len(sim.tasks)
         assert code == 3 and "Traceback" not in err, err[-3000:]
         (line,) = [x for x in err.splitlines() if x.startswith("bulkscan: stopped:")]
-        assert "disk is full" in line and "resume" in line
+        assert "disk is full" in line and f"then resume with: bulkscan run {inventory} " in line
+        assert line.endswith(f"--reports-dir {full} --json --resume {run_dir}")  # its own command
+        doc = json.loads(out)
+        assert doc["next"]["argv"][-2:] == ["--resume", str(run_dir)]
+        assert doc["run_dir"] == str(run_dir) and doc["error"] in line
         assert 0 < sent < 400  # stopped while sending
         resumed, out, err = await run_cli(tmp_path, *args, "--resume", str(copy))
         assert resumed == 0, out + err
