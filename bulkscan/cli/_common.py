@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import zoneinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
@@ -562,3 +563,15 @@ def _region_url(item: str) -> tuple[str, str]:
     if not sep or not region.strip() or not url.strip():
         raise UsageError(f"--endpoint-for '{item}' is not of the form REGION=URL")
     return region.strip(), url.strip()
+
+
+def typed_command() -> list[str]:
+    """The command as typed (a run's journal builds its re-run and resume commands from it;
+    a workbook that could not be written names it to write it again).
+
+    Known only when this process is ``bulkscan`` or ``python -m bulkscan``; when ``main`` is
+    called from other code, ``sys.argv`` is not this command's: empty then.
+    """
+    program = Path(sys.argv[0])
+    as_module = program.name == "__main__.py" and program.parent.name == "bulkscan"
+    return ["bulkscan", *sys.argv[1:]] if program.name == "bulkscan" or as_module else []

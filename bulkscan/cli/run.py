@@ -8,7 +8,6 @@ import contextlib
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_FAILED, EXIT_OK, Refused, runner
@@ -351,7 +350,7 @@ def _dispatch(
     limiter: Any = None,
 ) -> RunResult:
     renderer = _Renderer(enabled=not args.json, settle_s=args.settle)
-    command = _command_line()
+    command = common.typed_command()
 
     async def _main() -> RunResult:
         stop = asyncio.Event()
@@ -395,17 +394,6 @@ def _dispatch(
         return asyncio.run(_main())
     finally:
         renderer.close()
-
-
-def _command_line() -> list[str]:
-    """The command as typed, for the journal (re-run and resume commands are built from it).
-
-    Known only when this process is ``bulkscan`` or ``python -m bulkscan``; when ``main`` is
-    called from other code, ``sys.argv`` is not this command's.
-    """
-    program = Path(sys.argv[0])
-    as_module = program.name == "__main__.py" and program.parent.name == "bulkscan"
-    return ["bulkscan", *sys.argv[1:]] if program.name == "bulkscan" or as_module else []
 
 
 class _Renderer:

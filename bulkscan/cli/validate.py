@@ -102,9 +102,10 @@ def _run(args: argparse.Namespace) -> int:
 def _write_report(
     args: argparse.Namespace, checked: runner.Checked, issues: Sequence[Issue]
 ) -> ErrorsReport:
-    again = ["bulkscan", "validate", checked.book.path, "--report"]
-    if args.report:
-        again.append(args.report)
+    again = common.typed_command()  # as typed: its --reports-dir, --encoding ... included
+    if not again:
+        again = ["bulkscan", "validate", checked.book.path, "--report"]
+        again += [args.report] if args.report else []
     command = shlex.join(again)
     return runner.write_errors(
         checked.book, issues, args.report or None, command=command, reports_dir=args.reports_dir
