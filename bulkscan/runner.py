@@ -58,11 +58,13 @@ from bulkscan.plan import (
     SavedPlan,
     build_plan,
     plan_hash,
+    plan_to_json,
     read_saved_plan,
 )
 from bulkscan.report import audit as _audit_report
 from bulkscan.report import errors as _errors_report
 from bulkscan.report import results as _report
+from bulkscan.report.cells import write_atomically
 from bulkscan.run import coverage as _coverage
 from bulkscan.run.lifecycle import (
     ActionReport,
@@ -244,6 +246,27 @@ def plan_source(prepared: Prepared, settings: InputSettings) -> PlanSource:
     paths = [book.path] + ([book.profiles_path] if book.profiles_path else [])
     files = tuple((p, _file_sha256(p, missing_ok=False) or "") for p in paths)
     return PlanSource(files, {name: getattr(settings, name) for name in _PLAN_SETTINGS})
+
+
+def write_plan(prepared: Prepared, settings: InputSettings, path: str | os.PathLike[str]) -> Path:
+    """Write ``prepared``'s plan file (``plan --output``), every request as it will be sent,
+    atomically: a full disk leaves no half plan to apply.  ``ReportError`` names the file."""
+    document = plan_to_json(prepared.plan, plan_source(prepared, settings))
+    text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomically(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            fix = _("make room on its disk")
+        else:
+            fix = _("make it writable, or choose another --output,")
+        raise ReportError(
+            _("cannot write {path}: {error}; {fix} and run the command again").format(
+                path=target, error=exc.strerror or exc, fix=fix
+            )
+        ) from None
 
 
 def _file_sha256(path: str, *, missing_ok: bool = True) -> str | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK, Refused, runner
@@ -11,9 +9,9 @@ from bulkscan.cli import _common as common
 from bulkscan.cli._console import console
 from bulkscan.cli._coverage import check_json, print_check, remote_check
 from bulkscan.cli._json import emit
-from bulkscan.errors import UsageError, ValidationFailed
+from bulkscan.errors import ValidationFailed
 from bulkscan.i18n import _
-from bulkscan.plan import plan_hash, plan_summary, plan_to_json
+from bulkscan.plan import plan_hash, plan_summary
 
 if TYPE_CHECKING:
     import argparse
@@ -80,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         if fatal is not None:
             raise Refused.stopped(fatal, file=args.file)
     if args.output:
-        _write(Path(args.output), plan_to_json(plan, runner.plan_source(prepared, settings)))
+        runner.write_plan(prepared, settings, args.output)
     if args.json:
         document = _summary_json(summary, plan_hash(plan), args.output)
         if check is not None:
@@ -104,15 +102,6 @@ def _check_remote(args: argparse.Namespace, prepared: Prepared) -> RemoteCheck:
     from bulkscan.run.coverage import replanned  # only plan --check-remote needs it
 
     return replanned(found, sent)
-
-
-def _write(path: Path, document: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # Column widths of plan's two tables; a negative width right-aligns (a count).

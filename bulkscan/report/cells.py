@@ -43,7 +43,7 @@ from openpyxl.utils import get_column_letter
 from bulkscan.i18n import _, in_every_language
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "DATE_FORMAT",
@@ -72,6 +72,7 @@ __all__ = [
     "redact_url",
     "safe_cell",
     "save_workbook",
+    "write_atomically",
     "utc_naive",
     "workbook_meta",
     "write_table",
@@ -259,10 +260,16 @@ def new_workbook() -> Workbook:
 
 def save_workbook(wb: Workbook, path: str | os.PathLike[str]) -> Path:
     """Save ``wb`` atomically: a temporary file next to ``path``, synced, then renamed."""
+    return write_atomically(path, wb.save)
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """``write`` a temporary file next to ``path``, sync it, rename it over ``path``: a
+    reader (or a full disk) never meets half a file, and a failed write leaves none."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        wb.save(tmp)
+        write(tmp)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         tmp.replace(target)

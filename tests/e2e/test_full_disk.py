@@ -7,6 +7,7 @@ own (``unshare``: where the machine allows it), which fills as a real disk does,
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -195,6 +196,20 @@ def test_an_errors_workbook_that_cannot_be_written_is_one_line(tmp_path: Path) -
     assert "make it writable (close it if it is open) and write it again with: " in done.stderr
 
 
+def test_an_errors_workbook_that_cannot_be_written_names_the_command_as_typed(
+    tmp_path: Path,
+) -> None:
+    """The command that writes it again is the one typed, its --reports-dir included (it
+    was rebuilt without it, and would have failed the same way or written elsewhere)."""
+    reports = tmp_path / "elsewhere"
+    (reports / "sample-errors.xlsx").mkdir(parents=True)
+    done = cli("validate", SAMPLE, "--report", "--reports-dir", reports, cwd=tmp_path)
+    no_traceback(done.stdout, done.stderr)
+    assert done.returncode == 2, done.stderr
+    again = f"write it again with: bulkscan validate {SAMPLE} --report --reports-dir {reports}"
+    assert done.stderr.rstrip().endswith(again), done.stderr
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -215,3 +230,18 @@ def test_an_output_workbook_that_cannot_be_written_is_one_line(
         f"bulkscan: error: cannot write the workbook {target}: Is a directory; make it "
         "writable (close it if it is open) and run the command again"
     )
+
+
+def test_a_plan_file_that_does_not_fit_leaves_no_half_plan(tmp_path: Path) -> None:
+    """``plan --output`` on a full disk: one line saying so, and no plan file at all (an
+    empty one was left, which a later ``run plan.json`` would meet)."""
+    out = tmp_path / "plans" / "plan.json"
+    done = cli("plan", SAMPLE, "--output", out, cwd=tmp_path, file_size_cap=4096)
+    no_traceback(done.stdout, done.stderr)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"bulkscan: error: cannot write {out}: File too large; make room")
+    assert list(out.parent.iterdir()) == []  # neither the plan nor a temporary file
+    written = cli("plan", SAMPLE, "--output", out, cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    assert json.loads(out.read_text(encoding="utf-8"))["tasks"]
