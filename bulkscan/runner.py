@@ -46,6 +46,7 @@ from bulkscan.events import (
     fan_out,
     ignore,
 )
+from bulkscan.files import write_atomically
 from bulkscan.i18n import _
 from bulkscan.input.loader import load_input, paused_gc
 from bulkscan.input.validate import validate
@@ -64,7 +65,6 @@ from bulkscan.plan import (
 from bulkscan.report import audit as _audit_report
 from bulkscan.report import errors as _errors_report
 from bulkscan.report import results as _report
-from bulkscan.report.cells import write_atomically
 from bulkscan.run import coverage as _coverage
 from bulkscan.run.lifecycle import (
     ActionReport,

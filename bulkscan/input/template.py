@@ -11,15 +11,16 @@ sheet and are referenced by range.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.errors import UsageError
+from bulkscan.files import write_atomically
 from bulkscan.i18n import current_language
 from bulkscan.input import schema
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Callable, Sequence
 
     from openpyxl.worksheet.worksheet import Worksheet
@@ -152,7 +153,7 @@ def write_template(path: str | os.PathLike[str]) -> None:
     book.active = 0
     book.properties.creator = "bulkscan"
     try:
-        book.save(os.fspath(path))
+        write_atomically(path, book.save)  # a full disk leaves no broken workbook
     except OSError as exc:
         raise UsageError(f"{path}: cannot write the template ({exc.strerror or exc})") from None
 

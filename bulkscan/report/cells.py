@@ -18,15 +18,12 @@ Sheets are written in openpyxl's write-only mode, so a table of 100,000 rows str
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import enum
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from openpyxl import Workbook
@@ -40,10 +37,13 @@ from openpyxl.drawing.text import CharacterProperties, Paragraph, ParagraphPrope
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from bulkscan.files import write_atomically
 from bulkscan.i18n import _, in_every_language
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    import os
+    from collections.abc import Iterable, Mapping, Sequence
+    from pathlib import Path
 
 __all__ = [
     "DATE_FORMAT",
@@ -72,7 +72,6 @@ __all__ = [
     "redact_url",
     "safe_cell",
     "save_workbook",
-    "write_atomically",
     "utc_naive",
     "workbook_meta",
     "write_table",
@@ -261,29 +260,6 @@ def new_workbook() -> Workbook:
 def save_workbook(wb: Workbook, path: str | os.PathLike[str]) -> Path:
     """Save ``wb`` atomically: a temporary file next to ``path``, synced, then renamed."""
     return write_atomically(path, wb.save)
-
-
-def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
-    """``write`` a temporary file next to ``path``, sync it, rename it over ``path``: a
-    reader (or a full disk) never meets half a file, and a failed write leaves none."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        tmp.replace(target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return target
 
 
 def print_setup(ws: Any, *, title_rows: str | None = "1:1") -> None:

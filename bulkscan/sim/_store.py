@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bulkscan.errors import InputError
+from bulkscan.files import write_atomically
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["StoredTask", "TaskStore"]
 
@@ -161,21 +162,13 @@ class TaskStore:
             "tasks": [task.to_json() for task in self._tasks.values()],
         }
         try:
-            _write_atomically(self._path, json.dumps(data, ensure_ascii=False, indent=1))
+            text = json.dumps(data, ensure_ascii=False, indent=1)
+            # each change of a standalone simulator is saved: a crash-safe rename, no fsync
+            write_atomically(
+                self._path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=False
+            )
         except OSError as exc:
             raise InputError(
                 f"cannot be written as simulator state ({exc.strerror}); choose a writable path",
                 file=str(self._path),
             ) from None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

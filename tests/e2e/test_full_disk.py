@@ -245,3 +245,16 @@ def test_a_plan_file_that_does_not_fit_leaves_no_half_plan(tmp_path: Path) -> No
     written = cli("plan", SAMPLE, "--output", out, cwd=tmp_path)
     assert written.returncode == 0, written.stderr
     assert json.loads(out.read_text(encoding="utf-8"))["tasks"]
+
+
+def test_a_template_that_does_not_fit_leaves_no_broken_workbook(tmp_path: Path) -> None:
+    """``template`` on a full disk: one line, and nothing under the name (a truncated .xlsx
+    was left, which Excel refuses to open and ``validate`` calls corrupt)."""
+    out = tmp_path / "inventory.xlsx"
+    done = cli("template", out, cwd=tmp_path, file_size_cap=4096)
+    no_traceback(done.stdout, done.stderr)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"bulkscan: error: {out}: cannot write the template (File too large)"
+    )
+    assert list(tmp_path.iterdir()) == []  # neither the workbook nor a temporary file

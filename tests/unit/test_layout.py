@@ -19,11 +19,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "bulkscan"
 
 # Which top-level parts of bulkscan each part may import.  Parts: a subpackage or a module
 # directly under bulkscan/.  The shared leaves (config, errors, models, events, i18n) import
-# nothing of the pipeline; i18n (the message catalogs) imports nothing of bulkscan at all.
-_LEAVES = {"config", "errors", "models", "events", "data", "i18n"}
+# nothing of the pipeline; i18n (the message catalogs) and files (the one atomic writer)
+# import nothing of bulkscan at all.
+_LEAVES = {"config", "errors", "models", "events", "data", "i18n", "files"}
 ALLOWED: dict[str, set[str]] = {
     "data": set(),
     "i18n": set(),
+    "files": set(),
     "models": {"i18n"},
     "errors": {"models", "i18n"},
     "config": {"errors", "i18n"},
