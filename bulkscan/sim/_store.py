@@ -169,6 +169,7 @@ class TaskStore:
             )
         except OSError as exc:
             raise InputError(
-                f"cannot be written as simulator state ({exc.strerror}); choose a writable path",
+                f"cannot be written as simulator state ({exc.strerror}): make room on its disk "
+                "or make its folder writable, then run the command again",
                 file=str(self._path),
             ) from None

@@ -696,6 +696,15 @@ async def test_state_file_survives_a_restart_on_the_same_port(
     assert left == ["state.json"]  # no temporary file left behind
 
 
+def test_a_state_file_that_cannot_be_written_says_what_to_do(tmp_path: Path) -> None:
+    """Refused at once (not at the first task), naming the file and what fixes it."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(InputError, match="make room on its disk or make its folder writable"):
+        Simulator(state_path=blocked / "state.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
 async def test_ids_are_never_reused_after_delete_or_reset(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     async with Simulator(state_path=state) as sim, aiohttp.ClientSession() as session:
