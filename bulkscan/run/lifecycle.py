@@ -19,7 +19,7 @@ deleted: it changed since the run) or ``failed``.  A killed command resumes from
 * **start** records the number of runs the task had before its request; a *sending* START
   whose task now has more runs was applied (done, not resent).  ENABLE and DISABLE are
   idempotent and simply resent.  An unfinished batch of the same action is resumed instead of
-  a new one being started.
+  a new one being started, unless the opposite action (ENABLE after a DISABLE) came since.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS scans (
 );
 """
 _UNDO_BATCH = 0  # undo is one set of actions for the run, however often it is resumed
+_OPPOSITES = {"enable": "disable", "disable": "enable"}  # each sets what the other unsets
 
 
 _FINAL = frozenset({ActionState.DONE, ActionState.GONE})
@@ -225,7 +226,11 @@ class LifecycleStore:
     # -- batches and actions --
 
     def open_batch(self, kind: str) -> int:
-        """The unfinished batch of ``kind`` (a killed command), or a new one."""
+        """The unfinished batch of ``kind`` (a killed command), or a new one.
+
+        An unfinished ENABLE or DISABLE that the opposite action followed is not resumed
+        (it is closed): its done tasks were switched back since, and resuming it would send
+        only the tasks it had not done, leaving the others as the later action set them."""
         if kind == "delete":
             self._conn.execute(
                 "INSERT OR IGNORE INTO batches VALUES (?, 'delete', ?, NULL)",
@@ -235,12 +240,24 @@ class LifecycleStore:
         row = self._conn.execute(
             "SELECT id FROM batches WHERE kind=? AND finished IS NULL ORDER BY id DESC", (kind,)
         ).fetchone()
-        if row is not None:
+        if row is not None and not self._undone(kind, int(row[0])):
             return int(row[0])
+        if row is not None:
+            self.finish_batch(int(row[0]))
         cur = self._conn.execute(
             "INSERT INTO batches (kind, started) VALUES (?, ?)", (kind, _iso(local_now()))
         )
         return int(cur.lastrowid or 0)
+
+    def _undone(self, kind: str, batch: int) -> bool:
+        """Whether the opposite of ``kind`` (enable, disable) was sent after ``batch``."""
+        opposite = _OPPOSITES.get(kind)
+        if opposite is None:
+            return False
+        later = self._conn.execute(
+            "SELECT 1 FROM batches WHERE kind=? AND id>? LIMIT 1", (opposite, batch)
+        ).fetchone()
+        return later is not None
 
     def finish_batch(self, batch: int) -> None:
         self._conn.execute("UPDATE batches SET finished=? WHERE id=?", (_iso(local_now()), batch))

@@ -313,6 +313,11 @@ class Simulator:
     def quota(self) -> tuple[int, float] | None:
         return None if self._quota is None else (self._quota.limit, self._quota.period_s)
 
+    def set_dsc_disabled(self, projects: Collection[str]) -> None:
+        """Answer every API request of ``projects`` 401 ``dsc.10000009`` from now on, as a
+        project whose DSC was switched off (``dsc_disabled`` at start)."""
+        self._dsc_disabled = frozenset(projects)
+
     def set_faults(self, faults: Faults) -> None:
         self._faults = faults
         self._lists_served = 0  # ``lists_answered`` counts from the faults' setting

@@ -229,6 +229,47 @@ async def test_disable_and_enable_change_the_tasks_state(tmp_path: Path) -> None
         assert all(t["enabled"] for t in sim.tasks)
 
 
+async def test_a_disable_that_failed_in_part_then_an_enable_then_disable_disables_all(
+    tmp_path: Path,
+) -> None:
+    """An unfinished DISABLE is resumed by the next DISABLE, but not once an ENABLE followed
+    it: the tasks it had done were enabled again, and resuming it sent only the tasks it had
+    not done, leaving the others enabled while the command said every task was done."""
+    headers = ["ins_id", "db_type", "project_id", "region"]
+    rows = [[f"ins-{i}", "MySQL", (PROJECT, OTHER_PROJECT)[i % 2], REGION] for i in range(4)]
+    inventory = write_inventory(
+        tmp_path / "two.xlsx", headers, rows, [["profile", "max_sources"], ["default", 1]]
+    )
+    prepared = runner.prepare(inventory, settings=InputSettings())
+
+    async def act(action: str) -> runner.ActionOutcome:
+        return await runner.operate(run_dir, action, confirm=_yes, connection=_connection(sim),
+                                    dispatch_settings=QUICK)  # fmt: skip
+
+    async with Simulator(seed=4) as sim:
+        result = await runner.run(prepared, connection=_connection(sim), dispatch_settings=QUICK,
+                                  reports_dir=tmp_path / "r")  # fmt: skip
+        run_dir = result.run_dir
+        assert len(sim.tasks) == 4
+        sim.set_dsc_disabled([OTHER_PROJECT])  # its two tasks fail, the others are done
+        assert (await act("DISABLE")).exit_code == 1
+        assert sorted(t["enabled"] for t in sim.tasks) == [False, False, True, True]
+        sim.set_dsc_disabled([])
+        assert (await act("ENABLE")).exit_code == 0
+        assert all(t["enabled"] for t in sim.tasks)
+        again = await act("DISABLE")
+        assert again.exit_code == 0
+        assert [t["enabled"] for t in sim.tasks] == [False] * 4  # every task, not two of them
+        # a DISABLE killed or failed without an ENABLE after it is still resumed: nothing twice
+        sim.set_dsc_disabled([OTHER_PROJECT])
+        assert (await act("ENABLE")).exit_code == 1
+        sim.set_dsc_disabled([])
+        before = _sent(sim, "enable")
+        assert (await act("ENABLE")).exit_code == 0
+        assert _sent(sim, "enable") - before == 2  # only the two not done
+        assert all(t["enabled"] for t in sim.tasks)
+
+
 def test_scan_state_words() -> None:
     from bulkscan.run.lifecycle import scan_state
 
