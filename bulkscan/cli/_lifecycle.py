@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import Refused, runner
-from bulkscan.cli._common import add_connection_options, add_json_option, counting, service
+from bulkscan.cli._common import (
+    add_connection_options,
+    add_json_option,
+    counting,
+    service,
+    typed_command,
+)
 from bulkscan.cli._console import console
-from bulkscan.cli._json import emit, outcome_counts, term
+from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.i18n import _, is_yes, yes_no
 from bulkscan.run.rundir import journal_of
 from bulkscan.run.states import TaskState
@@ -18,7 +25,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Coroutine, Sequence
 
-    from bulkscan.run.lifecycle import PlannedAction
+    from bulkscan.run.lifecycle import ActionReport, PlannedAction
     from bulkscan.runner import ActionOutcome, Connection, RunResult, SimulatorOptions
 
 __all__ = [
@@ -85,10 +92,18 @@ def act(
     journal_of(args.run_dir)  # a wrong RUN_DIR is said before credentials are looked for
     with counting(args, _command_of(args)):
         outcome = asyncio.run(entry(args.run_dir, confirm=confirm, **service(args), **options))
-    return print_outcome(args, outcome, {"run_dir": args.run_dir})
+    return print_outcome(args, outcome, {"run_dir": args.run_dir}, again=typed_command())
 
 
-def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[str, Any]) -> int:
+def print_outcome(
+    args: argparse.Namespace,
+    outcome: ActionOutcome,
+    extra: dict[str, Any],
+    *,
+    again: Sequence[str] = (),
+) -> int:
+    """The outcome, each task not done and why; with ``again`` (the command as typed), the
+    command that sends the failed ones again (it resumes the batch: nothing done is resent)."""
     report = outcome.report
     code = outcome.exit_code if outcome.confirmed else 0
     failed = {
@@ -97,6 +112,7 @@ def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[
         if report.results.get(t.task.key) is not None
         and str(report.results[t.task.key]) in ("failed", "kept")
     }
+    retry = _retry_step(report, again) if outcome.confirmed else None
     if args.json:
         fields = {
             "action": report.kind,
@@ -105,7 +121,7 @@ def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[
             "outcomes": outcome_counts(report.counts()),
             "not_done": failed,
         }
-        return emit(args, code, fields | extra)
+        return emit(args, code, fields | extra, next_step=retry)
     if not outcome.confirmed:
         console.out("nothing changed")
         return code
@@ -113,7 +129,20 @@ def print_outcome(args: argparse.Namespace, outcome: ActionOutcome, extra: dict[
     console.out(f"{report.kind}: {counts or 'nothing to do'} ({report.requests} request(s))")
     for name, why in failed.items():
         console.out(f"  {name}: {why}")
+    if retry is not None:
+        console.out(_("{why}; send them again with: {command}").format(
+            why=retry.why, command=retry.command))  # fmt: skip
     return code
+
+
+def _retry_step(report: ActionReport, again: Sequence[str]) -> Next | None:
+    """Run the same command again when some task failed (one ``kept`` by undo stays kept:
+    sending again would not change it)."""
+    failed = sum(1 for state in report.results.values() if str(state) == "failed")
+    if not failed or not again:
+        return None
+    why = _("{count} task(s) failed; the tasks done are not sent again").format(count=failed)
+    return Next(shlex.join(again), why)
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,3 +202,33 @@ def test_quiet_keeps_what_a_run_asks_about(
     assert len(asked) == 1 and code == 0
     assert "sending 1 to the embedded simulator" in err  # where the tasks would go
     assert err.rstrip().endswith("nothing sent")  # and the outcome of the answer
+
+
+def test_a_lifecycle_command_with_failures_names_the_command_that_sends_them_again(
+    here: Path, make_xlsx: MakeXlsx
+) -> None:
+    """Some tasks not disabled: the last line is the command as typed, which resumes the
+    batch (nothing done is sent again); in --json, the same command is next."""
+    rows = [HEADERS, ["ins-1", "MySQL", P1, CN, "one"], ["ins-2", "MySQL", P1, CN, "two"]]
+    inventory = make_xlsx({"instances": rows}, name="two.xlsx")
+    run_dir = _answer("run", str(inventory), *SIM, "--yes")[1]["run_dir"]
+    failing = (
+        "disable",
+        run_dir,
+        *SIM,
+        "--yes",
+        "--simulate-faults",
+        "http500=1",
+        "--attempts",
+        "1",
+    )
+    code, out, _err = _bulkscan(*failing)
+    assert code == 1, out
+    assert out.rstrip().splitlines()[-1] == (
+        "2 task(s) failed; the tasks done are not sent again; send them again with: "
+        f"bulkscan {' '.join(failing)}"
+    )
+    code, doc = _answer(*failing)
+    assert code == 1 and doc["next"]["argv"] == ["bulkscan", *failing, "--json"]
+    code, doc = _answer("disable", run_dir, *SIM, "--yes")
+    assert (code, doc["outcomes"], doc["next"]) == (0, {"done": 2}, None)
