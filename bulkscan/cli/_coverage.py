@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import runner
 from bulkscan.cli._console import by_cause, console
+from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     import argparse
@@ -99,7 +100,7 @@ def _say_covered(check: RemoteCheck) -> None:
         console.err(line)
     more = len(lines) - shown
     if more > 0:
-        console.err(f"... and {more} more (see the Rows sheet of the results)")
+        console.err(_("... and {more} more (see the Rows sheet of the results)").format(more=more))
     partly = len(check.covered_tasks)
     console.err(
         f"{len(check.covered)} row(s) already covered by other tasks: not sent; "
@@ -133,30 +134,39 @@ def print_check(check: RemoteCheck) -> None:
 
     groups = len(check.listed)
     console.out(
-        f"DSC holds {check.remote_tasks} task(s) in {groups} project/region group(s) "
-        f"({check.requests} listing request(s); nothing was sent)"
+        _(
+            "DSC holds {tasks} task(s) in {groups} project/region group(s) ({requests} listing "
+            "request(s); nothing was sent)"
+        ).format(tasks=check.remote_tasks, groups=groups, requests=check.requests)
     )
     for task, remote in check.exists:
-        console.out(f"  exists    {task.name} (id {remote.id}): a run finds it and sends nothing")
+        said = _("{name} (id {id}): a run finds it and sends nothing")
+        console.out(f"  exists    {said.format(name=task.name, id=remote.id)}")
     for task, remote in check.conflicts:
-        console.out(
-            f"  conflict  {task.name} (id {remote.id}): that name has other data sources; "
-            "a run does not send it"
-        )
+        said = _("{name} (id {id}): that name has other data sources; a run does not send it")
+        console.out(f"  conflict  {said.format(name=task.name, id=remote.id)}")
     for line in covered_lines(check, indent="  covered   "):
         console.out(line)
     for (project, region), error in check.unlisted.items():
-        console.out(f"  unknown   not listed: {group_text(project, region, error)}")
+        said = _("not listed: {why}").format(why=group_text(project, region, error))
+        console.out(f"  unknown   {said}")
     waiting = ""
     if check.waiting:
-        waiting = (
-            f"; {check.waiting} task(s) of {len(check.unlisted)} project/region group(s) not "
-            "listed: a run lists them again and sends none to a group it cannot list"
-        )
+        waiting = _(
+            "; {tasks} task(s) of {groups} project/region group(s) not listed: a run lists "
+            "them again and sends none to a group it cannot list"
+        ).format(tasks=check.waiting, groups=len(check.unlisted))
     console.out(
-        f"{len(check.exists)} exist, {len(check.conflicts)} conflict, {len(check.covered)} "
-        f"row(s) already covered by other tasks (left out); a run would create {check.new} "
-        f"task(s) now{waiting}"
+        _(
+            "{exist} exist, {conflict} conflict, {covered} row(s) already covered by other "
+            "tasks (left out); a run would create {new} task(s) now{waiting}"
+        ).format(
+            exist=len(check.exists),
+            conflict=len(check.conflicts),
+            covered=len(check.covered),
+            new=check.new,
+            waiting=waiting,
+        )
     )
 
 

@@ -123,10 +123,14 @@ def print_outcome(
         }
         return emit(args, code, fields | extra, next_step=retry)
     if not outcome.confirmed:
-        console.out("nothing changed")
+        console.out(_("nothing changed"))
         return code
     counts = ", ".join(f"{n} {state}" for state, n in sorted(report.counts().items()))
-    console.out(f"{report.kind}: {counts or 'nothing to do'} ({report.requests} request(s))")
+    console.out(
+        _("{action}: {counts} ({requests} request(s))").format(
+            action=report.kind, counts=counts or _("nothing to do"), requests=report.requests
+        )
+    )
     for name, why in failed.items():
         console.out(f"  {name}: {why}")
     if retry is not None:

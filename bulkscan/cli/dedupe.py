@@ -65,10 +65,19 @@ def _run(args: argparse.Namespace) -> int:
         }  # fmt: skip
         return emit(args, result.exit_code, fields)
     if not result.confirmed:
-        console.out("nothing changed")
+        console.out(_("nothing changed"))
         return 0
-    console.out(f"dedupe: {len(result.deleted)} deleted, {len(result.gone)} already gone, "
-          f"{len(result.still_listed)} still listed ({result.requests} request(s))")  # fmt: skip
+    console.out(
+        _(
+            "dedupe: {deleted} deleted, {gone} already gone, {listed} still listed "
+            "({requests} request(s))"
+        ).format(
+            deleted=len(result.deleted),
+            gone=len(result.gone),
+            listed=len(result.still_listed),
+            requests=result.requests,
+        )
+    )
     for _project, _region, tid, name in result.still_listed:
-        console.out(f"  still listed: {name} (id {tid})")
+        console.out(_("  still listed: {name} (id {id})").format(name=name, id=tid))
     return result.exit_code

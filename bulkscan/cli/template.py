@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK
 from bulkscan.cli._console import console
 from bulkscan.errors import UsageError
+from bulkscan.i18n import _
 from bulkscan.input.template import write_template
 
 if TYPE_CHECKING:
@@ -35,5 +37,9 @@ def _run(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         raise UsageError(f"{path} already exists; use --force to overwrite it")
     write_template(path)
-    console.out(f"wrote {path}: fill the 'instances' sheet, then run: bulkscan validate {path}")
+    console.out(
+        _("wrote {path}: fill the 'instances' sheet, then run: {command}").format(
+            path=path, command=shlex.join(["bulkscan", "validate", str(path)])
+        )
+    )
     return EXIT_OK
