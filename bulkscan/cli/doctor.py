@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.record:
         console.out(_("raw answers saved to {path}").format(path=args.record))
     if report.ok:
-        command = step.command if step else "bulkscan run FILE --limit 5"
+        command = step.command if step else _canary(args, "FILE")  # FILE: the user's
         console.out(_("a run can be trusted here: next, `{command}`").format(command=command))
         return 0
     console.out(
@@ -100,15 +100,21 @@ def _next_step(args: argparse.Namespace) -> Next | None:
     """A canary run of FILE, through the service just checked; None without FILE."""
     if args.file is None:
         return None
+    return Next(_canary(args, args.file), "a run can be trusted here: start with a canary")
+
+
+def _canary(args: argparse.Namespace, file: str) -> str:
+    """``bulkscan run FILE --limit 5`` through the service just checked (``--simulate``,
+    ``--endpoint`` ...), reading FILE as the checks did."""
     reading = []  # how the checks read FILE, as the run's options say it
     if args.profiles:
         reading += ["--profiles", args.profiles]
-    if args.project:
+    if args.project and args.file is not None:
         reading += ["--project-id", args.project[0]]
-    if args.region:
+    if args.region and args.file is not None:
         reading += ["--region", args.region[0]]
-    command = ["bulkscan", "run", args.file, *reading, "--limit", "5", *common.next_options(args)]
-    return Next(shlex.join(command), "a run can be trusted here: start with a canary")
+    return shlex.join(["bulkscan", "run", file, *reading, "--limit", "5",
+                       *common.next_options(args)])  # fmt: skip
 
 
 def _check_json(check: Check) -> dict[str, Any]:

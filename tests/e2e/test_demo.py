@@ -74,6 +74,20 @@ async def test_the_doctors_canary_reads_the_csv_with_its_profiles(tmp_path: Path
     assert json.loads(canary.out)["outcomes"]["created"] == 5  # the rest held back
 
 
+async def test_the_doctors_canary_without_a_file_keeps_the_service_options(
+    tmp_path: Path,
+) -> None:
+    """Checked by --project and --region alone: the canary names FILE for the user's own
+    inventory, and still the service just checked (it said ``bulkscan run FILE --limit 5``,
+    which would send to the real DSC after a check of the simulator)."""
+    where = ("--project", "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "--region", "cn-north-4")
+    doctor = await bulkscan(tmp_path, "doctor", *where, "--simulate")
+    assert doctor.code == 0, doctor.err
+    assert _suggested(doctor.out, "next, ") == [
+        "bulkscan", "run", "FILE", "--limit", "5", "--simulate"
+    ]  # fmt: skip
+
+
 async def test_the_audits_next_run_keeps_the_caps_and_not_the_csvs_own_options(
     tmp_path: Path,
 ) -> None:
