@@ -1242,6 +1242,14 @@ class ExportReport:
         return sum(1 for c in self.found if not c.tasks)
 
     @property
+    def to_create(self) -> int:
+        """Instances a run of the workbook would send: no task yet, and scannable (a row
+        that cannot be scanned is written with ``enabled`` FALSE)."""
+        from bulkscan.run.assets import check_known  # loaded by the export already
+
+        return sum(1 for c in self.found if not c.tasks and check_known(c.known) is None)
+
+    @property
     def status(self) -> Status:
         """OK when every scope could be listed, else INCOMPLETE."""
         return Status.INCOMPLETE if self.errors else Status.OK

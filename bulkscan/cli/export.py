@@ -92,11 +92,33 @@ def _run(args: argparse.Namespace) -> int:
             found=len(report.found), uncovered=report.uncovered, workbook=report.workbook
         )
     )
-    console.out(_("next: {command}").format(command=step.command))
+    if step is not None:
+        console.out(_("next: {command}").format(command=step.command))
+    elif report.uncovered:
+        console.out(
+            _(
+                "the {count} instance(s) without a task cannot be scanned (their asset_check "
+                "says why): nothing to run"
+            ).format(count=report.uncovered)
+        )
+    elif report.found:
+        console.out(_("every instance has a task: nothing to run"))
+    elif not report.errors:
+        console.out(
+            _(
+                "DSC's asset centre lists no database instance there: nothing to run (may "
+                "these credentials read the asset centre, and is it the right project and "
+                "region?)"
+            )
+        )
     return common.exit_code(report.status)
 
 
-def _next_step(args: argparse.Namespace, report: runner.ExportReport) -> Next:
+def _next_step(args: argparse.Namespace, report: runner.ExportReport) -> Next | None:
+    """Run the workbook, when some scannable instance has no task (else a run creates
+    nothing)."""
+    if not report.to_create:
+        return None
     command = shlex.join(["bulkscan", "run", str(report.workbook), *common.next_options(args)])
     return Next(command, "create the tasks of the rows not covered (the covered ones exist)")
 

@@ -97,7 +97,11 @@ def _sequence(folder: Path) -> Iterator[Answer]:
     yield audit
     group = plan.document["groups"][0]
     where = ["--project", group["project_id"], "--region", group["region"]]
-    yield _call(["export", *where, *SIM, "--output", "dsc.xlsx", "--json"])
+    assets = folder / "assets.json"  # an instance no task covers: the export names a run
+    one = {"project_id": group["project_id"], "ins_id": "ins-new", "ins_name": "new"}
+    assets.write_text(json.dumps({"instances": [one]}), encoding="utf-8")
+    yield _call(["export", *where, *SIM, "--simulate-assets", str(assets),
+                 "--output", "dsc.xlsx", "--json"])  # fmt: skip
     for action in ("start", "disable", "enable", "undo"):
         yield _call([action, run_dir, *SIM, "--yes", "--json"])
     yield _call(["dedupe", audit.document["workbook"], *SIM, "--yes", "--json"])

@@ -233,6 +233,7 @@ async def test_export_then_run_round_trips_and_creates_nothing_twice(tmp_path: P
         code, out, err = await _bulkscan(tmp_path, "export", *where, "--output", exported)
         assert code == 0, err
         assert "10 instance(s), 8 not covered by a task" in out
+        assert f"next: bulkscan run {exported} --endpoint {sim.url}" in out
         rows = list(load_workbook(exported)["instances"].iter_rows(values_only=True))
         col = {name: rows[0].index(name) for name in rows[0]}
         by_id = {r[col["ins_id"]]: r for r in rows[1:]}
@@ -250,7 +251,27 @@ async def test_export_then_run_round_trips_and_creates_nothing_twice(tmp_path: P
 
         code, out, err = await _bulkscan(tmp_path, "export", *where, "--output", exported)
         assert code == 0 and "10 instance(s), 3 not covered by a task" in out, err
+        # the three left cannot be scanned (stopped, unauthorised, MongoDB): no run to suggest
+        assert out.rstrip().endswith(
+            "the 3 instance(s) without a task cannot be scanned (their asset_check says why): "
+            "nothing to run"
+        )
+        assert "next:" not in out
         code, out, err = await _bulkscan(tmp_path, *run)
         assert code == 0, err
         assert len(sim.tasks) == tasks  # every covered row was found as existing
         assert re.search(r"exists\s+2\b", out + err)
+
+
+async def test_an_export_with_no_instance_suggests_no_run(tmp_path: Path) -> None:
+    """An asset centre that lists nothing (wrong project, or credentials that may not read
+    it): the export says so instead of naming a run of an empty workbook."""
+    where = ["--region", CN, "--project", P1, "--simulate"]
+    code, out, err = await _bulkscan(tmp_path, "export", *where, "--output", tmp_path / "e.xlsx")
+    assert code == 0, err
+    assert "0 instance(s), 0 not covered by a task" in out and "next:" not in out
+    assert "lists no database instance there: nothing to run" in out
+    code, out, err = await _bulkscan(
+        tmp_path, "export", *where, "--output", tmp_path / "e.xlsx", "--json"
+    )
+    assert code == 0 and json.loads(out)["next"] is None, err
