@@ -377,7 +377,21 @@ def _resolve_row(row: RawRow, catalog: Catalog, settings: InputSettings) -> Reso
         problem = check_instance(catalog, *scope, ins_id) if known is None else None
     if known is None:
         return ResolvedRow(row, None, (_error(row, column, str(problem)),))
-    return ResolvedRow(row, known, _known_issues(row, known))
+    issues = _known_issues(row, known)
+    if name and known.ins_name != name:  # found by the fallback of ``Catalog.named``
+        issues += (_loose_match(row, name, known),)
+    return ResolvedRow(row, known, issues)
+
+
+def _loose_match(row: RawRow, name: str, known: KnownInstance) -> Issue:
+    return Issue(
+        "warning",
+        f"no instance is named '{name}' exactly; '{known.ins_name}' ({known.ins_id}) was taken, "
+        "its name differing in case or spaces only",
+        ref=row.ref,
+        column="ins_name",
+        hint="check that it is the instance meant, or write the name as DSC shows it",
+    )
 
 
 def _known_issues(row: RawRow, known: KnownInstance) -> tuple[Issue, ...]:

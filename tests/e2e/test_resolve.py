@@ -204,6 +204,30 @@ async def test_validate_remote_and_run_remote_check_hold_back_every_bad_row(
         assert sent == {"id-orders": "Mysql", "id-billing": "MySQL"}
 
 
+async def test_a_name_found_only_ignoring_case_resolves_with_a_warning(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    """'ORDERS-DB' for DSC's 'orders-db' is taken (names typed by hand), but said: it is a
+    guess, and another instance may be meant."""
+    rows = [["Instance Name"], ["ORDERS-DB"], ["billing-db"]]
+    inventory = make_xlsx({"instances": rows}, name="names.xlsx")
+    where = ["--project-id", P1, "--region", CN]
+    async with Simulator(assets=Assets(INSTANCES)) as sim:
+        code, out, err = await _bulkscan(
+            tmp_path, "resolve", inventory, *where, "--endpoint", sim.url, "--rate", "100/s"
+        )
+    assert code == 0, err
+    assert "resolved 2 of 2 row(s)" in out
+    assert (
+        f"warning: {inventory}, sheet 'instances', row 2, column 'ins_name': no instance is named "
+        "'ORDERS-DB' exactly; 'orders-db' (id-orders) was taken" in err
+    ), err
+    assert "row 3" not in err  # the exact name: nothing to say
+    book = load_workbook(tmp_path / "names-resolved.xlsx")
+    issues = [r for r in book["Issues"].iter_rows(min_row=2, values_only=True) if r[0]]
+    assert [(r[0], r[2], r[3]) for r in issues] == [("warning", 2, "ins_name")]
+
+
 async def test_the_demo_with_a_remote_check_still_creates_every_task(tmp_path: Path) -> None:
     # --remote-check is the default; the flag is still accepted
     code, _, err = await _bulkscan(
