@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import runner
-from bulkscan.cli._common import counting, service
+from bulkscan.cli._common import counting, next_options, service
 from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options
@@ -108,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
             "scans": [_scan_json(s) for s in result.scans],
             "tasks_not_sent_or_unknown": result.report.tally.unfinished,
         }
-        return emit(args, result.exit_code, fields, next_step=_next_step(result))
+        return emit(args, result.exit_code, fields, next_step=_next_step(args, result))
     for state, n in sorted(result.counts().items()):
         console.out(f"  {state:<10} {n:>6}")
     for line in _failures(result.scans):
@@ -121,16 +122,34 @@ def _run(args: argparse.Namespace) -> int:
                 "theirs can have run; resume with: {command}"
             ).format(count=left, command=result.report.resume_command)
         )
+    again = _start_failed(args, result)
+    if not left and again is not None:
+        console.out(_("{why}, with: {command}").format(why=again.why, command=again.command))
     console.out(_("results: {path}").format(path=result.report.results))
     return result.exit_code
 
 
-def _next_step(result: runner.ScanStatus) -> Next | None:
-    """The run's resume command while some of its tasks are not sent or of unknown outcome."""
+def _next_step(args: argparse.Namespace, result: runner.ScanStatus) -> Next | None:
+    """The run's resume command while some of its tasks are not sent or of unknown outcome;
+    else, when scans failed, the command that starts those tasks again."""
     left, command = result.report.tally.unfinished, result.report.resume_command
     if not left or not command:
-        return None
+        return _start_failed(args, result)
     return Next(command, f"{left} task(s) of this run not sent yet or of unknown outcome")
+
+
+def _start_failed(args: argparse.Namespace, result: runner.ScanStatus) -> Next | None:
+    """``bulkscan start`` of the tasks whose latest scan failed (each named: the others,
+    succeeded or running, are not started again), through the service just read."""
+    failed = [s.name for s in result.scans if s.state is ScanState.FAILED]
+    if not failed:
+        return None
+    named = [part for name in failed for part in ("--task", name)]
+    command = ["bulkscan", "start", args.run_dir, *named, *next_options(args)]
+    why = _("{count} scan(s) failed: once the cause is fixed, start them again").format(
+        count=len(failed)
+    )
+    return Next(shlex.join(command), why)
 
 
 _NAMED = 3  # tasks named on a line that says one cause for many

@@ -118,6 +118,29 @@ def test_status_wait_json_reports_every_scan_finished(tmp_path: Path) -> None:
     assert {s["state"] for s in answer["scans"]} == {"succeeded"}
 
 
+def test_status_with_failed_scans_names_the_start_of_those_tasks_alone(tmp_path: Path) -> None:
+    """Some scans failed: the next step starts exactly the failed ones again (a bare
+    ``start`` would scan the succeeded ones twice), through the service just read."""
+    options = ("--scan-seconds", "0", "--scan-failure", "0.5", "--seed", "3")
+    with simulator_process(tmp_path, *options, env=ENV) as (url, _):
+        run_dir = _run(tmp_path, url, 6)
+        done = cli("status", str(run_dir), "--endpoint", url, "--json", env=ENV)
+        answer = json.loads(done.stdout)
+        failed = [s["task"] for s in answer["scans"] if s["state"] == "failed"]
+        assert 0 < len(failed) < 6, answer["scans"]  # the seed fails some, not all
+        argv = answer["next"]["argv"]
+        named = [argv[i + 1] for i, part in enumerate(argv) if part == "--task"]
+        assert argv[:3] == ["bulkscan", "start", str(run_dir)] and named == failed
+        assert argv[-2:] == ["--endpoint", url]
+        text = cli("status", str(run_dir), "--endpoint", url, env=ENV)
+        assert f"with: {answer['next']['command']}" in text.stdout
+        started = cli(*argv[1:], "--yes", "--json", env=ENV)
+        assert started.returncode == 0, started.stderr
+        again = json.loads(cli("status", str(run_dir), "--endpoint", url, "--json", env=ENV).stdout)
+    runs = {s["task"]: s["runs"] for s in again["scans"]}
+    assert runs == {name: 2 if name in failed else 1 for name in runs}  # the failed ones alone
+
+
 def test_start_killed_mid_way_resumes_and_starts_each_task_once(tmp_path: Path) -> None:
     n = 20
     with simulator_process(tmp_path, "--scan-seconds", "0", "--faults", "http500=0.1,"
