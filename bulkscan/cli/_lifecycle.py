@@ -119,6 +119,7 @@ def print_outcome(
             "confirmed": outcome.confirmed,
             "requests": report.requests,
             "outcomes": outcome_counts(report.counts()),
+            "done_earlier": report.earlier,
             "not_done": failed,
         }
         return emit(args, code, fields | extra, next_step=retry)
@@ -131,6 +132,12 @@ def print_outcome(
             action=report.kind, counts=counts or _("nothing to do"), requests=report.requests
         )
     )
+    if report.earlier:  # a resumed batch: the counts include what an earlier command did
+        console.out(
+            _("  of which {count} done by an earlier {action} of this run, not sent again").format(
+                count=report.earlier, action=report.kind
+            )
+        )
     for name, why in failed.items():
         console.out(f"  {name}: {why}")
     if retry is not None:

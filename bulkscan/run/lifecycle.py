@@ -153,6 +153,7 @@ class ActionReport:
     results: dict[str, ActionState] = field(default_factory=dict)  # task key -> state
     messages: dict[str, str] = field(default_factory=dict)
     requests: int = 0
+    earlier: int = 0  # tasks an earlier command of the same batch had done (a resume)
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -597,6 +598,8 @@ class Lifecycle(Wire):
         for step in planned:
             if step.state is not None:
                 report.results[step.task.key] = step.state
+                if step.why == "already undone":
+                    report.earlier += 1
                 if step.state is ActionState.KEPT or step.why != "already undone":
                     self.store.settle(batch, "delete", step.task, step.task_id,
                                       state=step.state, detail=step.why)  # fmt: skip
@@ -696,6 +699,7 @@ class Lifecycle(Wire):
             state, runs_before = done.get(task.key, (None, None))
             if state in _FINAL:
                 report.results[task.key] = ActionState.DONE
+                report.earlier += 1
                 continue
             task_id = await self._task_id(task, cache)
             if task_id is None:

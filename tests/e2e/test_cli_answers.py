@@ -232,3 +232,27 @@ def test_a_lifecycle_command_with_failures_names_the_command_that_sends_them_aga
     assert code == 1 and doc["next"]["argv"] == ["bulkscan", *failing, "--json"]
     code, doc = _answer("disable", run_dir, *SIM, "--yes")
     assert (code, doc["outcomes"], doc["next"]) == (0, {"done": 2}, None)
+
+
+async def test_a_resumed_lifecycle_batch_says_what_an_earlier_command_did(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    """A disable that failed for one project, run again: 'done' counts both tasks, and the
+    line under it says one was done by the earlier command (only one request now)."""
+    other = "fedcba9876543210fedcba9876543210"
+    rows = [HEADERS, ["ins-1", "MySQL", P1, CN, "one"], ["ins-2", "MySQL", other, CN, "two"]]
+    inventory = make_xlsx({"instances": rows}, name="two.xlsx")
+    env = sim_env(state=tmp_path / "state")
+    async with Simulator() as sim:
+        where = ("--endpoint", sim.url, "--rate", "200/s")
+        run = await bulkscan(tmp_path, "run", inventory, *where, "--yes", "--json", env=env)
+        assert run.code == 0, run.err
+        run_dir = json.loads(run.out)["run_dir"]
+        sim.set_dsc_disabled([other])
+        failed = await bulkscan(tmp_path, "disable", run_dir, *where, "--yes", env=env)
+        assert failed.code == 1, failed.err
+        sim.set_dsc_disabled([])
+        again = await bulkscan(tmp_path, "disable", run_dir, *where, "--yes", env=env)
+    assert again.code == 0, again.err
+    assert "disable: 2 done (1 request(s))" in again.out
+    assert "  of which 1 done by an earlier disable of this run, not sent again" in again.out

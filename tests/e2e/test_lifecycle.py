@@ -258,14 +258,15 @@ async def test_a_disable_that_failed_in_part_then_an_enable_then_disable_disable
         assert (await act("ENABLE")).exit_code == 0
         assert all(t["enabled"] for t in sim.tasks)
         again = await act("DISABLE")
-        assert again.exit_code == 0
+        assert again.exit_code == 0 and again.report.earlier == 0  # a new batch
         assert [t["enabled"] for t in sim.tasks] == [False] * 4  # every task, not two of them
         # a DISABLE killed or failed without an ENABLE after it is still resumed: nothing twice
         sim.set_dsc_disabled([OTHER_PROJECT])
         assert (await act("ENABLE")).exit_code == 1
         sim.set_dsc_disabled([])
         before = _sent(sim, "enable")
-        assert (await act("ENABLE")).exit_code == 0
+        resumed = await act("ENABLE")
+        assert resumed.exit_code == 0 and resumed.report.earlier == 2  # said, not resent
         assert _sent(sim, "enable") - before == 2  # only the two not done
         assert all(t["enabled"] for t in sim.tasks)
 
