@@ -588,21 +588,6 @@ def _replace_member(path: Path, member: str, change: Callable[[bytes], bytes]) -
     return out.getvalue()
 
 
-def test_a_million_empty_styled_rows_are_read_in_bounded_time(make_raw_xlsx: Callable[..., Path]):
-    styled = "".join(
-        f'<row r="{n}" s="1" customFormat="1"><c r="A{n}" s="1"/><c r="B{n}" s="1"/></row>'
-        for n in range(3, 1_000_003)
-    )
-    body = (
-        '<row r="1"><c r="A1" t="inlineStr"><is><t>ins_id</t></is></c>'
-        '<c r="B1" t="inlineStr"><is><t>db_type</t></is></c></row>'
-        '<row r="2"><c r="A2" t="inlineStr"><is><t>a</t></is></c>'
-        '<c r="B2" t="inlineStr"><is><t>MySQL</t></is></c></row>' + styled
-    )
-    book = load_input(make_raw_xlsx({"instances": body}), limits=InputLimits(max_rows=1000))
-    assert values(book) == [{"ins_id": "a", "db_type": "MySQL"}]
-
-
 def test_many_rows_of_empty_strings_hit_the_row_cap_before_reading(
     make_raw_xlsx: Callable[..., Path],
 ):
