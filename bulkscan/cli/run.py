@@ -243,13 +243,14 @@ def _journal_stopped(exc: JournalWriteError) -> Refused:
 def _unread_text(unread: Sequence[tuple[tuple[str, str], DscError]]) -> str:
     """Why nothing was sent when the asset centre could not be read, with the advice that
     fits the first failure: wait for a service that did not answer, fix refused access."""
-    from bulkscan.run.remote import groups_text  # loaded by the check itself
+    from bulkscan.dsc.classify import RECORD_ADVICE  # loaded by the check itself
+    from bulkscan.run.remote import groups_text
 
     verdict = unread[0][1].verdict
     if verdict in (Verdict.TRANSIENT, Verdict.THROTTLED, Verdict.AMBIGUOUS):
         advice = _("run again once DSC answers")
     elif verdict is Verdict.UNTRUSTED:
-        advice = _("run 'bulkscan doctor --record FILE' and report the answer it saved")
+        advice = _(RECORD_ADVICE)
     else:
         advice = _("fix the access and run again")
     return _(

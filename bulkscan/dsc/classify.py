@@ -34,9 +34,11 @@ from bulkscan.errors import (
     TransientError,
     UntrustedListingError,
 )
+from bulkscan.i18n import N_
 from bulkscan.models import Verdict  # defined in a leaf so that errors.py can carry it
 
 __all__ = [
+    "RECORD_ADVICE",
     "Verdict",
     "classify_create_answer",
     "classify_exception",
@@ -172,6 +174,8 @@ def parse_throttle_limit(msg: str | None) -> float | None:
 
 # --- errors ----------------------------------------------------------------------------------
 
+# What to do about a listing whose shape cannot be trusted (the run, the check, the audit)
+RECORD_ADVICE = N_("run 'bulkscan doctor --record FILE' and report the answer it saved")
 _FATAL_ADVICE = {
     "0301": (
         "authentication failed: check the AK/SK or the token; the gateway locks a key after "
@@ -197,7 +201,7 @@ _ADVICE = {
     Verdict.RUN_FATAL: "stopping: fix the configuration before running again",
     Verdict.UNTRUSTED: (
         "nothing is sent to this project, since its existing tasks cannot be told apart; "
-        "run 'bulkscan doctor --record FILE' and report the answer it saved"
+        + RECORD_ADVICE
     ),
 }
 _DSC_NOT_ENABLED = "dsc.10000009"

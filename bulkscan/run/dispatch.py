@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from bulkscan.config import settle_offsets
+from bulkscan.dsc.classify import RECORD_ADVICE
 from bulkscan.dsc.client import CREATE_PATH
 from bulkscan.errors import BulkscanError, DscError
 from bulkscan.events import (
@@ -900,7 +901,7 @@ def _unchecked_text(failed: Sequence[tuple[_Group, DscError]]) -> str:
     """Why the closing listing could not look for names created twice: the first group's
     error (its own advice is about sending, which is over) and how many groups failed."""
     if failed[0][1].verdict is Verdict.UNTRUSTED:
-        advice = "run 'bulkscan doctor --record FILE' and report the answer it saved"
+        advice = RECORD_ADVICE
     else:
         advice = "'bulkscan audit' lists the tasks again once the service answers"
     return f"{groups_text(failed)}; {advice}"
