@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bulkscan.errors import InputError, UsageError
+from bulkscan.i18n import _
 from bulkscan.input.validate import MAX_NAME, show
 from bulkscan.models import DataSource, Instance, Issue, Plan, Profile, RowRef, TaskRequest
 
@@ -371,7 +372,7 @@ def start_time_text(body_bytes: bytes, *, zone: str, unit: str = "s") -> str:
     """A request's start time as a person reads it, in ``zone`` with its offset, or ``now``."""
     value = json.loads(body_bytes).get("start_time", 0)
     if not value:
-        return "now"
+        return _("now")
     seconds = value / 1000 if unit == "ms" else value
     moment = datetime.fromtimestamp(seconds, ZoneInfo(zone))
     return f"{moment.isoformat(sep=' ', timespec='minutes')} ({zone})"

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from bulkscan import plan as plan_module
 from bulkscan.config import InputSettings
 from bulkscan.errors import InputError, UsageError
+from bulkscan.i18n import set_language
 from bulkscan.input import schema
 from bulkscan.input.validate import Validated, validate
 from bulkscan.models import (
@@ -400,6 +401,8 @@ def test_start_times_are_shown_in_their_profile_zone_with_the_offset() -> None:
     ms = serialise_body({"start_time": 1_900_000_000_000})
     assert start_time_text(ms, zone="UTC", unit="ms") == "2030-03-17 17:46+00:00 (UTC)"
     assert start_time_text(serialise_body({"start_time": 0}), zone="UTC") == "now"
+    set_language("zh")  # the conftest sets English back after each test
+    assert start_time_text(serialise_body({"start_time": 0}), zone="UTC") == "立即"
     own = Profile(name="own", timezone="Europe/Paris")
     zones = start_zones({"own": own, "plain": Profile(name="plain")}, "Asia/Shanghai")
     assert zones == {"own": "Europe/Paris", "plain": "Asia/Shanghai"}
