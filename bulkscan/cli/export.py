@@ -103,6 +103,13 @@ def _run(args: argparse.Namespace) -> int:
         )
     elif report.found:
         console.out(_("every instance has a task: nothing to run"))
+    elif not report.errors and args.simulate and not args.simulate_assets:
+        console.out(
+            _(
+                "the embedded simulator's asset centre is empty: nothing to run (give it "
+                'instances with --simulate-assets FILE; README, "From names to tasks")'
+            )
+        )
     elif not report.errors:
         console.out(
             _(

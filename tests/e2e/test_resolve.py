@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -294,8 +295,17 @@ async def test_an_export_with_no_instance_suggests_no_run(tmp_path: Path) -> Non
     code, out, err = await _bulkscan(tmp_path, "export", *where, "--output", tmp_path / "e.xlsx")
     assert code == 0, err
     assert "0 instance(s), 0 not covered by a task" in out and "next:" not in out
-    assert "lists no database instance there: nothing to run" in out
+    assert "simulator's asset centre is empty: nothing to run" in out
+    assert "--simulate-assets FILE" in out
     code, out, err = await _bulkscan(
         tmp_path, "export", *where, "--output", tmp_path / "e.xlsx", "--json"
     )
     assert code == 0 and json.loads(out)["next"] is None, err
+    assets = tmp_path / "assets.json"  # instances of another project only
+    other = [dataclasses.replace(i, project_id="f" * 32) for i in INSTANCES]
+    assets.write_text(json.dumps({"instances": [vars_of(i) for i in other]}))
+    code, out, err = await _bulkscan(
+        tmp_path, "export", *where, "--simulate-assets", assets, "--output", tmp_path / "e.xlsx"
+    )
+    assert code == 0, err
+    assert "lists no database instance there: nothing to run (may these credentials" in out
