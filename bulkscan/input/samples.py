@@ -33,8 +33,13 @@ __all__ = [
     "write_samples",
 ]
 
-PROJECTS: tuple[str, str] = ("0a1b2c3d4e5f60718293a4b5c6d7e8f9", "5e4d3c2b1a0f9e8d7c6b5a4938271605")
 REGIONS: tuple[str, str] = ("cn-north-4", "ap-southeast-1")
+# Two projects in each region: a Huawei Cloud project belongs to one region.
+_PROJECTS_IN: dict[str, tuple[str, str]] = {
+    "cn-north-4": ("0a1b2c3d4e5f60718293a4b5c6d7e8f9", "5e4d3c2b1a0f9e8d7c6b5a4938271605"),
+    "ap-southeast-1": ("7c1e9a2b5d8f40c6a3e1b7d9f2c4a6e8", "d4f6a8c0e2b4461d8f0a2c4e6b8d0f13"),
+}
+PROJECTS: tuple[str, ...] = tuple(p for pair in _PROJECTS_IN.values() for p in pair)
 # The last two show that db_type matching ignores case and knows common aliases.
 _DB_TYPES = (
     "MySQL", "PostgreSQL", "TDSQL", "GaussDB", "openGauss", "DM", "mysql", "postgres",
@@ -80,7 +85,7 @@ _PROFILES: tuple[tuple[Any, ...], ...] = (
 
 
 def write_sample(path: str | os.PathLike[str], *, n_instances: int = 150, seed: int = 7) -> None:
-    """The shipped sample: instances over 2 projects, 2 regions and 3 profiles, no errors."""
+    """The shipped sample: instances over 4 projects (2 per region) and 3 profiles, no errors."""
     rows = list(_sample_instances(n_instances, seed))
     _write_workbook(path, rows, list(_PROFILES))
 
@@ -203,8 +208,7 @@ def _sample_instances(
         yield [
             f"{rng.getrandbits(128):032x}in{rng.choice(('01', '03', '14'))}",
             rng.choice(_DB_TYPES),
-            PROJECTS[rng.random() < 0.4],
-            REGIONS[rng.random() < 0.35],
+            *_project_region(rng.random() < 0.4, rng.random() < 0.35),
             profile,
             task,
             enabled if enabled else rng.choice((None, None, None, "yes", True)),
@@ -212,6 +216,11 @@ def _sample_instances(
             rng.choice(_ENVIRONMENTS),
             rng.choice(_NOTES) or None,
         ]
+
+
+def _project_region(second_project: bool, second_region: bool) -> tuple[str, str]:
+    region = REGIONS[second_region]
+    return _PROJECTS_IN[region][second_project], region
 
 
 def _csv_text(value: Any) -> str:

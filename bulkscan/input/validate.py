@@ -57,7 +57,7 @@ from bulkscan.models import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from bulkscan.config import InputSettings
 
@@ -765,6 +765,7 @@ def validate(book: InputBook, settings: InputSettings) -> Validated:
         known_types={},
     )
     instances, skipped, duplicates = _validate_instances(sheet, sink, context)
+    _warn_projects_in_regions(instances, sink)
     if not instances and not sink.errors:
         _nothing_to_scan(len(skipped), sink)
     return Validated(
@@ -882,7 +883,7 @@ def _first_sight(row: RawRow, sink: _Sink, context: _Context) -> tuple[_Shared, 
         _project_id(row, sink, context),
         _region(row, sink, context),
         _profile_name(row, sink, context),
-        _parsed(row, "task", _task_name, None, sink),
+        _task(row, sink),
     )
     return shared, ins_id, clean and len(sink.issues) == before
 
@@ -985,6 +986,48 @@ def _warn_duplicate(row: RawRow, instance: Instance, first: Instance, sink: _Sin
         value=instance.ins_id,
         hint=hint,
     )
+
+
+def _warn_projects_in_regions(instances: Sequence[Instance], sink: _Sink) -> None:
+    """A Huawei Cloud project belongs to one region (each region has its own project ids),
+    so a project given with a second region is a mistake in one of the two cells: warn at
+    the first row of each region other than the project's most used one, with how many rows
+    it has.
+    """
+    regions: dict[str, dict[str, list[Instance]]] = {}
+    for instance in instances:
+        if instance.region not in _REGIONS:  # warned of already: one mistake, one message
+            continue
+        by_region = regions.setdefault(instance.project_id, {})
+        by_region.setdefault(instance.region, []).append(instance)
+    for project, by_region in regions.items():
+        if len(by_region) < 2:
+            continue
+        home = max(by_region, key=lambda region: len(by_region[region]))  # first of equals
+        first = by_region[home][0]
+        for region, rows in by_region.items():
+            if region == home:
+                continue
+            sink.add(
+                "warning",
+                _(
+                    "project {project} is in region {home} at row {row} and in region "
+                    "{region} here ({count} row(s) with that region)"
+                ).format(
+                    project=_q(project),
+                    home=_q(home),
+                    row=first.ref.row,
+                    region=_q(region),
+                    count=len(rows),
+                ),
+                ref=rows[0].ref,
+                column="region",
+                value=region,
+                hint=_(
+                    "a project belongs to one region, so DSC in one of them will refuse it: "
+                    "check the region and the project_id"
+                ),
+            )
 
 
 def _required_columns(sheet: Sheet) -> list[str]:
@@ -1127,6 +1170,10 @@ def _project_id(row: RawRow, sink: _Sink, context: _Context) -> str | None:
         return _default_for_blank(
             row, sink, "project_id", default, option="--project-id", variable=variable
         )
+    caveat = _text_caveat(value)
+    if caveat is not None:  # Excel shows 1.23457E+31, and the digits it kept are not the id
+        sink.add("error", caveat[0], ref=row.ref, column="project_id", value=value, hint=caveat[1])
+        return None
     text = parse_text(value)
     if _PROJECT.match(text):
         return text
@@ -1210,6 +1257,21 @@ def _profile_name(row: RawRow, sink: _Sink, context: _Context) -> str | None:
         hint=hint,
     )
     return None
+
+
+def _task(row: RawRow, sink: _Sink) -> str | None:
+    """The ``task`` cell's name; one the sheet shows otherwise than it is sent (a date
+    cell, a number Excel rounds) is warned of."""
+    value = row.values.get("task")
+    shown_otherwise = isinstance(value, date | time) or (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and abs(value) >= _EXACT_DIGITS
+    )
+    caveat = _text_caveat(value) if shown_otherwise else None
+    if caveat is not None:
+        sink.add("warning", caveat[0], ref=row.ref, column="task", value=value, hint=caveat[1])
+    return _parsed(row, "task", _task_name, None, sink)
 
 
 def _task_name(value: object) -> str:

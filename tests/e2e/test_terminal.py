@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 
+from bulkscan.input import samples
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ def test_plan_tables_fit_the_terminal_and_never_cut_a_cell(tmp_path: Path) -> No
         for name in names:
             rows = [line for line in lines if line.split()[:1] == [name]]
             assert len(rows) == 1, (columns, name)
-            projects = ("0a1b2c3d4e5f60718293a4b5c6d7e8f9", "5e4d3c2b1a0f9e8d7c6b5a4938271605")
+            projects = samples.PROJECTS
             # a table row holds the task's project; a record's first line the name alone
             assert any(p in rows[0] for p in projects) is (columns == 160), rows[0]
         assert any(line.split()[:1] == ["total"] for line in lines)

@@ -379,7 +379,14 @@ def test_a_clean_sheet_yields_instances_with_extras_and_no_issues() -> None:
         [
             row("ins-1", "mysql", region="cn-north-1", Owner="ana", Cost=12.0),
             row(12345, "postgres", project_id=OTHER_PROJECT, Since=datetime(2024, 5, 6)),
-            row("ins-3", "DWS", profile="Default", task="nightly", enabled="yes"),
+            row(
+                "ins-3",
+                "DWS",
+                project_id="ab" * 16,
+                profile="Default",
+                task="nightly",
+                enabled="yes",
+            ),  # a project of --region's region, as each project has one
         ],
         headers=headers,
     )
@@ -641,11 +648,35 @@ def test_duplicates_are_warned_and_sent_once() -> None:
         (RowRef(FILE, "instances", 4), first),
         (RowRef(FILE, "instances", 7), first),
     )
-    warnings = [i for i in result.issues if i.severity == "warning"]
+    warnings = [i for i in result.issues if "repeats" in i.message]
     assert [w.ref.row for w in warnings if w.ref] == [4, 7]
     assert warnings[0].message == "instance 'a' repeats row 2 (same project, region and profile)"
     assert warnings[0].hint == "it is sent once, as 'MySQL' from row 2"
     assert not result.has_errors
+
+
+def test_a_project_in_two_regions_is_warned_where_its_rarer_region_starts() -> None:
+    rows = [
+        row("a", region="cn-north-1"),
+        row("b"),  # the region of --region, cn-north-4, as the project's other rows
+        row("c"),
+        row("d", region="cn-north-1"),
+        row("e", region="ap-southeast-1"),
+        row("f", project_id=OTHER_PROJECT, region="ap-southeast-1"),  # its own region: fine
+        row("g"),
+    ]
+    result = run(rows)
+    warnings = [i for i in result.issues if i.severity == "warning"]
+    assert [(w.ref.row if w.ref else None, w.column, w.value) for w in warnings] == [
+        (2, "Region", "cn-north-1"),
+        (6, "Region", "ap-southeast-1"),
+    ]
+    assert warnings[0].message == (
+        f"project '{PROJECT}' is in region 'cn-north-4' at row 3 and in region 'cn-north-1' "
+        "here (2 row(s) with that region)"
+    )
+    assert "a project belongs to one region" in (warnings[0].hint or "")
+    assert len(result.instances) == 7 and not result.has_errors  # a warning: all are sent
 
 
 def test_an_instance_in_two_profiles_is_not_a_duplicate() -> None:
@@ -946,3 +977,23 @@ def test_a_time_zone_name_too_long_for_a_path_is_a_cell_error() -> None:
 
     with pytest.raises(CellError, match="is not a known time zone"):
         parse_timezone("x" * 1000)
+
+
+def test_a_project_id_typed_as_a_number_is_an_error_not_the_digits_excel_kept() -> None:
+    result = run([row("a", project_id=1.2345678901234569e31), row("b", project_id=True)])
+    errors = [i for i in result.issues if i.severity == "error"]
+    assert [(e.ref.row if e.ref else None, e.column) for e in errors] == [
+        (2, "project_id"),
+        (3, "project_id"),
+    ]
+    assert "a number of 16+ digits" in errors[0].message
+    assert errors[0].hint == "format the column as Text and retype the value"
+    assert not result.instances
+
+
+def test_a_task_name_in_a_date_cell_is_warned_of() -> None:
+    result = run([row("a", task=datetime(2025, 1, 2)), row("b", task="orders")])
+    warning = only(result.issues, "warning")
+    assert warning.ref == RowRef(FILE, "instances", 2) and warning.column == "task"
+    assert "is a date cell" in warning.message
+    assert [i.task for i in result.instances] == ["2025-01-02T00:00:00", "orders"]
