@@ -809,7 +809,7 @@ def _read_header(target: _Target, number: int, cells: Sequence[Any], left: int) 
     seen: dict[str, int] = {}
     for index, value in enumerate(cells):
         text = _header_text(value)
-        key = aliases.get(schema.normalise_header(text), text) if text else ""
+        key = _known_as(text, aliases) if text else ""
         key = key or f"column_{column_letter(left + index)}"
         if key in seen:
             first = seen[key]
@@ -829,6 +829,15 @@ def _read_header(target: _Target, number: int, cells: Sequence[Any], left: int) 
         texts.append(text)
         names.append(key)
     return _Header(number, tuple(texts), tuple(names))
+
+
+def _known_as(text: str, aliases: dict[str, str]) -> str:
+    """The column a header means: as written, else without its notes (``Enabled (Y/N)``
+    means ``enabled``); a header that means no known column is its own name."""
+    name = aliases.get(schema.normalise_header(text))
+    if name is None:
+        name = aliases.get(schema.normalise_header(schema.without_note(text)), text)
+    return name
 
 
 @functools.cache

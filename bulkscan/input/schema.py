@@ -31,6 +31,7 @@ __all__ = [
     "db_types",
     "known_db_types",
     "normalise_header",
+    "without_note",
     "unsupported_db_type",
 ]
 
@@ -133,6 +134,18 @@ BOOLEAN_COLUMNS = frozenset(
 _NON_WORD = re.compile(r"[\s.\-/]+")
 _CJK = "\u3400-\u9fff\uf900-\ufaff"
 _CJK_GAP = re.compile(f"(?<=[{_CJK}])_|_(?=[{_CJK}])")
+
+
+_NOTE = re.compile(r"\s*(?:\([^()]*\)|（[^（）]*）|\[[^\[\]]*\]|[?？:：*＊])\s*$")
+
+
+def without_note(header: str) -> str:
+    """``'Enabled (Y/N)'`` → ``'Enabled'``: a header without the notes that end it, in
+    brackets, or a ``?``, ``:`` or ``*`` (a template's mark of a required column)."""
+    text = header.strip()
+    while (bare := _NOTE.sub("", text)) != text and bare:
+        text = bare
+    return text
 
 
 def normalise_header(header: str) -> str:

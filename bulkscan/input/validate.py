@@ -597,6 +597,41 @@ def _missing_columns(sheet: Sheet, required: Iterable[str], sink: _Sink) -> set[
     return missing
 
 
+_INSTANCE_SPELLINGS = {
+    schema.normalise_header(spelling): column.name
+    for column in schema.INSTANCE_COLUMNS
+    for spelling in (column.name, *column.aliases)
+}
+
+
+def _warn_near_miss_columns(sheet: Sheet, sink: _Sink) -> None:
+    """A header close to a known column the sheet lacks (``regions``, ``Scan profile
+    name``) is carried to the reports like any other; say so, since the user likely meant
+    the column (its cells are not read as it)."""
+    said = {*_required_columns(sheet), "ins_name"}  # missing: an error that suggests it
+    absent = {
+        spelling: name
+        for spelling, name in _INSTANCE_SPELLINGS.items()
+        if name not in sheet.columns and name not in said
+    }
+    for header, column in zip(sheet.headers, sheet.columns, strict=False):
+        if column in _INSTANCE_NAMES or not header:
+            continue
+        spelling = schema.normalise_header(schema.without_note(header))
+        close = difflib.get_close_matches(spelling, list(absent), n=1, cutoff=0.8)
+        if close:
+            sink.add(
+                "warning",
+                _("column '{header}' is not read as '{name}', only carried to the report").format(
+                    header=header, name=absent[close[0]]
+                ),
+                column=column,
+                hint=_("rename it to '{name}' if its cells are meant as that").format(
+                    name=absent[close[0]]
+                ),
+            )
+
+
 # --------------------------------------------------------------------------- profiles sheet
 
 
@@ -764,6 +799,7 @@ def validate(book: InputBook, settings: InputSettings) -> Validated:
         region=_default_region(settings, sink),
         known_types={},
     )
+    _warn_near_miss_columns(sheet, sink)
     instances, skipped, duplicates = _validate_instances(sheet, sink, context)
     _warn_projects_in_regions(instances, sink)
     if not instances and not sink.errors:

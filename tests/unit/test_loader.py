@@ -90,6 +90,23 @@ def test_headers_are_matched_through_aliases_and_normalisation(make_xlsx: Callab
     assert book.profiles.rows[0].values["max_sources"] == 20
 
 
+def test_a_header_with_a_note_means_its_column(make_xlsx: Callable[..., Path]):
+    """``Enabled (Y/N)`` is the enabled column (read as it, so N rows are skipped); a note
+    on an unknown header keeps it as written; a note that meets the column itself is the
+    error of two headers meaning one column."""
+    header = ["Instance ID *", "db_type", "Enabled (Y/N)", "Region:", "启用？", "Notes (free)"]
+    path = make_xlsx({"instances": [header[:4] + header[5:], ["a", "MySQL", "N", "x", "n"]]})
+    book = load_input(path)
+    assert book.instances.columns == ("ins_id", "db_type", "enabled", "region", "Notes (free)")
+    assert book.instances.headers == ("Instance ID *", "db_type", "Enabled (Y/N)", "Region:",
+                                      "Notes (free)")  # fmt: skip
+    path = make_xlsx({"instances": [["ins_id", "db_type", "enabled", "启用？"]]}, name="two.xlsx")
+    with pytest.raises(
+        InputError, match=r"'enabled' \(C1\) and '启用？' \(D1\) both mean 'enabled'"
+    ):
+        load_input(path)
+
+
 def test_aliases_are_per_sheet(make_xlsx: Callable[..., Path]):
     # 'task' is a column of its own on instances but an alias of task_name on profiles.
     path = make_xlsx(

@@ -997,3 +997,24 @@ def test_a_task_name_in_a_date_cell_is_warned_of() -> None:
     assert warning.ref == RowRef(FILE, "instances", 2) and warning.column == "task"
     assert "is a date cell" in warning.message
     assert [i.task for i in result.instances] == ["2025-01-02T00:00:00", "orders"]
+
+
+def test_a_header_close_to_a_column_the_sheet_lacks_is_warned_of() -> None:
+    extra = ("regions", "Scan profile name", "owner_region")
+    headers = {"ins_id": "ins_id", "db_type": "db_type", **{h: h for h in extra}}
+    result = run([row("a", regions="cn-east-3")], headers=headers)
+    warnings = [i for i in result.issues if i.severity == "warning"]
+    assert [(w.column, w.message) for w in warnings] == [
+        ("regions", "column 'regions' is not read as 'region', only carried to the report"),
+        (
+            "Scan profile name",
+            "column 'Scan profile name' is not read as 'profile', only carried to the report",
+        ),
+    ]
+    assert warnings[0].hint == "rename it to 'region' if its cells are meant as that"
+    assert result.instances[0].region == "cn-north-4"  # --region's, as the warning says
+    with_region = {**headers, "region": "region"}  # the column is there: an extra is an extra
+    messages = [i.message for i in run([row("a", region="cn-east-3")], headers=with_region).issues]
+    assert messages == [
+        "column 'Scan profile name' is not read as 'profile', only carried to the report"
+    ]
