@@ -239,43 +239,88 @@ def _scoped(item: _Named) -> tuple[str, str]:
 def _name_issues(named: Sequence[_Named], task_header: str) -> list[Issue]:
     issues: list[Issue] = []
     seen: dict[tuple[str, str], _Named] = {}
+    split: dict[tuple[str, str], list[_Named]] = {}  # explicit names given a suffix
     for item in named:
         problem = _name_problem(item.name)
         if problem is not None:
-            issues.append(_name_issue(item, problem, task_header))
+            issues.append(_name_issue(item, *problem, task_header))
         first = seen.setdefault(_scoped(item), item)
         if first is not item:
             where = _row_text(first.chunk.members[0].ref, item.chunk.members[0].ref)
-            message = f"task name {_quote(item.name)} is also the name of the task at {where}"
-            issues.append(_name_issue(item, message, task_header))
+            message = _("task name {name} is also the name of the task at {where}").format(
+                name=_quote(item.name), where=where
+            )
+            issues.append(_name_issue(item, message, _COLLIDES, task_header))
+        if item.explicit and item.chunk.task is not None and item.name != item.chunk.task:
+            split.setdefault((item.chunk.project_id, item.chunk.task), []).append(item)
+    issues.extend(_split_warning(items, task_header) for items in split.values())
     return issues
 
 
-def _name_problem(name: str) -> str | None:
+_COLLIDES = "collides"
+_TOO_LONG = "too_long"
+
+
+def _name_problem(name: str) -> tuple[str, str] | None:
     if not name.strip():
-        return "the task name is empty"
+        return _("the task name is empty"), _TOO_LONG
     if len(name) > MAX_NAME:
-        return f"task name {_quote(name)} is {len(name)} characters long, over {MAX_NAME}"
+        return _("task name {name} is {length} characters long, over {most}").format(
+            name=_quote(name), length=len(name), most=MAX_NAME
+        ), _TOO_LONG
     return None
 
 
-def _name_issue(item: _Named, message: str, task_header: str) -> Issue:
+def _name_issue(item: _Named, message: str, kind: str, task_header: str) -> Issue:
     ref = item.chunk.members[0].ref
     if item.explicit:
-        hint = "give the task cells distinct names of at most 256 characters"
+        hint = _("give the task cells distinct names of at most 256 characters")
         return Issue(
             "error", message, ref=ref, column=task_header, value=show(item.name), hint=hint
         )
     profile = item.chunk.profile
-    where = f" (profiles sheet, row {profile.ref.row})" if profile.ref is not None else ""
-    hint = f"change the task_name pattern of profile '{profile.name}'{where}, e.g. add {{seq}}"
-    return Issue("error", message, ref=ref, value=show(item.name), hint=hint)
+    where = (
+        _(" (profiles sheet, row {row})").format(row=profile.ref.row)
+        if profile.ref is not None
+        else ""
+    )
+    if kind == _COLLIDES:
+        hint = _("change the task_name pattern of profile '{profile}'{where}, e.g. add {{seq}}")
+    else:
+        hint = _("shorten the task_name pattern of profile '{profile}'{where}")
+    return Issue(
+        "error",
+        message,
+        ref=ref,
+        value=show(item.name),
+        hint=hint.format(profile=profile.name, where=where),
+    )
+
+
+def _split_warning(items: Sequence[_Named], task_header: str) -> Issue:
+    """One explicit task name that became several tasks, each with a suffix."""
+    first = items[0]
+    task = first.chunk.task or ""
+    names = ", ".join(_quote(i.name) for i in items)
+    return Issue(
+        "warning",
+        _("task {task} is sent as {count} tasks: {names}").format(
+            task=_quote(task), count=len(items), names=names
+        ),
+        ref=first.chunk.members[0].ref,
+        column=task_header,
+        value=show(task),
+        hint=_(
+            "its rows differ in region or profile, or outnumber the profile's max_sources; "
+            "one task carries one region's and one profile's rows"
+        ),
+    )
 
 
 def _row_text(first: RowRef, here: RowRef) -> str:
     """``row 5`` when in the same sheet as ``here``, else the full reference."""
     same = (first.file, first.sheet) == (here.file, here.sheet)
-    return f"row {first.row}" if same else str(first)
+    return _("row {row}").format(row=first.row) if same else str(first)
 
 
 def _quote(text: str) -> str:

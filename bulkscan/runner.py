@@ -155,18 +155,22 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """An input read and validated: every issue, errors and warnings alike."""
+    """An input read and validated: every issue, errors and warnings alike.  Cells without
+    an error are planned too, so that what the plan refuses (a task name too long, two
+    tasks of one name) is said where the cells are: ``validate`` says all that ``run`` would.
+    """
 
     book: InputBook
     validated: Validated
+    plan: Plan | None = None  # None when a cell has an error
 
     @property
     def issues(self) -> tuple[Issue, ...]:
-        return self.validated.issues
+        return self.plan.issues if self.plan is not None else self.validated.issues
 
     @property
     def has_errors(self) -> bool:
-        return self.validated.has_errors
+        return self.validated.has_errors or (self.plan is not None and self.plan.has_errors)
 
     @property
     def status(self) -> Status:
@@ -207,8 +211,9 @@ def check(
 
 def check_book(book: InputBook, *, settings: InputSettings | None = None) -> Checked:
     """Validate an input already read (a file's, or rows given in memory: ``load_rows``)."""
-    with paused_gc():
-        return Checked(book, validate(book, settings or InputSettings()))
+    with paused_gc():  # planning makes another object per instance, as validating does
+        validated = validate(book, settings or InputSettings())
+        return Checked(book, validated, None if validated.has_errors else build_plan(validated))
 
 
 def prepare(
@@ -223,13 +228,9 @@ def prepare(
 
 def planned(checked: Checked) -> Prepared:
     """Plan a checked input; raises ``ValidationFailed`` with every issue if any is an error."""
-    if checked.has_errors:
+    if checked.has_errors or checked.plan is None:
         raise ValidationFailed(checked.issues)
-    with paused_gc():  # as in ``check``: planning makes another object per instance
-        plan = build_plan(checked.validated)
-    if plan.has_errors:
-        raise ValidationFailed(plan.issues)
-    return Prepared(checked.book, checked.validated, plan)
+    return Prepared(checked.book, checked.validated, checked.plan)
 
 
 # --- plan files: ``plan --output`` then ``run PLAN.json`` -----------------------------------

@@ -79,3 +79,30 @@ def test_validate_reads_a_csv_in_the_encoding_given(tmp_path: Path):
     wrong = _validate(path, "--encoding", "base64")
     assert wrong.returncode == 2
     assert "--encoding 'base64' is not a known text encoding" in wrong.stderr
+
+
+def test_validate_says_what_the_plan_would_refuse_as_run_does(tmp_path: Path) -> None:
+    """A name pattern that makes a task name over 256 characters is only seen once planned:
+    validate plans too, so it exits 2 with the error that plan and run give."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "profile"])
+    sheet.append(["i1", "MySQL", "long"])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "task_name"])
+    profiles.append(["long", "{project}-{region}-" + "x" * 230])
+    path = tmp_path / "long.xlsx"
+    book.save(path)
+    done = _validate(path, "--project-id", PROJECT, "--region", "cn-north-4")
+    assert done.returncode == 2, done.stderr
+    assert (
+        "row 2: task name '0123456789abcdef0123456789abcdef-cn-north-4-xxx" in done.stderr
+        and "is 274 characters long, over 256 (shorten the task_name pattern of profile 'long' "
+        "(profiles sheet, row 2))"
+        in done.stderr
+    ), done.stderr
+    assert "NOT OK: 1 instance(s), 0 skipped, 1 error(s)" in done.stdout

@@ -295,8 +295,19 @@ def test_a_name_over_256_characters_is_an_error() -> None:
     (issue,) = errors(plan)
     assert issue.ref == RowRef(FILE, "instances", 2)
     assert "261 characters long, over 256" in issue.message and issue.column is None
-    assert issue.hint is not None and "profile 'long' (profiles sheet, row 2)" in issue.hint
+    assert issue.hint == "shorten the task_name pattern of profile 'long' (profiles sheet, row 2)"
     assert len(plan.tasks[1].name) == 256  # exactly at the limit is fine
+
+
+def test_an_explicit_task_sent_as_several_is_one_warning_naming_them() -> None:
+    profiles = [{"profile": "default", "max_sources": 2}]
+    rows = [inst("a", task="x"), inst("b", task="x"), inst("c", task="x"), inst("d", task="y")]
+    plan = plan_of([*rows, inst("e", task="x", region="cn-east-3")], profiles)
+    assert [t.name for t in plan.tasks] == ["x-01", "x-02", "y", "x-03"]
+    assert errors(plan) == []
+    (warning,) = [i for i in plan.issues if i.severity == "warning" and "sent as" in i.message]
+    assert warning.message == "task 'x' is sent as 3 tasks: 'x-01', 'x-02', 'x-03'"
+    assert warning.ref == RowRef(FILE, "instances", 2) and warning.column == "task"
 
 
 def test_an_explicit_task_split_over_the_limit_is_an_error() -> None:
@@ -541,7 +552,9 @@ def test_names_are_unique_short_and_keys_match_bodies(
     names = [(t.project_id, t.name) for t in plan.tasks]
     assert len(set(names)) == len(names)  # unique within each project
     assert all(0 < len(n) <= 256 for _, n in names)
-    assert plan.issues == validated.issues  # planning added no problem of its own
+    added = plan.issues[len(validated.issues) :]
+    assert plan.issues[: len(validated.issues)] == validated.issues
+    assert all(i.severity == "warning" and "is sent as" in i.message for i in added)  # no error
     for task in plan.tasks:
         assert _body(task)["task_name"] == task.name
         assert task.body_bytes == serialise_body(_body(task))
