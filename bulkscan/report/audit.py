@@ -36,6 +36,7 @@ from bulkscan.report._summary import (
 from bulkscan.report.cells import (
     SummarySheet,
     Table,
+    as_written,
     count_table,
     fit_widths,
     header_key,
@@ -255,7 +256,8 @@ def uncovered_reason(item: InstanceCoverage) -> str:
 
 def _uncovered_table(result: AuditResult) -> tuple[list[str], list[list[object]]]:
     pairs = _uncovered_pairs(result)
-    own = [h for h in result.inventory.book.instances.headers if h != UNCOVERED_REASON]
+    book = result.inventory.book
+    own = as_written(h for h in book.instances.headers if h != UNCOVERED_REASON)
     headers = list(own)
     for _index, row in pairs:
         headers.extend(h for h in row if h not in headers)
@@ -324,7 +326,7 @@ def write_uncovered_workbook(
     profiles = result.inventory.book.profiles
     if profiles is not None:
         lines = [[row.values.get(c) for c in profiles.columns] for row in profiles.rows]
-        write_table(wb, schema.PROFILES_SHEET, list(profiles.headers), lines,
+        write_table(wb, schema.PROFILES_SHEET, as_written(profiles.headers), lines,
                     widths=fit_widths(profiles.headers, lines, cap=40))  # fmt: skip
     readme = SummarySheet(wb, "README", widths=(130,))
     notes(readme, _readme_lines(result, Path(path), run_command),

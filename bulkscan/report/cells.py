@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "AsWritten",
+    "as_written",
     "DATE_FORMAT",
     "DATETIME_FORMAT",
     "MAX_CELL_CHARS",
@@ -341,9 +343,24 @@ def own_headers(*names: str) -> tuple[str, ...]:
     return names
 
 
+class AsWritten(str):
+    """A header as the input wrote it: shown unchanged in every language, even when it
+    spells one of bulkscan's own (an input column named ``status`` or ``region``)."""
+
+    __slots__ = ()
+
+
+def as_written(headers: Iterable[str]) -> list[str]:
+    """The input's ``headers``, marked to be shown as written (``AsWritten``)."""
+    return [AsWritten(header) for header in headers]
+
+
 def shown_header(name: str) -> str:
-    """``name`` as a table shows it: translated when it is one of bulkscan's own headers."""
-    return _(name) if name in _OWN_HEADERS else name
+    """``name`` as a table shows it: translated when it is one of bulkscan's own headers
+    (and not the input's own, ``AsWritten``)."""
+    if name in _OWN_HEADERS and not isinstance(name, AsWritten):
+        return _(name)
+    return str(name)
 
 
 def header_key(shown: object) -> str:

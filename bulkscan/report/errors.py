@@ -21,6 +21,7 @@ from bulkscan.report._summary import notes
 from bulkscan.report.cells import (
     SEVERITY_TONES,
     SummarySheet,
+    as_written,
     fit_widths,
     new_workbook,
     own_headers,
@@ -98,7 +99,7 @@ def _by_sheet(sheets: Sequence[Sheet], issues: Sequence[Issue]) -> dict[str, lis
 
 
 def _write_sheet(wb: Workbook, sheet: Sheet, issues: Sequence[Issue]) -> None:
-    headers = [*ISSUE_HEADERS, *sheet.headers]
+    headers = [*ISSUE_HEADERS, *as_written(sheet.headers)]
     lines = list(_lines(sheet, issues))
     own = fit_widths(sheet.headers, [line[len(ISSUE_HEADERS) :] for line in lines], cap=40)
     write_table(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.input.schema import INSTANCES_SHEET, PROFILES_SHEET
-from bulkscan.report.cells import Tone, new_workbook, save_workbook, write_table
+from bulkscan.report.cells import Tone, as_written, new_workbook, save_workbook, write_table
 from bulkscan.run.assets import check_known, type_disagrees
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def resolved_path(input_path: str | os.PathLike[str]) -> Path:
 
 def _layout(sheet: Sheet) -> tuple[list[str], list[str]]:
     """(headers, canonical columns): the sheet's own, then any filled or asset column missing."""
-    headers, columns = list(sheet.headers), list(sheet.columns)
+    headers, columns = as_written(sheet.headers), list(sheet.columns)
     for name in (*_FILLED, *ASSET_COLUMNS):
         if name not in columns:
             headers.append(name)
@@ -102,7 +102,8 @@ def write_resolved(
     headers, columns = _layout(book.instances)
     write_table(wb, INSTANCES_SHEET, headers, _instance_rows(rows, columns))
     if book.profiles is not None:
-        write_table(wb, PROFILES_SHEET, book.profiles.headers, _sheet_rows(book.profiles))
+        headers = as_written(book.profiles.headers)
+        write_table(wb, PROFILES_SHEET, headers, _sheet_rows(book.profiles))
     tones: dict[str, Tone] = {"error": "bad", "warning": "warn"}
     write_table(
         wb, "Issues", ISSUE_HEADERS, _issue_rows(issues), status_column="severity", tones=tones

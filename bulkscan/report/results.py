@@ -48,6 +48,7 @@ from bulkscan.report.cells import (
     VERDICT_TONES,
     SummarySheet,
     Table,
+    as_written,
     count_table,
     fit_widths,
     new_workbook,
@@ -443,7 +444,8 @@ class _RowsLayout:
     carried: tuple[str, ...]  # every other input header, in the input's order
 
     @classmethod
-    def of(cls, headers: Sequence[str]) -> _RowsLayout:
+    def of(cls, written: Sequence[str]) -> _RowsLayout:
+        headers = as_written(written)
         named = _canonical(headers, schema.INSTANCE_COLUMNS)
         ids = tuple(named[c] for c in _ROW_IDS if c in named)
         return cls(ids, tuple(h for h in headers if h not in ids))
@@ -867,9 +869,10 @@ def _write_retry(run: _Run, path: Path, keys: set[str], command: str | None = No
     what to fix and how to re-run.
     """
     layout = run.meta.instances
-    own = [h for h in layout.headers if h != RETRY_REASON]  # a retry of a retry: one reason
+    # The input's shape, read again as input: its headers as written, in every language.
+    own = as_written(h for h in layout.headers if h != RETRY_REASON)  # a retry's retry: one
     named = _canonical(own, schema.INSTANCE_COLUMNS)
-    added = [c for c in ("task", "project_id", "region") if c not in named]
+    added = as_written(c for c in ("task", "project_id", "region") if c not in named)
     headers = [*own, *added, RETRY_REASON]
     explicit = {c: named.get(c, c) for c in ("task", "project_id", "region")}
     rows = [r for r in run.rows if r.status is RowStatus.PLANNED and r.task_key in keys]
@@ -979,7 +982,7 @@ def _write_retry_profiles(
     write_table(
         wb,
         layout.sheet,
-        layout.headers,
+        as_written(layout.headers),
         (_profile_line(p, layout.headers, pattern_header) for p in chosen),
     )
 

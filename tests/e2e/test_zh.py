@@ -156,3 +156,39 @@ async def test_the_uncovered_workbook_and_config_speak_chinese(tmp_path: Path) -
     assert "instances" in book.sheetnames  # the sheet bulkscan run reads keeps its name
     config = await bulkscan(tmp_path, "config", "--lang", "zh")
     assert config.code == 0 and config.out.startswith("配置文件："), config.err
+
+
+async def test_the_inputs_own_headers_stay_as_written_even_when_they_spell_bulkscans(
+    tmp_path: Path,
+) -> None:
+    """An input column named 'region' or 'status' is the input's: under --lang zh the Rows
+    sheet, retry.xlsx (read again as input) and the errors workbook keep it as written."""
+    headers = ["ins_id", "db_type", "project", "region", "status", "message", "hint"]
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(headers)
+    sheet.append(["i1", "MySQL", "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "cn-north-4", "a", "b", "c"])
+    inventory = tmp_path / "own.xlsx"
+    book.save(inventory)
+    assets = tmp_path / "assets.json"  # the asset centre knows no i1: DSC refuses its create
+    assets.write_text(json.dumps({"instances": []}), encoding="utf-8")
+    done = await bulkscan(
+        tmp_path, "--lang", "zh", "run", inventory, *SIM, "--yes",
+        "--simulate-assets", assets, "--no-remote-check",
+    )  # fmt: skip
+    assert done.code == 1, done.err  # a retry workbook is written
+    rows = [c.value for c in _book(tmp_path / "demo", "results.xlsx")["Rows"][1]]
+    assert rows[:4] == ["来源文件", "来源工作表", "来源行", "ins_id"]
+    assert rows[-5:] == headers[2:]  # carried as written, after bulkscan's own 结果, 消息...
+    assert "结果" in rows and "消息" in rows
+    retry = _book(tmp_path / "demo", "retry.xlsx")["instances"]
+    assert [c.value for c in retry[1]][: len(headers)] == headers
+    checked = await bulkscan(
+        tmp_path, "--lang", "zh", "validate", inventory, "--report", tmp_path / "e.xlsx"
+    )
+    assert checked.code == 0, checked.err
+    errors = openpyxl.load_workbook(tmp_path / "e.xlsx")
+    shown = [c.value for c in errors[errors.sheetnames[0]][1]]
+    assert shown[-len(headers) :] == headers and "提示" in shown[: -len(headers)]
