@@ -867,6 +867,9 @@ def _validate_instances(
                 or not ins_id.isprintable()
                 or len(ins_id) > MAX_INS_ID
                 or ins_id == _EXAMPLE_ID
+                or ins_id[0] == "="
+                or "E+" in ins_id
+                or "e+" in ins_id
             ):
                 ins_id = _ins_id(row, sink, context)
         if not shared.enabled:
@@ -1131,7 +1134,37 @@ def _ins_id_text(text: str) -> str:
         )
     if text == _EXAMPLE_ID:
         raise CellError(_(_EXAMPLE), hint=_(_EXAMPLE_HINT))
+    _refuse_excel_text(text)
     return _check_seen(text)
+
+
+_EXCEL_TEXT = re.compile(r'^="((?:[^"]|"")*)"$')  # Excel's formula that keeps text as typed
+_SCIENTIFIC = re.compile(r"^[+-]?\d(?:\.\d+)?[eE]\+\d+$")
+
+
+def _refuse_excel_text(text: str) -> None:
+    """What a spreadsheet wrote into CSV text instead of the id a person sees: its text
+    formula (``="00123"``), another formula, a number in scientific notation."""
+    if match := _EXCEL_TEXT.match(text):
+        inner = match.group(1).replace('""', '"')
+        raise CellError(
+            _("{value} is a spreadsheet formula, not the id: Excel shows {inner}").format(
+                value=_q(text), inner=_q(inner)
+            ),
+            hint=_("write the id alone, without = and quotes"),
+        )
+    if text.startswith("="):
+        raise CellError(
+            _("{value} is a spreadsheet formula, not the id").format(value=_q(text)),
+            hint=_("write the id the formula gives"),
+        )
+    if _SCIENTIFIC.match(text):
+        raise CellError(
+            _("{value} is a number in scientific notation: the id's digits are lost").format(
+                value=_q(text)
+            ),
+            hint=_("export the column as text from where the file came from"),
+        )
 
 
 def _db_type(row: RawRow, sink: _Sink, context: _Context) -> str | None:

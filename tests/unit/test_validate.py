@@ -1018,3 +1018,27 @@ def test_a_header_close_to_a_column_the_sheet_lacks_is_warned_of() -> None:
     assert messages == [
         "column 'Scan profile name' is not read as 'profile', only carried to the report"
     ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ('="00123"', "'=\"00123\"' is a spreadsheet formula, not the id: Excel shows '00123'"),
+        ("=A2&B2", "'=A2&B2' is a spreadsheet formula, not the id"),
+        (
+            "1.23457E+31",
+            "'1.23457E+31' is a number in scientific notation: the id's digits are lost",
+        ),
+    ],
+)
+def test_what_a_spreadsheet_wrote_into_csv_text_instead_of_the_id_is_an_error(
+    cell: str, message: str
+) -> None:
+    # twice: the second row takes the fast path of a row whose other cells were seen before
+    result = run([row("a"), row(cell), row(cell)])
+    errors = [i for i in result.issues if i.severity == "error"]
+    assert [(e.ref.row if e.ref else None, e.message) for e in errors] == [
+        (3, message),
+        (4, message),
+    ]
+    assert [i.ins_id for i in result.instances] == ["a"]
