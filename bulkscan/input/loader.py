@@ -413,6 +413,8 @@ def _read_csv_sheet(data: bytes, target: _Target, encoding: str | None) -> Sheet
         except csv.Error as exc:
             raise target.error(f"is not readable as CSV ({_short(exc)})") from None
         _refuse_unclosed_quote(target, text, delimiter, records)
+        if records and delimiter.join(records[0][1]) == f"sep={delimiter}":
+            del records[0]  # Excel's line naming the delimiter: not a row
         notes = [_guess_note(target, text, guessed)] if guessed else []
         notes.extend(_long_records(target, records, delimiter))
         grid = [fields for _, fields in records]
@@ -547,8 +549,11 @@ def _nul_error(name: str, data: bytes | None) -> InputError:
 
 
 def _sniff_delimiter(text: str) -> str:
-    """``,``, ``;`` or tab: whichever the first non-blank line (the header) uses most."""
+    """``,``, ``;`` or tab: whichever the first non-blank line (the header) uses most, or
+    the one Excel's ``sep=;`` line above the header names."""
     for line in io.StringIO(text, newline=""):
+        if len(named := line.rstrip("\r\n")) == len("sep=;") and named.startswith("sep="):
+            return named[-1]
         if line.strip():
             counts = {d: line.count(d) for d in (",", ";", "\t")}
             best = max(counts, key=lambda d: counts[d])
@@ -622,6 +627,10 @@ def _build_sheet(  # noqa: PLR0917 - the sheet, its grid and what is known about
     if first is None:
         issues = (*notes, *_mark_issues(target, None, left, [], (), marks))
         return Sheet(target.file, target.sheet, (), (), (), issues)
+    title = first
+    first = _header_index(target, grid, first)
+    if first != title:
+        notes = [*notes, _title_note(target, grid, numbers, title, first)]
     width = max(map(len, grid))
     cells = [*grid[first], *[""] * (width - len(grid[first]))]
     header = _read_header(target, numbers[first], cells, left)
@@ -638,6 +647,48 @@ def _build_sheet(  # noqa: PLR0917 - the sheet, its grid and what is known about
         tuple(header.names[i] for i in keep),
         tuple(rows),
         (*notes, *_mark_issues(target, header, left, rows, headers, marks)),
+    )
+
+
+_TITLE_ROWS = 10  # filled rows above the header that may be a title, a date, a note
+
+
+def _header_index(target: _Target, grid: Sequence[Sequence[Any]], first: int) -> int:
+    """The header row: the first filled one, unless it names no known column and one of the
+    next few filled rows does (a title above the table, ``Database inventory``)."""
+    aliases = _alias_map(target.columns)
+
+    def knows(cells: Sequence[Any]) -> bool:
+        texts = (_header_text(value) for value in cells)
+        return any(text and _known_as(text, aliases) in aliases.values() for text in texts)
+
+    if knows(grid[first]):
+        return first
+    filled = (i for i in range(first + 1, len(grid)) if _filled(grid[i]))
+    for index in itertools.islice(filled, _TITLE_ROWS):
+        if knows(grid[index]):
+            return index
+    return first
+
+
+def _title_note(
+    target: _Target,
+    grid: Sequence[Sequence[Any]],
+    numbers: Sequence[int],
+    title: int,
+    header: int,
+) -> Issue:
+    """A warning that the rows above the header row were left out, and what the first says."""
+    text = next(_header_text(v) for v in grid[title] if _cell(v) is not None)
+    text = text if len(text) <= 60 else text[:59] + "…"
+    count = sum(1 for cells in grid[title:header] if _filled(cells))
+    message = _(
+        "{count} filled row(s) above the header row {row} are not read (row {first}: '{text}')"
+    )
+    return target.issue(
+        "warning",
+        message.format(count=count, row=numbers[header], first=numbers[title], text=text),
+        hint=_("the header row is the first that names a known column"),
     )
 
 

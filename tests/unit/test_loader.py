@@ -844,3 +844,27 @@ def test_parse_member_streams_a_member_through_expat_and_ends_it(tmp_path: Path)
         assert len(seen) == rows + 1
         with pytest.raises(xml.parsers.expat.ExpatError):
             parse_member(xml.parsers.expat.ParserCreate(), archive, archive.getinfo("cut.xml"))
+
+
+def test_a_title_above_the_table_is_left_out_with_a_warning(make_xlsx: Callable[..., Path]):
+    rows = [["Database inventory"], [None], ["as of 2025-03-01"], HEADER, ["a", "MySQL"]]
+    book = load_input(make_xlsx({"instances": rows}))
+    assert book.instances.columns == ("ins_id", "db_type")
+    assert row_numbers(book) == [5]
+    (note,) = book.instances.issues
+    assert note.severity == "warning" and note.ref is None
+    assert note.message == (
+        "2 filled row(s) above the header row 4 are not read (row 1: 'Database inventory')"
+    )
+    # a first row naming no known column, with none below either, is the header (and the
+    # missing columns are the validation's errors)
+    plain = load_input(make_xlsx({"instances": [["a", "b"], ["c", "d"]]}, name="plain.xlsx"))
+    assert plain.instances.headers == ("a", "b") and not plain.instances.issues
+
+
+def test_excels_sep_line_names_the_delimiter_and_is_not_a_row(tmp_path: Path):
+    path = tmp_path / "dbs.csv"
+    path.write_text("sep=;\nins_id;db_type\ni1;MySQL\n", encoding="utf-8")
+    book = load_input(path)
+    assert book.instances.columns == ("ins_id", "db_type") and not book.instances.issues
+    assert values(book) == [{"ins_id": "i1", "db_type": "MySQL"}] and row_numbers(book) == [3]
