@@ -23,7 +23,9 @@ __all__ = [
     "DispatchSettings",
     "InputLimits",
     "InputSettings",
+    "check_project_id",
     "check_retry",
+    "check_timezone",
     "parse_duration",
     "parse_quota_windows",
     "parse_rate",
@@ -140,6 +142,27 @@ def _check_encoding(name: str) -> None:
         )
 
 
+def check_project_id(value: str) -> None:
+    """A DSC project id: 32 lowercase hex characters.  The message names no option: the
+    command line says which flag, variable or config key gave the value."""
+    if not _PROJECT_ID.match(value):
+        raise UsageError(
+            _("project_id '{value}' is not 32 lowercase hex characters").format(value=value)
+        )
+
+
+def check_timezone(name: str) -> None:
+    """An IANA time zone name this machine knows (``Asia/Shanghai``)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise UsageError(
+            _("timezone '{value}' is not a known IANA time zone (e.g. Asia/Shanghai)").format(
+                value=name
+            )
+        ) from None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InputLimits:
     """Safety caps on what an input file may cost to read; raise them with the CLI options."""
@@ -167,22 +190,13 @@ class InputSettings:
     encoding: str | None = None  # of CSV files; None: a BOM, else UTF-8, else a guess
 
     def __post_init__(self) -> None:
-        if self.project_id is not None and not _PROJECT_ID.match(self.project_id):
-            raise UsageError(
-                _("--project-id '{value}' is not 32 lowercase hex characters").format(
-                    value=self.project_id
-                )
-            )
+        if self.project_id is not None:
+            check_project_id(self.project_id)
         if self.start_time_unit not in ("s", "ms"):
             raise UsageError(f"start time unit must be 's' or 'ms', not '{self.start_time_unit}'")
         if self.encoding is not None:
             _check_encoding(self.encoding)
-        try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
-            raise UsageError(
-                _("--timezone '{value}' is not a known time zone").format(value=self.timezone)
-            ) from exc
+        check_timezone(self.timezone)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -224,7 +238,9 @@ class DispatchSettings:
         _check_range("grace period (s)", self.grace_s, 0, 600)
         if len(self.quota_windows_s) > MAX_QUOTA_WINDOWS:
             raise UsageError(
-                f"at most {MAX_QUOTA_WINDOWS} quota windows, not {len(self.quota_windows_s)}"
+                _("at most {most} quota windows, not {count}").format(
+                    most=MAX_QUOTA_WINDOWS, count=len(self.quota_windows_s)
+                )
             )
         for period in self.quota_windows_s:
             _check_range("quota window (s)", period, 1, 86_400)

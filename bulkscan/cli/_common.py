@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import zoneinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from bulkscan.cli import EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_STOPPED, Refused
 from bulkscan.cli._console import by_cause, console
+from bulkscan.cli._settings import check_flags
 from bulkscan.config import (
     SETTINGS_OPTIONS,
     DispatchSettings,
     InputLimits,
     InputSettings,
+    check_timezone,
     parse_quota_windows,
     parse_rate,
 )
@@ -163,7 +164,8 @@ _CAPS = _Caps(_LIMITS.max_file_bytes // _MB, _LIMITS.max_unpacked_bytes // _MB, 
 
 
 def input_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> InputSettings:
-    """Build validated settings from the options (UsageError on nonsense)."""
+    """Build validated settings from the options (UsageError on nonsense, naming the flag)."""
+    check_flags(args, ("project_id", "timezone"))
     limits = InputLimits(
         max_file_bytes=args.max_file_mb * _MB,
         max_unpacked_bytes=args.max_unpacked_mb * _MB,
@@ -220,8 +222,8 @@ def local_timezone(env: Mapping[str, str] = os.environ) -> str:
 
 def _known_zone(name: str) -> bool:
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        check_timezone(name)
+    except UsageError:
         return False
     return True
 
@@ -415,6 +417,8 @@ def _draws(args: argparse.Namespace) -> bool:
 
 
 def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
+    """The pace and retry options read back (UsageError on nonsense, naming the flag)."""
+    check_flags(args, _PACE)
     return DispatchSettings(
         rate_per_s=parse_rate(args.rate),
         concurrency=args.concurrency,
@@ -425,6 +429,13 @@ def dispatch_settings(args: argparse.Namespace) -> DispatchSettings:
         quota_windows_s=parse_quota_windows(args.quota_windows),
         settle_s=args.settle,
     )
+
+
+# the config keys of the pace and retry options
+_PACE = (
+    "rate", "concurrency", "attempts", "connect_timeout", "read_timeout", "task_budget",
+    "quota_windows", "settle",
+)  # fmt: skip
 
 
 def connection_from(

@@ -20,20 +20,26 @@ from __future__ import annotations
 
 import os
 import tomllib
-import zoneinfo
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bulkscan.config import parse_quota_windows, parse_rate
+from bulkscan.config import (
+    DispatchSettings,
+    check_project_id,
+    check_timezone,
+    parse_quota_windows,
+    parse_rate,
+)
 from bulkscan.errors import UsageError
-from bulkscan.i18n import parse_language, unknown_language
+from bulkscan.i18n import _, parse_language, unknown_language
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    import argparse
+    from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["KEYS", "Key", "Layered", "Setting", "config_files", "load"]
+__all__ = ["KEYS", "Key", "Layered", "Setting", "check_flag", "check_flags", "config_files", "load"]
 
 CONFIG_ENV = "BULKSCAN_CONFIG"
 PROFILE_ENV = "BULKSCAN_CONFIG_PROFILE"
@@ -42,15 +48,40 @@ LOCAL_NAME = "bulkscan.toml"
 _SECRET_WORDS = ("ak", "sk", "access_key", "secret", "token", "password", "security_token")
 
 
+def _anything(_value: Any) -> None:
+    """The rule of a key any value of its kind keeps."""
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
-    """One setting: its name in the file, the option it feeds, its type and its variables."""
+    """One setting: its name in the file, the option it feeds, its type, the rule its value
+    keeps and its variables.
+
+    ``check`` is the one rule of the value, whichever way it is given: ``value`` applies it to
+    a file's key, an environment variable or a flag (``check_flags``), naming where the value
+    came from."""
 
     name: str
     dest: str  # the argparse destination it feeds
     kind: Callable[[object, str], object]  # (raw value, where) -> value for the namespace
     env: tuple[str, ...] = ()
     help: str = ""
+    check: Callable[[Any], None] = _anything  # UsageError saying what is wrong, naming no place
+
+    def value(self, raw: object, where: str) -> object:
+        """``raw`` given at ``where`` (``FILE, key 'K'``, ``$VAR``) read and checked;
+        UsageError naming ``where``."""
+        value = self.kind(raw, where)
+        try:
+            self.check(value)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        return value
+
+    @property
+    def flag(self) -> str:
+        """The command-line option it feeds (``--task-budget``)."""
+        return "--" + self.dest.replace("_", "-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,32 +137,7 @@ def _rate(value: object, where: str) -> str:
     text = f"{value}/s" if isinstance(value, int | float) and not isinstance(value, bool) else value
     if not isinstance(text, str):
         raise UsageError(f"{where}: expected a rate such as 5/s or 300/min, got {_shown(value)}")
-    return _parsed(text, where, parse_rate)
-
-
-def _windows(value: object, where: str) -> str:
-    return _parsed(_text(value, where), where, parse_quota_windows)
-
-
-def _parsed(text: str, where: str, parse: Callable[[str], object]) -> str:
-    """``text`` as given, once ``parse`` (the option's own parser) takes it; its refusal
-    names ``where``."""
-    try:
-        parse(text)
-    except UsageError as exc:
-        raise UsageError(f"{where}: {exc}") from None
     return text
-
-
-def _zone(value: object, where: str) -> str:
-    name = _text(value, where)
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        raise UsageError(
-            f"{where}: '{name}' is not an IANA time zone (e.g. Asia/Shanghai)"
-        ) from None
-    return name
 
 
 def _endpoints(value: object, where: str) -> list[str]:
@@ -151,24 +157,64 @@ def _language(value: object, where: str) -> str:
     return language
 
 
+# --- the rules values keep -----------------------------------------------------------------------
+
+
+def _dispatch(field: str, parse: Callable[[Any], object] | None = None) -> Callable[[Any], None]:
+    """The rule of a pace or retry knob: the bounds ``DispatchSettings`` keeps for ``field``
+    (the one place they are written), applied to the value alone (``parse`` first, as the
+    settings take it: ``'10/s'`` → 10.0)."""
+
+    def check(value: Any) -> None:
+        knob: dict[str, Any] = {field: parse(value) if parse else value}
+        DispatchSettings(**knob)
+
+    return check
+
+
+def check_flags(args: argparse.Namespace, names: Iterable[str]) -> None:
+    """The rule of each key in ``names`` applied to the value its option left in ``args``,
+    a refusal naming the flag (``--concurrency: concurrency must be between 1 and 64, not
+    0``).  A value from a config file or a variable was checked, naming them, when it was
+    read: one refused here was typed."""
+    for name in names:
+        key = _BY_NAME[name]
+        value = getattr(args, key.dest, None)
+        if value not in (None, ""):  # an empty --project-id: none given
+            key.value(value, key.flag)
+
+
+def check_flag(name: str, value: object, flag: str) -> None:
+    """The rule of key ``name`` applied to ``value`` typed with ``flag``, an option of another
+    name that sets the same thing (``--project`` for ``project_id``); UsageError naming it."""
+    _BY_NAME[name].value(value, flag)
+
+
 KEYS: tuple[Key, ...] = (
     Key("region", "region", _text, ("BULKSCAN_REGION", "HUAWEICLOUD_SDK_REGION"),
         "region for rows that leave region blank"),
     Key("project_id", "project_id", _text, ("HUAWEICLOUD_SDK_PROJECT_ID",),
-        "project for rows that leave project_id blank"),
+        "project for rows that leave project_id blank", check_project_id),
     Key("endpoint", "endpoint", _text, (), "one endpoint for every region"),
     Key("endpoints", "endpoint_for", _endpoints, (), "endpoint per region: a table region = URL"),
-    Key("rate", "rate", _rate, (), "most requests per second or minute (5/s, 300/min)"),
-    Key("concurrency", "concurrency", _whole, (), "most requests in flight"),
-    Key("attempts", "attempts", _whole, (), "most attempts per task"),
-    Key("connect_timeout", "connect_timeout", _seconds, (), "seconds"),
-    Key("read_timeout", "read_timeout", _seconds, (), "seconds"),
-    Key("task_budget", "task_budget", _seconds, (), "most seconds spent on one task"),
-    Key("quota_windows", "quota_windows", _windows, (),
-        "clock-aligned windows an unstated quota may be counted in (1min,1h; none)"),
-    Key("settle", "settle", _seconds, (), "seconds of lookups after an ambiguous answer"),
+    Key("rate", "rate", _rate, (), "most requests per second or minute (5/s, 300/min)",
+        _dispatch("rate_per_s", parse_rate)),
+    Key("concurrency", "concurrency", _whole, (), "most requests in flight",
+        _dispatch("concurrency")),
+    Key("attempts", "attempts", _whole, (), "most attempts per task", _dispatch("max_attempts")),
+    Key("connect_timeout", "connect_timeout", _seconds, (), "seconds",
+        _dispatch("connect_timeout_s")),
+    Key("read_timeout", "read_timeout", _seconds, (), "seconds", _dispatch("read_timeout_s")),
+    Key("task_budget", "task_budget", _seconds, (), "most seconds spent on one task",
+        _dispatch("max_task_seconds")),
+    Key("quota_windows", "quota_windows", _text, (),
+        "clock-aligned windows an unstated quota may be counted in (1min,1h; none)",
+        _dispatch("quota_windows_s", parse_quota_windows)),
+    Key("settle", "settle", _seconds, (), "seconds of lookups after an ambiguous answer",
+        _dispatch("settle_s")),
     Key("reports_dir", "reports_dir", _text, (), "parent of run directories and audits"),
-    Key("timezone", "timezone", _zone, (), "IANA zone of start times written without offset"),
+    Key("timezone", "timezone", _text, (), "IANA zone of start times written without offset",
+        check_timezone),
     Key("token_file", "token_file", _text, (), "file holding an IAM token"),
     Key("ca_bundle", "ca_bundle", _text, (), "extra CA certificates (PEM) to trust"),
     Key("language", "lang", _language, ("BULKSCAN_LANG",),
@@ -222,7 +268,7 @@ def load(
         for var in key.env:
             raw = env.get(var, "").strip()
             if raw:
-                value = key.kind(raw, f"${var}")
+                value = key.value(raw, f"${var}")
                 found[key.name] = Setting(key.name, value, f"env {var}")
                 break
     ordered = tuple(found[k.name] for k in KEYS if k.name in found)
@@ -254,7 +300,8 @@ def _settings(table: Mapping[str, object], where: str) -> dict[str, Setting]:
         key = _BY_NAME.get(name)
         if key is None:
             raise UsageError(f"{where}: {_unknown(name)}")
-        out[name] = Setting(name, key.kind(raw, f"{where}, key '{name}'"), where)
+        place = _("{where}, key '{key}'").format(where=where, key=name)
+        out[name] = Setting(name, key.value(raw, place), where)
     return out
 
 

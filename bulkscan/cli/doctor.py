@@ -12,6 +12,7 @@ from bulkscan.cli import EXIT_INPUT, Refused, runner
 from bulkscan.cli import _common as common
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit
+from bulkscan.cli._settings import check_flag
 from bulkscan.config import InputSettings
 from bulkscan.errors import UsageError, ValidationFailed
 from bulkscan.i18n import _
@@ -53,6 +54,8 @@ def register(sub: Any) -> None:
 
 
 def _groups(args: argparse.Namespace) -> list[tuple[str, str]]:
+    for project in args.project:
+        check_flag("project_id", project, "--project")
     default_project = os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID") or None
     if args.file is None:
         projects = args.project or ([default_project] if default_project else [])

@@ -11,6 +11,7 @@ from bulkscan.cli import Refused, runner
 from bulkscan.cli import _common as common
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
+from bulkscan.cli._settings import check_flag
 from bulkscan.errors import RunFatalError, UsageError
 from bulkscan.i18n import _
 from bulkscan.input.schema import REGIONS
@@ -55,6 +56,8 @@ def register(sub: Any) -> None:
 
 
 def _projects(args: argparse.Namespace) -> list[str]:
+    for project in args.project:
+        check_flag("project_id", project, "--project")
     projects = args.project or [os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "")]
     projects = [p.strip() for p in projects if p.strip()]
     if not projects:

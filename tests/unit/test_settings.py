@@ -62,10 +62,22 @@ def test_an_explicit_file_is_the_only_one_read(tmp_path: Path) -> None:
         ('[profile.p]\naccess_key = "AKXX"\n', r"\[profile\.p\]: key 'access_key': credentials"),
         ('concurrency = "eight"\n', r"key 'concurrency': expected a whole number, got 'eight'"),
         ('rate = "fast"\n', r"key 'rate': rate 'fast' is not of the form"),
-        ('timezone = "Mars/Base"\n', r"key 'timezone': 'Mars/Base' is not an IANA time zone"),
+        ('timezone = "Mars/Base"\n', r"key 'timezone': timezone 'Mars/Base' is not a known IANA"),
         ('endpoints = "http://x"\n', r"key 'endpoints': expected a table of region = URL"),
         ('quota_windows = "1 fortnight"\n', r"key 'quota_windows': quota window '1 fortnight'"),
         ("rate = \n", r"bulkscan\.toml: not valid TOML: .*line 1"),
+        # out of the bounds the settings keep: refused as read, naming the file and the key
+        ("concurrency = 0\n", r"key 'concurrency': concurrency must be between 1 and 64, not 0"),
+        ("concurrency = 1000\n", r"key 'concurrency': concurrency must be between 1 and 64"),
+        ("attempts = 0\n", r"key 'attempts': attempts must be between 1 and 20, not 0"),
+        ("settle = -5\n", r"key 'settle': settle window \(s\) must be between 0 and 600"),
+        ("read_timeout = 0\n", r"key 'read_timeout': read timeout \(s\) must be between"),
+        ("connect_timeout = 0\n", r"key 'connect_timeout': connect timeout \(s\) must be"),
+        ("task_budget = -1\n", r"key 'task_budget': task time budget \(s\) must be between"),
+        ('quota_windows = "0s"\n', r"key 'quota_windows': quota window \(s\) must be between"),
+        ('quota_windows = "1s,2s,3s,4s,5s"\n', r"key 'quota_windows': at most 4 quota windows"),
+        ('project_id = "xyz"\n', r"key 'project_id': project_id 'xyz' is not 32 lowercase hex"),
+        ("[profile.p]\nsettle = 601\n", r"\[profile\.p\], key 'settle': settle window"),
     ],
 )
 def test_a_bad_file_is_refused_naming_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -73,6 +85,11 @@ def test_a_bad_file_is_refused_naming_file_and_key(tmp_path: Path, text: str, me
     with pytest.raises(UsageError, match=message) as caught:
         _values(tmp_path, {})
     assert "s3cr3t" not in str(caught.value) and "AKXX" not in str(caught.value)
+
+
+def test_a_bad_variable_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"^\$HUAWEICLOUD_SDK_PROJECT_ID: project_id 'xyz' is"):
+        _values(tmp_path, {"HUAWEICLOUD_SDK_PROJECT_ID": "xyz"})
 
 
 def test_an_unknown_profile_names_the_ones_there_are(tmp_path: Path) -> None:
