@@ -39,7 +39,17 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["KEYS", "Key", "Layered", "Setting", "check_flag", "check_flags", "config_files", "load"]
+__all__ = [
+    "KEYS",
+    "Key",
+    "Layered",
+    "Setting",
+    "check_flag",
+    "check_flags",
+    "config_files",
+    "config_places",
+    "load",
+]
 
 CONFIG_ENV = "BULKSCAN_CONFIG"
 PROFILE_ENV = "BULKSCAN_CONFIG_PROFILE"
@@ -100,6 +110,7 @@ class Layered:
     settings: tuple[Setting, ...]
     files: tuple[Path, ...]  # the config files read, in order
     profile: str | None
+    places: tuple[Path, ...] = ()  # every place a config file was looked for, in order
 
     def defaults(self) -> dict[str, object]:
         """``{argparse dest: value}`` for every setting given outside the command line."""
@@ -226,18 +237,25 @@ _BY_NAME = {k.name: k for k in KEYS}
 # --- loading -------------------------------------------------------------------------------------
 
 
-def config_files(env: Mapping[str, str], cwd: Path, *, explicit: str | None = None) -> list[Path]:
-    """The config files to read, lowest precedence first (only those that exist)."""
+def config_places(env: Mapping[str, str], cwd: Path, *, explicit: str | None = None) -> list[Path]:
+    """Every place a config file is looked for, lowest precedence first, there or not: the
+    file ``--config`` or ``$BULKSCAN_CONFIG`` names, else the user's and the working
+    directory's."""
     named = explicit or env.get(CONFIG_ENV)
     if named:
-        path = Path(named).expanduser()
-        if not path.is_file():
-            source = "--config" if explicit else f"${CONFIG_ENV}"
-            raise UsageError(f"{path}: no such config file (named by {source})")
-        return [path]
+        return [Path(named).expanduser()]
     home = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    candidates = [home / "bulkscan" / "config.toml", cwd / LOCAL_NAME]
-    return [p for p in candidates if p.is_file()]
+    return [home / "bulkscan" / "config.toml", cwd / LOCAL_NAME]
+
+
+def config_files(env: Mapping[str, str], cwd: Path, *, explicit: str | None = None) -> list[Path]:
+    """The config files to read, lowest precedence first (only those that exist; a file
+    named by ``--config`` or ``$BULKSCAN_CONFIG`` must)."""
+    places = config_places(env, cwd, explicit=explicit)
+    if (explicit or env.get(CONFIG_ENV)) and not places[0].is_file():
+        source = "--config" if explicit else f"${CONFIG_ENV}"
+        raise UsageError(f"{places[0]}: no such config file (named by {source})")
+    return [p for p in places if p.is_file()]
 
 
 def load(
@@ -248,7 +266,8 @@ def load(
     profile: str | None = None,
 ) -> Layered:
     """Read the config files and the environment; UsageError naming file and key on nonsense."""
-    files = config_files(env, cwd or Path.cwd(), explicit=explicit)
+    cwd = cwd or Path.cwd()
+    files = config_files(env, cwd, explicit=explicit)
     chosen = profile or env.get(PROFILE_ENV) or None
     found: dict[str, Setting] = {}
     profiles_seen: set[str] = set()
@@ -272,7 +291,8 @@ def load(
                 found[key.name] = Setting(key.name, value, f"env {var}")
                 break
     ordered = tuple(found[k.name] for k in KEYS if k.name in found)
-    return Layered(settings=ordered, files=tuple(files), profile=chosen)
+    places = tuple(config_places(env, cwd, explicit=explicit))
+    return Layered(settings=ordered, files=tuple(files), profile=chosen, places=places)
 
 
 def _read(path: Path) -> dict[str, object]:

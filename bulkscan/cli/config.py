@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 
 DESCRIPTION = (
     "Print every setting that can be typed once, its value in force and where it came from: "
-    "an environment variable, a config file (~/.config/bulkscan/config.toml, then "
-    f"./{LOCAL_NAME}; or --config FILE) or the built-in default. A flag typed on the command "
+    "an environment variable, a config file ($XDG_CONFIG_HOME/bulkscan/config.toml, "
+    f"~/.config/bulkscan/config.toml when XDG_CONFIG_HOME is not set, then ./{LOCAL_NAME}; "
+    "or only the file --config FILE or $BULKSCAN_CONFIG names) or the built-in default; the "
+    "first line names every place a config file was looked for. A flag typed on the command "
     "line wins over all of them. Credentials are never read from a config file."
 )
 
@@ -55,18 +57,30 @@ def _run(args: argparse.Namespace) -> int:
     rows = _rows(layered, _builtin_defaults())
     if args.json:
         settings = [{"key": k, "value": v, "source": s} for k, v, s in rows]
-        fields = {"files": [str(p) for p in layered.files], "profile": layered.profile}
+        fields = {
+            "files": [str(p) for p in layered.files],
+            "looked_for": [str(p) for p in layered.places],
+            "profile": layered.profile,
+        }
         return emit(args, EXIT_OK, fields | {"settings": settings})
-    files = ", ".join(str(p) for p in layered.files) or _("none (looked for ./{name})").format(
-        name=LOCAL_NAME
-    )
-    console.out(_("config files: {files}").format(files=files))
+    console.out(_files_line(layered))
     if layered.profile:
         console.out(_("config profile: {profile}").format(profile=layered.profile))
     width = max(len(k.name) for k in KEYS)
     for key, value, source in rows:
         console.out(f"  {key:<{width}}  {_shown(value):<40}  {source}")
     return EXIT_OK
+
+
+def _files_line(layered: Layered) -> str:
+    """The config files read, and every other place one was looked for."""
+    absent = ", ".join(str(p) for p in layered.places if p not in layered.files)
+    if not layered.files:
+        return _("config files: none (looked for {places})").format(places=absent)
+    files = ", ".join(str(p) for p in layered.files)
+    if not absent:
+        return _("config files: {files}").format(files=files)
+    return _("config files: {files} (none at {places})").format(files=files, places=absent)
 
 
 def _builtin_defaults() -> dict[str, object]:

@@ -121,3 +121,22 @@ async def test_a_good_file_still_reaches_the_command(tmp_path: Path) -> None:
     assert done.code == 0, done.err
     shown = {s["key"]: s["value"] for s in json.loads(done.out)["settings"]}
     assert (shown["concurrency"], shown["settle"], shown["project_id"]) == (64, 0.0, PROJECT)
+
+
+async def test_config_names_every_place_it_looks_for_a_file(tmp_path: Path) -> None:
+    home, work = tmp_path / "xdg", tmp_path / "work"
+    work.mkdir()
+    user, local = home / "bulkscan" / "config.toml", work / "bulkscan.toml"
+    env = sim_env(XDG_CONFIG_HOME=str(home))
+    done = await bulkscan(work, "config", env=env)
+    assert done.code == 0, done.err
+    assert done.out.splitlines()[0] == f"config files: none (looked for {user}, {local})"
+    user.parent.mkdir(parents=True)
+    user.write_text('rate = "4/s"\n', encoding="utf-8")
+    done = await bulkscan(work, "config", env=env)
+    assert done.out.splitlines()[0] == f"config files: {user} (none at {local})"
+    rate = next(line.split() for line in done.out.splitlines() if line.startswith("  rate "))
+    assert rate == ["rate", "4/s", str(user)]  # the user's file is read, not only named
+    done = await bulkscan(work, "config", "--json", env=env)
+    document = json.loads(done.out)
+    assert (document["files"], document["looked_for"]) == ([str(user)], [str(user), str(local)])
