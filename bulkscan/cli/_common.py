@@ -197,6 +197,11 @@ def inventory(args: argparse.Namespace) -> Inventory:
 
 _JSON_HELP = N_("print one JSON summary on stdout")
 REPORTS = "reports"  # --reports-dir by default
+_SIMULATED_REPORTS_HELP = N_(
+    "with --simulate: the reports folder that holds the simulated service's tasks "
+    "(simulator-tasks.json), where run and audit keep them (default: the reports_dir "
+    "setting, else reports)"
+)
 
 
 def add_reports_dir_option(container: Any, *, help: str) -> None:
@@ -301,8 +306,10 @@ def _around(head: str, tail: str) -> Callable[[str], str]:
     return lambda rows: f"{head}{rows}{tail}"
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    """Where DSC is, how to trust it, and how hard to push it."""
+def add_connection_options(parser: argparse.ArgumentParser, *, reports_dir: bool = False) -> None:
+    """Where DSC is, how to trust it, and how hard to push it; ``reports_dir``: with
+    --reports-dir, for a command that keeps no reports of its own but may reach the simulated
+    service that run and audit keep in theirs (``simulator_state``)."""
     where = parser.add_argument_group(
         "service (credentials come from HUAWEICLOUD_SDK_AK/_SK[/_SECURITY_TOKEN], "
         "BULKSCAN_AUTH_TOKEN or --token-file; never from the command line)"
@@ -344,6 +351,8 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the asset centre's instances for --simulate (JSON, see bulkscan simulate --assets)",
     )
+    if reports_dir:
+        add_reports_dir_option(where, help=_SIMULATED_REPORTS_HELP)
     pace = parser.add_argument_group("pace and retries")
     pace.add_argument(
         "--rate", default="5/s", help="most requests per second or minute: N/s or N/min (5/s)"
@@ -560,12 +569,21 @@ def settings_options(args: argparse.Namespace) -> list[str]:
 
 
 def simulator_state(args: argparse.Namespace) -> Path:
-    """Where ``--simulate`` keeps the simulated service's tasks: in the reports folder, so that
-    ``run --simulate`` then ``audit --simulate`` (or ``status RUN_DIR --simulate``) see the same
-    service.  Delete the file to start from an empty one.  Written only once the simulator
-    starts, so a command refused before that leaves no folder behind."""
-    run_dir = getattr(args, "run_dir", None)
-    folder = Path(run_dir).parent if run_dir else Path(getattr(args, "reports_dir", REPORTS))
+    """Where ``--simulate`` keeps the simulated service's tasks, so that every command reaches
+    the one service ``run --simulate`` created its tasks in: beside the record a command reads
+    (the folder of RUN_DIR, of dedupe's audit workbook: the service that record was made
+    against), unless ``--reports-dir`` was typed there (``simulator_dir``); else in the reports
+    folder in force, as run and audit use it (``--reports-dir``, else ``reports_dir`` of the
+    config file, else ``reports``).  Delete the file to start from an empty one.  Written only
+    once the simulator starts, so a command refused before that leaves no folder behind."""
+    typed = getattr(args, "simulator_dir", None)
+    record = getattr(args, "run_dir", None) or getattr(args, "audit_workbook", None)
+    if typed:
+        folder = Path(typed)
+    elif record:
+        folder = Path(record).parent
+    else:
+        folder = Path(getattr(args, "reports_dir", REPORTS))
     return folder / SIMULATOR_STATE
 
 

@@ -34,24 +34,34 @@ def register(sub: Any) -> None:
         description=DESCRIPTION,
     )  # fmt: skip
     parser.add_argument(
-        "workbook", metavar="AUDIT_WORKBOOK", help="a workbook bulkscan audit wrote"
+        "audit_workbook", metavar="AUDIT_WORKBOOK", help="a workbook bulkscan audit wrote"
     )
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask before deleting")
     add_json_option(parser, help="print one JSON document on stdout")
     add_connection_options(parser)
+    # not reports_dir: the workbook's own folder, not the configured one, is the service it
+    # was audited against (simulator_state); a folder typed here wins over it
+    parser.add_argument(
+        "--reports-dir",
+        dest="simulator_dir",
+        metavar="DIR",
+        help="with --simulate: the reports folder that holds the simulated service's tasks "
+        "(simulator-tasks.json) (default: the audit workbook's folder: the service that audit "
+        "saw)",
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     def confirm(extras: Sequence[tuple[str, str, str, str]]) -> bool:
-        about = f"{args.workbook}: {len(extras)} extra copy(ies)"
+        about = f"{args.audit_workbook}: {len(extras)} extra copy(ies)"
         lines = [f"delete {name} (id {tid}) in {project}/{region}"
                  for project, region, tid, name in extras]  # fmt: skip
         question = _("Delete {count} task(s)?").format(count=len(extras))
         return ask(args, question, lines, about=about)
 
     with counting(args, "dedupe"):
-        result = asyncio.run(runner.dedupe(args.workbook, confirm=confirm, **service(args)))
+        result = asyncio.run(runner.dedupe(args.audit_workbook, confirm=confirm, **service(args)))
     if args.json:
         fields = {
             "confirmed": result.confirmed,

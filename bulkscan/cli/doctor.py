@@ -49,7 +49,7 @@ def register(sub: Any) -> None:
         "--record", metavar="FILE", help="save the raw answers (no secret) to this JSON file"
     )
     common.add_json_option(parser)
-    common.add_connection_options(parser)
+    common.add_connection_options(parser, reports_dir=True)
     parser.set_defaults(func=_run)
 
 

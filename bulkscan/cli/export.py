@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
         "--output", default="dsc-export.xlsx", metavar="PATH", help="(default: dsc-export.xlsx)"
     )
     common.add_json_option(group)
-    common.add_connection_options(parser)
+    common.add_connection_options(parser, reports_dir=True)
     parser.set_defaults(func=_run)
 
 

@@ -40,7 +40,8 @@ def register(sub: Any) -> None:
         "on input errors; 3 when the service refused the credentials (--check-remote).",
     )
     common.add_input_options(parser)
-    common.add_connection_options(parser)  # its --rate is the rate of the time estimate too
+    # its --rate is the rate of the time estimate too
+    common.add_connection_options(parser, reports_dir=True)
     parser.add_argument(
         "--check-remote",
         action="store_true",

@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
         description=DESCRIPTION,
     )
     common.add_input_options(parser)
-    common.add_connection_options(parser)
+    common.add_connection_options(parser, reports_dir=True)
     group = parser.add_argument_group("the resolution")
     group.add_argument(
         "--output", metavar="PATH", help="workbook to write (default: <FILE stem>-resolved.xlsx)"

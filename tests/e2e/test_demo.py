@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
+import openpyxl
 import pytest
 
+from bulkscan.sim.server import Simulator
 from tests.e2e._cli import bulkscan
 
 pytestmark = pytest.mark.asyncio
@@ -103,3 +106,116 @@ async def test_the_audits_next_run_keeps_the_caps_and_not_the_csvs_own_options(
     assert done.code == 0, done.err
     closed = await bulkscan(tmp_path, "audit", CSV, "--profiles", PROFILES, "--simulate")
     assert closed.code == 0 and "every instance is covered" in closed.out
+
+
+# --- one simulated service, wherever the reports folder is set ---------------------------------
+
+P1 = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+
+def _wave(folder: Path) -> Path:
+    """Four instances of project P1, one task each."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "project_id", "region", "task"])
+    for i in range(4):
+        sheet.append([f"ins-{i}", "MySQL", P1, "cn-north-4", f"wave-{i}"])
+    book.save(folder / "wave.xlsx")
+    return folder / "wave.xlsx"
+
+
+async def _outage_copy(reports: Path) -> None:
+    """Leave in the simulated service of ``reports`` a second copy of its oldest task (name and
+    data sources), as an outage can, for dedupe to find."""
+    async with Simulator(state_path=reports / "simulator-tasks.json") as sim:
+        oldest = min(sim.tasks, key=lambda t: int(t["id"]))
+        sim.add_task(oldest["project_id"], oldest["body"])
+
+
+async def _audited(cwd: Path, inventory: Path, *options: str) -> Path:
+    """The audit workbook of ``inventory``, which lists one duplicate."""
+    audit = await bulkscan(cwd, "audit", inventory, "--simulate", *options, "--json")
+    assert audit.code == 0, audit.err
+    return Path(cwd, json.loads(audit.out)["workbook"])
+
+
+async def _deduped(cwd: Path, workbook: Path, *options: str) -> dict[str, Any]:
+    done = await bulkscan(cwd, "dedupe", workbook, "--simulate", "--yes", "--json", *options)
+    assert done.code == 0, done.err
+    document: dict[str, Any] = json.loads(done.out)
+    return document
+
+
+async def test_every_simulated_command_reaches_the_configured_reports_folder(
+    tmp_path: Path,
+) -> None:
+    """``reports_dir`` of bulkscan.toml is where run keeps the simulated service; plan
+    --check-remote, export, audit and dedupe reach that one service too (they read
+    ./reports, an empty service, and contradicted the run)."""
+    (tmp_path / "bulkscan.toml").write_text('reports_dir = "wv"\nrate = "200/s"\n', "utf-8")
+    wave = _wave(tmp_path)
+    run = await bulkscan(tmp_path, "run", wave, "--simulate", "--yes")
+    assert run.code == 0, run.err
+    assert _simulated_tasks(tmp_path / "wv") == 4
+
+    plan = await bulkscan(tmp_path, "plan", wave, "--check-remote", "--simulate", "--json")
+    assert plan.code == 0, plan.err
+    assert len(json.loads(plan.out)["remote"]["exists"]) == 4
+
+    assets = tmp_path / "assets.json"
+    instance = {"project_id": P1, "ins_id": "ins-0", "ins_name": "zero"}
+    assets.write_text(json.dumps({"instances": [instance]}), encoding="utf-8")
+    export = await bulkscan(
+        tmp_path, "export", "--project", P1, "--region", "cn-north-4", "--simulate",
+        "--simulate-assets", assets, "--output", "dsc.xlsx", "--json",
+    )  # fmt: skip
+    assert export.code == 0, export.err
+    assert json.loads(export.out)["outcomes"] == {"covered": 1}
+
+    await _outage_copy(tmp_path / "wv")
+    workbook = await _audited(tmp_path, wave)
+    assert workbook.parent == tmp_path / "wv"
+    deduped = await _deduped(tmp_path, workbook)
+    assert (len(deduped["deleted"]), deduped["already_gone"]) == (1, [])
+    assert _simulated_tasks(tmp_path / "wv") == 4
+    assert not (tmp_path / "reports").exists()
+
+
+async def test_plan_takes_reports_dir_for_the_simulated_service(tmp_path: Path) -> None:
+    wave = _wave(tmp_path)
+    run = await bulkscan(tmp_path, "run", wave, "--simulate", "--reports-dir", "a", "--yes")
+    assert run.code == 0, run.err
+    plan = await bulkscan(
+        tmp_path, "plan", wave, "--check-remote", "--simulate", "--reports-dir", "a", "--json"
+    )
+    assert plan.code == 0, plan.err
+    assert len(json.loads(plan.out)["remote"]["exists"]) == 4
+    assert not (tmp_path / "reports").exists()
+
+
+async def test_dedupe_acts_on_the_service_its_audit_saw(tmp_path: Path) -> None:
+    """An audit workbook lists the duplicates of the service it was made against, the one
+    beside it: dedupe reaches that one over the configured reports folder, and a folder typed
+    with --reports-dir over both (a workbook moved away from its reports)."""
+    (tmp_path / "bulkscan.toml").write_text('reports_dir = "wv"\nrate = "200/s"\n', "utf-8")
+    wave = _wave(tmp_path)
+    run = await bulkscan(tmp_path, "run", wave, "--simulate", "--reports-dir", "demo", "--yes")
+    assert run.code == 0, run.err
+
+    await _outage_copy(tmp_path / "demo")
+    workbook = await _audited(tmp_path, wave, "--reports-dir", "demo")
+    deduped = await _deduped(tmp_path, workbook)  # the config says wv; the audit saw demo
+    assert len(deduped["deleted"]) == 1 and _simulated_tasks(tmp_path / "demo") == 4
+
+    await _outage_copy(tmp_path / "demo")
+    workbook = await _audited(tmp_path, wave, "--reports-dir", "demo")
+    moved = tmp_path / "mail" / workbook.name
+    moved.parent.mkdir()
+    workbook.rename(moved)
+    deduped = await _deduped(tmp_path, moved, "--reports-dir", "demo")
+    assert len(deduped["deleted"]) == 1 and _simulated_tasks(tmp_path / "demo") == 4
+    assert (
+        not (tmp_path / "wv").exists() and not (tmp_path / "mail" / "simulator-tasks.json").exists()
+    )
