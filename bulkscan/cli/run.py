@@ -142,9 +142,12 @@ def _run(args: argparse.Namespace) -> int:
     sending = runner.to_send(
         prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
     )
+    asked = bool(sending) and not args.yes  # else refused, or nothing to ask about
     if not _go_ahead(args, prepared, settings, dispatching.rate_per_s, sending):
         console.err(_("nothing sent"), kind="outcome")  # the answer to its question, even -q
         return EXIT_OK
+    if asked:  # a person took their time: what another run created meanwhile must be seen
+        listed = None
     try:
         result = _dispatch(
             args,

@@ -22,6 +22,8 @@ from bulkscan.input import samples
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tests.conftest import MakeXlsx
 
 P1 = "0123456789abcdef0123456789abcdef"
@@ -48,10 +50,12 @@ def _on_tty(
     *args: str | Path,
     columns: int = 80,
     answers: dict[str, str] | None = None,
+    meanwhile: Callable[[], object] | None = None,
     **env: str,
 ) -> tuple[int, str]:
     """Run bulkscan with stdin, stdout and stderr on a pty ``columns`` wide; all it wrote.
-    ``answers``: typed once each, when the text before it (a question) has appeared."""
+    ``answers``: typed once each, when the text before it (a question) has appeared, after
+    ``meanwhile`` is done (what happens while the person reads the question)."""
     waiting = dict(answers or {})
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
@@ -79,6 +83,9 @@ def _on_tty(
             chunks.append(chunk)
             seen = b"".join(chunks).decode(errors="replace")
             for question in [q for q in waiting if q in seen]:
+                if meanwhile is not None:
+                    meanwhile()
+                    meanwhile = None
                 os.write(master, waiting.pop(question).encode() + b"\r")
         code = proc.wait(timeout=10)
     finally:
@@ -349,3 +356,28 @@ async def test_status_wait_counts_its_first_read_then_draws_the_bar_of_finished_
     drawn = re.search(r"scans ━+ +0/3 .*3 running", plain)
     assert counted and drawn and counted.start() < drawn.start(), screen
     assert "running         3" in plain
+
+
+async def test_a_run_lists_again_after_its_question_so_another_runs_tasks_are_not_made_twice(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    """While a person reads the question, another run (another reports folder: another
+    journal and lock) creates the same tasks; the answered run must find them as existing,
+    not trust the listing it made before asking."""
+    good = _good_inventory(make_xlsx, count=4)
+    common = ("--no-remote-check", "--rate", "40/s")
+
+    def other_run() -> None:
+        done = _piped(tmp_path, "run", good, "--endpoint", sim.url, "--yes", *common,
+                      "--reports-dir", "other")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    async with Simulator() as sim:
+        code, screen = await asyncio.to_thread(
+            _on_tty, tmp_path, "run", good, "--endpoint", sim.url, *common, "--reports-dir", "r",
+            answers={"[y/N]": "y"}, meanwhile=other_run,
+        )  # fmt: skip
+        names = [task["name"] for task in sim.tasks]
+    assert code == 0, screen
+    assert sorted(names) == sorted(set(names)) and len(names) == 4, names
+    assert re.search(r"exists\s+4", _ANSI.sub("", screen)), screen
