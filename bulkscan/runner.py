@@ -102,6 +102,7 @@ if TYPE_CHECKING:
     from bulkscan.run.doctor import DoctorReport
     from bulkscan.run.remote import Listed
     from bulkscan.run.states import TaskState
+    from bulkscan.run.store import RunMeta
     from bulkscan.sim.server import Faults
 
 __all__ = [
@@ -404,6 +405,35 @@ class RunResult:
         return Status.STOPPED if d.unfinished > d.held_back else Status.OK
 
 
+def _service_at(settings: Mapping[str, Any], region: str) -> str:
+    """Where a run with ``settings`` (``run_settings``) sends ``region``'s requests, as a
+    person reads it."""
+    if settings.get("simulated"):
+        return _("the embedded simulator")
+    endpoints = Endpoints(
+        override=settings.get("endpoint"), per_region=settings.get("endpoints_per_region")
+    )
+    return endpoints.url_for(region)
+
+
+def _check_same_service(meta: RunMeta, settings: Mapping[str, Any], prepared: Prepared) -> None:
+    """Refuse a resume that would send elsewhere than the run did: its tasks are looked up
+    where they were sent, so another service (or the embedded simulator for the real one)
+    would take every task sent before for one never sent, and send it again there."""
+    if not settings:  # a caller that records no connection (a library test)
+        return
+    for region in sorted({task.region for task in prepared.plan.tasks}):
+        then, now = _service_at(meta.settings, region), _service_at(settings, region)
+        if then != now:
+            raise JournalError(
+                _(
+                    "run {run} sent region {region}'s tasks to {then}, and this resume would "
+                    "send to {now}: resume against the same service (the run's tasks are "
+                    "looked up there), or run without --resume to start a new run"
+                ).format(run=meta.run_id, region=region, then=then, now=now)
+            )
+
+
 def open_run(
     prepared: Prepared,
     *,
@@ -419,6 +449,7 @@ def open_run(
         journal = Journal.open(run_dir)
         try:
             journal.check_same_input(prepared.book.sha256, digest)
+            _check_same_service(journal.meta(), settings or {}, prepared)
             journal.mark_resumed(command, settings or {})
         except BaseException:
             journal.close()
@@ -545,7 +576,7 @@ async def run(
         settings = run_settings(dispatch_settings, input_settings, described, limit=limit)
         settings |= _input_facts(prepared)
         with contextlib.ExitStack() as stack:
-            journal, resumed = _open_locked(
+            journal, resumed, released_at = _open_locked(
                 stack,
                 prepared,
                 conn,
@@ -567,7 +598,7 @@ async def run(
                     fan_out(observer, log, attempts),
                     limit=limit,
                     stop=stop,
-                    listed=None if resumed else _fresh(listed),
+                    listed=None if resumed else _fresh(listed, after=released_at),
                     limiter=limiter,
                 )
             except asyncio.CancelledError:
@@ -629,8 +660,9 @@ def _open_locked(
     resume: str | os.PathLike[str] | bool,
     settings: dict[str, Any],
     command: Sequence[str],
-) -> tuple[Journal, bool]:
-    """The run's journal, with the sending lock of every project it sends to held.
+) -> tuple[Journal, bool, float]:
+    """The run's journal, whether it is resumed, and when another run last let go of one of
+    its sending locks (``HeldLocks.released_at``), with every lock held.
 
     A resume opens its run directory first (a directory in use is refused by its own lock);
     a fresh run takes the sending lock first, so a refused run leaves no run directory.
@@ -642,13 +674,14 @@ def _open_locked(
     if resume:
         journal, resumed = open_run(prepared, **options)
         stack.enter_context(journal)
-        stack.enter_context(lock_sending(targets, observer))(journal.run_dir)
-        return journal, resumed
-    record_run_dir = stack.enter_context(lock_sending(targets, observer))
+        locks = stack.enter_context(lock_sending(targets, observer))
+        locks(journal.run_dir)
+        return journal, resumed, locks.released_at
+    locks = stack.enter_context(lock_sending(targets, observer))
     journal, resumed = open_run(prepared, **options)
     stack.enter_context(journal)
-    record_run_dir(journal.run_dir)
-    return journal, resumed
+    locks(journal.run_dir)
+    return journal, resumed, locks.released_at
 
 
 def _send_targets(prepared: Prepared, conn: Connection) -> set[SendTarget]:
@@ -1148,14 +1181,25 @@ def _narrowed(prepared: Prepared, refs: set[RowRef], notes: tuple[Issue, ...]) -
     )
 
 
+# A lock file's time is coarse: a listing begun this soon after a release is not trusted.
+_RELEASE_MARGIN_S = 1.0
+
+
 def _fresh(
-    listed: Mapping[tuple[str, str], Listed] | None,
+    listed: Mapping[tuple[str, str], Listed] | None, *, after: float = 0.0
 ) -> dict[tuple[str, str], Listed] | None:
-    """The listings young enough for reconcile to trust (``PRELISTED_MAX_AGE_S``)."""
+    """The listings reconcile may trust: young enough (``PRELISTED_MAX_AGE_S``) and begun
+    after another run last let go of a sending lock of this run (``after``, wall clock),
+    since what that run sent may be missing from a listing made before."""
     if listed is None:
         return None
     now = time.monotonic()
-    return {g: v for g, v in listed.items() if now - v.at <= PRELISTED_MAX_AGE_S}
+    return {
+        group: done
+        for group, done in listed.items()
+        if now - done.at <= PRELISTED_MAX_AGE_S
+        and all(a.at.timestamp() > after + _RELEASE_MARGIN_S for a in done.attempts[-1:])
+    }
 
 
 # --- the asset-centre check before sending (``validate --remote``, ``run``) --------------------

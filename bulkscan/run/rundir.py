@@ -32,11 +32,12 @@ from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Iterable, Iterator
 
     from bulkscan.events import Observer
 
 __all__ = [
+    "HeldLocks",
     "EVENTS_FILE",
     "JOURNAL_FILE",
     "LOCK_FILE",
@@ -216,14 +217,29 @@ def state_dir() -> Path:
     return base / "bulkscan"
 
 
+class HeldLocks:
+    """The sending locks a run holds: called with the run directory, records it in them
+    (once it exists).  ``released_at``: when another run last let one of them go (wall-clock
+    seconds; 0 when none ever did), so that what was read of the service before is known to
+    predate, or not, what that run sent."""
+
+    __slots__ = ("_held", "released_at")
+
+    def __init__(self, held: list[int], released_at: float) -> None:
+        self._held = held
+        self.released_at = released_at
+
+    def __call__(self, run_dir: Path) -> None:
+        _record(self._held, run_dir)
+
+
 @contextlib.contextmanager
-def lock_sending(
-    targets: Iterable[SendTarget], observer: Observer
-) -> Iterator[Callable[[Path], None]]:
+def lock_sending(targets: Iterable[SendTarget], observer: Observer) -> Iterator[HeldLocks]:
     """Hold the sending lock of every target while the block runs; refuse if one is held.
 
-    Yields a function that records the run directory in the locks (once it exists).  Locks
-    left by a process that died are taken over, with one ``LockTakenOver`` per run they name.
+    Yields the ``HeldLocks``.  Locks left by a process that died are taken over, with one
+    ``LockTakenOver`` per run they name.  A lock file's time is that of its last release (its
+    note is cleared then) or take.
     """
     folder = state_dir() / "locks"
     try:
@@ -235,12 +251,16 @@ def lock_sending(
         ) from None
     held: list[int] = []
     left: dict[tuple[str, str], list[str]] = {}  # (run_dir, pid) → projects
+    released_at = 0.0
     try:
         for target in sorted(set(targets), key=SendTarget.lock_name):
-            held.append(_take(folder / target.lock_name(), target, left))
+            path = folder / target.lock_name()
+            with contextlib.suppress(OSError):  # no file yet: never held
+                released_at = max(released_at, path.stat().st_mtime)
+            held.append(_take(path, target, left))
         for (run_dir, pid), projects in left.items():
             observer(LockTakenOver(run_dir, pid, not _alive(pid), ", ".join(sorted(projects))))
-        yield lambda run_dir: _record(held, run_dir)
+        yield HeldLocks(held, released_at)
     finally:
         for fd in held:
             with contextlib.suppress(OSError):

@@ -520,3 +520,61 @@ async def test_a_resume_prints_its_own_options_in_the_next_resume_command(tmp_pa
         done = await bulkscan(tmp_path, *told[1:])  # the command exactly as printed
         assert done.code == 0, done.err
         assert_exactly_once(sim, prepared)
+
+
+async def test_a_resume_that_would_send_to_another_service_is_refused(tmp_path: Path) -> None:
+    """A run's tasks are looked up where they were sent: resumed against another service,
+    each task sent before would read as never sent and be sent again there."""
+    inventory = write_inventory(tmp_path / "dbs.xlsx", 4)
+    first = await bulkscan(
+        tmp_path, "run", inventory, "--simulate", "--yes", "--reports-dir", "r",
+        "--no-remote-check", "--limit", "2",
+    )  # fmt: skip
+    assert first.code == 0, first.err
+    async with Simulator() as sim:
+        resumed = await bulkscan(
+            tmp_path, *run_args(inventory, sim, tmp_path / "r", "--no-remote-check"), "--resume"
+        )
+        assert sim.tasks == []  # nothing sent
+        url = sim.url
+    assert resumed.code == 2, resumed.err
+    assert (
+        f"sent region {REGION}'s tasks to the embedded simulator, and this resume would send "
+        f"to {url}: resume against the same service"
+    ) in resumed.err, resumed.err
+    again = await bulkscan(
+        tmp_path, "run", inventory, "--simulate", "--yes", "--reports-dir", "r",
+        "--no-remote-check", "--resume",
+    )  # fmt: skip
+    assert again.code == 0, again.err  # the same service: resumed
+
+
+async def test_a_listing_made_before_another_run_sent_is_not_trusted_by_reconcile(
+    tmp_path: Path,
+) -> None:
+    """The checks before a run list the service; another run (another reports folder, so
+    another journal) then creates the same tasks and lets go of its sending locks before
+    this run takes them. The listing predates what that run sent: reconcile lists again."""
+    prepared = planned(write_inventory(tmp_path / "dbs.xlsx", 4))
+    async with Simulator() as sim:
+        connection = _connection(sim)
+        before = await runner.check_remote(prepared, connection=connection)
+        assert before.new == 4  # nothing exists yet
+        await asyncio.sleep(1.1)  # a listing begun this soon before the release is not trusted
+        other = await runner.run(prepared, connection=connection, reports_dir=tmp_path / "a")
+        assert other.counts[TaskState.CREATED] == 4
+        listings = Counter(sim.stats["requests"])["listed"]
+        late = await runner.run(
+            prepared, connection=connection, reports_dir=tmp_path / "b", listed=before.listed
+        )
+        assert late.counts.get(TaskState.EXISTS) == 4 and not late.counts.get(TaskState.CREATED)
+        assert_exactly_once(sim, prepared)
+        assert Counter(sim.stats["requests"])["listed"] - listings == 2 + 2  # again, closing
+        await asyncio.sleep(1.1)
+        fresh = await runner.check_remote(prepared, connection=connection)
+        listings = Counter(sim.stats["requests"])["listed"]
+        again = await runner.run(
+            prepared, connection=connection, reports_dir=tmp_path / "c", listed=fresh.listed
+        )
+        assert again.counts.get(TaskState.EXISTS) == 4  # a listing begun after the release
+        assert Counter(sim.stats["requests"])["listed"] - listings == 2  # reused: closing only
