@@ -19,7 +19,7 @@ from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.i18n import _, is_yes, yes_no
 from bulkscan.run.rundir import journal_of
-from bulkscan.run.states import TaskState
+from bulkscan.run.states import ActionState, TaskState
 
 if TYPE_CHECKING:
     import argparse
@@ -92,7 +92,8 @@ def act(
     journal_of(args.run_dir)  # a wrong RUN_DIR is said before credentials are looked for
     with counting(args, _command_of(args)):
         outcome = asyncio.run(entry(args.run_dir, confirm=confirm, **service(args), **options))
-    return print_outcome(args, outcome, {"run_dir": args.run_dir}, again=typed_command())
+    extra = {"run_dir": args.run_dir}
+    return print_outcome(args, outcome, extra, again=typed_command(), action=args.command)
 
 
 def print_outcome(
@@ -101,10 +102,13 @@ def print_outcome(
     extra: dict[str, Any],
     *,
     again: Sequence[str] = (),
+    action: str | None = None,
 ) -> int:
     """The outcome, each task not done and why; with ``again`` (the command as typed), the
-    command that sends the failed ones again (it resumes the batch: nothing done is resent)."""
+    command that sends the failed ones again (it resumes the batch: nothing done is resent).
+    ``action``: the word for what was done (the command's name), else the report's kind."""
     report = outcome.report
+    action = action or report.kind
     code = outcome.exit_code if outcome.confirmed else 0
     failed = {
         t.task.name: report.messages.get(t.task.key, t.why)
@@ -115,27 +119,28 @@ def print_outcome(
     retry = _retry_step(report, again) if outcome.confirmed else None
     if args.json:
         fields = {
-            "action": report.kind,
+            "action": action,
             "confirmed": outcome.confirmed,
             "requests": report.requests,
             "outcomes": outcome_counts(report.counts()),
             "done_earlier": report.earlier,
             "not_done": failed,
         }
-        return emit(args, code, fields | extra, next_step=retry)
+        undo = _changes_json(report) if action == "undo" else {}
+        return emit(args, code, fields | undo | extra, next_step=retry)
     if not outcome.confirmed:
         console.out(_("nothing changed"))
         return code
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(report.counts().items()))
     console.out(
         _("{action}: {counts} ({requests} request(s))").format(
-            action=report.kind, counts=counts or _("nothing to do"), requests=report.requests
+            action=action, counts=_counts_text(report) or _("nothing to do"),
+            requests=report.requests,
         )
-    )
+    )  # fmt: skip
     if report.earlier:  # a resumed batch: the counts include what an earlier command did
         console.out(
             _("  of which {count} done by an earlier {action} of this run, not sent again").format(
-                count=report.earlier, action=report.kind
+                count=report.earlier, action=action
             )
         )
     for name, why in failed.items():
@@ -144,6 +149,41 @@ def print_outcome(
         console.out(_("{why}; send them again with: {command}").format(
             why=retry.why, command=retry.command))  # fmt: skip
     return code
+
+
+def _counts_text(report: ActionReport) -> str:
+    """The tasks by final state; an undo's done ones said as what was done to them (deleted,
+    restored), as its question said it would."""
+    from bulkscan.run.lifecycle import DELETE, RESTORE  # loaded by the action itself
+
+    said = {DELETE: _("{count} deleted"), RESTORE: _("{count} restored")}
+    counts = report.counts()
+    changes = report.changes()
+    done = [
+        text.format(count=n)
+        for change, text in said.items()
+        if (n := changes.get(change, {}).get(str(ActionState.DONE), 0))
+    ]
+    if done:
+        counts.pop(str(ActionState.DONE), None)
+    return ", ".join([*done, *(f"{n} {state}" for state, n in sorted(counts.items()))])
+
+
+def _changes_json(report: ActionReport) -> dict[str, Any]:
+    """An undo's ``changes`` (counts by change, then by outcome) and ``tasks`` (each task, its
+    change and outcome)."""
+    changes = report.changes()
+    tasks = [
+        {
+            "task": p.task.name,
+            "task_id": p.task_id,
+            "change": p.change,
+            "outcome": term(state) if (state := report.results.get(p.task.key)) else None,
+            "message": report.messages.get(p.task.key) or (p.why if p.state is not None else None),
+        }
+        for p in report.planned
+    ]
+    return {"changes": {c: outcome_counts(n) for c, n in changes.items()}, "tasks": tasks}
 
 
 def _retry_step(report: ActionReport, again: Sequence[str]) -> Next | None:

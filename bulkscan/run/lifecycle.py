@@ -43,7 +43,7 @@ from bulkscan.run.retry import RETRIED_READS, RetryPolicy
 from bulkscan.run.states import ActionState, ScanState, TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from bulkscan.config import DispatchSettings
@@ -55,6 +55,8 @@ __all__ = [
     "ActionRecord",
     "ActionReport",
     "ActionState",
+    "DELETE",
+    "RESTORE",
     "Lifecycle",
     "LifecycleStore",
     "PlannedAction",
@@ -87,6 +89,9 @@ CREATE TABLE IF NOT EXISTS scans (
 );
 """
 _UNDO_BATCH = 0  # undo is one set of actions for the run, however often it is resumed
+# The two changes an undo makes: delete a task the run created, restore one it updated
+DELETE = "delete"
+RESTORE = "restore"
 _OPPOSITES = {"enable": "disable", "disable": "enable"}  # each sets what the other unsets
 
 
@@ -142,6 +147,7 @@ class PlannedAction:
     why: str = ""
     body: bytes | None = None  # an update's (or an undo's revert) body; None: a delete
     before: str | None = None  # an update: the remote task as it was (JSON)
+    change: str = ""  # an undo's: DELETE (the run created it) or RESTORE (it updated it)
 
 
 @dataclass(slots=True)
@@ -160,6 +166,16 @@ class ActionReport:
         for state in self.results.values():
             counts[str(state)] = counts.get(str(state), 0) + 1
         return counts
+
+    def changes(self) -> dict[str, dict[str, int]]:
+        """An undo's counts by change (``DELETE``, ``RESTORE``), then by state; else empty."""
+        changes: dict[str, dict[str, int]] = {}
+        for step in self.planned:
+            state = self.results.get(step.task.key)
+            if step.change and state is not None:
+                counts = changes.setdefault(step.change, {})
+                counts[str(state)] = counts.get(str(state), 0) + 1
+        return changes
 
     @property
     def ok(self) -> bool:
@@ -562,7 +578,9 @@ class Lifecycle(Wire):
         for task in self.tasks(created_only=True):
             state = done.get(task.key, (None, None))[0]
             if state in _FINAL:
-                planned.append(PlannedAction(task, task.task_id, state, "already undone"))
+                planned.append(
+                    PlannedAction(task, task.task_id, state, "already undone", change=DELETE)
+                )
             else:
                 open_tasks.append(task)
         reverts = self._reverts(done)
@@ -585,15 +603,18 @@ class Lifecycle(Wire):
                 continue
             task = by_key[key]
             if done.get(key, (None, None))[0] in _FINAL:
-                reverts.append(PlannedAction(task, task_id, ActionState.DONE, "already undone"))
+                reverts.append(PlannedAction(task, task_id, ActionState.DONE, "already undone",
+                                             change=RESTORE))  # fmt: skip
             else:
-                body = revert_body(task, before)
-                reverts.append(PlannedAction(task, task_id, None, body=body, before=before))
+                body, why = revert_body(task, before), revert_difference(task, before)
+                reverts.append(PlannedAction(task, task_id, None, why, body=body, before=before,
+                                             change=RESTORE))  # fmt: skip
         return reverts
 
     async def undo(self, planned: Sequence[PlannedAction]) -> ActionReport:
-        """Delete the planned tasks in batches, then verify by listing; each journalled."""
-        report = ActionReport("delete", list(planned))
+        """Delete the planned tasks the run created, in batches, then verify by listing; put
+        back those it updated; each journalled."""
+        report = ActionReport("undo", list(planned))
         batch = self.store.open_batch("delete")
         for step in planned:
             if step.state is not None:
@@ -601,7 +622,8 @@ class Lifecycle(Wire):
                 if step.why == "already undone":
                     report.earlier += 1
                 if step.state is ActionState.KEPT or step.why != "already undone":
-                    self.store.settle(batch, "delete", step.task, step.task_id,
+                    kind = "revert" if step.change == RESTORE else "delete"
+                    self.store.settle(batch, kind, step.task, step.task_id,
                                       state=step.state, detail=step.why)  # fmt: skip
         todo = [s for s in planned if s.state is None and s.body is None]
         for (project, region), steps in _group_steps(todo).items():
@@ -775,11 +797,12 @@ def _group_steps(steps: Iterable[PlannedAction]) -> dict[tuple[str, str], list[P
 def _undo_step(task: TaskRecord, remote: Sequence[RemoteTask], *, force: bool) -> PlannedAction:
     found = _remote_for(task, remote)
     if found is None:
-        return PlannedAction(task, task.task_id, ActionState.GONE, "no longer listed")
+        return PlannedAction(task, task.task_id, ActionState.GONE, "no longer listed",
+                             change=DELETE)  # fmt: skip
     if not same_sources(task.sources, found.data_sources) and not force:
         why = "its data sources changed since the run: kept (--force deletes it)"
-        return PlannedAction(task, found.id, ActionState.KEPT, why)
-    return PlannedAction(task, found.id, None)
+        return PlannedAction(task, found.id, ActionState.KEPT, why, change=DELETE)
+    return PlannedAction(task, found.id, None, change=DELETE)
 
 
 def _scan_record(
@@ -826,17 +849,40 @@ def _planned_body(task: TaskRecord) -> dict[str, Any]:
 
 def difference(task: TaskRecord, remote: RemoteTask) -> str:
     """What an update changes: data sources added and removed, settings the listing shows."""
-    ours = {s.ins_id.strip(): s for s in task.sources}
-    theirs = {s.ins_id.strip(): s for s in remote.data_sources}
+    return _change(
+        [s.ins_id for s in task.sources],
+        [s.ins_id for s in remote.data_sources],
+        to=_planned_body(task),
+        now=remote.raw,
+    )
+
+
+def revert_difference(task: TaskRecord, before: str | None) -> str:
+    """What an undo's restore changes: the update's ``difference`` the other way round (the
+    task is as the update left it: an undo keeps one changed since, unless forced)."""
+    was = json.loads(before or "{}")
+    return _change(
+        [ins_id for _db_type, ins_id in was.get("data_sources", [])],
+        [s.ins_id for s in task.sources],
+        to=was.get("listed", {}),
+        now=_planned_body(task),
+    )
+
+
+def _change(
+    to_ids: Iterable[str], now_ids: Iterable[str], *, to: Mapping[str, Any], now: Mapping[str, Any]
+) -> str:
+    """THE words for a change from ``now`` to ``to``: data sources added and removed, and the
+    settings both show."""
+    ours, theirs = {i.strip() for i in to_ids}, {i.strip() for i in now_ids}
     parts = []
-    if added := sorted(ours.keys() - theirs.keys()):
+    if added := sorted(ours - theirs):
         parts.append("adds " + ", ".join(added))
-    if removed := sorted(theirs.keys() - ours.keys()):
+    if removed := sorted(theirs - ours):
         parts.append("removes " + ", ".join(removed))
-    body = _planned_body(task)
     for key in _SETTINGS:
-        if key in remote.raw and key in body and remote.raw[key] != body[key]:
-            parts.append(f"{key} {remote.raw[key]!r} -> {body[key]!r}")
+        if key in now and key in to and now[key] != to[key]:
+            parts.append(f"{key} {now[key]!r} -> {to[key]!r}")
     return "; ".join(parts) or "no visible difference"
 
 
@@ -863,8 +909,9 @@ def _revert_step(
 ) -> PlannedAction:
     found = next((r for r in remote if r.id == str(step.task_id)), None)
     if found is None:
-        return PlannedAction(step.task, step.task_id, ActionState.GONE, "no longer listed")
+        return PlannedAction(step.task, step.task_id, ActionState.GONE, "no longer listed",
+                             change=RESTORE)  # fmt: skip
     if not same_sources(step.task.sources, found.data_sources) and not force:
         why = "its data sources changed since the update: kept (--force puts it back)"
-        return PlannedAction(step.task, step.task_id, ActionState.KEPT, why)
+        return PlannedAction(step.task, step.task_id, ActionState.KEPT, why, change=RESTORE)
     return step

@@ -256,3 +256,40 @@ async def test_a_resumed_lifecycle_batch_says_what_an_earlier_command_did(
     assert again.code == 0, again.err
     assert "disable: 2 done (1 request(s))" in again.out
     assert "  of which 1 done by an earlier disable of this run, not sent again" in again.out
+
+
+def _sim_tasks(folder: Path) -> dict[str, list[str]]:
+    """The embedded simulator's tasks, kept in the reports folder: name -> its ins_ids."""
+    state = json.loads((folder / "reports" / "simulator-tasks.json").read_text("utf-8"))
+    return {t["name"]: [s["ins_id"] for s in t["body"]["data_sources"]] for t in state["tasks"]}
+
+
+def test_undo_says_it_deletes_what_the_run_created_and_restores_what_it_updated(
+    here: Path, make_xlsx: MakeXlsx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that created one task and updated another (--on-conflict update): undo's list,
+    question, outcome and JSON say which it deletes and which it puts back, as it does."""
+    assert _answer("run", str(_one_task(make_xlsx, "first.xlsx", "ins-a")), *SIM, "--yes")[0] == 0
+    rows = [HEADERS, ["ins-b", "MySQL", P1, CN, "shared"], ["ins-c", "MySQL", P1, CN, "new"]]
+    second = make_xlsx({"instances": rows}, name="second.xlsx")
+    run = _answer("run", str(second), *SIM, "--yes", "--on-conflict", "update")[1]
+    assert [u["outcome"] for u in run["updates"]] == ["done"]
+    assert _sim_tasks(here) == {"shared": ["ins-b"], "new": ["ins-c"]}
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "y")
+    code, out, err = _bulkscan("undo", run["run_dir"], *SIM)
+    assert code == 0, err
+    assert asked == ["Delete 1 task(s) and restore 1 task(s)? [y/N] "]
+    assert (
+        f"{run['run_dir']}: 1 task(s) the run created, to delete; 1 task(s) it updated, "
+        "to restore as they were"
+    ) in err
+    assert "  delete new (id " in err and "  delete shared" not in err
+    assert "  restore shared (id " in err and "before the update: adds ins-a; removes ins-b" in err
+    assert out.splitlines()[0].startswith("undo: 1 deleted, 1 restored (")
+    assert _sim_tasks(here) == {"shared": ["ins-a"]}  # what the words said
+    code, doc = _answer("undo", run["run_dir"], *SIM, "--yes")  # again: nothing sent
+    assert (code, doc["action"], doc["outcomes"]) == (0, "undo", {"done": 2})
+    assert doc["changes"] == {"delete": {"done": 1}, "restore": {"done": 1}}
+    assert {t["task"]: t["change"] for t in doc["tasks"]} == {"new": "delete", "shared": "restore"}
