@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Coroutine, Sequence
 
-    from bulkscan.run.lifecycle import ActionReport, PlannedAction
+    from bulkscan.run.lifecycle import ActionReport, PlannedAction, UndoneTask
     from bulkscan.runner import ActionOutcome, Connection, RunResult, SimulatorOptions
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "add_run_dir_options",
     "ask",
     "print_outcome",
+    "undone_text",
     "update_on_conflict",
     "updates_json",
 ]
@@ -116,6 +117,7 @@ def print_outcome(
         if report.results.get(t.task.key) is not None
         and str(report.results[t.task.key]) in ("failed", "kept")
     }
+    failed |= {u.name: undone_text(u) for u in report.undone.values()}
     retry = _retry_step(report, again) if outcome.confirmed else None
     if args.json:
         fields = {
@@ -131,12 +133,15 @@ def print_outcome(
     if not outcome.confirmed:
         console.out(_("nothing changed"))
         return code
-    console.out(
-        _("{action}: {counts} ({requests} request(s))").format(
-            action=action, counts=_counts_text(report) or _("nothing to do"),
-            requests=report.requests,
-        )
-    )  # fmt: skip
+    if report.undone and len(report.undone) == len(report.planned):  # nothing left to act on
+        console.out(_("{action}: nothing to do: no task left after undo").format(action=action))
+    else:
+        console.out(
+            _("{action}: {counts} ({requests} request(s))").format(
+                action=action, counts=_counts_text(report) or _("nothing to do"),
+                requests=report.requests,
+            )
+        )  # fmt: skip
     if report.earlier:  # a resumed batch: the counts include what an earlier command did
         console.out(
             _("  of which {count} done by an earlier {action} of this run, not sent again").format(
@@ -149,6 +154,14 @@ def print_outcome(
         console.out(_("{why}; send them again with: {command}").format(
             why=retry.why, command=retry.command))  # fmt: skip
     return code
+
+
+def undone_text(task: UndoneTask) -> str:
+    """Why a task of the run is not acted on or read: undo deleted it (or found it gone)."""
+    when = task.when.isoformat(sep=" ", timespec="minutes") if task.when else "?"
+    if task.state is ActionState.DONE:
+        return _("deleted by undo on {when}").format(when=when)
+    return _("already gone when undo ran on {when}").format(when=when)
 
 
 def _counts_text(report: ActionReport) -> str:

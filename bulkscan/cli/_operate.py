@@ -47,8 +47,9 @@ def register_action(sub: Any, action: str) -> None:
         description=_(
             "{what} (or only those named by --task): one request per task under the rate "
             "limit, each recorded in RUN_DIR/lifecycle.sqlite, so a killed `{command}` resumes "
-            "without acting twice. Exit 0: done for every task; 1: some failed or are no longer "
-            "listed; 2: usage error, or no terminal to ask on and no --yes."
+            "without acting twice. A task that undo deleted is not sent: it is named as such. "
+            "Exit 0: done for every task; 1: some failed or are no longer listed; 2: usage "
+            "error, or no terminal to ask on and no --yes."
         ).format(what=_lead(action), command=name),
     )
     add_run_dir_options(parser)

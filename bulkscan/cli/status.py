@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import shlex
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import runner
 from bulkscan.cli._common import counting, next_options, service
 from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
-from bulkscan.cli._lifecycle import add_run_dir_options
+from bulkscan.cli._lifecycle import add_run_dir_options, undone_text
 from bulkscan.i18n import _
 from bulkscan.run.rundir import journal_of
 from bulkscan.run.states import ScanState
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from bulkscan.run.lifecycle import ScanRecord
+    from bulkscan.run.lifecycle import ScanRecord, UndoneTask
 
 __all__ = ["register"]
 
@@ -29,7 +30,8 @@ For every task RUN_DIR's run created or found, read its runs in DSC and report t
 its state, start and end times and error message. Writes a Scans sheet into results.xlsx
 (and a chart of scan states on its Summary). Reads only; changes nothing. --wait polls until
 every scan has finished or --timeout. A run with tasks not sent yet (--limit, a stop) says
-so, with its resume command, and never exits 0. Exit 0: every latest scan succeeded; 1: some
+so, with its resume command, and never exits 0. A task that undo deleted is not read: it is
+named as such. Exit 0: every latest scan succeeded; 1: some
 failed (or could not be read); 4: some still running, never ran or never sent, when it stopped
 waiting; 2: usage error."""
 
@@ -100,6 +102,9 @@ def _run(args: argparse.Namespace) -> int:
             )
     finally:  # Ctrl-C too: the terminal gets its cursor back
         live.close()
+    from bulkscan.run.lifecycle import read_undone  # loaded by the status itself
+
+    undone = read_undone(Path(args.run_dir))  # not read: undo deleted them
     if args.json:
         fields = {
             "run_dir": args.run_dir,
@@ -108,11 +113,14 @@ def _run(args: argparse.Namespace) -> int:
             "requests": result.requests,
             "scans": [_scan_json(s) for s in result.scans],
             "tasks_not_sent_or_unknown": result.report.tally.unfinished,
+            "undone": [_undone_json(u) for u in undone],
         }
         return emit(args, result.exit_code, fields, next_step=_next_step(args, result))
+    if undone and not result.scans:
+        console.out(_("nothing to read: no task of this run is left after undo"))
     for state, n in sorted(result.counts().items()):
         console.out(f"  {state:<10} {n:>6}")
-    for line in _failures(result.scans):
+    for line in _failures(result.scans) + _undone_lines(undone):
         console.out(line)
     left = result.report.tally.unfinished
     if left:
@@ -177,6 +185,36 @@ def _failures(scans: Sequence[ScanRecord]) -> list[str]:
             )
         )
     return lines
+
+
+def _undone_lines(undone: Sequence[UndoneTask]) -> list[str]:
+    """A line per task undo deleted (or found gone); one per undo time shared by several."""
+    said: dict[str, list[str]] = {}
+    for task in undone:
+        said.setdefault(undone_text(task), []).append(task.name)
+    lines: list[str] = []
+    for why, names in said.items():
+        if console.verbose or len(names) < SUMMARISED_FROM:
+            lines += [f"  {name}: {why}" for name in names]
+            continue
+        more = (
+            _(" and {count} more").format(count=len(names) - _NAMED) if len(names) > _NAMED else ""
+        )
+        lines.append(
+            _("  {count} task(s) {why} ({names}{more})").format(
+                count=len(names), why=why, names=", ".join(names[:_NAMED]), more=more
+            )
+        )
+    return lines
+
+
+def _undone_json(task: UndoneTask) -> dict[str, Any]:
+    return {
+        "task": task.name,
+        "task_id": task.task_id,
+        "outcome": term(task.state),
+        "at": task.when,
+    }
 
 
 def _scan_json(scan: ScanRecord) -> dict[str, Any]:

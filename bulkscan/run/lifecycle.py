@@ -62,9 +62,11 @@ __all__ = [
     "PlannedAction",
     "ScanRecord",
     "ScanState",
+    "UndoneTask",
     "Wire",
     "read_actions",
     "read_scans",
+    "read_undone",
     "scan_state",
 ]
 
@@ -92,6 +94,11 @@ _UNDO_BATCH = 0  # undo is one set of actions for the run, however often it is r
 # The two changes an undo makes: delete a task the run created, restore one it updated
 DELETE = "delete"
 RESTORE = "restore"
+# The run's tasks undo deleted, or found gone (``UndoneTask``): THE rule, in SQL
+_UNDONE = (
+    "SELECT task_key, name, task_id, state, done_at FROM actions "
+    "WHERE batch=? AND kind='delete' AND state IN ('done', 'gone')"
+)
 _OPPOSITES = {"enable": "disable", "disable": "enable"}  # each sets what the other unsets
 
 
@@ -138,6 +145,18 @@ class ScanRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UndoneTask:
+    """A task of the run that undo deleted (``DONE``) or found already gone (``GONE``): no
+    later action or read reaches it, and none is sent."""
+
+    task_key: str
+    name: str
+    task_id: str | None
+    state: ActionState
+    when: dt.datetime | None  # when undo recorded it (local)
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedAction:
     """One task an action will (or will not) touch, and why."""
 
@@ -160,6 +179,7 @@ class ActionReport:
     messages: dict[str, str] = field(default_factory=dict)
     requests: int = 0
     earlier: int = 0  # tasks an earlier command of the same batch had done (a resume)
+    undone: dict[str, UndoneTask] = field(default_factory=dict)  # gone since undo: not sent
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -327,6 +347,14 @@ class LifecycleStore:
         ).fetchall()
         return {key: (ActionState(state), tid, before) for key, state, tid, before in rows}
 
+    def undone(self) -> dict[str, UndoneTask]:
+        """The run's tasks undo deleted or found gone, by task key."""
+        rows = self._conn.execute(_UNDONE, (_UNDO_BATCH,)).fetchall()
+        return {
+            key: UndoneTask(key, name, task_id, ActionState(state), _parse(done_at))
+            for key, name, task_id, state, done_at in rows
+        }
+
     # -- scans --
 
     def save_scans(self, scans: Iterable[ScanRecord]) -> None:
@@ -340,11 +368,13 @@ class LifecycleStore:
                 )  # fmt: skip
 
     def scans(self) -> list[ScanRecord]:
+        """The scans last read, but not of the tasks undo deleted since: they have none."""
         rows = self._conn.execute("SELECT * FROM scans ORDER BY name").fetchall()
+        undone = self.undone()
         return [
             ScanRecord(r[0], r[1], r[2], r[3], r[4], r[5], ScanState(r[6]), r[7],
                        _parse(r[8]), _parse(r[9]), r[10], r[11], _parse(r[12]) or local_now())
-            for r in rows
+            for r in rows if r[0] not in undone
         ]  # fmt: skip
 
 
@@ -377,6 +407,19 @@ def read_actions(run_dir: Path) -> list[ActionRecord]:
     finally:
         store.close()
     return [ActionRecord(*row) for row in rows]
+
+
+def read_undone(run_dir: Path) -> list[UndoneTask]:
+    """The tasks of the run that undo deleted or found gone (none before an undo), by name."""
+    if not (run_dir / LIFECYCLE_FILE).is_file():
+        return []
+    store = LifecycleStore(run_dir, readonly=True)
+    try:
+        return sorted(store.undone().values(), key=lambda u: u.name)
+    except sqlite3.Error:
+        return []
+    finally:
+        store.close()
 
 
 def read_scans(run_dir: Path) -> list[ScanRecord]:
@@ -506,20 +549,26 @@ class Lifecycle(Wire):
 
     # -- targets --
 
-    def tasks(self, names: Sequence[str] = (), *, created_only: bool = False) -> list[TaskRecord]:
-        """The run's tasks (those it created, or created or found), or the named ones."""
+    def tasks(
+        self, names: Sequence[str] = (), *, created_only: bool = False, undone: bool = False
+    ) -> list[TaskRecord]:
+        """The run's tasks (those it created, or created or found), or the named ones; not
+        those undo deleted or found gone (``UndoneTask``) unless ``undone``."""
         states = CREATED_STATES if created_only else FOUND_STATES
         tasks = [t for t in self.journal.tasks() if t.state in states]
-        if not names:
+        if names:
+            by_name = {t.name: t for t in tasks}
+            missing = [n for n in names if n not in by_name]
+            if missing:
+                raise UsageError(
+                    f"{self.journal.run_dir}: no task named {', '.join(missing[:5])} was "
+                    "created or found by this run"
+                )
+            tasks = [by_name[n] for n in dict.fromkeys(names)]
+        if undone:
             return tasks
-        by_name = {t.name: t for t in tasks}
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise UsageError(
-                f"{self.journal.run_dir}: no task named {', '.join(missing[:5])} was created "
-                "or found by this run"
-            )
-        return [by_name[n] for n in dict.fromkeys(names)]
+        gone = self.store.undone()
+        return [t for t in tasks if t.key not in gone]
 
     def unsettled(self) -> list[TaskRecord]:
         return [t for t in self.journal.tasks() if t.state in _UNSETTLED]
@@ -575,7 +624,7 @@ class Lifecycle(Wire):
         done = self.store.states(self.store.open_batch("delete"))
         planned: list[PlannedAction] = []
         open_tasks: list[TaskRecord] = []
-        for task in self.tasks(created_only=True):
+        for task in self.tasks(created_only=True, undone=True):
             state = done.get(task.key, (None, None))[0]
             if state in _FINAL:
                 planned.append(
@@ -716,7 +765,15 @@ class Lifecycle(Wire):
         done = self.store.states(batch)
         report = ActionReport(kind)
         cache: dict[tuple[str, str], list[RemoteTask]] = {}
-        for task in self.tasks(names):
+        undone = self.store.undone()
+        for task in self.tasks(names, undone=True):
+            if task.key in undone:  # nothing to send: undo deleted it (or found it gone)
+                gone = undone[task.key]
+                why = f"{'deleted' if gone.state is ActionState.DONE else 'gone'} by undo"
+                report.planned.append(PlannedAction(task, gone.task_id, ActionState.GONE, why))
+                report.results[task.key] = ActionState.GONE
+                report.undone[task.key] = gone
+                continue
             report.planned.append(PlannedAction(task, task.task_id, None))
             state, runs_before = done.get(task.key, (None, None))
             if state in _FINAL:

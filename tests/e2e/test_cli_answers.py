@@ -293,3 +293,36 @@ def test_undo_says_it_deletes_what_the_run_created_and_restores_what_it_updated(
     assert (code, doc["action"], doc["outcomes"]) == (0, "undo", {"done": 2})
     assert doc["changes"] == {"delete": {"done": 1}, "restore": {"done": 1}}
     assert {t["task"]: t["change"] for t in doc["tasks"]} == {"new": "delete", "shared": "restore"}
+
+
+def test_after_undo_start_and_status_name_the_tasks_undo_deleted(
+    here: Path, make_xlsx: MakeXlsx
+) -> None:
+    """A task undo deleted is said to be so (with when) by start and status, nothing is sent
+    for it and no retry is offered; when undo deleted every task, nothing is left to do."""
+    first = _answer("run", str(_one_task(make_xlsx, "first.xlsx", "ins-a")), *SIM, "--yes")[1]
+    rows = [HEADERS, ["ins-a", "MySQL", P1, CN, "shared"], ["ins-c", "MySQL", P1, CN, "new"]]
+    second = make_xlsx({"instances": rows}, name="second.xlsx")
+    run = _answer("run", str(second), *SIM, "--yes")[1]
+    assert run["outcomes"] == {"created": 1, "exists": 1}
+    run_dir = run["run_dir"]
+    assert _answer("undo", run_dir, *SIM, "--yes")[1]["outcomes"] == {"done": 1}  # new alone
+    code, out, _err = _bulkscan("start", run_dir, *SIM, "--yes", "--task", "new")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "start: nothing to do: no task left after undo"
+    assert lines[1].startswith("  new: deleted by undo on ") and len(lines) == 2
+    code, doc = _answer("start", run_dir, *SIM, "--yes")
+    assert (code, doc["outcomes"], doc["next"]) == (0, {"done": 1, "gone": 1}, None)
+    assert list(doc["not_done"]) == ["new"]
+    assert doc["not_done"]["new"].startswith("deleted by undo on ")
+    code, doc = _answer("status", run_dir, *SIM)
+    assert code != 1 and [s["task"] for s in doc["scans"]] == ["shared"]  # started: running
+    assert [(u["task"], u["outcome"]) for u in doc["undone"]] == [("new", "done")]
+    assert "does not exist" not in json.dumps(doc)
+    code, out, _err = _bulkscan("status", run_dir, *SIM)
+    assert "  new: deleted by undo on " in out and "unknown" not in out
+    assert _answer("undo", first["run_dir"], *SIM, "--yes")[1]["outcomes"] == {"done": 1}
+    code, out, _err = _bulkscan("status", first["run_dir"], *SIM)
+    assert code == 0 and out.startswith("nothing to read: no task of this run is left after undo")
+    assert "  shared: deleted by undo on " in out and "project" not in out
