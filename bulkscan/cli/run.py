@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from bulkscan.cli._lifecycle import Updated
     from bulkscan.config import InputSettings
+    from bulkscan.models import TaskRequest
     from bulkscan.report.results import ReportPaths
     from bulkscan.runner import Prepared, RunResult
 
@@ -329,16 +330,42 @@ def _go_ahead(
                 "add --yes to create the tasks without asking"
             )
         )
-    return _confirmed(prepared, settings, sending)
+    return _confirmed(prepared, settings, _sending(args, prepared, sending))
 
 
-def _confirmed(prepared: Prepared, settings: InputSettings, sending: int) -> bool:
-    """Ask on the terminal, naming the start times."""
+def _sending(args: argparse.Namespace, prepared: Prepared, count: int) -> Sequence[TaskRequest]:
+    """The ``count`` tasks the run sends (``runner.to_send`` counted them), in the order it
+    sends them: the plan's first, or on --resume the first of those the run has not finished."""
+    tasks: Sequence[TaskRequest] = prepared.plan.tasks
+    if args.resume:
+        from pathlib import Path
+
+        from bulkscan.run.rundir import find_latest_run
+        from bulkscan.run.states import UNFINISHED_STATES
+        from bulkscan.run.store import Journal
+
+        run_dir = (
+            find_latest_run(args.reports_dir, prepared.book.path)
+            if args.resume is True
+            else Path(args.resume)
+        )
+        if run_dir is None:  # to_send said so already
+            return tasks[:count]
+        with Journal.open(run_dir, readonly=True) as journal:
+            states = journal.states()
+        tasks = [t for t in tasks if states.get(t.key) in UNFINISHED_STATES]
+    return tasks[:count]
+
+
+def _confirmed(prepared: Prepared, settings: InputSettings, sending: Sequence[TaskRequest]) -> bool:
+    """Ask on the terminal, naming the start times of the tasks it sends."""
     profiles = prepared.validated.profiles
-    starts = sorted({common.start_time_text(t, settings, profiles) for t in prepared.plan.tasks})
+    starts = sorted({common.start_time_text(t, settings, profiles) for t in sending})
     more = _(" and {count} more").format(count=len(starts) - 3) if len(starts) > 3 else ""
     shown = ", ".join(starts[:3]) + more
-    question = _("Create {count} task(s), starting {start}?").format(count=sending, start=shown)
+    question = _("Create {count} task(s), starting {start}?").format(
+        count=len(sending), start=shown
+    )
     return is_yes(console.ask(f"{question} {yes_no()} "))
 
 

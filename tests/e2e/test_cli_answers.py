@@ -326,3 +326,29 @@ def test_after_undo_start_and_status_name_the_tasks_undo_deleted(
     code, out, _err = _bulkscan("status", first["run_dir"], *SIM)
     assert code == 0 and out.startswith("nothing to read: no task of this run is left after undo")
     assert "  shared: deleted by undo on " in out and "project" not in out
+
+
+def test_the_run_question_names_the_start_times_of_the_tasks_it_sends_alone(
+    here: Path, make_xlsx: MakeXlsx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--limit 2 of three tasks, each starting on another day: the question names the first
+    two days; its --resume, the third alone."""
+    days = ("2030-03-01", "2030-04-01", "2030-05-01")
+    starts = [[f"p{i}", f"{day}T12:00:00+08:00"] for i, day in enumerate(days)]
+    profiles = [["profile", "start_time"], *starts]
+    rows = [["ins_id", "db_type", "project_id", "region", "profile"]]
+    rows += [[f"ins-{i}", "MySQL", P1, CN, f"p{i}"] for i in range(3)]
+    inventory = make_xlsx({"instances": rows, "profiles": profiles}, name="days.xlsx")
+    options = (*SIM, "--timezone", "Asia/Shanghai")
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "y")
+    code, _out, err = _bulkscan("run", str(inventory), *options, "--limit", "2")
+    assert code == 0, err
+    (question,) = asked
+    assert question.startswith("Create 2 task(s), starting ")
+    assert days[0] in question and days[1] in question and days[2] not in question
+    code, _out, err = _bulkscan("run", str(inventory), *options, "--resume")
+    assert code == 0, err
+    assert asked[1].startswith("Create 1 task(s), starting 2030-05-01 12:00+08:00")
+    assert days[0] not in asked[1] and days[1] not in asked[1]
