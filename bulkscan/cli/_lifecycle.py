@@ -217,6 +217,14 @@ class Updated:
     outcome: ActionOutcome | None
     code: int
 
+    @property
+    def resolved(self) -> int:
+        """The conflicts settled: the existing task now holds the planned body (updated now,
+        or by an earlier command of this run)."""
+        if self.outcome is None:
+            return 0
+        return sum(1 for s in self.outcome.report.results.values() if s is ActionState.DONE)
+
 
 def update_on_conflict(
     args: argparse.Namespace,

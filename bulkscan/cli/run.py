@@ -588,7 +588,15 @@ def _finish(
             console.detail(f"  {err:<24} {n:>6}")
     console.detail(_("results: {path}").format(path=report.results))
     step = _next_step(result, report)
-    conflicts = report.counts.get(Outcome.CONFLICT, 0)
+    resolved = 0 if updated is None else updated.resolved  # decided: --on-conflict update
+    if resolved:
+        console.detail(
+            _(
+                "{count} conflict(s) resolved by the update: the existing task(s) now hold the "
+                "planned data sources (undo puts them back)"
+            ).format(count=resolved)
+        )
+    conflicts = report.counts.get(Outcome.CONFLICT, 0) - resolved
     if conflicts:  # a decision no command makes for the user: said, even when nothing is next
         from bulkscan.report.results import CONFLICTS_ADVICE  # loaded by the report already
 

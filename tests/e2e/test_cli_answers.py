@@ -352,3 +352,25 @@ def test_the_run_question_names_the_start_times_of_the_tasks_it_sends_alone(
     assert code == 0, err
     assert asked[1].startswith("Create 1 task(s), starting 2030-05-01 12:00+08:00")
     assert days[0] not in asked[1] and days[1] not in asked[1]
+
+
+def test_after_on_conflict_update_only_the_conflicts_not_updated_need_a_decision(
+    here: Path, make_xlsx: MakeXlsx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The update done, the run does not ask to decide the conflict it settled (the exit code
+    still counts it); the update declined, the conflict still needs a decision."""
+    assert _answer("run", str(_one_task(make_xlsx, "first.xlsx", "ins-a")), *SIM, "--yes")[0] == 0
+    second = _one_task(make_xlsx, "second.xlsx", "ins-b")
+    code, out, err = _bulkscan("run", str(second), *SIM, "--yes", "--on-conflict", "update")
+    assert code == 1, err  # the conflicts still count (README)
+    assert "update: 1 done" in out and "need a decision" not in out + err
+    assert "1 conflict(s) resolved by the update" in out
+    assert out.rstrip().endswith("nothing left to do")
+    third = _one_task(make_xlsx, "third.xlsx", "ins-c")
+    answers = iter(["y", "n"])  # create: yes; update: no
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
+    code, out, err = _bulkscan("run", str(third), *SIM, "--on-conflict", "update")
+    assert code == 1, err
+    assert "resolved by the update" not in out
+    assert out.rstrip().splitlines()[-1].startswith("1 task(s) need a decision")
