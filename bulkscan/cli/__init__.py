@@ -10,7 +10,9 @@ import argparse
 import contextlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from bulkscan import __version__
@@ -256,9 +258,15 @@ def _preparse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (the console script exits with it)."""
+    """Run the CLI; returns the exit code (the console script exits with it).
+
+    Once the command's outcome is decided, Ctrl-C is ignored: only its last lines and the
+    clean-up are left, and an interruption there would end in a traceback.  Called with
+    ``argv`` (from Python, a test), the caller's Ctrl-C handling is put back on return; as
+    the program (``argv`` None) it stays ignored until the process exits."""
     from bulkscan.cli._streams import StreamFailed, cleanup_unsaid, guarded_streams
 
+    handler = signal.getsignal(signal.SIGINT) if _on_main_thread() else None
     try:
         with guarded_streams(), cleanup_unsaid(say=lambda: console.level.debug):
             return _main(list(sys.argv[1:] if argv is None else argv))
@@ -271,6 +279,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kind="error",
             )
         return EXIT_FAILED
+    except KeyboardInterrupt:  # before a command began (reading its arguments, say)
+        with contextlib.suppress(OSError):
+            console.err(_("bulkscan: interrupted"), kind="error")
+        return EXIT_STOPPED
+    finally:
+        if argv is not None and handler is not None:
+            signal.signal(signal.SIGINT, handler)
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _settled() -> None:
+    """The command's outcome is decided: ignore Ctrl-C from now on (see ``main``)."""
+    if _on_main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _main(argv: list[str]) -> int:
@@ -311,6 +336,7 @@ def _call(args: argparse.Namespace) -> int:
         console.err(_("bulkscan: error: {message}").format(message=exc), kind="error")
         code, error = EXIT_INPUT, str(exc)
     except KeyboardInterrupt:
+        _settled()
         console.err(_("bulkscan: interrupted"), kind="error")
         code, error = EXIT_STOPPED, "interrupted"
     except BrokenPipeError:
@@ -318,5 +344,6 @@ def _call(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
+    _settled()
     emit_missing(args, code, error, fields, next_step=next_step)
     return code

@@ -268,8 +268,13 @@ def _interrupts_deferred() -> Iterator[None]:
     """While the workbook and the summary are written, Ctrl-C only says to wait: a half
     written workbook, or a summary without its resume command, helps no one."""
 
+    said = False
+
     def _wait(_signum: int, _frame: object) -> None:
-        console.err(_("writing the results workbook from the journal; a moment"))
+        nonlocal said
+        if not said:  # once: a key held down is one request to hurry
+            said = True  # before saying it: a press while it is said must not say it again
+            console.err(_("writing the results workbook from the journal; a moment"))
 
     previous = signal.signal(signal.SIGINT, _wait)
     try:
@@ -388,8 +393,14 @@ def _dispatch(
         main_task = asyncio.current_task()
         loop = asyncio.get_running_loop()
 
+        abandoned = False
+
         def _interrupt() -> None:
+            nonlocal abandoned
+            if abandoned:  # a third press: the run is already ending as fast as it can
+                return
             if stop.is_set():
+                abandoned = True
                 renderer.note(_("abandoning requests in flight; they will be checked on resume"))
                 if main_task is not None:
                     main_task.cancel()
