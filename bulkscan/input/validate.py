@@ -780,6 +780,7 @@ class _Context:
     extras: tuple[tuple[str, str], ...]  # (canonical key, header as written) of carried columns
     region: str | None  # the --region default, normalised
     known_types: dict[str, str | None]  # db_type as written → canonical (a cache)
+    csv: bool  # CSV text, where a spreadsheet writes formulas and numbers as they are
 
 
 def validate(book: InputBook, settings: InputSettings) -> Validated:
@@ -798,6 +799,7 @@ def validate(book: InputBook, settings: InputSettings) -> Validated:
         ),
         region=_default_region(settings, sink),
         known_types={},
+        csv=book.fmt == "csv",
     )
     _warn_near_miss_columns(sheet, sink)
     instances, skipped, duplicates = _validate_instances(sheet, sink, context)
@@ -1115,6 +1117,8 @@ def _ins_id(row: RawRow, sink: _Sink, context: _Context) -> str | None:
         sink.add("warning", caveat[0], ref=row.ref, column="ins_id", value=value, hint=caveat[1])
     text = parse_text(value)
     try:
+        if context.csv:
+            _refuse_excel_text(text)
         return _ins_id_text(text)
     except CellError as exc:
         sink.cell_error(row, "ins_id", value, exc)
@@ -1134,7 +1138,6 @@ def _ins_id_text(text: str) -> str:
         )
     if text == _EXAMPLE_ID:
         raise CellError(_(_EXAMPLE), hint=_(_EXAMPLE_HINT))
-    _refuse_excel_text(text)
     return _check_seen(text)
 
 
@@ -1144,7 +1147,8 @@ _SCIENTIFIC = re.compile(r"^[+-]?\d(?:\.\d+)?[eE]\+\d+$")
 
 def _refuse_excel_text(text: str) -> None:
     """What a spreadsheet wrote into CSV text instead of the id a person sees: its text
-    formula (``="00123"``), another formula, a number in scientific notation."""
+    formula (``="00123"``), another formula, a number in scientific notation.  (In a
+    workbook, a text cell shows as it is written.)"""
     if match := _EXCEL_TEXT.match(text):
         inner = match.group(1).replace('""', '"')
         raise CellError(

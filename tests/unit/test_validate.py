@@ -1035,10 +1035,13 @@ def test_what_a_spreadsheet_wrote_into_csv_text_instead_of_the_id_is_an_error(
     cell: str, message: str
 ) -> None:
     # twice: the second row takes the fast path of a row whose other cells were seen before
-    result = run([row("a"), row(cell), row(cell)])
+    book = dataclasses.replace(make_book([row("a"), row(cell), row(cell)]), fmt="csv")
+    result = validate(book, settings())
     errors = [i for i in result.issues if i.severity == "error"]
     assert [(e.ref.row if e.ref else None, e.message) for e in errors] == [
         (3, message),
         (4, message),
     ]
     assert [i.ins_id for i in result.instances] == ["a"]
+    in_a_workbook = run([row(cell)])  # a text cell shows as it is written: sent so
+    assert [i.ins_id for i in in_a_workbook.instances] == [cell]
