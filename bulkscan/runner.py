@@ -405,6 +405,26 @@ class RunResult:
         return Status.STOPPED if d.unfinished > d.held_back else Status.OK
 
 
+def _check_same_input(journal: Journal, prepared: Prepared, digest: str) -> None:
+    """Refuse to resume a run of another input or plan, saying why (``to_send`` asks before
+    the question, ``open_run`` before sending)."""
+    _check_same_file(journal.meta(), prepared)
+    journal.check_same_input(prepared.book.sha256, digest)
+
+
+def _check_same_file(meta: RunMeta, prepared: Prepared) -> None:
+    """Refuse to resume a run of another file (another name, other content), naming both:
+    "FILE has changed" would send the person to restore a file nobody changed."""
+    then, now = Path(meta.input_path), Path(prepared.book.path)
+    if then.name != now.name and meta.input_sha256 != prepared.book.sha256:
+        raise JournalError(
+            _(
+                "run {run} is a run of {then}, not of {now}: resume it with {then}, or give "
+                "--resume the run directory of a run of {now} (or none: its latest)"
+            ).format(run=meta.run_id, then=then, now=now)
+        )
+
+
 def _service_at(settings: Mapping[str, Any], region: str) -> str:
     """Where a run with ``settings`` (``run_settings``) sends ``region``'s requests, as a
     person reads it."""
@@ -448,7 +468,7 @@ def open_run(
         run_dir = _resume_dir(prepared, reports_dir, resume)
         journal = Journal.open(run_dir)
         try:
-            journal.check_same_input(prepared.book.sha256, digest)
+            _check_same_input(journal, prepared, digest)
             _check_same_service(journal.meta(), settings or {}, prepared)
             journal.mark_resumed(command, settings or {})
         except BaseException:
@@ -495,7 +515,7 @@ def to_send(
     if resume:
         run_dir = _resume_dir(prepared, reports_dir, resume)
         with Journal.open(run_dir, readonly=True) as journal:
-            journal.check_same_input(prepared.book.sha256, plan_hash(prepared.plan))
+            _check_same_input(journal, prepared, plan_hash(prepared.plan))
             count = sum(n for s, n in journal.counts().items() if s in UNFINISHED_STATES)
     return count if limit is None else min(count, limit)
 

@@ -578,3 +578,20 @@ async def test_a_listing_made_before_another_run_sent_is_not_trusted_by_reconcil
         )
         assert again.counts.get(TaskState.EXISTS) == 4  # a listing begun after the release
         assert Counter(sim.stats["requests"])["listed"] - listings == 2  # reused: closing only
+
+
+async def test_resuming_the_run_of_another_file_names_both_files(tmp_path: Path) -> None:
+    first = write_inventory(tmp_path / "w1.xlsx", 2)
+    second = write_inventory(tmp_path / "w2.xlsx", 3)
+    done = await bulkscan(
+        tmp_path, "run", first, "--simulate", "--yes", "--reports-dir", "r", "--no-remote-check"
+    )
+    assert done.code == 0, done.err
+    (run_dir,) = (tmp_path / "r").glob("w1-*")
+    resumed = await bulkscan(
+        tmp_path, "run", second, "--simulate", "--yes", "--reports-dir", "r",
+        "--no-remote-check", "--resume", run_dir,
+    )  # fmt: skip
+    assert resumed.code == 2, resumed.err
+    assert f"is a run of {first}, not of {second}: resume it with {first}" in resumed.err
+    assert "has changed" not in resumed.err
