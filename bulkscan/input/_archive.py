@@ -113,13 +113,14 @@ def _check_directory(name: str, infos: Sequence[zipfile.ZipInfo], limits: InputL
     if "[Content_Types].xml" not in names:
         raise InputError(_(CORRUPT), file=name)
     if any(n.lower().endswith("vbaproject.bin") for n in names):
-        raise InputError("macro-enabled workbook: save it as .xlsx (Excel Workbook)", file=name)
+        raise InputError(_("macro-enabled workbook: save it as .xlsx (Excel Workbook)"), file=name)
     unpacked = sum(info.file_size for info in infos)
     if unpacked > limits.max_unpacked_bytes:
         raise InputLimitError(
-            f"the workbook unpacks to {format_mb(unpacked)}, above the "
-            f"{format_mb(limits.max_unpacked_bytes)} cap (raise it with --max-unpacked-mb "
-            "if the file is trusted)",
+            _(
+                "the workbook unpacks to {size}, above the {cap} cap (raise it with "
+                "--max-unpacked-mb if the file is trusted)"
+            ).format(size=format_mb(unpacked), cap=format_mb(limits.max_unpacked_bytes)),
             file=name,
         )
     for info in infos:
@@ -127,9 +128,15 @@ def _check_directory(name: str, infos: Sequence[zipfile.ZipInfo], limits: InputL
             info.compress_size, 1
         ):
             raise InputLimitError(
-                f"member '{info.filename}' would unpack from {format_mb(info.compress_size)} to "
-                f"{format_mb(info.file_size)} (more than {_MAX_RATIO}:1), as zip bombs do and "
-                "workbooks do not: refused",
+                _(
+                    "member '{member}' would unpack from {packed} to {size} (more than "
+                    "{ratio}:1), as zip bombs do and workbooks do not: refused"
+                ).format(
+                    member=info.filename,
+                    packed=format_mb(info.compress_size),
+                    size=format_mb(info.file_size),
+                    ratio=_MAX_RATIO,
+                ),
                 file=name,
             )
 
@@ -169,21 +176,27 @@ class _Extent:
 
     rows: int = 0
     cols: int = 0
-    row_ref: str = ""
-    col_ref: str = ""
+    row_col: int = 0  # the column of the cell that reaches ``rows``
 
     def see(self, row: int, col: int) -> None:
         if row > self.rows:
             self.rows = row
-            self.row_ref = f"{_letters(col)}{row}" if row < 10**12 else "far below"
-        if col > self.cols:
-            self.cols = col
-            self.col_ref = f"column {_letters(col)}"
+            self.row_col = col
+        self.cols = max(self.cols, col)
+
+    def row_ref(self) -> str:
+        """The cell that reaches ``rows`` (``A1000101``), as a message names it."""
+        return f"{_letters(self.row_col)}{self.rows}" if self.rows < 10**12 else _("far below")
+
+    def col_ref(self) -> str:
+        """The column that reaches ``cols`` (``column XFD``; Z before any), as a message
+        names it."""
+        return _("column {letters}").format(letters=_letters(self.cols or 26))
 
 
 def _letters(col: int) -> str:
     """Column letters of a 1-based column, for messages (absurd ones are not spelled out)."""
-    return column_letter(max(col, 1) - 1) if col <= 1_000_000 else "(far right)"
+    return column_letter(max(col, 1) - 1) if col <= 1_000_000 else _("(far right)")
 
 
 def _scan_member(
@@ -199,7 +212,11 @@ def _scan_member(
             while stream.read(_CHUNK):
                 pass
         return
-    where = f"sheet '{sheet}'" if sheet else f"member '{info.filename}'"
+    where = (
+        _("sheet '{sheet}'").format(sheet=sheet)
+        if sheet
+        else _("member '{member}'").format(member=info.filename)
+    )
     extent = _fast_extent(name, archive, info, where, limits)
     if extent is None:
         extent = _exact_extent(name, archive, info, where)
@@ -331,8 +348,10 @@ def _refuse_dtd(name: str, chunk: bytes, where: str) -> None:
 
 def _dtd_error(name: str, where: str) -> InputError:
     return InputError(
-        f"{where} declares a DTD (XML entities), which Excel never writes: refused as "
-        "unsafe; save the workbook again from Excel",
+        _(
+            "{where} declares a DTD (XML entities), which Excel never writes: refused as "
+            "unsafe; save the workbook again from Excel"
+        ).format(where=where),
         file=name,
     )
 
@@ -371,7 +390,8 @@ def _exact_extent(
     except _DtdFound:
         raise _dtd_error(name, where) from None
     except (xml.parsers.expat.ExpatError, ValueError):
-        raise InputError(f"{where} is not well-formed XML: {_(CORRUPT)}", file=name) from None
+        message = _("{where} is not well-formed XML: {error}").format(where=where, error=_(CORRUPT))
+        raise InputError(message, file=name) from None
     return counter.extent
 
 
@@ -424,17 +444,26 @@ def _to_int(text: str | None, default: int) -> int:
 def _check_extent(name: str, where: str, extent: _Extent, limits: InputLimits) -> None:
     if extent.rows > limits.max_rows + _ROW_ALLOWANCE:
         raise InputLimitError(
-            f"{where} has data down to row {extent.rows:,} (cell {extent.row_ref}), beyond "
-            f"the {limits.max_rows:,}-row cap: raise it with --max-rows, or delete stray "
-            "cells far below the data",
+            _(
+                "{where} has data down to row {row} (cell {cell}), beyond the {most}-row cap: "
+                "raise it with --max-rows, or delete stray cells far below the data"
+            ).format(
+                where=where, row=f"{extent.rows:,}", cell=extent.row_ref(),
+                most=f"{limits.max_rows:,}",
+            ),
             file=name,
-        )
+        )  # fmt: skip
     cells = extent.rows * extent.cols
     if cells > _cell_budget(limits):
         raise InputLimitError(
-            f"{where} spans {extent.rows:,} rows (down to cell {extent.row_ref}) by "
-            f"{extent.cols:,} columns (up to {extent.col_ref or 'column Z'}): more than the "
-            f"{_cell_budget(limits):,} cells allowed; delete stray cells far to the right of "
-            "or below the data, or raise --max-rows",
+            _(
+                "{where} spans {rows} rows (down to cell {cell}) by {cols} columns (up to "
+                "{column}): more than the {most} cells allowed; delete stray cells far to the "
+                "right of or below the data, or raise --max-rows"
+            ).format(
+                where=where, rows=f"{extent.rows:,}", cell=extent.row_ref(),
+                cols=f"{extent.cols:,}", column=extent.col_ref(),
+                most=f"{_cell_budget(limits):,}",
+            ),
             file=name,
-        )
+        )  # fmt: skip

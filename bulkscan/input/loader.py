@@ -58,7 +58,7 @@ __all__ = [
     "read_sheet",
 ]
 
-ACCEPTED_FORMATS = ".xlsx workbooks, or .csv/.tsv/.txt text files"
+ACCEPTED_FORMATS = N_(".xlsx workbooks, or .csv/.tsv/.txt text files")
 
 _XLSX_SUFFIXES = frozenset({".xlsx"})
 _CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
@@ -173,7 +173,7 @@ def _kind_of(name: str) -> Literal["xlsx", "csv"]:
     shown = f"'{suffix}'" if suffix else _("without an extension")
     raise InputError(
         _("unsupported file type {kind}: bulkscan reads {formats}").format(
-            kind=shown, formats=ACCEPTED_FORMATS
+            kind=shown, formats=_(ACCEPTED_FORMATS)
         ),
         file=name,
     )
@@ -323,7 +323,7 @@ def _pick_sheets(name: str, sheet_names: Sequence[str]) -> tuple[str, str | None
         found.setdefault(schema.normalise_header(sheet), []).append(sheet)
     for wanted in (schema.INSTANCES_SHEET, schema.PROFILES_SHEET):
         if len(found.get(wanted, ())) > 1:
-            both = " and ".join(f"'{s}'" for s in found[wanted])
+            both = _(" and ").join(f"'{s}'" for s in found[wanted])
             message = _("sheets {both} both mean '{wanted}': rename one")
             raise InputError(message.format(both=both, wanted=wanted), file=name)
     if schema.INSTANCES_SHEET not in found:
@@ -366,8 +366,8 @@ def _read_xlsx_sheet(
         notes.append(
             target.issue(
                 "warning",
-                "the sheet is hidden in Excel, yet its rows are read like any other",
-                hint="unhide it (right-click a sheet tab > Unhide) to check what is sent",
+                _("the sheet is hidden in Excel, yet its rows are read like any other"),
+                hint=_("unhide it (right-click a sheet tab > Unhide) to check what is sent"),
             )
         )
     return _build_sheet(target, grid, numbers, left, marks.get(target.sheet), notes)
@@ -397,7 +397,7 @@ def _load_csv(
 
 def _read_csv_sheet(data: bytes, target: _Target, encoding: str | None) -> Sheet:
     if data.startswith(_ZIP_MAGIC):
-        raise InputError("is a workbook (zip), not CSV text: name it .xlsx", file=target.file)
+        raise InputError(_("is a workbook (zip), not CSV text: name it .xlsx"), file=target.file)
     if data.startswith(_OLE2_MAGIC):
         raise InputError(
             _("is not CSV text but a {what}").format(what=_(_PROTECTED)), file=target.file
@@ -411,7 +411,8 @@ def _read_csv_sheet(data: bytes, target: _Target, encoding: str | None) -> Sheet
         try:
             records = list(_csv_records(text, delimiter))
         except csv.Error as exc:
-            raise target.error(f"is not readable as CSV ({_short(exc)})") from None
+            message = _("is not readable as CSV ({error})").format(error=_short(exc))
+            raise target.error(message) from None
         _refuse_unclosed_quote(target, text, delimiter, records)
         if records and delimiter.join(records[0][1]) == f"sep={delimiter}":
             del records[0]  # Excel's line naming the delimiter: not a row
@@ -428,8 +429,10 @@ def _decode_as(name: str, data: bytes, encoding: str) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise InputError(
-            f"is not {encoding} text (byte 0x{data[exc.start]:02x} on line {line} is not "
-            "valid in it): give the file's encoding with --encoding, or save it as 'CSV UTF-8'",
+            _(
+                "is not {encoding} text (byte {byte} on line {line} is not valid in it): give "
+                "the file's encoding with --encoding, or save it as 'CSV UTF-8'"
+            ).format(encoding=encoding, byte=f"0x{data[exc.start]:02x}", line=line),
             file=name,
         ) from None
     if "\x00" in text:
@@ -447,10 +450,14 @@ def _guess_note(target: _Target, text: str, encoding: str) -> Issue:
     sample = sample if len(sample) <= 60 else sample[:59] + "…"
     return target.issue(
         "warning",
-        f"the file is not UTF-8 and was read as {encoding}, a guess: line {number} reads "
-        f"'{sample}'",
-        hint="if that is not the text, give its encoding with --encoding (cp1252 for Western "
-        "Windows, latin-1, shift_jis...) or save the file as 'CSV UTF-8'",
+        _(
+            "the file is not UTF-8 and was read as {encoding}, a guess: line {number} reads "
+            "'{sample}'"
+        ).format(encoding=encoding, number=number, sample=sample),
+        hint=_(
+            "if that is not the text, give its encoding with --encoding (cp1252 for Western "
+            "Windows, latin-1, shift_jis...) or save the file as 'CSV UTF-8'"
+        ),
     )
 
 
@@ -465,16 +472,18 @@ def _refuse_unclosed_quote(
     skipped = sum(len(line) for line in itertools.islice(lines, start - 1))
     tail = io.StringIO(text[skipped:], newline="")
     try:
-        for _ in csv.reader(tail, delimiter=delimiter, strict=True):
+        for _record in csv.reader(tail, delimiter=delimiter, strict=True):
             pass
     except csv.Error as exc:
         if "unexpected end of data" not in str(exc):
             return
         last = start + text[skipped:].rstrip("\r\n").count("\n")
         raise target.error(
-            f"line {start}: a quoted value opens there and is never closed, so lines "
-            f"{start}-{last} would read as one value: close the quote (a quote inside a "
-            'quoted value is written twice: "")'
+            _(
+                "line {start}: a quoted value opens there and is never closed, so lines "
+                "{start}-{last} would read as one value: close the quote (a quote inside a "
+                'quoted value is written twice: "")'
+            ).format(start=start, last=last)
         ) from None
 
 
@@ -496,14 +505,18 @@ def _long_records(
     if not long:
         return []
     listed = ", ".join(str(line) for line, _ in long[:5]) + (", ..." if len(long) > 5 else "")
-    shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
+    shown = _("tab") if delimiter == "\t" else f"'{delimiter}'"
     return [
         target.issue(
             "warning",
-            f"{len(long)} line(s) have more fields than the header's {width} (lines {listed}): "
-            f"the fields beyond it are read as extra columns and not sent",
-            hint=f"a value that holds the delimiter {shown} must be in double quotes; "
-            "or give the extra fields a header",
+            _(
+                "{count} line(s) have more fields than the header's {width} (lines {listed}): "
+                "the fields beyond it are read as extra columns and not sent"
+            ).format(count=len(long), width=width, listed=listed),
+            hint=_(
+                "a value that holds the delimiter {delimiter} must be in double quotes; "
+                "or give the extra fields a header"
+            ).format(delimiter=shown),
         )
     ]
 
@@ -530,22 +543,27 @@ def _decode(name: str, data: bytes) -> tuple[str, str | None]:
             raise _nul_error(name, None)
         return text, ("GB18030 (GBK)" if encoding == "gb18030" else None)
     raise InputError(
-        "is neither UTF-8 nor GBK/GB18030 text: give its encoding with --encoding "
-        "(e.g. cp1252), or save it as 'CSV UTF-8' and try again",
+        _(
+            "is neither UTF-8 nor GBK/GB18030 text: give its encoding with --encoding "
+            "(e.g. cp1252), or save it as 'CSV UTF-8' and try again"
+        ),
         file=name,
     )
 
 
 def _nul_error(name: str, data: bytes | None) -> InputError:
-    where = ""
-    if data is not None:
+    if data is None:
+        message = _(
+            "contains NUL bytes: this is a binary file, not CSV text; "
+            "export the sheet as 'CSV UTF-8'"
+        )
+    else:
         line = data.count(b"\n", 0, data.index(b"\x00")) + 1
-        where = f" (first on line {line})"
-    return InputError(
-        f"contains NUL bytes{where}: this is a binary file, not CSV text; "
-        "export the sheet as 'CSV UTF-8'",
-        file=name,
-    )
+        message = _(
+            "contains NUL bytes (first on line {line}): this is a binary file, not CSV text; "
+            "export the sheet as 'CSV UTF-8'"
+        ).format(line=line)
+    return InputError(message, file=name)
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -828,21 +846,24 @@ def _hidden(target: _Target, cols: _Columns, rows: Sequence[RawRow], marks: Mark
         issues.append(
             target.issue(
                 "warning",
-                f"{len(numbers)} hidden row(s) are read like any other (rows {listed})",
-                hint="unhide them to check them; delete a row or set enabled to FALSE to leave "
-                "it out",
+                _("{count} hidden row(s) are read like any other (rows {listed})").format(
+                    count=len(numbers), listed=listed
+                ),
+                hint=_(
+                    "unhide them to check them; delete a row or set enabled to FALSE to leave "
+                    "it out"
+                ),
             )
         )
     used = {key for row in rows for key in row.values}
     shown = sorted({cols.name(c) for c in marks.hidden_cols if cols.canonical(c) in used})
     if shown:
+        named = ", ".join(f"'{n}'" for n in shown[:_LISTED])
         issues.append(
             target.issue(
                 "warning",
-                "hidden column(s) "
-                + ", ".join(f"'{n}'" for n in shown[:_LISTED])
-                + " are read like any other",
-                hint="unhide them to check what is sent",
+                _("hidden column(s) {columns} are read like any other").format(columns=named),
+                hint=_("unhide them to check what is sent"),
             )
         )
     return issues
