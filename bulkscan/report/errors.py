@@ -141,22 +141,29 @@ def _issue_cells(issue: Issue) -> list[object]:
 def _readme(
     book: InputBook, sheets: Sequence[str], *, errors: int, warnings: int, rows: int, command: str
 ) -> list[str]:
-    tables = " and ".join(f"'{name} rows'" for name in sheets)
+    tables = _(" and ").join(f"'{name} rows'" for name in sheets)
     verdict = (
-        f"{errors} error(s) in {rows} row(s), {warnings} warning(s)."
+        _("{errors} error(s) in {rows} row(s), {warnings} warning(s).").format(
+            errors=errors, rows=rows, warnings=warnings
+        )
         if errors or warnings
-        else "No problem found: every row is marked ok."
+        else _("No problem found: every row is marked ok.")
     )
     return [
-        f"Input: {book.path} (SHA-256 {book.sha256}).",
+        _("Input: {path} (SHA-256 {sha256}).").format(path=book.path, sha256=book.sha256),
         verdict,
         "",
-        f"The sheet(s) {tables} hold every row of the input in its order, its problems beside "
-        "it: one line per problem (severity, column, value, problem, hint), 'ok' for a row "
-        "without one; the input's own columns follow. Problems about a whole sheet come first, "
-        "without a row number. Filter the severity column to see only the problems.",
-        "What to fix: every 'error' (bulkscan sends nothing while one is left), in the input "
-        "file itself, not in this workbook; the hint says how. A 'warning' does not stop a "
-        "run: it says what bulkscan assumed; fix it if the assumption is wrong.",
-        f"Then check again: {command}",
+        _(
+            "The sheet(s) {tables} hold every row of the input in its order, its problems "
+            "beside it: one line per problem (severity, column, value, problem, hint), 'ok' for "
+            "a row without one; the input's own columns follow. Problems about a whole sheet "
+            "come first, without a row number. Filter the severity column to see only the "
+            "problems."
+        ).format(tables=tables),
+        _(
+            "What to fix: every 'error' (bulkscan sends nothing while one is left), in the "
+            "input file itself, not in this workbook; the hint says how. A 'warning' does not "
+            "stop a run: it says what bulkscan assumed; fix it if the assumption is wrong."
+        ),
+        _("Then check again: {command}").format(command=command),
     ]
