@@ -290,11 +290,8 @@ def issue_lines(issues: list[Issue]) -> list[str]:
         if ref is None:  # a sheet or a file: stands alone
             items.append(((n,), 0, line, _same(line)))
             continue
-        column = f", column '{issue.column}'" if issue.column else ""
-        tail = one_line(f"{column}: {issue.message}" + (f" ({issue.hint})" if issue.hint else ""))
-        head = f"{issue.severity}: {ref.file}, sheet '{ref.sheet}', "
-        key = (issue.severity, ref.file, ref.sheet, tail)
-        items.append((key, ref.row, line, _around(head, tail)))
+        key = (issue.severity, ref.file, ref.sheet, issue.column, issue.message, issue.hint)
+        items.append((key, ref.row, line, _around(issue)))
     return by_cause(items)
 
 
@@ -302,8 +299,22 @@ def _same(line: str) -> Callable[[str], str]:
     return lambda _rows: line
 
 
-def _around(head: str, tail: str) -> Callable[[str], str]:
-    return lambda rows: f"{head}{rows}{tail}"
+def _around(issue: Issue) -> Callable[[str], str]:
+    """The line of ``issue`` said for several rows (``rows`` names them), worded as
+    ``Issue.__str__`` words it for one."""
+
+    def summary(rows: str) -> str:
+        assert issue.ref is not None
+        where = _("{file}, sheet '{sheet}', {rows}").format(
+            file=issue.ref.file, sheet=issue.ref.sheet, rows=rows
+        )
+        if issue.column:
+            where += _(", column '{column}'").format(column=issue.column)
+        hint = _(" ({hint})").format(hint=issue.hint) if issue.hint else ""
+        text = _("{where}: {message}{hint}").format(where=where, message=issue.message, hint=hint)
+        return f"{issue.severity}: {one_line(text)}"
+
+    return summary
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, reports_dir: bool = False) -> None:
@@ -473,8 +484,11 @@ def connection_from(
     endpoints = Endpoints(override=args.endpoint, per_region=per_region)
     if args.insecure:
         console.err(
-            "bulkscan: warning: TLS certificates are NOT verified (--insecure); "
-            "anyone on the network path can read and change the requests"
+            _(
+                "bulkscan: warning: TLS certificates are NOT verified (--insecure); "
+                "anyone on the network path can read and change the requests"
+            ),
+            kind="warning",
         )
     tls = make_ssl_context(ca_bundle=args.ca_bundle, verify=not args.insecure)
     credentials = resolve_credentials(token_file=args.token_file, env=env)
@@ -590,7 +604,9 @@ def simulator_state(args: argparse.Namespace) -> Path:
 def _region_url(item: str) -> tuple[str, str]:
     region, sep, url = item.partition("=")
     if not sep or not region.strip() or not url.strip():
-        raise UsageError(f"--endpoint-for '{item}' is not of the form REGION=URL")
+        raise UsageError(
+            _("--endpoint-for '{value}' is not of the form REGION=URL").format(value=item)
+        )
     return region.strip(), url.strip()
 
 

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
+from bulkscan.i18n import _
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 
@@ -314,6 +316,7 @@ class Console:
             return
         before = wire_watcher()
         started, count = time.monotonic(), 0
+        said, unanswered = _("last answer: {status}"), _("none")
 
         def _watch(attempt: Attempt) -> None:
             nonlocal count
@@ -321,7 +324,9 @@ class Console:
                 before(attempt)
             count += 1
             rate = count / max(time.monotonic() - started - bar.paused_s, 1e-3)
-            bar.update(count, rate_per_s=rate, status=f"last answer: {attempt.status or 'none'}")
+            bar.update(
+                count, rate_per_s=rate, status=said.format(status=attempt.status or unanswered)
+            )
 
         try:
             with watching_wire(_watch):
@@ -433,6 +438,7 @@ class Bar:
 
         self._what = what
         self._counted = counted
+        self._requests = _("{count} request(s)")  # the words of the count, chosen once
         self._on_close = on_close
         self.rich_console = rich
         self.paused_s = 0.0  # how long the line was off the screen for questions
@@ -461,7 +467,7 @@ class Bar:
             done,
             self._shown[1] if total is None else total,
             "" if rate_per_s is None else f"{rate_per_s:.2g}/s",
-            "" if eta_s is None else f"ETA {duration(eta_s)}",
+            "" if eta_s is None else _("ETA {duration}").format(duration=duration(eta_s)),
             self._fitted(status),
         )
 
@@ -486,7 +492,7 @@ class Bar:
         line.append(f" {self._what}")
         if total is None:
             if self._counted:
-                line.append(f" {done} request(s)")
+                line.append(" " + self._requests.format(count=done))
         else:
             line.append(" ")
             _draw_bar(line, done, total, self.rich_console)
@@ -590,8 +596,8 @@ def by_cause(items: Iterable[tuple[Hashable, int, str, Callable[[str], str]]]) -
 def rows_text(rows: list[int]) -> str:
     """``row 7`` or ``rows 2-40, 45 (40 rows)``."""
     if len(rows) == 1:
-        return f"row {rows[0]}"
-    return f"rows {compact_rows(rows)} ({len(rows)} rows)"
+        return _("row {row}").format(row=rows[0])
+    return _("rows {rows} ({count} rows)").format(rows=compact_rows(rows), count=len(rows))
 
 
 console = Console()

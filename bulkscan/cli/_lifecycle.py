@@ -62,15 +62,15 @@ def ask(args: argparse.Namespace, question: str, lines: Sequence[str], *, about:
     for line in lines[:SHOWN]:
         say(f"  {line}")
     if len(lines) > SHOWN:
-        say(f"  ... and {len(lines) - SHOWN} more")
+        say("  " + _("... and {count} more").format(count=len(lines) - SHOWN))
     if args.yes:
         return True
     if not asking:
-        why = (
-            f"{_command_of(args)} changes tasks in DSC and there is no terminal to ask on: "
+        why = _(
+            "{command} changes tasks in DSC and there is no terminal to ask on: "
             "add --yes to confirm"
-        )
-        raise Refused(f"bulkscan: error: {why}", error=why)
+        ).format(command=_command_of(args))
+        raise Refused(_("bulkscan: error: {message}").format(message=why), error=why)
     return is_yes(console.ask(f"{question} {yes_no()} "))
 
 
@@ -243,9 +243,10 @@ def update_on_conflict(
         return None
 
     def confirm(planned: Sequence[PlannedAction]) -> bool:
-        lines = [f"update {p.task.name} (id {p.task_id}): {p.why}" for p in planned
+        line = _("update {task} (id {id}): {change}")
+        lines = [line.format(task=p.task.name, id=p.task_id, change=p.why) for p in planned
                  if p.state is None]  # fmt: skip
-        about = f"{len(lines)} existing task(s) have other data sources"
+        about = _("{count} existing task(s) have other data sources").format(count=len(lines))
         question = _("Update {count} existing task(s)?").format(count=len(lines))
         return ask(args, question, lines, about=about)
 

@@ -14,10 +14,10 @@ if TYPE_CHECKING:
 
 __all__ = ["register_action"]
 
-_WHAT = {
-    "START": "run now",
-    "ENABLE": "enable the schedule of",
-    "DISABLE": "disable the schedule of",
+_ABOUT = {  # what the question is about, whole, so that it translates as one sentence
+    "START": N_("{run_dir}: run now {count} task(s)"),
+    "ENABLE": N_("{run_dir}: enable the schedule of {count} task(s)"),
+    "DISABLE": N_("{run_dir}: disable the schedule of {count} task(s)"),
 }
 
 
@@ -61,7 +61,7 @@ def register_action(sub: Any, action: str) -> None:
 
 def _run(args: argparse.Namespace, action: str) -> int:
     def confirm(names: Sequence[str]) -> bool:
-        about = f"{args.run_dir}: {_WHAT[action]} {len(names)} task(s)"
+        about = _(_ABOUT[action]).format(run_dir=args.run_dir, count=len(names))
         return ask(args, _(_QUESTION[action]).format(count=len(names)), list(names), about=about)
 
     return act(args, runner.operate, confirm, action=action, names=args.task)

@@ -33,7 +33,7 @@ from bulkscan.config import (
     parse_rate,
 )
 from bulkscan.errors import UsageError
-from bulkscan.i18n import _, parse_language, unknown_language
+from bulkscan.i18n import N_, _, parse_language, unknown_language
 
 if TYPE_CHECKING:
     import argparse
@@ -85,7 +85,7 @@ class Key:
         try:
             self.check(value)
         except UsageError as exc:
-            raise UsageError(f"{where}: {exc}") from None
+            raise UsageError(_("{where}: {message}").format(where=where, message=exc)) from None
         return value
 
     @property
@@ -121,9 +121,14 @@ class Layered:
 # --- value kinds ---------------------------------------------------------------------------------
 
 
+def _expected(where: str, message: str, value: object) -> UsageError:
+    """``where``: expected ..., got ``value`` (``message`` says what was expected)."""
+    return UsageError(_(message).format(where=where, value=_shown(value)))
+
+
 def _text(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise UsageError(f"{where}: expected a non-empty text, got {_shown(value)}")
+        raise _expected(where, N_("{where}: expected a non-empty text, got {value}"), value)
     return value.strip()
 
 
@@ -131,31 +136,37 @@ def _whole(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and value.strip().isdigit():
             return int(value)
-        raise UsageError(f"{where}: expected a whole number, got {_shown(value)}")
+        raise _expected(where, N_("{where}: expected a whole number, got {value}"), value)
     return value
+
+
+_SECONDS = N_("{where}: expected a number of seconds, got {value}")
 
 
 def _seconds(value: object, where: str) -> float:
     if isinstance(value, bool):
-        raise UsageError(f"{where}: expected a number of seconds, got {_shown(value)}")
+        raise _expected(where, _SECONDS, value)
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise UsageError(f"{where}: expected a number of seconds, got {_shown(value)}") from None
+        raise _expected(where, _SECONDS, value) from None
 
 
 def _rate(value: object, where: str) -> str:
     text = f"{value}/s" if isinstance(value, int | float) and not isinstance(value, bool) else value
     if not isinstance(text, str):
-        raise UsageError(f"{where}: expected a rate such as 5/s or 300/min, got {_shown(value)}")
+        raise _expected(where, N_("{where}: expected a rate such as 5/s or 300/min, got {value}"),
+                        value)  # fmt: skip
     return text
 
 
 def _endpoints(value: object, where: str) -> list[str]:
     if not isinstance(value, dict):
         raise UsageError(
-            f"{where}: expected a table of region = URL, e.g. "
-            'endpoints = { cn-north-4 = "https://..." }'
+            _(
+                "{where}: expected a table of region = URL, e.g. "
+                'endpoints = {{ cn-north-4 = "https://..." }}'
+            ).format(where=where)
         )
     return [f"{region}={_text(url, f'{where}.{region}')}" for region, url in value.items()]
 
@@ -254,7 +265,11 @@ def config_files(env: Mapping[str, str], cwd: Path, *, explicit: str | None = No
     places = config_places(env, cwd, explicit=explicit)
     if (explicit or env.get(CONFIG_ENV)) and not places[0].is_file():
         source = "--config" if explicit else f"${CONFIG_ENV}"
-        raise UsageError(f"{places[0]}: no such config file (named by {source})")
+        raise UsageError(
+            _("{path}: no such config file (named by {source})").format(
+                path=places[0], source=source
+            )
+        )
     return [p for p in places if p.is_file()]
 
 
@@ -280,9 +295,13 @@ def load(
         if chosen and chosen in checked:  # every profile is checked, the chosen one applies
             found.update(checked[chosen])
     if chosen and chosen not in profiles_seen:
-        where = ", ".join(str(p) for p in files) or "no config file"
-        known = ", ".join(sorted(profiles_seen)) or "none"
-        raise UsageError(f"config profile '{chosen}' is not defined ({where}; profiles: {known})")
+        where = ", ".join(str(p) for p in files) or _("no config file")
+        known = ", ".join(sorted(profiles_seen)) or _("none")
+        raise UsageError(
+            _("config profile '{profile}' is not defined ({where}; profiles: {known})").format(
+                profile=chosen, where=where, known=known
+            )
+        )
     for key in KEYS:
         for var in key.env:
             raw = env.get(var, "").strip()
@@ -300,15 +319,21 @@ def _read(path: Path) -> dict[str, object]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+        raise UsageError(
+            _("{path}: not valid TOML: {error}").format(path=path, error=exc)
+        ) from None
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read the config file: {exc.strerror}") from None
+        raise UsageError(
+            _("{path}: cannot read the config file: {error}").format(path=path, error=exc.strerror)
+        ) from None
 
 
 def _profiles(document: Mapping[str, object], path: Path) -> dict[str, dict[str, object]]:
     tables = document.get("profile", {})
     if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
-        raise UsageError(f"{path}: 'profile' must hold tables, e.g. [profile.prod]")
+        raise UsageError(
+            _("{path}: 'profile' must hold tables, e.g. [profile.prod]").format(path=path)
+        )
     return tables
 
 
@@ -319,7 +344,7 @@ def _settings(table: Mapping[str, object], where: str) -> dict[str, Setting]:
             continue
         key = _BY_NAME.get(name)
         if key is None:
-            raise UsageError(f"{where}: {_unknown(name)}")
+            raise UsageError(_("{where}: {message}").format(where=where, message=_unknown(name)))
         place = _("{where}, key '{key}'").format(where=where, key=name)
         out[name] = Setting(name, key.value(raw, place), where)
     return out
@@ -329,14 +354,18 @@ def _unknown(name: str) -> str:
     lowered = name.lower().replace("-", "_")
     secret = lowered in _SECRET_WORDS or any(w in lowered for w in ("secret", "token", "passw"))
     if secret and lowered != "token_file":
-        return (
-            f"key '{name}': credentials are never read from a config file; use "
+        return _(
+            "key '{key}': credentials are never read from a config file; use "
             "HUAWEICLOUD_SDK_AK/_SK (and _SECURITY_TOKEN), BULKSCAN_AUTH_TOKEN, or "
             "token_file = PATH"
-        )
+        ).format(key=name)
     close = get_close_matches(lowered, list(_BY_NAME), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown key '{name}'{hint}; known keys: {', '.join(_BY_NAME)}"
+    known = ", ".join(_BY_NAME)
+    if close:
+        return _("unknown key '{key}' (did you mean '{close}'?); known keys: {known}").format(
+            key=name, close=close[0], known=known
+        )
+    return _("unknown key '{key}'; known keys: {known}").format(key=name, known=known)
 
 
 def _shown(value: object) -> str:

@@ -12,28 +12,38 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import EXIT_OK
 from bulkscan.cli._console import console
+from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 SHELLS = ("bash", "zsh", "fish")
 
-DESCRIPTION = """\
-Print a shell completion script on stdout. Install it once:
+DESCRIPTION = N_("Print a shell completion script on stdout. Install it once:")
+_THIS_SHELL = N_("or for this shell only: {command}.")
+_THEN = N_("(then: {command})")
 
-  bash:  bulkscan completion bash > ~/.local/share/bash-completion/completions/bulkscan
-  zsh:   bulkscan completion zsh > "${fpath[1]}/_bulkscan"   (then: compinit)
-  fish:  bulkscan completion fish > ~/.config/fish/completions/bulkscan.fish
 
-or for this shell only: eval "$(bulkscan completion bash)".
-"""
+def _description() -> str:
+    """The description in the current language, its commands as they are typed."""
+    then = _(_THEN).format(command="compinit")
+    return "\n".join([
+        _(DESCRIPTION),
+        "",
+        "  bash:  bulkscan completion bash > ~/.local/share/bash-completion/completions/bulkscan",
+        f'  zsh:   bulkscan completion zsh > "${{fpath[1]}}/_bulkscan"   {then}',
+        "  fish:  bulkscan completion fish > ~/.config/fish/completions/bulkscan.fish",
+        "",
+        _(_THIS_SHELL).format(command='eval "$(bulkscan completion bash)"'),
+        "",
+    ])  # fmt: skip
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "completion",
         help="print a shell completion script (bash, zsh, fish)",
-        description=DESCRIPTION,
+        description=_description(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("shell", choices=SHELLS, help="the shell to complete in")

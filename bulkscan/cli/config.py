@@ -10,22 +10,22 @@ from bulkscan.cli._common import local_timezone
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit
 from bulkscan.cli._settings import KEYS, LOCAL_NAME, Layered
-from bulkscan.i18n import _, current_language
+from bulkscan.i18n import N_, _, current_language
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-DESCRIPTION = (
+DESCRIPTION = N_(
     "Print every setting that can be typed once, its value in force and where it came from: "
     "an environment variable, a config file ($XDG_CONFIG_HOME/bulkscan/config.toml, "
-    f"~/.config/bulkscan/config.toml when XDG_CONFIG_HOME is not set, then ./{LOCAL_NAME}; "
+    "~/.config/bulkscan/config.toml when XDG_CONFIG_HOME is not set, then ./{local}; "
     "or only the file --config FILE or $BULKSCAN_CONFIG names) or the built-in default; the "
     "first line names every place a config file was looked for. A flag typed on the command "
     "line wins over all of them. Credentials are never read from a config file."
 )
 
-_EXAMPLE = f"""\
-example {LOCAL_NAME}:
+_EXAMPLE = N_("example {file}:")
+_EXAMPLE_FILE = """\
   region = "cn-north-4"
   rate = "10/s"
   reports_dir = "onboarding/reports"
@@ -44,8 +44,8 @@ def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "config",
         help="show the settings in force and where each came from (bulkscan.toml, environment)",
-        description=DESCRIPTION,
-        epilog=_EXAMPLE,
+        description=_(DESCRIPTION).format(local=LOCAL_NAME),
+        epilog=_(_EXAMPLE).format(file=LOCAL_NAME) + "\n" + _EXAMPLE_FILE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print the settings as JSON")
@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     layered: Layered = args.layered
     rows = _rows(layered, _builtin_defaults())
     if args.json:
-        settings = [{"key": k, "value": v, "source": s} for k, v, s in rows]
+        settings = [{"key": k, "value": v, "source": s} for k, v, s, _shown_as in rows]
         fields = {
             "files": [str(p) for p in layered.files],
             "looked_for": [str(p) for p in layered.places],
@@ -67,8 +67,8 @@ def _run(args: argparse.Namespace) -> int:
     if layered.profile:
         console.out(_("config profile: {profile}").format(profile=layered.profile))
     width = max(len(k.name) for k in KEYS)
-    for key, value, source in rows:
-        console.out(f"  {key:<{width}}  {_shown(value):<40}  {source}")
+    for key, value, _source, shown_source in rows:
+        console.out(f"  {key:<{width}}  {_shown(value):<40}  {shown_source}")
     return EXIT_OK
 
 
@@ -101,26 +101,47 @@ def _builtin_defaults() -> dict[str, object]:
     return out
 
 
-def _rows(layered: Layered, builtin: dict[str, object]) -> list[tuple[str, object, str]]:
+_Row = tuple[str, object, str, str]  # key, value, source (as --json says it), source shown
+_ZONE_DEFAULT = N_("default: this machine's zone")
+_LANGUAGE_DEFAULT = N_("default: --lang, else the locale")
+
+
+def _rows(layered: Layered, builtin: dict[str, object]) -> list[_Row]:
+    """Each key, its value in force and where it came from: as ``--json`` says it (English,
+    for scripts), and as a person reads it (in the current language)."""
     given = {s.key: s for s in layered.settings}
-    rows: list[tuple[str, object, str]] = []
+    rows: list[_Row] = []
     for key in KEYS:
         if key.name in given:
-            rows.append((key.name, given[key.name].value, given[key.name].source))
+            setting = given[key.name]
+            shown = next(
+                (_("env {variable}").format(variable=v) for v in key.env
+                 if setting.source == f"env {v}"),
+                setting.source,  # a config file
+            )  # fmt: skip
+            rows.append((key.name, setting.value, setting.source, shown))
             continue
         default = builtin.get(key.dest)
         if key.name == "timezone":  # read at run time from $TZ or /etc/localtime
-            rows.append((key.name, local_timezone(), "default: this machine's zone"))
+            rows.append((key.name, local_timezone(), _ZONE_DEFAULT, _(_ZONE_DEFAULT)))
             continue
         if key.name == "language":  # --lang, else the locale (LC_ALL, LC_MESSAGES, LANG)
-            rows.append((key.name, current_language(), "default: --lang, else the locale"))
+            rows.append((key.name, current_language(), _LANGUAGE_DEFAULT, _(_LANGUAGE_DEFAULT)))
             continue
-        rows.append((key.name, default if default != [] else None, _unset(key.env)))
+        value = default if default != [] else None
+        rows.append((key.name, value, _unset(key.env), _unset_shown(key.env)))
     return rows
 
 
 def _unset(env: Sequence[str]) -> str:
     return "default" + (f" (set by {' or '.join(env)})" if env else "")
+
+
+def _unset_shown(env: Sequence[str]) -> str:
+    """``_unset`` as a person reads it."""
+    if not env:
+        return _("default")
+    return _("default (set by {variables})").format(variables=_(" or ").join(env))
 
 
 def _shown(value: object) -> str:

@@ -10,7 +10,7 @@ from bulkscan.cli._common import add_connection_options, add_json_option, counti
 from bulkscan.cli._console import console
 from bulkscan.cli._json import emit, outcome_counts
 from bulkscan.cli._lifecycle import ask
-from bulkscan.i18n import _
+from bulkscan.i18n import N_, _
 from bulkscan.run.states import ActionState
 
 if TYPE_CHECKING:
@@ -19,13 +19,15 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-DESCRIPTION = """\
-Delete the tasks that the Duplicates sheet of an audit workbook (written by bulkscan audit)
-lists as extra copies: tasks whose name and data sources repeat an older task's, as an outage
-can leave behind. The oldest of each set is kept. The list is shown first and confirmed; only
-ids the project still lists are sent (so running it again, or after it was killed, deletes
-nothing twice), in batches, and each project is listed again to verify. Exit 0: every extra
-copy is gone; 1: some are still listed; 2: usage error, or no terminal and no --yes."""
+DESCRIPTION = N_(
+    "Delete the tasks that the Duplicates sheet of an audit workbook (written by bulkscan "
+    "audit) lists as extra copies: tasks whose name and data sources repeat an older "
+    "task's, as an outage can leave behind. The oldest of each set is kept. The list is "
+    "shown first and confirmed; only ids the project still lists are sent (so running it "
+    "again, or after it was killed, deletes nothing twice), in batches, and each project is "
+    "listed again to verify. Exit 0: every extra copy is gone; 1: some are still listed; 2: "
+    "usage error, or no terminal and no --yes."
+)
 
 
 def register(sub: Any) -> None:
@@ -54,8 +56,11 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     def confirm(extras: Sequence[tuple[str, str, str, str]]) -> bool:
-        about = f"{args.audit_workbook}: {len(extras)} extra copy(ies)"
-        lines = [f"delete {name} (id {tid}) in {project}/{region}"
+        about = _("{workbook}: {count} extra copy(ies)").format(
+            workbook=args.audit_workbook, count=len(extras)
+        )
+        line = _("delete {task} (id {id}) in {project}/{region}")
+        lines = [line.format(task=name, id=tid, project=project, region=region)
                  for project, region, tid, name in extras]  # fmt: skip
         question = _("Delete {count} task(s)?").format(count=len(extras))
         return ask(args, question, lines, about=about)

@@ -15,7 +15,7 @@ from bulkscan.cli._json import Next, emit
 from bulkscan.cli._settings import check_flag
 from bulkscan.config import InputSettings
 from bulkscan.errors import UsageError, ValidationFailed
-from bulkscan.i18n import _
+from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     import argparse
@@ -24,14 +24,16 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-DESCRIPTION = """\
-Check, without creating anything, that a run can be trusted in every project and region that
-FILE names (or that --project and --region name): the credentials are accepted, DSC is enabled,
-the task list can be read, which list shape the service answers in (the name key, the
-data_source format, the ids), that paging reaches every task, and the busiest rate the run will
-use. One line per check. Exit 0 when a run can be trusted; 1 with what to fix otherwise; 2 for
-input or usage errors. --record FILE saves the raw answers (headers and bodies; nothing of the
-request or its signature, no credential header) to attach to a bug report."""
+DESCRIPTION = N_(
+    "Check, without creating anything, that a run can be trusted in every project and "
+    "region that FILE names (or that --project and --region name): the credentials are "
+    "accepted, DSC is enabled, the task list can be read, which list shape the service "
+    "answers in (the name key, the data_source format, the ids), that paging reaches every "
+    "task, and the busiest rate the run will use. One line per check. Exit 0 when a run can "
+    "be trusted; 1 with what to fix otherwise; 2 for input or usage errors. --record FILE "
+    "saves the raw answers (headers and bodies; nothing of the request or its signature, no "
+    "credential header) to attach to a bug report."
+)
 
 
 def register(sub: Any) -> None:
@@ -60,7 +62,7 @@ def _groups(args: argparse.Namespace) -> list[tuple[str, str]]:
     if args.file is None:
         projects = args.project or ([default_project] if default_project else [])
         if not projects or not args.region:
-            raise UsageError("give an inventory FILE, or --project ID and --region REGION")
+            raise UsageError(_("give an inventory FILE, or --project ID and --region REGION"))
         return list(itertools.product(projects, args.region))
     settings = InputSettings(
         project_id=(args.project or [default_project])[0],
@@ -103,7 +105,7 @@ def _next_step(args: argparse.Namespace) -> Next | None:
     """A canary run of FILE, through the service just checked; None without FILE."""
     if args.file is None:
         return None
-    return Next(_canary(args, args.file), "a run can be trusted here: start with a canary")
+    return Next(_canary(args, args.file), _("a run can be trusted here: start with a canary"))
 
 
 def _canary(args: argparse.Namespace, file: str) -> str:

@@ -13,7 +13,7 @@ from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.cli._settings import check_flag
 from bulkscan.errors import RunFatalError, UsageError
-from bulkscan.i18n import _
+from bulkscan.i18n import N_, _
 from bulkscan.input.schema import REGIONS
 
 if TYPE_CHECKING:
@@ -21,15 +21,16 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-DESCRIPTION = """\
-Write an input workbook from what DSC already has: every database instance of the asset
-centre in the project(s) and region, with the scan tasks that cover it today (found through
-the same task listing and matching rule as run and audit). A covered row names its task in
-the task column, so `bulkscan run` of the whole file finds it as "exists" and creates
-nothing twice; an uncovered row leaves task blank, so a run of it creates its task; a row
-that cannot be scanned (not active, not authorised, a type metadata tasks cannot carry) is
-written with enabled FALSE. Exit 0: everything listed; 1: some project could not be listed;
-2: usage error; 3: stopped by a fatal error."""
+DESCRIPTION = N_(
+    "Write an input workbook from what DSC already has: every database instance of the "
+    "asset centre in the project(s) and region, with the scan tasks that cover it today "
+    "(found through the same task listing and matching rule as run and audit). A covered "
+    "row names its task in the task column, so `bulkscan run` of the whole file finds it as "
+    '"exists" and creates nothing twice; an uncovered row leaves task blank, so a run of it '
+    "creates its task; a row that cannot be scanned (not active, not authorised, a type "
+    "metadata tasks cannot carry) is written with enabled FALSE. Exit 0: everything listed; "
+    "1: some project could not be listed; 2: usage error; 3: stopped by a fatal error."
+)
 
 
 def register(sub: Any) -> None:
@@ -61,7 +62,7 @@ def _projects(args: argparse.Namespace) -> list[str]:
     projects = args.project or [os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "")]
     projects = [p.strip() for p in projects if p.strip()]
     if not projects:
-        raise UsageError("give --project (or set HUAWEICLOUD_SDK_PROJECT_ID)")
+        raise UsageError(_("give --project (or set HUAWEICLOUD_SDK_PROJECT_ID)"))
     if args.region not in REGIONS:
         console.err(
             _("bulkscan: warning: region '{region}' is not a known region").format(
@@ -130,7 +131,7 @@ def _next_step(args: argparse.Namespace, report: runner.ExportReport) -> Next | 
     if not report.to_create:
         return None
     command = shlex.join(["bulkscan", "run", str(report.workbook), *common.next_options(args)])
-    return Next(command, "create the tasks of the rows not covered (the covered ones exist)")
+    return Next(command, _("create the tasks of the rows not covered (the covered ones exist)"))
 
 
 def _summary(report: runner.ExportReport) -> dict[str, object]:

@@ -11,24 +11,26 @@ from bulkscan.cli import _common as common
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit
 from bulkscan.errors import RunFatalError
-from bulkscan.i18n import _
+from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     import argparse
 
 __all__ = ["register"]
 
-DESCRIPTION = """\
-List DSC's asset centre (its database instances and the databases DSC is authorised to
-reach) once per project, region and instance type that the inventory names, and match every
-row to it: by ins_name (aliases: instance name, name, rds name, 实例名称) when the row has one,
-else by ins_id. Writes <FILE stem>-resolved.xlsx beside the input: the input's own layout with
-ins_id and DSC's db_type filled in, the instance's status, authorisation and check, and an
-Issues sheet. A name that matches no instance ("did you mean") or several, an ins_id that
-disagrees with the name, and an instance that is not active, not authorised or of a type
-metadata tasks cannot carry are errors naming the row; such rows are written with enabled
-FALSE, so that `bulkscan run` of the resolved file never sends them. Exit 0: every row
-resolved and passed; 1: some did not; 2: input or usage error; 3: stopped by a fatal error."""
+DESCRIPTION = N_(
+    "List DSC's asset centre (its database instances and the databases DSC is authorised to "
+    "reach) once per project, region and instance type that the inventory names, and match "
+    "every row to it: by ins_name (aliases: instance name, name, rds name, 实例名称) when the "
+    "row has one, else by ins_id. Writes <FILE stem>-resolved.xlsx beside the input: the "
+    "input's own layout with ins_id and DSC's db_type filled in, the instance's status, "
+    'authorisation and check, and an Issues sheet. A name that matches no instance ("did '
+    'you mean") or several, an ins_id that disagrees with the name, and an instance that is '
+    "not active, not authorised or of a type metadata tasks cannot carry are errors naming "
+    "the row; such rows are written with enabled FALSE, so that `bulkscan run` of the "
+    "resolved file never sends them. Exit 0: every row resolved and passed; 1: some did "
+    "not; 2: input or usage error; 3: stopped by a fatal error."
+)
 
 
 def register(sub: Any) -> None:
@@ -89,7 +91,7 @@ def _next_step(report: runner.ResolveReport) -> Next | None:
     if report.rows and report.failed >= len(report.rows):
         return None
     command = shlex.join(["bulkscan", "validate", str(report.workbook)])
-    return Next(command, "check the resolved workbook before a run")
+    return Next(command, _("check the resolved workbook before a run"))
 
 
 def _summary(report: runner.ResolveReport) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from bulkscan.config import SIMULATOR_AK as DEFAULT_AK
 from bulkscan.config import SIMULATOR_SK as DEFAULT_SK
 from bulkscan.config import parse_duration
 from bulkscan.errors import UsageError
-from bulkscan.i18n import _
+from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     import argparse
@@ -30,11 +30,12 @@ __all__ = ["register"]
 _PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 _EXAMPLE_PROJECT = "0123456789abcdef0123456789abcdef"
 
-DESCRIPTION = """\
-Serve a local stand-in for Huawei Cloud DSC behind its API gateway: create and list metadata
-task templates with the real shapes, SDK-HMAC-SHA256 or token auth, throttling and seeded
-faults. Point bulkscan (or any DSC client) at the URL it prints. Stop it with Ctrl-C or
-SIGTERM. Inspect it at /_sim/tasks and /_sim/stats."""
+DESCRIPTION = N_(
+    "Serve a local stand-in for Huawei Cloud DSC behind its API gateway: create and list "
+    "metadata task templates with the real shapes, SDK-HMAC-SHA256 or token auth, "
+    "throttling and seeded faults. Point bulkscan (or any DSC client) at the URL it prints. "
+    "Stop it with Ctrl-C or SIGTERM. Inspect it at /_sim/tasks and /_sim/stats."
+)
 
 
 def register(subparsers: Any) -> None:
@@ -152,14 +153,18 @@ def simulator_options(args: argparse.Namespace) -> dict[str, Any]:
     from bulkscan.sim.server import Faults, ListShape, parse_faults, parse_list_shape, parse_quota
 
     if (args.ak is None) != (args.sk is None):
-        raise UsageError("--ak and --sk go together: give both or neither")
+        raise UsageError(_("--ak and --sk go together: give both or neither"))
     if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+        raise UsageError(_("--port must be between 0 and 65535, not {port}").format(port=args.port))
     for project in args.project or ():
         if not _PROJECT_ID.match(project):
-            raise UsageError(f"--project '{project}' is not 32 lowercase hex characters")
+            raise UsageError(
+                _("--project '{project}' is not 32 lowercase hex characters").format(
+                    project=project
+                )
+            )
     if not 0 <= args.scan_seconds <= 86_400 or not 0 <= args.scan_failure <= 1:
-        raise UsageError("--scan-seconds must be 0 to 86400 and --scan-failure 0 to 1")
+        raise UsageError(_("--scan-seconds must be 0 to 86400 and --scan-failure 0 to 1"))
     faults = parse_faults(args.faults) if args.faults else Faults()
     if args.latency is not None:
         faults = dataclasses.replace(faults, latency_s=parse_duration(args.latency))
@@ -188,27 +193,29 @@ def _assets(args: argparse.Namespace) -> Assets | None:
     from bulkscan.sim.server import generate_assets, load_assets
 
     if args.assets is not None and args.assets_per_project is not None:
-        raise UsageError("--assets and --assets-per-project exclude each other: give one")
+        raise UsageError(_("--assets and --assets-per-project exclude each other: give one"))
     if args.assets is not None:
         return load_assets(args.assets)
     if args.assets_per_project is None:
         return None
     if not 1 <= args.assets_per_project <= 100_000 or not args.project:
-        raise UsageError("--assets-per-project needs --project and a count from 1 to 100000")
+        raise UsageError(_("--assets-per-project needs --project and a count from 1 to 100000"))
     return generate_assets(args.project, args.assets_per_project, seed=args.seed or 0)
 
 
 def _tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     if cert is None:
         if key is not None:
-            raise UsageError("--tls-key needs --tls-cert")
+            raise UsageError(_("--tls-key needs --tls-cert"))
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(
-            f"--tls-cert {cert}: cannot load the certificate and key ({exc})"
+            _("--tls-cert {cert}: cannot load the certificate and key ({error})").format(
+                cert=cert, error=exc
+            )
         ) from None
     return context
 
@@ -224,14 +231,16 @@ async def _serve(options: dict[str, Any]) -> int:
         except OSError as exc:
             where = f"{options['host']}:{options['port']}"
             raise UsageError(
-                f"cannot listen on {where} ({exc.strerror}); try another --port"
+                _("cannot listen on {where} ({error}); try another --port").format(
+                    where=where, error=exc.strerror
+                )
             ) from None
         try:
             _announce(sim, options)
             await stop.wait()
         finally:
             await sim.stop()
-    console.out("DSC simulator stopped")
+    console.out(_("DSC simulator stopped"))
     return EXIT_OK
 
 
@@ -251,34 +260,45 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 
 def _announce(sim: Simulator, options: dict[str, Any]) -> None:
-    """First line: the URL (scripts read it); then the settings to use it with."""
+    """First line: the URL, in English whatever the language (scripts read it); then the
+    settings to use it with."""
     credentials = options["credentials"] or {DEFAULT_AK: DEFAULT_SK}
     access_key, secret_key = next(iter(credentials.items()))
     projects = options["projects"]
+    quota = _quota_text(options["quota"], stated=options["quota_stated"])
     lines = [
         f"DSC simulator listening on {sim.url}",
         f"  export HUAWEICLOUD_SDK_AK={access_key}",
         f"  export HUAWEICLOUD_SDK_SK={secret_key}",
         f"  export HUAWEICLOUD_SDK_PROJECT_ID={projects[0] if projects else _EXAMPLE_PROJECT}",
-        f"  projects: {', '.join(projects) if projects else 'any 32-hex project id'}",
-        f"  tokens accepted: {len(options['tokens'])}",
-        f"  quota: {_quota_text(options['quota'], stated=options['quota_stated'])}; "
-        f"faults: {_faults_text(options['faults'])}",
-        f"  list shape: {options['list_shape'].describe()}",
-        f"  state: {options['state_path'] or 'in memory'}; inspect {sim.url}/_sim/tasks",
-        "  stop with Ctrl-C or SIGTERM",
+        _("  projects: {projects}").format(
+            projects=", ".join(projects) if projects else _("any 32-hex project id")
+        ),
+        _("  tokens accepted: {count}").format(count=len(options["tokens"])),
+        _("  quota: {quota}; faults: {faults}").format(
+            quota=quota, faults=_faults_text(options["faults"])
+        ),
+        _("  list shape: {shape}").format(shape=options["list_shape"].describe()),
+        _("  state: {state}; inspect {url}/_sim/tasks").format(
+            state=options["state_path"] or _("in memory"), url=sim.url
+        ),
+        _("  stop with Ctrl-C or SIGTERM"),
     ]
     console.out("\n".join(lines))
 
 
 def _quota_text(quota: tuple[int, float] | None, *, stated: bool) -> str:
     if quota is None:
-        return "none"
-    return f"{quota[0]} per {quota[1]:g}s per project{'' if stated else ', not stated in 429s'}"
+        return _("none")
+    if stated:
+        text = _("{count} per {seconds}s per project")
+    else:
+        text = _("{count} per {seconds}s per project, not stated in 429s")
+    return text.format(count=quota[0], seconds=f"{quota[1]:g}")
 
 
 def _faults_text(faults: Faults) -> str:
     from bulkscan.sim.server import Faults
 
     changed = {k: v for k, v in faults.as_dict().items() if v != getattr(Faults(), k)}
-    return ", ".join(f"{k}={v:g}" for k, v in changed.items()) or "none"
+    return ", ".join(f"{k}={v:g}" for k, v in changed.items()) or _("none")

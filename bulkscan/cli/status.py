@@ -13,7 +13,7 @@ from bulkscan.cli._common import counting, next_options, service
 from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options, undone_text
-from bulkscan.i18n import _
+from bulkscan.i18n import N_, _
 from bulkscan.run.rundir import journal_of
 from bulkscan.run.states import ScanState
 
@@ -25,15 +25,16 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-DESCRIPTION = """\
-For every task RUN_DIR's run created or found, read its runs in DSC and report the latest:
-its state, start and end times and error message. Writes a Scans sheet into results.xlsx
-(and a chart of scan states on its Summary). Reads only; changes nothing. --wait polls until
-every scan has finished or --timeout. A run with tasks not sent yet (--limit, a stop) says
-so, with its resume command, and never exits 0. A task that undo deleted is not read: it is
-named as such. Exit 0: every latest scan succeeded; 1: some
-failed (or could not be read); 4: some still running, never ran or never sent, when it stopped
-waiting; 2: usage error."""
+DESCRIPTION = N_(
+    "For every task RUN_DIR's run created or found, read its runs in DSC and report the "
+    "latest: its state, start and end times and error message. Writes a Scans sheet into "
+    "results.xlsx (and a chart of scan states on its Summary). Reads only; changes nothing. "
+    "--wait polls until every scan has finished or --timeout. A run with tasks not sent yet "
+    "(--limit, a stop) says so, with its resume command, and never exits 0. A task that "
+    "undo deleted is not read: it is named as such. Exit 0: every latest scan succeeded; 1: "
+    "some failed (or could not be read); 4: some still running, never ran or never sent, "
+    "when it stopped waiting; 2: usage error."
+)
 
 
 def register(sub: Any) -> None:
@@ -143,7 +144,8 @@ def _next_step(args: argparse.Namespace, result: runner.ScanStatus) -> Next | No
     left, command = result.report.tally.unfinished, result.report.resume_command
     if not left or not command:
         return _start_failed(args, result)
-    return Next(command, f"{left} task(s) of this run not sent yet or of unknown outcome")
+    why = _("{count} task(s) of this run not sent yet or of unknown outcome").format(count=left)
+    return Next(command, why)
 
 
 def _start_failed(args: argparse.Namespace, result: runner.ScanStatus) -> Next | None:

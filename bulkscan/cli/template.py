@@ -33,9 +33,13 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.suffix.lower() != ".xlsx":
-        raise UsageError(f"{path}: the template is an .xlsx workbook; give a name ending in .xlsx")
+        raise UsageError(
+            _("{path}: the template is an .xlsx workbook; give a name ending in .xlsx").format(
+                path=path
+            )
+        )
     if path.exists() and not args.force:
-        raise UsageError(f"{path} already exists; use --force to overwrite it")
+        raise UsageError(_("{path} already exists; use --force to overwrite it").format(path=path))
     write_template(path)
     console.out(
         _("wrote {path}: fill the 'instances' sheet, then run: {command}").format(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import runner
 from bulkscan.cli._lifecycle import act, add_run_dir_options, ask
-from bulkscan.i18n import _
+from bulkscan.i18n import N_, _
 from bulkscan.run.states import ActionState
 
 if TYPE_CHECKING:
@@ -18,15 +18,17 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-DESCRIPTION = """\
-Undo what RUN_DIR's run changed in DSC, after showing the list and asking: delete the tasks it
-created (never those it found already there), and put back the data sources of the tasks that
-`run --on-conflict update` changed. Each project is listed first; the tasks are deleted in
-batches, then listed again to verify, and each action is recorded in RUN_DIR/lifecycle.sqlite,
-so a killed undo resumes and a second undo sends nothing. A task whose data sources differ from
-what the run (or its update) sent was changed since: it is kept and named, unless --force.
-Exit 0: every task the run created is gone and every task it updated is back; 1: some were kept
-or could not be deleted or put back; 2: usage error, or no terminal to ask on and no --yes."""
+DESCRIPTION = N_(
+    "Undo what RUN_DIR's run changed in DSC, after showing the list and asking: delete the "
+    "tasks it created (never those it found already there), and put back the data sources "
+    "of the tasks that `run --on-conflict update` changed. Each project is listed first; "
+    "the tasks are deleted in batches, then listed again to verify, and each action is "
+    "recorded in RUN_DIR/lifecycle.sqlite, so a killed undo resumes and a second undo sends "
+    "nothing. A task whose data sources differ from what the run (or its update) sent was "
+    "changed since: it is kept and named, unless --force. Exit 0: every task the run "
+    "created is gone and every task it updated is back; 1: some were kept or could not be "
+    "deleted or put back; 2: usage error, or no terminal to ask on and no --yes."
+)
 
 
 def register(sub: Any) -> None:

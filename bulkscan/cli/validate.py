@@ -113,7 +113,7 @@ def _write_report(
 
 
 def _remote_issues(args: argparse.Namespace, checked: runner.Checked) -> tuple[Issue, ...]:
-    with common.counting(args, "asset check"):
+    with common.counting(args, _("asset check")):
         found = asyncio.run(
             runner.remote_check(checked.validated.instances, **common.service(args))
         )
