@@ -43,7 +43,7 @@ def remote_check(
     """List the service's tasks for the plan (read only), through the run's ``limiter``."""
     from bulkscan.cli._common import counting, dispatch_settings
 
-    with counting(args, "listing tasks"):
+    with counting(args, _("listing tasks")):
         return asyncio.run(
             runner.check_remote(
                 prepared,
@@ -77,23 +77,27 @@ def for_run(
         return prepared, check.listed
     if args.allow_duplicate_coverage:
         console.err(
-            f"{len(check.covered)} row(s) already covered by other tasks are sent anyway "
-            "(--allow-duplicate-coverage)"
+            _(
+                "{count} row(s) already covered by other tasks are sent anyway "
+                "(--allow-duplicate-coverage)"
+            ).format(count=len(check.covered))
         )
         return prepared, check.listed
-    _say_covered(check)
+    _say_covered(check, prepared)
     return runner.without_covered(prepared, check.covered), check.listed
 
 
 def _say_unlisted(check: RemoteCheck) -> None:
     for (project, region), error in check.unlisted.items():
         console.err(
-            f"project {project} ({region}): its tasks could not be listed, so its rows were "
-            f"not checked for coverage ({error})"
+            _(
+                "project {project} ({region}): its tasks could not be listed, so its rows "
+                "were not checked for coverage ({error})"
+            ).format(project=project, region=region, error=error)
         )
 
 
-def _say_covered(check: RemoteCheck) -> None:
+def _say_covered(check: RemoteCheck, prepared: Prepared) -> None:
     lines = covered_lines(check)
     shown = len(lines) if console.verbose else _SHOWN
     for line in lines[:shown]:
@@ -101,11 +105,19 @@ def _say_covered(check: RemoteCheck) -> None:
     more = len(lines) - shown
     if more > 0:
         console.err(_("... and {more} more (see the Rows sheet of the results)").format(more=more))
-    partly = len(check.covered_tasks)
-    console.err(
-        f"{len(check.covered)} row(s) already covered by other tasks: not sent; "
-        f"{partly} planned task(s) concerned were planned again from their other rows"
+    covered = {row.ref for row in check.covered}
+    concerned = [t for t in prepared.plan.tasks if t.name in check.covered_tasks]
+    whole = sum(1 for t in concerned if covered.issuperset(t.rows))
+    said = _("{count} row(s) already covered by other tasks: not sent").format(
+        count=len(check.covered)
     )
+    if whole:
+        said += _("; {count} planned task(s) left out, every row covered").format(count=whole)
+    if len(concerned) > whole:
+        said += _("; {count} planned task(s) planned again from their other rows").format(
+            count=len(concerned) - whole
+        )
+    console.err(said)
 
 
 def covered_lines(check: RemoteCheck, indent: str = "") -> list[str]:

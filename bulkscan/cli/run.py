@@ -212,7 +212,7 @@ def _checked(
     ``Refused`` when nothing may be sent: an answer that stops any run (3, as it would at
     the first create), or an asset centre that cannot be read (2)."""
     try:
-        with common.counting(args, "asset check"):
+        with common.counting(args, _("asset check")):
             found = asyncio.run(
                 runner.remote_check(
                     prepared.validated.instances,

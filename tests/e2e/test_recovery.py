@@ -91,6 +91,8 @@ async def test_wave_two_skips_the_instances_wave_one_covers(tmp_path: Path) -> N
             text.err
         )
         assert f"ins-e: already covered by task '{new['name']}'" in text.err
+        said = "5 row(s) already covered by other tasks: not sent; 1 planned task(s) left out,"
+        assert said in text.err and "planned again" not in text.err
         assert "covered         5 row(s) not sent: already in other tasks" in text.out
 
 
