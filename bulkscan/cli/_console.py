@@ -80,9 +80,9 @@ _WORDS = re.compile(
     r"|(?<![\w-])(?P<unsure>" + "|".join(_UNSURE) + r")(?![\w-])"
 )
 _WORD_STYLE = {"good": "green", "bad": "red", "unsure": "yellow"}
-# ``prose: bulkscan run ...``: on a terminal the command goes on a line of its own, unwrapped,
-# so that copying it copies one line.
-_COMMAND = re.compile(r"^(?P<prose>.*?:) (?P<command>bulkscan \S.*)$")
+# ``prose: bulkscan run ...`` (in Chinese ``……：bulkscan run ...``): on a terminal the command
+# goes on a line of its own, unwrapped, so that copying it copies one line.
+_COMMAND = re.compile(r"^(?P<prose>.*?(?::|：)) ?(?P<command>bulkscan \S.*)$")
 
 
 def colour_wanted(stream: TextIO, env: Mapping[str, str] = os.environ) -> bool:

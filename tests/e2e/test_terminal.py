@@ -381,3 +381,16 @@ async def test_a_run_lists_again_after_its_question_so_another_runs_tasks_are_no
     assert code == 0, screen
     assert sorted(names) == sorted(set(names)) and len(names) == 4, names
     assert re.search(r"exists\s+4", _ANSI.sub("", screen)), screen
+
+
+def test_a_command_to_copy_is_on_a_line_of_its_own_in_chinese_too(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    """After a Chinese sentence ending in a full-width colon (no space) the command is not
+    wrapped into the sentence: it stands alone, whole, as after an English 'resume with:'."""
+    good = _good_inventory(make_xlsx, count=3)
+    run = ("run", good, "--simulate", "--yes", "--reports-dir", "r", "--limit", "1")
+    code, screen = _on_tty(tmp_path, "--lang", "zh", *run, columns=80)
+    assert code == 0, screen
+    commands = [line for line in _lines(screen) if line.startswith("  bulkscan --lang zh run ")]
+    assert any(" --resume r/good-" in line for line in commands), screen
