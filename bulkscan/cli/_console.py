@@ -80,8 +80,8 @@ _WORDS = re.compile(
     r"|(?<![\w-])(?P<unsure>" + "|".join(_UNSURE) + r")(?![\w-])"
 )
 _WORD_STYLE = {"good": "green", "bad": "red", "unsure": "yellow"}
-# ``prose: bulkscan run ...`` (in Chinese ``……：bulkscan run ...``): on a terminal the command
-# goes on a line of its own, unwrapped, so that copying it copies one line.
+# ``prose: bulkscan run ...`` (a Chinese sentence ends in a full-width colon and no space): on
+# a terminal the command goes on a line of its own, unwrapped, so that copying it copies one.
 _COMMAND = re.compile(r"^(?P<prose>.*?(?::|：)) ?(?P<command>bulkscan \S.*)$")
 
 

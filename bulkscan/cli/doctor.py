@@ -45,7 +45,10 @@ def register(sub: Any) -> None:
     parser.add_argument("file", metavar="FILE", nargs="?", help="inventory (.xlsx or CSV)")
     parser.add_argument("--profiles", metavar="CSV", help="profiles CSV file (CSV input only)")
     where = parser.add_argument_group("where to check (without FILE, or for its blank cells)")
-    where.add_argument("--project", action="append", default=[], metavar="ID", help="project id")
+    where.add_argument(
+        "--project", "--project-id", dest="project", action="append", default=[], metavar="ID",
+        help="project id",
+    )  # fmt: skip
     where.add_argument("--region", action="append", default=[], help="region, e.g. cn-north-4")
     parser.add_argument(
         "--record", metavar="FILE", help="save the raw answers (no secret) to this JSON file"

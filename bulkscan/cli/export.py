@@ -43,6 +43,8 @@ def register(sub: Any) -> None:
     group.add_argument("--region", required=True, help="region, e.g. cn-north-4")
     group.add_argument(
         "--project",
+        "--project-id",  # as every other command spells it
+        dest="project",
         action="append",
         default=[],
         metavar="ID",
