@@ -53,8 +53,8 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from bulkscan.cli import build_parser
 
-    commands = options_by_command(build_parser())
-    console.data(_SCRIPTS[args.shell](commands))
+    parser = build_parser()
+    console.data(_SCRIPTS[args.shell](options_by_command(parser), _valued(parser)))
     return EXIT_OK
 
 
@@ -69,28 +69,57 @@ def options_by_command(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
 
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:
-    return sorted(o for a in parser._actions for o in a.option_strings if o.startswith("--"))
+    return sorted(o for a in parser._actions for o in a.option_strings if o.startswith("-"))
 
 
-def _bash(commands: Mapping[str, list[str]]) -> str:
+def _valued(parser: argparse.ArgumentParser) -> dict[str, tuple[str, ...]]:
+    """Every option that takes a value (before a command or after one) → its choices, if the
+    parser names them (``--lang``: en zh), else none (a value to type: a file name, say);
+    ``completion`` → its shells, as the one positional with choices."""
+    out: dict[str, tuple[str, ...]] = {}
+    parsers = [parser]
+    for action in parser._actions:  # argparse has no public listing
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += action.choices.values()
+    for each in parsers:
+        for action in each._actions:
+            if action.option_strings and action.nargs != 0:
+                for option in action.option_strings:
+                    out[option] = tuple(map(str, action.choices or ()))
+    out["completion"] = SHELLS
+    return out
+
+
+def _bash(commands: Mapping[str, list[str]], valued: Mapping[str, tuple[str, ...]]) -> str:
     names = " ".join(c for c in commands if c)
     cases = "\n".join(
         f"        {name}) opts={shlex.quote(' '.join(opts))} ;;"
         for name, opts in commands.items()
         if name
     )
+    takes = "|".join(sorted(o for o in valued if o.startswith("-")))
+    choices = "\n".join(
+        f'        {option}) COMPREPLY=($(compgen -W {shlex.quote(" ".join(values))} -- "$cur"));'
+        " return ;;"
+        for option, values in sorted(valued.items())
+        if values
+    )
     return f"""\
 # bash completion for bulkscan (bulkscan completion bash)
 _bulkscan() {{
-    local cur command="" i opts
+    local cur prev command="" i opts
     cur="${{COMP_WORDS[COMP_CWORD]}}"
+    prev="${{COMP_WORDS[COMP_CWORD-1]}}"
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${{COMP_WORDS[i]}}" in
-            --config|--config-profile) ((i++)) ;;
+            {takes}) ((i++)) ;;
             -*) ;;
             *) command="${{COMP_WORDS[i]}}"; break ;;
         esac
     done
+    case "$prev" in
+{choices}
+    esac
     if [[ -z "$command" ]]; then
         if [[ "$cur" == -* ]]; then
             COMPREPLY=($(compgen -W {shlex.quote(" ".join(commands[""]))} -- "$cur"))
@@ -105,6 +134,8 @@ _bulkscan() {{
     esac
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    elif [[ "$command" == completion ]]; then
+        COMPREPLY=($(compgen -W {shlex.quote(" ".join(SHELLS))} -- "$cur"))
     else
         COMPREPLY=($(compgen -f -- "$cur"))
     fi
@@ -113,27 +144,45 @@ complete -o filenames -F _bulkscan bulkscan
 """
 
 
-def _zsh(commands: Mapping[str, list[str]]) -> str:
+def _zsh(commands: Mapping[str, list[str]], valued: Mapping[str, tuple[str, ...]]) -> str:
     return (
         "#compdef bulkscan\n"
         "# zsh completion for bulkscan (bulkscan completion zsh): the bash script, through\n"
         "# zsh's bash completion support\n"
-        "autoload -U +X bashcompinit && bashcompinit\n" + _bash(commands)
+        "autoload -U +X bashcompinit && bashcompinit\n" + _bash(commands, valued)
     )
 
 
-def _fish(commands: Mapping[str, list[str]]) -> str:
+def _fish_option(option: str, valued: Mapping[str, tuple[str, ...]]) -> str:
+    """``-l NAME`` (``-s X`` for a short one), with ``-r`` and ``-a CHOICES`` when it takes a
+    value: fish then completes the value, not another option."""
+    flag = f"-l {option[2:]}" if option.startswith("--") else f"-s {option[1:]}"
+    if option not in valued:
+        return flag
+    values = valued[option]
+    return f"{flag} -r" + (f" -f -a {shlex.quote(' '.join(values))}" if values else "")
+
+
+def _fish(commands: Mapping[str, list[str]], valued: Mapping[str, tuple[str, ...]]) -> str:
     names = [c for c in commands if c]
     lines = [
         "# fish completion for bulkscan (bulkscan completion fish)",
         f"complete -c bulkscan -n __fish_use_subcommand -f -a {shlex.quote(' '.join(names))}",
     ]
-    lines += [f"complete -c bulkscan -n __fish_use_subcommand -l {o[2:]}" for o in commands[""]]
+    lines += [
+        f"complete -c bulkscan -n __fish_use_subcommand {_fish_option(o, valued)}"
+        for o in commands[""]
+    ]
     for name in names:
         for option in commands[name]:
             lines.append(
-                f"complete -c bulkscan -n '__fish_seen_subcommand_from {name}' -l {option[2:]}"
+                f"complete -c bulkscan -n '__fish_seen_subcommand_from {name}' "
+                f"{_fish_option(option, valued)}"
             )
+    lines.append(
+        "complete -c bulkscan -n '__fish_seen_subcommand_from completion' -f "
+        f"-a {shlex.quote(' '.join(SHELLS))}"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -45,6 +45,22 @@ def test_bash_completes_commands_options_and_files(
     assert _complete(script, tmp_path, "--config", "x.toml", "audit", "--json") == ["--json"]
     assert _complete(script, tmp_path, "run", "wav") == ["wave1.xlsx"]
     assert _complete(script, tmp_path, "--con") == ["--config", "--config-profile"]
+    # a global option's value is not taken for the command; values with choices complete
+    assert _complete(script, tmp_path, "--lang", "zh", "st") == ["status", "start"]
+    assert _complete(script, tmp_path, "--lang", "") == ["en", "zh"]
+    assert _complete(script, tmp_path, "run", "--on-conflict", "") == ["stop", "update"]
+    assert _complete(script, tmp_path, "completion", "") == ["bash", "zsh", "fish"]
+    assert "-q" in _complete(script, tmp_path, "run", "-")  # short options too
+
+
+def test_fish_completes_values_not_options_after_an_option_that_takes_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines = _script(capsys, "fish").splitlines()
+    assert "complete -c bulkscan -n __fish_use_subcommand -l lang -r -f -a 'en zh'" in lines
+    run = [line for line in lines if "__fish_seen_subcommand_from run'" in line]
+    assert any(line.endswith("-l reports-dir -r") for line in run)
+    assert any(line.endswith("-l json") for line in run)  # a flag takes no value
 
 
 def test_every_command_and_option_is_in_each_script(capsys: pytest.CaptureFixture[str]) -> None:
