@@ -21,8 +21,10 @@ def register(sub: Any) -> None:
         "report",
         help="rebuild a run's results.xlsx and retry.xlsx from its journal",
         description="Rebuild results.xlsx (Summary, Tasks, Rows, Issues, Attempts) and, when "
-        "some task failed, gave up or is unknown, retry.xlsx, from the journal of RUN_DIR "
-        "alone. Works while the run is going on and after a crash; sends nothing. Exit 0.",
+        "some task failed or gave up, retry.xlsx, from the journal of RUN_DIR alone. Tasks "
+        "not sent or of unknown outcome (in flight when the run stopped) are never in "
+        "retry.xlsx: resume the run to settle them. Works while the run is going on and after "
+        "a crash; sends nothing. Exit 0.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory under reports/")
     add_json_option(parser)
@@ -55,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         console.out(_("re-run the failures with: {command}").format(command=report.rerun_command))
     else:
-        console.out(_("retry:   none (no task failed, gave up or is unknown)"))
+        console.out(_("retry:   none (no task failed or gave up)"))
     for outcome, n in counts.items():
         if n:
             console.detail(f"  {outcome:<14} {n:>7}")

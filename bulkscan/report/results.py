@@ -5,15 +5,19 @@ going on, and after a crash) and writes, atomically:
 
 * ``results.xlsx``: sheets Summary, Tasks, Rows, Issues and Attempts.  Rows are linked to
   their task by the task key stored with each row, never by position.
-* ``retry.xlsx``: the input rows of every *failed*, *gave up* and *unknown* task, in the
-  input's own shape (its sheet names, its headers in their order, the profiles those rows
-  use), so that ``bulkscan run <run_dir>/retry.xlsx`` sends exactly those tasks again.
+* ``retry.xlsx``: the input rows of every *failed* and *gave up* task (known not to be in
+  DSC: refused, or never applied after every retry), in the input's own shape (its sheet
+  names, its headers in their order, the profiles those rows use), so that
+  ``bulkscan run <run_dir>/retry.xlsx`` sends exactly those tasks again.
   Each row states its task name, project and region (columns the input lacked are added at
   the end), and a profile's ``task_name`` pattern that uses ``{task}`` becomes ``{task}``:
   the re-run plans the very same tasks under the same names, so one that was in fact
   created is found by name and never doubled.  *Conflict* tasks are left out: a task of the
   same name with other data sources exists, and only a person can decide between renaming
-  and deleting.  Tasks never sent (a stopped run) are resumed with ``--resume`` instead.
+  and deleting.  Tasks never sent (a stopped run) and tasks whose outcome is unknown (a
+  request in flight when the run died, a 504 not settled) are never in it: they may be in
+  DSC, or appear there later, so only ``--resume`` may send them, after waiting out the
+  settle window and looking them up.
   When no task needs a re-run, no ``retry.xlsx`` exists (a stale one is removed).
 
 Rebuilding from the same journal gives the same cell values, apart from the generation time.
@@ -60,7 +64,7 @@ from bulkscan.report.cells import (
 )
 from bulkscan.run.coverage import COVERED_PREFIX
 from bulkscan.run.lifecycle import read_actions, read_scans
-from bulkscan.run.states import BAD_STATES, Tally, tally_of
+from bulkscan.run.states import BAD_STATES, Tally, TaskState, outcome_of, tally_of
 from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
@@ -91,8 +95,10 @@ __all__ = [
 
 RESULTS_FILE = "results.xlsx"
 RETRY_FILE = "retry.xlsx"
-# Outcomes whose rows go into retry.xlsx (see the module docstring for the others).
-RETRY_OUTCOMES = frozenset({Outcome.FAILED, Outcome.GAVE_UP, Outcome.UNKNOWN})
+# Outcomes whose rows go into retry.xlsx: tasks known not to be in DSC and safe to send again
+# (BAD_STATES but conflict, which needs a person).  Never an unfinished one (pending, sending,
+# unknown): its fate is for a resume, which looks it up before anything is sent.
+RETRY_OUTCOMES = frozenset(outcome_of(s) for s in BAD_STATES - {TaskState.CONFLICT})
 _INPUT_SUFFIXES = frozenset({".xlsx", ".csv", ".tsv", ".txt"})
 _RUN_STATUS_TONES: Mapping[str, Tone] = {
     "done": "good",
@@ -347,6 +353,8 @@ def _task_message(task: TaskRecord) -> str | None:
         return task.error_msg
     if task.outcome is Outcome.NOT_ATTEMPTED:
         return "not sent yet: resume the run to send it"
+    if task.outcome is Outcome.UNKNOWN:  # in flight when the run stopped
+        return "outcome unknown: resume the run to look it up (not in retry.xlsx)"
     return None
 
 
@@ -675,13 +683,13 @@ def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
     if command is not None:
         steps.append((N_("re-run the failures"), command))
         steps.append(
-            (N_("retry.xlsx holds"), _("the rows of {count} failed, gave-up or unknown "
-             "task(s), ready to fix and re-run").format(count=len(run.retry_tasks)))
+            (N_("retry.xlsx holds"), _("the rows of {count} failed or gave-up task(s), "
+             "ready to fix and re-run").format(count=len(run.retry_tasks)))
         )  # fmt: skip
     else:
         steps.append(
-            (N_("re-run the failures"), _("nothing to re-run: no task failed, gave up or is "
-             "unknown (no retry.xlsx)"))
+            (N_("re-run the failures"), _("nothing to re-run: no task failed or gave up "
+             "(no retry.xlsx)"))
         )  # fmt: skip
     if counts[Outcome.CONFLICT]:
         conflicts = _(CONFLICTS_ADVICE).format(count=counts[Outcome.CONFLICT])
@@ -896,12 +904,7 @@ def retry_reason(task: TaskRecord) -> str:
         code = " ".join(str(x) for x in ("HTTP", task.http_status, task.error_code) if x)
         named = said.startswith("HTTP") or not (task.http_status or task.error_code)
         return f"failed: {said if named else f'{code}: {said}'}: fix this before re-running"
-    if task.outcome is Outcome.GAVE_UP:
-        return f"gave up after {task.attempts} attempt(s): {said}: re-run as is"
-    return (
-        "unknown: the request may have reached DSC; re-run as is (the task is looked up by "
-        f"name first, never created twice) (last: {said})"
-    )
+    return f"gave up after {task.attempts} attempt(s): {said}: re-run as is"
 
 
 def _retry_readme(run: _Run, keys: set[str], rows: int, command: str | None) -> list[str]:
@@ -928,14 +931,9 @@ def _retry_readme(run: _Run, keys: set[str], rows: int, command: str | None) -> 
             "{count} task(s) gave up: DSC kept failing for a while (throttling, server errors, "
             "time-outs). Nothing to fix: re-run as is, later or with a lower --rate."
         ),
-        Outcome.UNKNOWN: _(
-            "{count} task(s) unknown: the request may have reached DSC before the answer was "
-            "lost. Re-run as is: bulkscan lists the project's tasks first and creates only what "
-            "is missing."
-        ),
     }
-    lines += [what[o].format(count=counts[o]) for o in (Outcome.FAILED, Outcome.GAVE_UP,
-              Outcome.UNKNOWN) if counts[o]]  # fmt: skip
+    lines += [what[o].format(count=counts[o]) for o in (Outcome.FAILED, Outcome.GAVE_UP)
+              if counts[o]]  # fmt: skip
     lines += [
         "",
         _("Then run: {command}").format(command=command or "bulkscan run THIS_WORKBOOK"),

@@ -499,9 +499,12 @@ async def test_a_crashed_run_is_reported_from_its_journal(tmp_path: Path) -> Non
     resume = f"5 task(s); resume with: bulkscan run {book.path} --resume {run_dir}"
     assert facts["not sent yet"] == resume
     assert paths.counts[Outcome.UNKNOWN] == 1 and paths.counts[Outcome.NOT_ATTEMPTED] == 5
-    assert paths.retry is not None and paths.retry_rows == 2  # rows 3 and 4: outcome unknown
+    # rows 3 and 4 (task 1, in flight): outcome unknown, so for the resume, never retry.xlsx
+    assert paths.retry is None and paths.retry_rows == 0 and paths.rerun_command is None
+    assert not (run_dir / RETRY_FILE).exists()
     tasks = _sheet(openpyxl.load_workbook(paths.results)["Tasks"])
     assert tasks[0]["message"].value == "not sent yet: resume the run to send it"
+    assert tasks[1]["message"].value.startswith("outcome unknown: resume the run to look it up")
 
 
 async def test_no_retry_workbook_when_nothing_failed(
