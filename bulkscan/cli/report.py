@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bulkscan.cli import EXIT_OK, runner
-from bulkscan.cli._common import add_json_option, working
+from bulkscan.cli import runner
+from bulkscan.cli._common import add_json_option, exit_code, working
 from bulkscan.cli._console import console
 from bulkscan.cli._json import Next, emit, outcome_counts
-from bulkscan.i18n import _
+from bulkscan.i18n import N_, _
+from bulkscan.models import Outcome
 
 if TYPE_CHECKING:
     import argparse
 
+    from bulkscan.report.results import ReportPaths
+
 __all__ = ["register"]
+
+# ``status``'s code for work still going on: here, the run is still sending
+_EXIT_RUNNING = 4
+_RERUN_WHY = N_("re-run the failures after fixing them")
+_RESUME_WHY = N_("{left} task(s) not finished")  # as ``run`` says it: not sent, or unknown
 
 
 def register(sub: Any) -> None:
@@ -24,7 +32,9 @@ def register(sub: Any) -> None:
         "some task failed or gave up, retry.xlsx, from the journal of RUN_DIR alone. Tasks "
         "not sent or of unknown outcome (in flight when the run stopped) are never in "
         "retry.xlsx: resume the run to settle them. Works while the run is going on and after "
-        "a crash; sends nothing. Exit 0.",
+        "a crash; sends nothing. Exit 0: every task is in DSC; 1: some failed, gave up or "
+        "conflict; 3: the run is unfinished (tasks not sent or of unknown outcome, or stopped "
+        "by an error): the last line is its resume command; 4: the run is still going on.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory under reports/")
     add_json_option(parser)
@@ -34,20 +44,39 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     with working(args, _("writing the result workbook")):
         report = runner.write_report(args.run_dir)
-    counts = {str(outcome): n for outcome, n in report.counts.items()}
+    code = _EXIT_RUNNING if report.running_pid is not None else exit_code(report.status)
     if args.json:
-        rerun = report.rerun_command
-        fields = {
-            "run_dir": args.run_dir,
-            "results": str(report.results),
-            "retry": str(report.retry) if report.retry else None,
-            "retry_tasks": report.retry_tasks,
-            "retry_rows": report.retry_rows,
-            "rerun_command": rerun,
-            "outcomes": outcome_counts(report.counts),
-        }
-        step = Next(rerun, "re-run the failures after fixing them") if rerun else None
-        return emit(args, EXIT_OK, fields, next_step=step)
+        return emit(args, code, _fields(args, report), next_step=_next_step(report))
+    _print(report)
+    return code
+
+
+def _fields(args: argparse.Namespace, report: ReportPaths) -> dict[str, Any]:
+    return {
+        "run_dir": args.run_dir,
+        "results": str(report.results),
+        "retry": str(report.retry) if report.retry else None,
+        "retry_tasks": report.retry_tasks,
+        "retry_rows": report.retry_rows,
+        "rerun_command": report.rerun_command,
+        "run_status": report.run_status,
+        "unfinished": report.tally.unfinished,
+        "resume_command": report.resume_command if report.tally.unfinished else None,
+        "outcomes": outcome_counts(report.counts),
+    }
+
+
+def _next_step(report: ReportPaths) -> Next | None:
+    """The one command the text ends with (``ReportPaths.next_command``), and why."""
+    command = report.next_command
+    if command is None:
+        return None
+    if command == report.resume_command:
+        return Next(command, _RESUME_WHY.format(left=report.tally.unfinished))
+    return Next(command, _RERUN_WHY)
+
+
+def _print(report: ReportPaths) -> None:
     console.out(_("results: {path}").format(path=report.results))
     if report.retry is not None:
         console.out(
@@ -55,11 +84,46 @@ def _run(args: argparse.Namespace) -> int:
                 path=report.retry, rows=report.retry_rows, tasks=report.retry_tasks
             )
         )
-        console.out(_("re-run the failures with: {command}").format(command=report.rerun_command))
     else:
         console.out(_("retry:   none (no task failed or gave up)"))
+    counts = {str(outcome): n for outcome, n in report.counts.items()}
     for outcome, n in counts.items():
         if n:
             console.detail(f"  {outcome:<14} {n:>7}")
     console.detail(f"  {'total':<14} {sum(counts.values()):>7}")
-    return EXIT_OK
+    _print_next(report)
+
+
+def _print_next(report: ReportPaths) -> None:
+    """The next steps, the one to run first on the last line: none while the run goes on;
+    the resume while tasks are left (the re-run of retry.xlsx comes after it)."""
+    if report.running_pid is not None:
+        console.detail(
+            _("run still going on (pid {pid}): nothing to resume or re-run while it sends; "
+              "report again once it has ended").format(pid=report.running_pid)
+        )  # fmt: skip
+        return
+    conflicts = report.counts.get(Outcome.CONFLICT, 0)
+    if conflicts:  # a decision no command makes for the user: said, even when nothing is next
+        from bulkscan.report.results import CONFLICTS_ADVICE  # loaded by the report already
+
+        console.detail(_(CONFLICTS_ADVICE).format(count=conflicts))
+    step = _next_step(report)
+    resuming = step is not None and step.command == report.resume_command
+    if resuming and report.rerun_command:
+        console.detail(
+            _("after the resume, re-run the failures with: {command}").format(
+                command=report.rerun_command
+            )
+        )
+    if step is None:
+        if not conflicts:
+            console.detail(_("nothing left to do"))
+    elif resuming:
+        console.detail(
+            _("{why}; resume with: {command}").format(
+                why=_(_RESUME_WHY).format(left=report.tally.unfinished), command=step.command
+            )
+        )
+    else:
+        console.detail(_("re-run the failures with: {command}").format(command=step.command))

@@ -37,7 +37,7 @@ from bulkscan.events import local_now
 from bulkscan.i18n import N_, _
 from bulkscan.input import schema
 from bulkscan.input.validate import parse_text
-from bulkscan.models import Outcome
+from bulkscan.models import Outcome, Status
 from bulkscan.plan import RowStatus, start_time_text
 from bulkscan.report._scans import scan_chart, write_actions, write_scans
 from bulkscan.report._summary import (
@@ -64,6 +64,7 @@ from bulkscan.report.cells import (
 )
 from bulkscan.run.coverage import COVERED_PREFIX
 from bulkscan.run.lifecycle import read_actions, read_scans
+from bulkscan.run.rundir import run_dir_user
 from bulkscan.run.states import BAD_STATES, Tally, TaskState, outcome_of, tally_of
 from bulkscan.run.store import Journal
 
@@ -105,6 +106,7 @@ _RUN_STATUS_TONES: Mapping[str, Tone] = {
     "fatal": "bad",
     "interrupted": "warn",
     "unfinished": "warn",
+    "running": "warn",
 }
 
 
@@ -115,7 +117,8 @@ class ReportPaths:
     ``tally`` counts the tasks as the terminal and ``status`` show them (``states.tally``);
     ``error_codes`` counts its ``errors`` by code (the Summary's "Errors by code" table,
     which sums to the same number); ``resume_command`` is the run's own command with ``--resume``,
-    for the tasks not sent yet or whose outcome is unknown.
+    for the tasks not sent yet or whose outcome is unknown.  ``run_status`` is the Summary's
+    status of the run; ``running_pid`` the live process still sending it (status *running*).
     """
 
     results: Path
@@ -127,6 +130,30 @@ class ReportPaths:
     retry_rows: int = 0
     rerun_command: str | None = None
     resume_command: str | None = None
+    run_status: str = "done"
+    running_pid: str | None = None
+
+    @property
+    def status(self) -> Status:
+        """How the run stands, as its Summary says: STOPPED while it is not done (tasks left
+        to a resume, or stopped by an error); INCOMPLETE when some task ended without being in
+        DSC, or while the run is still going on; else OK."""
+        if self.running_pid is not None:
+            return Status.INCOMPLETE
+        if self.run_status != "done":
+            return Status.STOPPED
+        return Status.INCOMPLETE if self.tally.errors else Status.OK
+
+    @property
+    def next_command(self) -> str | None:
+        """The one command to run next: none while the run is still going on; its resume
+        while tasks are not sent or of unknown outcome (the resume looks those up before
+        sending, and tries the gave-up ones again); else the re-run of retry.xlsx, if any."""
+        if self.running_pid is not None:
+            return None
+        if self.tally.unfinished and self.resume_command is not None:
+            return self.resume_command
+        return self.rerun_command
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +168,17 @@ class _Run:
     issues: tuple[Issue, ...]
     profile_rows: tuple[ProfileRowRecord, ...]
     by_key: Mapping[str, TaskRecord]
+    user: str | None = None  # the pid of a live process holding the run directory
 
     @property
     def tally(self) -> Tally:
         return tally_of(t.state for t in self.tasks)
+
+    @property
+    def running_pid(self) -> str | None:
+        """The live process still sending this run: it holds the run directory, and the run
+        has not ended (a command such as ``status`` holds it after the run ended)."""
+        return self.user if self.meta.stop_reason is None else None
 
     @property
     def retry_tasks(self) -> list[TaskRecord]:
@@ -162,6 +196,7 @@ def _read(journal: Journal, run_dir: Path) -> _Run:
         issues=journal.issues(),
         profile_rows=journal.profile_rows(),
         by_key={t.key: t for t in tasks},
+        user=run_dir_user(run_dir),
     )
 
 
@@ -196,6 +231,8 @@ def build_report(
         retry_rows=retry_rows,
         rerun_command=command,
         resume_command=resume_command(run.meta, path),
+        run_status=_status(run),
+        running_pid=run.running_pid,
     )
 
 
@@ -669,6 +706,11 @@ def _glance(run: _Run) -> list[tuple[str, object]]:
     return glance
 
 
+# What a report says while the run it reads is still going on: no resume, no re-run
+RUNNING_ADVICE = N_(
+    "none while the run goes on (pid {pid} is sending it): write this report again once it "
+    "has ended"
+)
 # What a conflict asks of the user: in the Summary and under the run's outcome on the terminal
 CONFLICTS_ADVICE = N_(
     "{count} task(s) need a decision (not in retry.xlsx): a task of that name exists with "
@@ -678,10 +720,15 @@ CONFLICTS_ADVICE = N_(
 
 
 def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
-    counts = _task_counts(run.tasks)
-    steps: list[tuple[str, object]] = []
+    """What to do next, in the order to do it: the resume first (tasks not sent or of
+    unknown outcome, which only a resume may send: it looks them up first), then the re-run
+    of retry.xlsx, then the conflicts' decision; nothing while the run is still going on."""
+    if run.running_pid is not None:
+        return [(N_("next step"), _(RUNNING_ADVICE).format(pid=run.running_pid))]
+    steps = _resume_step(run)
     if command is not None:
-        steps.append((N_("re-run the failures"), command))
+        rerun = _("after the resume: {command}").format(command=command) if steps else command
+        steps.append((N_("re-run the failures"), rerun))
         steps.append(
             (N_("retry.xlsx holds"), _("the rows of {count} failed or gave-up task(s), "
              "ready to fix and re-run").format(count=len(run.retry_tasks)))
@@ -691,16 +738,26 @@ def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
             (N_("re-run the failures"), _("nothing to re-run: no task failed or gave up "
              "(no retry.xlsx)"))
         )  # fmt: skip
-    if counts[Outcome.CONFLICT]:
-        conflicts = _(CONFLICTS_ADVICE).format(count=counts[Outcome.CONFLICT])
-        steps.append((N_("conflicts"), conflicts))
-    if counts[Outcome.NOT_ATTEMPTED]:
-        resume = resume_command(run.meta, run.run_dir)
-        steps.append(
-            (N_("not sent yet"), _("{count} task(s); resume with: {command}").format(
-                count=counts[Outcome.NOT_ATTEMPTED], command=resume))
-        )  # fmt: skip
+    conflicts = _task_counts(run.tasks)[Outcome.CONFLICT]
+    if conflicts:
+        steps.append((N_("conflicts"), _(CONFLICTS_ADVICE).format(count=conflicts)))
     return steps
+
+
+def _resume_step(run: _Run) -> list[tuple[str, object]]:
+    """The resume, when tasks are not sent yet or their outcome is unknown."""
+    left = run.tally
+    if not left.unfinished:
+        return []
+    resume = resume_command(run.meta, run.run_dir)
+    if not left.unknown:
+        text = _("{count} task(s); resume with: {command}")
+        return [(N_("not sent yet"), text.format(count=left.unsent, command=resume))]
+    text = _(
+        "{count} task(s) not sent yet or of unknown outcome (never in retry.xlsx: the resume "
+        "looks them up before sending); resume with: {command}"
+    )
+    return [(N_("not finished"), text.format(count=left.unfinished, command=resume))]
 
 
 def _outcome_lines(run: _Run) -> list[list[object]]:
@@ -762,6 +819,8 @@ def _status(run: _Run) -> str:
     """``done`` only when no task is left unsent or unknown (``--limit``, a project that
     could not be listed): a run with work left is ``unfinished``, never ``done``."""
     meta = run.meta
+    if run.running_pid is not None:
+        return "running"
     if meta.stop_reason == "done" and run.tally.unfinished:
         return "unfinished"
     if meta.stop_reason:

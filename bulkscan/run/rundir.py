@@ -50,6 +50,7 @@ __all__ = [
     "lock_run_dir",
     "lock_sending",
     "remove_unused_run_dir",
+    "run_dir_user",
     "state_dir",
 ]
 
@@ -155,6 +156,23 @@ def lock_run_dir(run_dir: Path) -> int:
         ) from None
     _rewrite(fd, f"{os.getpid()}\n".encode("ascii"))
     return fd
+
+
+def run_dir_user(run_dir: Path) -> str | None:
+    """The pid of the live process that holds ``run_dir`` (a run sending, a command acting on
+    its tasks), or None when none does (never run, ended, or killed: the kernel released its
+    lock).  Looks with a shared lock taken and dropped at once, so it never waits."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+    finally:
+        os.close(fd)  # closing drops the shared lock, if it was taken
+    return None
 
 
 class _Held(Exception):

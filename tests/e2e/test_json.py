@@ -122,7 +122,10 @@ def test_every_answer_has_the_envelope(answers: list[Answer]) -> None:
 
 def test_the_answers_end_every_way(answers: list[Answer]) -> None:
     """The sequence reaches each status, so the envelope is checked on each."""
-    assert {a.document["status"] for a in answers} == {"ok", "incomplete", "invalid"}
+    assert {a.document["status"] for a in answers} == {"ok", "incomplete", "invalid", "stopped"}
+    (report,) = (a for a in answers if a.command == "report")  # of the canary: unfinished
+    assert (report.code, report.document["run_status"]) == (3, "unfinished")
+    assert report.document["next"]["command"] == report.document["resume_command"]
     (refused,) = (a for a in answers if "missing.xlsx" in a.argv)
     assert refused.code == 2 and "missing.xlsx" in refused.document["error"]
 

@@ -29,7 +29,7 @@ from bulkscan.dsc.credentials import AkSk
 from bulkscan.events import Attempt, AttemptStarted, Event
 from bulkscan.input.loader import load_input
 from bulkscan.input.validate import validate
-from bulkscan.models import Outcome
+from bulkscan.models import Outcome, Status
 from bulkscan.plan import RunInput, build_plan, content_digest, plan_hash, serialise_body
 from bulkscan.report.results import (
     RESULTS_FILE,
@@ -488,16 +488,28 @@ async def test_a_crashed_run_is_reported_from_its_journal(tmp_path: Path) -> Non
     journal = _create_journal(run_dir, book, plan, ["bulkscan", "run", "dbs.xlsx"])
     journal.mark_started()
     journal.mark_sending(plan.tasks[1].key)  # sending when the process died
-    try:  # the writer still holds the run directory: the report needs no lock
-        paths = build_report(run_dir)
+    try:  # the writer still holds the run directory: the report needs no lock...
+        live = build_report(run_dir)
+        running = _summary(openpyxl.load_workbook(live.results)["Summary"])
     finally:
         journal.close()
+    # ...and says the run goes on, advising nothing (a resume would be refused, a re-run
+    # would send what the run is sending)
+    assert running["status"] == "running" and live.running_pid is not None
+    assert running["next step"].startswith("none while the run goes on (pid ")
+    assert live.next_command is None and live.status is Status.INCOMPLETE
+    paths = build_report(run_dir)  # the writer is gone: killed
     ws = openpyxl.load_workbook(paths.results)["Summary"]
     facts = _summary(ws)
-    assert facts["status"] == "unfinished"
+    assert facts["status"] == paths.run_status == "unfinished"
+    assert paths.status is Status.STOPPED and paths.running_pid is None
     assert facts["ended (UTC)"] is None
-    resume = f"5 task(s); resume with: bulkscan run {book.path} --resume {run_dir}"
-    assert facts["not sent yet"] == resume
+    resume = f"bulkscan run {book.path} --resume {run_dir}"
+    assert facts["not finished"] == (
+        "6 task(s) not sent yet or of unknown outcome (never in retry.xlsx: the resume looks "
+        f"them up before sending); resume with: {resume}"
+    )
+    assert paths.next_command == paths.resume_command == resume
     assert paths.counts[Outcome.UNKNOWN] == 1 and paths.counts[Outcome.NOT_ATTEMPTED] == 5
     # rows 3 and 4 (task 1, in flight): outcome unknown, so for the resume, never retry.xlsx
     assert paths.retry is None and paths.retry_rows == 0 and paths.rerun_command is None
@@ -558,15 +570,21 @@ def test_resume_and_rerun_keep_the_config_options_typed_before_run(tmp_path: Pat
 
 async def test_cli_report_rebuilds_and_prints(mixed: Mixed, capsys: Any) -> None:
     (mixed.run_dir / RESULTS_FILE).unlink(missing_ok=True)
-    assert main(["report", str(mixed.run_dir), "--json"]) == 0
+    assert main(["report", str(mixed.run_dir), "--json"]) == 1  # done, with failures
     document = json.loads(capsys.readouterr().out)
     assert document["results"] == str(mixed.run_dir / RESULTS_FILE)
     assert document["retry"] == str(mixed.run_dir / RETRY_FILE)
     assert document["outcomes"]["failed"] == 2 and document["retry_rows"] == 4
+    assert (document["status"], document["run_status"], document["unfinished"]) == (
+        "incomplete", "done", 0
+    )  # fmt: skip
+    assert document["next"]["command"] == document["rerun_command"]
+    assert document["resume_command"] is None
     assert (mixed.run_dir / RESULTS_FILE).is_file()
-    assert main(["report", str(mixed.run_dir)]) == 0
+    assert main(["report", str(mixed.run_dir)]) == 1
     out = capsys.readouterr().out
     assert "re-run the failures with: bulkscan run" in out and "gave up" in out
+    assert "1 task(s) need a decision" in out and "resume" not in out
 
 
 def test_cli_report_of_a_folder_without_journal(tmp_path: Path, capsys: Any) -> None:
