@@ -26,6 +26,12 @@ Rules worth knowing (also stated on the workbook):
   the reports directory still holds in a task not yet settled (pending, sending, unknown) is
   *held*: resuming that run sends it, so it is left out of the uncovered workbook (a new run
   of those rows would give them a second task once the run is resumed).
+* **A run that cannot be resumed**: when a run's input is no longer the file it started
+  from (its SHA-256 differs from the journal's, or it cannot be read), its resume is refused,
+  so it holds nothing it would have to send: the instances of its tasks never sent go into the
+  uncovered workbook, their reason naming the run.  A task of unknown outcome (in flight when
+  the run stopped) still holds its instances until its settle window has passed when the
+  audit lists (a task created late would show by then): audit again after that.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from bulkscan import __version__
 from bulkscan.config import DEFAULT_PAGE_SIZE, DispatchSettings
 from bulkscan.errors import BulkscanError, DscError, ValidationFailed
 from bulkscan.events import Event, RateChanged, local_now
+from bulkscan.i18n import _
+from bulkscan.input.loader import input_sha256
 from bulkscan.input.validate import validate
 from bulkscan.models import InputBook, Instance, Issue, RawRow, RowRef, Sheet
 from bulkscan.run.ratelimit import AdaptiveRate
@@ -59,7 +67,7 @@ from bulkscan.run.remote import (
 )
 from bulkscan.run.retry import RetryPolicy
 from bulkscan.run.rundir import JOURNAL_FILE
-from bulkscan.run.states import UNFINISHED_STATES, CoverageStatus
+from bulkscan.run.states import UNFINISHED_STATES, CoverageStatus, TaskState
 
 if TYPE_CHECKING:
     import os
@@ -69,7 +77,7 @@ if TYPE_CHECKING:
     from bulkscan.dsc.client import DscClient, RemoteTask
     from bulkscan.models import DataSource
     from bulkscan.run.remote import Listed
-    from bulkscan.run.store import RunMeta
+    from bulkscan.run.store import RunMeta, TaskRecord
 
 __all__ = [
     "AuditEvent",
@@ -130,6 +138,8 @@ class InstanceCoverage:
     disabled: tuple[RemoteTask, ...] = ()  # disabled matching tasks (these do not)
     error: str | None = None  # why the status is unknown
     held_by: Path | None = None  # the unfinished run directory that holds it (HELD)
+    held_until: dt.datetime | None = None  # held by a run that cannot be resumed: until then
+    dropped_by: UnfinishedRun | None = None  # would have sent it, but cannot be resumed
 
     @property
     def covered(self) -> bool:
@@ -220,9 +230,20 @@ class AuditResult:
     groups: tuple[GroupListing, ...]
     meta: AuditMeta
     held_by: tuple[UnfinishedRun, ...] = ()  # the unfinished runs holding some instance
+    stale: tuple[UnfinishedRun, ...] = ()  # runs that cannot be resumed, of some instance
 
     def count(self, status: CoverageStatus) -> int:
         return sum(1 for c in self.coverage if c.status is status)
+
+    @property
+    def resumable(self) -> tuple[UnfinishedRun, ...]:
+        """The runs holding instances that a resume of theirs would send."""
+        return tuple(r for r in self.held_by if r.stale is None)
+
+    def held_in(self, runs: Iterable[UnfinishedRun]) -> int:
+        """How many instances ``runs`` hold."""
+        dirs = {r.run_dir for r in runs}
+        return sum(1 for c in self.coverage if c.held_by is not None and c.held_by in dirs)
 
     @property
     def covered(self) -> int:
@@ -449,19 +470,34 @@ def _coverage(
 
 @dataclass(frozen=True, slots=True)
 class UnfinishedRun:
-    """A run directory whose journal still has tasks not settled: resuming it sends them."""
+    """A run directory whose journal still has tasks not settled: resuming it sends them.
+
+    ``sources`` are the (project, region, source) of the tasks that hold their instances:
+    every unfinished one while the run can be resumed.  ``stale`` says why it cannot (its
+    input changed since it started, or cannot be read: its resume is refused); then only its
+    tasks of unknown outcome whose settle window had not passed when the audit listed hold
+    (until ``settles_at``), and ``dropped`` are the sources of the others, which that run will
+    never send and which are not in DSC.
+    """
 
     run_dir: Path
     meta: RunMeta
     tasks: int  # tasks pending, sending or of unknown outcome
     sources: tuple[tuple[str, str, DataSource], ...]  # (project, region, source) of those
+    stale: str | None = None
+    dropped: tuple[tuple[str, str, DataSource], ...] = ()
+    settles_at: dt.datetime | None = None
 
 
-def unfinished_runs(reports_dir: str | os.PathLike[str]) -> tuple[UnfinishedRun, ...]:
+def unfinished_runs(
+    reports_dir: str | os.PathLike[str], *, listed_at: dt.datetime | None = None
+) -> tuple[UnfinishedRun, ...]:
     """Every run directory in ``reports_dir`` with tasks not yet settled, oldest first.
 
     Journals are read only (a run in progress is read too); a directory whose journal cannot
-    be read (damaged, from a newer bulkscan) holds nothing here.
+    be read (damaged, from a newer bulkscan) holds nothing here.  ``listed_at``: when the
+    audit began to list the service's tasks (default: now), for the settle windows of a run
+    that cannot be resumed.
     """
     parent = Path(reports_dir)
     if not parent.is_dir():
@@ -469,13 +505,13 @@ def unfinished_runs(reports_dir: str | os.PathLike[str]) -> tuple[UnfinishedRun,
     found = []
     for entry in sorted(parent.iterdir()):
         if (entry / JOURNAL_FILE).is_file():
-            run = _unfinished(entry)
+            run = _unfinished(entry, listed_at or local_now())
             if run is not None:
                 found.append(run)
     return tuple(found)
 
 
-def _unfinished(run_dir: Path) -> UnfinishedRun | None:
+def _unfinished(run_dir: Path, listed_at: dt.datetime) -> UnfinishedRun | None:
     from bulkscan.run.store import Journal  # here: ``--help`` loads this module, not the store
 
     try:
@@ -486,29 +522,94 @@ def _unfinished(run_dir: Path) -> UnfinishedRun | None:
         return None
     if not tasks:
         return None
-    sources = tuple((t.project_id, t.region, s) for t in tasks for s in t.sources)
-    return UnfinishedRun(run_dir, meta, len(tasks), sources)
+    stale = _stale(meta)
+    if stale is None:
+        return UnfinishedRun(run_dir, meta, len(tasks), _sources(tasks))
+    window = dt.timedelta(seconds=_settle_s(meta))
+    settling = [t for t in tasks if t.state is not TaskState.PENDING
+                and _last_sent(t) + window > listed_at]  # fmt: skip
+    dropped = [t for t in tasks if t not in settling]
+    settles_at = max((_last_sent(t) + window for t in settling), default=None)
+    return UnfinishedRun(run_dir, meta, len(tasks), _sources(settling), stale,
+                         _sources(dropped), settles_at)  # fmt: skip
+
+
+def _sources(tasks: Iterable[TaskRecord]) -> tuple[tuple[str, str, DataSource], ...]:
+    return tuple((t.project_id, t.region, s) for t in tasks for s in t.sources)
+
+
+def _stale(meta: RunMeta) -> str | None:
+    """Why a resume of the run would be refused for its input (the journal's check: the
+    input's SHA-256 now is not the one it started from), or None when it would not."""
+    csv_profiles = meta.profiles.file if meta.profiles and meta.input_format == "csv" else None
+    try:
+        now = input_sha256(meta.input_path, profiles_path=csv_profiles)
+    except OSError as exc:
+        return _("{file} cannot be read ({error})").format(
+            file=meta.input_path, error=exc.strerror or exc
+        )
+    if now == meta.input_sha256:
+        return None
+    return _("{file} has changed since it started").format(file=meta.input_path)
+
+
+def _settle_s(meta: RunMeta) -> float:
+    """The longest settle window the run's sessions used (a resume may have changed it)."""
+    sessions = [meta.settings, *([meta.last_resume.settings] if meta.last_resume else [])]
+    return max(float(s.get("dispatch", {}).get("settle_s", DispatchSettings().settle_s))
+               for s in sessions)  # fmt: skip
+
+
+def _last_sent(task: TaskRecord) -> dt.datetime:
+    """When the task was last sent, at the latest: a *sending* mark records no attempt."""
+    return max(t for t in (task.last_attempt_at, task.updated_at) if t is not None)
 
 
 def hold(result: AuditResult, runs: Sequence[UnfinishedRun]) -> AuditResult:
     """``result`` with each instance lacking an enabled task that one of ``runs`` still holds
-    marked *held* by it (by the one matching rule), so the uncovered workbook leaves it out."""
-    index: dict[_Key, list[tuple[DataSource, UnfinishedRun]]] = defaultdict(list)
-    for run in runs:
-        for project, region, source in run.sources:
-            index[(project, region, source.ins_id.strip())].append((source, run))
+    marked *held* by it (by the one matching rule), so the uncovered workbook leaves it out;
+    one that a run which cannot be resumed dropped stays uncovered, naming that run."""
+    held_index = _index((run, run.sources) for run in runs)
+    stale_index = _index((run, run.dropped) for run in runs)
     gap = (CoverageStatus.MISSING, CoverageStatus.DISABLED)
     coverage: list[InstanceCoverage] = []
     holding: list[UnfinishedRun] = []
+    stale: list[UnfinishedRun] = []
     for item in result.coverage:
-        holder = _holder(item, index.get(_key(item.instance), ())) if item.status in gap else None
-        if holder is None:
-            coverage.append(item)
-            continue
-        coverage.append(replace(item, status=CoverageStatus.HELD, held_by=holder.run_dir))
-        holding.append(holder)
-    held = tuple({run.run_dir: run for run in holding}.values())
-    return replace(result, coverage=tuple(coverage), held_by=held)
+        key = _key(item.instance)
+        holder = _holder(item, held_index.get(key, ())) if item.status in gap else None
+        dropper = _holder(item, stale_index.get(key, ())) if item.status in gap else None
+        coverage.append(_marked(item, holder, dropper))
+        holding += [holder] if holder is not None else []
+        stale += [r for r in (holder, dropper) if r is not None and r.stale is not None]
+    return replace(result, coverage=tuple(coverage), held_by=_distinct(holding),
+                   stale=_distinct(stale))  # fmt: skip
+
+
+def _marked(
+    item: InstanceCoverage, holder: UnfinishedRun | None, dropper: UnfinishedRun | None
+) -> InstanceCoverage:
+    """``item`` held by ``holder``, else naming the run that dropped it, else as it was."""
+    if holder is not None:
+        until = holder.settles_at if holder.stale is not None else None
+        return replace(item, status=CoverageStatus.HELD, held_by=holder.run_dir, held_until=until)
+    if dropper is not None:
+        return replace(item, dropped_by=dropper)
+    return item
+
+
+def _index(
+    runs: Iterable[tuple[UnfinishedRun, Iterable[tuple[str, str, DataSource]]]],
+) -> dict[_Key, list[tuple[DataSource, UnfinishedRun]]]:
+    index: dict[_Key, list[tuple[DataSource, UnfinishedRun]]] = defaultdict(list)
+    for run, sources in runs:
+        for project, region, source in sources:
+            index[(project, region, source.ins_id.strip())].append((source, run))
+    return index
+
+
+def _distinct(runs: Iterable[UnfinishedRun]) -> tuple[UnfinishedRun, ...]:
+    return tuple({run.run_dir: run for run in runs}.values())
 
 
 def _holder(

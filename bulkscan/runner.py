@@ -986,7 +986,8 @@ async def audit(
             page_size=page_size,
             connection=described,
         )
-    runs = await asyncio.to_thread(_audit.unfinished_runs, reports_dir)
+    listed_at = result.meta.started_at  # settle windows are judged from when listing began
+    runs = await asyncio.to_thread(_audit.unfinished_runs, reports_dir, listed_at=listed_at)
     result = _audit.hold(result, runs)
     return await asyncio.to_thread(write_audit, result, reports_dir, run_options=run_options)
 

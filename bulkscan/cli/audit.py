@@ -18,7 +18,7 @@ from bulkscan.run.states import CoverageStatus
 if TYPE_CHECKING:
     import argparse
 
-    from bulkscan.audit import AuditEvent, GroupListed
+    from bulkscan.audit import AuditEvent, AuditResult, GroupListed, UnfinishedRun
     from bulkscan.runner import AuditReport
 
 __all__ = ["register"]
@@ -32,7 +32,9 @@ when something is not covered, REPORTS/<inventory>-uncovered-<time>.xlsx, an inp
 that `bulkscan run` takes to create the missing tasks. A task that is disabled does not count
 as coverage. An instance still in a task that an unfinished run in REPORTS has not sent yet
 (a --limit canary, an interrupted run) is left out of the uncovered workbook: the next step
-printed is then `bulkscan run ... --resume DIR`, and audit again after it.
+printed is then `bulkscan run ... --resume DIR`, and audit again after it. A run whose input
+changed since it started cannot be resumed: the rows it never sent are in the uncovered
+workbook, and it is named as such.
 Exit 0: every instance covered; 1: some are not (or their project could not be
 listed); 2: input or usage error; 3: stopped by a fatal error (e.g. credentials refused)."""
 
@@ -164,9 +166,13 @@ def _print_summary(report: AuditReport) -> None:
     console.detail(_("audit workbook: {path}").format(path=report.workbook))
     if report.uncovered is not None:
         console.detail(_("uncovered rows: {path}").format(path=report.uncovered))
-    held = result.count(CoverageStatus.HELD)
+    from bulkscan.report.audit import stale_lines  # loaded by the audit's workbook already
+
+    for line in stale_lines(result):  # runs whose resume would be refused: never the next step
+        console.detail(line)
+    held = result.held_in(result.resumable)
     if report.resume_command is not None:  # the one next step: resume, then audit again
-        runs = len(result.held_by)
+        runs = len(result.resumable)
         console.detail(
             _(
                 "{held} instance(s) are in tasks of {runs} unfinished run(s), not sent yet (left "
@@ -185,7 +191,7 @@ def _next_step(report: AuditReport) -> Next | None:
     """What the text says to do next: resume the runs that hold instances, then audit again;
     else run the uncovered workbook."""
     if report.resume_command is not None:
-        held = report.result.count(CoverageStatus.HELD)
+        held = report.result.held_in(report.result.resumable)
         why = f"{held} instance(s) are in tasks of unfinished runs: resume, then audit again"
         return Next(report.resume_command, why)
     if report.run_command is not None:
@@ -210,6 +216,7 @@ def _summary_json(report: AuditReport) -> dict[str, Any]:
         "uncovered_workbook": str(report.uncovered) if report.uncovered else None,
         "run_command": report.run_command,
         "resume_command": report.resume_command,
+        "stale_runs": [_stale_json(result, run) for run in result.stale],
         "groups": [
             {"project_id": g.project_id, "region": g.region, "tasks": g.tasks, "error": g.error}
             for g in result.groups
@@ -225,4 +232,16 @@ def _summary_json(report: AuditReport) -> dict[str, Any]:
             }
             for c in result.uncovered
         ],
+    }
+
+
+def _stale_json(result: AuditResult, run: UnfinishedRun) -> dict[str, Any]:
+    """A run that cannot be resumed: why, its instances in the uncovered workbook, and those
+    it still holds (a task of unknown outcome) until when."""
+    return {
+        "run_dir": str(run.run_dir),
+        "reason": run.stale,
+        "uncovered": sum(1 for c in result.coverage if c.dropped_by and c.dropped_by == run),
+        "held": result.held_in((run,)),
+        "held_until": run.settles_at.isoformat() if run.settles_at and run.sources else None,
     }

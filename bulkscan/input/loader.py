@@ -52,6 +52,7 @@ __all__ = [
     "ACCEPTED_FORMATS",
     "above_pattern",
     "column_letter",
+    "input_sha256",
     "load_input",
     "load_rows",
     "paused_gc",
@@ -389,10 +390,29 @@ def _load_csv(
         extra = _read_file(profiles_name, limits)
         target = _Target(profiles_name, schema.PROFILES_SHEET, schema.PROFILE_COLUMNS, limits)
         profiles = _read_csv_sheet(extra, target, encoding)
-        # Stable across runs and independent of the paths: one hash per file, then combined.
-        pair = f"{digest}\n{hashlib.sha256(extra).hexdigest()}\n"
-        digest = hashlib.sha256(pair.encode("ascii")).hexdigest()
+        digest = _paired(digest, hashlib.sha256(extra).hexdigest())
     return InputBook(name, digest, instances, profiles, "csv", profiles_path=profiles_name)
+
+
+def _paired(digest: str, extra: str) -> str:
+    """The SHA-256 of an inventory and its profiles file: stable across runs and independent
+    of the paths (one hash per file, then combined)."""
+    return hashlib.sha256(f"{digest}\n{extra}\n".encode("ascii")).hexdigest()
+
+
+def input_sha256(
+    path: str | os.PathLike[str], *, profiles_path: str | os.PathLike[str] | None = None
+) -> str:
+    """The SHA-256 ``load_input`` gives the input at ``path`` (and its CSV profiles file),
+    read without its cells: how a run's journal knows its input unchanged.  ``OSError`` when
+    a file cannot be read."""
+
+    def of(name: str | os.PathLike[str]) -> str:
+        with Path(name).open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+
+    digest = of(path)
+    return digest if profiles_path is None else _paired(digest, of(profiles_path))
 
 
 def _read_csv_sheet(data: bytes, target: _Target, encoding: str | None) -> Sheet:

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     from openpyxl import Workbook
 
-    from bulkscan.audit import AuditResult, InstanceCoverage, TaskFinding
+    from bulkscan.audit import AuditResult, InstanceCoverage, TaskFinding, UnfinishedRun
     from bulkscan.dsc.client import RemoteTask
     from bulkscan.report.cells import Tone
 
@@ -70,6 +70,7 @@ __all__ = [
     "coverage_table",
     "gap_task_name",
     "resume_step",
+    "stale_lines",
     "uncovered_reason",
     "uncovered_rows",
     "write_audit_workbook",
@@ -251,7 +252,17 @@ def uncovered_reason(item: InstanceCoverage) -> str:
             f"only disabled tasks name it ({tasks}): enable one in the console, or run this "
             "row to create a new task"
         )
+    if item.dropped_by is not None:
+        return (
+            f"no task in {where} names it; its task in {_stale_text(item.dropped_by)} was never "
+            "sent: run this row to create one"
+        )
     return f"no task in {where} names it: run this row to create one"
+
+
+def _stale_text(run: UnfinishedRun) -> str:
+    """A run that cannot be resumed, and why, in words."""
+    return f"run {run.run_dir}, which cannot be resumed ({run.stale})"
 
 
 def _uncovered_table(result: AuditResult) -> tuple[list[str], list[list[object]]]:
@@ -270,29 +281,63 @@ def _uncovered_table(result: AuditResult) -> tuple[list[str], list[list[object]]
 
 
 def resume_step(result: AuditResult) -> str | None:
-    """The one next step when unfinished runs hold uncovered instances: resume the first."""
-    if not result.held_by:
+    """The one next step when unfinished runs hold uncovered instances: resume the first that
+    can be resumed (a run whose input changed since it started would refuse)."""
+    if not result.resumable:
         return None
-    run = result.held_by[0]
+    run = result.resumable[0]
     return resume_command(run.meta, run.run_dir)
 
 
 def _held_count(result: AuditResult) -> list[tuple[str, object]]:
-    """The Summary's line for held instances, when there are any."""
-    held = result.count(CoverageStatus.HELD)
-    return [(N_("held by an unfinished run (resume it)"), held)] if held else []
+    """The Summary's lines for held instances, when there are any."""
+    held = result.held_in(result.resumable)
+    waiting = result.count(CoverageStatus.HELD) - held
+    lines: list[tuple[str, object]] = []
+    if held:
+        lines.append((N_("held by an unfinished run (resume it)"), held))
+    if waiting:
+        lines.append((N_("held: a stopped run's task of unknown outcome (audit again later)"),
+                      waiting))  # fmt: skip
+    return lines
 
 
 def _held_lines(result: AuditResult) -> list[str]:
-    held = result.count(CoverageStatus.HELD)
-    if not held:
-        return []
-    runs = ", ".join(str(r.run_dir) for r in result.held_by)
-    return [
-        f"{held} instance(s) are in tasks of unfinished run(s) ({runs}) not sent yet: they "
-        "are left out of the uncovered workbook. Resume first, then audit again: "
-        f"{resume_step(result)}"
-    ]
+    lines = stale_lines(result)
+    held = result.held_in(result.resumable)
+    if held:
+        runs = ", ".join(str(r.run_dir) for r in result.resumable)
+        lines.append(
+            f"{held} instance(s) are in tasks of unfinished run(s) ({runs}) not sent yet: they "
+            "are left out of the uncovered workbook. Resume first, then audit again: "
+            f"{resume_step(result)}"
+        )
+    return lines
+
+
+def stale_lines(result: AuditResult) -> list[str]:
+    """What the audit says of each run that cannot be resumed: which of its instances are in
+    the uncovered workbook, and which it still holds (a task in flight when it stopped) and
+    until when."""
+    lines: list[str] = []
+    for run in result.stale:
+        dropped = sum(1 for c in result.coverage if c.dropped_by and c.dropped_by == run)
+        held = result.held_in((run,))
+        text = _("run {run_dir} cannot be resumed: {why}").format(
+            run_dir=run.run_dir, why=run.stale
+        )
+        if dropped:
+            text += _("; its {count} instance(s) never sent are in the uncovered workbook").format(
+                count=dropped
+            )
+        if held and run.settles_at is not None:
+            text += _(
+                "; {count} instance(s) of its tasks of unknown outcome (in flight when it "
+                "stopped) are held until {time}, when a task created late would show: audit "
+                "again then"
+            ).format(count=held, time=run.settles_at.strftime("%Y-%m-%d %H:%M:%S %z"))
+        lines.append(text)
+    return lines
 
 
 def _close_gap_lines(result: AuditResult, uncovered: Path | None, command: str | None) -> list[str]:
@@ -512,8 +557,14 @@ def _coverage_note(item: InstanceCoverage) -> str:
         found.append("every covering task is periodic with its schedule switch off")
     if item.status is CoverageStatus.DISABLED:
         found.append("enable a task in the console, or run the uncovered workbook")
-    if item.held_by is not None:
+    if item.held_by is not None and item.held_until is not None:
+        until = item.held_until.strftime("%Y-%m-%d %H:%M:%S %z")
+        found.append(f"in a task of run {item.held_by} of unknown outcome: audit again after "
+                     f"{until}")  # fmt: skip
+    elif item.held_by is not None:
         found.append(f"an unfinished run holds it: resume {item.held_by}")
+    if item.dropped_by is not None:
+        found.append(f"its task in {_stale_text(item.dropped_by)} was never sent")
     if len(item.rows) > 1:
         others = ", ".join(str(r.row) for r in item.rows[1:])
         found.append(f"also listed in row(s) {others}")

@@ -7,7 +7,10 @@ simulator, and the requests it answered through its control API.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
+import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,8 @@ from typing import Any
 import aiohttp
 import openpyxl
 
-from bulkscan.sim.server import Simulator, parse_list_shape
+from bulkscan.sim.server import Faults, Simulator, parse_list_shape
+from tests.e2e._cli import finish, sim_env, start
 from tests.e2e.test_operator import _piped
 from tests.e2e.test_run_e2e import P1, REGION, rows_sheet
 
@@ -240,3 +244,98 @@ async def test_a_run_that_meets_a_conflict_says_what_to_decide(tmp_path: Path) -
     last = clashed.out.strip().splitlines()[-1]
     assert last.startswith("1 task(s) need a decision (not in retry.xlsx): a task of that name")
     assert "--on-conflict update" in last and "nothing left to do" not in clashed.out
+
+
+async def test_an_audit_after_the_input_changed_sends_no_one_to_a_refused_resume(
+    tmp_path: Path,
+) -> None:
+    """The canary's input gained a row since: its run can no longer be resumed (the journal
+    refuses an input whose SHA-256 changed), so the audit does not point there; the rows the
+    run never sent are in the uncovered workbook, whose run closes the whole gap once."""
+    first = [f"ins-{i}" for i in range(10)]
+    wave = _wave(tmp_path / "in10.xlsx", first, per_task=1)
+    reports = tmp_path / "r"
+    async with Simulator(projects=[P1]) as sim:
+        where = ["--endpoint", sim.url, "--reports-dir", reports]
+        canary = await _piped(tmp_path, b"", "run", wave, *where, "--yes", "--limit", "3",
+                              "--no-remote-check")  # fmt: skip
+        assert canary.code == 0, canary.err
+        assert len(sim.tasks) == 3
+        (run_dir,) = [d for d in reports.iterdir() if d.is_dir()]
+        _wave(wave, [*first, "ins-new"], per_task=1)  # a row appended to the same file
+        refused = await _piped(tmp_path, b"", "run", wave, *where, "--yes", "--resume", run_dir)
+        assert refused.code == 2 and "has changed since run" in refused.err  # as it was
+
+        audited = await _piped(tmp_path, b"", "audit", wave, *where, "--json")
+        assert audited.code == 1, audited.err
+        found = json.loads(audited.out)
+        assert "held" not in found["outcomes"] and found["resume_command"] is None
+        assert found["outcomes"]["not_covered"] == 8  # the 7 never sent, and the new row
+        assert found["next"]["command"] == found["run_command"]
+        gap = openpyxl.load_workbook(found["uncovered_workbook"], read_only=True)
+        rows = list(gap["instances"].iter_rows(min_row=2, values_only=True))
+        gap.close()
+        assert sorted(r[0] for r in rows) == sorted([*first[3:], "ins-new"])
+        why = {r[0]: r[-1] for r in rows}
+        assert f"run {run_dir}" in why["ins-5"] and "cannot be resumed" in why["ins-5"]
+        assert "in10.xlsx has changed since it started" in why["ins-5"]
+        text = await _piped(tmp_path, b"", "audit", wave, *where)
+        assert text.code == 1, text.err
+        assert "--resume" not in text.out and "resume first" not in text.out
+        assert f"run {run_dir} cannot be resumed: {wave} has changed since it started" in text.out
+        assert text.out.rstrip().splitlines()[-1].startswith("to close the gap, run: bulkscan ")
+
+        # following the one next step: every instance in one task, nothing covered twice
+        closing = await _piped(tmp_path, b"", "run", found["uncovered_workbook"], *where, "--yes")
+        assert closing.code == 0, closing.err
+        assert sorted(_coverage(sim).items()) == [(i, 1) for i in sorted([*first, "ins-new"])]
+        final = await _piped(tmp_path, b"", "audit", wave, *where, "--json")
+        assert final.code == 0, final.err
+
+
+async def test_a_stopped_runs_tasks_of_unknown_outcome_stay_held_until_their_window_passed(
+    tmp_path: Path,
+) -> None:
+    """Killed while it looked up its 504s, a run whose input then changed cannot be resumed;
+    its tasks in flight may still be created late, so the audit holds their instances (never
+    in the uncovered workbook) until the run's settle window has passed, and says when."""
+    first = ["ins-a", "ins-b", "ins-c"]
+    wave = _wave(tmp_path / "in3.xlsx", first, per_task=1)
+    reports = tmp_path / "r"
+    late = Faults(late_create=1.0, late_create_s=8.0)  # the backend creates 8 s after its 504
+    async with Simulator(projects=[P1], faults=late) as sim:
+        where = ["--endpoint", sim.url, "--reports-dir", reports]
+        run = ("run", wave, *where, "--yes", "--no-remote-check", "--settle", "12")
+        proc = await start(tmp_path, *run, env=sim_env(TZ="UTC"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while sim.stats["requests"].get("late_create", 0) < 3:
+            assert proc.returncode is None and loop.time() < deadline, sim.stats
+            await asyncio.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        assert (await finish(proc)).code == -signal.SIGKILL
+        sim.set_faults(Faults())
+        _wave(wave, [*first, "ins-new"], per_task=1)  # a row appended since
+
+        audited = await _piped(tmp_path, b"", "audit", wave, *where, "--json")
+        assert audited.code == 1, audited.err
+        found = json.loads(audited.out)
+        assert sim.tasks == []  # not created yet: their outcome is not known
+        assert found["outcomes"] == {"held": 3, "not_covered": 1}
+        assert found["resume_command"] is None  # its resume would be refused
+        assert [u["ins_id"] for u in found["uncovered"]] == ["ins-new"]
+        (stale,) = found["stale_runs"]
+        assert (stale["held"], stale["uncovered"]) == (3, 0)
+        assert "in3.xlsx has changed since it started" in stale["reason"]
+        until = dt.datetime.fromisoformat(stale["held_until"])
+        text = await _piped(tmp_path, b"", "audit", wave, *where)
+        assert "are held until " in text.out and "audit again then" in text.out
+        assert "--resume" not in text.out
+
+        # once the window has passed, the tasks created late are there: covered, once
+        await asyncio.sleep(max(0.0, (until - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
+        again = await _piped(tmp_path, b"", "audit", wave, *where, "--json")
+        after = json.loads(again.out)
+        assert after["outcomes"] == {"covered": 3, "not_covered": 1}, after
+        assert [u["ins_id"] for u in after["uncovered"]] == ["ins-new"]
+        assert sorted(_coverage(sim).items()) == [(i, 1) for i in first]
