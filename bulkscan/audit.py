@@ -26,6 +26,8 @@ Rules worth knowing (also stated on the workbook):
   the reports directory still holds in a task not yet settled (pending, sending, unknown) is
   *held*: resuming that run sends it, so it is left out of the uncovered workbook (a new run
   of those rows would give them a second task once the run is resumed).
+* **A run still going on** holds every instance of its unfinished tasks (it sends them), but
+  its resume, which its lock would refuse, is not the next step: audit again once it ended.
 * **A run that cannot be resumed**: when a run's input is no longer the file it started
   from (its SHA-256 differs from the journal's, or it cannot be read), its resume is refused,
   so it holds nothing it would have to send: the instances of its tasks never sent go into the
@@ -66,7 +68,7 @@ from bulkscan.run.remote import (
     tells_enabled,
 )
 from bulkscan.run.retry import RetryPolicy
-from bulkscan.run.rundir import JOURNAL_FILE
+from bulkscan.run.rundir import JOURNAL_FILE, run_dir_user
 from bulkscan.run.states import UNFINISHED_STATES, CoverageStatus, TaskState
 
 if TYPE_CHECKING:
@@ -473,11 +475,12 @@ class UnfinishedRun:
     """A run directory whose journal still has tasks not settled: resuming it sends them.
 
     ``sources`` are the (project, region, source) of the tasks that hold their instances:
-    every unfinished one while the run can be resumed.  ``stale`` says why it cannot (its
-    input changed since it started, or cannot be read: its resume is refused); then only its
-    tasks of unknown outcome whose settle window had not passed when the audit listed hold
-    (until ``settles_at``), and ``dropped`` are the sources of the others, which that run will
-    never send and which are not in DSC.
+    every unfinished one while the run can be resumed.  ``stale`` says why it cannot: it is
+    still going on (``live``: a process holds its directory and may send every task, so all
+    still hold), or its input changed since it started, or cannot be read (its resume is
+    refused); then only its tasks of unknown outcome whose settle window had not passed when
+    the audit listed hold (until ``settles_at``), and ``dropped`` are the sources of the
+    others, which that run will never send and which are not in DSC.
     """
 
     run_dir: Path
@@ -487,6 +490,7 @@ class UnfinishedRun:
     stale: str | None = None
     dropped: tuple[tuple[str, str, DataSource], ...] = ()
     settles_at: dt.datetime | None = None
+    live: bool = False
 
 
 def unfinished_runs(
@@ -522,6 +526,10 @@ def _unfinished(run_dir: Path, listed_at: dt.datetime) -> UnfinishedRun | None:
         return None
     if not tasks:
         return None
+    pid = run_dir_user(run_dir)
+    if pid is not None:  # a resume would be refused while it runs; what it holds, it sends
+        why = _("it is still going on (pid {pid})").format(pid=pid)
+        return UnfinishedRun(run_dir, meta, len(tasks), _sources(tasks), why, live=True)
     stale = _stale(meta)
     if stale is None:
         return UnfinishedRun(run_dir, meta, len(tasks), _sources(tasks))

@@ -297,7 +297,7 @@ def _held_count(result: AuditResult) -> list[tuple[str, object]]:
     if held:
         lines.append((N_("held by an unfinished run (resume it)"), held))
     if waiting:
-        lines.append((N_("held: a stopped run's task of unknown outcome (audit again later)"),
+        lines.append((N_("held by a run that cannot be resumed now (audit again later)"),
                       waiting))  # fmt: skip
     return lines
 
@@ -330,7 +330,10 @@ def stale_lines(result: AuditResult) -> list[str]:
             text += _("; its {count} instance(s) never sent are in the uncovered workbook").format(
                 count=dropped
             )
-        if held and run.settles_at is not None:
+        if held and run.live:
+            text += _("; its {count} instance(s) not sent yet are held: audit again once it "
+                      "has ended").format(count=held)  # fmt: skip
+        elif held and run.settles_at is not None:
             text += _(
                 "; {count} instance(s) of its tasks of unknown outcome (in flight when it "
                 "stopped) are held until {time}, when a task created late would show: audit "

@@ -339,3 +339,47 @@ async def test_a_stopped_runs_tasks_of_unknown_outcome_stay_held_until_their_win
         assert after["outcomes"] == {"covered": 3, "not_covered": 1}, after
         assert [u["ins_id"] for u in after["uncovered"]] == ["ins-new"]
         assert sorted(_coverage(sim).items()) == [(i, 1) for i in first]
+
+
+async def test_while_a_run_goes_on_the_audit_holds_its_rows_and_offers_no_resume(
+    tmp_path: Path,
+) -> None:
+    """A run still sending would refuse a resume (its directory is in use), so the audit
+    holds the rows it will send without printing its resume; once it stopped, the resume."""
+    names = [f"ins-{i:02}" for i in range(30)]
+    wave = _wave(tmp_path / "slow.xlsx", names, per_task=1)
+    reports = tmp_path / "r"
+    async with Simulator(projects=[P1]) as sim:
+        where = ["--endpoint", sim.url, "--reports-dir", reports]
+        run = ("run", wave, *where, "--yes", "--no-remote-check", "--rate", "2/s")
+        proc = await start(tmp_path, *run, env=sim_env(TZ="UTC"))
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while len(sim.tasks) < 2:
+                assert proc.returncode is None and loop.time() < deadline, sim.stats
+                await asyncio.sleep(0.01)
+            audited = await _piped(tmp_path, b"", "audit", wave, *where, "--json")
+            text = await _piped(tmp_path, b"", "audit", wave, *where)
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGKILL)
+            ended = await finish(proc)
+        assert ended.code == -signal.SIGKILL, ended.err  # still going on when audited
+        found = json.loads(audited.out)
+        assert audited.code == 1, audited.err
+        assert found["resume_command"] is None and found["uncovered"] == []
+        assert found["outcomes"]["held"] >= 20 and found["next"] is None
+        (live,) = found["stale_runs"]
+        assert f"it is still going on (pid {proc.pid})" in live["reason"]
+        assert live["uncovered"] == 0 and live["held"] == found["outcomes"]["held"]
+        assert "audit again once it has ended" in text.out and "--resume" not in text.out
+
+        # killed, the run can be resumed: that is the one next step, and it closes the gap
+        after = await _piped(tmp_path, b"", "audit", wave, *where, "--json")
+        resumed = json.loads(after.out)
+        assert resumed["stale_runs"] == [] and resumed["uncovered"] == []
+        assert resumed["next"]["command"] == resumed["resume_command"]
+        followed = await _piped(tmp_path, b"", *resumed["next"]["argv"][1:])
+        assert followed.code == 0, followed.err
+        assert sorted(_coverage(sim).items()) == [(i, 1) for i in names]
