@@ -66,6 +66,7 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import random
 import re
 import socket
@@ -392,7 +393,7 @@ class Simulator:
         except web.HTTPRequestEntityTooLarge:
             return self._deny(_TOO_LARGE, None)
         region, path = _scoped(request.path)
-        _REGION.set(region)  # this request's task (and a late create it schedules) only
+        _REGION.set(region)  # this request's task, and a late create it schedules, only
         route = _route(request.method, path)
         if route is None:
             return self._deny(_API_NOT_FOUND, None)
@@ -526,8 +527,8 @@ class Simulator:
             self._check_assets(project, body)
         except BadRequest as exc:
             return self._deny(_refusal(exc), project)
-        loop = asyncio.get_running_loop()
-        loop.call_later(delay_s, self._store.create, project, body, now + delay_s)
+        create = functools.partial(self._store.create, region=_REGION.get())  # as on time
+        asyncio.get_running_loop().call_later(delay_s, create, project, body, now + delay_s)
         return self._deny(dataclasses.replace(_GATEWAY_TIMEOUT, outcome="late_create"), project)
 
     def add_task(self, project_id: str, body: dict[str, Any]) -> dict[str, Any]:

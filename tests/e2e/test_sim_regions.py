@@ -7,6 +7,7 @@ only another region's tasks.  A plain ``URL/v1/...`` still sees every task.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -14,8 +15,8 @@ import pytest
 
 from bulkscan.dsc.client import DscClient, Endpoints
 from bulkscan.dsc.credentials import AkSk
-from bulkscan.errors import UsageError
-from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Simulator, region_endpoint
+from bulkscan.errors import DscError, UsageError
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, region_endpoint
 
 PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 
@@ -56,3 +57,24 @@ def test_an_endpoint_with_a_region_placeholder_checks_the_region() -> None:
     assert endpoints.url_for("cn-north-4") == "https://proxy.example/dsc/cn-north-4"
     with pytest.raises(UsageError, match="not a region name"):
         endpoints.url_for("../admin")
+
+
+@pytest.mark.asyncio
+async def test_a_late_created_task_is_listed_only_in_the_region_it_was_sent_to() -> None:
+    """``late_create`` answers 504 and creates the task later: in the request's region, as
+    an on-time create would, not in every region of the project."""
+    async with Simulator(faults=Faults(late_create=1.0, late_create_s=0.2)) as sim:
+        async with aiohttp.ClientSession() as session:
+            scoped = _client(session, region_endpoint(sim.url))
+            with pytest.raises(DscError):
+                await scoped.create_task(PROJECT, _body("late"), region="cn-north-4")
+            for _ in range(100):  # the backend finishes late (bounded wait)
+                if sim.tasks:
+                    break
+                await asyncio.sleep(0.02)
+            sim.set_faults(Faults())
+            north = await scoped.list_tasks(PROJECT, region="cn-north-4")
+            south = await scoped.list_tasks(PROJECT, region="cn-south-1")
+        assert [t.name for t in north] == ["late"]
+        assert south == []
+        assert [t["region"] for t in sim.tasks] == ["cn-north-4"]
