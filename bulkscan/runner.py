@@ -395,14 +395,13 @@ class RunResult:
 
     @property
     def status(self) -> Status:
-        """STOPPED when stopped, or when work is left that ``limit`` did not hold back;
-        INCOMPLETE when some task failed; else OK."""
+        """STOPPED when stopped, or when work is left that ``limit`` did not hold back
+        (unknown or pending: resumable, whatever else failed); INCOMPLETE when some task
+        failed; else OK."""
         d = self.dispatch
-        if d.stop_reason in ("fatal", "interrupted"):
+        if d.stop_reason in ("fatal", "interrupted") or d.unfinished > d.held_back:
             return Status.STOPPED
-        if self.failed:
-            return Status.INCOMPLETE
-        return Status.STOPPED if d.unfinished > d.held_back else Status.OK
+        return Status.INCOMPLETE if self.failed else Status.OK
 
 
 def _check_same_input(journal: Journal, prepared: Prepared, digest: str) -> None:

@@ -21,7 +21,8 @@ from bulkscan.config import DispatchSettings, settle_offsets
 from bulkscan.errors import UsageError
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
-from bulkscan.sim.server import Faults, Simulator
+from bulkscan.sim._assets import AssetInstance, Assets
+from bulkscan.sim.server import Faults, Simulator, parse_list_shape
 from tests.e2e._cli import bulkscan, sim_env
 from tests.e2e.test_run_messages import P1
 from tests.e2e.test_run_messages import write_inventory as _inventory
@@ -152,6 +153,28 @@ async def test_lookups_throttled_after_a_504_leave_tasks_unknown_never_resent(
     assert "resume with: bulkscan run" in said
     assert again == 0, said_again
     assert created == 0 and names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
+
+
+async def test_tasks_left_unknown_exit_3_even_when_others_failed(tmp_path: Path) -> None:
+    """Failed and unknown tasks together: the run is resumable, so it exits 3 (as the
+    README's table says), ``status`` is ``stopped`` and the last line is the resume."""
+    inventory = _inventory(tmp_path / "dbs.xlsx", 4)
+    known = Assets([AssetInstance(P1, f"ins-{i:04}", f"db-{i}") for i in range(3)])
+    lost = parse_list_shape("create=html-lost")  # a 200 page, no task: looked up, not found
+    async with Simulator(assets=known, list_shape=lost) as sim:
+        args = (str(inventory), "--endpoint", sim.url, "--no-remote-check", "--settle", "1")
+        run = ("run", *args, "--yes", "--reports-dir", tmp_path / "r")
+        done = await bulkscan(tmp_path, *run, env=sim_env(state=tmp_path / "state"))
+        json_code, answer = await _run(tmp_path, *args, "--resume", "--json")
+        assert sim.tasks == []
+    assert _states(tmp_path) == {TaskState.UNKNOWN: 3, TaskState.FAILED: 1}
+    assert done.code == 3, done.out + done.err
+    last = done.out.strip().splitlines()[-1]
+    assert last.startswith("3 task(s) not finished; resume with: bulkscan run "), done.out
+    document, _ = json.JSONDecoder().raw_decode(answer[answer.index("{") :])
+    assert (json_code, document["exit_code"], document["status"]) == (3, 3, "stopped"), answer
+    assert document["outcomes"] == {"failed": 1, "unknown": 3}
+    assert "--resume" in document["next"]["argv"]
 
 
 async def test_a_name_found_twice_at_the_end_is_reported(tmp_path: Path) -> None:

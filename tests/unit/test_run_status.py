@@ -34,6 +34,11 @@ def _result(stop: StopReason = "done", held_back: int = 0, **counts: int) -> Run
         (_result(created=1, pending=2, held_back=2), Status.OK, 0, 2),  # a canary (--limit)
         (_result(created=1, pending=2, held_back=1), Status.STOPPED, 0, 2),
         (_result(created=1, unknown=1), Status.STOPPED, 0, 1),
+        # left unknown or pending is resumable (3) whatever else failed: a script that
+        # resumes on 3 must see it
+        (_result(failed=5, unknown=15), Status.STOPPED, 5, 15),
+        (_result(created=1, gave_up=1, pending=2, held_back=1), Status.STOPPED, 1, 2),
+        (_result(created=1, conflict=1, pending=2, held_back=2), Status.INCOMPLETE, 1, 2),
     ],
 )
 def test_run_status(result: RunResult, status: Status, failed: int, unfinished: int) -> None:
