@@ -86,7 +86,7 @@ from bulkscan.run.rundir import (
     remove_unused_run_dir,
 )
 from bulkscan.run.states import UNFINISHED_STATES
-from bulkscan.run.store import Journal
+from bulkscan.run.store import Journal, PlanDiffers
 
 if TYPE_CHECKING:
     import ssl
@@ -110,6 +110,7 @@ __all__ = [
     "Checked",
     "Connection",
     "ExportReport",
+    "PlanDiffers",
     "Prepared",
     "ResolveReport",
     "RunResult",
@@ -405,10 +406,12 @@ class RunResult:
 
 
 def _check_same_input(journal: Journal, prepared: Prepared, digest: str) -> None:
-    """Refuse to resume a run of another input or plan, saying why (``to_send`` asks before
-    the question, ``open_run`` before sending)."""
+    """Refuse to resume a run of another file or input, or with options that plan other
+    tasks (``PlanDiffers``, naming the run's own resume command, as its summary would);
+    ``to_send`` asks before the question, ``open_run`` before sending."""
     _check_same_file(journal.meta(), prepared)
-    journal.check_same_input(prepared.book.sha256, digest)
+    resume = _report.resume_command(journal.meta(), journal.run_dir)
+    journal.check_same_input(prepared.book.sha256, digest, resume_command=resume)
 
 
 def _check_same_file(meta: RunMeta, prepared: Prepared) -> None:

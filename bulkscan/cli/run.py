@@ -35,11 +35,13 @@ if TYPE_CHECKING:
     from bulkscan.config import InputSettings
     from bulkscan.models import TaskRequest
     from bulkscan.report.results import ReportPaths
+    from bulkscan.run.store import PlanDiffers
     from bulkscan.runner import Prepared, RunResult
 
 __all__ = ["register"]
 
 _RERUN_WHY = N_("re-run the failures after fixing them")
+_PLAN_DIFFERS_WHY = "resume the run with the options it was started with"
 
 _ENDINGS = {
     "done": N_("finished"),
@@ -140,9 +142,12 @@ def _run(args: argparse.Namespace) -> int:
         )
     prepared, listed = for_run(args, prepared, connection, simulator, limiter=limiter)
     held = instances - len(prepared.validated.instances) - len(prepared.covered)
-    sending = runner.to_send(
-        prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
-    )
+    try:
+        sending = runner.to_send(
+            prepared, reports_dir=args.reports_dir, resume=args.resume, limit=args.limit
+        )
+    except runner.PlanDiffers as exc:  # options that plan other tasks: the run's own, next
+        raise _plan_differs(exc) from None
     asked = bool(sending) and not args.yes  # else refused, or nothing to ask about
     if not _go_ahead(args, prepared, settings, dispatching.rate_per_s, sending):
         console.err(_("nothing sent"), kind="outcome")  # the answer to its question, even -q
@@ -242,6 +247,13 @@ def _journal_stopped(exc: JournalWriteError) -> Refused:
     said = _("{error} with: {command}").format(error=exc, command=command)
     why = _("the run stopped before its end; resume it once the journal can be written")
     return Refused.stopped(said, next_step=Next(command, why), run_dir=str(exc.run_dir))
+
+
+def _plan_differs(exc: PlanDiffers) -> Refused:
+    """A resume refused because its options plan other tasks: exit 2, and the run's own
+    resume command as the next step (``next`` in --json, its ``why`` in English)."""
+    line = _("bulkscan: error: {message}").format(message=exc)
+    return Refused(line, error=str(exc), next_step=Next(exc.resume_command, _PLAN_DIFFERS_WHY))
 
 
 def _unread_text(unread: Sequence[tuple[tuple[str, str], DscError]]) -> str:

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "Journal",
+    "PlanDiffers",
     "Resume",
     "RunMeta",
     "TaskRecord",
@@ -74,6 +75,15 @@ __all__ = [
 SCHEMA_VERSION = 1
 COMMIT_WINDOW_S = 0.005  # how long a change may wait to share a commit with others
 MARK_WINDOW_S = 0.001  # how long a sending mark may wait for other workers' marks
+
+
+class PlanDiffers(JournalError):
+    """A resume whose options plan other tasks than the run's own (another --region,
+    --project-id or profiles file): ``resume_command`` resumes it with its own options."""
+
+    def __init__(self, message: str, *, resume_command: str) -> None:
+        super().__init__(message)
+        self.resume_command = resume_command
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -580,8 +590,10 @@ class Journal:
         rows = self._query("SELECT key, state, attempts FROM tasks")
         return {k: (TaskState(s), n) for k, s, n in rows}
 
-    def check_same_input(self, sha256: str, plan_hash: str) -> None:
-        """Refuse to resume with an input or plan other than the run's own, saying why."""
+    def check_same_input(self, sha256: str, plan_hash: str, *, resume_command: str) -> None:
+        """Refuse to resume with an input or plan other than the run's own, saying why;
+        ``resume_command``: the command that resumes this run with its own options (the
+        report's rule), which a plan that differs is told to use (``PlanDiffers``)."""
         meta = self.meta()
         if meta.input_sha256 != sha256:
             raise JournalError(
@@ -597,14 +609,14 @@ class Journal:
                 )
             )
         if meta.plan_hash != plan_hash:
-            shown = " ".join(meta.command) or _("the original options")
-            raise JournalError(
+            raise PlanDiffers(
                 _(
-                    "the plan differs from run {run}'s although {file} is the "
-                    "same file: options such as --region, --project-id or a profiles file changed "
-                    "what would be sent; resume with the options of the original run ({command}), "
-                    "or run without --resume to start a new run"
-                ).format(run=meta.run_id, file=meta.input_path, command=shown)
+                    "the plan differs from run {run}'s although {file} is the same file: "
+                    "options such as --region, --project-id or a profiles file changed what "
+                    "would be sent; run without --resume to start a new run, or resume this "
+                    "one with its own options: {command}"
+                ).format(run=meta.run_id, file=meta.input_path, command=resume_command),
+                resume_command=resume_command,
             )
 
     # -- writing --

@@ -32,7 +32,7 @@ from bulkscan.dsc.credentials import AkSk
 from bulkscan.plan import RowStatus
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal, TaskRecord
-from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
+from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator, region_endpoint
 from tests.e2e._cli import bulkscan, finish, sim_env, start
 
 if TYPE_CHECKING:
@@ -419,6 +419,53 @@ async def test_resume_refuses_a_changed_input(tmp_path: Path) -> None:
     assert "has changed since run" in refused.err
     assert "restore the original file" in refused.err and "without --resume" in refused.err
     assert "Traceback" not in refused.err
+
+
+async def test_a_resume_whose_options_change_the_plan_names_the_runs_own_resume(
+    tmp_path: Path,
+) -> None:
+    """A resume with another --project-id and --region would plan other tasks: refused
+    (exit 2) with the run's own resume command, quoted for a shell and as ``next``;
+    following it finishes that run, in its directory, rather than starting another."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type"])  # blank project and region: the options decide
+    for i in range(6):
+        sheet.append([f"ins-{i:05}", "MySQL"])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "max_sources"])
+    profiles.append(["default", 1])  # one task per row
+    inventory = tmp_path / "in6.xlsx"
+    book.save(inventory)
+    reports = tmp_path / "reports"
+    async with Simulator() as sim:
+        endpoint = region_endpoint(sim.url)  # holds {region}: quoted in a shell command
+        base = ["run", inventory, "--endpoint", endpoint, "--yes", "--reports-dir", reports,
+                "--no-remote-check"]  # fmt: skip
+        canary = await bulkscan(tmp_path, *base, "--limit", "2", "--project-id", P1,
+                                "--region", REGION)  # fmt: skip
+        assert canary.code == 0, canary.err
+        run_dir = only_run_dir(reports)
+        other = ["--resume", "--project-id", P2, "--region", "ap-southeast-1"]
+        refused = await bulkscan(tmp_path, *base, *other)
+        answer = await bulkscan(tmp_path, *base, *other, "--json")
+        assert len(sim.tasks) == 2
+        own = ["bulkscan", "run", str(inventory), "--endpoint", endpoint, "--yes",
+               "--reports-dir", str(reports), "--no-remote-check", "--project-id", P1,
+               "--region", REGION, "--resume", str(run_dir)]  # fmt: skip
+        assert refused.code == 2, refused.err
+        assert "plan differs" in refused.err and shlex.join(own) in refused.err, refused.err
+        document = json.loads(answer.out)
+        assert (answer.code, document["status"]) == (2, "invalid")
+        assert document["next"]["argv"] == own and document["next"]["command"] == shlex.join(own)
+        assert shlex.join(own) in document["error"]
+        followed = await bulkscan(tmp_path, *document["next"]["argv"][1:])
+        assert followed.code == 0, followed.err
+        assert only_run_dir(reports) == run_dir  # the same run, finished; no second one
+        assert len(sim.tasks) == 6
+    assert {t.state for t in journal_tasks(run_dir)} == {TaskState.CREATED}
 
 
 async def test_a_second_resume_refuses_while_the_first_holds_the_run(tmp_path: Path) -> None:

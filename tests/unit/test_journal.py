@@ -38,7 +38,7 @@ from bulkscan.run.rundir import (
     lock_sending,
 )
 from bulkscan.run.states import TaskState
-from bulkscan.run.store import SCHEMA_VERSION, Journal
+from bulkscan.run.store import SCHEMA_VERSION, Journal, PlanDiffers
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -398,12 +398,15 @@ def test_a_read_only_journal_refuses_writes(run_dir: Path) -> None:
 
 def test_resume_refuses_a_changed_input_and_a_changed_plan(run_dir: Path) -> None:
     book, plan = _book_and_plan()
+    own = "bulkscan run dbs.xlsx --region cn-north-4 --resume 'reports/dbs run'"
     with _create(run_dir) as journal:
-        journal.check_same_input(book.sha256, plan_hash(plan))  # same: accepted
+        journal.check_same_input(book.sha256, plan_hash(plan), resume_command=own)  # accepted
         with pytest.raises(JournalError, match=r"dbs\.xlsx has changed.*without --resume"):
-            journal.check_same_input("cd" * 32, plan_hash(plan))
-        with pytest.raises(JournalError, match=r"plan differs.*bulkscan run dbs\.xlsx"):
-            journal.check_same_input(book.sha256, "0" * 64)
+            journal.check_same_input("cd" * 32, plan_hash(plan), resume_command=own)
+        with pytest.raises(PlanDiffers, match=r"plan differs.*without --resume") as differs:
+            journal.check_same_input(book.sha256, "0" * 64, resume_command=own)
+    assert str(differs.value).endswith(f"resume this one with its own options: {own}")
+    assert differs.value.resume_command == own
 
 
 def test_the_latest_run_of_an_input_is_found(tmp_path: Path) -> None:
