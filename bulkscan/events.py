@@ -151,6 +151,8 @@ class Progress:
     rate_per_s: float
     eta_s: float | None
     settling: int = 0  # tasks being looked up over the settle window after an ambiguous answer
+    # the settle window in use: the longest the run's tasks were sent under (None: as asked)
+    settle_s: float | None = None
 
 
 Event = (

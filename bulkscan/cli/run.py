@@ -474,6 +474,7 @@ class _Renderer:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
+            self._window(event.settle_s)
             self._settling(event.settling)
             if self.enabled:
                 self._draw(event)
@@ -515,6 +516,20 @@ class _Renderer:
                 created=event.created, failed=event.failed, retrying=event.retrying, sent=event.sent
             ),
         )
+
+    def _window(self, settle_s: float | None) -> None:
+        """Say once that the run waits out a longer settle window than the one asked: the
+        one its tasks were sent under (a resume given a shorter --settle)."""
+        if settle_s is None or settle_s == self.settle_s:
+            return
+        self.note(
+            _(
+                "this run's tasks were sent with a settle window of {used} s: it is waited out, "
+                "not the {given} s of --settle, so that a task created late is found before it "
+                "could be sent again"
+            ).format(used=f"{settle_s:g}", given=f"{self.settle_s:g}")
+        )
+        self.settle_s = settle_s
 
     def _settling(self, count: int) -> None:
         """One line when tasks start being looked up after an ambiguous answer, again (at

@@ -24,8 +24,11 @@
                   lookups at 1, 3, 7, 15, ... s): found → *created* with its id; still
                   absent at the window's end → stays *unknown*, never re-sent blindly: a
                   resume lists again (once the window has passed since the last attempt)
-                  and sends it only if absent.  Found means the one matching rule
-                  (``bulkscan.run.remote.same_sources``), as in reconcile
+                  and sends it only if absent.  The window is the longest any session of
+                  the run sent under (``Journal.settle_window``): a resume given a shorter
+                  ``settle_s`` still waits out the one its tasks were sent with.  Found
+                  means the one matching rule (``bulkscan.run.remote.same_sources``), as
+                  in reconcile
    task-perm.     *failed*
    project-perm.  *failed*, and so is every other pending task of that project, unsent
    run-fatal      stop at once: nothing new is sent; untouched tasks stay *pending*
@@ -225,12 +228,15 @@ class _Run:
         self.duplicates: tuple[str, ...] = ()
         self.unlisted_groups: set[_Group] = set()  # not listed at reconcile: nothing sent
         self.unchecked = ""  # the groups whose last listing failed: the first error, and why
+        # the settle window: the longest any session of the run sent under (``run`` reads it)
+        self.settle_s = settings.settle_s
 
     # -- the whole run ----------------------------------------------------------------------
 
     async def run(self, limit: int | None) -> DispatchResult:
         self._select(limit)
         self.journal.mark_started()
+        self.settle_s = self.journal.settle_window(self.settings.settle_s)
         for key in self.selected:
             task = self.tasks[key]
             self.observer(
@@ -445,8 +451,8 @@ class _Run:
             last = self.journal.task(key).last_attempt_at
             if last is not None:
                 since = (now - last).total_seconds()
-                wait = max(wait, self.settings.settle_s - since)
-        return min(wait, self.settings.settle_s)
+                wait = max(wait, self.settle_s - since)
+        return min(wait, self.settle_s)
 
     def _reconcile_task(self, key: str, found: list[RemoteTask]) -> None:
         task, before = self.tasks[key], self.state[key]
@@ -661,7 +667,7 @@ class _Run:
         else:
             note = (
                 f"outcome unknown ({exc}): not found within the settle window "
-                f"({self.settings.settle_s:g}s); not sent again: resume to look it up once more "
+                f"({self.settle_s:g}s); not sent again: resume to look it up once more "
                 "and send it only if it is still absent"
             )
             self._set(key, TaskState.UNKNOWN, error_msg=note)
@@ -677,9 +683,9 @@ class _Run:
         group = (task.project_id, task.region)
         start = time.monotonic()
         # the first lookup after one backoff of the retry policy, as any first retry
-        first = min(self.policy.backoff(1, self.rng), self.settings.settle_s)
+        first = min(self.policy.backoff(1, self.rng), self.settle_s)
         found: list[RemoteTask] | DscError = []
-        for offset in (first, *settle_offsets(self.settings.settle_s)):
+        for offset in (first, *settle_offsets(self.settle_s)):
             await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
             found = await self._list_remote(group, task.name, task_key=key)
             if isinstance(found, DscError) or any(r.name == task.name for r in found):
@@ -881,6 +887,7 @@ class _Run:
                 rate_per_s=rate,
                 eta_s=remaining / rate if remaining else 0.0,
                 settling=len(self.settling),
+                settle_s=self.settle_s,
             )
         )
 

@@ -110,6 +110,8 @@ class RunMeta:
     learned_rate_per_s: float | None
     duplicates: tuple[str, ...] = ()  # planned names the run's last listing found twice
     last_resume: Resume | None = None  # None: never resumed
+    # the longest settle window any session of the run sent tasks under (None: not recorded)
+    settle_window_s: float | None = None
 
     @property
     def last_command(self) -> tuple[str, ...]:
@@ -629,6 +631,19 @@ class Journal:
         resume = {"operator": _operator(), "host": socket.gethostname(),
                   "command": list(command), "settings": dict(settings)}  # fmt: skip
         self.set_meta(last_resume=resume)
+
+    def settle_window(self, settle_s: float) -> float:
+        """The settle window a session sending with ``settle_s`` must use: the longest any
+        session of this run sent tasks under, ``settle_s`` included (a resume given a
+        shorter one would list before a late create shows, and send the task again).
+        Recorded, so that every later resume waits it out too."""
+        meta = self.meta()
+        first = meta.settings.get("dispatch", {}).get("settle_s")  # a journal before the record
+        earlier = [w for w in (meta.settle_window_s, first) if isinstance(w, int | float)]
+        widest = max([settle_s, *earlier])
+        if widest != meta.settle_window_s:
+            self.set_meta(settle_window_s=widest)
+        return widest
 
     def mark_started(self) -> None:
         """Record that sending begins (again, on resume); clears a previous stop reason."""
@@ -1250,6 +1265,7 @@ def _run_meta(v: Mapping[str, Any]) -> RunMeta:
     instances = _parse_layout(v["instances"])
     assert instances is not None
     learned = v.get("learned_rate_per_s")
+    window = v.get("settle_window_s")
     created = _parse_time(v["created_at"])
     assert created is not None
     return RunMeta(
@@ -1274,6 +1290,7 @@ def _run_meta(v: Mapping[str, Any]) -> RunMeta:
         learned_rate_per_s=float(learned) if learned is not None else None,
         duplicates=tuple(v.get("duplicates") or ()),
         last_resume=_resume(v.get("last_resume")),
+        settle_window_s=float(window) if window is not None else None,
     )
 
 

@@ -23,7 +23,7 @@ from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
 from bulkscan.sim._assets import AssetInstance, Assets
 from bulkscan.sim.server import Faults, Simulator, parse_list_shape
-from tests.e2e._cli import bulkscan, sim_env
+from tests.e2e._cli import bulkscan, finish, sim_env, start
 from tests.e2e.test_run_messages import P1
 from tests.e2e.test_run_messages import write_inventory as _inventory
 
@@ -94,6 +94,45 @@ async def test_a_window_shorter_than_the_backend_leaves_tasks_unknown_for_a_resu
     assert created == 0  # the resume found all three: nothing sent
     assert names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
     assert _states(tmp_path) == {TaskState.CREATED: 3}
+
+
+async def _killed_while_settling(tmp_path: Path, sim: Simulator, *args: str) -> float:
+    """``bulkscan run ARGS`` killed (SIGKILL) once each of the 3 tasks met its 504 (a late
+    create), while it looks them up over its settle window; the loop time of the kill."""
+    run = ("run", *args, "--yes", "--reports-dir", tmp_path / "r")
+    proc = await start(tmp_path, *run, env=sim_env(state=tmp_path / "state"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60.0  # a loaded machine may take seconds to start the command
+    while sim.stats["requests"].get("late_create", 0) < 3:
+        assert proc.returncode is None and loop.time() < deadline, "no 3 creates within 60 s"
+        await asyncio.sleep(0.01)
+    proc.kill()
+    killed_at = loop.time()
+    await finish(proc)
+    return killed_at
+
+
+async def test_a_resume_with_a_shorter_settle_waits_out_the_window_its_tasks_were_sent_under(
+    tmp_path: Path,
+) -> None:
+    """Killed while its 504s settle over 8 s; resumed with --settle 1: the resume still
+    waits 8 s from each task's attempt (and says so), so the tasks the backend creates 5 s
+    late are found, never sent twice."""
+    inventory = _inventory(tmp_path / "dbs.xlsx", 3)
+    async with Simulator(faults=Faults(late_create=1.0, late_create_s=5.0)) as sim:
+        first = (str(inventory), "--endpoint", sim.url, "--settle")
+        killed_at = await _killed_while_settling(tmp_path, sim, *first, "8")
+        sim.set_faults(Faults())  # from now on a create is created at once
+        code, said = await _run(tmp_path, *first, "1", "--resume")
+        # every late create has landed by now: a resent task would show twice
+        await asyncio.sleep(max(0.0, killed_at + 6.0 - asyncio.get_running_loop().time()))
+        names = _names(sim)
+        created = sim.stats["requests"].get("created", 0)
+    assert code == 0, said
+    assert names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}, said
+    assert created == 0  # the resume found all three: nothing sent again
+    assert _states(tmp_path) == {TaskState.CREATED: 3}
+    assert "settle window of 8 s" in said and "not the 1 s of --settle" in said, said
 
 
 @pytest.mark.parametrize(

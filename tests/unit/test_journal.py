@@ -409,6 +409,17 @@ def test_resume_refuses_a_changed_input_and_a_changed_plan(run_dir: Path) -> Non
     assert differs.value.resume_command == own
 
 
+def test_the_settle_window_is_the_longest_any_session_sent_under(run_dir: Path) -> None:
+    """A resume given a shorter --settle waits out the window its tasks were sent with."""
+    with _create(run_dir, settings={"dispatch": {"settle_s": 8.0}}) as journal:
+        assert journal.meta().settle_window_s is None  # a journal before any session
+        assert journal.settle_window(1.0) == 8.0  # the first session's, from its settings
+        assert journal.settle_window(20.0) == 20.0  # a longer one is taken
+        assert journal.settle_window(1.0) == 20.0  # and kept for every later resume
+    with Journal.open(run_dir, readonly=True) as journal:
+        assert journal.meta().settle_window_s == 20.0
+
+
 def test_the_latest_run_of_an_input_is_found(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     assert find_latest_run(reports, FILE) is None
