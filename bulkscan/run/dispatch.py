@@ -441,17 +441,23 @@ class _Run:
             self.settling -= unsettled
 
     def _settle_wait(self, keys: list[str]) -> float:
-        """Seconds until the settle window has passed since the last attempt of any of
-        ``keys`` left *unknown* or *sending*, so that a late-created task shows."""
+        """Seconds until the settle window has passed since the last send of any of
+        ``keys`` left *unknown* or *sending*, so that a late-created task shows.
+
+        A task left *sending* was last sent when it was so marked (its row's last change),
+        which may be after its last recorded attempt, or with none recorded (killed while
+        its first request was in flight); an *unknown* one at its last attempt."""
         now = local_now()
         wait = 0.0
         for key in keys:
-            if self.state[key] not in (TaskState.SENDING, TaskState.UNKNOWN):
+            state = self.state[key]
+            if state not in (TaskState.SENDING, TaskState.UNKNOWN):
                 continue
-            last = self.journal.task(key).last_attempt_at
-            if last is not None:
-                since = (now - last).total_seconds()
-                wait = max(wait, self.settle_s - since)
+            record = self.journal.task(key)
+            sent = record.last_attempt_at
+            if state is TaskState.SENDING or sent is None:
+                sent = record.updated_at
+            wait = max(wait, self.settle_s - (now - sent).total_seconds())
         return min(wait, self.settle_s)
 
     def _reconcile_task(self, key: str, found: list[RemoteTask]) -> None:

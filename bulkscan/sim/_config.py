@@ -24,10 +24,14 @@ _SEPARATE = ("list_http429",)
 # Counts, not draws: ``lists_answered`` is how many listings of tasks are answered before
 # every later one is refused 503 (a service that goes away in the middle of a run).
 _COUNTS = ("lists_answered",)
-_DURATIONS = ("latency_s", "jitter_s", "stall_s", "retry_after_s", "drip_s", "late_create_s")
+_DURATIONS = (
+    "latency_s", "jitter_s", "stall_s", "retry_after_s", "drip_s", "late_create_s",
+    "late_answer_s",
+)  # fmt: skip
 _ALIASES = {
     "latency": "latency_s", "jitter": "jitter_s", "retry_after": "retry_after_s",
     "drip_interval": "drip_s", "late_create_after": "late_create_s",
+    "late_answer": "late_answer_s",
 }  # fmt: skip
 _QUOTA = re.compile(
     r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|sec|second|m|min|minute|h|hour)s?\s*$", re.IGNORECASE
@@ -58,6 +62,7 @@ class Faults:
     retry_after_s: float = 0.0  # when set, an ``http429`` fault says ``Retry-After`` this long
     drip_s: float = 1.0  # the pause before each byte of a ``drip`` answer's body
     late_create_s: float = 2.0  # how long after its 504 a ``late_create`` task appears
+    late_answer_s: float = 0.0  # how long the gateway holds a ``late_create`` before its 504
     lists_answered: int | None = None  # None: every listing; N: the next N, then 503s
 
     def __post_init__(self) -> None:

@@ -441,7 +441,7 @@ class Simulator:
         if fault == "late_create" and not creating:
             fault = None
         if fault in ("late_create", "reset_before"):
-            return self._before(request, received, route, fault, faults)
+            return await self._before(request, received, route, fault, faults)
         early = _echo(received) if fault == "echo" else _EARLY_ERRORS.get(fault or "")
         if fault == "http429" and faults.retry_after_s and early is not None:
             wait = {"Retry-After": f"{faults.retry_after_s:g}"}
@@ -507,7 +507,7 @@ class Simulator:
         payload = {"id": task_id, "msg": "create task template success", "status": "success"}
         return payload, "created"
 
-    def _before(
+    async def _before(
         self,
         request: web.Request,
         received: Received,
@@ -515,13 +515,19 @@ class Simulator:
         fault: str,
         faults: Faults,
     ) -> web.Response:
-        """The faults that answer before DSC sees the request: a reset, or a late create."""
+        """The faults that answer before DSC sees the request: a reset, or a late create
+        (its 504 held ``late_answer_s``, as a gateway's timeout, the task created
+        ``late_create_s`` after it)."""
         if fault == "reset_before":
             return self._drop(request, fault, route.project)
-        return self._create_late(received.body, route.project, self._clock(), faults.late_create_s)
+        delay_s = faults.late_answer_s + faults.late_create_s
+        answer = self._create_late(received.body, route.project, self._clock(), delay_s)
+        await self._pause(faults.late_answer_s)
+        return answer
 
     def _create_late(self, raw: bytes, project: str, now: float, delay_s: float) -> web.Response:
-        """Answer 504 now; the task (if its body is valid) appears ``delay_s`` later."""
+        """The 504 to send; the task (if its body is valid) appears ``delay_s`` from now
+        (scheduled at once: a client that goes away meanwhile does not undo it)."""
         try:
             body = parse_create_body(raw)
             self._check_assets(project, body)

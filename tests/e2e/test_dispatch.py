@@ -50,6 +50,7 @@ FAST = DispatchSettings(
     backoff_max_s=0.05,
     read_timeout_s=2.0,
     grace_s=2.0,
+    settle_s=0.5,  # no late create here: a task left sending is waited for this long
 )
 
 
@@ -517,7 +518,7 @@ from test_dispatch import _plan
 
 async def main():
     plan = _plan({n})
-    settings = DispatchSettings(rate_per_s=100.0, concurrency=8)
+    settings = DispatchSettings(rate_per_s=100.0, concurrency=8, settle_s=0.5)
     async with aiohttp.ClientSession() as session:
         client = DscClient(session, AkSk(DEFAULT_AK, DEFAULT_SK), endpoints=Endpoints({url!r}))
         with Journal.open({run_dir!r}) as journal:

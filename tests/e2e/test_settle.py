@@ -135,6 +135,38 @@ async def test_a_resume_with_a_shorter_settle_waits_out_the_window_its_tasks_wer
     assert "settle window of 8 s" in said and "not the 1 s of --settle" in said, said
 
 
+async def test_a_task_killed_in_flight_on_its_first_send_is_waited_for_before_a_resend(
+    tmp_path: Path,
+) -> None:
+    """Killed while its first create was in flight (journaled *sending*, no attempt yet
+    recorded): the resume waits the settle window from its sending mark, so the task the
+    backend creates late is found, not sent again."""
+    inventory = _inventory(tmp_path / "dbs.xlsx", 1)
+    held = Faults(late_create=1.0, late_answer_s=2.0, late_create_s=3.0)  # 504 after 2 s
+    async with Simulator(faults=held) as sim:
+        args = (str(inventory), "--endpoint", sim.url, "--settle", "8", "--no-remote-check")
+        run = ("run", *args, "--yes", "--reports-dir", tmp_path / "r")
+        proc = await start(tmp_path, *run, env=sim_env(state=tmp_path / "state"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60.0
+        while not sim.stats["requests"].get("late_create"):  # its 504 held for 2 s
+            assert proc.returncode is None and loop.time() < deadline, "no create in 60 s"
+            await asyncio.sleep(0.01)
+        proc.kill()
+        killed_at = loop.time()
+        await finish(proc)
+        sim.set_faults(Faults())  # the held create still goes on: created 3 s after its 504
+        assert _states(tmp_path) == {TaskState.SENDING: 1}
+        code, said = await _run(tmp_path, *args, "--resume")
+        await asyncio.sleep(max(0.0, killed_at + 6.0 - loop.time()))  # the late create landed
+        names = _names(sim)
+        created = sim.stats["requests"].get("created", 0)
+    assert code == 0, said
+    assert names == {"scan-0001": 1}, said
+    assert created == 0  # found by the resume: never sent again
+    assert _states(tmp_path) == {TaskState.CREATED: 1}
+
+
 @pytest.mark.parametrize(
     ("fault", "more"),
     [  # a 500 answers the asset centre too, which the second case does not ask

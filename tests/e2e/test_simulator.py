@@ -656,6 +656,29 @@ async def test_lists_answered_refuses_every_listing_past_the_count(
         assert [await listed() for _ in range(2)] == [200, 503]
 
 
+async def test_a_late_create_can_hold_its_504_as_a_gateway_timeout(
+    session: aiohttp.ClientSession,
+) -> None:
+    """``late_answer_s``: the 504 comes that long after the request, the task
+    ``late_create_s`` after the 504, even when the client has gone away meanwhile."""
+    spec = "late_create=1,late_answer=300ms,late_create_after=200ms"
+    held = parse_faults(spec)
+    assert held == Faults(late_create=1.0, late_answer_s=0.3, late_create_s=0.2)
+    async with Simulator(faults=held) as sim:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert (await create(session, sim, "t1")).status == 504
+        assert loop.time() - started >= 0.3 and sim.tasks == []
+        gone = asyncio.create_task(create(session, sim, "t2"))  # its client goes away
+        for _ in range(200):  # until its 504 is decided (and held), bounded
+            if sim.stats["requests"].get("late_create", 0) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        gone.cancel()
+        await asyncio.sleep(0.6)
+        assert sorted(t["name"] for t in sim.tasks) == ["t1", "t2"]
+
+
 @pytest.mark.parametrize(
     "spec",
     [
