@@ -398,11 +398,18 @@ class RunResult:
     def status(self) -> Status:
         """STOPPED when stopped, or when work is left that ``limit`` did not hold back
         (unknown or pending: resumable, whatever else failed); INCOMPLETE when some task
-        failed; else OK."""
+        failed, or the closing listing found a planned name twice or could not look
+        (``needs_audit``); else OK."""
         d = self.dispatch
         if d.stop_reason in ("fatal", "interrupted") or d.unfinished > d.held_back:
             return Status.STOPPED
-        return Status.INCOMPLETE if self.failed else Status.OK
+        return Status.INCOMPLETE if self.failed or self.needs_audit else Status.OK
+
+    @property
+    def needs_audit(self) -> bool:
+        """The closing listing found a planned name more than once (a task created twice,
+        by this run or another), or could not look: an audit has to tell, then dedupe."""
+        return bool(self.dispatch.duplicates or self.dispatch.unchecked)
 
 
 def _check_same_input(journal: Journal, prepared: Prepared, digest: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import signal
 import sys
 import time
@@ -42,6 +43,16 @@ __all__ = ["register"]
 
 _RERUN_WHY = N_("re-run the failures after fixing them")
 _PLAN_DIFFERS_WHY = "resume the run with the options it was started with"
+# the settings of a plan file that say how its inventory's rows are read
+_PLANNED_READING = ("project_id", "region", "timezone", "encoding")
+_DUPLICATES_WHY = N_(
+    "{count} planned task name(s) exist more than once in DSC: audit to list the extra "
+    "copies, then delete them with bulkscan dedupe on the audit workbook"
+)
+_UNCHECKED_WHY = N_(
+    "names created twice were not looked for (the closing listing failed): audit once DSC's "
+    "task list can be read, then delete any extra copy with bulkscan dedupe on the audit workbook"
+)
 
 _ENDINGS = {
     "done": N_("finished"),
@@ -62,8 +73,10 @@ def register(sub: Any) -> None:
         "a plan written by `bulkscan plan --output PLAN.json` (told by its content): it is "
         "applied as it is, with the settings it was planned with, and refused (exit 2) if its "
         "inventory has changed since. Exit 0: every task created or already there; 1: some "
-        "failed, or rows were held back by the check; 2: input or usage error, or an asset "
-        "centre that cannot be read (nothing sent); 3: stopped (fatal error or Ctrl-C).",
+        "failed, rows were held back by the check, or the listing after the run found a task "
+        "name twice or could not look (audit, then dedupe); 2: input or usage error, or an "
+        "asset centre that cannot be read (nothing sent); 3: stopped (fatal error or Ctrl-C), "
+        "or tasks left unknown or pending, even when others failed (resume).",
     )
     common.add_input_options(parser)
     common.add_connection_options(parser)
@@ -181,8 +194,21 @@ def _run(args: argparse.Namespace) -> int:
             if args.json:
                 emit(args, code, {"run_dir": str(result.run_dir), "error": str(exc)})
         else:
-            _finish(args, result, report, held, code, updated=updated)
+            audit = _audit_command(args, prepared, settings) if result.needs_audit else None
+            _finish(args, result, report, held, code, updated=updated, audit=audit)
     return code
+
+
+def _audit_command(args: argparse.Namespace, prepared: Prepared, settings: Any) -> str:
+    """``bulkscan audit`` of the run's inventory, reaching the same service and reading the
+    rows as the run did (``next_options``; a plan file's own settings for a plan file):
+    what finds a task created twice, whose workbook ``bulkscan dedupe`` takes."""
+    reading = args
+    if prepared.plan_file:  # the rows were read with the plan's settings, not those typed
+        planned = {name: getattr(settings, name) for name in _PLANNED_READING}
+        reading = argparse.Namespace(**(vars(args) | planned))
+    command = ["bulkscan", "audit", str(prepared.book.path), *common.next_options(reading)]
+    return shlex.join(command)
 
 
 def _prepared(args: argparse.Namespace, inventory: common.Inventory) -> tuple[Prepared, Any]:
@@ -585,13 +611,14 @@ def _finish(
     code: int,
     *,
     updated: Updated | None = None,
+    audit: str | None = None,
 ) -> None:
     dispatched = result.dispatch
     for note in result.notes:
         console.err(_("note: {note}").format(note=note), kind="note")
     if args.json:
         fields = _summary_json(result, report, held) | {"updates": updates_json(updated)}
-        emit(args, code, fields, next_step=_next_step(result, report))
+        emit(args, code, fields, next_step=_next_step(result, report, audit))
         return
     console.out(
         _("run {run}: {requests} request(s), {ending}").format(
@@ -625,7 +652,7 @@ def _finish(
         for err, n in report.error_codes.items():
             console.detail(f"  {err:<24} {n:>6}")
     console.detail(_("results: {path}").format(path=report.results))
-    step = _next_step(result, report)
+    step = _next_step(result, report, audit)
     resolved = 0 if updated is None else updated.resolved  # decided: --on-conflict update
     if resolved:
         console.detail(
@@ -640,7 +667,7 @@ def _finish(
 
         console.detail(_(CONFLICTS_ADVICE).format(count=conflicts))
     if step is not None or not conflicts:
-        console.detail(_next_text(step, result, report))
+        console.detail(_next_text(step, result, report, audit))
 
 
 def _summary_json(result: RunResult, report: ReportPaths, held: int) -> dict[str, Any]:
@@ -654,6 +681,7 @@ def _summary_json(result: RunResult, report: ReportPaths, held: int) -> dict[str
         "requests": dispatched.requests,
         "learned_rate_per_s": dispatched.learned_rate_per_s,
         "duplicates": list(dispatched.duplicates),
+        "duplicates_unchecked": dispatched.unchecked or None,
         "outcomes": outcome_counts(result.counts),
         "rows": {"covered": result.covered, "held": held},
         "errors": report.tally.errors,
@@ -686,20 +714,36 @@ def _left_text(result: RunResult, report: ReportPaths, *, say: Callable[[str], s
     return say(N_("{left} task(s) not finished")).format(left=left)
 
 
-def _next_step(result: RunResult, report: ReportPaths) -> Next | None:
+def _next_step(result: RunResult, report: ReportPaths, audit: str | None = None) -> Next | None:
     """The one thing to do next: resume first (it settles unknown outcomes too), then the
-    retry workbook once nothing is left to resume; None when nothing is left to do."""
+    ``audit`` that finds tasks created twice (when the closing listing found some, or could
+    not look: re-running failures before would only add to them), then the retry workbook;
+    None when nothing is left to do."""
     if report.tally.unfinished and report.resume_command:
         return Next(report.resume_command, _left_text(result, report))
+    if audit is not None and result.needs_audit:
+        return Next(audit, _audit_why(result))
     if report.rerun_command:
         return Next(report.rerun_command, _RERUN_WHY)
     return None
 
 
-def _next_text(step: Next | None, result: RunResult, report: ReportPaths) -> str:
+def _audit_why(result: RunResult, *, say: Callable[[str], str] = str) -> str:
+    """Why the audit is next: names found twice, or not looked for; English unless ``say``
+    translates (the JSON's ``why`` stays English)."""
+    if result.dispatch.duplicates:
+        return say(_DUPLICATES_WHY).format(count=len(result.dispatch.duplicates))
+    return say(_UNCHECKED_WHY)
+
+
+def _next_text(
+    step: Next | None, result: RunResult, report: ReportPaths, audit: str | None = None
+) -> str:
     if step is None:
         return _("nothing left to do")
     if step.command == report.resume_command:
         why = _left_text(result, report, say=_)
         return _("{why}; resume with: {command}").format(why=why, command=step.command)
+    if step.command == audit:
+        return _("{why}: {command}").format(why=_audit_why(result, say=_), command=step.command)
     return _("{why}: {command}").format(why=_(step.why), command=step.command)

@@ -106,6 +106,8 @@ class DispatchResult:
     held_back: int = 0  # open tasks that ``limit`` kept for a later resume
     # planned names that the final listing shows more than once, one line each
     duplicates: tuple[str, ...] = ()
+    # why the final listing could not look for names created twice ("": it did, or no need)
+    unchecked: str = ""
 
     @property
     def total(self) -> int:
@@ -299,6 +301,7 @@ class _Run:
             learned_rate_per_s=rate,
             held_back=self.held_back,
             duplicates=self.duplicates,
+            unchecked=self.unchecked,
         )
 
     def _stop(self, reason: StopReason, message: str) -> None:

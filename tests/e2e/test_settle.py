@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import shlex
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -262,14 +263,49 @@ async def test_a_name_found_twice_at_the_end_is_reported(tmp_path: Path) -> None
                 assert answer.status == 201, await answer.text()
         code, said = await _run(tmp_path, str(inventory), "--endpoint", sim.url, "--json")
         names = _names(sim)
-    assert code == 0, said
+        (journal_path,) = (tmp_path / "r").glob("*/journal.sqlite")
+        run = ("run", inventory, "--endpoint", sim.url, "--yes", "--reports-dir", tmp_path / "r")
+        text = await bulkscan(tmp_path, *run, env=sim_env(state=tmp_path / "state"))
+        url = sim.url
+    # not a plain success: exit 1, and the next step finds the extra copy to delete
+    assert code == 1, said
     assert names == {"scan-0001": 1, "scan-0002": 2, "scan-0003": 1}
     document, _ = json.JSONDecoder().raw_decode(said[said.index("{") :])  # stderr follows
     (line,) = document["duplicates"]
     assert "'scan-0002' exists 2 times" in line and P1 in line
-    (journal_path,) = (tmp_path / "r").glob("*/journal.sqlite")
+    assert (document["status"], document["exit_code"]) == ("incomplete", 1)
+    audit = ["bulkscan", "audit", str(inventory), "--reports-dir", str(tmp_path / "r"),
+             "--endpoint", url]  # fmt: skip
+    assert document["next"]["argv"] == audit
+    assert "exist more than once" in document["next"]["why"]
+    assert "bulkscan dedupe" in document["next"]["why"]
     with Journal.open(journal_path.parent, readonly=True) as journal:
         assert journal.meta().duplicates == (line,)
+    assert text.code == 1, text.out + text.err  # a second run finds the same, says the same
+    assert f"duplicate: {line}" in text.out
+    last = text.out.strip().splitlines()[-1]
+    assert last.startswith("1 planned task name(s) exist more than once in DSC: "), text.out
+    assert last.endswith(f": {shlex.join(audit)}") and "bulkscan dedupe" in last
+    assert "nothing left to do" not in text.out
+
+
+async def test_a_closing_listing_that_fails_is_no_plain_success(tmp_path: Path) -> None:
+    """Every task created, but the listing after them failed: names created twice were not
+    looked for, so the run exits 1 and its last line is the audit that looks for them."""
+    inventory = _inventory(tmp_path / "dbs.xlsx", 3)
+    async with Simulator(faults=Faults(lists_answered=1)) as sim:  # the listing before only
+        args = (str(inventory), "--endpoint", sim.url, "--no-remote-check", "--task-budget", "2")
+        run = ("run", *args, "--yes", "--reports-dir", tmp_path / "r")
+        done = await bulkscan(tmp_path, *run, env=sim_env(state=tmp_path / "state"))
+        names = _names(sim)
+    assert names == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
+    assert _states(tmp_path) == {TaskState.CREATED: 3}
+    assert done.code == 1, done.out + done.err
+    assert "names created twice not checked: the last listing failed" in done.out
+    last = done.out.strip().splitlines()[-1]
+    assert last.startswith("names created twice were not looked for"), done.out
+    assert f"bulkscan audit {inventory} --reports-dir " in last and "bulkscan dedupe" in last
+    assert "nothing left to do" not in done.out
 
 
 def test_the_settle_window_spreads_its_lookups_and_is_bounded() -> None:

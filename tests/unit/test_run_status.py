@@ -16,10 +16,22 @@ if TYPE_CHECKING:
     from bulkscan.events import StopReason
 
 
-def _result(stop: StopReason = "done", held_back: int = 0, **counts: int) -> RunResult:
+def _result(
+    stop: StopReason = "done",
+    held_back: int = 0,
+    *,
+    duplicates: tuple[str, ...] = (),
+    unchecked: str = "",
+    **counts: int,
+) -> RunResult:
     tally = {state: counts.get(state.name.lower(), 0) for state in TaskState}
-    dispatched = DispatchResult(tally, 3, stop, "", 5.0, held_back)
+    dispatched = DispatchResult(
+        tally, 3, stop, "", 5.0, held_back, duplicates=duplicates, unchecked=unchecked
+    )
     return RunResult(Path("run"), dispatched, resumed=False)
+
+
+_TWICE = ("task 'a' exists 2 times in project p (ids 1, 2)",)
 
 
 @pytest.mark.parametrize(
@@ -39,6 +51,10 @@ def _result(stop: StopReason = "done", held_back: int = 0, **counts: int) -> Run
         (_result(failed=5, unknown=15), Status.STOPPED, 5, 15),
         (_result(created=1, gave_up=1, pending=2, held_back=1), Status.STOPPED, 1, 2),
         (_result(created=1, conflict=1, pending=2, held_back=2), Status.INCOMPLETE, 1, 2),
+        # the closing listing found a name twice, or could not look: no plain success
+        (_result(duplicates=_TWICE, created=2), Status.INCOMPLETE, 0, 0),
+        (_result(unchecked="project p: HTTP 503", created=2), Status.INCOMPLETE, 0, 0),
+        (_result(duplicates=_TWICE, created=1, unknown=1), Status.STOPPED, 0, 1),
     ],
 )
 def test_run_status(result: RunResult, status: Status, failed: int, unfinished: int) -> None:
