@@ -19,7 +19,7 @@ from bulkscan.run.states import ScanState
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from bulkscan.run.lifecycle import ScanRecord, UndoneTask
 
@@ -168,34 +168,19 @@ _NAMED = 3  # tasks named on a line that says one cause for many
 def _failures(scans: Sequence[ScanRecord]) -> list[str]:
     """A line per failed or unknown scan; one line per cause shared by several (its tasks
     named up to ``_NAMED``); ``--verbose``: a line per scan."""
-    causes: dict[tuple[str, str], list[str]] = {}
+    causes: dict[str, list[str]] = {}
     for scan in scans:
         if str(scan.state) in ("failed", "unknown"):
             why = scan.error or scan.status or ""
-            causes.setdefault((str(scan.state), why), []).append(scan.name)
-    lines: list[str] = []
-    for (state, why), names in causes.items():
-        if console.verbose or len(names) < SUMMARISED_FROM:
-            lines += [f"  {name}: {state}: {why}" for name in names]
-            continue
-        more = (
-            _(" and {count} more").format(count=len(names) - _NAMED) if len(names) > _NAMED else ""
-        )
-        lines.append(
-            _("  {count} task(s) {state}: {why} ({names}{more})").format(
-                count=len(names), state=state, why=why, names=", ".join(names[:_NAMED]), more=more
-            )
-        )
-    return lines
+            causes.setdefault(f"{scan.state}: {why}", []).append(scan.name)
+    return _lines_by_cause(causes)
 
 
-def _undone_lines(undone: Sequence[UndoneTask]) -> list[str]:
-    """A line per task undo deleted (or found gone); one per undo time shared by several."""
-    said: dict[str, list[str]] = {}
-    for task in undone:
-        said.setdefault(undone_text(task), []).append(task.name)
+def _lines_by_cause(causes: Mapping[str, list[str]]) -> list[str]:
+    """A line per task (``  name: why``), or one per cause shared by ``SUMMARISED_FROM``
+    tasks or more, naming the first ``_NAMED``; ``--verbose``: a line per task."""
     lines: list[str] = []
-    for why, names in said.items():
+    for why, names in causes.items():
         if console.verbose or len(names) < SUMMARISED_FROM:
             lines += [f"  {name}: {why}" for name in names]
             continue
@@ -208,6 +193,14 @@ def _undone_lines(undone: Sequence[UndoneTask]) -> list[str]:
             )
         )
     return lines
+
+
+def _undone_lines(undone: Sequence[UndoneTask]) -> list[str]:
+    """A line per task undo deleted (or found gone); one per undo time shared by several."""
+    said: dict[str, list[str]] = {}
+    for task in undone:
+        said.setdefault(undone_text(task), []).append(task.name)
+    return _lines_by_cause(said)
 
 
 def _undone_json(task: UndoneTask) -> dict[str, Any]:

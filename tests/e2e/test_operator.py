@@ -217,17 +217,22 @@ async def _until_sending(run_dirs: Path, proc: asyncio.subprocess.Process) -> Pa
     raise AssertionError("no request went out within 30 s")
 
 
+async def _slow_run(tmp_path: Path, reports: Path) -> asyncio.subprocess.Process:
+    """A run whose requests take 3 s each at the embedded simulator: time to press Ctrl-C."""
+    inventory = _inventory(tmp_path / "inv.xlsx", [f"ins-{i}" for i in range(30)])
+    return await start(
+        tmp_path, "run", inventory, "--simulate", "--yes", "--simulate-faults", "latency_s=3",
+        "--rate", "50/s", "--reports-dir", reports,
+    )  # fmt: skip
+
+
 async def test_ctrl_c_held_down_through_the_wrap_up_still_ends_cleanly_with_3(
     tmp_path: Path,
 ) -> None:
     """Presses after the second (the summary, the workbook, the clean-up are under way) end
     neither in a traceback nor in Python's own 130: the outcome was decided."""
-    inventory = _inventory(tmp_path / "inv.xlsx", [f"ins-{i}" for i in range(30)])
     reports = tmp_path / "r"
-    proc = await start(
-        tmp_path, "run", inventory, "--simulate", "--yes", "--simulate-faults", "latency_s=3",
-        "--rate", "50/s", "--reports-dir", reports,
-    )  # fmt: skip
+    proc = await _slow_run(tmp_path, reports)
     await _until_sending(reports, proc)
     for _ in range(400):  # every 20 ms until it has ended (8 s at most)
         if proc.returncode is not None:
@@ -242,12 +247,8 @@ async def test_ctrl_c_held_down_through_the_wrap_up_still_ends_cleanly_with_3(
 
 
 async def test_a_second_ctrl_c_ends_as_cleanly_as_the_first(tmp_path: Path) -> None:
-    inventory = _inventory(tmp_path / "inv.xlsx", [f"ins-{i}" for i in range(30)])
     reports = tmp_path / "r"
-    proc = await start(
-        tmp_path, "run", inventory, "--simulate", "--yes", "--simulate-faults", "latency_s=3",
-        "--rate", "50/s", "--reports-dir", reports,
-    )  # fmt: skip
+    proc = await _slow_run(tmp_path, reports)
     run_dir = await _until_sending(reports, proc)
     proc.send_signal(signal.SIGINT)
     await asyncio.sleep(0.2)  # well inside the 3 s the requests in flight take

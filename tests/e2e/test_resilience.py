@@ -376,7 +376,8 @@ def test_a_second_resume_of_a_run_directory_in_use_refuses_and_sends_nothing(
             finally:
                 first.send_signal(signal.SIGCONT)
             report = cli("report", str(run_dir), env=ENV)  # reading needs no lock
-            assert report.returncode == 0, report.stderr[-3000:]
+            # 4 while the first run still sends, 0 if it ended in the meantime
+            assert report.returncode in (0, 4), report.stderr[-3000:]
             _, err = first.communicate(timeout=60)
         finally:
             stop_process(first)

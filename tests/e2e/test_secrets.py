@@ -251,7 +251,7 @@ def test_a_fatal_401_from_a_wrong_secret_key_then_a_resume_show_no_credential(
     assert _states(run_dir) == {TaskState.PENDING: 6}
     outputs = [*checked, out, err]
     outputs += _checked(cli("audit", str(inventory), *common, env=wrong), 3)
-    outputs += _checked(cli("report", str(run_dir), env=wrong), 0)
+    outputs += _checked(cli("report", str(run_dir), env=wrong), 3)  # unfinished: resume next
     resume = ["run", str(inventory), *common, "--resume", str(run_dir), "--yes"]
     outputs += _checked(cli(*resume, env=_env(**TEMPORARY)), 0)
     assert _states(run_dir) == {TaskState.CREATED: 6}
