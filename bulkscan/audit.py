@@ -533,11 +533,11 @@ def _unfinished(run_dir: Path, listed_at: dt.datetime) -> UnfinishedRun | None:
     stale = _stale(meta)
     if stale is None:
         return UnfinishedRun(run_dir, meta, len(tasks), _sources(tasks))
-    window = dt.timedelta(seconds=_settle_s(meta))
+    window = dt.timedelta(seconds=meta.settle_window())
     settling = [t for t in tasks if t.state is not TaskState.PENDING
-                and _last_sent(t) + window > listed_at]  # fmt: skip
+                and t.sent_at + window > listed_at]  # fmt: skip
     dropped = [t for t in tasks if t not in settling]
-    settles_at = max((_last_sent(t) + window for t in settling), default=None)
+    settles_at = max((t.sent_at + window for t in settling), default=None)
     return UnfinishedRun(run_dir, meta, len(tasks), _sources(settling), stale,
                          _sources(dropped), settles_at)  # fmt: skip
 
@@ -559,18 +559,6 @@ def _stale(meta: RunMeta) -> str | None:
     if now == meta.input_sha256:
         return None
     return _("{file} has changed since it started").format(file=meta.input_path)
-
-
-def _settle_s(meta: RunMeta) -> float:
-    """The longest settle window the run's sessions used (a resume may have changed it)."""
-    sessions = [meta.settings, *([meta.last_resume.settings] if meta.last_resume else [])]
-    return max(float(s.get("dispatch", {}).get("settle_s", DispatchSettings().settle_s))
-               for s in sessions)  # fmt: skip
-
-
-def _last_sent(task: TaskRecord) -> dt.datetime:
-    """When the task was last sent, at the latest: a *sending* mark records no attempt."""
-    return max(t for t in (task.last_attempt_at, task.updated_at) if t is not None)
 
 
 def hold(result: AuditResult, runs: Sequence[UnfinishedRun]) -> AuditResult:

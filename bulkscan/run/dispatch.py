@@ -456,10 +456,7 @@ class _Run:
             state = self.state[key]
             if state not in (TaskState.SENDING, TaskState.UNKNOWN):
                 continue
-            record = self.journal.task(key)
-            sent = record.last_attempt_at
-            if state is TaskState.SENDING or sent is None:
-                sent = record.updated_at
+            sent = self.journal.task(key).sent_at
             wait = max(wait, self.settle_s - (now - sent).total_seconds())
         return min(wait, self.settle_s)
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bulkscan.config import DispatchSettings
 from bulkscan.errors import JournalError, JournalWriteError
 from bulkscan.events import Attempt, LocalStamps, local_now
 from bulkscan.i18n import _
@@ -113,6 +114,15 @@ class RunMeta:
     # the longest settle window any session of the run sent tasks under (None: not recorded)
     settle_window_s: float | None = None
 
+    def settle_window(self, settle_s: float | None = None) -> float:
+        """The longest settle window the run's tasks were sent under: the one recorded, the
+        first session's and the last resume's (journals from before the record), and
+        ``settle_s`` (a session about to send)."""
+        sessions = [self.settings, *([self.last_resume.settings] if self.last_resume else [])]
+        given = [s.get("dispatch", {}).get("settle_s") for s in sessions]
+        known = [w for w in (self.settle_window_s, settle_s, *given) if isinstance(w, int | float)]
+        return float(max(known, default=DispatchSettings().settle_s))
+
     @property
     def last_command(self) -> tuple[str, ...]:
         """The command that last ran this run: the last resume's (with the options it chose),
@@ -160,6 +170,16 @@ class TaskRecord:
     @property
     def outcome(self) -> Outcome:
         return outcome_of(self.state)
+
+    @property
+    def sent_at(self) -> dt.datetime:
+        """When the task was last sent, at the latest, for its settle window: a *sending*
+        task when it was so marked (its row's last change: after its last recorded attempt,
+        or with none recorded when the run died with its first request in flight), another
+        at its last attempt (or its last change, if it has none)."""
+        if self.state is TaskState.SENDING or self.last_attempt_at is None:
+            return self.updated_at
+        return self.last_attempt_at
 
     def request(self) -> TaskRequest:
         """The create request exactly as planned (same bytes)."""
@@ -638,9 +658,7 @@ class Journal:
         shorter one would list before a late create shows, and send the task again).
         Recorded, so that every later resume waits it out too."""
         meta = self.meta()
-        first = meta.settings.get("dispatch", {}).get("settle_s")  # a journal before the record
-        earlier = [w for w in (meta.settle_window_s, first) if isinstance(w, int | float)]
-        widest = max([settle_s, *earlier])
+        widest = meta.settle_window(settle_s)
         if widest != meta.settle_window_s:
             self.set_meta(settle_window_s=widest)
         return widest
