@@ -295,7 +295,7 @@ async def test_reading_scans_and_acting_on_tasks_show_a_spinner_that_a_question_
     """One request per task at the rate limit can take minutes: on a terminal a spinner counts
     them, and is off the screen while a question waits for its answer."""
     good = _good_inventory(make_xlsx, count=3)
-    async with Simulator() as sim:
+    async with Simulator(scan_s=0.0) as sim:  # each scan over at once, however fast the run
         done = await asyncio.to_thread(
             _piped, tmp_path, "run", good, "--endpoint", sim.url, "--yes", "--no-remote-check",
             "--rate", "40/s", "--reports-dir", "r",
