@@ -85,7 +85,7 @@ from bulkscan.run.rundir import (
     lock_sending,
     remove_unused_run_dir,
 )
-from bulkscan.run.states import UNFINISHED_STATES
+from bulkscan.run.states import UNFINISHED_STATES, Standing, tally
 from bulkscan.run.store import Journal, PlanDiffers
 
 if TYPE_CHECKING:
@@ -395,21 +395,27 @@ class RunResult:
         return d.total - d.succeeded - d.unfinished
 
     @property
-    def status(self) -> Status:
-        """STOPPED when stopped, or when work is left that ``limit`` did not hold back
-        (unknown or pending: resumable, whatever else failed); INCOMPLETE when some task
-        failed, or the closing listing found a planned name twice or could not look
-        (``needs_audit``); else OK."""
+    def standing(self) -> Standing:
+        """How the run stands after this session (``states.Standing``, THE rule)."""
         d = self.dispatch
-        if d.stop_reason in ("fatal", "interrupted") or d.unfinished > d.held_back:
-            return Status.STOPPED
-        return Status.INCOMPLETE if self.failed or self.needs_audit else Status.OK
+        return Standing(
+            tally(d.counts),
+            stop_reason=d.stop_reason,
+            held_back=d.held_back,
+            duplicates=len(d.duplicates),
+            unchecked=bool(d.unchecked),
+        )
+
+    @property
+    def status(self) -> Status:
+        """``Standing.status``: STOPPED, INCOMPLETE or OK, as ``report`` says it too."""
+        return self.standing.status
 
     @property
     def needs_audit(self) -> bool:
         """The closing listing found a planned name more than once (a task created twice,
         by this run or another), or could not look: an audit has to tell, then dedupe."""
-        return bool(self.dispatch.duplicates or self.dispatch.unchecked)
+        return self.standing.needs_audit
 
 
 def _check_same_input(journal: Journal, prepared: Prepared, digest: str) -> None:
@@ -586,12 +592,15 @@ async def run(
     observer: Observer = ignore,
     stop: asyncio.Event | None = None,
     command: Sequence[str] = (),
+    audit_command: str | None = None,
     listed: Mapping[tuple[str, str], Listed] | None = None,
     limiter: AdaptiveRate | None = None,
 ) -> RunResult:
     """Create every planned task of ``prepared`` in DSC, journalled, exactly once.
 
     Give ``connection`` for a real service, or ``simulator`` for the embedded one.
+    ``audit_command``: the command that audits the run's inventory as it was read, kept in
+    the journal for the run's next step when a name may exist twice (``Standing.next``).
     ``listed`` (``check_remote(...).listed``): the listing a new run reconciles with instead
     of listing again, when it is at most ``PRELISTED_MAX_AGE_S`` old.  ``limiter``
     (``rate_limiter``): the one the checks before the run used, so that every request to
@@ -615,6 +624,8 @@ async def run(
                 settings=settings,
                 command=command,
             )
+            if audit_command is not None:
+                journal.set_meta(audit_command=audit_command)
             log = _TolerantLog(EventLog(journal.run_dir / EVENTS_FILE), notes)
             stack.callback(log.close)
             attempts = _AttemptCount()

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 from bulkscan.cli import runner
 from bulkscan.cli._common import add_json_option, exit_code, working
 from bulkscan.cli._console import console
-from bulkscan.cli._json import Next, emit, outcome_counts
-from bulkscan.i18n import N_, _
-from bulkscan.models import Outcome
+from bulkscan.cli._json import emit, outcome_counts
+from bulkscan.cli._next import next_step, say_next
+from bulkscan.i18n import _
 
 if TYPE_CHECKING:
     import argparse
@@ -20,8 +20,6 @@ __all__ = ["register"]
 
 # ``status``'s code for work still going on: here, the run is still sending
 _EXIT_RUNNING = 4
-_RERUN_WHY = N_("re-run the failures after fixing them")
-_RESUME_WHY = N_("{left} task(s) not finished")  # as ``run`` says it: not sent, or unknown
 
 
 def register(sub: Any) -> None:
@@ -32,9 +30,12 @@ def register(sub: Any) -> None:
         "some task failed or gave up, retry.xlsx, from the journal of RUN_DIR alone. Tasks "
         "not sent or of unknown outcome (in flight when the run stopped) are never in "
         "retry.xlsx: resume the run to settle them. Works while the run is going on and after "
-        "a crash; sends nothing. Exit 0: every task is in DSC; 1: some failed, gave up or "
-        "conflict; 3: the run is unfinished (tasks not sent or of unknown outcome, or stopped "
-        "by an error): the last line is its resume command; 4: the run is still going on.",
+        "a crash; sends nothing. Exits as the run's last command did (the same rule): 0: "
+        "every task is in DSC, or held back by --limit; 1: some failed, gave up or conflict, "
+        "or the run's closing listing found a task name twice or could not look (the last "
+        "line is then the audit); 3: the run is unfinished (tasks not sent or of unknown "
+        "outcome, or stopped by an error): the last line is its resume command; 4: the run "
+        "is still going on.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory under reports/")
     add_json_option(parser)
@@ -46,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         report = runner.write_report(args.run_dir)
     code = _EXIT_RUNNING if report.running_pid is not None else exit_code(report.status)
     if args.json:
-        return emit(args, code, _fields(args, report), next_step=_next_step(report))
+        return emit(args, code, _fields(args, report), next_step=next_step(report))
     _print(report)
     return code
 
@@ -64,16 +65,6 @@ def _fields(args: argparse.Namespace, report: ReportPaths) -> dict[str, Any]:
         "resume_command": report.resume_command if report.tally.unfinished else None,
         "outcomes": outcome_counts(report.counts),
     }
-
-
-def _next_step(report: ReportPaths) -> Next | None:
-    """The one command the text ends with (``ReportPaths.next_command``), and why."""
-    command = report.next_command
-    if command is None:
-        return None
-    if command == report.resume_command:
-        return Next(command, _RESUME_WHY.format(left=report.tally.unfinished))
-    return Next(command, _RERUN_WHY)
 
 
 def _print(report: ReportPaths) -> None:
@@ -95,35 +86,12 @@ def _print(report: ReportPaths) -> None:
 
 
 def _print_next(report: ReportPaths) -> None:
-    """The next steps, the one to run first on the last line: none while the run goes on;
-    the resume while tasks are left (the re-run of retry.xlsx comes after it)."""
+    """The next steps, the one to run first on the last line (``say_next``, as ``run`` ends):
+    none while the run goes on."""
     if report.running_pid is not None:
         console.detail(
             _("run still going on (pid {pid}): nothing to resume or re-run while it sends; "
               "report again once it has ended").format(pid=report.running_pid)
         )  # fmt: skip
         return
-    conflicts = report.counts.get(Outcome.CONFLICT, 0)
-    if conflicts:  # a decision no command makes for the user: said, even when nothing is next
-        from bulkscan.report.results import CONFLICTS_ADVICE  # loaded by the report already
-
-        console.detail(_(CONFLICTS_ADVICE).format(count=conflicts))
-    step = _next_step(report)
-    resuming = step is not None and step.command == report.resume_command
-    if resuming and report.rerun_command:
-        console.detail(
-            _("after the resume, re-run the failures with: {command}").format(
-                command=report.rerun_command
-            )
-        )
-    if step is None:
-        if not conflicts:
-            console.detail(_("nothing left to do"))
-    elif resuming:
-        console.detail(
-            _("{why}; resume with: {command}").format(
-                why=_(_RESUME_WHY).format(left=report.tally.unfinished), command=step.command
-            )
-        )
-    else:
-        console.detail(_("re-run the failures with: {command}").format(command=step.command))
+    say_next(report)

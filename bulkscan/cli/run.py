@@ -17,6 +17,7 @@ from bulkscan.cli._console import Bar, console, duration
 from bulkscan.cli._coverage import add_coverage_option, for_run
 from bulkscan.cli._json import Next, emit, outcome_counts
 from bulkscan.cli._lifecycle import update_on_conflict, updates_json
+from bulkscan.cli._next import left_text, next_step, say_next
 from bulkscan.errors import DscError, JournalWriteError, ReportError, ValidationFailed
 from bulkscan.events import (
     AttemptFinished,
@@ -27,7 +28,7 @@ from bulkscan.events import (
     RunStopped,
 )
 from bulkscan.i18n import N_, _, is_yes, yes_no
-from bulkscan.models import Outcome, Verdict
+from bulkscan.models import Verdict
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -41,18 +42,9 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_RERUN_WHY = N_("re-run the failures after fixing them")
 _PLAN_DIFFERS_WHY = "resume the run with the options it was started with"
 # the settings of a plan file that say how its inventory's rows are read
 _PLANNED_READING = ("project_id", "region", "timezone", "encoding")
-_DUPLICATES_WHY = N_(
-    "{count} planned task name(s) exist more than once in DSC: audit to list the extra "
-    "copies, then delete them with bulkscan dedupe on the audit workbook"
-)
-_UNCHECKED_WHY = N_(
-    "names created twice were not looked for (the closing listing failed): audit once DSC's "
-    "task list can be read, then delete any extra copy with bulkscan dedupe on the audit workbook"
-)
 
 _ENDINGS = {
     "done": N_("finished"),
@@ -177,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
             dispatching=dispatching,
             listed=listed,
             limiter=limiter,
+            audit=_audit_command(args, prepared, settings),
         )
     except JournalWriteError as exc:  # e.g. disk full: everything stored so far is resumable
         raise _journal_stopped(exc) from None
@@ -194,8 +187,7 @@ def _run(args: argparse.Namespace) -> int:
             if args.json:
                 emit(args, code, {"run_dir": str(result.run_dir), "error": str(exc)})
         else:
-            audit = _audit_command(args, prepared, settings) if result.needs_audit else None
-            _finish(args, result, report, held, code, updated=updated, audit=audit)
+            _finish(args, result, report, held, code, updated=updated)
     return code
 
 
@@ -422,6 +414,7 @@ def _dispatch(
     dispatching: Any,
     listed: Any = None,
     limiter: Any = None,
+    audit: str | None = None,
 ) -> RunResult:
     renderer = _Renderer(enabled=not args.json, settle_s=args.settle)
     command = common.typed_command()
@@ -463,6 +456,7 @@ def _dispatch(
                 observer=renderer,
                 stop=stop,
                 command=command,
+                audit_command=audit,
                 listed=listed,
                 limiter=limiter,
             )
@@ -611,14 +605,13 @@ def _finish(
     code: int,
     *,
     updated: Updated | None = None,
-    audit: str | None = None,
 ) -> None:
     dispatched = result.dispatch
     for note in result.notes:
         console.err(_("note: {note}").format(note=note), kind="note")
     if args.json:
         fields = _summary_json(result, report, held) | {"updates": updates_json(updated)}
-        emit(args, code, fields, next_step=_next_step(result, report, audit))
+        emit(args, code, fields, next_step=next_step(report))
         return
     console.out(
         _("run {run}: {requests} request(s), {ending}").format(
@@ -652,7 +645,6 @@ def _finish(
         for err, n in report.error_codes.items():
             console.detail(f"  {err:<24} {n:>6}")
     console.detail(_("results: {path}").format(path=report.results))
-    step = _next_step(result, report, audit)
     resolved = 0 if updated is None else updated.resolved  # decided: --on-conflict update
     if resolved:
         console.detail(
@@ -661,13 +653,7 @@ def _finish(
                 "planned data sources (undo puts them back)"
             ).format(count=resolved)
         )
-    conflicts = report.counts.get(Outcome.CONFLICT, 0) - resolved
-    if conflicts:  # a decision no command makes for the user: said, even when nothing is next
-        from bulkscan.report.results import CONFLICTS_ADVICE  # loaded by the report already
-
-        console.detail(_(CONFLICTS_ADVICE).format(count=conflicts))
-    if step is not None or not conflicts:
-        console.detail(_next_text(step, result, report, audit))
+    say_next(report, resolved=resolved)
 
 
 def _summary_json(result: RunResult, report: ReportPaths, held: int) -> dict[str, Any]:
@@ -698,52 +684,4 @@ def _ending(result: RunResult, report: ReportPaths) -> str:
     reason = result.dispatch.stop_reason
     if reason != "done" or not report.tally.unfinished:
         return _(_ENDINGS[reason])
-    return _left_text(result, report, say=_)
-
-
-def _left_text(result: RunResult, report: ReportPaths, *, say: Callable[[str], str] = str) -> str:
-    """The tasks a resume works on, those ``--limit`` held back named as such; English
-    unless ``say`` translates (the JSON's ``why`` stays English)."""
-    left, held = report.tally.unfinished, min(result.dispatch.held_back, report.tally.unfinished)
-    if held == left:
-        return say(N_("{held} task(s) held back by --limit")).format(held=held)
-    if held:
-        return say(N_("{left} task(s) not finished ({held} held back by --limit)")).format(
-            left=left, held=held
-        )
-    return say(N_("{left} task(s) not finished")).format(left=left)
-
-
-def _next_step(result: RunResult, report: ReportPaths, audit: str | None = None) -> Next | None:
-    """The one thing to do next: resume first (it settles unknown outcomes too), then the
-    ``audit`` that finds tasks created twice (when the closing listing found some, or could
-    not look: re-running failures before would only add to them), then the retry workbook;
-    None when nothing is left to do."""
-    if report.tally.unfinished and report.resume_command:
-        return Next(report.resume_command, _left_text(result, report))
-    if audit is not None and result.needs_audit:
-        return Next(audit, _audit_why(result))
-    if report.rerun_command:
-        return Next(report.rerun_command, _RERUN_WHY)
-    return None
-
-
-def _audit_why(result: RunResult, *, say: Callable[[str], str] = str) -> str:
-    """Why the audit is next: names found twice, or not looked for; English unless ``say``
-    translates (the JSON's ``why`` stays English)."""
-    if result.dispatch.duplicates:
-        return say(_DUPLICATES_WHY).format(count=len(result.dispatch.duplicates))
-    return say(_UNCHECKED_WHY)
-
-
-def _next_text(
-    step: Next | None, result: RunResult, report: ReportPaths, audit: str | None = None
-) -> str:
-    if step is None:
-        return _("nothing left to do")
-    if step.command == report.resume_command:
-        why = _left_text(result, report, say=_)
-        return _("{why}; resume with: {command}").format(why=why, command=step.command)
-    if step.command == audit:
-        return _("{why}: {command}").format(why=_audit_why(result, say=_), command=step.command)
-    return _("{why}: {command}").format(why=_(step.why), command=step.command)
+    return left_text(report, say=_)

@@ -37,7 +37,7 @@ from bulkscan.events import local_now
 from bulkscan.i18n import N_, _
 from bulkscan.input import schema
 from bulkscan.input.validate import parse_text
-from bulkscan.models import Outcome, Status
+from bulkscan.models import Outcome
 from bulkscan.plan import RowStatus, start_time_text
 from bulkscan.report._scans import scan_chart, write_actions, write_scans
 from bulkscan.report._summary import (
@@ -65,7 +65,15 @@ from bulkscan.report.cells import (
 from bulkscan.run.coverage import COVERED_PREFIX
 from bulkscan.run.lifecycle import read_actions, read_scans
 from bulkscan.run.rundir import run_dir_user
-from bulkscan.run.states import BAD_STATES, Tally, TaskState, outcome_of, tally_of
+from bulkscan.run.states import (
+    BAD_STATES,
+    NextStep,
+    Standing,
+    Tally,
+    TaskState,
+    outcome_of,
+    tally_of,
+)
 from bulkscan.run.store import Journal
 
 if TYPE_CHECKING:
@@ -76,7 +84,7 @@ if TYPE_CHECKING:
     from openpyxl import Workbook
 
     from bulkscan.events import Attempt
-    from bulkscan.models import Issue, RowRef
+    from bulkscan.models import Issue, RowRef, Status
     from bulkscan.plan import ProfileRowRecord, RowRecord, SheetLayout
     from bulkscan.report.cells import Tone
     from bulkscan.run.store import RunMeta, TaskRecord
@@ -119,6 +127,9 @@ class ReportPaths:
     which sums to the same number); ``resume_command`` is the run's own command with ``--resume``,
     for the tasks not sent yet or whose outcome is unknown.  ``run_status`` is the Summary's
     status of the run; ``running_pid`` the live process still sending it (status *running*).
+    ``standing`` is how the run stands, by the rule ``run`` ends with (``states.Standing``):
+    its ``status`` and ``next`` are the exit code and the last line of both commands;
+    ``audit_command`` audits its inventory: the next step when a name may exist twice.
     """
 
     results: Path
@@ -132,28 +143,25 @@ class ReportPaths:
     resume_command: str | None = None
     run_status: str = "done"
     running_pid: str | None = None
+    standing: Standing = field(default_factory=lambda: Standing(Tally()))
+    duplicates: tuple[str, ...] = ()  # the planned names the run's closing listing found twice
+    audit_command: str | None = None
 
     @property
     def status(self) -> Status:
-        """How the run stands, as its Summary says: STOPPED while it is not done (tasks left
-        to a resume, or stopped by an error); INCOMPLETE when some task ended without being in
-        DSC, or while the run is still going on; else OK."""
-        if self.running_pid is not None:
-            return Status.INCOMPLETE
-        if self.run_status != "done":
-            return Status.STOPPED
-        return Status.INCOMPLETE if self.tally.errors else Status.OK
+        """``Standing.status``: as ``run`` ended, or INCOMPLETE while it is still going on."""
+        return self.standing.status
 
     @property
     def next_command(self) -> str | None:
-        """The one command to run next: none while the run is still going on; its resume
-        while tasks are not sent or of unknown outcome (the resume looks those up before
-        sending, and tries the gave-up ones again); else the re-run of retry.xlsx, if any."""
-        if self.running_pid is not None:
-            return None
-        if self.tally.unfinished and self.resume_command is not None:
-            return self.resume_command
-        return self.rerun_command
+        """The command ``standing.next`` names: the resume, the audit or the re-run of
+        retry.xlsx (None: nothing left to do, or the run is still going on)."""
+        return {
+            NextStep.RESUME: self.resume_command,
+            NextStep.AUDIT: self.audit_command,
+            NextStep.RERUN: self.rerun_command,
+            None: None,
+        }[self.standing.next]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +181,20 @@ class _Run:
     @property
     def tally(self) -> Tally:
         return tally_of(t.state for t in self.tasks)
+
+    @property
+    def standing(self) -> Standing:
+        """How the run stands (``states.Standing``), as its last session left it."""
+        meta = self.meta
+        return Standing(
+            self.tally,
+            stop_reason=meta.stop_reason,
+            held_back=meta.held_back,
+            duplicates=len(meta.duplicates),
+            unchecked=bool(meta.duplicates_unchecked),
+            retryable=len(self.retry_tasks),
+            running=self.running_pid is not None,
+        )
 
     @property
     def running_pid(self) -> str | None:
@@ -233,6 +255,9 @@ def build_report(
         resume_command=resume_command(run.meta, path),
         run_status=_status(run),
         running_pid=run.running_pid,
+        standing=run.standing,
+        duplicates=run.meta.duplicates,
+        audit_command=audit_command(run.meta),
     )
 
 
@@ -259,6 +284,14 @@ def _planned_options(meta: RunMeta) -> list[str]:
              ("default_project_id", "--project-id"))  # fmt: skip
     return [part for key, flag in named if meta.settings.get(key)
             for part in (flag, str(meta.settings[key]))]  # fmt: skip
+
+
+def audit_command(meta: RunMeta) -> str:
+    """The command that audits the run's inventory: as the run made it (reading the rows
+    and reaching the service as the run did), else ``bulkscan audit`` of its input file."""
+    if meta.audit_command:
+        return meta.audit_command
+    return shlex.join(["bulkscan", *_global_args(meta), "audit", meta.input_path])
 
 
 def resume_command(meta: RunMeta, run_dir: Path) -> str:
@@ -720,14 +753,16 @@ CONFLICTS_ADVICE = N_(
 
 
 def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
-    """What to do next, in the order to do it: the resume first (tasks not sent or of
-    unknown outcome, which only a resume may send: it looks them up first), then the re-run
-    of retry.xlsx, then the conflicts' decision; nothing while the run is still going on."""
+    """What to do next, in the order ``Standing.next`` puts them: the resume first (tasks
+    not sent or of unknown outcome, which only a resume may send: it looks them up first),
+    the audit when a name may exist twice, then the re-run of retry.xlsx, then the
+    conflicts' decision; nothing while the run is still going on."""
     if run.running_pid is not None:
         return [(N_("next step"), _(RUNNING_ADVICE).format(pid=run.running_pid))]
-    steps = _resume_step(run)
+    resume = _resume_step(run)
+    steps = resume + _audit_step(run)
     if command is not None:
-        rerun = _("after the resume: {command}").format(command=command) if steps else command
+        rerun = _("after the resume: {command}").format(command=command) if resume else command
         steps.append((N_("re-run the failures"), rerun))
         steps.append(
             (N_("retry.xlsx holds"), _("the rows of {count} failed or gave-up task(s), "
@@ -742,6 +777,26 @@ def _next_steps(run: _Run, command: str | None) -> list[tuple[str, object]]:
     if conflicts:
         steps.append((N_("conflicts"), _(CONFLICTS_ADVICE).format(count=conflicts)))
     return steps
+
+
+def _audit_step(run: _Run) -> list[tuple[str, object]]:
+    """The audit, when the run's closing listing found a planned name twice or could not
+    look: it lists the extra copies, which ``bulkscan dedupe`` then deletes."""
+    standing = run.standing
+    if not standing.needs_audit:
+        return []
+    if standing.duplicates:
+        text = _(
+            "{count} planned task name(s) exist more than once in DSC (see names found twice "
+            "below): audit, then delete the extra copies with bulkscan dedupe on the audit "
+            "workbook: {command}"
+        ).format(count=standing.duplicates, command=audit_command(run.meta))
+    else:
+        text = _(
+            "not looked for: the closing listing failed; audit once DSC's task list can be "
+            "read, then delete any extra copy with bulkscan dedupe: {command}"
+        ).format(command=audit_command(run.meta))
+    return [(N_("names created twice"), text)]
 
 
 def _resume_step(run: _Run) -> list[tuple[str, object]]:

@@ -225,6 +225,7 @@ class _Run:
         self.requests = 0
         self.last_progress = float("-inf")
         self.held_back = 0
+        self.recheck = False  # a session with nothing to send lists again (``_find_duplicates``)
         self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
         self.untrusted: list[tuple[int, str]] = []  # (tasks, error) per untrusted listing
         self.duplicates: tuple[str, ...] = ()
@@ -237,6 +238,11 @@ class _Run:
 
     async def run(self, limit: int | None) -> DispatchResult:
         self._select(limit)
+        before = self.journal.meta()  # how the last session ended: a check to make again?
+        self.recheck = bool(
+            before.started_at is not None
+            and (before.stop_reason != "done" or before.duplicates or before.duplicates_unchecked)
+        )
         self.journal.mark_started()
         self.settle_s = self.journal.settle_window(self.settings.settle_s)
         for key in self.selected:
@@ -291,7 +297,9 @@ class _Run:
                 f"names created twice not checked: the last listing failed ({self.unchecked})"
             )
         rate = self.limiter.current_per_s
-        self.journal.mark_ended(self.reason, self.message, learned_rate_per_s=rate)
+        self.journal.mark_ended(
+            self.reason, self.message, learned_rate_per_s=rate, held_back=self.held_back
+        )
         self.observer(RunStopped(self.reason, self.message))
         return DispatchResult(
             counts=self.journal.counts(),
@@ -331,12 +339,19 @@ class _Run:
     # -- the end: one more listing, to catch a name created twice ------------------------------
 
     async def _find_duplicates(self) -> None:
-        """List each project of the run once more; note each planned name found twice."""
+        """List each project the session sent to once more, and note each of the run's
+        planned names found there twice.  A session with nothing to send lists the run's
+        projects only when the last session found a name twice, could not look, or stopped
+        before looking: a resume checks (again, after a dedupe say) instead of repeating an
+        old finding."""
+        if not self.selected and not self.recheck:
+            return
+        skipped = self.failed_groups.keys() | self.unlisted_groups
+        sent = {(t.project_id, t.region) for t in map(self.tasks.__getitem__, self.selected)}
         names: dict[_Group, set[str]] = defaultdict(set)
-        for key in self.selected:
-            task = self.tasks[key]
+        for task in self.tasks.values():
             group = (task.project_id, task.region)
-            if group not in self.failed_groups and group not in self.unlisted_groups:
+            if (group in sent or not self.selected) and group not in skipped:
                 names[group].add(task.name)
         lines: list[str] = []
         unchecked: list[tuple[_Group, DscError]] = []
@@ -352,7 +367,7 @@ class _Run:
         if unchecked:
             self.unchecked = _unchecked_text(unchecked)
         self.duplicates = tuple(lines)
-        self.journal.set_meta(duplicates=list(lines))
+        self.journal.set_meta(duplicates=list(lines), duplicates_unchecked=self.unchecked)
 
     # -- phase 1: reconcile -------------------------------------------------------------------
 

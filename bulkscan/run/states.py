@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bulkscan.models import Outcome
+from bulkscan.models import Outcome, Status
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -28,7 +28,9 @@ __all__ = [
     "BAD_STATES",
     "CoverageStatus",
     "OPEN_STATES",
+    "NextStep",
     "ScanState",
+    "Standing",
     "SUCCEEDED_STATES",
     "UNFINISHED_STATES",
     "Tally",
@@ -152,3 +154,65 @@ def tally(counts: Mapping[TaskState, int]) -> Tally:
 def tally_of(states: Iterable[TaskState]) -> Tally:
     """``tally`` of the tasks in ``states`` (one state per task)."""
     return tally(Counter(states))
+
+
+class NextStep(enum.StrEnum):
+    """The one command a run's summary ends with (``Standing.next``)."""
+
+    RESUME = "resume"  # tasks not sent or of unknown outcome: only a resume may send them
+    AUDIT = "audit"  # the closing listing found a planned name twice, or could not look
+    RERUN = "rerun"  # the re-run of retry.xlsx, once its failures are fixed
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """How a run stands and what to do next: THE rule, read by ``run`` (its exit code and
+    last line), ``report`` (the same, from the journal) and the result workbook's Summary.
+
+    ``stop_reason`` is how the run's last session ended (None: it never ended, or is still
+    going on: ``running``); ``held_back`` the tasks that session's ``--limit`` kept for a
+    later resume (not a stop: the session did what it was asked); ``duplicates`` the planned
+    names its closing listing found more than once, ``unchecked`` whether that listing
+    failed; ``retryable`` the tasks retry.xlsx holds (failed or gave up).
+    """
+
+    tally: Tally
+    stop_reason: str | None = "done"
+    held_back: int = 0
+    duplicates: int = 0
+    unchecked: bool = False
+    retryable: int = 0
+    running: bool = False
+
+    @property
+    def needs_audit(self) -> bool:
+        """A name created twice may be in DSC: an audit has to tell, then dedupe."""
+        return bool(self.duplicates or self.unchecked)
+
+    @property
+    def status(self) -> Status:
+        """STOPPED when the last session stopped (fatal error, interrupt, never ended) or
+        left work that ``--limit`` did not hold back (unknown or pending: resumable, whatever
+        else failed); INCOMPLETE when some task ended without being in DSC, a name may be
+        there twice (``needs_audit``) or the run is still going on; else OK."""
+        if self.running:
+            return Status.INCOMPLETE
+        if self.stop_reason != "done" or self.tally.unfinished > self.held_back:
+            return Status.STOPPED
+        return Status.INCOMPLETE if self.tally.errors or self.needs_audit else Status.OK
+
+    @property
+    def next(self) -> NextStep | None:
+        """The one thing to do next: nothing while the run goes on; the resume while tasks
+        are not sent or of unknown outcome (it looks them up first, and settles what an
+        audit would read), or after a session that stopped before its end (the resume makes
+        the closing listing that session did not); then the audit, when a name may exist
+        twice (re-running failures before it would only add to them); then the re-run of
+        retry.xlsx; else nothing."""
+        if self.running:
+            return None
+        if self.tally.unfinished or self.stop_reason != "done":  # exit 3 means: resume
+            return NextStep.RESUME
+        if self.needs_audit:
+            return NextStep.AUDIT
+        return NextStep.RERUN if self.retryable else None

@@ -110,6 +110,9 @@ class RunMeta:
     stop_message: str | None
     learned_rate_per_s: float | None
     duplicates: tuple[str, ...] = ()  # planned names the run's last listing found twice
+    duplicates_unchecked: str = ""  # why that listing could not look ("": it did)
+    held_back: int = 0  # open tasks the last session's --limit kept for a later resume
+    audit_command: str | None = None  # audits the run's inventory (the run's next step)
     last_resume: Resume | None = None  # None: never resumed
     # the longest settle window any session of the run sent tasks under (None: not recorded)
     settle_window_s: float | None = None
@@ -672,12 +675,18 @@ class Journal:
             cur.execute("DELETE FROM meta WHERE key IN ('ended_at', 'stop_reason', 'stop_message')")
 
     def mark_ended(
-        self, reason: str, message: str = "", *, learned_rate_per_s: float | None = None
+        self,
+        reason: str,
+        message: str = "",
+        *,
+        learned_rate_per_s: float | None = None,
+        held_back: int = 0,
     ) -> None:
         values: dict[str, object] = {
             "ended_at": self._stamp(),
             "stop_reason": reason,
             "stop_message": message,
+            "held_back": held_back,
         }
         if learned_rate_per_s is not None:
             values["learned_rate_per_s"] = learned_rate_per_s
@@ -1307,6 +1316,9 @@ def _run_meta(v: Mapping[str, Any]) -> RunMeta:
         stop_message=v.get("stop_message"),
         learned_rate_per_s=float(learned) if learned is not None else None,
         duplicates=tuple(v.get("duplicates") or ()),
+        duplicates_unchecked=str(v.get("duplicates_unchecked") or ""),
+        held_back=int(v.get("held_back") or 0),
+        audit_command=v.get("audit_command"),
         last_resume=_resume(v.get("last_resume")),
         settle_window_s=float(window) if window is not None else None,
     )

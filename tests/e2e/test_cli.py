@@ -527,7 +527,7 @@ def test_report_rebuilds_the_workbooks_of_a_run(
     code, out, err = _cli(capsys, "report", run_dir)
     assert code == 1, err  # done, with tasks that gave up: as the run itself exited
     assert (run_dir / "results.xlsx").is_file()
-    assert "re-run the failures with: bulkscan run" in out
+    assert "re-run the failures after fixing them: bulkscan run" in out
     code, out, _ = _cli(capsys, "report", run_dir, "--json")
     assert code == 1
     doc = json.loads(out)

@@ -90,6 +90,9 @@ def _sequence(folder: Path) -> Iterator[Answer]:
     yield canary
     run_dir = canary.document["run_dir"]
     yield _call(["report", run_dir, "--json"])
+    # a run whose projects cannot be listed sends nothing and stops, to be resumed
+    yield _call(["run", "sample.xlsx", *SIM, "--reports-dir", "unlisted", "--no-remote-check",
+                 "--simulate-faults", "lists_answered=0", "--yes", "--json"])  # fmt: skip
     yield _call(["status", run_dir, *SIM, "--json"])
     yield _call(["audit", "sample.xlsx", *SIM, *reports, "--json"])
     yield _call(canary.document["next"]["argv"][1:])  # the resume it names, as printed
@@ -124,8 +127,13 @@ def test_the_answers_end_every_way(answers: list[Answer]) -> None:
     """The sequence reaches each status, so the envelope is checked on each."""
     assert {a.document["status"] for a in answers} == {"ok", "incomplete", "invalid", "stopped"}
     (report,) = (a for a in answers if a.command == "report")  # of the canary: unfinished
-    assert (report.code, report.document["run_status"]) == (3, "unfinished")
+    # ... but as the canary exited: what --limit held back is no stop
+    assert (report.code, report.document["run_status"]) == (0, "unfinished")
     assert report.document["next"]["command"] == report.document["resume_command"]
+    assert report.document["next"]["why"].endswith("held back by --limit")
+    (stopped,) = (a for a in answers if "lists_answered=0" in a.argv)
+    assert stopped.code == 3 and stopped.document["outcomes"] == {"pending": 16}
+    assert "--resume" in stopped.document["next"]["argv"]
     (refused,) = (a for a in answers if "missing.xlsx" in a.argv)
     assert refused.code == 2 and "missing.xlsx" in refused.document["error"]
 

@@ -102,7 +102,7 @@ async def test_tasks_in_flight_at_a_crash_go_to_the_resume_never_to_retry_xlsx(
         assert found["rerun_command"] is None
         assert not (run_dir / RETRY_FILE).exists()
         text = await _cli(tmp_path, "report", run_dir)
-        assert "re-run the failures with" not in text.out, text.out
+        assert "re-run the failures" not in text.out, text.out
         facts = _summary(run_dir / "results.xlsx")
         assert str(facts["re-run the failures"]).startswith("nothing to re-run")
 

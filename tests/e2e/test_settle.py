@@ -289,6 +289,64 @@ async def test_a_name_found_twice_at_the_end_is_reported(tmp_path: Path) -> None
     assert "nothing left to do" not in text.out
 
 
+async def test_report_ends_as_the_run_did_and_a_resume_after_dedupe_looks_again(
+    tmp_path: Path,
+) -> None:
+    """One rule for how a run stands: the run found a name twice (exit 1, the audit next);
+    ``report`` says the same from the journal, the Summary too; once the audit and dedupe
+    removed the copy, a resume with nothing to send lists again and both say done."""
+    inventory = _inventory(tmp_path / "dbs.xlsx", 3)
+    body = {
+        "task_name": "scan-0002",
+        "data_sources": [{"db_type": "MySQL", "ins_id": "ins-0001"}],
+        "schedule_type": "ONCE",
+    }
+    env = sim_env(state=tmp_path / "state")
+    async with Simulator() as sim, aiohttp.ClientSession() as session:
+        for _ in range(2):
+            put = {"project_id": P1, "body": body}
+            async with session.post(f"{sim.url}/_sim/put-task", json=put) as answer:
+                assert answer.status == 201, await answer.text()
+        where = ("--endpoint", sim.url, "--reports-dir", tmp_path / "r")
+        ran = await bulkscan(tmp_path, "run", inventory, *where, "--yes", "--json", env=env)
+        (run_dir,) = (tmp_path / "r").iterdir()
+        report = await bulkscan(tmp_path, "report", run_dir, "--json", env=env)
+        text = await bulkscan(tmp_path, "report", run_dir, env=env)
+        summary = _summary_sheet(run_dir / "results.xlsx")
+        run_said, report_said = json.loads(ran.out), json.loads(report.out)
+        audited = await bulkscan(tmp_path, *report_said["next"]["argv"][1:], "--json", env=env)
+        workbook = json.loads(audited.out)["workbook"]
+        dedupe = await bulkscan(tmp_path, "dedupe", workbook, "--endpoint", sim.url, "--yes",
+                                env=env)  # fmt: skip
+        names_after_dedupe = _names(sim)
+        resumed = await bulkscan(tmp_path, "run", inventory, *where, "--yes", "--resume",
+                                 run_dir, env=env)  # fmt: skip
+        again = await bulkscan(tmp_path, "report", run_dir, "--json", env=env)
+    assert (ran.code, report.code, text.code) == (1, 1, 1), report.out + report.err
+    assert report_said["status"] == run_said["status"] == "incomplete"
+    assert report_said["next"] == run_said["next"]  # the audit, with the run's options
+    assert (
+        "--endpoint" in report_said["next"]["argv"]
+        and "exist more than once" in (report_said["next"]["why"])
+    )
+    assert text.out.strip().splitlines()[-1].endswith(report_said["next"]["command"])
+    assert str(summary["names created twice"]).endswith(report_said["next"]["command"])
+    assert audited.code == 0, audited.out + audited.err
+    assert dedupe.code == 0, dedupe.out + dedupe.err
+    assert names_after_dedupe == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
+    assert resumed.code == 0, resumed.out + resumed.err
+    assert resumed.out.strip().splitlines()[-1] == "nothing left to do", resumed.out
+    assert (again.code, json.loads(again.out)["next"]) == (0, None), again.out
+    assert "names created twice" not in _summary_sheet(run_dir / "results.xlsx")
+
+
+def _summary_sheet(path: Path) -> dict[str, object]:
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(path, read_only=True)["Summary"]
+    return {row[0]: row[1] for row in sheet.iter_rows(max_col=2, values_only=True) if row[0]}
+
+
 async def test_a_closing_listing_that_fails_is_no_plain_success(tmp_path: Path) -> None:
     """Every task created, but the listing after them failed: names created twice were not
     looked for, so the run exits 1 and its last line is the audit that looks for them."""

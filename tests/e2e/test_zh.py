@@ -113,8 +113,9 @@ async def test_a_run_prints_its_plan_progress_and_summary_in_chinese(tmp_path: P
     assert "本次运行有 14 个扫描任务尚未发送或结果未知" in status.out, status.err
     assert "结果：" in status.out
     rebuilt = await bulkscan(tmp_path, "--lang", "zh", "report", run_dir)
-    assert rebuilt.code == 3, rebuilt.err  # the canary's run is unfinished: resume it
+    assert rebuilt.code == 0, rebuilt.err  # as the canary exited; the rest to resume
     assert rebuilt.out.startswith("结果：") and "；继续运行：bulkscan --lang zh run " in rebuilt.out
+    assert "14 个扫描任务因 --limit 被保留；继续运行：" in rebuilt.out, rebuilt.out
     english = await bulkscan(tmp_path, "run", SAMPLE, *canary)
     assert english.code == 0, english.err
     assert "16 task(s) for 148 instance(s); sending 2 to the embedded simulator" in english.err

@@ -1,4 +1,5 @@
-"""How a run ended (``RunResult.status``), decided by the library from its task counts."""
+"""How a run ended (``RunResult.status``) and what comes next, decided by the library from
+its task counts: one rule (``states.Standing``) that ``run`` and ``report`` both end with."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from bulkscan.cli._common import exit_code
 from bulkscan.run.dispatch import DispatchResult
-from bulkscan.run.states import Tally, TaskState, tally, tally_of
+from bulkscan.run.states import NextStep, Standing, Tally, TaskState, tally, tally_of
 from bulkscan.runner import RunResult, Status
 
 if TYPE_CHECKING:
@@ -87,3 +88,45 @@ def test_a_run_result_counts_with_the_tally(pending: int, held_back: int) -> Non
     counted = result.dispatch.tally
     assert (result.failed, result.unfinished) == (counted.errors, counted.unfinished)
     assert result.dispatch.succeeded == counted.succeeded == 1
+
+
+def _standing(retryable: int = 0, *, running: bool = False, **counts: int) -> Standing:
+    tallied = tally({state: counts.get(state.name.lower(), 0) for state in TaskState})
+    return Standing(
+        tallied,
+        held_back=counts.get("held_back", 0),
+        duplicates=counts.get("duplicates", 0),
+        unchecked=bool(counts.get("unchecked")),
+        retryable=retryable,
+        running=running,
+    )
+
+
+@pytest.mark.parametrize(
+    ("standing", "status", "step"),
+    [
+        (_standing(created=3), Status.OK, None),
+        (_standing(1, created=2, failed=1), Status.INCOMPLETE, NextStep.RERUN),
+        (_standing(created=2, conflict=1), Status.INCOMPLETE, None),  # a person decides
+        (_standing(created=1, pending=2, held_back=2), Status.OK, NextStep.RESUME),  # canary
+        (_standing(1, failed=1, unknown=1), Status.STOPPED, NextStep.RESUME),
+        # a name may exist twice: the audit before the re-run (which would add copies)
+        (_standing(1, failed=1, created=1, duplicates=1), Status.INCOMPLETE, NextStep.AUDIT),
+        (_standing(created=2, unchecked=1), Status.INCOMPLETE, NextStep.AUDIT),
+        (_standing(created=1, pending=1, duplicates=1), Status.STOPPED, NextStep.RESUME),
+        # still going on: nothing to do but wait, whatever the counts say
+        (_standing(1, running=True, failed=1, pending=3), Status.INCOMPLETE, None),
+    ],
+)
+def test_how_a_run_stands_and_its_next_step(
+    standing: Standing, status: Status, step: NextStep | None
+) -> None:
+    assert (standing.status, standing.next) == (status, step)
+
+
+@pytest.mark.parametrize("stop", [None, "fatal", "interrupted"])
+def test_a_run_that_did_not_end_done_is_stopped_and_resumed(stop: str | None) -> None:
+    """Exit 3 always names the resume: with every task settled, it makes the closing listing
+    for names created twice that the stopped session never made."""
+    standing = Standing(tally({TaskState.CREATED: 2}), stop_reason=stop)
+    assert (standing.status, standing.next) == (Status.STOPPED, NextStep.RESUME)
