@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import shlex
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +18,6 @@ from bulkscan.i18n import _
 from bulkscan.run.states import CoverageStatus
 
 if TYPE_CHECKING:
-    import argparse
-
     from bulkscan.audit import AuditEvent, AuditResult, GroupListed, UnfinishedRun
     from bulkscan.runner import AuditReport
 
@@ -78,11 +78,23 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         notes.close()
     code = common.exit_code(report.status)
+    dedupe = _dedupe_command(args, report)
     if args.json:
-        emit(args, code, _summary_json(report), next_step=_next_step(report))
+        fields = _summary_json(report) | {"dedupe_command": dedupe}
+        emit(args, code, fields, next_step=_next_step(report, dedupe))
     else:
-        _print_summary(report)
+        _print_summary(report, dedupe)
     return code
+
+
+def _dedupe_command(args: argparse.Namespace, report: AuditReport) -> str | None:
+    """``bulkscan dedupe`` of the audit workbook, reaching the same service (None: the audit
+    found no extra copy)."""
+    if not report.result.duplicates:
+        return None
+    service_only = argparse.Namespace(**(vars(args) | {"reads_inventory": False}))
+    options = common.next_options(service_only)
+    return shlex.join(["bulkscan", "dedupe", str(report.workbook), *options])
 
 
 class _Notes:
@@ -132,7 +144,7 @@ class _Notes:
             self.bar = None
 
 
-def _print_summary(report: AuditReport) -> None:
+def _print_summary(report: AuditReport, dedupe: str | None) -> None:
     result = report.result
     disabled = result.count(CoverageStatus.DISABLED)
     unknown = result.count(CoverageStatus.UNKNOWN)
@@ -170,6 +182,13 @@ def _print_summary(report: AuditReport) -> None:
 
     for line in stale_lines(result):  # runs whose resume would be refused: never the next step
         console.detail(line)
+    if dedupe is not None:  # said before the next step, which it follows
+        console.detail(
+            _(
+                "{count} extra copy(ies): task(s) whose name and data sources repeat an older "
+                "task's (the Duplicates sheet); delete them with: {command}"
+            ).format(count=len(result.duplicates), command=dedupe)
+        )
     held = result.held_in(result.resumable)
     if report.resume_command is not None:  # the one next step: resume, then audit again
         runs = len(result.resumable)
@@ -187,15 +206,17 @@ def _print_summary(report: AuditReport) -> None:
         console.detail(_("every instance is covered"))
 
 
-def _next_step(report: AuditReport) -> Next | None:
+def _next_step(report: AuditReport, dedupe: str | None = None) -> Next | None:
     """What the text says to do next: resume the runs that hold instances, then audit again;
-    else run the uncovered workbook."""
+    else run the uncovered workbook; else delete the extra copies."""
     if report.resume_command is not None:
         held = report.result.held_in(report.result.resumable)
         why = f"{held} instance(s) are in tasks of unfinished runs: resume, then audit again"
         return Next(report.resume_command, why)
     if report.run_command is not None:
         return Next(report.run_command, "create the tasks of the instances not covered")
+    if dedupe is not None:
+        return Next(dedupe, f"delete {len(report.result.duplicates)} extra copy(ies) of tasks")
     return None
 
 
@@ -209,6 +230,7 @@ def _summary_json(report: AuditReport) -> dict[str, Any]:
         "skipped_rows": len(result.inventory.skipped),
         "tasks": len(result.tasks),
         "orphan_tasks": result.orphans,
+        "duplicate_tasks": len(result.duplicates),
         "disabled_tasks": result.disabled_tasks,
         "enabled_untold_tasks": result.enabled_untold,
         "requests": result.meta.requests,

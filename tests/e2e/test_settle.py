@@ -315,9 +315,9 @@ async def test_report_ends_as_the_run_did_and_a_resume_after_dedupe_looks_again(
         summary = _summary_sheet(run_dir / "results.xlsx")
         run_said, report_said = json.loads(ran.out), json.loads(report.out)
         audited = await bulkscan(tmp_path, *report_said["next"]["argv"][1:], "--json", env=env)
-        workbook = json.loads(audited.out)["workbook"]
-        dedupe = await bulkscan(tmp_path, "dedupe", workbook, "--endpoint", sim.url, "--yes",
-                                env=env)  # fmt: skip
+        audit_said = json.loads(audited.out)
+        # the audit's one next step deletes the extra copy, on the service it listed
+        dedupe = await bulkscan(tmp_path, *audit_said["next"]["argv"][1:], "--yes", env=env)
         names_after_dedupe = _names(sim)
         resumed = await bulkscan(tmp_path, "run", inventory, *where, "--yes", "--resume",
                                  run_dir, env=env)  # fmt: skip
@@ -331,7 +331,11 @@ async def test_report_ends_as_the_run_did_and_a_resume_after_dedupe_looks_again(
     )
     assert text.out.strip().splitlines()[-1].endswith(report_said["next"]["command"])
     assert str(summary["names created twice"]).endswith(report_said["next"]["command"])
-    assert audited.code == 0, audited.out + audited.err
+    assert audited.code == 0, audited.out + audited.err  # every instance is covered
+    assert audit_said["duplicate_tasks"] == 1
+    assert audit_said["next"]["command"] == audit_said["dedupe_command"]
+    assert audit_said["next"]["argv"][:3] == ["bulkscan", "dedupe", audit_said["workbook"]]
+    assert "--endpoint" in audit_said["next"]["argv"]
     assert dedupe.code == 0, dedupe.out + dedupe.err
     assert names_after_dedupe == {"scan-0001": 1, "scan-0002": 1, "scan-0003": 1}
     assert resumed.code == 0, resumed.out + resumed.err
@@ -343,8 +347,12 @@ async def test_report_ends_as_the_run_did_and_a_resume_after_dedupe_looks_again(
 def _summary_sheet(path: Path) -> dict[str, object]:
     import openpyxl
 
-    sheet = openpyxl.load_workbook(path, read_only=True)["Summary"]
-    return {row[0]: row[1] for row in sheet.iter_rows(max_col=2, values_only=True) if row[0]}
+    book = openpyxl.load_workbook(path, read_only=True)
+    try:
+        rows = book["Summary"].iter_rows(max_col=2, values_only=True)
+        return {row[0]: row[1] for row in rows if row[0]}
+    finally:
+        book.close()
 
 
 async def test_a_closing_listing_that_fails_is_no_plain_success(tmp_path: Path) -> None:
