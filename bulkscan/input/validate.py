@@ -342,8 +342,43 @@ def _start_millis(value: object, tz: tzinfo) -> int:
 
 def _datetime_millis(moment: datetime, tz: tzinfo) -> int:
     if moment.tzinfo is None or moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=tz)
+        moment = _on_the_clock(moment.replace(tzinfo=None), tz)
     return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _on_the_clock(naive: datetime, tz: tzinfo) -> datetime:
+    """``naive`` as the clocks of ``tz`` show it; refused when they never show it (skipped
+    when they go forward) or show it twice (when they go back): Python would pick one hour
+    silently, and the scan would start an hour away from the time typed."""
+    first, second = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    zone = getattr(tz, "key", None) or str(tz)
+    shown = naive.isoformat(sep=" ", timespec="minutes")
+    if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+        raise CellError(
+            _("{value} never shows on the clocks of {zone}: they go forward over it").format(
+                value=_q(shown), zone=zone
+            ),
+            hint=_(
+                "write a time the clocks show, such as {later}, or give the time with its UTC "
+                "offset"
+            ).format(later=first.astimezone(UTC).astimezone(tz).isoformat(sep=" ")[:16]),
+        )
+    raise CellError(
+        _("{value} shows twice on the clocks of {zone}: they go back over it").format(
+            value=_q(shown), zone=zone
+        ),
+        hint=_("give it with its UTC offset: {a} (the first) or {b} (the second)").format(
+            a=f"{naive.isoformat(timespec='minutes')}{_offset_text(first)}",
+            b=f"{naive.isoformat(timespec='minutes')}{_offset_text(second)}",
+        ),
+    )
+
+
+def _offset_text(moment: datetime) -> str:
+    """``+08:00``: the UTC offset as ISO 8601 writes it."""
+    return moment.isoformat()[-6:] if moment.utcoffset() else "+00:00"
 
 
 def _refuse_serial(number: float) -> None:

@@ -156,6 +156,31 @@ def test_validate_the_sample_with_errors_names_sheet_row_and_column_of_each(
     no_traceback(out, err)
 
 
+def test_a_start_time_the_clocks_skip_is_refused_with_its_cell(
+    capsys: pytest.CaptureFixture[str], make_xlsx: Any
+) -> None:
+    """02:30 on the night the clocks go forward never happens in New York: refused, naming
+    the cell, instead of a scan starting at 03:30 that nobody typed."""
+    from datetime import datetime
+
+    book = make_xlsx(
+        {
+            "instances": [["ins_id", "db_type", "project_id", "region", "profile"],
+                          ["ins-1", "MySQL", "0" * 32, "cn-north-4", "spring"]],
+            "profiles": [["profile", "schedule_type", "start_now", "start_time"],
+                         ["spring", "ONCE", False, datetime(2026, 3, 8, 2, 30)]],
+        }  # fmt: skip
+    )
+    code, out, err = _cli(capsys, "validate", book, "--timezone", "America/New_York")
+    assert code == 2, out + err
+    said = out + err
+    assert "sheet 'profiles', row 2" in said and "start_time" in said, said
+    assert "'2026-03-08 02:30' never shows on the clocks of America/New_York" in said
+    assert "such as 2026-03-08 03:30" in said and "Traceback" not in said
+    code, out, err = _cli(capsys, "validate", book, "--timezone", "Asia/Shanghai")
+    assert code == 0, out + err
+
+
 def test_validate_json_lists_every_issue_with_its_cell(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _cli(capsys, "validate", WITH_ERRORS, "--json")
     assert code == 2

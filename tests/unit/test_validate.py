@@ -267,6 +267,40 @@ def test_parse_start_time_refuses_nonsense(value: object, message: str) -> None:
         parse_start_time(value, tz=UTC_TZ, unit="s")
 
 
+@pytest.mark.parametrize(
+    ("value", "zone", "said", "hint"),
+    [
+        # the clocks go forward over 02:00-03:00: Python would read 02:30 as 03:30, silently
+        ("2026-03-08T02:30", "America/New_York", "never shows on the clocks", "2026-03-08 03:30"),
+        (datetime(2026, 3, 29, 2, 30), "Europe/Paris", "never shows on the clocks", "03:30"),
+        # the clocks go back over 01:00-02:00: 01:30 happens twice, an hour apart
+        ("2026-11-01 01:30", "America/New_York", "shows twice", "2026-11-01T01:30-04:00"),
+        (datetime(2026, 10, 25, 2, 30), "Europe/Paris", "shows twice", "T02:30+01:00 (the second)"),
+    ],
+)
+def test_a_start_time_the_clocks_skip_or_repeat_is_refused(
+    value: object, zone: str, said: str, hint: str
+) -> None:
+    with pytest.raises(CellError, match=said) as info:
+        parse_start_time(value, tz=ZoneInfo(zone), unit="s")
+    assert zone in str(info.value) and info.value.hint is not None and hint in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("value", "zone", "expected"),
+    [
+        ("2026-03-08T03:30", "America/New_York", 1_772_955_000),  # just after the change
+        ("2026-03-08T02:30-05:00", "America/New_York", 1_772_955_000),  # the offset decides
+        ("2026-11-01T01:30-05:00", "America/New_York", 1_793_514_600),  # the second 01:30
+        ("2026-03-29T02:30", "Asia/Shanghai", 1_774_722_600),  # no change there
+    ],
+)
+def test_a_start_time_beside_a_clock_change_or_with_an_offset_is_kept(
+    value: str, zone: str, expected: int
+) -> None:
+    assert parse_start_time(value, tz=ZoneInfo(zone), unit="s") == expected
+
+
 @pytest.mark.parametrize("value", [MAX_START_TIME_S + 1, "2040-01-01T00:00:00Z"])
 def test_parse_start_time_beyond_2038_in_seconds_points_to_milliseconds(value: object) -> None:
     with pytest.raises(CellError, match="beyond the start_time range") as info:
