@@ -165,11 +165,15 @@ def test_a_start_time_the_clocks_skip_is_refused_with_its_cell(
 
     book = make_xlsx(
         {
-            "instances": [["ins_id", "db_type", "project_id", "region", "profile"],
-                          ["ins-1", "MySQL", "0" * 32, "cn-north-4", "spring"]],
-            "profiles": [["profile", "schedule_type", "start_now", "start_time"],
-                         ["spring", "ONCE", False, datetime(2026, 3, 8, 2, 30)]],
-        }  # fmt: skip
+            "instances": [
+                ["ins_id", "db_type", "project_id", "region", "profile"],
+                ["ins-1", "MySQL", "0" * 32, "cn-north-4", "spring"],
+            ],
+            "profiles": [
+                ["profile", "schedule_type", "start_now", "start_time"],
+                ["spring", "ONCE", False, datetime(2026, 3, 8, 2, 30)],
+            ],
+        }
     )
     code, out, err = _cli(capsys, "validate", book, "--timezone", "America/New_York")
     assert code == 2, out + err
