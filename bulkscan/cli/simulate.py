@@ -93,8 +93,13 @@ def register(subparsers: Any) -> None:
         "--faults",
         metavar="SPEC",
         help="fault probabilities, e.g. http500=0.05,http502=0.02,http503=0.02,http504=0.01,"
-        "reset_before=0.02,reset_after=0.02,stall=0.01 (also jitter=20ms, stall_s=30s; "
-        "lists_answered=N: the next N task listings answered, later ones 503)",
+        "reset_before=0.02,reset_after=0.02,stall=0.01,http429=0.01 (also jitter=20ms, "
+        "stall_s=30s; echo=P: a 400 that echoes the request's credentials; drip=P: a write "
+        "acted on, its answer sent a byte at a time (drip_interval=1s); late_create=P: a "
+        "create answered 504 "
+        "at once and applied later (late_create_after=2s; late_answer=5s holds the 504 that "
+        "long first); list_http429=P: listings refused 429; lists_answered=N: the next N task "
+        "listings answered, later ones 503)",
     )
     add(
         "--list-shape",

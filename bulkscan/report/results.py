@@ -711,11 +711,12 @@ def _all_succeeded(run: _Run) -> bool:
 
 
 def _status_tones(run: _Run) -> Mapping[str, Tone]:
-    """ "done" is green only when every task succeeded; a run done with failures is amber."""
+    """ "done" is green only when every task succeeded and no name may exist twice (the
+    status ``run`` and ``report`` exit 0 with); a run done with failures is amber."""
     good = _all_succeeded(run)
     return {
         **_RUN_STATUS_TONES,
-        "done": "good" if good else "warn",
+        "done": "good" if good and not run.standing.needs_audit else "warn",
         _tasks_verdict(run): "good" if good else "bad",
     }
 

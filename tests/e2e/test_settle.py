@@ -313,6 +313,7 @@ async def test_report_ends_as_the_run_did_and_a_resume_after_dedupe_looks_again(
         report = await bulkscan(tmp_path, "report", run_dir, "--json", env=env)
         text = await bulkscan(tmp_path, "report", run_dir, env=env)
         summary = _summary_sheet(run_dir / "results.xlsx")
+        status_fill = _status_fill(run_dir / "results.xlsx")
         run_said, report_said = json.loads(ran.out), json.loads(report.out)
         audited = await bulkscan(tmp_path, *report_said["next"]["argv"][1:], "--json", env=env)
         audit_said = json.loads(audited.out)
@@ -331,6 +332,7 @@ async def test_report_ends_as_the_run_did_and_a_resume_after_dedupe_looks_again(
     )
     assert text.out.strip().splitlines()[-1].endswith(report_said["next"]["command"])
     assert str(summary["names created twice"]).endswith(report_said["next"]["command"])
+    assert (summary["status"], status_fill) == ("done", "warn")  # not the green of exit 0
     assert audited.code == 0, audited.out + audited.err  # every instance is covered
     assert audit_said["duplicate_tasks"] == 1
     assert audit_said["next"]["command"] == audit_said["dedupe_command"]
@@ -342,6 +344,15 @@ async def test_report_ends_as_the_run_did_and_a_resume_after_dedupe_looks_again(
     assert resumed.out.strip().splitlines()[-1] == "nothing left to do", resumed.out
     assert (again.code, json.loads(again.out)["next"]) == (0, None), again.out
     assert "names created twice" not in _summary_sheet(run_dir / "results.xlsx")
+    assert _status_fill(run_dir / "results.xlsx") == "good"
+
+
+def _status_fill(path: Path) -> str:
+    """The tone of the Summary's status cell: good (green), warn (amber) or another."""
+    import openpyxl
+
+    colour = openpyxl.load_workbook(path)["Summary"]["B2"].fill.fgColor.rgb
+    return {"C6EFCE": "good", "FFE0B2": "warn"}.get(str(colour)[-6:], str(colour))
 
 
 def _summary_sheet(path: Path) -> dict[str, object]:
