@@ -340,10 +340,10 @@ class _Run:
 
     async def _find_duplicates(self) -> None:
         """List each project the session sent to once more, and note each of the run's
-        planned names found there twice.  A session with nothing to send lists the run's
-        projects only when the last session found a name twice, could not look, or stopped
-        before looking: a resume checks (again, after a dedupe say) instead of repeating an
-        old finding."""
+        planned names found there twice.  Every project of the run is listed when the last
+        session found a name twice, could not look, or stopped before looking: a resume
+        checks (again, after a dedupe say) instead of repeating an old finding or leaving a
+        project unchecked; a session with nothing to send lists nothing otherwise."""
         if not self.selected and not self.recheck:
             return
         skipped = self.failed_groups.keys() | self.unlisted_groups
@@ -351,7 +351,7 @@ class _Run:
         names: dict[_Group, set[str]] = defaultdict(set)
         for task in self.tasks.values():
             group = (task.project_id, task.region)
-            if (group in sent or not self.selected) and group not in skipped:
+            if (group in sent or self.recheck) and group not in skipped:
                 names[group].add(task.name)
         lines: list[str] = []
         unchecked: list[tuple[_Group, DscError]] = []

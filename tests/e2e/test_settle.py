@@ -347,6 +347,49 @@ async def test_report_ends_as_the_run_did_and_a_resume_after_dedupe_looks_again(
     assert _status_fill(run_dir / "results.xlsx") == "good"
 
 
+async def test_a_resume_after_names_found_twice_lists_every_project_of_the_run_again(
+    tmp_path: Path,
+) -> None:
+    """A canary found a name twice in its project; the resume sends to another project. Its
+    closing listing looks at both: the earlier finding is checked again, not forgotten
+    because the resume sent elsewhere."""
+    import openpyxl
+
+    p2 = "f" * 32
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "instances"
+    sheet.append(["ins_id", "db_type", "project_id", "region", "profile"])
+    sheet.append(["ins-0001", "MySQL", P1, "cn-north-4", "one"])
+    sheet.append(["ins-0002", "MySQL", p2, "cn-north-4", "one"])
+    profiles = book.create_sheet("profiles")
+    profiles.append(["profile", "schedule_type", "start_now", "task_name", "max_sources"])
+    profiles.append(["one", "ONCE", True, "scan-{project}", 1])
+    inventory = tmp_path / "two.xlsx"
+    book.save(inventory)
+    env = sim_env(state=tmp_path / "state")
+    async with Simulator() as sim, aiohttp.ClientSession() as session:
+        for project in (P1, p2):  # each project's planned name there twice already
+            body = {"task_name": f"scan-{project}", "schedule_type": "ONCE",
+                    "data_sources": [{"db_type": "MySQL", "ins_id": "other"}]}  # fmt: skip
+            for _ in range(2):
+                put = {"project_id": project, "body": body}
+                async with session.post(f"{sim.url}/_sim/put-task", json=put) as answer:
+                    assert answer.status == 201, await answer.text()
+        where = ("--endpoint", sim.url, "--reports-dir", tmp_path / "r", "--no-remote-check")
+        canary = await bulkscan(tmp_path, "run", inventory, *where, "--yes", "--limit", "1",
+                                "--json", env=env)  # fmt: skip
+        (run_dir,) = (tmp_path / "r").iterdir()
+        resumed = await bulkscan(tmp_path, "run", inventory, *where, "--yes", "--json",
+                                 "--resume", run_dir, env=env)  # fmt: skip
+    first, second = json.loads(canary.out), json.loads(resumed.out)
+    assert canary.code == 1 and len(first["duplicates"]) == 1, canary.out + canary.err
+    assert resumed.code == 1, resumed.out + resumed.err
+    assert len(second["duplicates"]) == 2, second["duplicates"]  # both projects listed
+    assert first["duplicates"][0] in second["duplicates"]
+
+
 def _status_fill(path: Path) -> str:
     """The tone of the Summary's status cell: good (green), warn (amber) or another."""
     import openpyxl
