@@ -22,6 +22,7 @@ from bulkscan.errors import (
     RunFatalError,
     UntrustedListingError,
 )
+from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     import os
@@ -29,14 +30,30 @@ if TYPE_CHECKING:
 
     from bulkscan.dsc.client import DscClient, Listing, RawAnswer
 
-__all__ = ["RECORD_FORMAT", "Check", "DoctorReport", "check_groups", "load_record", "write_record"]
+__all__ = [
+    "CHECK_NAMES",
+    "RECORD_FORMAT",
+    "Check",
+    "DoctorReport",
+    "check_groups",
+    "load_record",
+    "write_record",
+]
 
 RECORD_FORMAT = "bulkscan-doctor-record"
 
 
+# The checks' names: ``--json``'s keys as they are, shown translated (``_(check.name)``).
+CHECK_NAMES = (
+    N_("credentials"), N_("DSC"), N_("project"), N_("listing"), N_("list shape"), N_("paging"),
+    N_("rate"),
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One line of the preflight: what was checked where, whether it passed, what to do."""
+    """One line of the preflight: what was checked where, whether it passed, what to do.
+    ``name`` is one of ``CHECK_NAMES``; ``detail`` and ``fix`` are in the chosen language."""
 
     name: str
     ok: bool
@@ -49,7 +66,7 @@ class Check:
         where = f"{self.project_id} / {self.region}: " if self.project_id else ""
         mark = "ok  " if self.ok else "FAIL"
         fix = f" -> {self.fix}" if self.fix and not self.ok else ""
-        return f"{mark} {where}{self.name}: {self.detail}{fix}"
+        return f"{mark} {where}{_(self.name)}: {self.detail}{fix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,44 +103,50 @@ async def _check_group(client: DscClient, project: str, region: str) -> tuple[li
     try:
         listing = await client.list_all(project, region=region)
     except RunFatalError as exc:
-        return [check("credentials", False, str(exc), "fix the AK/SK, token or clock")], True
+        return [check("credentials", False, str(exc), _("fix the AK/SK, token or clock"))], True
     except ProjectPermanentError as exc:
         if dsc_not_enabled(exc.status, exc.code):
-            fix = "enable DSC in this project and region, or leave its rows out"
+            fix = _("enable DSC in this project and region, or leave its rows out")
             return [
-                check("credentials", True, "accepted"),
+                check("credentials", True, _("accepted")),
                 check("DSC", False, str(exc), fix),
             ], False
-        return [check("project", False, str(exc), "check the project id and region")], False
+        fix = _("check the project id and region")
+        return [check("project", False, str(exc), fix)], False
     except UntrustedListingError as exc:
-        fix = "bulkscan run will not send to this project; attach the --record FILE to a report"
+        fix = _("bulkscan run will not send to this project; attach the --record FILE to a report")
         return [*_reached(check), check("list shape", False, str(exc), fix)], False
     except DscError as exc:
-        fix = "check the endpoint and the network, then try again"
+        fix = _("check the endpoint and the network, then try again")
         return [check("listing", False, str(exc), fix)], False
     return [*_reached(check), *_listing_checks(check, listing)], False
 
 
 def _reached(check: _Make) -> list[Check]:
-    return [check("credentials", True, "accepted"), check("DSC", True, "enabled")]
+    return [check("credentials", True, _("accepted")), check("DSC", True, _("enabled"))]
 
 
 def _listing_checks(check: _Make, listing: Listing) -> list[Check]:
     shape = listing.shape
     return [
-        check("listing", True, f"{shape.listed} task(s), total_num {shape.total_num}"),
+        check(
+            "listing",
+            True,
+            _("{listed} task(s), total_num {total}").format(
+                listed=shape.listed, total=shape.total_num
+            ),
+        ),
         check("list shape", True, shape.describe()),
-        check("paging", True, f"complete ({shape.paging})"),
+        check("paging", True, _("complete ({paging})").format(paging=shape.paging)),
     ]
 
 
 def _rate_check(rate_per_s: float, groups: int) -> Check:
     per_minute = rate_per_s * 60
-    detail = (
-        f"at most {rate_per_s:g} request(s)/s ({per_minute:g}/min) shared by "
-        f"{groups} project/region pair(s); DSC publishes no limit, and a throttled run slows "
-        "down by itself"
-    )
+    detail = _(
+        "at most {rate} request(s)/s ({per_minute}/min) shared by {groups} project/region "
+        "pair(s); DSC publishes no limit, and a throttled run slows down by itself"
+    ).format(rate=f"{rate_per_s:g}", per_minute=f"{per_minute:g}", groups=groups)
     return Check("rate", True, detail)
 
 

@@ -146,6 +146,16 @@ async def test_plan_prints_its_tables_and_summary_in_chinese(tmp_path: Path) -> 
     assert english.out.rstrip().endswith("Nothing was sent.")
 
 
+async def test_doctor_speaks_chinese_and_keeps_its_json_keys(tmp_path: Path) -> None:
+    said = await bulkscan(tmp_path, "--lang", "zh", "doctor", SAMPLE, *SIM[:3])
+    assert said.code == 0, said.err
+    assert ": 凭据: 已接受" in said.out and ": 数据安全中心: 已开通" in said.out
+    assert "速率: 最多每秒" in said.out and "credentials" not in said.out
+    document = await bulkscan(tmp_path, "--lang", "zh", "doctor", SAMPLE, *SIM[:3], "--json")
+    names = {check["name"] for check in json.loads(document.out)["checks"]}
+    assert names == {"credentials", "DSC", "listing", "list shape", "paging", "rate"}
+
+
 async def test_the_uncovered_workbook_and_config_speak_chinese(tmp_path: Path) -> None:
     audit = await bulkscan(tmp_path, "--lang", "zh", "audit", SAMPLE, *SIM[:3])
     assert audit.code == 1, audit.err  # nothing was created: every instance is uncovered
