@@ -63,6 +63,10 @@ def _fields(args: argparse.Namespace, report: ReportPaths) -> dict[str, Any]:
         "run_status": report.run_status,
         "unfinished": report.tally.unfinished,
         "resume_command": report.resume_command if report.tally.unfinished else None,
+        "held_back": report.standing.held_back,
+        "duplicates": list(report.duplicates),
+        "duplicates_unchecked": report.duplicates_unchecked or None,
+        "audit_command": report.audit_command if report.standing.needs_audit else None,
         "outcomes": outcome_counts(report.counts),
     }
 

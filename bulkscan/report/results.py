@@ -145,6 +145,7 @@ class ReportPaths:
     running_pid: str | None = None
     standing: Standing = field(default_factory=lambda: Standing(Tally()))
     duplicates: tuple[str, ...] = ()  # the planned names the run's closing listing found twice
+    duplicates_unchecked: str = ""  # why that listing could not look ("": it did)
     audit_command: str | None = None
 
     @property
@@ -257,6 +258,7 @@ def build_report(
         running_pid=run.running_pid,
         standing=run.standing,
         duplicates=run.meta.duplicates,
+        duplicates_unchecked=run.meta.duplicates_unchecked,
         audit_command=audit_command(run.meta),
     )
 

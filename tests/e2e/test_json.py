@@ -131,6 +131,7 @@ def test_the_answers_end_every_way(answers: list[Answer]) -> None:
     assert (report.code, report.document["run_status"]) == (0, "unfinished")
     assert report.document["next"]["command"] == report.document["resume_command"]
     assert report.document["next"]["why"].endswith("held back by --limit")
+    assert report.document["held_back"] == 13 and report.document["audit_command"] is None
     (stopped,) = (a for a in answers if "lists_answered=0" in a.argv)
     assert stopped.code == 3 and stopped.document["outcomes"] == {"pending": 16}
     assert "--resume" in stopped.document["next"]["argv"]

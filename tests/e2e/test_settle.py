@@ -326,6 +326,9 @@ async def test_report_ends_as_the_run_did_and_a_resume_after_dedupe_looks_again(
     assert (ran.code, report.code, text.code) == (1, 1, 1), report.out + report.err
     assert report_said["status"] == run_said["status"] == "incomplete"
     assert report_said["next"] == run_said["next"]  # the audit, with the run's options
+    assert report_said["duplicates"] == run_said["duplicates"]
+    assert report_said["audit_command"] == run_said["next"]["command"]
+    assert report_said["duplicates_unchecked"] is None and report_said["held_back"] == 0
     assert (
         "--endpoint" in report_said["next"]["argv"]
         and "exist more than once" in (report_said["next"]["why"])
