@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bulkscan.cli._next import next_step, say_next
 from bulkscan.cli.run import _Renderer
 from bulkscan.events import Attempt, AttemptFinished, Progress, local_now
+from bulkscan.report.results import ReportPaths
+from bulkscan.run.states import Standing, TaskState, tally
 
 if TYPE_CHECKING:
     import pytest
@@ -76,3 +80,36 @@ def test_one_line_says_how_many_tasks_are_being_settled(
     render(_progress(0))
     render(_progress(2))  # a new ambiguous answer after all were settled
     assert capsys.readouterr().err.startswith("2 task(s) unknown")
+
+
+def _paths(standing: Standing, **fields: object) -> ReportPaths:
+    return ReportPaths(
+        results=Path("run/results.xlsx"),
+        retry=None,
+        tally=standing.tally,
+        standing=standing,
+        resume_command="bulkscan run in.xlsx --resume run",
+        audit_command="bulkscan audit in.xlsx",
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_the_last_line_words_the_one_next_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """``run`` and ``report`` end with the step ``Standing.next`` decided, in words."""
+    cases = [
+        (Standing(tally({TaskState.CREATED: 1, TaskState.PENDING: 4}), held_back=4),
+         "4 task(s) held back by --limit; resume with: bulkscan run in.xlsx --resume run"),
+        (Standing(tally({TaskState.CREATED: 2}), stop_reason="interrupted"),
+         "the run stopped before it looked for names created twice; resume with: "
+         "bulkscan run in.xlsx --resume run"),
+        (Standing(tally({TaskState.CREATED: 2}), duplicates=1),
+         "1 planned task name(s) exist more than once in DSC: audit to list the extra copies, "
+         "then delete them with bulkscan dedupe on the audit workbook: bulkscan audit in.xlsx"),
+        (Standing(tally({TaskState.CREATED: 2})), "nothing left to do"),
+    ]  # fmt: skip
+    for standing, last in cases:
+        say_next(_paths(standing))
+        out = capsys.readouterr().out.strip().splitlines()
+        assert " ".join(out) == last, out
+        step = next_step(_paths(standing))
+        assert (step.command if step else "nothing left to do") in last
