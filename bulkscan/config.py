@@ -123,8 +123,9 @@ def check_retry(
     _check_range("backoff cap (s)", backoff_max_s, 0.0, 3_600)
     if backoff_max_s < backoff_base_s:
         raise UsageError(
-            f"backoff cap ({backoff_max_s:g} s) must not be below the backoff base "
-            f"({backoff_base_s:g} s)"
+            _("backoff cap ({cap} s) must not be below the backoff base ({base} s)").format(
+                cap=f"{backoff_max_s:g}", base=f"{backoff_base_s:g}"
+            )
         )
 
 
@@ -193,7 +194,11 @@ class InputSettings:
         if self.project_id is not None:
             check_project_id(self.project_id)
         if self.start_time_unit not in ("s", "ms"):
-            raise UsageError(f"start time unit must be 's' or 'ms', not '{self.start_time_unit}'")
+            raise UsageError(
+                _("start time unit must be 's' or 'ms', not '{unit}'").format(
+                    unit=self.start_time_unit
+                )
+            )
         if self.encoding is not None:
             _check_encoding(self.encoding)
         check_timezone(self.timezone)

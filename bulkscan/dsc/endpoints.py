@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bulkscan.errors import UsageError
+from bulkscan.i18n import N_, _
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_HOST", "Endpoints", "make_ssl_context"]
 
 DEFAULT_HOST = "https://sdg.{region}.myhuaweicloud.com"
+_NOT_A_REGION = N_("region '{region}' is not a region name like cn-north-4")
 _REGION = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
 
 
@@ -31,19 +33,27 @@ def _check_url(url: str, what: str) -> str:
         parts = urlsplit(url.strip())
         port_ok = parts.port is None or parts.port > 0
     except ValueError as exc:  # an unclosed IPv6 bracket, a port that is not a number
-        raise UsageError(f"{what} '{shown}' is not a valid URL ({exc})") from None
+        raise UsageError(
+            _("{what} '{url}' is not a valid URL ({error})").format(what=what, url=shown, error=exc)
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise UsageError(
-            f"{what} '{shown}' is not an http(s) URL "
-            "(e.g. https://sdg.cn-north-4.myhuaweicloud.com)"
+            _(
+                "{what} '{url}' is not an http(s) URL "
+                "(e.g. https://sdg.cn-north-4.myhuaweicloud.com)"
+            ).format(what=what, url=shown)
         )
     if "@" in parts.netloc:
         raise UsageError(
-            f"{what} '{shown}' must not hold a user name or password: DSC credentials come "
-            "from the environment or a token file, never from the URL"
+            _(
+                "{what} '{url}' must not hold a user name or password: DSC credentials come "
+                "from the environment or a token file, never from the URL"
+            ).format(what=what, url=shown)
         )
     if parts.query or parts.fragment:
-        raise UsageError(f"{what} '{shown}' must not have a query or fragment")
+        raise UsageError(
+            _("{what} '{url}' must not have a query or fragment").format(what=what, url=shown)
+        )
     return url.strip().rstrip("/")
 
 
@@ -57,9 +67,9 @@ class Endpoints:
     def __init__(
         self, override: str | None = None, per_region: Mapping[str, str] | None = None
     ) -> None:
-        fixed = _check_url(override, "endpoint") if override else None
+        fixed = _check_url(override, _("endpoint")) if override else None
         table = {
-            region: _check_url(url, f"endpoint for region '{region}'")
+            region: _check_url(url, _("endpoint for region '{region}'").format(region=region))
             for region, url in (per_region or {}).items()
         }
         object.__setattr__(self, "override", fixed)
@@ -71,12 +81,12 @@ class Endpoints:
             if "{region}" not in self.override:
                 return self.override
             if not _REGION.match(region):
-                raise UsageError(f"region '{region}' is not a region name like cn-north-4")
+                raise UsageError(_(_NOT_A_REGION).format(region=region))
             return self.override.replace("{region}", region)
         if region in self.per_region:
             return self.per_region[region]
         if not _REGION.match(region):
-            raise UsageError(f"region '{region}' is not a region name like cn-north-4")
+            raise UsageError(_(_NOT_A_REGION).format(region=region))
         return DEFAULT_HOST.format(region=region)
 
 
@@ -89,7 +99,13 @@ def make_ssl_context(*, ca_bundle: str | None = None, verify: bool = True) -> ss
         try:
             context.load_verify_locations(cafile=ca_bundle)
         except FileNotFoundError:
-            raise UsageError(f"--ca-bundle {ca_bundle} does not exist") from None
+            raise UsageError(
+                _("--ca-bundle {path} does not exist").format(path=ca_bundle)
+            ) from None
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise UsageError(f"--ca-bundle {ca_bundle} is not a PEM CA bundle ({exc})") from None
+            raise UsageError(
+                _("--ca-bundle {path} is not a PEM CA bundle ({error})").format(
+                    path=ca_bundle, error=exc
+                )
+            ) from None
     return context

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 from bulkscan.dsc.classify import dsc_not_enabled
 from bulkscan.dsc.client import list_authorised_databases, list_database_instances
 from bulkscan.errors import DscError
+from bulkscan.i18n import _
 from bulkscan.input.schema import canonical_db_type
 from bulkscan.models import DataSource, Issue, Verdict
 from bulkscan.run.remote import slow_down, source_matches
@@ -258,8 +259,9 @@ class Resolution:
 def _scope_problem(catalog: Catalog, project_id: str, region: str) -> str | None:
     error = catalog.errors.get((project_id, region))
     if error is not None:
-        where = f"project {project_id} / region {region}"
-        return f"DSC's asset centre of {where} could not be read: {error}"
+        return _(
+            "DSC's asset centre of project {project} / region {region} could not be read: {error}"
+        ).format(project=project_id, region=region, error=error)
     return None
 
 
@@ -272,20 +274,36 @@ def resolve_name(
     if problem is not None:
         return Resolution(None, problem)
     found = catalog.named(project_id, region, name)
-    where = f"project {project_id} / region {region}"
+    where = _("project {project} / region {region}").format(project=project_id, region=region)
     if not found:
         close = catalog.close_names(project_id, region, name)
-        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        return Resolution(None, f"no database instance named '{name}' in {where}{hint}")
+        hint = (
+            _(" (did you mean {names}?)").format(names=", ".join(repr(c) for c in close))
+            if close
+            else ""
+        )
+        return Resolution(
+            None,
+            _("no database instance named '{name}' in {where}{hint}").format(
+                name=name, where=where, hint=hint
+            ),
+        )
     if len(found) > 1:
         ids = ", ".join(f"{i.ins_id} ({i.ins_type}, {i.ins_status})" for i in found)
-        return Resolution(None, f"{len(found)} instances are named '{name}' in {where}: {ids}; "
-                                "give the row's ins_id to choose one")  # fmt: skip
+        return Resolution(
+            None,
+            _(
+                "{count} instances are named '{name}' in {where}: {ids}; "
+                "give the row's ins_id to choose one"
+            ).format(count=len(found), name=name, where=where, ids=ids),
+        )
     if ins_id and ins_id.strip() != found[0].ins_id:
         return Resolution(
             None,
-            f"ins_id '{ins_id}' disagrees with the instance named '{name}', "
-            f"whose ins_id is {found[0].ins_id}",
+            _(
+                "ins_id '{ins_id}' disagrees with the instance named '{name}', "
+                "whose ins_id is {found}"
+            ).format(ins_id=ins_id, name=name, found=found[0].ins_id),
         )
     return Resolution(found[0])
 
@@ -299,23 +317,32 @@ def check_instance(catalog: Catalog, project_id: str, region: str, ins_id: str) 
     known = catalog.by_id(project_id, region, ins_id)
     if known is None:
         named = catalog.named(project_id, region, ins_id)
-        hint = f" ('{ins_id}' is the name of {named[0].ins_id})" if len(named) == 1 else ""
-        where = f"project {project_id} / region {region}"
-        return f"instance {ins_id} is not a database asset of DSC in {where}{hint}"
+        hint = (
+            _(" ('{name}' is the name of {ins_id})").format(name=ins_id, ins_id=named[0].ins_id)
+            if len(named) == 1
+            else ""
+        )
+        where = _("project {project} / region {region}").format(project=project_id, region=region)
+        return _("instance {ins_id} is not a database asset of DSC in {where}{hint}").format(
+            ins_id=ins_id, where=where, hint=hint
+        )
     return check_known(known)
 
 
 def check_known(known: KnownInstance) -> str | None:
     """``check_instance`` for an instance that was found."""
     if known.ins_status.upper() != ACTIVE:
-        return f"instance {known.ins_id} is {known.ins_status or 'of unknown status'}, not active"
-    if not known.authorised:
-        return f"DSC is {known.authorisation} to reach instance {known.ins_id}"
-    if canonical_db_type(known.db_type) is None:
-        return (
-            f"instance {known.ins_id} is of type '{known.db_type}', "
-            "which metadata tasks cannot carry"
+        return _("instance {ins_id} is {status}, not active").format(
+            ins_id=known.ins_id, status=known.ins_status or _("of unknown status")
         )
+    if not known.authorised:
+        return _("DSC is {authorisation} to reach instance {ins_id}").format(
+            authorisation=known.authorisation, ins_id=known.ins_id
+        )
+    if canonical_db_type(known.db_type) is None:
+        return _(
+            "instance {ins_id} is of type '{db_type}', which metadata tasks cannot carry"
+        ).format(ins_id=known.ins_id, db_type=known.db_type)
     return None
 
 
@@ -365,10 +392,12 @@ def _resolve_row(row: RawRow, catalog: Catalog, settings: InputSettings) -> Reso
     scope = row_scope(row, settings)
     name, ins_id = _text(row.values.get("ins_name")), _text(row.values.get("ins_id"))
     if scope is None:
-        why = "no project_id or region (fill the cells, or give --project-id and --region)"
+        why = _("no project_id or region (fill the cells, or give --project-id and --region)")
         return ResolvedRow(row, None, (_error(row, "project_id", why),))
     if not name and not ins_id:
-        return ResolvedRow(row, None, (_error(row, "ins_name", "ins_name and ins_id are blank"),))
+        return ResolvedRow(
+            row, None, (_error(row, "ins_name", _("ins_name and ins_id are blank")),)
+        )
     if name:
         found = resolve_name(catalog, *scope, name, ins_id or None)
         column, known, problem = "ins_name", found.instance, found.problem
@@ -386,11 +415,13 @@ def _resolve_row(row: RawRow, catalog: Catalog, settings: InputSettings) -> Reso
 def _loose_match(row: RawRow, name: str, known: KnownInstance) -> Issue:
     return Issue(
         "warning",
-        f"no instance is named '{name}' exactly; '{known.ins_name}' ({known.ins_id}) was taken, "
-        "its name differing in case or spaces only",
+        _(
+            "no instance is named '{name}' exactly; '{taken}' ({ins_id}) was taken, "
+            "its name differing in case or spaces only"
+        ).format(name=name, taken=known.ins_name, ins_id=known.ins_id),
         ref=row.ref,
         column="ins_name",
-        hint="check that it is the instance meant, or write the name as DSC shows it",
+        hint=_("check that it is the instance meant, or write the name as DSC shows it"),
     )
 
 
@@ -404,11 +435,13 @@ def _known_issues(row: RawRow, known: KnownInstance) -> tuple[Issue, ...]:
         issues.append(
             Issue(
                 "warning",
-                f"db_type '{stated}' disagrees with DSC's asset centre, which gives "
-                f"'{known.db_type}' for instance {known.ins_id}",
+                _(
+                    "db_type '{stated}' disagrees with DSC's asset centre, which gives "
+                    "'{db_type}' for instance {ins_id}"
+                ).format(stated=stated, db_type=known.db_type, ins_id=known.ins_id),
                 ref=row.ref,
                 column="db_type",
-                hint="the asset centre's type is what is sent, unless dsc_db_type overrides it",
+                hint=_("the asset centre's type is what is sent, unless dsc_db_type overrides it"),
             )
         )
     return tuple(issues)
@@ -451,7 +484,14 @@ def check_instances(instances: Iterable[Instance], catalog: Catalog) -> Instance
         problem = check_instance(catalog, *scope, inst.ins_id)
         if problem is not None:
             held.add(inst.ref)
-            issues.append(Issue("error", f"{problem}; not sent", ref=inst.ref, column="ins_id"))
+            issues.append(
+                Issue(
+                    "error",
+                    _("{problem}; not sent").format(problem=problem),
+                    ref=inst.ref,
+                    column="ins_id",
+                )
+            )
             continue
         known = catalog.by_id(*scope, inst.ins_id)
         assert known is not None  # checked above
@@ -477,8 +517,10 @@ def project_missing(error: DscError) -> bool:
 def _disagreement(inst: Instance, known: KnownInstance) -> Issue:
     return Issue(
         "warning",
-        f"db_type '{inst.db_type}' disagrees with DSC's asset centre, which gives "
-        f"'{known.db_type}' for instance {known.ins_id}; the row's type is sent",
+        _(
+            "db_type '{stated}' disagrees with DSC's asset centre, which gives "
+            "'{db_type}' for instance {ins_id}; the row's type is sent"
+        ).format(stated=inst.db_type, db_type=known.db_type, ins_id=known.ins_id),
         ref=inst.ref,
         column="db_type",
     )
@@ -487,8 +529,10 @@ def _disagreement(inst: Instance, known: KnownInstance) -> Issue:
 def _unchecked_warning(scope: Scope) -> Issue:
     return Issue(
         "warning",
-        f"DSC's asset centre lists no database instance in project {scope[0]} / region "
-        f"{scope[1]}: its rows were not checked (may these credentials read the asset centre?)",
+        _(
+            "DSC's asset centre lists no database instance in project {project} / region "
+            "{region}: its rows were not checked (may these credentials read the asset centre?)"
+        ).format(project=scope[0], region=scope[1]),
     )
 
 

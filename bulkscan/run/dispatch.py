@@ -69,6 +69,7 @@ from bulkscan.events import (
     ignore,
     local_now,
 )
+from bulkscan.i18n import _
 from bulkscan.models import Verdict
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import Lister, groups_text, listing_error, same_sources, slow_down
@@ -258,7 +259,7 @@ class _Run:
             if self.reason == "done":
                 await self._find_duplicates()
         except asyncio.CancelledError:
-            self._stop("interrupted", "cancelled")
+            self._stop("interrupted", _("cancelled"))
             self._finish()
             raise
         finally:
@@ -283,19 +284,21 @@ class _Run:
     def _finish(self) -> DispatchResult:
         self._progress(force=True)
         if self.untrusted and not self.message:
-            tasks = sum(n for n, _ in self.untrusted)
-            self.message = f"{tasks} task(s) not sent: {self.untrusted[0][1]}"
+            tasks = sum(n for n, _said in self.untrusted)
+            self.message = _("{count} task(s) not sent: {reason}").format(
+                count=tasks, reason=self.untrusted[0][1]
+            )
         if self.unlisted and not self.message:
-            tasks = sum(n for n, _ in self.unlisted)
-            self.message = (
-                f"{tasks} task(s) of {len(self.unlisted)} project/region group(s) not sent: "
-                f"their existing tasks could not be listed ({self.unlisted[0][1]}); "
+            tasks = sum(n for n, _said in self.unlisted)
+            self.message = _(
+                "{count} task(s) of {groups} project/region group(s) not sent: "
+                "their existing tasks could not be listed ({error}); "
                 "resume once the service can be reached"
-            )
+            ).format(count=tasks, groups=len(self.unlisted), error=self.unlisted[0][1])
         if self.unchecked and not self.message:
-            self.message = (
-                f"names created twice not checked: the last listing failed ({self.unchecked})"
-            )
+            self.message = _(
+                "names created twice not checked: the last listing failed ({error})"
+            ).format(error=self.unchecked)
         rate = self.limiter.current_per_s
         self.journal.mark_ended(
             self.reason, self.message, learned_rate_per_s=rate, held_back=self.held_back
@@ -321,7 +324,7 @@ class _Run:
     async def _relay_stop(self) -> None:
         if self.external_stop is not None:
             await self.external_stop.wait()
-            self._stop("interrupted", "stopped on request; resume to send the rest")
+            self._stop("interrupted", _("stopped on request; resume to send the rest"))
 
     async def _until_halted(self, work: Awaitable[None]) -> None:
         """Run ``work`` unless the run halts first (then it is cancelled: reads only)."""
@@ -409,9 +412,11 @@ class _Run:
             return
         if isinstance(remote, DscError):
             said = listing_error(remote)
-            note = f"not sent: the existing tasks of project {group[0]} could not be listed"
+            note = _(
+                "not sent: the existing tasks of project {project} could not be listed ({error})"
+            ).format(project=group[0], error=said)
             for key in keys:
-                self.journal.set_state(key, self.state[key], error_msg=f"{note} ({said})")
+                self.journal.set_state(key, self.state[key], error_msg=note)
             self.finished.update(keys)
             self.unlisted_groups.add(group)
             untrusted = remote.verdict is Verdict.UNTRUSTED
@@ -510,7 +515,7 @@ class _Run:
         workers: list[asyncio.Task[None]] = []
         try:
             async with asyncio.TaskGroup() as tg:
-                workers.extend(tg.create_task(self._worker()) for _ in range(self._n_workers()))
+                workers.extend(tg.create_task(self._worker()) for _n in range(self._n_workers()))
                 tg.create_task(self._shepherd(workers))
         except* _Halt:
             pass
@@ -534,7 +539,7 @@ class _Run:
         me = asyncio.current_task()
         assert me is not None
         while not self.halt.is_set():
-            _, _, key = await self.queue.get()
+            _priority, _order, key = await self.queue.get()
             task = self.tasks[key]
             group = (task.project_id, task.region)
             if self.state[key] is TaskState.PENDING and group in self.failed_groups:
@@ -622,10 +627,13 @@ class _Run:
     def _say_capped(self, asked: float, budget: RetryBudget) -> None:
         """A ``Retry-After`` past the task's time budget was cut to what is left of it."""
         rate = self.limiter.current_per_s
-        reason = (
-            f"the service asked to wait {asked:g}s (Retry-After), past the task time budget "
-            f"(--task-budget {self.policy.max_seconds:g}s): waiting {budget.remaining():.0f}s "
-            "at most"
+        reason = _(
+            "the service asked to wait {asked}s (Retry-After), past the task time budget "
+            "(--task-budget {budget}s): waiting {left}s at most"
+        ).format(
+            asked=f"{asked:g}",
+            budget=f"{self.policy.max_seconds:g}",
+            left=f"{budget.remaining():.0f}",
         )
         self.observer(RateChanged(rate, rate, reason))
 
@@ -669,7 +677,9 @@ class _Run:
             self.retrying.discard(key)
             self.settling.discard(key)
         if isinstance(found, DscError):
-            note = f"outcome unknown: the task could not be looked up ({found})"
+            note = _("outcome unknown: the task could not be looked up ({error})").format(
+                error=found
+            )
             self._set(key, TaskState.UNKNOWN, error_msg=note)
             self._settle(key)
             return
@@ -686,11 +696,11 @@ class _Run:
                 key, TaskState.CONFLICT, error_msg=_conflict_message(task, other), conflict=other
             )
         else:
-            note = (
-                f"outcome unknown ({exc}): not found within the settle window "
-                f"({self.settle_s:g}s); not sent again: resume to look it up once more "
+            note = _(
+                "outcome unknown ({error}): not found within the settle window "
+                "({seconds}s); not sent again: resume to look it up once more "
                 "and send it only if it is still absent"
-            )
+            ).format(error=exc, seconds=f"{self.settle_s:g}")
             self._set(key, TaskState.UNKNOWN, error_msg=note)
         self._settle(key)
 
@@ -836,7 +846,7 @@ class _Run:
         status: int | None
         if exc is None:
             status, code, rid = 200, None, None
-            verdict, msg = "listed", f"{listing.found} task(s)"
+            verdict, msg = "listed", _("{count} task(s)").format(count=listing.found)
         else:
             status, code, rid = exc.status, exc.code, exc.request_id
             verdict, msg = str(exc.verdict), str(exc)
@@ -919,7 +929,9 @@ def _duplicate_lines(group: _Group, planned: set[str], remote: Sequence[RemoteTa
         if item.name in planned:
             ids[item.name].append(item.id)
     return [
-        f"task '{name}' exists {len(found)} times in project {group[0]} (ids {', '.join(found)})"
+        _("task '{name}' exists {count} times in project {project} (ids {ids})").format(
+            name=name, count=len(found), project=group[0], ids=", ".join(found)
+        )
         for name, found in sorted(ids.items())
         if len(found) > 1
     ]
@@ -929,16 +941,16 @@ def _unchecked_text(failed: Sequence[tuple[_Group, DscError]]) -> str:
     """Why the closing listing could not look for names created twice: the first group's
     error (its own advice is about sending, which is over) and how many groups failed."""
     if failed[0][1].verdict is Verdict.UNTRUSTED:
-        advice = RECORD_ADVICE
+        advice = _(RECORD_ADVICE)
     else:
-        advice = "'bulkscan audit' lists the tasks again once the service answers"
-    return f"{groups_text(failed)}; {advice}"
+        advice = _("'bulkscan audit' lists the tasks again once the service answers")
+    return _("{error}; {advice}").format(error=groups_text(failed), advice=advice)
 
 
 def _conflict_message(task: TaskRequest, other: RemoteTask) -> str:
     ours = ", ".join(f"{s.db_type}:{s.ins_id}" for s in task.sources)
     theirs = ", ".join(f"{s.db_type}:{s.ins_id}".lstrip(":") for s in other.data_sources)
-    return (
-        f"a task named '{task.name}' already exists (id {other.id}) with other data sources "
-        f"[{theirs}] than planned [{ours}]: not sent; rename the task or delete the old one"
-    )
+    return _(
+        "a task named '{name}' already exists (id {id}) with other data sources "
+        "[{theirs}] than planned [{ours}]: not sent; rename the task or delete the old one"
+    ).format(name=task.name, id=other.id, theirs=theirs, ours=ours)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bulkscan.errors import DscError, JournalError, UsageError
 from bulkscan.events import local_now
+from bulkscan.i18n import _
 from bulkscan.models import Verdict
 from bulkscan.run.ratelimit import AdaptiveRate
 from bulkscan.run.remote import Lister, same_sources, slow_down
@@ -242,8 +243,10 @@ class LifecycleStore:
             )
         elif int(row[0]) != _SCHEMA_VERSION:
             raise JournalError(
-                f"{self.path} was written by another bulkscan (schema {row[0]}): "
-                "use the bulkscan that wrote it"
+                _(
+                    "{path} was written by another bulkscan (schema {schema}): "
+                    "use the bulkscan that wrote it"
+                ).format(path=self.path, schema=row[0])
             )
 
     def close(self) -> None:
@@ -561,8 +564,9 @@ class Lifecycle(Wire):
             missing = [n for n in names if n not in by_name]
             if missing:
                 raise UsageError(
-                    f"{self.journal.run_dir}: no task named {', '.join(missing[:5])} was "
-                    "created or found by this run"
+                    _("{run_dir}: no task named {names} was created or found by this run").format(
+                        run_dir=self.journal.run_dir, names=", ".join(missing[:5])
+                    )
                 )
             tasks = [by_name[n] for n in dict.fromkeys(names)]
         if undone:
@@ -618,8 +622,10 @@ class Lifecycle(Wire):
         if self.unsettled():
             names = ", ".join(t.name for t in self.unsettled()[:5])
             raise UsageError(
-                f"{self.journal.run_dir}: the run has tasks whose outcome is not known yet "
-                f"({names}): resume the run first, then undo it"
+                _(
+                    "{run_dir}: the run has tasks whose outcome is not known yet "
+                    "({names}): resume the run first, then undo it"
+                ).format(run_dir=self.journal.run_dir, names=names)
             )
         done = self.store.states(self.store.open_batch("delete"))
         planned: list[PlannedAction] = []
@@ -719,7 +725,7 @@ class Lifecycle(Wire):
         for (project, region), tasks in _group(conflicts).items():
             remote = {r.id: r for r in await self._listing(project, region)}
             for task in tasks:
-                state, _, before = done.get(task.key, (None, None, None))
+                state, _id, before = done.get(task.key, (None, None, None))
                 planned.append(_update_step(task, remote, state, before))
         return planned
 
@@ -809,7 +815,7 @@ class Lifecycle(Wire):
                 return
             runs_before = runs_now
             if runs_before is None:  # a lost answer could not be checked: never risk two
-                why = "its runs could not be read, so it was not started (try again later)"
+                why = _("its runs could not be read, so it was not started (try again later)")
                 report.results[task.key] = ActionState.FAILED
                 report.messages[task.key] = why
                 self.store.settle(batch, kind, task, task_id, state=ActionState.FAILED, detail=why)
@@ -857,7 +863,7 @@ def _undo_step(task: TaskRecord, remote: Sequence[RemoteTask], *, force: bool) -
         return PlannedAction(task, task.task_id, ActionState.GONE, "no longer listed",
                              change=DELETE)  # fmt: skip
     if not same_sources(task.sources, found.data_sources) and not force:
-        why = "its data sources changed since the run: kept (--force deletes it)"
+        why = _("its data sources changed since the run: kept (--force deletes it)")
         return PlannedAction(task, found.id, ActionState.KEPT, why, change=DELETE)
     return PlannedAction(task, found.id, None, change=DELETE)
 
@@ -969,6 +975,6 @@ def _revert_step(
         return PlannedAction(step.task, step.task_id, ActionState.GONE, "no longer listed",
                              change=RESTORE)  # fmt: skip
     if not same_sources(step.task.sources, found.data_sources) and not force:
-        why = "its data sources changed since the update: kept (--force puts it back)"
+        why = _("its data sources changed since the update: kept (--force puts it back)")
         return PlannedAction(step.task, step.task_id, ActionState.KEPT, why, change=RESTORE)
     return step

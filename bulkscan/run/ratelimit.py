@@ -60,6 +60,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bulkscan.i18n import N_, _
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -129,11 +131,24 @@ class _Quota:
 
 def describe_window(period_s: float) -> str:
     """``60`` → ``minute``, ``3600`` → ``hour``, ``6`` → ``6 seconds``, ``120`` → ``2 minutes``."""
-    for unit, size in (("hour", 3600.0), ("minute", 60.0), ("second", 1.0)):
+    for one, several, size in _UNITS:
         if period_s >= size and period_s % size == 0:
             n = int(period_s // size)
-            return unit if n == 1 else f"{n} {unit}s"
-    return f"{period_s:g} seconds"
+            return _(one) if n == 1 else _(several).format(count=n)
+    return _(_SECONDS).format(count=f"{period_s:g}")
+
+
+_SECONDS = N_("{count} seconds")
+_UNITS = (
+    (N_("hour"), N_("{count} hours"), 3600.0),
+    (N_("minute"), N_("{count} minutes"), 60.0),
+    (N_("second"), _SECONDS, 1.0),
+)
+
+
+def _per_window(count: int, period_s: float) -> str:
+    """``5 per minute``: a quota as said to the user."""
+    return _("{count} per {window}").format(count=count, window=describe_window(period_s))
 
 
 def _check_windows(windows: tuple[float, ...]) -> tuple[float, ...]:
@@ -288,8 +303,9 @@ class AdaptiveRate:
             return
         quota.fits = quota.count
         quota.count += max(1, quota.count // 2)
-        what = f"{quota.count} per {describe_window(quota.period_s)}"
-        self._say(self._rate, self._rate, f"raised the learned quota to {what}: not refused")
+        what = _per_window(quota.count, quota.period_s)
+        said = _("raised the learned quota to {quota}: not refused").format(quota=what)
+        self._say(self._rate, self._rate, said)
 
     # --- adapting --------------------------------------------------------------------------
 
@@ -311,7 +327,7 @@ class AdaptiveRate:
         self._successes = 0
         if limit_per_s is not None and limit_per_s > 0:
             self._cap = max(self._floor, min(self._ceiling, limit_per_s * _SAFETY))
-            self._set_rate(min(self._rate, self._cap), "stated limit", now)
+            self._set_rate(min(self._rate, self._cap), _("stated limit"), now)
         elif self._refused_in_window(sent):
             until = self._window_end(sent)
             if retry_after is not None and retry_after > 0:  # a stated wait still wins
@@ -336,7 +352,7 @@ class AdaptiveRate:
             return
         self._successes = 0
         step = self._ceiling * self._recover_step
-        self._set_rate(min(self._cap, self._rate + step), "recovered", now)
+        self._set_rate(min(self._cap, self._rate + step), _("recovered"), now)
 
     def _refused(self, sent: float, now: float) -> None:
         """An unstated refusal: start an episode (halving once) or count it in the current one."""
@@ -346,6 +362,7 @@ class AdaptiveRate:
                 return  # sent before the last episode ended: that one answered for it
             self._episode = _Episode(now, self._rate, sent, sent)
             self._stale_before = now
+            # not through gettext: the catalog's "throttled" is a results column (a count)
             self._set_rate(max(self._floor, self._rate / 2), "throttled", now)
             return
         episode.first_refused = min(episode.first_refused, sent)
@@ -439,8 +456,9 @@ class AdaptiveRate:
             self._refused_after(quota, index, before)
             return True
         self._quota = None
-        what = f"{quota.count} per {describe_window(quota.period_s)}"
-        self._say(self._rate, self._rate, f"forgot the quota of {what}: refused at once")
+        what = _per_window(quota.count, quota.period_s)
+        said = _("forgot the quota of {quota}: refused at once").format(quota=what)
+        self._say(self._rate, self._rate, said)
         return False
 
     def _refused_after(self, quota: _Quota, index: int, before: int) -> None:
@@ -450,8 +468,9 @@ class AdaptiveRate:
         if quota.settled or not quota.fits <= before < quota.count:
             return
         quota.count, quota.settled = before, True
-        what = f"{before} per {describe_window(quota.period_s)}"
-        self._say(self._rate, self._rate, f"the learned quota is {what}: refused after it")
+        what = _per_window(before, quota.period_s)
+        said = _("the learned quota is {quota}: refused after it").format(quota=what)
+        self._say(self._rate, self._rate, said)
 
     def _episode_ended(self, episode: _Episode, sent: float) -> None:
         """A success sent after the episode began: restore the rate after a window closed."""
@@ -464,7 +483,7 @@ class AdaptiveRate:
             old, self._rate = self._rate, restored
             self._say(old, restored, learned)
         else:
-            self._set_rate(restored, "a window reopened", sent)
+            self._set_rate(restored, _("a window reopened"), sent)
 
     def _learn(self, episode: _Episode, boundary: float, sent: float) -> str | None:
         """Learn ``N per period`` from an episode that ended at ``boundary``: the shortest
@@ -484,8 +503,7 @@ class AdaptiveRate:
                 return None
             used = self._grants_between(boundary - skew, now + 1.0)
             self._quota = _Quota(count, period, index, used)
-            return (
-                f"learned a quota of {count} per {describe_window(period)} "
-                "from the service's refusals"
+            return _("learned a quota of {quota} from the service's refusals").format(
+                quota=_per_window(count, period)
             )
         return None

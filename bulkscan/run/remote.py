@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from bulkscan.config import DEFAULT_PAGE_SIZE
 from bulkscan.errors import BulkscanError, DscError, ThrottledError
 from bulkscan.events import local_now
+from bulkscan.i18n import _
 from bulkscan.input.schema import canonical_db_type
 from bulkscan.models import Verdict
 
@@ -301,8 +302,11 @@ async def list_groups(
 def group_text(project_id: str, region: str, text: str) -> str:
     """``text`` (a listing's error) said of its project and region, named once: a refusal
     of the listing's shape names them already."""
-    where = f"project {project_id} / region {region}"
-    return text if text.startswith(where) else f"{where}: {text}"
+    named = f"project {project_id} / region {region}"  # how the client's refusals name them
+    where = _("project {project} / region {region}").format(project=project_id, region=region)
+    if text.startswith((where, named)):
+        return text
+    return _("{where}: {message}").format(where=where, message=text)
 
 
 def listing_error(error: DscError) -> str:
@@ -316,8 +320,12 @@ def groups_text(failed: Sequence[tuple[_Group, DscError]]) -> str:
     """Why listings failed, in one line: the first group's error without its advice (the
     caller's advice fits its moment), and how many other groups failed too."""
     (project, region), first = failed[0]
-    more = f"; {len(failed) - 1} other project/region group(s) too" if len(failed) > 1 else ""
-    return f"{group_text(project, region, first.what)}{more}"
+    more = (
+        _("; {count} other project/region group(s) too").format(count=len(failed) - 1)
+        if len(failed) > 1
+        else ""
+    )
+    return group_text(project, region, first.what) + more
 
 
 def fatal_answer(listed: Mapping[_Group, Listed]) -> DscError | None:
