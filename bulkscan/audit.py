@@ -456,7 +456,7 @@ def _coverage(
 ) -> InstanceCoverage:
     answer = listed.get((instance.project_id, instance.region))
     if isinstance(answer, DscError) or answer is None:
-        error = str(answer) if answer is not None else "its project was not listed"
+        error = str(answer) if answer is not None else _("its project was not listed")
         return InstanceCoverage(instance, rows, CoverageStatus.UNKNOWN, error=error)
     active = tuple(t for t in tasks if task_enabled(t))
     disabled = tuple(t for t in tasks if not task_enabled(t))
