@@ -85,7 +85,7 @@ from bulkscan.run.rundir import (
     lock_sending,
     remove_unused_run_dir,
 )
-from bulkscan.run.states import UNFINISHED_STATES, Standing, tally
+from bulkscan.run.states import RETRY_STATES, UNFINISHED_STATES, Standing, tally
 from bulkscan.run.store import Journal, PlanDiffers
 
 if TYPE_CHECKING:
@@ -404,6 +404,7 @@ class RunResult:
             held_back=d.held_back,
             duplicates=len(d.duplicates),
             unchecked=bool(d.unchecked),
+            retryable=sum(d.counts.get(s, 0) for s in RETRY_STATES),
         )
 
     @property

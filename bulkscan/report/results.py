@@ -67,10 +67,10 @@ from bulkscan.run.lifecycle import read_actions, read_scans
 from bulkscan.run.rundir import run_dir_user
 from bulkscan.run.states import (
     BAD_STATES,
+    RETRY_STATES,
     NextStep,
     Standing,
     Tally,
-    TaskState,
     outcome_of,
     tally_of,
 )
@@ -107,7 +107,7 @@ RETRY_FILE = "retry.xlsx"
 # Outcomes whose rows go into retry.xlsx: tasks known not to be in DSC and safe to send again
 # (BAD_STATES but conflict, which needs a person).  Never an unfinished one (pending, sending,
 # unknown): its fate is for a resume, which looks it up before anything is sent.
-RETRY_OUTCOMES = frozenset(outcome_of(s) for s in BAD_STATES - {TaskState.CONFLICT})
+RETRY_OUTCOMES = frozenset(outcome_of(s) for s in RETRY_STATES)
 _INPUT_SUFFIXES = frozenset({".xlsx", ".csv", ".tsv", ".txt"})
 _RUN_STATUS_TONES: Mapping[str, Tone] = {
     "done": "good",

@@ -28,6 +28,7 @@ __all__ = [
     "BAD_STATES",
     "CoverageStatus",
     "OPEN_STATES",
+    "RETRY_STATES",
     "NextStep",
     "ScanState",
     "Standing",
@@ -59,6 +60,9 @@ SUCCEEDED_STATES = frozenset({TaskState.CREATED, TaskState.ACCEPTED, TaskState.E
 BAD_STATES = frozenset({TaskState.FAILED, TaskState.GAVE_UP, TaskState.CONFLICT})
 # Not decided yet: never sent, or its outcome unknown (what a resume must settle).
 UNFINISHED_STATES = frozenset({TaskState.PENDING, TaskState.SENDING, TaskState.UNKNOWN})
+# What retry.xlsx holds: known not to be in the service, fixable by the user (a conflict
+# needs a decision instead).
+RETRY_STATES = frozenset({TaskState.FAILED, TaskState.GAVE_UP})
 # What a resumed run works on: the unfinished, and the given up (known not to exist: safe to
 # try again).  Created/accepted/exists/conflict/failed are final.
 OPEN_STATES = UNFINISHED_STATES | {TaskState.GAVE_UP}

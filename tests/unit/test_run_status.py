@@ -130,3 +130,18 @@ def test_a_run_that_did_not_end_done_is_stopped_and_resumed(stop: str | None) ->
     for names created twice that the stopped session never made."""
     standing = Standing(tally({TaskState.CREATED: 2}), stop_reason=stop)
     assert (standing.status, standing.next) == (Status.STOPPED, NextStep.RESUME)
+
+
+@pytest.mark.parametrize(
+    ("result", "step"),
+    [
+        (_result(created=1, gave_up=1), NextStep.RERUN),
+        (_result(created=1, failed=1), NextStep.RERUN),
+        (_result(created=1, conflict=1), None),  # not in retry.xlsx: a person decides
+        (_result(created=1, failed=1, duplicates=_TWICE), NextStep.AUDIT),
+        (_result(created=1, pending=2, held_back=2), NextStep.RESUME),
+    ],
+)
+def test_a_run_result_stands_as_its_report_will(result: RunResult, step: NextStep | None) -> None:
+    """The session's own ``standing`` counts retry.xlsx's tasks as the report does."""
+    assert result.standing.next == step
