@@ -226,7 +226,7 @@ class _Run:
         self.requests = 0
         self.last_progress = float("-inf")
         self.held_back = 0
-        self.recheck = False  # a session with nothing to send lists again (``_find_duplicates``)
+        self.recheck = False  # the closing listing looks at every project (``_find_duplicates``)
         self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
         self.untrusted: list[tuple[int, str]] = []  # (tasks, error) per untrusted listing
         self.duplicates: tuple[str, ...] = ()
