@@ -13,9 +13,10 @@ from bulkscan.cli._common import counting, next_options, service
 from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options, undone_text
+from bulkscan.cli._next import left_text
 from bulkscan.i18n import N_, _
 from bulkscan.run.rundir import journal_of
-from bulkscan.run.states import ScanState
+from bulkscan.run.states import NextStep, ScanState
 
 if TYPE_CHECKING:
     import argparse
@@ -139,13 +140,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _next_step(args: argparse.Namespace, result: runner.ScanStatus) -> Next | None:
-    """The run's resume command while some of its tasks are not sent or of unknown outcome;
-    else, when scans failed, the command that starts those tasks again."""
-    left, command = result.report.tally.unfinished, result.report.resume_command
-    if not left or not command:
+    """The run's resume command when its report ends with it (``Standing.next``: tasks not
+    sent or of unknown outcome, or a session that stopped before its end); else, when scans
+    failed, the command that starts those tasks again."""
+    report = result.report
+    if report.standing.next is not NextStep.RESUME or not report.resume_command:
         return _start_failed(args, result)
+    left = report.tally.unfinished
+    if not left:
+        return Next(report.resume_command, left_text(report))
     why = _("{count} task(s) of this run not sent yet or of unknown outcome").format(count=left)
-    return Next(command, why)
+    return Next(report.resume_command, why)
 
 
 def _start_failed(args: argparse.Namespace, result: runner.ScanStatus) -> Next | None:
