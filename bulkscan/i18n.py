@@ -32,6 +32,7 @@ __all__ = [
     "is_yes",
     "ngettext",
     "parse_language",
+    "pgettext",
     "set_language",
     "unknown_language",
     "yes_no",
@@ -55,6 +56,12 @@ def _catalog() -> gettext.NullTranslations:
 def _(message: str) -> str:
     """``message`` in the current language (itself when there is no translation)."""
     return _catalog().gettext(message)
+
+
+def pgettext(context: str, message: str) -> str:
+    """``message`` in the current language, as meant in ``context``: one English word that
+    two places translate apart (the rate reason "throttled", a results column's count)."""
+    return _catalog().pgettext(context, message)
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:

@@ -30,7 +30,7 @@ LOCALE_DIR = PACKAGE / "locale"
 DOMAIN = "bulkscan"
 LOCALES = ("zh_CN",)
 VERSION = "0.1"
-KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
 
 
 def template() -> Catalog:

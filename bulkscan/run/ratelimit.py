@@ -60,7 +60,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bulkscan.i18n import N_, _
+from bulkscan.i18n import N_, _, pgettext
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -362,8 +362,8 @@ class AdaptiveRate:
                 return  # sent before the last episode ended: that one answered for it
             self._episode = _Episode(now, self._rate, sent, sent)
             self._stale_before = now
-            # not through gettext: the catalog's "throttled" is a results column (a count)
-            self._set_rate(max(self._floor, self._rate / 2), "throttled", now)
+            halved = max(self._floor, self._rate / 2)
+            self._set_rate(halved, pgettext("rate change", "throttled"), now)
             return
         episode.first_refused = min(episode.first_refused, sent)
         episode.last_refused = max(episode.last_refused, sent)

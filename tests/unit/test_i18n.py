@@ -63,6 +63,24 @@ def test_set_language_switches_messages_and_back() -> None:
     assert in_every_language(message) == {message, "bulkscan：错误：{message}"}
 
 
+def test_one_english_word_translated_apart_by_its_context() -> None:
+    """The rate reason "throttled" and the results column "throttled" (a count) are one
+    English word and two Chinese ones."""
+    from bulkscan.i18n import pgettext
+    from bulkscan.run.ratelimit import AdaptiveRate
+
+    set_language("zh")
+    try:
+        assert (pgettext("rate change", "throttled"), _("throttled")) == ("被限流", "被限流次数")
+        said: list[str] = []
+        limiter = AdaptiveRate(10.0, on_change=lambda _old, _new, why: said.append(why))
+        limiter.on_throttle()
+    finally:
+        set_language("en")
+    assert said == ["被限流"], said
+    assert pgettext("rate change", "throttled") == "throttled"
+
+
 def test_argparse_own_words_follow_the_language(capsys: pytest.CaptureFixture[str]) -> None:
     set_language("zh")
     help_text = build_parser().format_help()
