@@ -136,6 +136,9 @@ class Sheet:
     # what reading found that the values do not show (a formula without a saved value, an
     # error cell, merged or hidden cells, a guessed encoding...); validation reports them
     issues: tuple[Issue, ...] = ()
+    # original header → the number format its first values show in (xlsx: ``yyyy-mm-dd``,
+    # ``0%``), so a workbook that carries the column can show it the same way
+    formats: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,17 +228,22 @@ class _LongTag(Exception):
 
 
 def member_chunks(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, whole_tags: bool = False
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    *,
+    whole_tags: bool = False,
+    size: int = _CHUNK,
 ) -> Iterator[bytes]:
-    """The member's bytes in pieces, cut before the last ``<`` of each.
+    """The member's bytes in pieces of about ``size`` bytes, cut before the last ``<`` of each.
 
     With ``whole_tags`` a piece that cannot be cut there (a tag or a text longer than a
     chunk, which a regex would see only in parts) raises ``_LongTag``; without it such a
-    piece is passed on whole, which a streaming parser does not mind.
+    piece is passed on whole, which a streaming parser does not mind.  A reader that wants
+    only the top of a member asks for small pieces and stops early.
     """
     carry = b""
     with archive.open(info) as stream:
-        while block := stream.read(_CHUNK):
+        while block := stream.read(size):
             block = carry + block
             cut = block.rfind(b"<")
             if cut <= 0 and whole_tags:
@@ -250,11 +255,17 @@ def member_chunks(
 
 
 def parse_member(
-    parser: xml.parsers.expat.XMLParserType, archive: zipfile.ZipFile, info: zipfile.ZipInfo
+    parser: xml.parsers.expat.XMLParserType,
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    *,
+    size: int = _CHUNK,
 ) -> None:
     """Stream the member through an expat ``parser`` (its handlers set), then end it; expat
-    raises ``ExpatError`` (or ``ValueError``) on XML that is not well-formed."""
-    for chunk in member_chunks(archive, info):
+    raises ``ExpatError`` (or ``ValueError``) on XML that is not well-formed.  A handler
+    that has seen enough raises an exception of its own to stop (pieces of ``size`` bytes
+    are read one at a time)."""
+    for chunk in member_chunks(archive, info, size=size):
         parser.Parse(chunk, False)
     parser.Parse(b"", True)
 

@@ -14,6 +14,10 @@ only the tag or cell around each hit is read.  XML not laid out as Excel, LibreO
 openpyxl write it (a namespace prefix, a row or cell without its ``r`` reference) is parsed
 exactly instead.  The archive was checked by ``archive.guard_archive`` first (no DTD,
 bounded size), so parsing it is safe.
+
+``read_formats`` gives the number format (``yyyy-mm-dd``, ``0%``) of a few named cells near
+the top of a sheet, so that a workbook written from the rows can show them as the input did;
+it reads the sheet's XML only down to the lowest of those cells.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import unescape
 
+from openpyxl.styles.numbers import BUILTIN_FORMATS
+
 from bulkscan.input._archive import (
     PREFIXED_ROOT,
     column_index,
@@ -36,9 +42,9 @@ from bulkscan.input._archive import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
-__all__ = ["Marks", "read_marks"]
+__all__ = ["Marks", "read_formats", "read_marks"]
 
 _STYLES = "xl/styles.xml"
 _SMALL = 4 * 1024 * 1024  # styles and workbook parts are read whole up to this size
@@ -49,6 +55,9 @@ _TRUE = frozenset({"1", "true"})
 _HEAD = 64 * 1024  # where a namespace prefix on the root shows
 _ATTR = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
 _VALUE = re.compile(rb"<v(?:\s[^>]*)?>([^<]*)</v>")
+_GENERAL = "General"
+_MAX_FORMAT = 255  # Excel's longest number format code
+_TOP_PIECE = 64 * 1024  # the top of a sheet is read in pieces this big, until past its cells
 
 Cell = tuple[int, int]  # (row, column), both counted from 1
 
@@ -185,12 +194,23 @@ def _cell_at(
 
 def _padded_styles(archive: zipfile.ZipFile) -> dict[str, str]:
     """Style index (as in ``s="3"``) → number format, for the formats that pad with zeros."""
+    styles: dict[str, str] = {}
+    for index, code in _style_formats(archive).items():
+        first = code.split(";")[0].strip()
+        if _PADDED.match(first):
+            styles[index] = first
+    return styles
+
+
+def _style_formats(archive: zipfile.ZipFile) -> dict[str, str]:
+    """Style index (as in ``s="3"``) → its number format code, a custom ``numFmt`` or a
+    built-in one; styles with no format, General or one unknown are left out."""
     try:
         with archive.open(_STYLES) as stream:
             root = ET.fromstring(stream.read(_SMALL))  # noqa: S314 - checked for DTDs
     except (KeyError, ET.ParseError, OSError, zipfile.BadZipFile):
         return {}
-    formats = {
+    custom = {
         node.get("numFmtId", ""): node.get("formatCode", "")
         for node in root.iter()
         if _local(node.tag) == "numFmt"
@@ -199,10 +219,83 @@ def _padded_styles(archive: zipfile.ZipFile) -> dict[str, str]:
     styles: dict[str, str] = {}
     cells = [x for x in (xfs if xfs is not None else ()) if _local(x.tag) == "xf"]
     for index, xf in enumerate(cells):
-        code = formats.get(xf.get("numFmtId", ""), "").split(";")[0].strip()
-        if _PADDED.match(code):
+        ident = xf.get("numFmtId", "")
+        code = custom.get(ident)
+        if code is None and ident.isdigit():
+            code = BUILTIN_FORMATS.get(int(ident))
+        if code and code != _GENERAL and len(code) <= _MAX_FORMAT:
             styles[str(index)] = code
     return styles
+
+
+def read_formats(archive: zipfile.ZipFile, sheet: str, cells: Collection[Cell]) -> dict[Cell, str]:
+    """The number format of each of ``cells`` of ``sheet`` that has one (General left out).
+
+    Best effort: none for an odd archive.  The sheet's XML is read from its top in small
+    pieces and no further than the lowest of ``cells``, so the cost does not grow with the
+    sheet; styles are read only when one of the cells has a style.
+    """
+    part = next((p for p, name in sheet_parts(archive).items() if name == sheet), None)
+    if not cells or part is None:
+        return {}
+    try:
+        info = archive.getinfo(part)
+    except KeyError:
+        return {}
+    finder = _StyleFinder(cells)
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartElementHandler = finder.start
+    parser.EndElementHandler = finder.end
+    parser.StartDoctypeDeclHandler = finder.stop  # never met: the archive was checked
+    with contextlib.suppress(_Enough, xml.parsers.expat.ExpatError, ValueError, OSError):
+        parse_member(parser, archive, info, size=_TOP_PIECE)
+    if not finder.found:
+        return {}
+    formats = _style_formats(archive)
+    return {cell: formats[style] for cell, style in finder.found.items() if style in formats}
+
+
+class _Enough(Exception):
+    """The cells asked for are behind: stop reading the sheet."""
+
+
+class _StyleFinder:
+    """The style (``s``) of the wanted cells, placed as the xlsx reader places them."""
+
+    __slots__ = ("col", "found", "last", "row", "wanted")
+
+    def __init__(self, wanted: Collection[Cell]) -> None:
+        self.wanted = frozenset(wanted)
+        self.last = max(row for row, _ in self.wanted)
+        self.found: dict[Cell, str] = {}
+        self.row = 0
+        self.col = 0
+
+    def stop(self, *_args: object) -> None:
+        raise _Enough
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        local = tag.rpartition(":")[2]
+        if local == "row":
+            self.row = int(attrs["r"]) if attrs.get("r", "").isdigit() else self.row + 1
+            self.col = 0
+            if self.row > self.last:
+                raise _Enough
+        elif local == "c":
+            match = _CELL.match(attrs.get("r", ""))
+            if match:
+                self.col = column_index(match.group(1)) + 1
+                self.row = int(match.group(2))
+            else:
+                self.col += 1
+            cell = (max(self.row, 1), self.col)
+            style = attrs.get("s")
+            if style and cell in self.wanted:
+                self.found[cell] = style
+
+    def end(self, tag: str) -> None:
+        if tag.rpartition(":")[2] == "sheetData" or len(self.found) == len(self.wanted):
+            raise _Enough
 
 
 def _local(tag: str) -> str:

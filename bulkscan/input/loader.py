@@ -42,11 +42,15 @@ from bulkscan.input._archive import (
     format_mb,
     guard_archive,
 )
-from bulkscan.input._sheetxml import Marks, read_marks
+from bulkscan.input._sheetxml import Marks, read_formats, read_marks
 from bulkscan.models import InputBook, Issue, RawRow, RowRef, Severity, Sheet
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+    from typing import TypeAlias
+
+    # cells (row, column) → the number format of those that have one
+    _FormatsOf: TypeAlias = Callable[[Collection[tuple[int, int]]], dict[tuple[int, int], str]]
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -218,16 +222,21 @@ def _file_too_big(name: str, size: int, limits: InputLimits) -> InputLimitError:
 def _load_xlsx(name: str, limits: InputLimits) -> InputBook:
     data = _checked_xlsx(name, limits)
     digest = hashlib.sha256(data).hexdigest()
-    with _reading_xlsx(name) as open_book, paused_gc(), open_book(data) as book:
+    with (
+        _reading_xlsx(name) as open_book,
+        paused_gc(),
+        open_book(data) as book,
+        zipfile.ZipFile(io.BytesIO(data)) as archive,
+    ):
         sheets = _pick_sheets(name, list(book.sheet_names))
-        marks = _read_marks(data, sheets)
+        marks = read_marks(archive, tuple(s for s in sheets if s is not None))
         hidden = _hidden_sheets(book)
         target = _Target(name, sheets[0], schema.INSTANCE_COLUMNS, limits)
-        instances = _read_xlsx_sheet(book, target, marks, hidden)
+        instances = _read_xlsx_sheet(book, target, marks, hidden, archive)
         profiles = None
         if sheets[1] is not None:
             target = _Target(name, sheets[1], schema.PROFILE_COLUMNS, limits)
-            profiles = _read_xlsx_sheet(book, target, marks, hidden)
+            profiles = _read_xlsx_sheet(book, target, marks, hidden, archive)
     return InputBook(name, digest, instances, profiles, "xlsx")
 
 
@@ -340,12 +349,6 @@ def _pick_sheets(name: str, sheet_names: Sequence[str]) -> tuple[str, str | None
     return found[schema.INSTANCES_SHEET][0], profiles[0] if profiles else None
 
 
-def _read_marks(data: bytes, sheets: tuple[str, str | None]) -> dict[str, Marks]:
-    """What the sheets' XML says that their values do not (see ``sheetxml``)."""
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return read_marks(archive, tuple(s for s in sheets if s is not None))
-
-
 def _hidden_sheets(book: Any) -> frozenset[str]:
     import python_calamine
 
@@ -354,7 +357,11 @@ def _hidden_sheets(book: Any) -> frozenset[str]:
 
 
 def _read_xlsx_sheet(
-    book: Any, target: _Target, marks: Mapping[str, Marks], hidden: frozenset[str]
+    book: Any,
+    target: _Target,
+    marks: Mapping[str, Marks],
+    hidden: frozenset[str],
+    archive: zipfile.ZipFile,
 ) -> Sheet:
     data = book.get_sheet_by_name(target.sheet)
     start = data.start
@@ -371,7 +378,8 @@ def _read_xlsx_sheet(
                 hint=_("unhide it (right-click a sheet tab > Unhide) to check what is sent"),
             )
         )
-    return _build_sheet(target, grid, numbers, left, marks.get(target.sheet), notes)
+    formats = functools.partial(read_formats, archive, target.sheet)
+    return _build_sheet(target, grid, numbers, left, marks.get(target.sheet), notes, formats)
 
 
 # --------------------------------------------------------------------------- csv
@@ -655,11 +663,13 @@ def _build_sheet(  # noqa: PLR0917 - the sheet, its grid and what is known about
     left: int,
     marks: Marks | None = None,
     notes: Sequence[Issue] = (),
+    formats: _FormatsOf | None = None,
 ) -> Sheet:
     """Header (first non-blank row), then every non-blank row below it, as ``RawRow``.
 
     ``numbers[i]`` is the row number of ``grid[i]``; ``left`` the column index of its cell 0.
-    ``marks`` (xlsx) and ``notes`` become the sheet's issues.
+    ``marks`` (xlsx) and ``notes`` become the sheet's issues; ``formats`` (xlsx) gives the
+    number formats of cells, of which each column's first value's becomes the column's.
     """
     first = next((i for i, cells in enumerate(grid) if _filled(cells)), None)
     if first is None:
@@ -685,7 +695,31 @@ def _build_sheet(  # noqa: PLR0917 - the sheet, its grid and what is known about
         tuple(header.names[i] for i in keep),
         tuple(rows),
         (*notes, *_mark_issues(target, header, left, rows, headers, marks)),
+        _column_formats(formats, header, left, keep, rows) if formats is not None else {},
     )
+
+
+_FORMAT_ROWS = 50  # the data rows where a column's first value (and its format) is looked for
+
+
+def _column_formats(
+    formats: _FormatsOf,
+    header: _Header,
+    left: int,
+    keep: Sequence[int],
+    rows: Sequence[RawRow],
+) -> dict[str, str]:
+    """Original header → the number format of the column's first value in the first data
+    rows (one cell per column, whatever the sheet's length)."""
+    top = rows[:_FORMAT_ROWS]
+    first: dict[tuple[int, int], str] = {}
+    for index in keep:
+        name, shown = header.names[index], header.texts[index] or header.names[index]
+        row = next((row for row in top if name in row.values), None)
+        if row is not None and shown not in first.values():
+            first[(row.ref.row, left + index + 1)] = shown
+    found = formats(first) if first else {}
+    return {shown: found[cell] for cell, shown in first.items() if cell in found}
 
 
 _TITLE_ROWS = 10  # filled rows above the header that may be a title, a date, a note
