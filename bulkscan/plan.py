@@ -29,7 +29,7 @@ import hashlib
 import json
 import string
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from json.encoder import encode_basestring as _encode_text
@@ -554,11 +554,13 @@ class RowStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SheetLayout:
-    """A sheet's place and original headers, so a workbook can be written in the same shape."""
+    """A sheet's place and original headers, so a workbook can be written in the same shape,
+    and the number formats of its columns (xlsx), so it can show them the same way."""
 
     file: str
     sheet: str
     headers: tuple[str, ...]
+    formats: Mapping[str, str] = field(default_factory=dict)  # original header → format
 
 
 @dataclass(frozen=True, slots=True)
@@ -622,7 +624,7 @@ class RunInput:
 
 
 def _layout(sheet: Sheet) -> SheetLayout:
-    return SheetLayout(sheet.file, sheet.name, tuple(sheet.headers))
+    return SheetLayout(sheet.file, sheet.name, tuple(sheet.headers), dict(sheet.formats))
 
 
 def _original_values(sheet: Sheet, values: Mapping[str, Any]) -> dict[str, Any]:

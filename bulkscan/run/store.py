@@ -1114,13 +1114,24 @@ def _initial_meta(
 
 
 def _layout_json(layout: SheetLayout) -> dict[str, object]:
-    return {"file": layout.file, "sheet": layout.sheet, "headers": list(layout.headers)}
+    return {
+        "file": layout.file,
+        "sheet": layout.sheet,
+        "headers": list(layout.headers),
+        "formats": dict(layout.formats),
+    }
 
 
 def _parse_layout(value: Mapping[str, Any] | None) -> SheetLayout | None:
     if value is None:
         return None
-    return SheetLayout(str(value["file"]), str(value["sheet"]), tuple(value["headers"]))
+    formats = value.get("formats") or {}  # none in a journal written before formats were kept
+    return SheetLayout(
+        str(value["file"]),
+        str(value["sheet"]),
+        tuple(value["headers"]),
+        {str(header): str(code) for header, code in formats.items()},
+    )
 
 
 def _insert_tasks(conn: sqlite3.Connection, plan: Plan, created: str | None) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import json
 import os
 import sqlite3
 import subprocess
@@ -630,3 +632,25 @@ def test_a_real_workbook_is_journaled_row_by_row_under_its_own_headers(tmp_path:
     assert rows[0].values["Cost centre"] == "cc-1"  # a carried column, under its own header
     assert "Instance ID" in rows[0].values and "ins_id" not in rows[0].values
     assert any(i.ref == rows[3].ref and i.severity == "error" for i in issues)
+
+
+def test_column_formats_are_kept_and_an_older_journal_has_none(run_dir: Path) -> None:
+    book, plan = _book_and_plan()
+    formats = {"Since": "yyyy-mm-dd", "Owner": "@"}
+    book = dataclasses.replace(book, instances=dataclasses.replace(book.instances, formats=formats))
+    _create(run_dir, run_input=RunInput.from_book(book, plan)).close()
+    with Journal.open(run_dir, readonly=True) as journal:
+        meta = journal.meta()
+    assert meta.instances.formats == formats
+    assert meta.profiles is not None and meta.profiles.formats == {}
+    with sqlite3.connect(run_dir / JOURNAL_FILE) as conn:  # as a journal written before
+        for key in ("instances", "profiles"):
+            (text,) = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            layout = json.loads(text)
+            del layout["formats"]
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(layout), key))
+    conn.close()
+    with Journal.open(run_dir, readonly=True) as journal:
+        meta = journal.meta()
+    assert meta.instances.headers == HEADERS and meta.instances.formats == {}
+    assert meta.profiles is not None and meta.profiles.formats == {}
