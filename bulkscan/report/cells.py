@@ -11,7 +11,10 @@ Everything goes through ``safe_cell``, the one place where a value becomes a cel
   become LF (XML readers would turn them into LF anyway), text longer than a cell can hold
   (32,767 characters) is cut with a marker;
 * time-zone-aware date-times become naive UTC (headers say ``(UTC)``), so every date is a
-  real Excel date; naive ones (from an input sheet) are written as they are.
+  real Excel date; naive ones (from an input sheet) are written as they are;
+* a column carried from an input keeps the input's number format (``input_formats`` of
+  ``write_table``) on the values it fits: a date format on dates, any other on numbers,
+  none on text, which stays the literal text it is.
 
 Sheets are written in openpyxl's write-only mode, so a table of 100,000 rows streams to disk.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import json
 import math
 import re
@@ -35,6 +39,7 @@ from openpyxl.chart.marker import DataPoint
 from openpyxl.chart.text import RichText
 from openpyxl.drawing.text import CharacterProperties, Paragraph, ParagraphProperties
 from openpyxl.styles import Font, PatternFill
+from openpyxl.styles.numbers import is_date_format
 from openpyxl.utils import get_column_letter
 
 from bulkscan.files import write_atomically
@@ -65,6 +70,7 @@ __all__ = [
     "clean_text",
     "count_table",
     "fit_widths",
+    "fitting_format",
     "header_key",
     "own_headers",
     "shown_header",
@@ -211,6 +217,24 @@ def _number_format_of(value: object) -> str | None:
     if isinstance(value, dt.time):
         return TIME_FORMAT
     return None
+
+
+def fitting_format(code: str | None, value: object) -> str | None:
+    """``code``, an input column's number format, if it suits ``value``: a date format for a
+    date, any other for a finite number; None for text, booleans and blanks (text keeps no
+    format of an input's: it shows as the literal text it is)."""
+    if code is None or value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, dt.date | dt.time):
+        return code if _is_date_format(code) else None
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return None if _is_date_format(code) else code
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _is_date_format(code: str) -> bool:
+    return bool(is_date_format(code))
 
 
 def safe_cell(
@@ -397,6 +421,7 @@ def write_table(
     status_column: int | str | None = None,
     tones: Mapping[str, Tone] = OUTCOME_TONES,
     number_formats: Mapping[int | str, str] | None = None,
+    input_formats: Mapping[int, str] | None = None,
     notes: Iterable[str] = (),
     frozen_columns: int = 0,
 ) -> TableInfo:
@@ -404,7 +429,9 @@ def write_table(
 
     ``rows`` may be a generator (it is consumed once, streaming); every value goes through
     ``safe_cell``.  ``status_column`` (index or header) is coloured by ``tones`` of its text;
-    ``number_formats`` maps a column (index or header) to an Excel number format; ``notes``
+    ``number_formats`` maps a column (index or header) to an Excel number format;
+    ``input_formats`` maps a column carried from an input (index) to the number format its
+    input cells had, set on the values it suits (``fitting_format``); ``notes``
     are bold lines under the table, after an empty row (outside the autofilter range);
     ``frozen_columns`` first columns stay in view when scrolling right (a row's identity).
     The sheet prints landscape, one page wide, with the header row on every page.
@@ -419,8 +446,9 @@ def write_table(
     formats = {_resolve(k, headers): v for k, v in (number_formats or {}).items()}
     ws.append(_header_cells(ws, headers))
     count = 0
+    carried = dict(input_formats or {})
     for row in rows:
-        ws.append(_row_cells(ws, row, status, tones, formats))
+        ws.append(_row_cells(ws, row, status, tones, formats, carried))
         count += 1
     last = get_column_letter(max(len(headers), 1))
     ref = f"A1:{last}{count + 1}"
@@ -433,17 +461,20 @@ def write_table(
     return TableInfo(title, count, ref)
 
 
-def _row_cells(
+def _row_cells(  # noqa: PLR0917 - a row and how its columns look
     ws: Any,
     row: Sequence[object],
     status: int | None,
     tones: Mapping[str, Tone],
     formats: Mapping[int | None, str],
+    carried: Mapping[int, str] | None = None,
 ) -> list[Any]:
     cells = []
     for index, value in enumerate(row):
         tone = tones.get(value) if index == status and isinstance(value, str) else None
         fmt = formats.get(index)
+        if fmt is None and carried:
+            fmt = fitting_format(carried.get(index), value)
         if tone is None and fmt is None:
             cells.append(safe_cell(ws, value))
         else:

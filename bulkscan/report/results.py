@@ -542,6 +542,12 @@ class _RowsLayout:
     def id_columns(self) -> tuple[str, ...]:
         return (*self.ids, "task name", "DSC task id")
 
+    def formats(self, formats: Mapping[str, str]) -> dict[int, str]:
+        """Column index → the number format the input's cells had, for the input's columns."""
+        ids = enumerate(self.ids, len(_ROW_PLACE))
+        carried = enumerate(self.carried, len(_ROW_PLACE) + len(self.ids) + len(_ROW_RESULT))
+        return {index: formats[h] for index, h in (*ids, *carried) if h in formats}
+
     def line(self, row: RowRecord, res: _RowResult) -> tuple[object, ...]:
         ref, values = row.ref, row.values
         return (
@@ -562,6 +568,7 @@ def _write_rows(wb: Workbook, run: _Run) -> None:
         (layout.line(row, res) for row, res in _row_results(run)),
         widths=widths,
         status_column="outcome",
+        input_formats=layout.formats(run.meta.instances.formats),
         frozen_columns=layout.frozen,
     )
 
@@ -1003,7 +1010,14 @@ def _write_retry(run: _Run, path: Path, keys: set[str], command: str | None = No
     rows = [r for r in run.rows if r.status is RowStatus.PLANNED and r.task_key in keys]
     lines = [_retry_line(r, run.by_key[r.task_key or ""], headers, explicit) for r in rows]
     wb = new_workbook()
-    write_table(wb, layout.sheet, headers, lines, widths=fit_widths(headers, lines, cap=40))
+    write_table(
+        wb,
+        layout.sheet,
+        headers,
+        lines,
+        widths=fit_widths(headers, lines, cap=40),
+        input_formats=_formats_at(own, layout.formats),
+    )
     profiles = run.meta.profiles
     if profiles is not None:
         used = {run.by_key[k].profile.lower() for k in keys}
@@ -1099,7 +1113,14 @@ def _write_retry_profiles(
         layout.sheet,
         as_written(layout.headers),
         (_profile_line(p, layout.headers, pattern_header) for p in chosen),
+        input_formats=_formats_at(layout.headers, layout.formats),
     )
+
+
+def _formats_at(headers: Sequence[str], formats: Mapping[str, str]) -> dict[int, str]:
+    """Column index → the number format the input's cells had, for ``headers`` (the input's,
+    first)."""
+    return {index: formats[h] for index, h in enumerate(headers) if h in formats}
 
 
 def _profile_line(

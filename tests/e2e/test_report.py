@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import sqlite3
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from bulkscan.input.loader import load_input
 from bulkscan.input.validate import validate
 from bulkscan.models import Outcome, Status
 from bulkscan.plan import RunInput, build_plan, content_digest, plan_hash, serialise_body
+from bulkscan.report.cells import DATETIME_FORMAT
 from bulkscan.report.results import (
     RESULTS_FILE,
     RETRY_FILE,
@@ -40,7 +42,7 @@ from bulkscan.report.results import (
     resume_command,
 )
 from bulkscan.run.dispatch import dispatch
-from bulkscan.run.rundir import create_run_dir
+from bulkscan.run.rundir import JOURNAL_FILE, create_run_dir
 from bulkscan.run.states import TaskState
 from bulkscan.run.store import Journal
 from bulkscan.sim.server import DEFAULT_AK, DEFAULT_SK, Faults, Simulator
@@ -630,6 +632,76 @@ def test_retry_of_a_csv_input_rebuilds_the_same_named_tasks(tmp_path: Path) -> N
     retried = build_plan(validate(load_input(paths.retry), SETTINGS))
     assert [t.name for t in retried.tasks] == names[1:]
     assert [t.key for t in retried.tasks] == [t.key for t in plan.tasks[1:]]
+
+
+# Input columns with number formats of their own: a date, a percent, a custom currency.
+CNY = '#,##0.00 "CNY"'
+FORMATS = {"Since": "yyyy-mm-dd", "Share": "0%", "Cost": CNY}
+
+
+async def _formatted_run(
+    tmp_path: Path, sim: Simulator, session: aiohttp.ClientSession
+) -> tuple[Path, list[list[Any]]]:
+    """A run of an input whose columns Since, Share and Cost have formats (Owner: General);
+    the second project is unknown, so its row fails and goes to retry.xlsx."""
+    rows = [
+        [*_row("ins-a", owner="alice", since=SINCE), 0.25, 1234.5],
+        [*_row("ins-b", project=P2, owner="bob", since=dt.datetime(2023, 1, 2)), 0.5, 9.99],
+    ]
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "instances"
+    for values in [[*HEADERS, "Share", "Cost"], *rows]:
+        ws.append(values)
+    for column in ws.iter_cols(min_row=1, max_row=1):
+        for cell in ws[column[0].column_letter][1:]:
+            cell.number_format = FORMATS.get(column[0].value, "General")
+    wb.save(tmp_path / "fmt.xlsx")
+    book, plan = _prepare(tmp_path / "fmt.xlsx")
+    run_dir = create_run_dir(tmp_path / "reports", "fmt.xlsx")
+    with _create_journal(run_dir, book, plan, ["bulkscan", "run", "fmt.xlsx"]) as journal:
+        await asyncio.wait_for(dispatch(plan.tasks, journal, _client(session, sim), FAST), 20)
+    return run_dir, rows
+
+
+async def test_carried_columns_keep_the_number_formats_of_the_input(
+    tmp_path: Path, sim: Simulator, session: aiohttp.ClientSession
+) -> None:
+    run_dir, rows = await _formatted_run(tmp_path, sim, session)
+    paths = build_report(run_dir)
+    sheet = _sheet(openpyxl.load_workbook(paths.results)["Rows"])
+    assert [r["outcome"].value for r in sheet] == ["created", "failed"]
+    for line, row in zip(sheet, rows, strict=True):
+        for header, value in zip([*HEADERS, "Share", "Cost"], row, strict=True):
+            assert line[header].value == value
+        assert {h: line[h].number_format for h in FORMATS} == FORMATS
+        assert line["Owner"].number_format == "General"
+        assert line["Instance ID"].number_format == "General"
+    assert paths.retry is not None and paths.retry_rows == 1
+    retry = _sheet(openpyxl.load_workbook(paths.retry)["instances"])
+    assert [(retry[0][h].value, retry[0][h].number_format) for h in FORMATS] == [
+        (rows[1][6], "yyyy-mm-dd"), (0.5, "0%"), (9.99, CNY)
+    ]  # fmt: skip
+    assert retry[0]["Owner"].number_format == "General"
+
+
+async def test_a_journal_written_before_formats_were_kept_still_reports(
+    tmp_path: Path, sim: Simulator, session: aiohttp.ClientSession
+) -> None:
+    run_dir, rows = await _formatted_run(tmp_path, sim, session)
+    with sqlite3.connect(run_dir / JOURNAL_FILE) as conn:  # its layout without formats
+        (text,) = conn.execute("SELECT value FROM meta WHERE key = 'instances'").fetchone()
+        layout = json.loads(text)
+        assert layout.pop("formats") == FORMATS
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'instances'", (json.dumps(layout),))
+    conn.close()
+    paths = build_report(run_dir)
+    sheet = _sheet(openpyxl.load_workbook(paths.results)["Rows"])
+    assert [r["Cost"].value for r in sheet] == [row[-1] for row in rows]
+    assert {sheet[0][h].number_format for h in ("Share", "Cost", "Owner")} == {"General"}
+    assert sheet[0]["Since"].number_format == DATETIME_FORMAT  # what any date-time shows in
+    assert paths.retry is not None
 
 
 def _rgb(fill: Any) -> str:
