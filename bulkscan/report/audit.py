@@ -39,6 +39,7 @@ from bulkscan.report.cells import (
     as_written,
     count_table,
     fit_widths,
+    formats_at,
     header_key,
     new_workbook,
     own_headers,
@@ -370,12 +371,15 @@ def write_uncovered_workbook(
     wb = new_workbook()
     headers, rows = _uncovered_table(result)
     widths = fit_widths(headers, rows, cap=40)
-    write_table(wb, schema.INSTANCES_SHEET, headers, rows, widths=widths)
+    instances = result.inventory.book.instances
+    write_table(wb, schema.INSTANCES_SHEET, headers, rows, widths=widths,
+                input_formats=formats_at(headers, instances.formats))  # fmt: skip
     profiles = result.inventory.book.profiles
     if profiles is not None:
         lines = [[row.values.get(c) for c in profiles.columns] for row in profiles.rows]
         write_table(wb, schema.PROFILES_SHEET, as_written(profiles.headers), lines,
-                    widths=fit_widths(profiles.headers, lines, cap=40))  # fmt: skip
+                    widths=fit_widths(profiles.headers, lines, cap=40),
+                    input_formats=formats_at(profiles.headers, profiles.formats))  # fmt: skip
     readme = SummarySheet(wb, "README", widths=(130,))
     notes(readme, _readme_lines(result, Path(path), run_command),
           heading=_("Instances without an enabled scan task"))  # fmt: skip
@@ -461,6 +465,7 @@ def write_audit_workbook(
     write_table(
         wb, "Uncovered", headers, rows,
         notes=_close_gap_lines(result, uncovered_path, run_command),
+        input_formats=formats_at(headers, result.inventory.book.instances.formats),
     )  # fmt: skip
     write_table(
         wb,

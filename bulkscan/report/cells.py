@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AsWritten",
     "as_written",
+    "formats_at",
     "DATE_FORMAT",
     "DATETIME_FORMAT",
     "MAX_CELL_CHARS",
@@ -372,6 +373,13 @@ class AsWritten(str):
     spells one of bulkscan's own (an input column named ``status`` or ``region``)."""
 
     __slots__ = ()
+
+
+def formats_at(headers: Iterable[str], formats: Mapping[str, str]) -> dict[int, str]:
+    """Column index → the number format the input's cells had (``formats``: header → format,
+    as the loader read them), for the columns of ``headers`` that are the input's own;
+    ``write_table``'s ``input_formats``."""
+    return {index: formats[h] for index, h in enumerate(headers) if h in formats}
 
 
 def as_written(headers: Iterable[str]) -> list[str]:

@@ -55,6 +55,7 @@ from bulkscan.report.cells import (
     as_written,
     count_table,
     fit_widths,
+    formats_at,
     new_workbook,
     own_headers,
     save_workbook,
@@ -1016,7 +1017,7 @@ def _write_retry(run: _Run, path: Path, keys: set[str], command: str | None = No
         headers,
         lines,
         widths=fit_widths(headers, lines, cap=40),
-        input_formats=_formats_at(own, layout.formats),
+        input_formats=formats_at(own, layout.formats),
     )
     profiles = run.meta.profiles
     if profiles is not None:
@@ -1113,14 +1114,8 @@ def _write_retry_profiles(
         layout.sheet,
         as_written(layout.headers),
         (_profile_line(p, layout.headers, pattern_header) for p in chosen),
-        input_formats=_formats_at(layout.headers, layout.formats),
+        input_formats=formats_at(layout.headers, layout.formats),
     )
-
-
-def _formats_at(headers: Sequence[str], formats: Mapping[str, str]) -> dict[int, str]:
-    """Column index → the number format the input's cells had, for ``headers`` (the input's,
-    first)."""
-    return {index: formats[h] for index, h in enumerate(headers) if h in formats}
 
 
 def _profile_line(

@@ -639,11 +639,8 @@ CNY = '#,##0.00 "CNY"'
 FORMATS = {"Since": "yyyy-mm-dd", "Share": "0%", "Cost": CNY}
 
 
-async def _formatted_run(
-    tmp_path: Path, sim: Simulator, session: aiohttp.ClientSession
-) -> tuple[Path, list[list[Any]]]:
-    """A run of an input whose columns Since, Share and Cost have formats (Owner: General);
-    the second project is unknown, so its row fails and goes to retry.xlsx."""
+def _formatted_input(path: Path) -> list[list[Any]]:
+    """An input whose columns Since, Share and Cost have formats (Owner: General); its rows."""
     rows = [
         [*_row("ins-a", owner="alice", since=SINCE), 0.25, 1234.5],
         [*_row("ins-b", project=P2, owner="bob", since=dt.datetime(2023, 1, 2)), 0.5, 9.99],
@@ -657,7 +654,16 @@ async def _formatted_run(
     for column in ws.iter_cols(min_row=1, max_row=1):
         for cell in ws[column[0].column_letter][1:]:
             cell.number_format = FORMATS.get(column[0].value, "General")
-    wb.save(tmp_path / "fmt.xlsx")
+    wb.save(path)
+    return rows
+
+
+async def _formatted_run(
+    tmp_path: Path, sim: Simulator, session: aiohttp.ClientSession
+) -> tuple[Path, list[list[Any]]]:
+    """A run of an input whose columns Since, Share and Cost have formats (Owner: General);
+    the second project is unknown, so its row fails and goes to retry.xlsx."""
+    rows = _formatted_input(tmp_path / "fmt.xlsx")
     book, plan = _prepare(tmp_path / "fmt.xlsx")
     run_dir = create_run_dir(tmp_path / "reports", "fmt.xlsx")
     with _create_journal(run_dir, book, plan, ["bulkscan", "run", "fmt.xlsx"]) as journal:
@@ -684,6 +690,30 @@ async def test_carried_columns_keep_the_number_formats_of_the_input(
         (rows[1][6], "yyyy-mm-dd"), (0.5, "0%"), (9.99, CNY)
     ]  # fmt: skip
     assert retry[0]["Owner"].number_format == "General"
+
+
+async def test_the_audits_uncovered_rows_keep_the_number_formats_of_the_input(
+    tmp_path: Path, sim: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Nothing is scanned yet: the row of the known project is uncovered (the other project
+    cannot be listed), in the audit workbook's Uncovered sheet and in the uncovered workbook a
+    run takes back, each column in its input's format."""
+    rows = _formatted_input(tmp_path / "fmt.xlsx")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", DEFAULT_AK)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", DEFAULT_SK)
+    argv = ["audit", str(tmp_path / "fmt.xlsx"), "--endpoint", sim.url, "--reports-dir",
+            str(tmp_path / "r"), "--any-db-type", "--json"]  # fmt: skip
+    code = await asyncio.to_thread(main, argv)
+    said = json.loads(capsys.readouterr().out)
+    assert code == 1 and said["outcomes"] == {"not_covered": 1, "unknown": 1}, said
+    uncovered = _sheet(openpyxl.load_workbook(said["uncovered_workbook"])["instances"])
+    audit = _sheet(openpyxl.load_workbook(said["workbook"])["Uncovered"])
+    for lines in (uncovered, audit):
+        sheet = [line for line in lines if line["Region"].value]  # not the notes below the table
+        assert [line["Cost"].value for line in sheet] == [rows[0][-1]]
+        for line in sheet:
+            assert {h: line[h].number_format for h in FORMATS} == FORMATS
+            assert line["Owner"].number_format == "General"
 
 
 async def test_a_journal_written_before_formats_were_kept_still_reports(
