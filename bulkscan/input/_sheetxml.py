@@ -90,6 +90,15 @@ def read_marks(archive: zipfile.ZipFile, sheets: tuple[str, ...]) -> dict[str, M
     return found
 
 
+def _position(attrs: Mapping[str, str], row: int, col: int) -> tuple[int, int]:
+    """The (row, 1-based column) of a ``<c>`` element: its ``r`` reference, else the cell
+    after the previous one in the same row."""
+    match = _CELL.match(attrs.get("r", ""))
+    if match:
+        return int(match.group(2)), column_index(match.group(1)) + 1
+    return row, col + 1
+
+
 class _Irregular(Exception):
     """XML not laid out as Excel writes it (no ``r`` on a row or cell): parse it exactly."""
 
@@ -282,12 +291,7 @@ class _StyleFinder:
             if self.row > self.last:
                 raise _Enough
         elif local == "c":
-            match = _CELL.match(attrs.get("r", ""))
-            if match:
-                self.col = column_index(match.group(1)) + 1
-                self.row = int(match.group(2))
-            else:
-                self.col += 1
+            self.row, self.col = _position(attrs, self.row, self.col)
             cell = (max(self.row, 1), self.col)
             style = attrs.get("s")
             if style and cell in self.wanted:
@@ -354,12 +358,7 @@ class _Reader:
             _hide_columns(attrs, self.marks)
 
     def _open_cell(self, attrs: dict[str, str]) -> None:
-        match = _CELL.match(attrs.get("r", ""))
-        if match:
-            self.col = column_index(match.group(1)) + 1
-            self.row = int(match.group(2))
-        else:
-            self.col += 1
+        self.row, self.col = _position(attrs, self.row, self.col)
         self.cell = (max(self.row, 1), self.col)
         self.kind = attrs.get("t", "n")
         self.style = attrs.get("s", "")
