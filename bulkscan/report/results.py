@@ -811,11 +811,15 @@ def _audit_step(run: _Run) -> list[tuple[str, object]]:
 
 
 def _resume_step(run: _Run) -> list[tuple[str, object]]:
-    """The resume, when tasks are not sent yet or their outcome is unknown."""
-    left = run.tally
-    if not left.unfinished:
+    """The resume, when ``Standing.next`` names it: tasks not sent yet or of unknown
+    outcome, or a session that stopped before its closing listing."""
+    if run.standing.next is not NextStep.RESUME:
         return []
+    left = run.tally
     resume = resume_command(run.meta, run.run_dir)
+    if not left.unfinished:
+        text = _("the run stopped before it looked for names created twice; resume with: {command}")
+        return [(N_("not finished"), text.format(command=resume))]
     if not left.unknown:
         text = _("{count} task(s); resume with: {command}")
         return [(N_("not sent yet"), text.format(count=left.unsent, command=resume))]

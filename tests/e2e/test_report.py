@@ -541,6 +541,29 @@ async def test_no_retry_workbook_when_nothing_failed(
     assert paths.counts[Outcome.CREATED] == 2
 
 
+def test_a_run_stopped_with_every_task_settled_is_resumed_in_the_summary_too(
+    tmp_path: Path,
+) -> None:
+    """Interrupted after its last create, before the closing listing: nothing is unfinished,
+    yet the run stopped (exit 3), and the Summary names the resume as run and report do."""
+    rows = [_row(f"ok-{i}") for i in range(3)]
+    book, plan = _prepare(_write_input(tmp_path / "ok.xlsx", rows))
+    run_dir = create_run_dir(tmp_path / "reports", "ok.xlsx")
+    with _create_journal(run_dir, book, plan, ["bulkscan", "run", "ok.xlsx"]) as journal:
+        journal.mark_started()
+        for task in plan.tasks:
+            journal.set_state(task.key, TaskState.CREATED, task_id=f"id-{task.key[:6]}")
+        journal.mark_ended("interrupted", "stopped on request")
+    paths = build_report(run_dir)
+    assert (paths.status, paths.tally.unfinished) == (Status.STOPPED, 0)
+    assert paths.next_command == paths.resume_command
+    facts = _summary(openpyxl.load_workbook(paths.results)["Summary"])
+    assert facts["not finished"] == (
+        f"the run stopped before it looked for names created twice; resume with: "
+        f"{paths.resume_command}"
+    )
+
+
 def test_rerun_command_keeps_options_and_drops_resume_and_limit(tmp_path: Path) -> None:
     book, plan = _prepare(_write_input(tmp_path / "dbs.xlsx"))
     run_dir = create_run_dir(tmp_path / "reports", "dbs.xlsx")
