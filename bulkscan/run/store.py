@@ -428,8 +428,10 @@ class Journal:
         self._stamp = LocalStamps().micros if now is local_now else lambda: _stamp_of(now())
         self._pending: list[_Statement] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._timer: asyncio.Handle | None = None  # a commit asked for by committed()
-        # The commit window: one timer, re-armed only when it fires, never per commit
+        self._timer: asyncio.TimerHandle | None = None  # a commit asked for by committed()
+        # The commit window: one timer, re-armed when it fires while newer changes wait, and
+        # cancelled by a commit that took every change (at a low rate, the next request's
+        # sending mark carries the last outcome: no wake-up of the loop for the window)
         self._window: asyncio.TimerHandle | None = None
         self._oldest = 0.0  # loop time of the oldest change that waits for a commit
         self._failure: Exception | None = None
@@ -717,23 +719,21 @@ class Journal:
         """Commit every change made so far (with others that wait) and return when done.
 
         ``expect``: how many callers, this one included, may ask for a commit at about the
-        same time (a dispatch's busy workers).  Alone, the commit is made as soon as the event
-        loop turns; with others, it waits up to ``MARK_WINDOW_S`` for them to share it, and
-        is made at once when the last of them asks.
+        same time (a dispatch's busy workers).  Alone, the commit is made at once, without
+        waiting for the event loop to turn; with others, it waits up to ``MARK_WINDOW_S`` for
+        them to share it, and is made at once when the last of them asks.
         """
         self._raise_failure()
         if not self._pending:
             return
+        if len(self._waiters) + 1 >= expect:  # every expected caller asks now: none will join
+            self._flush()
+            return
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._waiters.append(future)
-        if 1 < expect <= len(self._waiters):
-            self._flush_quietly()  # every expected caller waits: nothing more will join
-        elif len(self._waiters) == 1:  # the first waiter asks for the commit; later ones share it
-            if expect > 1:
-                self._timer = loop.call_at(loop.time() + MARK_WINDOW_S, self._flush_quietly)
-            else:
-                self._timer = loop.call_soon(self._flush_quietly)
+        if len(self._waiters) == 1:  # the first waiter asks for the commit; later ones share it
+            self._timer = loop.call_at(loop.time() + MARK_WINDOW_S, self._flush_quietly)
         await future
 
     def record_attempt(
@@ -889,6 +889,7 @@ class Journal:
             self._timer.cancel()
             self._timer = None
         self._raise_failure()
+        self._close_window()  # everything that waits is committed now
         statements, self._pending = self._pending, []
         waiters, self._waiters = self._waiters, []
         try:
