@@ -153,6 +153,9 @@ class Progress:
     settling: int = 0  # tasks being looked up over the settle window after an ambiguous answer
     # the settle window in use: the longest the run's tasks were sent under (None: as asked)
     settle_s: float | None = None
+    # the closing check for names created twice: project/region groups listed of those to list
+    checked: int = 0
+    to_check: int = 0
 
 
 Event = (

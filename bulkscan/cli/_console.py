@@ -445,7 +445,7 @@ class Bar:
         self._paused_at = 0.0
         self._spinner = Spinner("dots", style="progress.spinner")
         # what the line shows, replaced as a whole: the redrawing thread reads one consistent set
-        self._shown: tuple[int, int | None, str, str, str] = (0, total, "", "", "")
+        self._shown: tuple[int, int | None, str, str, str, bool] = (0, total, "", "", "", False)
         self._live = Live(
             get_renderable=self._line,
             console=rich,
@@ -462,13 +462,16 @@ class Bar:
         rate_per_s: float | None = None,
         eta_s: float | None = None,
         status: str = "",
+        busy: bool = False,
     ) -> None:
+        """``busy``: the spinner turns on once every step is counted (work after the last)."""
         self._shown = (
             done,
             self._shown[1] if total is None else total,
             "" if rate_per_s is None else f"{rate_per_s:.2g}/s",
             "" if eta_s is None else _("ETA {duration}").format(duration=duration(eta_s)),
             self._fitted(status),
+            busy,
         )
 
     def _fitted(self, status: str) -> str:
@@ -481,9 +484,9 @@ class Bar:
     def _line(self) -> Any:
         from rich.text import Text
 
-        done, total, rate, eta, status = self._shown
+        done, total, rate, eta, status, busy = self._shown
         line = Text(no_wrap=True, overflow="ellipsis", end="")
-        if total is not None and done >= total:
+        if total is not None and done >= total and not busy:
             line.append(" ")  # finished: the spinner stops
         else:
             frame = self._spinner.render(time.monotonic())

@@ -527,6 +527,18 @@ class _Renderer:
             if self.bar is None:
                 self.enabled = False  # not a terminal, or --quiet
                 return
+        if event.to_check and event.settled >= event.total:  # the closing listing
+            self.bar.update(
+                event.settled,
+                total=event.total,
+                rate_per_s=event.rate_per_s,
+                # the projects listed for names created twice (short: room is 26 cells at 80)
+                status=_("checking duplicates {checked}/{total}").format(
+                    checked=event.checked, total=event.to_check
+                ),
+                busy=event.checked < event.to_check,
+            )
+            return
         self.bar.update(
             event.settled,
             total=event.total,

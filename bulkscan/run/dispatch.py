@@ -227,6 +227,7 @@ class _Run:
         self.last_progress = float("-inf")
         self.held_back = 0
         self.recheck = False  # the closing listing looks at every project (``_find_duplicates``)
+        self.to_check = self.checked = 0  # the closing listing's groups, and those listed so far
         self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
         self.untrusted: list[tuple[int, str]] = []  # (tasks, error) per untrusted listing
         self.duplicates: tuple[str, ...] = ()
@@ -358,11 +359,15 @@ class _Run:
                 names[group].add(task.name)
         lines: list[str] = []
         unchecked: list[tuple[_Group, DscError]] = []
+        self.to_check = len(names)
+        self._progress(force=True)
         for group, planned in names.items():
             try:
                 remote = await self._list_remote(group, None, task_key=None)
             except _Halt:
                 break
+            self.checked += 1
+            self._progress(force=True)
             if isinstance(remote, DscError):
                 unchecked.append((group, remote))
                 continue
@@ -919,6 +924,8 @@ class _Run:
                 eta_s=remaining / rate if remaining else 0.0,
                 settling=len(self.settling),
                 settle_s=self.settle_s,
+                checked=self.checked,
+                to_check=self.to_check,
             )
         )
 

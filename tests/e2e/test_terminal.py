@@ -225,6 +225,26 @@ def test_a_run_on_a_terminal_draws_a_progress_bar_and_a_pipe_does_not(
     assert "  created        12" in piped.stdout
 
 
+def test_the_bar_counts_the_closing_listing_for_names_created_twice(
+    tmp_path: Path, make_xlsx: MakeXlsx
+) -> None:
+    """Once every task has its outcome, the run lists each project again for names created
+    twice: the bar says so, counting the projects, and its spinner turns until the last one
+    is listed (it stood still at "ETA 0s", seconds per project on a slow service)."""
+    good = _good_inventory(make_xlsx, count=3)
+    code, screen = _on_tty(
+        tmp_path, "run", good, "--simulate", "--yes", "--reports-dir", "r",
+        "--simulate-faults", "latency_s=0.6",
+    )  # fmt: skip
+    assert code == 0, screen
+    drawn = [d for d in re.split(r"[\r\n]", _ANSI.sub("", screen)) if "3/3" in d and "━" in d]
+    listing = [d for d in drawn if "checking duplicates 0/1" in d]
+    assert listing, screen
+    assert not listing[-1].startswith(" "), listing  # the spinner turns while it lists
+    assert "ETA" not in listing[-1], listing
+    assert "checking duplicates 1/1" in drawn[-1], drawn
+
+
 def test_a_resume_with_nothing_left_says_so_and_draws_no_bar(
     tmp_path: Path, make_xlsx: MakeXlsx
 ) -> None:
