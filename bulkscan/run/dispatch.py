@@ -92,6 +92,7 @@ if TYPE_CHECKING:
 __all__ = ["DispatchResult", "dispatch"]
 
 _PROGRESS_EVERY_S = 0.25
+_TICK_S = 1.0  # progress at least this often, while nothing else moves it
 _Group = tuple[str, str]  # (project_id, region)
 
 
@@ -228,6 +229,8 @@ class _Run:
         self.held_back = 0
         self.recheck = False  # the closing listing looks at every project (``_find_duplicates``)
         self.to_check = self.checked = 0  # the closing listing's groups, and those listed so far
+        self.settle_ends = 0.0  # monotonic time the last settle window waited out ends
+        self.sending = False  # the send phase has begun (reconcile is over)
         self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
         self.untrusted: list[tuple[int, str]] = []  # (tasks, error) per untrusted listing
         self.duplicates: tuple[str, ...] = ()
@@ -253,6 +256,7 @@ class _Run:
                 TaskPlanned(key, task.name, task.project_id, task.region, len(task.sources))
             )
         relay = asyncio.create_task(self._relay_stop())
+        ticker = asyncio.create_task(self._tick())
         try:
             await self._until_halted(self._reconcile())
             if not self.halt.is_set():
@@ -265,6 +269,7 @@ class _Run:
             raise
         finally:
             relay.cancel()
+            ticker.cancel()
             for timer in self.timers.values():
                 timer.cancel()
         return self._finish()
@@ -462,6 +467,7 @@ class _Run:
             return
         unsettled = {k for k in keys if self.state[k] in (TaskState.SENDING, TaskState.UNKNOWN)}
         self.settling |= unsettled
+        self.settle_ends = max(self.settle_ends, time.monotonic() + wait)
         self._progress(force=True)
         try:
             await asyncio.sleep(wait)
@@ -508,6 +514,7 @@ class _Run:
     # -- phase 2: send --------------------------------------------------------------------------
 
     async def _send_all(self) -> None:
+        self.sending = True
         for key in self.selected:
             if self.state[key] is TaskState.PENDING and key not in self.finished:
                 self._enqueue(key, retry=False)
@@ -675,6 +682,7 @@ class _Run:
         task = self.tasks[key]
         self.retrying.add(key)
         self.settling.add(key)
+        self.settle_ends = max(self.settle_ends, time.monotonic() + self.settle_s)
         self._progress(force=True)  # the terminal says how many are being looked up
         try:
             found = await self._settle_lookup(key)
@@ -896,6 +904,13 @@ class _Run:
         if self.outstanding <= 0:
             self._stop("done", "")
 
+    async def _tick(self) -> None:
+        """Progress every second, so that the time left counts down through waits in which
+        nothing settles (a settle window, a backoff) instead of standing still."""
+        while True:
+            await asyncio.sleep(_TICK_S)
+            self._progress()
+
     def release_limiter(self) -> None:
         """The run is over: a limiter used on (an update after the run) tells no one."""
         if self.tells_rate:
@@ -912,6 +927,10 @@ class _Run:
         counted = tally(self.tally)  # the selected tasks only
         rate = self.limiter.current_per_s
         remaining = len(self.selected) - len(self.finished)
+        eta = remaining / rate if remaining else 0.0
+        if self.settling:  # tasks wait out their settle window: sending waits for it first
+            left = max(0.0, self.settle_ends - now)
+            eta = max(eta, left) if self.sending else left + eta
         self.observer(
             Progress(
                 settled=counted.settled,
@@ -921,7 +940,7 @@ class _Run:
                 retrying=len(self.retrying),
                 sent=len(self.sent),
                 rate_per_s=rate,
-                eta_s=remaining / rate if remaining else 0.0,
+                eta_s=eta,
                 settling=len(self.settling),
                 settle_s=self.settle_s,
                 checked=self.checked,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import random
 import signal
@@ -372,6 +373,30 @@ async def test_resume_after_a_crash_reconciles_tasks_left_sending(
         (plan.tasks[3].key, "sending", "pending"),
     }
     assert result.requests == 10  # two listings, eight creates: the two found are not resent
+
+
+async def test_the_time_left_counts_down_the_settle_window_a_resume_waits_out(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A task left *sending* a moment ago: the resume waits out its settle window before it
+    lists, and the progress says so: the time left holds the wait (it said 0.2 s, the
+    sending alone, and stood still for the whole window) and counts down each second."""
+    plan = _plan(3)
+    settings = dataclasses.replace(FAST, settle_s=4.0)
+    async with Simulator(seed=1) as sim:
+        client = _client(session, sim)
+        with _journal(tmp_path / "run", plan) as journal:
+            journal.mark_sending(plan.tasks[0].key)  # killed with its request in flight
+        seen = Recorder()
+        with Journal.open(tmp_path / "run") as journal:
+            result = await _run(plan, journal, client, settings, observer=seen)
+            _assert_exactly_once(sim, plan, journal)
+    assert result.stop_reason == "done"
+    waiting = [e for e in seen.of(Progress) if e.settling]
+    assert len(waiting) >= 2, seen.of(Progress)  # said at once, then again a second later
+    assert waiting[0].eta_s is not None and waiting[0].eta_s > 2.0, waiting[0]
+    etas = [e.eta_s for e in waiting]
+    assert etas == sorted(etas, reverse=True) and etas[-1] < etas[0] - 0.5, etas
 
 
 async def test_a_journal_that_lost_its_last_transactions_still_creates_each_task_once(
