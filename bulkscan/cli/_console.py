@@ -461,10 +461,12 @@ class Bar:
         total: int | None = None,
         rate_per_s: float | None = None,
         eta_s: float | None = None,
-        status: str = "",
+        status: str | Sequence[str] = "",
         busy: bool = False,
     ) -> None:
-        """``busy``: the spinner turns on once every step is counted (work after the last)."""
+        """``status``: one text, or its forms from the longest down, of which the line shows
+        the first that fits; ``busy``: the spinner turns on once every step is counted (work
+        after the last)."""
         self._shown = (
             done,
             self._shown[1] if total is None else total,
@@ -474,12 +476,22 @@ class Bar:
             busy,
         )
 
-    def _fitted(self, status: str) -> str:
-        """``status`` cut to the room the other columns leave (at least 10 cells, else none)."""
+    def _fitted(self, status: str | Sequence[str]) -> str:
+        """The first form of ``status`` that fits the room the other columns leave (at least
+        10 cells, else none), or the last cut to it."""
+        from rich.cells import cell_len
+
         room = self.rich_console.width - _BAR_WIDTH - 34
         if room < 10:
             return ""
-        return status if len(status) <= room else status[: room - 1] + "…"
+        forms = [status] if isinstance(status, str) else list(status) or [""]
+        for form in forms:
+            if cell_len(form) <= room:
+                return form
+        last = forms[-1]
+        while cell_len(last) > room - 1:
+            last = last[:-1]
+        return last + "…"
 
     def _line(self) -> Any:
         from rich.text import Text

@@ -544,9 +544,19 @@ class _Renderer:
             total=event.total,
             rate_per_s=event.rate_per_s,
             eta_s=event.eta_s,
-            status=_("{created} in DSC, {failed} failed, {retrying} retrying, {sent} sent").format(
-                created=event.created, failed=event.failed, retrying=event.retrying, sent=event.sent
-            ),
+            status=[  # the longest form the terminal has room for
+                form.format(
+                    created=event.created,
+                    failed=event.failed,
+                    retrying=event.retrying,
+                    sent=event.sent,
+                )
+                for form in (
+                    _("{created} in DSC, {failed} failed, {retrying} retrying, {sent} sent"),
+                    _("{created} in DSC, {failed} failed, {retrying} retrying"),
+                    _("{created} in DSC, {failed} failed"),
+                )
+            ],
         )
 
     def _window(self, settle_s: float | None) -> None:

@@ -122,7 +122,9 @@ def test_quiet_keeps_errors_and_the_outcome_only(capsys: pytest.CaptureFixture[s
     assert err == "error: a.xlsx, sheet 'instances', row 2: bad\n"
 
 
-def _last_frame(width: int, *, colour: bool, total: int | None, done: int, status: str) -> str:
+def _last_frame(
+    width: int, *, colour: bool, total: int | None, done: int, status: str | list[str]
+) -> str:
     """The progress line as a terminal of ``width`` columns shows it once the bar is closed."""
     from rich.console import Console as RichConsole
 
@@ -168,6 +170,29 @@ def test_the_progress_line_never_outgrows_the_terminal(width: int) -> None:
     assert "sending" in line
     if width >= 80:  # room for everything but the status, which is cut to the room left
         assert "2000/2000" in line and "ETA 61s" in line
+
+
+@pytest.mark.parametrize(
+    ("width", "shown"),
+    [
+        (120, "1999 in DSC, 0 failed, 0 retrying, 2000 sent"),
+        (92, "1999 in DSC, 0 failed, 0 retrying"),
+        (80, "1999 in DSC, 0 failed"),
+    ],
+)
+def test_the_progress_line_shows_the_longest_form_of_its_status_that_fits(
+    width: int, shown: str
+) -> None:
+    """At 80 columns the status read "1999 in DSC, 0 failed, 0 ret…": now a shorter form
+    of it, whole (narrower still, the shortest is cut: see the test above)."""
+    forms = [
+        "1999 in DSC, 0 failed, 0 retrying, 2000 sent",
+        "1999 in DSC, 0 failed, 0 retrying",
+        "1999 in DSC, 0 failed",
+    ]
+    line = _last_frame(width, colour=False, total=2000, done=1000, status=forms)
+    assert line.endswith(" " + shown), line
+    assert len(line) <= width, line
 
 
 def test_one_progress_line_at_a_time_a_new_one_takes_the_place_of_the_one_showing(
