@@ -219,7 +219,8 @@ class _Run:
         self.outstanding = 0
         self.timers: dict[str, asyncio.TimerHandle] = {}  # tasks waiting out a backoff
         self.retrying: set[str] = set()
-        self.settling: set[str] = set()  # looked up over the settle window after an ambiguity
+        # looked up over the settle window after an ambiguity: when each one's window ends
+        self.settling: dict[str, float] = {}
         self.busy: set[asyncio.Task[None]] = set()
         self.halt = asyncio.Event()
         self.reason: StopReason = "done"
@@ -229,7 +230,6 @@ class _Run:
         self.held_back = 0
         self.recheck = False  # the closing listing looks at every project (``_find_duplicates``)
         self.to_check = self.checked = 0  # the closing listing's groups, and those listed so far
-        self.settle_ends = 0.0  # monotonic time the last settle window waited out ends
         self.sending = False  # the send phase has begun (reconcile is over)
         self.unlisted: list[tuple[int, str]] = []  # (tasks, error) per unlistable group
         self.untrusted: list[tuple[int, str]] = []  # (tasks, error) per untrusted listing
@@ -466,13 +466,14 @@ class _Run:
         if wait <= 0:
             return
         unsettled = {k for k in keys if self.state[k] in (TaskState.SENDING, TaskState.UNKNOWN)}
-        self.settling |= unsettled
-        self.settle_ends = max(self.settle_ends, time.monotonic() + wait)
+        ends = time.monotonic() + wait
+        self.settling.update(dict.fromkeys(unsettled, ends))
         self._progress(force=True)
         try:
             await asyncio.sleep(wait)
         finally:
-            self.settling -= unsettled
+            for key in unsettled:
+                self.settling.pop(key, None)
 
     def _settle_wait(self, keys: list[str]) -> float:
         """Seconds until the settle window has passed since the last send of any of
@@ -681,14 +682,13 @@ class _Run:
         """
         task = self.tasks[key]
         self.retrying.add(key)
-        self.settling.add(key)
-        self.settle_ends = max(self.settle_ends, time.monotonic() + self.settle_s)
+        self.settling[key] = time.monotonic() + self.settle_s
         self._progress(force=True)  # the terminal says how many are being looked up
         try:
             found = await self._settle_lookup(key)
         finally:
             self.retrying.discard(key)
-            self.settling.discard(key)
+            self.settling.pop(key, None)
         if isinstance(found, DscError):
             note = _("outcome unknown: the task could not be looked up ({error})").format(
                 error=found
@@ -929,7 +929,7 @@ class _Run:
         remaining = len(self.selected) - len(self.finished)
         eta = remaining / rate if remaining else 0.0
         if self.settling:  # tasks wait out their settle window: sending waits for it first
-            left = max(0.0, self.settle_ends - now)
+            left = max(0.0, max(self.settling.values()) - now)
             eta = max(eta, left) if self.sending else left + eta
         self.observer(
             Progress(

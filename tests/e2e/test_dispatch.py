@@ -399,6 +399,28 @@ async def test_the_time_left_counts_down_the_settle_window_a_resume_waits_out(
     assert etas == sorted(etas, reverse=True) and etas[-1] < etas[0] - 0.5, etas
 
 
+async def test_the_time_left_holds_the_settle_window_of_a_task_looked_up_while_sending(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A 504 whose backend creates the task 1.5 s later: while the task is looked up over its
+    4-s settle window, the time left is at least what is left of that window (it said 0 s:
+    nothing was left to send), until the task is found."""
+    plan = _plan(1)
+    settings = dataclasses.replace(FAST, settle_s=4.0)
+    async with Simulator(seed=1, faults=Faults(late_create=1.0, late_create_s=1.5)) as sim:
+        client = _client(session, sim)
+        seen = Recorder()
+        with _journal(tmp_path / "run", plan) as journal:
+            result = await _run(plan, journal, client, settings, observer=seen)
+            _assert_exactly_once(sim, plan, journal)
+    assert result.stop_reason == "done"
+    looking = [e for e in seen.of(Progress) if e.settling]
+    assert looking, seen.of(Progress)
+    assert looking[0].eta_s is not None and looking[0].eta_s > 3.0, looking[0]
+    after = seen.of(Progress)[-1]
+    assert after.settling == 0 and after.eta_s == 0.0, after
+
+
 async def test_a_journal_that_lost_its_last_transactions_still_creates_each_task_once(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
