@@ -1527,21 +1527,23 @@ async def status(
     wait_s: float = 0.0,
     poll_s: float = 10.0,
     observer: Callable[[Sequence[ScanRecord]], None] | None = None,
+    on_read: Callable[[int, int], None] | None = None,
 ) -> ScanStatus:
     """Each task's latest run (polling until none runs, for at most ``wait_s``), saved to the
-    Scans sheet of ``results.xlsx``."""
+    Scans sheet of ``results.xlsx``.  ``observer`` gets the scans read before each poll,
+    ``on_read(done, total)`` each task read (every read, polls included)."""
     if not 0 <= wait_s <= 7 * 86_400 or not 0.5 <= poll_s <= 3600:
         raise UsageError("--timeout must be 0 s to 7 days and --poll 0.5 s to 1 hour")
     settings = dispatch_settings or DispatchSettings()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     async with _lifecycle(run_dir, connection, simulator, settings) as actions:
-        scans = await actions.status()
+        scans = await actions.status(on_read)
         while _still_running(scans) and loop.time() + poll_s <= deadline:
             if observer is not None:
                 observer(scans)
             await asyncio.sleep(poll_s)
-            scans = await actions.status()
+            scans = await actions.status(on_read)
         requests = actions.requests
     report = await asyncio.to_thread(write_report, run_dir)
     return ScanStatus(tuple(scans), report, requests)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkscan.cli import runner
-from bulkscan.cli._common import counting, next_options, service
+from bulkscan.cli._common import next_options, service
 from bulkscan.cli._console import SUMMARISED_FROM, Bar, console
 from bulkscan.cli._json import Next, emit, outcome_counts, term
 from bulkscan.cli._lifecycle import add_run_dir_options, undone_text
@@ -53,6 +53,37 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=_run)
 
 
+class _Reading:
+    """The first read of every task's scans (one request per task at the rate limit: a
+    minute for 300 tasks at 5/s): a bar of the tasks read, with the rate and the time left,
+    on a terminal; the reads of ``--wait``'s polls are told by ``_Live``'s bar instead."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Bar | None = None
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = console.bar(_("reading scans"), total=total, transient=True)
+            if self.bar is None:  # not a terminal, or --quiet
+                self.enabled = False
+                return
+        spent = time.monotonic() - self.started
+        rate = done / spent if spent > 0 else None
+        eta = (total - done) / rate if rate else None
+        self.bar.update(done, total=total, rate_per_s=rate, eta_s=eta)
+
+    def close(self) -> None:
+        """The first read is over: later reads draw nothing here."""
+        self.enabled = False
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class _Live:
     """While --wait polls: a bar of the scans that finished, on a terminal; else nothing."""
 
@@ -88,21 +119,26 @@ class _Live:
 def _run(args: argparse.Namespace) -> int:
     journal_of(args.run_dir)  # a wrong RUN_DIR is said before credentials are looked for
     where = service(args)
+    reading = _Reading(enabled=not args.json)
     live = _Live(waiting=args.wait and not args.json)
-    # one request per task at the rate limit (a minute for 300 tasks at 5/s): a spinner counts
-    # them on a terminal; with --wait, the bar of finished scans takes its place after a read
+
+    def polled(scans: Sequence[ScanRecord]) -> None:  # with --wait, after each read
+        reading.close()
+        live(scans)
+
     try:
-        with counting(args, _("scans")):
-            result = asyncio.run(
-                runner.status(
-                    args.run_dir,
-                    **where,
-                    wait_s=args.timeout if args.wait else 0.0,
-                    poll_s=args.poll,
-                    observer=live,
-                )
+        result = asyncio.run(
+            runner.status(
+                args.run_dir,
+                **where,
+                wait_s=args.timeout if args.wait else 0.0,
+                poll_s=args.poll,
+                observer=polled,
+                on_read=reading,
             )
+        )
     finally:  # Ctrl-C too: the terminal gets its cursor back
+        reading.close()
         live.close()
     from bulkscan.run.lifecycle import read_undone  # loaded by the status itself
 

@@ -590,10 +590,16 @@ class Lifecycle(Wire):
 
     # -- status --
 
-    async def status(self) -> list[ScanRecord]:
-        """Each task's latest run, saved for the Scans sheet."""
+    async def status(self, on_read: Callable[[int, int], None] | None = None) -> list[ScanRecord]:
+        """Each task's latest run, saved for the Scans sheet; ``on_read(done, total)`` after
+        each task is read."""
         cache: dict[tuple[str, str], list[RemoteTask]] = {}
-        scans = [await self._scan(task, cache) for task in self.tasks()]
+        tasks = self.tasks()
+        scans: list[ScanRecord] = []
+        for task in tasks:
+            scans.append(await self._scan(task, cache))
+            if on_read is not None:
+                on_read(len(scans), len(tasks))
         self.store.save_scans(scans)
         return scans
 

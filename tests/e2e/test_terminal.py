@@ -309,11 +309,12 @@ async def test_debug_prints_one_line_per_request_without_a_secret(
     assert "debug:" not in plain.stderr
 
 
-async def test_reading_scans_and_acting_on_tasks_show_a_spinner_that_a_question_clears(
+async def test_reading_scans_draws_a_bar_and_acting_on_tasks_a_spinner_a_question_clears(
     tmp_path: Path, make_xlsx: MakeXlsx
 ) -> None:
-    """One request per task at the rate limit can take minutes: on a terminal a spinner counts
-    them, and is off the screen while a question waits for its answer."""
+    """One request per task at the rate limit can take minutes: on a terminal ``status`` draws
+    a bar of the tasks read, an action a spinner counting its requests, which is off the
+    screen while a question waits for its answer."""
     good = _good_inventory(make_xlsx, count=3)
     async with Simulator(scan_s=0.0) as sim:  # each scan over at once, however fast the run
         done = await asyncio.to_thread(
@@ -331,7 +332,7 @@ async def test_reading_scans_and_acting_on_tasks_show_a_spinner_that_a_question_
         )  # fmt: skip
     assert code == 0, status
     plain = _ANSI.sub("", status)
-    assert re.search(r"scans \d+ request\(s\)", plain), status
+    assert re.search(r"reading scans ━+ 3/3 \S+/s ETA 0s", plain), status
     assert "succeeded       3" in plain
     assert code_off == 0, disable
     # the answer is echoed right after the question: no spinner was drawn while it waited
@@ -355,7 +356,7 @@ def test_writing_the_result_workbook_shows_what_is_being_done_then_clears_it(
     assert "writing the result workbook" not in piped.stderr + piped.stdout
 
 
-async def test_status_wait_counts_its_first_read_then_draws_the_bar_of_finished_scans(
+async def test_status_wait_draws_its_first_read_then_the_bar_of_finished_scans(
     tmp_path: Path, make_xlsx: MakeXlsx
 ) -> None:
     good = _good_inventory(make_xlsx, count=3)
@@ -372,9 +373,10 @@ async def test_status_wait_counts_its_first_read_then_draws_the_bar_of_finished_
         )  # fmt: skip
     assert code == 4, screen  # still running when the wait ended
     plain = _ANSI.sub("", screen)
-    counted = re.search(r"scans \d+ request\(s\)", plain)
-    drawn = re.search(r"scans ━+ +0/3 .*3 running", plain)
-    assert counted and drawn and counted.start() < drawn.start(), screen
+    # the first read: a bar of the tasks read (one request each), then the finished scans
+    read = re.search(r"reading scans ━+ 3/3 ", plain)
+    drawn = re.search(r"(?<!reading )scans ━+ +0/3 .*3 running", plain)
+    assert read and drawn and read.start() < drawn.start(), screen
     assert "running         3" in plain
 
 
