@@ -53,6 +53,14 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=_run)
 
 
+def _pace(done: int, total: int, started: float) -> tuple[float | None, float | None]:
+    """Steps per second since ``started`` and the seconds left at that pace (None: no step
+    yet)."""
+    spent = time.monotonic() - started
+    rate = done / spent if spent > 0 and done else None
+    return rate, (total - done) / rate if rate else None
+
+
 class _Reading:
     """The first read of every task's scans (one request per task at the rate limit: a
     minute for 300 tasks at 5/s): a bar of the tasks read, with the rate and the time left,
@@ -71,9 +79,7 @@ class _Reading:
             if self.bar is None:  # not a terminal, or --quiet
                 self.enabled = False
                 return
-        spent = time.monotonic() - self.started
-        rate = done / spent if spent > 0 else None
-        eta = (total - done) / rate if rate else None
+        rate, eta = _pace(done, total, self.started)
         self.bar.update(done, total=total, rate_per_s=rate, eta_s=eta)
 
     def close(self) -> None:
@@ -104,9 +110,7 @@ class _Live:
                 self.waiting = False
                 return
         done = len(scans) - counts.get(str(ScanState.RUNNING), 0)
-        spent = time.monotonic() - self.started
-        rate = done / spent if spent > 0 and done else None
-        eta = (len(scans) - done) / rate if rate else None
+        rate, eta = _pace(done, len(scans), self.started)
         line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         self.bar.update(done, total=len(scans), rate_per_s=rate, eta_s=eta, status=line)
 
