@@ -71,7 +71,8 @@ __all__ = ["DEFAULT_WINDOWS", "AdaptiveRate", "describe_window", "precise_sleep"
 
 DEFAULT_WINDOWS = (60.0, 3600.0)  # an unstated quota is counted per clock minute or hour
 
-_SAFETY = 0.9  # run at 90% of a limit the service states
+_SAFETY = 0.95  # run at 95% of a limit the service states: the spacing margin keeps the run's
+# own requests within it, the rest is left to the project's other callers
 _JITTER = 0.2  # a pause is lengthened by up to 20%, never shortened
 _FINE_S = 0.0015  # the last 1.5 ms of a sleep are slept off the loop's timers
 _MARGIN = 1.02  # an interval is 2% longer than 1/rate (see the module docstring)
@@ -318,7 +319,7 @@ class AdaptiveRate:
     ) -> float:
         """The service throttled a request: slow down and pause everyone; returns the pause end.
 
-        A stated limit is adopted (times 0.9) and caps later recovery.  Without one the rate
+        A stated limit is adopted (times 0.95) and caps later recovery.  Without one the rate
         halves once per throttling episode (see the module docstring): refusals of requests
         sent (``sent_at``) before the episode began, or during it, do not halve it again.
         """

@@ -616,7 +616,7 @@ async def test_a_503_a_throttled_page_and_a_missing_project_are_survived(tmp_pat
     assert by_project[P1] == {"created": 151, "http503": 1, "listed": 3, "throttled": 1}
     assert by_project[P2] == {"project_not_found": 1}  # permanent: asked once
     assert [(e.new_per_s, e.reason) for e in seen if isinstance(e, RateChanged)] == [
-        (90.0, "stated limit")
+        (95.0, "stated limit")
     ]
     assert len(result.tasks) == 151 and result.meta.requests == 6
     status = {c.instance.ins_id: c.status for c in result.coverage}
