@@ -211,12 +211,17 @@ def _next_step(report: AuditReport, dedupe: str | None = None) -> Next | None:
     else run the uncovered workbook; else delete the extra copies."""
     if report.resume_command is not None:
         held = report.result.held_in(report.result.resumable)
-        why = f"{held} instance(s) are in tasks of unfinished runs: resume, then audit again"
+        why = _(
+            "{held} instance(s) are in tasks of unfinished runs: resume, then audit again"
+        ).format(held=held)
         return Next(report.resume_command, why)
     if report.run_command is not None:
-        return Next(report.run_command, "create the tasks of the instances not covered")
+        return Next(report.run_command, _("create the tasks of the instances not covered"))
     if dedupe is not None:
-        return Next(dedupe, f"delete {len(report.result.duplicates)} extra copy(ies) of tasks")
+        why = _("delete {count} extra copy(ies) of tasks").format(
+            count=len(report.result.duplicates)
+        )
+        return Next(dedupe, why)
     return None
 
 

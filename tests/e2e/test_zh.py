@@ -166,6 +166,9 @@ async def test_the_uncovered_workbook_and_config_speak_chinese(tmp_path: Path) -
     assert readme[0] == "没有已启用扫描任务的实例"
     assert any(str(line).startswith("用以下命令创建缺失的任务：bulkscan") for line in readme)
     assert "instances" in book.sheetnames  # the sheet bulkscan run reads keeps its name
+    document = await bulkscan(tmp_path, "--lang", "zh", "audit", SAMPLE, *SIM[:3], "--json")
+    step = json.loads(document.out)["next"]  # keys stay English, the reason does not
+    assert step["why"] == "为未覆盖的实例创建扫描任务" and step["argv"][:2] == ["bulkscan", "run"]
     config = await bulkscan(tmp_path, "config", "--lang", "zh")
     assert config.code == 0 and config.out.startswith("配置文件："), config.err
 
